@@ -1,0 +1,12 @@
+//! The wire contract every Switchboard surface speaks: the response
+//! envelope, seed 002's business error codes and the time format.
+//!
+//! Gateway, sidecar and load generator all depend on this crate so that
+//! none of them grows its own copy of the contract.
+
+mod envelope;
+mod error_code;
+pub mod time;
+
+pub use envelope::{ApiError, ApiResponse};
+pub use error_code::ErrorCode;

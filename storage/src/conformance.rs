@@ -1,0 +1,705 @@
+//! The conformance suite every [`Store`] backend must pass.
+//!
+//! Each case is a public async function taking a fresh, empty store. A
+//! backend's test file instantiates them all with [`conformance_suite!`]:
+//!
+//! ```ignore
+//! storage::conformance_suite!(async { (open_fresh_store().await, guard) });
+//! ```
+//!
+//! The second tuple element keeps whatever the store needs alive (a
+//! temporary folder, a keyspace) until the case ends.
+
+#![allow(clippy::missing_panics_doc, clippy::too_many_lines)]
+
+use std::collections::BTreeSet;
+
+use protocol::time::now_millis;
+
+use crate::model::{
+    Appended, ChatKind, ContactUpdate, Cursor, FileKind, MemberRole, MessageKind, MessageQuery, NewChat, NewFile,
+    NewMessage, NewNotification, NewUser, RefreshRotation, RefreshToken, UserUpdate,
+};
+use crate::{Store, StoreError};
+
+/// Generates one `#[tokio::test]` per conformance case. `$make` is an
+/// expression evaluating to a future of `(store, guard)`.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($make:expr) => {
+        $crate::conformance_suite!(@cases $make;
+            users_register_update_and_lookup,
+            refresh_tokens_rotate_and_detect_reuse,
+            contacts_add_update_block_delete,
+            chats_members_and_roles,
+            chat_list_orders_and_counts,
+            seq_is_contiguous_under_concurrent_senders,
+            client_message_id_dedupes,
+            pages_before_after_and_filters,
+            search_finds_substrings_and_forgets_deleted,
+            ttl_and_scheduled_messages_are_hidden,
+            edit_delete_pin_and_react,
+            read_markers_and_unread_counts,
+            external_seq_never_overwrites,
+            files_share_content,
+            notifications_page_and_mark_read,
+            shutdown_finishes_and_refuses_more,
+        );
+    };
+    (@cases $make:expr; $($case:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let (store, _guard) = $make.await;
+                $crate::conformance::$case(&store).await;
+            }
+        )+
+    };
+}
+
+async fn user<S: Store>(store: &S, phone: &str) -> i64 {
+    store
+        .create_user(NewUser {
+            phone: phone.into(),
+            username: Some(format!("user{phone}")),
+            nickname: format!("nick {phone}"),
+            password_hash: None,
+            created_at: now_millis(),
+        })
+        .await
+        .unwrap()
+        .id
+}
+
+async fn group<S: Store>(store: &S, owner: i64, members: &[i64]) -> i64 {
+    store
+        .create_chat(NewChat {
+            kind: ChatKind::Group,
+            name: "group".into(),
+            description: String::new(),
+            avatar: String::new(),
+            created_by: owner,
+            members: members.to_vec(),
+            created_at: now_millis(),
+        })
+        .await
+        .unwrap()
+        .0
+        .id
+}
+
+async fn send<S: Store>(store: &S, chat: i64, sender: i64, text: &str) -> crate::model::Message {
+    store
+        .append_message(NewMessage::text(chat, sender, text, now_millis()))
+        .await
+        .unwrap()
+        .into_message()
+}
+
+pub async fn users_register_update_and_lookup<S: Store>(store: &S) {
+    let now = now_millis();
+    let alice = store
+        .create_user(NewUser {
+            phone: "13800000001".into(),
+            username: Some("alice".into()),
+            nickname: "Alice".into(),
+            password_hash: Some("$argon2id$hash".into()),
+            created_at: now,
+        })
+        .await
+        .unwrap();
+    assert_eq!(alice.phone, "13800000001");
+    assert_eq!(alice.nickname, "Alice");
+    assert_eq!(alice.created_at, now);
+    assert!(!alice.is_disabled);
+
+    let same_phone = NewUser { phone: "13800000001".into(), username: Some("other".into()), ..NewUser::default() };
+    assert!(matches!(store.create_user(same_phone).await, Err(StoreError::PhoneTaken)));
+    let same_name = NewUser { phone: "13800000002".into(), username: Some("alice".into()), ..NewUser::default() };
+    assert!(matches!(store.create_user(same_name).await, Err(StoreError::UsernameTaken)));
+    let bob = user(store, "13800000003").await;
+
+    assert_eq!(store.user_by_phone("13800000001").await.unwrap().unwrap().id, alice.id);
+    assert_eq!(store.user_by_username("alice").await.unwrap().unwrap().id, alice.id);
+    assert!(store.user_by_phone("000").await.unwrap().is_none());
+    assert!(store.user(999_999).await.unwrap().is_none());
+    let mut both: Vec<i64> = store.users(&[alice.id, bob, 999_999]).await.unwrap().iter().map(|u| u.id).collect();
+    both.sort_unstable();
+    assert_eq!(both, vec![alice.id, bob]);
+
+    assert_eq!(store.password_hash(alice.id).await.unwrap().as_deref(), Some("$argon2id$hash"));
+    assert!(store.password_hash(bob).await.unwrap().is_none());
+    store.set_password_hash(bob, "$argon2id$bob".into(), now).await.unwrap();
+    store.set_password_hash(bob, "$argon2id$bob2".into(), now).await.unwrap();
+    assert_eq!(store.password_hash(bob).await.unwrap().as_deref(), Some("$argon2id$bob2"));
+    assert!(matches!(
+        store.set_password_hash(999_999, "x".into(), now).await,
+        Err(StoreError::UserNotFound(999_999))
+    ));
+
+    let updated = store
+        .update_user(
+            alice.id,
+            UserUpdate { bio: Some("hello".into()), theme: Some("dark".into()), updated_at: now + 5, ..UserUpdate::default() },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((updated.bio.as_str(), updated.theme.as_str(), updated.nickname.as_str()), ("hello", "dark", "Alice"));
+    assert_eq!(updated.updated_at, now + 5);
+    let taken = UserUpdate { username: Some("alice".into()), updated_at: now, ..UserUpdate::default() };
+    assert!(matches!(store.update_user(bob, taken).await, Err(StoreError::UsernameTaken)));
+    assert!(store.update_user(999_999, UserUpdate::default()).await.unwrap().is_none());
+
+    store.set_last_seen(alice.id, now + 10).await.unwrap();
+    store.set_last_seen(alice.id, now + 1).await.unwrap();
+    assert_eq!(store.user(alice.id).await.unwrap().unwrap().last_seen, Some(now + 10));
+}
+
+pub async fn refresh_tokens_rotate_and_detect_reuse<S: Store>(store: &S) {
+    let alice = user(store, "1").await;
+    let now = now_millis();
+    let token = |hash: &str| RefreshToken {
+        token_hash: hash.into(),
+        user_id: alice,
+        family_id: "family-1".into(),
+        expires_at: now + 60_000,
+        created_at: now,
+    };
+    store.insert_refresh_token(token("h1")).await.unwrap();
+
+    let first = store.rotate_refresh_token("h1", "h2".into(), now + 60_000, now).await.unwrap();
+    assert!(matches!(first, RefreshRotation::Rotated { ref previous } if previous.user_id == alice));
+    // h1 again: reuse of a spent token revokes the family, h2 included.
+    let reused = store.rotate_refresh_token("h1", "h3".into(), now + 60_000, now).await.unwrap();
+    assert_eq!(reused, RefreshRotation::Reused { user_id: alice, family_id: "family-1".into() });
+    assert!(matches!(
+        store.rotate_refresh_token("h2", "h4".into(), now + 60_000, now).await.unwrap(),
+        RefreshRotation::Reused { .. }
+    ));
+    assert_eq!(store.rotate_refresh_token("nope", "h5".into(), now, now).await.unwrap(), RefreshRotation::Unknown);
+
+    let expired = RefreshToken { token_hash: "old".into(), family_id: "family-2".into(), expires_at: now - 1, ..token("") };
+    store.insert_refresh_token(expired).await.unwrap();
+    assert_eq!(store.rotate_refresh_token("old", "h6".into(), now, now).await.unwrap(), RefreshRotation::Expired);
+
+    let live = RefreshToken { token_hash: "live".into(), family_id: "family-3".into(), ..token("") };
+    store.insert_refresh_token(live).await.unwrap();
+    assert!(store.revoke_refresh_token("live", now).await.unwrap());
+    assert!(!store.revoke_refresh_token("missing", now).await.unwrap());
+    assert!(matches!(
+        store.rotate_refresh_token("live", "h7".into(), now, now).await.unwrap(),
+        RefreshRotation::Reused { .. }
+    ));
+
+    let other = RefreshToken { token_hash: "f4".into(), family_id: "family-4".into(), ..token("") };
+    store.insert_refresh_token(other).await.unwrap();
+    assert_eq!(store.revoke_refresh_family("family-4", now).await.unwrap(), 1);
+    assert_eq!(store.revoke_refresh_family("family-4", now).await.unwrap(), 0);
+}
+
+pub async fn contacts_add_update_block_delete<S: Store>(store: &S) {
+    let (alice, bob, carol) = (user(store, "1").await, user(store, "2").await, user(store, "3").await);
+    let now = now_millis();
+    let contact = store.add_contact(alice, bob, "Bobby".into(), now).await.unwrap();
+    assert_eq!((contact.user_id, contact.contact_id, contact.nickname.as_str()), (alice, bob, "Bobby"));
+    assert!(!contact.is_blocked && !contact.is_muted);
+    assert!(matches!(store.add_contact(alice, bob, String::new(), now).await, Err(StoreError::ContactExists)));
+    assert!(matches!(store.add_contact(alice, alice, String::new(), now).await, Err(StoreError::Invalid(_))));
+    assert!(matches!(
+        store.add_contact(alice, 999_999, String::new(), now).await,
+        Err(StoreError::UserNotFound(999_999))
+    ));
+    store.add_contact(alice, carol, String::new(), now).await.unwrap();
+    let listed: Vec<i64> = store.contacts(alice).await.unwrap().iter().map(|c| c.contact_id).collect();
+    assert_eq!(listed, vec![bob, carol]);
+    assert!(store.contacts(bob).await.unwrap().is_empty());
+
+    assert!(!store.is_blocked(alice, bob).await.unwrap());
+    let blocked = store
+        .update_contact(alice, bob, ContactUpdate { is_blocked: Some(true), updated_at: now + 1, ..ContactUpdate::default() })
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(blocked.is_blocked);
+    assert_eq!(blocked.nickname, "Bobby", "fields left out stay as they were");
+    assert!(store.is_blocked(alice, bob).await.unwrap());
+    assert!(!store.is_blocked(bob, alice).await.unwrap(), "blocking is one-way");
+    assert!(store.update_contact(bob, alice, ContactUpdate::default()).await.unwrap().is_none());
+    assert_eq!(store.contact(alice, bob).await.unwrap().unwrap().id, contact.id);
+
+    assert!(store.delete_contact(alice, bob).await.unwrap());
+    assert!(!store.delete_contact(alice, bob).await.unwrap());
+    assert!(store.contact(alice, bob).await.unwrap().is_none());
+    assert!(!store.is_blocked(alice, bob).await.unwrap());
+}
+
+pub async fn chats_members_and_roles<S: Store>(store: &S) {
+    let (alice, bob, carol) = (user(store, "1").await, user(store, "2").await, user(store, "3").await);
+    let now = now_millis();
+    let new_group = NewChat {
+        kind: ChatKind::Group,
+        name: "team".into(),
+        description: "the team".into(),
+        avatar: String::new(),
+        created_by: alice,
+        members: vec![bob, bob, alice],
+        created_at: now,
+    };
+    let (chat, created) = store.create_chat(new_group.clone()).await.unwrap();
+    assert!(created);
+    assert_eq!((chat.kind, chat.name.as_str(), chat.members_count, chat.last_seq), (ChatKind::Group, "team", 2, 0));
+    let roles: Vec<(i64, MemberRole)> = store.members(chat.id).await.unwrap().iter().map(|m| (m.user_id, m.role)).collect();
+    assert!(roles.contains(&(alice, MemberRole::Owner)) && roles.contains(&(bob, MemberRole::Member)));
+
+    let unknown = NewChat { members: vec![999_999], ..new_group.clone() };
+    assert!(matches!(store.create_chat(unknown).await, Err(StoreError::UserNotFound(999_999))));
+
+    let private = NewChat { kind: ChatKind::Private, members: vec![bob], ..new_group.clone() };
+    let (direct, created) = store.create_chat(private.clone()).await.unwrap();
+    assert!(created);
+    let reverse = NewChat { created_by: bob, members: vec![alice], ..private.clone() };
+    let (again, created) = store.create_chat(reverse).await.unwrap();
+    assert!(!created, "a pair has one private chat");
+    assert_eq!(again.id, direct.id);
+    assert_eq!(store.private_chat_between(bob, alice).await.unwrap().unwrap().id, direct.id);
+    assert!(store.private_chat_between(alice, carol).await.unwrap().is_none());
+    let crowded = NewChat { members: vec![bob, carol], ..private.clone() };
+    assert!(matches!(store.create_chat(crowded).await, Err(StoreError::Invalid(_))));
+    let lonely = NewChat { members: vec![alice], ..private };
+    assert!(matches!(store.create_chat(lonely).await, Err(StoreError::Invalid(_))));
+    assert!(matches!(
+        store.add_members(direct.id, &[carol], MemberRole::Member, now).await,
+        Err(StoreError::Invalid(_))
+    ));
+
+    let added = store.add_members(chat.id, &[bob, carol], MemberRole::Member, now).await.unwrap();
+    assert_eq!(added.iter().map(|m| m.user_id).collect::<Vec<_>>(), vec![carol], "existing members are left alone");
+    assert!(matches!(
+        store.add_members(chat.id, &[999_999], MemberRole::Member, now).await,
+        Err(StoreError::UserNotFound(999_999))
+    ));
+    assert!(matches!(
+        store.add_members(999_999, &[carol], MemberRole::Member, now).await,
+        Err(StoreError::ChatNotFound(999_999))
+    ));
+    assert!(store.set_member_role(chat.id, carol, MemberRole::Admin).await.unwrap());
+    assert_eq!(store.member(chat.id, carol).await.unwrap().unwrap().role, MemberRole::Admin);
+    assert!(!store.set_member_role(chat.id, 999_999, MemberRole::Admin).await.unwrap());
+
+    let flagged = store.set_member_flags(chat.id, bob, Some(true), None).await.unwrap().unwrap();
+    assert!(flagged.is_pinned && !flagged.is_muted);
+    let flagged = store.set_member_flags(chat.id, bob, None, Some(true)).await.unwrap().unwrap();
+    assert!(flagged.is_pinned && flagged.is_muted);
+    assert!(store.set_member_flags(chat.id, 999_999, Some(true), None).await.unwrap().is_none());
+
+    assert!(store.remove_member(chat.id, carol).await.unwrap());
+    assert!(!store.remove_member(chat.id, carol).await.unwrap());
+    assert!(store.member(chat.id, carol).await.unwrap().is_none());
+    assert_eq!(store.chat(chat.id).await.unwrap().unwrap().members_count, 2);
+
+    let renamed = store
+        .update_chat(chat.id, crate::model::ChatUpdate { name: Some("renamed".into()), updated_at: now + 1, ..Default::default() })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((renamed.name.as_str(), renamed.description.as_str()), ("renamed", "the team"));
+    assert!(store.update_chat(999_999, crate::model::ChatUpdate::default()).await.unwrap().is_none());
+    assert!(store.chat(999_999).await.unwrap().is_none());
+}
+
+pub async fn chat_list_orders_and_counts<S: Store>(store: &S) {
+    let (alice, bob) = (user(store, "1").await, user(store, "2").await);
+    let first = group(store, alice, &[bob]).await;
+    let second = group(store, alice, &[bob]).await;
+    let third = group(store, alice, &[]).await;
+    send(store, first, bob, "one").await;
+    send(store, first, bob, "two").await;
+    send(store, second, alice, "mine").await;
+    // Latest activity first: `second` has the newest message.
+    let now = now_millis() + 1;
+    let list = store.chats_of_user(alice, 10, 0, now).await.unwrap();
+    let order: Vec<i64> = list.iter().map(|s| s.chat.id).collect();
+    assert_eq!(order[0], second);
+    assert_eq!(order.len(), 3);
+    let first_row = list.iter().find(|s| s.chat.id == first).unwrap();
+    assert_eq!(first_row.unread_count, 2);
+    assert_eq!(first_row.last_message.as_ref().unwrap().content, "two");
+    assert_eq!(first_row.member.role, MemberRole::Owner);
+    let second_row = list.iter().find(|s| s.chat.id == second).unwrap();
+    assert_eq!(second_row.unread_count, 0, "one's own messages are never unread");
+    assert!(list.iter().find(|s| s.chat.id == third).unwrap().last_message.is_none());
+
+    // A pinned chat comes first whatever its activity.
+    store.set_member_flags(third, alice, Some(true), None).await.unwrap();
+    let list = store.chats_of_user(alice, 10, 0, now).await.unwrap();
+    assert_eq!(list[0].chat.id, third);
+    assert!(list[0].member.is_pinned);
+
+    let page: Vec<i64> = store.chats_of_user(alice, 2, 1, now).await.unwrap().iter().map(|s| s.chat.id).collect();
+    assert_eq!(page, list[1..3].iter().map(|s| s.chat.id).collect::<Vec<_>>());
+    assert_eq!(store.count_chats_of_user(alice).await.unwrap(), 3);
+    assert_eq!(store.count_chats_of_user(bob).await.unwrap(), 2);
+    assert!(store.chats_of_user(999_999, 10, 0, now).await.unwrap().is_empty());
+}
+
+pub async fn seq_is_contiguous_under_concurrent_senders<S: Store + Clone>(store: &S) {
+    let (alice, bob) = (user(store, "1").await, user(store, "2").await);
+    let chat = group(store, alice, &[bob]).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for sender in 0..8 {
+        let store = store.clone();
+        let from = if sender % 2 == 0 { alice } else { bob };
+        tasks.spawn(async move {
+            let mut seqs = Vec::new();
+            for n in 0..50 {
+                let sent = send(&store, chat, from, &format!("{sender}-{n}")).await;
+                seqs.push((sent.seq, sent.id));
+            }
+            seqs
+        });
+    }
+    let mut seqs = BTreeSet::new();
+    let mut ids = BTreeSet::new();
+    while let Some(done) = tasks.join_next().await {
+        for (seq, id) in done.unwrap() {
+            assert!(seqs.insert(seq), "seq {seq} handed out twice");
+            assert!(ids.insert(id), "id {id} handed out twice");
+        }
+    }
+    assert_eq!(seqs, (1..=400).collect::<BTreeSet<u64>>());
+    assert_eq!(store.max_seq(chat).await.unwrap(), 400);
+    assert_eq!(store.chat(chat).await.unwrap().unwrap().last_seq, 400);
+    // Ids are time-ordered: within one store they rise with seq.
+    let all = store.messages(chat, MessageQuery::latest(400, now_millis() + 1)).await.unwrap();
+    assert_eq!(all.len(), 400);
+    assert!(all.windows(2).all(|pair| pair[0].seq + 1 == pair[1].seq && pair[0].id < pair[1].id));
+    assert!(all.iter().all(|message| message.id < 1 << 53));
+}
+
+pub async fn client_message_id_dedupes<S: Store + Clone>(store: &S) {
+    let (alice, bob) = (user(store, "1").await, user(store, "2").await);
+    let chat = group(store, alice, &[bob]).await;
+    let mut new = NewMessage::text(chat, alice, "hello", now_millis());
+    new.client_message_id = Some("c-1".into());
+    let first = store.append_message(new.clone()).await.unwrap();
+    assert!(matches!(first, Appended::New(_)));
+    let again = store.append_message(NewMessage { content: "changed".into(), ..new.clone() }).await.unwrap();
+    assert!(matches!(again, Appended::Duplicate(_)));
+    assert_eq!(again.message(), first.message(), "the original comes back unchanged");
+    let found = store.message_by_client_id(alice, "c-1").await.unwrap().unwrap();
+    assert_eq!(found.id, first.message().id);
+    assert!(store.message_by_client_id(bob, "c-1").await.unwrap().is_none());
+
+    // The key is per sender: bob may use the same one.
+    let bobs = store.append_message(NewMessage { sender_id: bob, ..new.clone() }).await.unwrap();
+    assert!(matches!(bobs, Appended::New(ref m) if m.seq == 2));
+
+    // Concurrent retries of one send store it once.
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let store = store.clone();
+        let mut retry = NewMessage::text(chat, alice, "retry", now_millis());
+        retry.client_message_id = Some("c-2".into());
+        tasks.spawn(async move { store.append_message(retry).await.unwrap() });
+    }
+    let mut new_count = 0;
+    let mut seqs = BTreeSet::new();
+    while let Some(done) = tasks.join_next().await {
+        let outcome = done.unwrap();
+        new_count += usize::from(matches!(outcome, Appended::New(_)));
+        seqs.insert(outcome.message().seq);
+    }
+    assert_eq!(new_count, 1);
+    assert_eq!(seqs.len(), 1);
+    assert_eq!(store.max_seq(chat).await.unwrap(), 3);
+
+    let missing = NewMessage::text(999_999, alice, "x", now_millis());
+    assert!(matches!(store.append_message(missing).await, Err(StoreError::ChatNotFound(999_999))));
+}
+
+pub async fn pages_before_after_and_filters<S: Store>(store: &S) {
+    let alice = user(store, "1").await;
+    let chat = group(store, alice, &[]).await;
+    let mut ids = Vec::new();
+    for n in 1..=30 {
+        let mut new = NewMessage::text(chat, alice, format!("m{n}"), now_millis());
+        if n % 5 == 0 {
+            new.kind = MessageKind::Image;
+            new.file_url = format!("/files/{n}");
+        }
+        ids.push(store.append_message(new).await.unwrap().into_message().id);
+    }
+    let now = now_millis() + 1;
+    let seqs = |page: Vec<crate::model::Message>| page.iter().map(|m| m.seq).collect::<Vec<_>>();
+
+    assert_eq!(seqs(store.messages(chat, MessageQuery::latest(5, now)).await.unwrap()), vec![26, 27, 28, 29, 30]);
+    let before = MessageQuery { before: Some(Cursor::Seq(21)), ..MessageQuery::latest(10, now) };
+    assert_eq!(seqs(store.messages(chat, before).await.unwrap()), (11..=20).collect::<Vec<_>>());
+    let before_id = MessageQuery { before: Some(Cursor::Id(ids[20])), ..MessageQuery::latest(3, now) };
+    assert_eq!(seqs(store.messages(chat, before_id).await.unwrap()), vec![18, 19, 20]);
+    let after = MessageQuery { after: Some(Cursor::Seq(5)), ..MessageQuery::latest(3, now) };
+    assert_eq!(seqs(store.messages(chat, after).await.unwrap()), vec![6, 7, 8]);
+    let after_id = MessageQuery { after: Some(Cursor::Id(ids[27])), ..MessageQuery::latest(10, now) };
+    assert_eq!(seqs(store.messages(chat, after_id).await.unwrap()), vec![29, 30]);
+    let window = MessageQuery { after: Some(Cursor::Seq(10)), before: Some(Cursor::Seq(14)), ..MessageQuery::latest(10, now) };
+    assert_eq!(seqs(store.messages(chat, window).await.unwrap()), vec![11, 12, 13]);
+    let offset = MessageQuery { offset: 5, ..MessageQuery::latest(5, now) };
+    assert_eq!(seqs(store.messages(chat, offset).await.unwrap()), vec![21, 22, 23, 24, 25]);
+    let images = MessageQuery { kind: Some(MessageKind::Image), ..MessageQuery::latest(50, now) };
+    assert_eq!(seqs(store.messages(chat, images).await.unwrap()), vec![5, 10, 15, 20, 25, 30]);
+    let unknown_id = MessageQuery { before: Some(Cursor::Id(1)), ..MessageQuery::latest(10, now) };
+    assert!(store.messages(chat, unknown_id).await.unwrap().is_empty());
+    assert!(store.messages(999_999, MessageQuery::latest(10, now)).await.unwrap().is_empty());
+    assert_eq!(store.latest_message(chat, now).await.unwrap().unwrap().seq, 30);
+
+    let got = store.message(ids[0]).await.unwrap().unwrap();
+    assert_eq!((got.seq, got.content.as_str(), got.chat_id, got.sender_id), (1, "m1", chat, alice));
+    assert!(store.message(1).await.unwrap().is_none());
+}
+
+pub async fn search_finds_substrings_and_forgets_deleted<S: Store>(store: &S) {
+    let alice = user(store, "1").await;
+    let chat = group(store, alice, &[]).await;
+    let other = group(store, alice, &[]).await;
+    send(store, chat, alice, "周末有空一起吃饭吗？").await;
+    send(store, chat, alice, "Meeting moved to Friday").await;
+    let doomed = send(store, chat, alice, "friday lunch is cancelled").await;
+    send(store, chat, alice, "100% sure_thing").await;
+    send(store, other, alice, "Friday in the other chat").await;
+    let now = now_millis() + 1;
+    let search = |text: &str| MessageQuery { search: Some(text.into()), ..MessageQuery::latest(50, now) };
+    let contents = |page: Vec<crate::model::Message>| page.into_iter().map(|m| m.content).collect::<Vec<_>>();
+
+    assert_eq!(
+        contents(store.messages(chat, search("friday")).await.unwrap()),
+        vec!["Meeting moved to Friday", "friday lunch is cancelled"],
+        "case-insensitive, and only within the chat"
+    );
+    assert_eq!(contents(store.messages(chat, search("一起吃饭")).await.unwrap()), vec!["周末有空一起吃饭吗？"]);
+    assert_eq!(contents(store.messages(chat, search("吃饭")).await.unwrap()), vec!["周末有空一起吃饭吗？"], "short CJK query");
+    assert_eq!(contents(store.messages(chat, search("0%")).await.unwrap()), vec!["100% sure_thing"]);
+    assert!(store.messages(chat, search("_x")).await.unwrap().is_empty(), "LIKE wildcards are literal");
+    assert!(store.messages(chat, search("\"quoted\" AND")).await.unwrap().is_empty(), "FTS syntax is literal");
+
+    store.delete_message(doomed.id, now).await.unwrap();
+    assert_eq!(contents(store.messages(chat, search("friday")).await.unwrap()), vec!["Meeting moved to Friday"]);
+    let edited = send(store, chat, alice, "typo hre").await;
+    store.edit_message(edited.id, "typo here".into(), now).await.unwrap();
+    assert!(store.messages(chat, search("hre")).await.unwrap().is_empty());
+    assert_eq!(contents(store.messages(chat, search("here")).await.unwrap()), vec!["typo here"]);
+}
+
+pub async fn ttl_and_scheduled_messages_are_hidden<S: Store>(store: &S) {
+    let (alice, bob) = (user(store, "1").await, user(store, "2").await);
+    let chat = group(store, alice, &[bob]).await;
+    let start = now_millis();
+    send(store, chat, alice, "permanent").await;
+    let mut fleeting = NewMessage::text(chat, alice, "self-destructing secret", start);
+    fleeting.ttl = 10;
+    let fleeting = store.append_message(fleeting).await.unwrap().into_message();
+    assert_eq!(fleeting.expires_at, Some(start + 10_000));
+    let mut scheduled = NewMessage::text(chat, alice, "scheduled greeting", start);
+    scheduled.send_at = Some(start + 60_000);
+    store.append_message(scheduled).await.unwrap();
+
+    let visible = |now: i64| async move {
+        store.messages(chat, MessageQuery::latest(50, now)).await.unwrap().into_iter().map(|m| m.content).collect::<Vec<_>>()
+    };
+    assert_eq!(visible(start + 1).await, vec!["permanent", "self-destructing secret"]);
+    assert_eq!(store.unread_count(chat, bob, start + 1).await.unwrap(), 2);
+    assert_eq!(visible(start + 20_000).await, vec!["permanent"], "expired after its ttl");
+    assert_eq!(store.unread_count(chat, bob, start + 20_000).await.unwrap(), 1);
+    let secret = MessageQuery { search: Some("secret".into()), ..MessageQuery::latest(50, start + 20_000) };
+    assert!(store.messages(chat, secret).await.unwrap().is_empty(), "expired messages leave search too");
+    assert_eq!(store.latest_message(chat, start + 20_000).await.unwrap().unwrap().content, "permanent");
+    assert_eq!(visible(start + 60_000).await, vec!["permanent", "scheduled greeting"], "shown once due");
+    assert_eq!(store.latest_message(chat, start + 60_000).await.unwrap().unwrap().content, "scheduled greeting");
+}
+
+pub async fn edit_delete_pin_and_react<S: Store>(store: &S) {
+    let (alice, bob) = (user(store, "1").await, user(store, "2").await);
+    let chat = group(store, alice, &[bob]).await;
+    let mut with_file = NewMessage::text(chat, alice, "look", now_millis());
+    with_file.kind = MessageKind::Image;
+    with_file.file_url = "/api/files/1".into();
+    with_file.file_name = "cat.png".into();
+    with_file.file_size = 1234;
+    let message = store.append_message(with_file).await.unwrap().into_message();
+    send(store, chat, bob, "after").await;
+    let at = now_millis() + 5;
+
+    let edited = store.edit_message(message.id, "look at this".into(), at).await.unwrap().unwrap();
+    assert!(edited.is_edited);
+    assert_eq!((edited.content.as_str(), edited.updated_at, edited.seq), ("look at this", at, message.seq));
+    assert!(store.edit_message(1, "x".into(), at).await.unwrap().is_none());
+
+    assert!(store.add_reaction(message.id, bob, "❤️".into(), at).await.unwrap());
+    assert!(!store.add_reaction(message.id, bob, "❤️".into(), at).await.unwrap());
+    assert!(store.add_reaction(message.id, alice, "👍".into(), at).await.unwrap());
+    assert_eq!(store.reactions(&[message.id]).await.unwrap().len(), 2);
+    assert!(store.remove_reaction(message.id, alice, "👍").await.unwrap());
+    assert!(!store.remove_reaction(message.id, alice, "👍").await.unwrap());
+    assert_eq!(store.reactions(&[message.id]).await.unwrap()[0].emoji, "❤️");
+    assert!(store.reactions(&[]).await.unwrap().is_empty());
+    assert!(matches!(store.add_reaction(1, bob, "x".into(), at).await, Err(StoreError::MessageNotFound(1))));
+
+    let pinned = store.set_message_pinned(message.id, true, at).await.unwrap().unwrap();
+    assert!(pinned.is_pinned);
+    assert_eq!(store.pinned_messages(chat, at).await.unwrap().len(), 1);
+    store.set_message_pinned(message.id, false, at).await.unwrap();
+    assert!(store.pinned_messages(chat, at).await.unwrap().is_empty());
+    store.set_message_pinned(message.id, true, at).await.unwrap();
+    assert!(store.set_message_pinned(1, true, at).await.unwrap().is_none());
+
+    let deleted = store.delete_message(message.id, at).await.unwrap().unwrap();
+    assert!(deleted.is_deleted && !deleted.is_pinned);
+    assert_eq!((deleted.content.as_str(), deleted.file_url.as_str(), deleted.file_size), ("", "", 0));
+    assert_eq!(deleted.deleted_at, Some(at));
+    assert!(store.reactions(&[message.id]).await.unwrap().is_empty());
+    assert!(store.pinned_messages(chat, at).await.unwrap().is_empty());
+    // The slot stays: history still has seq 1, so clients see no gap.
+    let page = store.messages(chat, MessageQuery::latest(10, at)).await.unwrap();
+    assert_eq!(page.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![1, 2]);
+    assert!(page[0].is_deleted);
+    assert!(matches!(store.edit_message(message.id, "again".into(), at).await, Err(StoreError::Invalid(_))));
+    assert!(matches!(store.set_message_pinned(message.id, true, at).await, Err(StoreError::Invalid(_))));
+    assert!(store.delete_message(1, at).await.unwrap().is_none());
+}
+
+pub async fn read_markers_and_unread_counts<S: Store>(store: &S) {
+    let (alice, bob, carol) = (user(store, "1").await, user(store, "2").await, user(store, "3").await);
+    let chat = group(store, alice, &[bob]).await;
+    for n in 0..5 {
+        send(store, chat, alice, &format!("a{n}")).await;
+    }
+    send(store, chat, bob, "b").await;
+    let now = now_millis() + 1;
+    assert_eq!(store.unread_count(chat, bob, now).await.unwrap(), 5);
+    assert_eq!(store.unread_count(chat, alice, now).await.unwrap(), 1);
+    assert_eq!(store.mark_read(chat, bob, 3).await.unwrap(), 3);
+    assert_eq!(store.unread_count(chat, bob, now).await.unwrap(), 2);
+    assert_eq!(store.mark_read(chat, bob, 2).await.unwrap(), 3, "a read marker never goes backwards");
+    assert_eq!(store.mark_read(chat, bob, 1_000).await.unwrap(), 6, "clamped to the chat's last seq");
+    assert_eq!(store.unread_count(chat, bob, now).await.unwrap(), 0);
+    assert_eq!(store.member(chat, bob).await.unwrap().unwrap().last_read_seq, 6);
+    assert!(matches!(store.mark_read(chat, carol, 1).await, Err(StoreError::NotMember { .. })));
+    assert_eq!(store.unread_count(chat, carol, now).await.unwrap(), 0);
+    // Deleted messages are not unread.
+    let gone = send(store, chat, alice, "oops").await;
+    store.delete_message(gone.id, now).await.unwrap();
+    assert_eq!(store.unread_count(chat, bob, now).await.unwrap(), 0);
+}
+
+pub async fn external_seq_never_overwrites<S: Store>(store: &S) {
+    let alice = user(store, "1").await;
+    let chat = group(store, alice, &[]).await;
+    let mut new = NewMessage::text(chat, alice, "from the sequencer", now_millis());
+    new.seq = Some(5);
+    assert_eq!(store.append_message(new.clone()).await.unwrap().message().seq, 5);
+    assert_eq!(store.max_seq(chat).await.unwrap(), 5);
+    let clash = NewMessage { content: "clash".into(), ..new.clone() };
+    assert!(matches!(store.append_message(clash).await, Err(StoreError::SeqTaken { seq: 5, .. })));
+    let kept = store.messages(chat, MessageQuery::latest(10, now_millis() + 1)).await.unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].content, "from the sequencer", "nothing was overwritten");
+    assert_eq!(send(store, chat, alice, "next").await.seq, 6, "the store continues above the highest seq");
+    let zero = NewMessage { seq: Some(0), ..new };
+    assert!(matches!(store.append_message(zero).await, Err(StoreError::Invalid(_))));
+    assert_eq!(store.max_seq(999_999).await.unwrap(), 0);
+}
+
+pub async fn files_share_content<S: Store>(store: &S) {
+    let alice = user(store, "1").await;
+    let new = NewFile {
+        owner_id: alice,
+        name: "cat.png".into(),
+        size: 2048,
+        mime: "image/png".into(),
+        kind: FileKind::Image,
+        sha256: "ab".repeat(32),
+        thumbnail_sha256: Some("cd".repeat(32)),
+        created_at: now_millis(),
+    };
+    let first = store.insert_file(new.clone()).await.unwrap();
+    assert_eq!((first.name.as_str(), first.size, first.kind), ("cat.png", 2048, FileKind::Image));
+    assert_eq!(store.file(first.id).await.unwrap().unwrap(), first);
+    let second = store.insert_file(NewFile { name: "same.png".into(), ..new.clone() }).await.unwrap();
+    assert_ne!(first.id, second.id);
+    assert_eq!(store.delete_file(first.id).await.unwrap(), Some(1), "one file still uses the bytes");
+    assert_eq!(store.delete_file(second.id).await.unwrap(), Some(0));
+    assert_eq!(store.delete_file(second.id).await.unwrap(), None);
+    assert!(store.file(first.id).await.unwrap().is_none());
+    let orphan = NewFile { owner_id: 999_999, ..new };
+    assert!(matches!(store.insert_file(orphan).await, Err(StoreError::UserNotFound(999_999))));
+}
+
+pub async fn notifications_page_and_mark_read<S: Store>(store: &S) {
+    let (alice, bob) = (user(store, "1").await, user(store, "2").await);
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let notification = store
+            .insert_notification(NewNotification {
+                user_id: alice,
+                kind: "new_event_from_partner".into(),
+                content: format!("n{n}"),
+                related_resource_type: Some("event".into()),
+                related_resource_id: Some(format!("evt-{n}")),
+                created_at: now_millis(),
+            })
+            .await
+            .unwrap();
+        assert!(!notification.is_read);
+        ids.push(notification.id);
+    }
+    let page = store.notifications(alice, 2, 0).await.unwrap();
+    assert_eq!(page.iter().map(|n| n.content.as_str()).collect::<Vec<_>>(), vec!["n2", "n1"], "newest first");
+    assert_eq!(store.notifications(alice, 2, 2).await.unwrap().len(), 1);
+    assert_eq!(store.unread_notification_count(alice).await.unwrap(), 3);
+    assert!(!store.mark_notification_read(bob, ids[0]).await.unwrap(), "only the owner marks it");
+    assert!(store.mark_notification_read(alice, ids[0]).await.unwrap());
+    assert_eq!(store.unread_notification_count(alice).await.unwrap(), 2);
+    assert_eq!(store.mark_all_notifications_read(alice).await.unwrap(), 2);
+    assert_eq!(store.unread_notification_count(alice).await.unwrap(), 0);
+    assert!(store.notifications(bob, 10, 0).await.unwrap().is_empty());
+    let orphan = NewNotification {
+        user_id: 999_999,
+        kind: "x".into(),
+        content: String::new(),
+        related_resource_type: None,
+        related_resource_id: None,
+        created_at: 0,
+    };
+    assert!(matches!(store.insert_notification(orphan).await, Err(StoreError::UserNotFound(999_999))));
+}
+
+pub async fn shutdown_finishes_and_refuses_more<S: Store + Clone>(store: &S) {
+    let alice = user(store, "1").await;
+    let chat = group(store, alice, &[]).await;
+    // Writes in flight when shutdown is asked for still complete.
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..50 {
+        let store = store.clone();
+        tasks.spawn(async move { store.append_message(NewMessage::text(chat, alice, format!("{n}"), now_millis())).await });
+    }
+    tokio::task::yield_now().await;
+    store.shutdown().await.unwrap();
+    let mut stored = 0;
+    while let Some(done) = tasks.join_next().await {
+        match done.unwrap() {
+            Ok(_) => stored += 1,
+            Err(StoreError::Closed) => {}
+            Err(other) => panic!("unexpected error {other}"),
+        }
+    }
+    assert!(matches!(send_after_close(store, chat, alice).await, Err(StoreError::Closed)));
+    store.shutdown().await.unwrap();
+    // Every write that answered Ok is there (reads may still be served).
+    if let Ok(page) = store.messages(chat, MessageQuery::latest(100, now_millis() + 1)).await {
+        assert_eq!(page.len(), stored);
+    }
+}
+
+async fn send_after_close<S: Store>(store: &S, chat: i64, sender: i64) -> Result<Appended, StoreError> {
+    store.append_message(NewMessage::text(chat, sender, "late", now_millis())).await
+}

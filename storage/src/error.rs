@@ -1,0 +1,65 @@
+/// Why a store operation failed. Callers match on the domain variants
+/// (`PhoneTaken`, `ChatNotFound`, ...) to pick a seed 002 error code; the
+/// rest are infrastructure failures that map to 50001.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A user with this phone number already exists.
+    #[error("phone number already registered")]
+    PhoneTaken,
+    /// A user with this username already exists.
+    #[error("username already taken")]
+    UsernameTaken,
+    /// The referenced user does not exist.
+    #[error("user {0} not found")]
+    UserNotFound(i64),
+    /// The referenced chat does not exist.
+    #[error("chat {0} not found")]
+    ChatNotFound(i64),
+    /// The referenced message does not exist.
+    #[error("message {0} not found")]
+    MessageNotFound(i64),
+    /// The user is not a member of the chat.
+    #[error("user {user_id} is not a member of chat {chat_id}")]
+    NotMember {
+        /// The chat.
+        chat_id: i64,
+        /// The user.
+        user_id: i64,
+    },
+    /// The contact is already in the user's list.
+    #[error("contact already exists")]
+    ContactExists,
+    /// An externally sequenced message carried a seq that is already used;
+    /// nothing was overwritten.
+    #[error("seq {seq} of chat {chat_id} is already taken")]
+    SeqTaken {
+        /// The chat.
+        chat_id: i64,
+        /// The seq that was offered.
+        seq: u64,
+    },
+    /// The input broke a rule of the model (e.g. a private chat needs
+    /// exactly two distinct members).
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    /// The store has been shut down and takes no more work.
+    #[error("store is closed")]
+    Closed,
+    /// The write was applied inside a batch whose commit failed; it is not
+    /// durable and must be retried.
+    #[error("commit failed: {0}")]
+    CommitFailed(String),
+    /// The backend itself failed.
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// Opening or migrating the database failed.
+    #[error("migration failed: {0}")]
+    Migration(#[from] rusqlite_migration::Error),
+    /// File-system work around the database failed.
+    #[error("io error: {0}")]
+    Io(#[from] std::io::Error),
+    /// A worker thread panicked while running this operation.
+    #[error("storage worker failed: {0}")]
+    Worker(String),
+}

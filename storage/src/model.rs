@@ -1,0 +1,429 @@
+//! The domain model shared by every backend. Times are Unix milliseconds
+//! ([`Millis`]); the REST and WebSocket layers format them for the wire.
+
+use serde::{Deserialize, Serialize};
+
+pub use protocol::time::Millis;
+
+/// A user id.
+pub type UserId = i64;
+/// A chat id.
+pub type ChatId = i64;
+/// A message id: globally unique and time-ordered (see [`crate::IdGenerator`]).
+pub type MessageId = i64;
+/// A file id.
+pub type FileId = i64;
+/// A per-chat sequence number: contiguous, starting at 1.
+pub type Seq = u64;
+
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl $name {
+            /// The name stored in the database and used on the wire.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+
+            /// Parses the stored or wire name.
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $($text => Some(Self::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// Whether a chat is between two users or a group.
+    ChatKind { Private = "private", Group = "group" }
+);
+text_enum!(
+    /// A member's role in a chat.
+    MemberRole {
+        /// Created the chat; may do everything.
+        Owner = "owner",
+        /// May manage members.
+        Admin = "admin",
+        /// May read and write.
+        Member = "member",
+    }
+);
+text_enum!(
+    /// What a message carries.
+    MessageKind {
+        Text = "text", Image = "image", Voice = "voice", Video = "video",
+        File = "file", Location = "location", System = "system",
+    }
+);
+text_enum!(
+    /// The class of an uploaded file.
+    FileKind { Image = "image", Video = "video", Audio = "audio", Document = "document" }
+);
+
+/// A registered user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: UserId,
+    pub phone: String,
+    pub username: Option<String>,
+    pub nickname: String,
+    pub bio: String,
+    pub avatar: String,
+    pub language: String,
+    pub theme: String,
+    pub is_disabled: bool,
+    pub last_seen: Option<Millis>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// What registering a user takes.
+#[derive(Debug, Clone, Default)]
+pub struct NewUser {
+    pub phone: String,
+    pub username: Option<String>,
+    pub nickname: String,
+    /// An argon2id PHC string, or `None` for SMS-code-only accounts.
+    pub password_hash: Option<String>,
+    pub created_at: Millis,
+}
+
+/// A partial update of a user's profile; `None` leaves a field alone.
+#[derive(Debug, Clone, Default)]
+pub struct UserUpdate {
+    pub username: Option<String>,
+    pub nickname: Option<String>,
+    pub bio: Option<String>,
+    pub avatar: Option<String>,
+    pub language: Option<String>,
+    pub theme: Option<String>,
+    pub is_disabled: Option<bool>,
+    pub updated_at: Millis,
+}
+
+/// A refresh token as stored: only its hash, never the token itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshToken {
+    pub token_hash: String,
+    pub user_id: UserId,
+    /// Every rotation of one login shares a family; reuse of a rotated
+    /// token revokes the whole family.
+    pub family_id: String,
+    pub expires_at: Millis,
+    pub created_at: Millis,
+}
+
+/// What presenting a refresh token for rotation found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshRotation {
+    /// The token was valid; it is now spent and its successor stored.
+    Rotated {
+        /// The token that was presented.
+        previous: RefreshToken,
+    },
+    /// The token had already been used or revoked: the family is revoked.
+    Reused {
+        user_id: UserId,
+        family_id: String,
+    },
+    /// The token is past its expiry.
+    Expired,
+    /// No such token.
+    Unknown,
+}
+
+/// An entry of a user's contact list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    pub id: i64,
+    pub user_id: UserId,
+    pub contact_id: UserId,
+    /// The alias the owner gave this contact.
+    pub nickname: String,
+    pub is_blocked: bool,
+    pub is_muted: bool,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// A partial update of a contact; `None` leaves a field alone.
+#[derive(Debug, Clone, Default)]
+pub struct ContactUpdate {
+    pub nickname: Option<String>,
+    pub is_blocked: Option<bool>,
+    pub is_muted: Option<bool>,
+    pub updated_at: Millis,
+}
+
+/// A chat: private (two members) or group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chat {
+    pub id: ChatId,
+    pub kind: ChatKind,
+    pub name: String,
+    pub description: String,
+    pub avatar: String,
+    pub created_by: UserId,
+    pub is_active: bool,
+    /// The highest seq handed out in this chat (0 before the first message).
+    pub last_seq: Seq,
+    pub members_count: u64,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// What creating a chat takes. The creator becomes its owner.
+#[derive(Debug, Clone)]
+pub struct NewChat {
+    pub kind: ChatKind,
+    pub name: String,
+    pub description: String,
+    pub avatar: String,
+    pub created_by: UserId,
+    /// The other members (the creator is added anyway). A private chat
+    /// has exactly one.
+    pub members: Vec<UserId>,
+    pub created_at: Millis,
+}
+
+/// A partial update of a chat; `None` leaves a field alone.
+#[derive(Debug, Clone, Default)]
+pub struct ChatUpdate {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub avatar: Option<String>,
+    pub updated_at: Millis,
+}
+
+/// A user's membership in a chat, with their own settings and read marker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub chat_id: ChatId,
+    pub user_id: UserId,
+    pub role: MemberRole,
+    pub is_pinned: bool,
+    pub is_muted: bool,
+    /// The highest seq this member has read; never goes backwards.
+    pub last_read_seq: Seq,
+    pub joined_at: Millis,
+}
+
+/// One row of a user's chat list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatSummary {
+    pub chat: Chat,
+    /// The caller's own membership (pinned, muted, role, read marker).
+    pub member: Member,
+    pub last_message: Option<Message>,
+    pub unread_count: u64,
+}
+
+/// A stored message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: MessageId,
+    pub chat_id: ChatId,
+    pub seq: Seq,
+    pub sender_id: UserId,
+    pub client_message_id: Option<String>,
+    pub kind: MessageKind,
+    pub content: String,
+    pub file_name: String,
+    pub file_size: u64,
+    pub file_url: String,
+    pub thumbnail: String,
+    pub reply_to_id: Option<MessageId>,
+    pub forward_from: Option<MessageId>,
+    /// Seconds the message lives after it is sent; 0 for ever.
+    pub ttl: u64,
+    pub expires_at: Option<Millis>,
+    pub send_at: Option<Millis>,
+    pub is_silent: bool,
+    pub is_edited: bool,
+    pub is_deleted: bool,
+    pub is_pinned: bool,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub deleted_at: Option<Millis>,
+}
+
+/// What sending a message takes.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub chat_id: ChatId,
+    pub sender_id: UserId,
+    /// The sender's idempotency key: the same key again returns the
+    /// original message instead of storing a second one.
+    pub client_message_id: Option<String>,
+    pub kind: MessageKind,
+    pub content: String,
+    pub file_name: String,
+    pub file_size: u64,
+    pub file_url: String,
+    pub thumbnail: String,
+    pub reply_to_id: Option<MessageId>,
+    pub forward_from: Option<MessageId>,
+    pub ttl: u64,
+    pub send_at: Option<Millis>,
+    pub is_silent: bool,
+    /// A seq from an external sequencer (Redis in cluster mode). `None`
+    /// lets the store hand out the next one itself.
+    pub seq: Option<Seq>,
+    pub created_at: Millis,
+}
+
+impl NewMessage {
+    /// A plain text message with every optional field empty.
+    pub fn text(chat_id: ChatId, sender_id: UserId, content: impl Into<String>, created_at: Millis) -> Self {
+        Self {
+            chat_id,
+            sender_id,
+            client_message_id: None,
+            kind: MessageKind::Text,
+            content: content.into(),
+            file_name: String::new(),
+            file_size: 0,
+            file_url: String::new(),
+            thumbnail: String::new(),
+            reply_to_id: None,
+            forward_from: None,
+            ttl: 0,
+            send_at: None,
+            is_silent: false,
+            seq: None,
+            created_at,
+        }
+    }
+}
+
+/// The result of an append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    /// A new message, now durable.
+    New(Message),
+    /// The sender had already sent this `client_message_id`: the original.
+    Duplicate(Message),
+}
+
+impl Appended {
+    /// The message, new or original.
+    pub fn message(&self) -> &Message {
+        match self {
+            Self::New(message) | Self::Duplicate(message) => message,
+        }
+    }
+
+    /// Takes the message out, new or original.
+    pub fn into_message(self) -> Message {
+        match self {
+            Self::New(message) | Self::Duplicate(message) => message,
+        }
+    }
+}
+
+/// Where a page of history starts: a seq or a message id in the chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cursor {
+    Seq(Seq),
+    Id(MessageId),
+}
+
+/// A query for a page of a chat's history. Pages always come back in
+/// ascending seq order.
+#[derive(Debug, Clone)]
+pub struct MessageQuery {
+    /// Only messages strictly before this point (the newest such page).
+    pub before: Option<Cursor>,
+    /// Only messages strictly after this point (the oldest such page).
+    pub after: Option<Cursor>,
+    pub limit: u32,
+    /// Skips this many messages from the anchored end of the page.
+    pub offset: u32,
+    pub kind: Option<MessageKind>,
+    /// Full-text search within the chat.
+    pub search: Option<String>,
+    /// Messages expired (ttl) or scheduled later than this are invisible.
+    pub now: Millis,
+}
+
+impl MessageQuery {
+    /// The latest `limit` messages visible at `now`.
+    pub fn latest(limit: u32, now: Millis) -> Self {
+        Self {
+            before: None,
+            after: None,
+            limit,
+            offset: 0,
+            kind: None,
+            search: None,
+            now,
+        }
+    }
+}
+
+/// An emoji reaction on a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reaction {
+    pub message_id: MessageId,
+    pub user_id: UserId,
+    pub emoji: String,
+    pub created_at: Millis,
+}
+
+/// Metadata of an uploaded file; the bytes live in content-addressed
+/// storage under the data dir.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileMeta {
+    pub id: FileId,
+    pub owner_id: UserId,
+    pub name: String,
+    pub size: u64,
+    pub mime: String,
+    pub kind: FileKind,
+    /// Hex SHA-256 of the content: also its storage key.
+    pub sha256: String,
+    pub thumbnail_sha256: Option<String>,
+    pub created_at: Millis,
+}
+
+/// What recording an upload takes.
+#[derive(Debug, Clone)]
+pub struct NewFile {
+    pub owner_id: UserId,
+    pub name: String,
+    pub size: u64,
+    pub mime: String,
+    pub kind: FileKind,
+    pub sha256: String,
+    pub thumbnail_sha256: Option<String>,
+    pub created_at: Millis,
+}
+
+/// A notification in a user's notification centre.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    pub id: i64,
+    pub user_id: UserId,
+    /// Free-form, defined by the app backend (`new_message`, `subscription_expiring_soon`, ...).
+    pub kind: String,
+    pub content: String,
+    pub is_read: bool,
+    pub related_resource_type: Option<String>,
+    pub related_resource_id: Option<String>,
+    pub created_at: Millis,
+}
+
+/// What creating a notification takes.
+#[derive(Debug, Clone)]
+pub struct NewNotification {
+    pub user_id: UserId,
+    pub kind: String,
+    pub content: String,
+    pub related_resource_type: Option<String>,
+    pub related_resource_id: Option<String>,
+    pub created_at: Millis,
+}

@@ -1,0 +1,131 @@
+//! The embedded default backend: one SQLite file in the data dir, WAL,
+//! versioned migrations, one writer thread doing group commit, reads on a
+//! small pool off the async runtime.
+
+mod readers;
+mod rows;
+mod store;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock};
+
+use rusqlite::{Connection, OpenFlags};
+use rusqlite_migration::{M, Migrations};
+
+use crate::{IdGenerator, StoreError};
+use readers::Readers;
+use writer::Writer;
+
+/// The database file's name inside the data dir.
+pub const DATABASE_FILE: &str = "switchboard.db";
+
+/// How long a connection waits for another process's write lock (several
+/// processes may share one data dir) before failing.
+const BUSY_TIMEOUT_MS: u32 = 5_000;
+
+static MIGRATIONS: LazyLock<Migrations<'static>> =
+    LazyLock::new(|| Migrations::new(vec![M::up(include_str!("migrations/001_initial.sql"))]));
+
+/// How to open a [`SqliteStore`].
+#[derive(Debug, Clone)]
+pub struct SqliteConfig {
+    /// The folder holding the database (created if missing).
+    pub data_dir: PathBuf,
+    /// This process's node id for message ids (0..=15); processes sharing
+    /// one data dir must use different ones.
+    pub node_id: u16,
+    /// How many read connections (and so concurrent reads) to keep.
+    pub readers: usize,
+}
+
+impl SqliteConfig {
+    /// Defaults for a single-process server in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            node_id: 0,
+            readers: 4,
+        }
+    }
+}
+
+/// The SQLite [`Store`](crate::Store). Cheap to clone: clones share the
+/// writer thread and the read pool.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    writer: Writer,
+    readers: Readers,
+    ids: Arc<IdGenerator>,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating as needed) the database in
+    /// `config.data_dir`. Blocking: call it at start-up, or from
+    /// `spawn_blocking`.
+    pub fn open(config: &SqliteConfig) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let path = config.data_dir.join(DATABASE_FILE);
+        let mut conn = Connection::open(&path)?;
+        configure(&conn)?;
+        // WAL is a property of the file: set once, by the writer.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        MIGRATIONS.to_latest(&mut conn)?;
+        let readers = Readers::new(path.clone(), config.readers);
+        let writer = Writer::spawn(conn)?;
+        tracing::info!(path = %path.display(), node_id = config.node_id, "sqlite store open");
+        Ok(Self {
+            inner: Arc::new(Inner {
+                writer,
+                readers,
+                ids: Arc::new(IdGenerator::new(config.node_id)),
+                path,
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Writes waiting for the writer thread right now.
+    pub fn queued_writes(&self) -> usize {
+        self.inner.writer.queued()
+    }
+}
+
+/// Per-connection settings. `synchronous = FULL` makes every commit fsync
+/// the WAL: a write reported done survives power loss, not just a crash.
+fn configure(conn: &Connection) -> Result<(), StoreError> {
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_millis(u64::from(BUSY_TIMEOUT_MS)))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    configure(&conn)?;
+    Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MIGRATIONS;
+
+    #[test]
+    fn migrations_are_valid() {
+        MIGRATIONS.validate().unwrap();
+    }
+}

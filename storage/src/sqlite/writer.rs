@@ -1,0 +1,237 @@
+//! The one thread that writes. Jobs arrive on a bounded queue; the thread
+//! takes everything queued (up to [`MAX_BATCH`]) into one transaction, runs
+//! each job inside its own savepoint, commits once (one fsync for the
+//! batch) and only then answers the callers. A caller that got `Ok` holds a
+//! durable write.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::StoreError;
+
+/// How many writes may wait for the writer. When it is full, callers wait
+/// (async back-pressure); nothing is dropped.
+pub(crate) const WRITE_QUEUE_DEPTH: usize = 8192;
+/// The most jobs one transaction takes. Bounds the latency a job at the end
+/// of a batch sees and the size of the WAL a commit appends.
+pub(crate) const MAX_BATCH: usize = 1024;
+
+/// A queued write: its work and the caller waiting for it.
+trait WriteJob: Send {
+    /// Runs against the writer's connection inside a savepoint; answers
+    /// whether it succeeded (failure rolls the savepoint back) and how to
+    /// tell the caller once the batch's commit is known.
+    fn run(self: Box<Self>, conn: &Connection) -> (bool, Reply);
+    /// Tells the caller the work could not run at all.
+    fn abort(self: Box<Self>, error: StoreError);
+}
+
+type Job = Box<dyn WriteJob>;
+type Reply = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+struct Pending<T, F> {
+    work: F,
+    caller: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> WriteJob for Pending<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+{
+    fn run(self: Box<Self>, conn: &Connection) -> (bool, Reply) {
+        let Pending { work, caller } = *self;
+        let outcome = match catch_unwind(AssertUnwindSafe(|| work(conn))) {
+            Ok(outcome) => outcome,
+            Err(panic) => Err(StoreError::Worker(panic_text(&*panic))),
+        };
+        let ok = outcome.is_ok();
+        let reply: Reply = Box::new(move |commit| {
+            // The caller may have gone away (timeout, disconnect): the write
+            // stands regardless, so there is nobody to tell.
+            let _ = caller.send(commit.and(outcome));
+        });
+        (ok, reply)
+    }
+
+    fn abort(self: Box<Self>, error: StoreError) {
+        let _ = self.caller.send(Err(error));
+    }
+}
+
+enum Command {
+    Run(Job),
+    /// Finish what is queued, checkpoint, stop.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Handle to the writer thread.
+pub(crate) struct Writer {
+    queue: mpsc::Sender<Command>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer").finish_non_exhaustive()
+    }
+}
+
+impl Writer {
+    pub(crate) fn spawn(conn: Connection) -> std::io::Result<Self> {
+        let (queue, rx) = mpsc::channel(WRITE_QUEUE_DEPTH);
+        let thread = std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer_loop(&conn, rx))?;
+        Ok(Self {
+            queue,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Runs `work` in the next batch and resolves once that batch is durable.
+    pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (caller, rx) = oneshot::channel();
+        let job: Job = Box::new(Pending { work, caller });
+        self.queue
+            .send(Command::Run(job))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Drains the queue, makes everything durable and joins the thread.
+    pub(crate) async fn shutdown(&self) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        if self.queue.send(Command::Shutdown(tx)).await.is_err() {
+            return Ok(());
+        }
+        let _ = rx.await;
+        let thread = self.thread.lock().map_err(|_| StoreError::Closed)?.take();
+        if let Some(thread) = thread {
+            tokio::task::spawn_blocking(move || thread.join())
+                .await
+                .map_err(|error| StoreError::Worker(error.to_string()))?
+                .map_err(|panic| StoreError::Worker(panic_text(&*panic)))?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn queued(&self) -> usize {
+        WRITE_QUEUE_DEPTH - self.queue.capacity()
+    }
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(ToString::to_string)
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_owned())
+}
+
+fn writer_loop(conn: &Connection, mut rx: mpsc::Receiver<Command>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut replies: Vec<Reply> = Vec::with_capacity(MAX_BATCH);
+    let mut stop: Option<oneshot::Sender<()>> = None;
+    while stop.is_none() {
+        let Some(first) = rx.blocking_recv() else { break };
+        let mut next = Some(first);
+        while let Some(command) = next.take() {
+            match command {
+                Command::Run(job) => batch.push(job),
+                Command::Shutdown(done) => {
+                    stop = Some(done);
+                    break;
+                }
+            }
+            if batch.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        // Jobs that queued behind a shutdown request still run: drain them.
+        if stop.is_some() {
+            while let Ok(Command::Run(job)) = rx.try_recv() {
+                batch.push(job);
+            }
+            rx.close();
+            while let Ok(Command::Run(job)) = rx.try_recv() {
+                batch.push(job);
+            }
+        }
+        if !batch.is_empty() {
+            run_batch(conn, &mut batch, &mut replies);
+        }
+    }
+    if let Err(error) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+        tracing::warn!(%error, "final WAL checkpoint failed");
+    }
+    if let Some(done) = stop {
+        let _ = done.send(());
+    }
+}
+
+fn run_batch(conn: &Connection, batch: &mut Vec<Job>, replies: &mut Vec<Reply>) {
+    let started = Instant::now();
+    let size = batch.len();
+    let begin = conn.execute_batch("BEGIN IMMEDIATE");
+    if let Err(error) = begin {
+        let text = error.to_string();
+        for job in batch.drain(..) {
+            job.abort(StoreError::CommitFailed(text.clone()));
+        }
+        tracing::error!(error = %text, "could not begin a write transaction");
+        return;
+    }
+    for job in batch.drain(..) {
+        let (ok, reply) = run_in_savepoint(conn, job);
+        if !ok {
+            metrics::counter!("switchboard_store_write_errors_total").increment(1);
+        }
+        replies.push(reply);
+    }
+    let commit = conn.execute_batch("COMMIT").map_err(|error| {
+        let _ = conn.execute_batch("ROLLBACK");
+        error.to_string()
+    });
+    if let Err(error) = &commit {
+        tracing::error!(%error, batch = size, "write batch failed to commit");
+    }
+    for reply in replies.drain(..) {
+        reply(commit.clone().map_err(StoreError::CommitFailed));
+    }
+    metrics::counter!("switchboard_store_writes_total").increment(size as u64);
+    metrics::counter!("switchboard_store_commits_total").increment(1);
+    metrics::histogram!("switchboard_store_batch_size").record(size as f64);
+    metrics::histogram!("switchboard_store_commit_seconds").record(started.elapsed().as_secs_f64());
+}
+
+fn run_in_savepoint(conn: &Connection, job: Job) -> (bool, Reply) {
+    if let Err(error) = exec_cached(conn, "SAVEPOINT job") {
+        job.abort(StoreError::Database(error));
+        return (false, Box::new(|_| {}));
+    }
+    let (ok, reply) = job.run(conn);
+    let end = if ok {
+        exec_cached(conn, "RELEASE job")
+    } else {
+        exec_cached(conn, "ROLLBACK TO job").and_then(|()| exec_cached(conn, "RELEASE job"))
+    };
+    if let Err(error) = end {
+        tracing::error!(%error, "savepoint could not be closed");
+    }
+    (ok, reply)
+}
+
+fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}

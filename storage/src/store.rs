@@ -1,0 +1,151 @@
+use async_trait::async_trait;
+
+use crate::StoreError;
+use crate::model::{
+    Appended, Chat, ChatId, ChatSummary, ChatUpdate, Contact, ContactUpdate, FileId, FileMeta, Member,
+    MemberRole, Message, MessageId, MessageQuery, Millis, NewChat, NewFile, NewMessage, NewNotification,
+    NewUser, Notification, Reaction, RefreshRotation, RefreshToken, Seq, User, UserId, UserUpdate,
+};
+
+/// The result type of every store operation.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Everything Switchboard keeps. A write resolves only once it is durable:
+/// a caller that saw `Ok` may tell a client "stored" and the data survives
+/// a crash of the process.
+///
+/// Lookups of a missing row answer `Ok(None)` (or `false`); domain rule
+/// breaks answer the matching [`StoreError`] variant.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // ---- health and lifecycle ----
+
+    /// Answers `Ok` when the backend can serve reads and writes.
+    async fn health(&self) -> StoreResult<()>;
+
+    /// Finishes every write already submitted, makes it durable and stops
+    /// taking new work. Later calls answer [`StoreError::Closed`].
+    async fn shutdown(&self) -> StoreResult<()>;
+
+    // ---- users and credentials ----
+
+    /// Registers a user, with their password hash if any.
+    async fn create_user(&self, user: NewUser) -> StoreResult<User>;
+    async fn user(&self, id: UserId) -> StoreResult<Option<User>>;
+    /// Several users at once, in no particular order; missing ids are skipped.
+    async fn users(&self, ids: &[UserId]) -> StoreResult<Vec<User>>;
+    async fn user_by_phone(&self, phone: &str) -> StoreResult<Option<User>>;
+    async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>>;
+    async fn update_user(&self, id: UserId, update: UserUpdate) -> StoreResult<Option<User>>;
+    async fn set_last_seen(&self, id: UserId, at: Millis) -> StoreResult<()>;
+    async fn password_hash(&self, id: UserId) -> StoreResult<Option<String>>;
+    async fn set_password_hash(&self, id: UserId, hash: String, at: Millis) -> StoreResult<()>;
+
+    // ---- refresh tokens ----
+
+    async fn insert_refresh_token(&self, token: RefreshToken) -> StoreResult<()>;
+    /// Spends the token with `presented_hash` and stores `next` in its
+    /// family, atomically. A token presented twice revokes its family.
+    async fn rotate_refresh_token(
+        &self,
+        presented_hash: &str,
+        next_hash: String,
+        next_expires_at: Millis,
+        now: Millis,
+    ) -> StoreResult<RefreshRotation>;
+    /// Revokes one token (logout). Answers whether it existed.
+    async fn revoke_refresh_token(&self, token_hash: &str, now: Millis) -> StoreResult<bool>;
+    async fn revoke_refresh_family(&self, family_id: &str, now: Millis) -> StoreResult<u64>;
+
+    // ---- contacts ----
+
+    async fn add_contact(&self, user_id: UserId, contact_id: UserId, nickname: String, at: Millis)
+    -> StoreResult<Contact>;
+    async fn contacts(&self, user_id: UserId) -> StoreResult<Vec<Contact>>;
+    async fn contact(&self, user_id: UserId, contact_id: UserId) -> StoreResult<Option<Contact>>;
+    async fn update_contact(&self, user_id: UserId, contact_id: UserId, update: ContactUpdate)
+    -> StoreResult<Option<Contact>>;
+    async fn delete_contact(&self, user_id: UserId, contact_id: UserId) -> StoreResult<bool>;
+    /// Whether `blocker` has blocked `blocked`.
+    async fn is_blocked(&self, blocker: UserId, blocked: UserId) -> StoreResult<bool>;
+
+    // ---- chats and members ----
+
+    /// Creates a chat with its creator as owner. A private chat between two
+    /// users who already have one answers the existing chat and `false`.
+    async fn create_chat(&self, chat: NewChat) -> StoreResult<(Chat, bool)>;
+    async fn chat(&self, id: ChatId) -> StoreResult<Option<Chat>>;
+    async fn private_chat_between(&self, a: UserId, b: UserId) -> StoreResult<Option<Chat>>;
+    async fn update_chat(&self, id: ChatId, update: ChatUpdate) -> StoreResult<Option<Chat>>;
+    /// The user's chats, pinned first, then by latest activity.
+    async fn chats_of_user(&self, user_id: UserId, limit: u32, offset: u32, now: Millis)
+    -> StoreResult<Vec<ChatSummary>>;
+    async fn count_chats_of_user(&self, user_id: UserId) -> StoreResult<u64>;
+    /// Adds members (existing ones are left as they are); answers the new ones.
+    async fn add_members(&self, chat_id: ChatId, users: &[UserId], role: MemberRole, at: Millis)
+    -> StoreResult<Vec<Member>>;
+    async fn remove_member(&self, chat_id: ChatId, user_id: UserId) -> StoreResult<bool>;
+    async fn set_member_role(&self, chat_id: ChatId, user_id: UserId, role: MemberRole) -> StoreResult<bool>;
+    async fn set_member_flags(
+        &self,
+        chat_id: ChatId,
+        user_id: UserId,
+        is_pinned: Option<bool>,
+        is_muted: Option<bool>,
+    ) -> StoreResult<Option<Member>>;
+    async fn member(&self, chat_id: ChatId, user_id: UserId) -> StoreResult<Option<Member>>;
+    async fn members(&self, chat_id: ChatId) -> StoreResult<Vec<Member>>;
+
+    // ---- messages ----
+
+    /// Appends a message with the next seq of its chat (or the seq the
+    /// caller's sequencer gave it). A `(sender, client_message_id)` seen
+    /// before answers the original instead.
+    async fn append_message(&self, message: NewMessage) -> StoreResult<Appended>;
+    async fn message(&self, id: MessageId) -> StoreResult<Option<Message>>;
+    async fn message_by_client_id(&self, sender_id: UserId, client_message_id: &str)
+    -> StoreResult<Option<Message>>;
+    async fn messages(&self, chat_id: ChatId, query: MessageQuery) -> StoreResult<Vec<Message>>;
+    /// The newest visible message of the chat.
+    async fn latest_message(&self, chat_id: ChatId, now: Millis) -> StoreResult<Option<Message>>;
+    async fn edit_message(&self, id: MessageId, content: String, at: Millis) -> StoreResult<Option<Message>>;
+    /// Deletes a message: it keeps its seq slot but loses its content.
+    async fn delete_message(&self, id: MessageId, at: Millis) -> StoreResult<Option<Message>>;
+    async fn set_message_pinned(&self, id: MessageId, pinned: bool, at: Millis) -> StoreResult<Option<Message>>;
+    async fn pinned_messages(&self, chat_id: ChatId, now: Millis) -> StoreResult<Vec<Message>>;
+    /// The highest seq stored for the chat (0 for none): what an external
+    /// sequencer re-seeds from.
+    async fn max_seq(&self, chat_id: ChatId) -> StoreResult<Seq>;
+
+    // ---- reactions ----
+
+    /// Adds a reaction; answers `false` if it was already there.
+    async fn add_reaction(&self, message_id: MessageId, user_id: UserId, emoji: String, at: Millis)
+    -> StoreResult<bool>;
+    async fn remove_reaction(&self, message_id: MessageId, user_id: UserId, emoji: &str) -> StoreResult<bool>;
+    async fn reactions(&self, message_ids: &[MessageId]) -> StoreResult<Vec<Reaction>>;
+
+    // ---- read markers ----
+
+    /// Moves the member's read marker to `seq` (clamped to the chat's last
+    /// seq); it never goes backwards. Answers the marker now in force.
+    async fn mark_read(&self, chat_id: ChatId, user_id: UserId, seq: Seq) -> StoreResult<Seq>;
+    /// Visible messages from others after the member's read marker.
+    async fn unread_count(&self, chat_id: ChatId, user_id: UserId, now: Millis) -> StoreResult<u64>;
+
+    // ---- files ----
+
+    async fn insert_file(&self, file: NewFile) -> StoreResult<FileMeta>;
+    async fn file(&self, id: FileId) -> StoreResult<Option<FileMeta>>;
+    /// Deletes the metadata; answers how many live files still share the
+    /// content hash, so the caller knows whether the bytes may go.
+    async fn delete_file(&self, id: FileId) -> StoreResult<Option<u64>>;
+
+    // ---- notifications ----
+
+    async fn insert_notification(&self, notification: NewNotification) -> StoreResult<Notification>;
+    async fn notifications(&self, user_id: UserId, limit: u32, offset: u32) -> StoreResult<Vec<Notification>>;
+    async fn mark_notification_read(&self, user_id: UserId, id: i64) -> StoreResult<bool>;
+    async fn mark_all_notifications_read(&self, user_id: UserId) -> StoreResult<u64>;
+    async fn unread_notification_count(&self, user_id: UserId) -> StoreResult<u64>;
+}
