@@ -2,8 +2,10 @@
 //! versioned migrations, one writer thread doing group commit, reads on a
 //! small pool off the async runtime.
 
+mod checkpoint;
 mod readers;
 mod rows;
+mod search_index;
 mod store;
 mod writer;
 
@@ -14,6 +16,7 @@ use rusqlite::{Connection, OpenFlags};
 use rusqlite_migration::{M, Migrations};
 
 use crate::{IdGenerator, StoreError};
+use checkpoint::Checkpointer;
 use readers::Readers;
 use writer::Writer;
 
@@ -60,6 +63,7 @@ pub struct SqliteStore {
 #[derive(Debug)]
 struct Inner {
     writer: Writer,
+    checkpointer: Checkpointer,
     readers: Readers,
     ids: Arc<IdGenerator>,
     path: PathBuf,
@@ -76,13 +80,16 @@ impl SqliteStore {
         configure(&conn)?;
         // WAL is a property of the file: set once, by the writer.
         conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "wal_autocheckpoint", checkpoint::WRITER_AUTOCHECKPOINT_PAGES)?;
         MIGRATIONS.to_latest(&mut conn)?;
+        let checkpointer = Checkpointer::spawn(path.clone())?;
         let readers = Readers::new(path.clone(), config.readers);
-        let writer = Writer::spawn(conn)?;
+        let writer = Writer::spawn(conn, Box::new(index_in_background))?;
         tracing::info!(path = %path.display(), node_id = config.node_id, "sqlite store open");
         Ok(Self {
             inner: Arc::new(Inner {
                 writer,
+                checkpointer,
                 readers,
                 ids: Arc::new(IdGenerator::new(config.node_id)),
                 path,
@@ -95,9 +102,48 @@ impl SqliteStore {
         &self.inner.path
     }
 
+    /// Stops the background threads and drains the writer (the
+    /// [`Store::shutdown`](crate::Store::shutdown) of this backend).
+    pub(crate) async fn close(&self) -> Result<(), StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.checkpointer.stop())
+            .await
+            .map_err(|error| StoreError::Worker(error.to_string()))?;
+        self.inner.writer.shutdown().await
+    }
+
+    /// Messages whose text is not in the full-text index yet (search still
+    /// finds them, by a slower scan).
+    pub async fn search_backlog(&self) -> Result<u64, StoreError> {
+        self.inner.readers.read(|conn| Ok(search_index::backlog(conn)? as u64)).await
+    }
+
     /// Writes waiting for the writer thread right now.
     pub fn queued_writes(&self) -> usize {
         self.inner.writer.queued()
+    }
+}
+
+/// The writer's background work: deferred full-text indexing. When the
+/// writer is idle it indexes a step; between batches only when the backlog
+/// is past its high-water mark. Answers whether work is left.
+fn index_in_background(conn: &Connection, idle: bool) -> bool {
+    let step = if idle {
+        search_index::index_step(conn)
+    } else {
+        match search_index::backlog(conn) {
+            Ok(backlog) if backlog > search_index::BACKLOG_HIGH_WATER => search_index::index_step(conn),
+            other => other,
+        }
+    };
+    match step {
+        Ok(left) => left > 0,
+        Err(error) => {
+            // Search still answers (the backlog is matched by LIKE); try
+            // again after the next batch rather than spin on a failure.
+            tracing::warn!(%error, "full-text indexing step failed");
+            false
+        }
     }
 }
 
@@ -105,6 +151,10 @@ impl SqliteStore {
 /// the WAL: a write reported done survives power loss, not just a crash.
 fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.pragma_update(None, "synchronous", "FULL")?;
+    // 32 MiB of page cache per connection and memory-mapped reads: the hot
+    // tail of every chat stays in memory and reads skip a copy.
+    conn.pragma_update(None, "cache_size", -32_768)?;
+    conn.pragma_update(None, "mmap_size", 256 * 1024 * 1024)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_millis(u64::from(BUSY_TIMEOUT_MS)))?;
     conn.set_prepared_statement_cache_capacity(64);

@@ -132,15 +132,19 @@ fn page_sql(chat_id: ChatId, query: &MessageQuery) -> (String, Vec<(&'static str
     }
     if let Some(search) = query.search.as_deref().filter(|text| !text.is_empty()) {
         sql.push_str(" AND m.is_deleted = 0");
+        let escaped = search.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        values.push((":pattern", format!("%{escaped}%").into()));
         if search.chars().count() >= TRIGRAM {
             // A quoted FTS5 string is a phrase: the trigram tokenizer makes
-            // that a substring match, CJK included.
-            sql.push_str(" AND m.id IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH :search)");
+            // that a substring match, CJK included. Rows not indexed yet
+            // are matched by LIKE.
+            sql.push_str(
+                " AND (m.id IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH :search) \
+                 OR (m.id IN (SELECT message_id FROM fts_pending) AND m.content LIKE :pattern ESCAPE '\\'))",
+            );
             values.push((":search", format!("\"{}\"", search.replace('"', "\"\"")).into()));
         } else {
-            sql.push_str(" AND m.content LIKE :search ESCAPE '\\'");
-            let escaped = search.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-            values.push((":search", format!("%{escaped}%").into()));
+            sql.push_str(" AND m.content LIKE :pattern ESCAPE '\\'");
         }
     }
     // Anchored at the newest end unless only `after` is given.
@@ -345,7 +349,7 @@ impl Store for SqliteStore {
     }
 
     async fn shutdown(&self) -> StoreResult<()> {
-        self.inner.writer.shutdown().await
+        self.close().await
     }
 
     async fn create_user(&self, new: NewUser) -> StoreResult<User> {

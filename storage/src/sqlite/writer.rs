@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use rusqlite::Connection;
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::StoreError;
@@ -64,6 +65,16 @@ where
     }
 }
 
+/// How long the queue must stay empty before the writer counts as idle and
+/// runs background work. A queue that is empty only between two batches of
+/// a busy stream is not idle; a write that arrives during the grace waits
+/// at most one [`IDLE_POLL`].
+const IDLE_GRACE: std::time::Duration = std::time::Duration::from_millis(3);
+const IDLE_POLL: std::time::Duration = std::time::Duration::from_micros(250);
+
+/// Deferred maintenance run by the writer thread between batches.
+pub(crate) type Background = Box<dyn FnMut(&Connection, bool) -> bool + Send>;
+
 enum Command {
     Run(Job),
     /// Finish what is queued, checkpoint, stop.
@@ -83,11 +94,15 @@ impl std::fmt::Debug for Writer {
 }
 
 impl Writer {
-    pub(crate) fn spawn(conn: Connection) -> std::io::Result<Self> {
+    /// Starts the writer thread on `conn`. `background` does deferred
+    /// maintenance in small steps; it is called with `idle = true` when no
+    /// write is waiting and with `idle = false` after every batch, and
+    /// answers whether it has more to do.
+    pub(crate) fn spawn(conn: Connection, background: Background) -> std::io::Result<Self> {
         let (queue, rx) = mpsc::channel(WRITE_QUEUE_DEPTH);
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(&conn, rx))?;
+            .spawn(move || writer_loop(&conn, rx, background))?;
         Ok(Self {
             queue,
             thread: Mutex::new(Some(thread)),
@@ -139,12 +154,36 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "panic".to_owned())
 }
 
-fn writer_loop(conn: &Connection, mut rx: mpsc::Receiver<Command>) {
+fn writer_loop(conn: &Connection, mut rx: mpsc::Receiver<Command>, mut background: Background) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut replies: Vec<Reply> = Vec::with_capacity(MAX_BATCH);
     let mut stop: Option<oneshot::Sender<()>> = None;
+    // Whether background work may be waiting (true at start: a previous run
+    // may have left some).
+    let mut background_due = true;
+    let mut empty_since: Option<Instant> = None;
     while stop.is_none() {
-        let Some(first) = rx.blocking_recv() else { break };
+        let first = if background_due {
+            match rx.try_recv() {
+                Ok(command) => {
+                    empty_since = None;
+                    command
+                }
+                Err(TryRecvError::Empty) => {
+                    let since = *empty_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= IDLE_GRACE {
+                        background_due = background(conn, true);
+                    } else {
+                        std::thread::sleep(IDLE_POLL);
+                    }
+                    continue;
+                }
+                Err(TryRecvError::Disconnected) => break,
+            }
+        } else {
+            let Some(command) = rx.blocking_recv() else { break };
+            command
+        };
         let mut next = Some(first);
         while let Some(command) = next.take() {
             match command {
@@ -170,6 +209,10 @@ fn writer_loop(conn: &Connection, mut rx: mpsc::Receiver<Command>) {
         }
         if !batch.is_empty() {
             run_batch(conn, &mut batch, &mut replies);
+            // Between batches the background only works off a large backlog.
+            background(conn, false);
+            // The batch may have queued new background work either way.
+            background_due = true;
         }
     }
     if let Err(error) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {

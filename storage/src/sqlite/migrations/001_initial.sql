@@ -106,19 +106,35 @@ CREATE INDEX messages_pinned ON messages(chat_id, seq) WHERE is_pinned = 1;
 
 -- Substring search that also works for CJK text (no word boundaries);
 -- queries shorter than three characters fall back to LIKE within the chat.
+--
+-- Indexing is deferred so it stays off the append path: an append only
+-- queues its id in fts_pending, and the writer thread indexes queued rows
+-- in small steps when it is idle (see search_index.rs). Search covers the
+-- queued tail with LIKE, so results never lag.
 CREATE VIRTUAL TABLE messages_fts USING fts5(
     content, content = 'messages', content_rowid = 'id', tokenize = 'trigram'
 );
-CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages WHEN new.content != '' BEGIN
-    INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+CREATE TABLE fts_pending (
+    pos        INTEGER PRIMARY KEY,
+    message_id INTEGER NOT NULL
+);
+CREATE INDEX fts_pending_message ON fts_pending(message_id);
+CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+    INSERT INTO fts_pending(message_id) VALUES (new.id);
 END;
 CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages BEGIN
+    -- Already indexed: take the old text out now; the new text is queued.
     INSERT INTO messages_fts(messages_fts, rowid, content)
-        SELECT 'delete', old.id, old.content WHERE old.content != '';
-    INSERT INTO messages_fts(rowid, content) SELECT new.id, new.content WHERE new.content != '';
+        SELECT 'delete', old.id, old.content
+        WHERE old.content != '' AND NOT EXISTS (SELECT 1 FROM fts_pending WHERE message_id = old.id);
+    INSERT INTO fts_pending(message_id)
+        SELECT new.id WHERE NOT EXISTS (SELECT 1 FROM fts_pending WHERE message_id = new.id);
 END;
-CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages WHEN old.content != '' BEGIN
-    INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+    INSERT INTO messages_fts(messages_fts, rowid, content)
+        SELECT 'delete', old.id, old.content
+        WHERE old.content != '' AND NOT EXISTS (SELECT 1 FROM fts_pending WHERE message_id = old.id);
+    DELETE FROM fts_pending WHERE message_id = old.id;
 END;
 
 CREATE TABLE reactions (

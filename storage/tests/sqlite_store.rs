@@ -1,0 +1,116 @@
+//! Behaviour particular to the SQLite backend: deferred full-text
+//! indexing, reopening, and concurrent readers beside the writer.
+
+use std::time::Duration;
+
+use protocol::time::now_millis;
+use storage::model::{ChatKind, MessageQuery, NewChat, NewMessage, NewUser};
+use storage::{SqliteConfig, SqliteStore, Store};
+
+async fn setup(dir: &std::path::Path) -> (SqliteStore, i64, i64) {
+    let store = SqliteStore::open(&SqliteConfig::new(dir)).unwrap();
+    let user = store
+        .create_user(NewUser { phone: "1".into(), created_at: now_millis(), ..NewUser::default() })
+        .await
+        .unwrap()
+        .id;
+    let chat = store
+        .create_chat(NewChat {
+            kind: ChatKind::Group,
+            name: "g".into(),
+            description: String::new(),
+            avatar: String::new(),
+            created_by: user,
+            members: vec![],
+            created_at: now_millis(),
+        })
+        .await
+        .unwrap()
+        .0
+        .id;
+    (store, user, chat)
+}
+
+/// Polls `check` until it holds, or fails after `limit`.
+async fn eventually<F, Fut>(limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "condition not reached within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn search(text: &str) -> MessageQuery {
+    MessageQuery { search: Some(text.into()), ..MessageQuery::latest(100, now_millis() + 1) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_index_catches_up_and_follows_edits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, user, chat) = setup(dir.path()).await;
+    let mut ids = Vec::new();
+    for n in 0..1_000 {
+        let text = if n % 100 == 7 { format!("needle 针眼 {n}") } else { format!("hay {n}") };
+        ids.push(store.append_message(NewMessage::text(chat, user, text, now_millis())).await.unwrap().into_message().id);
+    }
+    // Found whether indexed yet or not.
+    assert_eq!(store.messages(chat, search("needle")).await.unwrap().len(), 10);
+    eventually(Duration::from_secs(10), || async { store.search_backlog().await.unwrap() == 0 }).await;
+    assert_eq!(store.messages(chat, search("needle")).await.unwrap().len(), 10);
+    assert_eq!(store.messages(chat, search("针眼")).await.unwrap().len(), 10);
+
+    // Edits and deletes of indexed rows leave no stale hits.
+    store.edit_message(ids[7], "replaced text".into(), now_millis()).await.unwrap();
+    store.delete_message(ids[107], now_millis()).await.unwrap();
+    assert_eq!(store.messages(chat, search("needle")).await.unwrap().len(), 8);
+    assert_eq!(store.messages(chat, search("replaced")).await.unwrap().len(), 1);
+    eventually(Duration::from_secs(10), || async { store.search_backlog().await.unwrap() == 0 }).await;
+    assert_eq!(store.messages(chat, search("needle")).await.unwrap().len(), 8);
+    assert_eq!(store.messages(chat, search("replaced")).await.unwrap().len(), 1);
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_survives_a_clean_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, user, chat) = setup(dir.path()).await;
+    for n in 0..100 {
+        store.append_message(NewMessage::text(chat, user, format!("m{n}"), now_millis())).await.unwrap();
+    }
+    store.shutdown().await.unwrap();
+    let reopened = SqliteStore::open(&SqliteConfig::new(dir.path())).unwrap();
+    assert_eq!(reopened.max_seq(chat).await.unwrap(), 100);
+    let next = reopened.append_message(NewMessage::text(chat, user, "after", now_millis())).await.unwrap();
+    assert_eq!(next.message().seq, 101);
+    reopened.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_proceed_while_writes_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, user, chat) = setup(dir.path()).await;
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for n in 0..2_000 {
+                store.append_message(NewMessage::text(chat, user, format!("m{n}"), now_millis())).await.unwrap();
+            }
+        })
+    };
+    let mut last_seen = 0;
+    while !writer.is_finished() {
+        let page = store.messages(chat, MessageQuery::latest(20, now_millis() + 1)).await.unwrap();
+        // Every read sees a consistent, contiguous tail that only grows.
+        assert!(page.windows(2).all(|w| w[0].seq + 1 == w[1].seq));
+        let top = page.last().map_or(0, |m| m.seq);
+        assert!(top >= last_seen);
+        last_seen = top;
+    }
+    writer.await.unwrap();
+    assert_eq!(store.max_seq(chat).await.unwrap(), 2_000);
+    store.shutdown().await.unwrap();
+}
