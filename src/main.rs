@@ -1,1 +1,131 @@
-fn main() {}
+//! `switchboard`: parses configuration and wires the crates together.
+//! Everything it runs is a library crate's `run`.
+
+mod cli;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use rest_sidecar::{SidecarConfig, SidecarState};
+use storage::{SqliteConfig, SqliteStore, Store};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use cli::{Cli, Command, LogFormat, ServeArgs};
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Serve(args)) => args,
+        None => cli.serve,
+    };
+    init_logging(args.log_format);
+    rest_sidecar::install_recorder();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("switchboard")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHBOARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// `switchboard serve`: the sidecar and (as it grows) the gateway in one
+/// process over the embedded SQLite store, until SIGINT or SIGTERM.
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let data_dir = args.data_dir.clone();
+    let node_id = args.node_id;
+    let sqlite = tokio::task::spawn_blocking(move || {
+        SqliteStore::open(&SqliteConfig { node_id, ..SqliteConfig::new(data_dir) })
+    })
+    .await?
+    .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+    let store: Arc<dyn Store> = Arc::new(sqlite);
+    let files_dir = args.data_dir.join("files");
+    tokio::fs::create_dir_all(&files_dir).await.with_context(|| format!("creating {}", files_dir.display()))?;
+
+    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, data_dir = %args.data_dir.display(), dev = args.dev, version = env!("CARGO_PKG_VERSION"), "switchboard serving");
+
+    let state = SidecarState::new(
+        store.clone(),
+        SidecarConfig {
+            version: env!("CARGO_PKG_VERSION"),
+            files_dir,
+            redis_url: None,
+            body_limit: rest_sidecar::DEFAULT_BODY_LIMIT,
+        },
+    );
+    let shutdown = CancellationToken::new();
+    let mut http = tokio::spawn(rest_sidecar::run(listener, state, shutdown.clone()));
+
+    tokio::select! {
+        signal = shutdown_signal() => tracing::info!(signal, "shutting down: no new connections"),
+        finished = &mut http => {
+            // The server stopped on its own: that is a failure to report.
+            store.shutdown().await.ok();
+            return match finished {
+                Ok(Ok(())) => Err(anyhow::anyhow!("http server stopped unexpectedly")),
+                Ok(Err(error)) => Err(error).context("http server failed"),
+                Err(error) => Err(error).context("http server task panicked"),
+            };
+        }
+    }
+    shutdown.cancel();
+    let grace = Duration::from_secs(args.shutdown_grace_secs);
+    match tokio::time::timeout(grace, &mut http).await {
+        Ok(Ok(Ok(()))) => tracing::info!("http drained"),
+        Ok(Ok(Err(error))) => tracing::warn!(%error, "http server ended with an error"),
+        Ok(Err(error)) => tracing::warn!(%error, "http server task panicked"),
+        Err(_) => {
+            tracing::warn!(
+                grace_secs = args.shutdown_grace_secs,
+                "requests still in flight after the grace period; closing them"
+            );
+            http.abort();
+        }
+    }
+    store.shutdown().await.context("flushing the store")?;
+    tracing::info!("store flushed; bye");
+    Ok(())
+}
+
+/// Resolves with the name of the first of SIGINT / SIGTERM to arrive.
+async fn shutdown_signal() -> &'static str {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(terminate) => terminate,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; SIGINT only");
+                let _ = interrupt.await;
+                return "SIGINT";
+            }
+        };
+        tokio::select! {
+            _ = interrupt => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+        "SIGINT"
+    }
+}

@@ -18,12 +18,7 @@ pub struct ApiResponse<T> {
 impl<T> ApiResponse<T> {
     /// Wraps `data` in a success envelope stamped with the current time.
     pub fn ok(message: impl Into<String>, data: T) -> Self {
-        Self {
-            code: 200,
-            message: message.into(),
-            data,
-            timestamp: time::to_iso(time::now_millis()),
-        }
+        Self { code: 200, message: message.into(), data, timestamp: time::to_iso(time::now_millis()) }
     }
 }
 

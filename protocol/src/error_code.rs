@@ -85,10 +85,7 @@ impl ErrorCode {
     ];
 
     fn row(self) -> &'static (ErrorCode, u32, u16, &'static str) {
-        Self::TABLE
-            .iter()
-            .find(|row| row.0 == self)
-            .expect("every ErrorCode variant has a row in TABLE")
+        Self::TABLE.iter().find(|row| row.0 == self).expect("every ErrorCode variant has a row in TABLE")
     }
 
     /// The numeric code carried in the envelope's `code` field.

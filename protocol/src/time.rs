@@ -14,16 +14,12 @@ pub fn now_millis() -> Millis {
 
 /// Formats milliseconds since the epoch as `2024-12-19T10:30:00.000Z`.
 pub fn to_iso(millis: Millis) -> String {
-    DateTime::<Utc>::from_timestamp_millis(millis)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Millis, true)
+    DateTime::<Utc>::from_timestamp_millis(millis).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// Parses an ISO 8601 / RFC 3339 string into milliseconds since the epoch.
 pub fn from_iso(text: &str) -> Option<Millis> {
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|time| time.timestamp_millis())
+    DateTime::parse_from_rfc3339(text).ok().map(|time| time.timestamp_millis())
 }
 
 #[cfg(test)]

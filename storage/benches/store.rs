@@ -52,7 +52,14 @@ fn message(chat: i64, user: i64, n: u64) -> NewMessage {
 
 /// Appends `total` messages from `writers` concurrent tasks; returns the
 /// wall time and, when asked, each append's latency.
-async fn append_burst(store: &SqliteStore, chat: i64, user: i64, writers: usize, total: u64, latencies: Option<&mut Histogram<u64>>) -> Duration {
+async fn append_burst(
+    store: &SqliteStore,
+    chat: i64,
+    user: i64,
+    writers: usize,
+    total: u64,
+    latencies: Option<&mut Histogram<u64>>,
+) -> Duration {
     let started = Instant::now();
     let per_writer = total.div_ceil(writers as u64);
     let mut tasks = tokio::task::JoinSet::new();
@@ -115,7 +122,8 @@ fn page_reads(c: &mut Criterion) {
         b.to_async(&rt).iter(|| {
             let store = store.clone();
             async move {
-                let query = MessageQuery { before: Some(Cursor::Seq(10_000)), ..MessageQuery::latest(50, now_millis()) };
+                let query =
+                    MessageQuery { before: Some(Cursor::Seq(10_000)), ..MessageQuery::latest(50, now_millis()) };
                 store.messages(chat, query).await.unwrap()
             }
         });
@@ -124,7 +132,8 @@ fn page_reads(c: &mut Criterion) {
         b.to_async(&rt).iter(|| {
             let store = store.clone();
             async move {
-                let query = MessageQuery { search: Some("number 1999".into()), ..MessageQuery::latest(50, now_millis()) };
+                let query =
+                    MessageQuery { search: Some("number 1999".into()), ..MessageQuery::latest(50, now_millis()) };
                 store.messages(chat, query).await.unwrap()
             }
         });

@@ -89,11 +89,7 @@ async fn group<S: Store>(store: &S, owner: i64, members: &[i64]) -> i64 {
 }
 
 async fn send<S: Store>(store: &S, chat: i64, sender: i64, text: &str) -> crate::model::Message {
-    store
-        .append_message(NewMessage::text(chat, sender, text, now_millis()))
-        .await
-        .unwrap()
-        .into_message()
+    store.append_message(NewMessage::text(chat, sender, text, now_millis())).await.unwrap().into_message()
 }
 
 pub async fn users_register_update_and_lookup<S: Store>(store: &S) {
@@ -132,15 +128,17 @@ pub async fn users_register_update_and_lookup<S: Store>(store: &S) {
     store.set_password_hash(bob, "$argon2id$bob".into(), now).await.unwrap();
     store.set_password_hash(bob, "$argon2id$bob2".into(), now).await.unwrap();
     assert_eq!(store.password_hash(bob).await.unwrap().as_deref(), Some("$argon2id$bob2"));
-    assert!(matches!(
-        store.set_password_hash(999_999, "x".into(), now).await,
-        Err(StoreError::UserNotFound(999_999))
-    ));
+    assert!(matches!(store.set_password_hash(999_999, "x".into(), now).await, Err(StoreError::UserNotFound(999_999))));
 
     let updated = store
         .update_user(
             alice.id,
-            UserUpdate { bio: Some("hello".into()), theme: Some("dark".into()), updated_at: now + 5, ..UserUpdate::default() },
+            UserUpdate {
+                bio: Some("hello".into()),
+                theme: Some("dark".into()),
+                updated_at: now + 5,
+                ..UserUpdate::default()
+            },
         )
         .await
         .unwrap()
@@ -179,7 +177,8 @@ pub async fn refresh_tokens_rotate_and_detect_reuse<S: Store>(store: &S) {
     ));
     assert_eq!(store.rotate_refresh_token("nope", "h5".into(), now, now).await.unwrap(), RefreshRotation::Unknown);
 
-    let expired = RefreshToken { token_hash: "old".into(), family_id: "family-2".into(), expires_at: now - 1, ..token("") };
+    let expired =
+        RefreshToken { token_hash: "old".into(), family_id: "family-2".into(), expires_at: now - 1, ..token("") };
     store.insert_refresh_token(expired).await.unwrap();
     assert_eq!(store.rotate_refresh_token("old", "h6".into(), now, now).await.unwrap(), RefreshRotation::Expired);
 
@@ -217,7 +216,11 @@ pub async fn contacts_add_update_block_delete<S: Store>(store: &S) {
 
     assert!(!store.is_blocked(alice, bob).await.unwrap());
     let blocked = store
-        .update_contact(alice, bob, ContactUpdate { is_blocked: Some(true), updated_at: now + 1, ..ContactUpdate::default() })
+        .update_contact(
+            alice,
+            bob,
+            ContactUpdate { is_blocked: Some(true), updated_at: now + 1, ..ContactUpdate::default() },
+        )
         .await
         .unwrap()
         .unwrap();
@@ -249,7 +252,8 @@ pub async fn chats_members_and_roles<S: Store>(store: &S) {
     let (chat, created) = store.create_chat(new_group.clone()).await.unwrap();
     assert!(created);
     assert_eq!((chat.kind, chat.name.as_str(), chat.members_count, chat.last_seq), (ChatKind::Group, "team", 2, 0));
-    let roles: Vec<(i64, MemberRole)> = store.members(chat.id).await.unwrap().iter().map(|m| (m.user_id, m.role)).collect();
+    let roles: Vec<(i64, MemberRole)> =
+        store.members(chat.id).await.unwrap().iter().map(|m| (m.user_id, m.role)).collect();
     assert!(roles.contains(&(alice, MemberRole::Owner)) && roles.contains(&(bob, MemberRole::Member)));
 
     let unknown = NewChat { members: vec![999_999], ..new_group.clone() };
@@ -299,7 +303,10 @@ pub async fn chats_members_and_roles<S: Store>(store: &S) {
     assert_eq!(store.chat(chat.id).await.unwrap().unwrap().members_count, 2);
 
     let renamed = store
-        .update_chat(chat.id, crate::model::ChatUpdate { name: Some("renamed".into()), updated_at: now + 1, ..Default::default() })
+        .update_chat(
+            chat.id,
+            crate::model::ChatUpdate { name: Some("renamed".into()), updated_at: now + 1, ..Default::default() },
+        )
         .await
         .unwrap()
         .unwrap();
@@ -442,7 +449,8 @@ pub async fn pages_before_after_and_filters<S: Store>(store: &S) {
     assert_eq!(seqs(store.messages(chat, after).await.unwrap()), vec![6, 7, 8]);
     let after_id = MessageQuery { after: Some(Cursor::Id(ids[27])), ..MessageQuery::latest(10, now) };
     assert_eq!(seqs(store.messages(chat, after_id).await.unwrap()), vec![29, 30]);
-    let window = MessageQuery { after: Some(Cursor::Seq(10)), before: Some(Cursor::Seq(14)), ..MessageQuery::latest(10, now) };
+    let window =
+        MessageQuery { after: Some(Cursor::Seq(10)), before: Some(Cursor::Seq(14)), ..MessageQuery::latest(10, now) };
     assert_eq!(seqs(store.messages(chat, window).await.unwrap()), vec![11, 12, 13]);
     let offset = MessageQuery { offset: 5, ..MessageQuery::latest(5, now) };
     assert_eq!(seqs(store.messages(chat, offset).await.unwrap()), vec![21, 22, 23, 24, 25]);
@@ -477,7 +485,11 @@ pub async fn search_finds_substrings_and_forgets_deleted<S: Store>(store: &S) {
         "case-insensitive, and only within the chat"
     );
     assert_eq!(contents(store.messages(chat, search("一起吃饭")).await.unwrap()), vec!["周末有空一起吃饭吗？"]);
-    assert_eq!(contents(store.messages(chat, search("吃饭")).await.unwrap()), vec!["周末有空一起吃饭吗？"], "short CJK query");
+    assert_eq!(
+        contents(store.messages(chat, search("吃饭")).await.unwrap()),
+        vec!["周末有空一起吃饭吗？"],
+        "short CJK query"
+    );
     assert_eq!(contents(store.messages(chat, search("0%")).await.unwrap()), vec!["100% sure_thing"]);
     assert!(store.messages(chat, search("_x")).await.unwrap().is_empty(), "LIKE wildcards are literal");
     assert!(store.messages(chat, search("\"quoted\" AND")).await.unwrap().is_empty(), "FTS syntax is literal");
@@ -504,7 +516,13 @@ pub async fn ttl_and_scheduled_messages_are_hidden<S: Store>(store: &S) {
     store.append_message(scheduled).await.unwrap();
 
     let visible = |now: i64| async move {
-        store.messages(chat, MessageQuery::latest(50, now)).await.unwrap().into_iter().map(|m| m.content).collect::<Vec<_>>()
+        store
+            .messages(chat, MessageQuery::latest(50, now))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.content)
+            .collect::<Vec<_>>()
     };
     assert_eq!(visible(start + 1).await, vec!["permanent", "self-destructing secret"]);
     assert_eq!(store.unread_count(chat, bob, start + 1).await.unwrap(), 2);
@@ -680,7 +698,9 @@ pub async fn shutdown_finishes_and_refuses_more<S: Store + Clone>(store: &S) {
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..50 {
         let store = store.clone();
-        tasks.spawn(async move { store.append_message(NewMessage::text(chat, alice, format!("{n}"), now_millis())).await });
+        tasks.spawn(
+            async move { store.append_message(NewMessage::text(chat, alice, format!("{n}"), now_millis())).await },
+        );
     }
     tokio::task::yield_now().await;
     store.shutdown().await.unwrap();

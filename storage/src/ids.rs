@@ -40,10 +40,7 @@ impl IdGenerator {
     /// would mint duplicates, so this is a configuration error.
     pub fn new(node: u16) -> Self {
         assert!(node <= MAX_NODE_ID, "node id {node} is above {MAX_NODE_ID}");
-        Self {
-            node: u64::from(node),
-            last: AtomicU64::new(0),
-        }
+        Self { node: u64::from(node), last: AtomicU64::new(0) }
     }
 
     /// The next id. Strictly greater than every id this generator returned.
@@ -52,10 +49,7 @@ impl IdGenerator {
         let mut last = self.last.load(Ordering::Relaxed);
         let stamp = loop {
             let next = now.max(last + 1);
-            match self
-                .last
-                .compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
+            match self.last.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => break next,
                 Err(actual) => last = actual,
             }

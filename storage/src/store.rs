@@ -2,9 +2,9 @@ use async_trait::async_trait;
 
 use crate::StoreError;
 use crate::model::{
-    Appended, Chat, ChatId, ChatSummary, ChatUpdate, Contact, ContactUpdate, FileId, FileMeta, Member,
-    MemberRole, Message, MessageId, MessageQuery, Millis, NewChat, NewFile, NewMessage, NewNotification,
-    NewUser, Notification, Reaction, RefreshRotation, RefreshToken, Seq, User, UserId, UserUpdate,
+    Appended, Chat, ChatId, ChatSummary, ChatUpdate, Contact, ContactUpdate, FileId, FileMeta, Member, MemberRole,
+    Message, MessageId, MessageQuery, Millis, NewChat, NewFile, NewMessage, NewNotification, NewUser, Notification,
+    Reaction, RefreshRotation, RefreshToken, Seq, User, UserId, UserUpdate,
 };
 
 /// The result type of every store operation.
@@ -59,12 +59,21 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- contacts ----
 
-    async fn add_contact(&self, user_id: UserId, contact_id: UserId, nickname: String, at: Millis)
-    -> StoreResult<Contact>;
+    async fn add_contact(
+        &self,
+        user_id: UserId,
+        contact_id: UserId,
+        nickname: String,
+        at: Millis,
+    ) -> StoreResult<Contact>;
     async fn contacts(&self, user_id: UserId) -> StoreResult<Vec<Contact>>;
     async fn contact(&self, user_id: UserId, contact_id: UserId) -> StoreResult<Option<Contact>>;
-    async fn update_contact(&self, user_id: UserId, contact_id: UserId, update: ContactUpdate)
-    -> StoreResult<Option<Contact>>;
+    async fn update_contact(
+        &self,
+        user_id: UserId,
+        contact_id: UserId,
+        update: ContactUpdate,
+    ) -> StoreResult<Option<Contact>>;
     async fn delete_contact(&self, user_id: UserId, contact_id: UserId) -> StoreResult<bool>;
     /// Whether `blocker` has blocked `blocked`.
     async fn is_blocked(&self, blocker: UserId, blocked: UserId) -> StoreResult<bool>;
@@ -78,12 +87,22 @@ pub trait Store: Send + Sync + 'static {
     async fn private_chat_between(&self, a: UserId, b: UserId) -> StoreResult<Option<Chat>>;
     async fn update_chat(&self, id: ChatId, update: ChatUpdate) -> StoreResult<Option<Chat>>;
     /// The user's chats, pinned first, then by latest activity.
-    async fn chats_of_user(&self, user_id: UserId, limit: u32, offset: u32, now: Millis)
-    -> StoreResult<Vec<ChatSummary>>;
+    async fn chats_of_user(
+        &self,
+        user_id: UserId,
+        limit: u32,
+        offset: u32,
+        now: Millis,
+    ) -> StoreResult<Vec<ChatSummary>>;
     async fn count_chats_of_user(&self, user_id: UserId) -> StoreResult<u64>;
     /// Adds members (existing ones are left as they are); answers the new ones.
-    async fn add_members(&self, chat_id: ChatId, users: &[UserId], role: MemberRole, at: Millis)
-    -> StoreResult<Vec<Member>>;
+    async fn add_members(
+        &self,
+        chat_id: ChatId,
+        users: &[UserId],
+        role: MemberRole,
+        at: Millis,
+    ) -> StoreResult<Vec<Member>>;
     async fn remove_member(&self, chat_id: ChatId, user_id: UserId) -> StoreResult<bool>;
     async fn set_member_role(&self, chat_id: ChatId, user_id: UserId, role: MemberRole) -> StoreResult<bool>;
     async fn set_member_flags(
@@ -103,8 +122,7 @@ pub trait Store: Send + Sync + 'static {
     /// before answers the original instead.
     async fn append_message(&self, message: NewMessage) -> StoreResult<Appended>;
     async fn message(&self, id: MessageId) -> StoreResult<Option<Message>>;
-    async fn message_by_client_id(&self, sender_id: UserId, client_message_id: &str)
-    -> StoreResult<Option<Message>>;
+    async fn message_by_client_id(&self, sender_id: UserId, client_message_id: &str) -> StoreResult<Option<Message>>;
     async fn messages(&self, chat_id: ChatId, query: MessageQuery) -> StoreResult<Vec<Message>>;
     /// The newest visible message of the chat.
     async fn latest_message(&self, chat_id: ChatId, now: Millis) -> StoreResult<Option<Message>>;
@@ -120,8 +138,13 @@ pub trait Store: Send + Sync + 'static {
     // ---- reactions ----
 
     /// Adds a reaction; answers `false` if it was already there.
-    async fn add_reaction(&self, message_id: MessageId, user_id: UserId, emoji: String, at: Millis)
-    -> StoreResult<bool>;
+    async fn add_reaction(
+        &self,
+        message_id: MessageId,
+        user_id: UserId,
+        emoji: String,
+        at: Millis,
+    ) -> StoreResult<bool>;
     async fn remove_reaction(&self, message_id: MessageId, user_id: UserId, emoji: &str) -> StoreResult<bool>;
     async fn reactions(&self, message_ids: &[MessageId]) -> StoreResult<Vec<Reaction>>;
 

@@ -3,10 +3,10 @@
 
 use storage::{SqliteConfig, SqliteStore};
 
-async fn fresh() -> (SqliteStore, tempfile::TempDir) {
+fn fresh() -> (SqliteStore, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temporary folder");
     let store = SqliteStore::open(&SqliteConfig::new(dir.path())).expect("open store");
     (store, dir)
 }
 
-storage::conformance_suite!(fresh());
+storage::conformance_suite!(async { fresh() });

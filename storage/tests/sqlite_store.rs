@@ -55,7 +55,9 @@ async fn search_index_catches_up_and_follows_edits() {
     let mut ids = Vec::new();
     for n in 0..1_000 {
         let text = if n % 100 == 7 { format!("needle 针眼 {n}") } else { format!("hay {n}") };
-        ids.push(store.append_message(NewMessage::text(chat, user, text, now_millis())).await.unwrap().into_message().id);
+        ids.push(
+            store.append_message(NewMessage::text(chat, user, text, now_millis())).await.unwrap().into_message().id,
+        );
     }
     // Found whether indexed yet or not.
     assert_eq!(store.messages(chat, search("needle")).await.unwrap().len(), 10);

@@ -2,7 +2,7 @@
 //! connection runs beside the writer without taking its lock, so copying
 //! the WAL back into the database (and that fsync) never stalls an append.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Mutex;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
@@ -31,8 +31,8 @@ impl std::fmt::Debug for Checkpointer {
 }
 
 impl Checkpointer {
-    pub(crate) fn spawn(path: PathBuf) -> Result<Self, StoreError> {
-        let conn = rusqlite::Connection::open(&path)?;
+    pub(crate) fn spawn(path: &Path) -> Result<Self, StoreError> {
+        let conn = rusqlite::Connection::open(path)?;
         super::configure(&conn)?;
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new().name("sqlite-checkpoint".into()).spawn(move || {
@@ -52,10 +52,7 @@ impl Checkpointer {
                 }
             }
         })?;
-        Ok(Self {
-            stop: Mutex::new(Some(stop)),
-            thread: Mutex::new(Some(thread)),
-        })
+        Ok(Self { stop: Mutex::new(Some(stop)), thread: Mutex::new(Some(thread)) })
     }
 
     /// Stops the thread; the writer does the final, truncating checkpoint.

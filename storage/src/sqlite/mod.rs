@@ -45,11 +45,7 @@ pub struct SqliteConfig {
 impl SqliteConfig {
     /// Defaults for a single-process server in `data_dir`.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        Self {
-            data_dir: data_dir.into(),
-            node_id: 0,
-            readers: 4,
-        }
+        Self { data_dir: data_dir.into(), node_id: 0, readers: 4 }
     }
 }
 
@@ -82,7 +78,7 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "wal_autocheckpoint", checkpoint::WRITER_AUTOCHECKPOINT_PAGES)?;
         MIGRATIONS.to_latest(&mut conn)?;
-        let checkpointer = Checkpointer::spawn(path.clone())?;
+        let checkpointer = Checkpointer::spawn(&path)?;
         let readers = Readers::new(path.clone(), config.readers);
         let writer = Writer::spawn(conn, Box::new(index_in_background))?;
         tracing::info!(path = %path.display(), node_id = config.node_id, "sqlite store open");

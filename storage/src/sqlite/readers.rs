@@ -27,11 +27,7 @@ impl std::fmt::Debug for Readers {
 
 impl Readers {
     pub(crate) fn new(path: PathBuf, size: usize) -> Self {
-        Self {
-            path,
-            idle: Mutex::new(Vec::with_capacity(size)),
-            permits: Semaphore::new(size.max(1)),
-        }
+        Self { path, idle: Mutex::new(Vec::with_capacity(size)), permits: Semaphore::new(size.max(1)) }
     }
 
     pub(crate) async fn read<T, F>(&self, work: F) -> Result<T, StoreError>

@@ -5,8 +5,7 @@ use rusqlite::Row;
 use rusqlite::types::Type;
 
 use crate::model::{
-    Chat, ChatKind, Contact, FileKind, FileMeta, Member, MemberRole, Message, MessageKind, Notification,
-    Reaction, User,
+    Chat, ChatKind, Contact, FileKind, FileMeta, Member, MemberRole, Message, MessageKind, Notification, Reaction, User,
 };
 
 fn text_enum<T>(row: &Row<'_>, index: usize, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
@@ -132,12 +131,7 @@ pub(crate) fn message(row: &Row<'_>) -> rusqlite::Result<Message> {
 }
 
 pub(crate) fn reaction(row: &Row<'_>) -> rusqlite::Result<Reaction> {
-    Ok(Reaction {
-        message_id: row.get(0)?,
-        user_id: row.get(1)?,
-        emoji: row.get(2)?,
-        created_at: row.get(3)?,
-    })
+    Ok(Reaction { message_id: row.get(0)?, user_id: row.get(1)?, emoji: row.get(2)?, created_at: row.get(3)? })
 }
 
 pub(crate) const FILE_COLUMNS: &str = "id, owner_id, name, size, mime, kind, sha256, thumbnail_sha256, created_at";

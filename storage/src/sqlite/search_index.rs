@@ -34,9 +34,7 @@ pub(crate) fn index_step(conn: &Connection) -> Result<i64, StoreError> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let indexed = (|| {
         let last: Option<i64> = conn
-            .prepare_cached(
-                "SELECT MAX(pos) FROM (SELECT pos FROM fts_pending ORDER BY pos LIMIT ?1)",
-            )?
+            .prepare_cached("SELECT MAX(pos) FROM (SELECT pos FROM fts_pending ORDER BY pos LIMIT ?1)")?
             .query_row([STEP_ROWS], |row| row.get(0))?;
         let Some(last) = last else { return Ok(0) };
         conn.prepare_cached(

@@ -7,14 +7,13 @@ use rusqlite::{Connection, OptionalExtension, named_params, params, params_from_
 
 use super::SqliteStore;
 use super::rows::{
-    self, CHAT_SELECT, CHAT_WIDTH, CONTACT_COLUMNS, FILE_COLUMNS, MEMBER_COLUMNS, MESSAGE_COLUMNS,
-    MESSAGE_VISIBLE, NOTIFICATION_COLUMNS, USER_COLUMNS,
+    self, CHAT_SELECT, CHAT_WIDTH, CONTACT_COLUMNS, FILE_COLUMNS, MEMBER_COLUMNS, MESSAGE_COLUMNS, MESSAGE_VISIBLE,
+    NOTIFICATION_COLUMNS, USER_COLUMNS,
 };
 use crate::model::{
-    Appended, Chat, ChatId, ChatKind, ChatSummary, ChatUpdate, Contact, ContactUpdate, Cursor, FileId,
-    FileMeta, Member, MemberRole, Message, MessageId, MessageQuery, Millis, NewChat, NewFile, NewMessage,
-    NewNotification, NewUser, Notification, Reaction, RefreshRotation, RefreshToken, Seq, User, UserId,
-    UserUpdate,
+    Appended, Chat, ChatId, ChatKind, ChatSummary, ChatUpdate, Contact, ContactUpdate, Cursor, FileId, FileMeta,
+    Member, MemberRole, Message, MessageId, MessageQuery, Millis, NewChat, NewFile, NewMessage, NewNotification,
+    NewUser, Notification, Reaction, RefreshRotation, RefreshToken, Seq, User, UserId, UserUpdate,
 };
 use crate::{Store, StoreError, StoreResult};
 
@@ -55,10 +54,7 @@ fn chat_by_id(conn: &Connection, id: ChatId) -> StoreResult<Option<Chat>> {
 
 fn member_of(conn: &Connection, chat_id: ChatId, user_id: UserId) -> StoreResult<Option<Member>> {
     let sql = format!("SELECT {MEMBER_COLUMNS} FROM members WHERE chat_id = ?1 AND user_id = ?2");
-    Ok(conn
-        .prepare_cached(&sql)?
-        .query_row([chat_id, user_id], rows::member)
-        .optional()?)
+    Ok(conn.prepare_cached(&sql)?.query_row([chat_id, user_id], rows::member).optional()?)
 }
 
 fn message_by_id(conn: &Connection, id: MessageId) -> StoreResult<Option<Message>> {
@@ -68,10 +64,7 @@ fn message_by_id(conn: &Connection, id: MessageId) -> StoreResult<Option<Message
 
 fn message_by_client(conn: &Connection, sender_id: UserId, client_message_id: &str) -> StoreResult<Option<Message>> {
     let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.sender_id = ?1 AND m.client_message_id = ?2");
-    Ok(conn
-        .prepare_cached(&sql)?
-        .query_row(params![sender_id, client_message_id], rows::message)
-        .optional()?)
+    Ok(conn.prepare_cached(&sql)?.query_row(params![sender_id, client_message_id], rows::message).optional()?)
 }
 
 fn latest_visible(conn: &Connection, chat_id: ChatId, now: Millis) -> StoreResult<Option<Message>> {
@@ -79,10 +72,7 @@ fn latest_visible(conn: &Connection, chat_id: ChatId, now: Millis) -> StoreResul
         "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.chat_id = :chat AND {MESSAGE_VISIBLE} \
          ORDER BY m.seq DESC LIMIT 1"
     );
-    Ok(conn
-        .prepare_cached(&sql)?
-        .query_row(named_params! {":chat": chat_id, ":now": now}, rows::message)
-        .optional()?)
+    Ok(conn.prepare_cached(&sql)?.query_row(named_params! {":chat": chat_id, ":now": now}, rows::message).optional()?)
 }
 
 fn unread(conn: &Connection, chat_id: ChatId, user_id: UserId, now: Millis) -> StoreResult<u64> {
@@ -97,7 +87,13 @@ fn unread(conn: &Connection, chat_id: ChatId, user_id: UserId, now: Millis) -> S
     Ok(count as u64)
 }
 
-fn insert_member(conn: &Connection, chat_id: ChatId, user_id: UserId, role: MemberRole, at: Millis) -> StoreResult<bool> {
+fn insert_member(
+    conn: &Connection,
+    chat_id: ChatId,
+    user_id: UserId,
+    role: MemberRole,
+    at: Millis,
+) -> StoreResult<bool> {
     let changed = conn
         .prepare_cached("INSERT OR IGNORE INTO members (chat_id, user_id, role, joined_at) VALUES (?1, ?2, ?3, ?4)")?
         .execute(params![chat_id, user_id, role.as_str(), at])?;
@@ -120,11 +116,13 @@ fn page_sql(chat_id: ChatId, query: &MessageQuery) -> (String, Vec<(&'static str
     };
     if let Some(before) = query.before {
         let bound = cursor(":before", before, &mut values);
-        sql.push_str(&format!(" AND m.seq < {bound}"));
+        sql.push_str(" AND m.seq < ");
+        sql.push_str(&bound);
     }
     if let Some(after) = query.after {
         let bound = cursor(":after", after, &mut values);
-        sql.push_str(&format!(" AND m.seq > {bound}"));
+        sql.push_str(" AND m.seq > ");
+        sql.push_str(&bound);
     }
     if let Some(kind) = query.kind {
         sql.push_str(" AND m.kind = :kind");
@@ -235,7 +233,7 @@ fn append(conn: &Connection, ids: &crate::IdGenerator, new: NewMessage) -> Store
     }))
 }
 
-fn create_chat_in(conn: &Connection, new: NewChat) -> StoreResult<(Chat, bool)> {
+fn create_chat_in(conn: &Connection, new: &NewChat) -> StoreResult<(Chat, bool)> {
     let mut others: Vec<UserId> = new.members.iter().copied().filter(|&id| id != new.created_by).collect();
     others.sort_unstable();
     others.dedup();
@@ -284,8 +282,13 @@ fn create_chat_in(conn: &Connection, new: NewChat) -> StoreResult<(Chat, bool)> 
     Ok((chat, true))
 }
 
-fn rotate(conn: &Connection, presented: &str, next_hash: String, next_expires_at: Millis, now: Millis)
--> StoreResult<RefreshRotation> {
+fn rotate(
+    conn: &Connection,
+    presented: &str,
+    next_hash: &str,
+    next_expires_at: Millis,
+    now: Millis,
+) -> StoreResult<RefreshRotation> {
     type Row = (UserId, String, Millis, Millis, Option<Millis>, Option<Millis>);
     let found: Option<Row> = conn
         .prepare_cached(
@@ -314,13 +317,7 @@ fn rotate(conn: &Connection, presented: &str, next_hash: String, next_expires_at
     )?
     .execute(params![next_hash, user_id, family_id, next_expires_at, now])?;
     Ok(RefreshRotation::Rotated {
-        previous: RefreshToken {
-            token_hash: presented.to_owned(),
-            user_id,
-            family_id,
-            expires_at,
-            created_at,
-        },
+        previous: RefreshToken { token_hash: presented.to_owned(), user_id, family_id, expires_at, created_at },
     })
 }
 
@@ -345,6 +342,9 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn health(&self) -> StoreResult<()> {
+        if self.inner.writer.is_closed() {
+            return Err(StoreError::Closed);
+        }
         self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?)).await
     }
 
@@ -368,8 +368,10 @@ impl Store for SqliteStore {
             }
             let id = conn.last_insert_rowid();
             if let Some(hash) = new.password_hash {
-                conn.prepare_cached("INSERT INTO credentials (user_id, password_hash, updated_at) VALUES (?1, ?2, ?3)")?
-                    .execute(params![id, hash, new.created_at])?;
+                conn.prepare_cached(
+                    "INSERT INTO credentials (user_id, password_hash, updated_at) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![id, hash, new.created_at])?;
             }
             user_by(conn, "id", &id)?.ok_or(StoreError::UserNotFound(id))
         })
@@ -479,7 +481,13 @@ impl Store for SqliteStore {
                 "INSERT INTO refresh_tokens (token_hash, user_id, family_id, expires_at, created_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![token.token_hash, token.user_id, token.family_id, token.expires_at, token.created_at])?;
+            .execute(params![
+                token.token_hash,
+                token.user_id,
+                token.family_id,
+                token.expires_at,
+                token.created_at
+            ])?;
             Ok(())
         })
         .await
@@ -493,7 +501,7 @@ impl Store for SqliteStore {
         now: Millis,
     ) -> StoreResult<RefreshRotation> {
         let presented = presented_hash.to_owned();
-        self.write(move |conn| rotate(conn, &presented, next_hash, next_expires_at, now)).await
+        self.write(move |conn| rotate(conn, &presented, &next_hash, next_expires_at, now)).await
     }
 
     async fn revoke_refresh_token(&self, token_hash: &str, now: Millis) -> StoreResult<bool> {
@@ -513,15 +521,22 @@ impl Store for SqliteStore {
         let family = family_id.to_owned();
         self.write(move |conn| {
             let changed = conn
-                .prepare_cached("UPDATE refresh_tokens SET revoked_at = ?1 WHERE family_id = ?2 AND revoked_at IS NULL")?
+                .prepare_cached(
+                    "UPDATE refresh_tokens SET revoked_at = ?1 WHERE family_id = ?2 AND revoked_at IS NULL",
+                )?
                 .execute(params![now, family])?;
             Ok(changed as u64)
         })
         .await
     }
 
-    async fn add_contact(&self, user_id: UserId, contact_id: UserId, nickname: String, at: Millis)
-    -> StoreResult<Contact> {
+    async fn add_contact(
+        &self,
+        user_id: UserId,
+        contact_id: UserId,
+        nickname: String,
+        at: Millis,
+    ) -> StoreResult<Contact> {
         if user_id == contact_id {
             return Err(StoreError::Invalid("a user cannot add themselves as a contact".into()));
         }
@@ -563,8 +578,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn update_contact(&self, user_id: UserId, contact_id: UserId, update: ContactUpdate)
-    -> StoreResult<Option<Contact>> {
+    async fn update_contact(
+        &self,
+        user_id: UserId,
+        contact_id: UserId,
+        update: ContactUpdate,
+    ) -> StoreResult<Option<Contact>> {
         self.write(move |conn| {
             let sql = format!(
                 "UPDATE contacts SET nickname = COALESCE(?1, nickname), is_blocked = COALESCE(?2, is_blocked), \
@@ -574,7 +593,14 @@ impl Store for SqliteStore {
             Ok(conn
                 .prepare_cached(&sql)?
                 .query_row(
-                    params![update.nickname, update.is_blocked, update.is_muted, update.updated_at, user_id, contact_id],
+                    params![
+                        update.nickname,
+                        update.is_blocked,
+                        update.is_muted,
+                        update.updated_at,
+                        user_id,
+                        contact_id
+                    ],
                     rows::contact,
                 )
                 .optional()?)
@@ -592,17 +618,17 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn is_blocked(&self, blocker: UserId, blocked: UserId) -> StoreResult<bool> {
+    async fn is_blocked(&self, blocker: UserId, target: UserId) -> StoreResult<bool> {
         self.read(move |conn| {
             Ok(conn
                 .prepare_cached("SELECT 1 FROM contacts WHERE user_id = ?1 AND contact_id = ?2 AND is_blocked = 1")?
-                .exists([blocker, blocked])?)
+                .exists([blocker, target])?)
         })
         .await
     }
 
     async fn create_chat(&self, chat: NewChat) -> StoreResult<(Chat, bool)> {
-        self.write(move |conn| create_chat_in(conn, chat)).await
+        self.write(move |conn| create_chat_in(conn, &chat)).await
     }
 
     async fn chat(&self, id: ChatId) -> StoreResult<Option<Chat>> {
@@ -631,14 +657,16 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn chats_of_user(&self, user_id: UserId, limit: u32, offset: u32, now: Millis)
-    -> StoreResult<Vec<ChatSummary>> {
+    async fn chats_of_user(
+        &self,
+        user_id: UserId,
+        limit: u32,
+        offset: u32,
+        now: Millis,
+    ) -> StoreResult<Vec<ChatSummary>> {
         self.read(move |conn| {
-            let member_columns = MEMBER_COLUMNS
-                .split(", ")
-                .map(|column| format!("me.{column}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let member_columns =
+                MEMBER_COLUMNS.split(", ").map(|column| format!("me.{column}")).collect::<Vec<_>>().join(", ");
             let sql = format!(
                 "{CHAT_SELECT} JOIN members me ON me.chat_id = c.id AND me.user_id = ?1 \
                  ORDER BY me.is_pinned DESC, c.updated_at DESC, c.id DESC LIMIT ?2 OFFSET ?3"
@@ -675,8 +703,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn add_members(&self, chat_id: ChatId, users: &[UserId], role: MemberRole, at: Millis)
-    -> StoreResult<Vec<Member>> {
+    async fn add_members(
+        &self,
+        chat_id: ChatId,
+        users: &[UserId],
+        role: MemberRole,
+        at: Millis,
+    ) -> StoreResult<Vec<Member>> {
         let users = users.to_vec();
         self.write(move |conn| {
             let chat = chat_by_id(conn, chat_id)?.ok_or(StoreError::ChatNotFound(chat_id))?;
@@ -759,8 +792,7 @@ impl Store for SqliteStore {
         self.read(move |conn| message_by_id(conn, id)).await
     }
 
-    async fn message_by_client_id(&self, sender_id: UserId, client_message_id: &str)
-    -> StoreResult<Option<Message>> {
+    async fn message_by_client_id(&self, sender_id: UserId, client_message_id: &str) -> StoreResult<Option<Message>> {
         let client_message_id = client_message_id.to_owned();
         self.read(move |conn| message_by_client(conn, sender_id, &client_message_id)).await
     }
@@ -851,12 +883,16 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn add_reaction(&self, message_id: MessageId, user_id: UserId, emoji: String, at: Millis)
-    -> StoreResult<bool> {
+    async fn add_reaction(
+        &self,
+        message_id: MessageId,
+        user_id: UserId,
+        emoji: String,
+        at: Millis,
+    ) -> StoreResult<bool> {
         self.write(move |conn| {
-            let exists = conn
-                .prepare_cached("SELECT 1 FROM messages WHERE id = ?1 AND is_deleted = 0")?
-                .exists([message_id])?;
+            let exists =
+                conn.prepare_cached("SELECT 1 FROM messages WHERE id = ?1 AND is_deleted = 0")?.exists([message_id])?;
             if !exists {
                 return Err(StoreError::MessageNotFound(message_id));
             }
@@ -962,8 +998,9 @@ impl Store for SqliteStore {
                 .query_row([id], |row| row.get(0))
                 .optional()?;
             let Some(hash) = hash else { return Ok(None) };
-            let left: i64 =
-                conn.prepare_cached("SELECT COUNT(*) FROM files WHERE sha256 = ?1")?.query_row([hash], |row| row.get(0))?;
+            let left: i64 = conn
+                .prepare_cached("SELECT COUNT(*) FROM files WHERE sha256 = ?1")?
+                .query_row([hash], |row| row.get(0))?;
             Ok(Some(left as u64))
         })
         .await

@@ -103,10 +103,7 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || writer_loop(&conn, rx, background))?;
-        Ok(Self {
-            queue,
-            thread: Mutex::new(Some(thread)),
-        })
+        Ok(Self { queue, thread: Mutex::new(Some(thread)) })
     }
 
     /// Runs `work` in the next batch and resolves once that batch is durable.
@@ -117,10 +114,7 @@ impl Writer {
     {
         let (caller, rx) = oneshot::channel();
         let job: Job = Box::new(Pending { work, caller });
-        self.queue
-            .send(Command::Run(job))
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        self.queue.send(Command::Run(job)).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -139,6 +133,11 @@ impl Writer {
                 .map_err(|panic| StoreError::Worker(panic_text(&*panic)))?;
         }
         Ok(())
+    }
+
+    /// Whether the writer has stopped taking work.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.queue.is_closed()
     }
 
     pub(crate) fn queued(&self) -> usize {
@@ -208,7 +207,7 @@ fn writer_loop(conn: &Connection, mut rx: mpsc::Receiver<Command>, mut backgroun
             }
         }
         if !batch.is_empty() {
-            run_batch(conn, &mut batch, &mut replies);
+            run_batch(conn, &mut batch, &mut replies, rx.len());
             // Between batches the background only works off a large backlog.
             background(conn, false);
             // The batch may have queued new background work either way.
@@ -223,7 +222,7 @@ fn writer_loop(conn: &Connection, mut rx: mpsc::Receiver<Command>, mut backgroun
     }
 }
 
-fn run_batch(conn: &Connection, batch: &mut Vec<Job>, replies: &mut Vec<Reply>) {
+fn run_batch(conn: &Connection, batch: &mut Vec<Job>, replies: &mut Vec<Reply>, rx_len: usize) {
     let started = Instant::now();
     let size = batch.len();
     let begin = conn.execute_batch("BEGIN IMMEDIATE");
@@ -253,6 +252,7 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>, replies: &mut Vec<Reply>) 
         reply(commit.clone().map_err(StoreError::CommitFailed));
     }
     metrics::counter!("switchboard_store_writes_total").increment(size as u64);
+    metrics::gauge!("switchboard_store_write_queue").set(rx_len as f64);
     metrics::counter!("switchboard_store_commits_total").increment(1);
     metrics::histogram!("switchboard_store_batch_size").record(size as f64);
     metrics::histogram!("switchboard_store_commit_seconds").record(started.elapsed().as_secs_f64());

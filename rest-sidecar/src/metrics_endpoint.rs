@@ -1,0 +1,63 @@
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+struct Exporter {
+    handle: PrometheusHandle,
+    process: metrics_process::Collector,
+}
+
+static EXPORTER: OnceLock<Exporter> = OnceLock::new();
+
+fn exporter() -> &'static Exporter {
+    EXPORTER.get_or_init(|| {
+        let builder = PrometheusBuilder::new();
+        let handle = match builder.install_recorder() {
+            Ok(handle) => handle,
+            Err(error) => {
+                // Another recorder owns the process (an embedding program):
+                // serve an empty exposition rather than fail.
+                tracing::warn!(%error, "metrics recorder already installed elsewhere");
+                PrometheusBuilder::new().build_recorder().handle()
+            }
+        };
+        let process = metrics_process::Collector::default();
+        process.describe();
+        Exporter { handle, process }
+    })
+}
+
+/// Installs the process-wide Prometheus recorder (once; later calls are
+/// no-ops). Call it early so metrics recorded before the first scrape
+/// are kept.
+pub fn install_recorder() {
+    exporter();
+}
+
+/// `GET /metrics`: Prometheus text exposition, with process metrics
+/// (CPU, RSS, open fds) sampled at scrape time.
+pub(crate) async fn metrics() -> Response {
+    let exporter = exporter();
+    exporter.process.collect();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], exporter.handle.render()).into_response()
+}
+
+/// Counts and times every request by method, matched route and status.
+pub(crate) async fn track_requests(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let response = next.run(request).await;
+    let labels = [("method", method), ("route", route), ("status", response.status().as_u16().to_string())];
+    metrics::counter!("switchboard_http_requests_total", &labels).increment(1);
+    metrics::histogram!("switchboard_http_request_seconds", &labels).record(started.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Runs Switchboard's whole test suite on a machine where nothing was prepared.
+#
+# Tests that need Redis use REDIS_URL when it is set; otherwise this script
+# starts a private redis-server on a free port (installing it with apt-get
+# if it is missing) and stops it afterwards. Then: cargo test --workspace,
+# and clippy with warnings as errors.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '==> %s\n' "$*"; }
+
+start_private_redis() {
+    if ! command -v redis-server >/dev/null 2>&1; then
+        say "redis-server not found; installing it"
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
+    fi
+    redis_dir=$(mktemp -d)
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+        local port=$(( 20000 + RANDOM % 30000 ))
+        if redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+            --daemonize yes --dir "$redis_dir" --pidfile "$redis_dir/redis.pid" \
+            --logfile "$redis_dir/redis.log" >/dev/null 2>&1; then
+            for _ in $(seq 1 50); do
+                if [ "$(redis-cli -p "$port" ping 2>/dev/null)" = "PONG" ]; then
+                    export REDIS_URL="redis://127.0.0.1:$port"
+                    say "private redis-server on $REDIS_URL"
+                    return 0
+                fi
+                sleep 0.1
+            done
+            stop_private_redis
+            redis_dir=$(mktemp -d)
+        fi
+    done
+    echo "could not start a private redis-server" >&2
+    return 1
+}
+
+stop_private_redis() {
+    if [ -n "${redis_dir:-}" ] && [ -f "$redis_dir/redis.pid" ]; then
+        kill "$(cat "$redis_dir/redis.pid")" 2>/dev/null || true
+    fi
+    [ -n "${redis_dir:-}" ] && rm -rf "$redis_dir"
+    redis_dir=""
+}
+
+if [ -z "${REDIS_URL:-}" ]; then
+    trap stop_private_redis EXIT
+    start_private_redis
+fi
+
+say "cargo test --workspace"
+cargo test --workspace --locked
+
+say "cargo clippy --workspace --all-targets (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings

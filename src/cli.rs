@@ -1,0 +1,53 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Switchboard, a real-time messaging engine.
+///
+/// With no subcommand it runs `serve`.
+#[derive(Debug, Parser)]
+#[command(version, args_conflicts_with_subcommands = true)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+    #[command(flatten)]
+    pub(crate) serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Gateway and REST sidecar in one process over the embedded SQLite store.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Readable lines for a terminal.
+    Human,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "127.0.0.1:8080")]
+    pub(crate) listen: SocketAddr,
+    /// Folder for the database and uploaded files (created if missing).
+    #[arg(long, env = "SWITCHBOARD_DATA_DIR", default_value = "./data")]
+    pub(crate) data_dir: PathBuf,
+    /// Development conveniences, such as SMS codes returned in responses.
+    /// Never in production.
+    #[arg(long, env = "SWITCHBOARD_DEV")]
+    pub(crate) dev: bool,
+    /// Log output format.
+    #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value = "human")]
+    pub(crate) log_format: LogFormat,
+    /// This node's id (0-15) in message ids; distinct per process sharing a store.
+    #[arg(long, env = "SWITCHBOARD_NODE_ID", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=i64::from(storage::MAX_NODE_ID)))]
+    pub(crate) node_id: u16,
+    /// Seconds to let in-flight requests finish after SIGINT/SIGTERM.
+    #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub(crate) shutdown_grace_secs: u64,
+}
