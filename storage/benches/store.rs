@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use hdrhistogram::Histogram;
 use protocol::time::now_millis;
-use storage::model::{ChatKind, Cursor, MessageQuery, NewChat, NewMessage, NewUser};
+use storage::model::{Cursor, MessageQuery, NewChat, NewMessage, NewUser};
 use storage::{SqliteConfig, SqliteStore, Store};
 use tokio::runtime::Runtime;
 
@@ -27,20 +27,7 @@ async fn fresh(dir: &std::path::Path) -> (SqliteStore, i64, i64) {
         .await
         .unwrap()
         .id;
-    let chat = store
-        .create_chat(NewChat {
-            kind: ChatKind::Group,
-            name: "bench".into(),
-            description: String::new(),
-            avatar: String::new(),
-            created_by: user,
-            members: vec![],
-            created_at: now_millis(),
-        })
-        .await
-        .unwrap()
-        .0
-        .id;
+    let chat = store.create_chat(NewChat::group(user, "bench", vec![], now_millis())).await.unwrap().0.id;
     (store, user, chat)
 }
 

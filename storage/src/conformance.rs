@@ -72,20 +72,7 @@ async fn user<S: Store>(store: &S, phone: &str) -> i64 {
 }
 
 async fn group<S: Store>(store: &S, owner: i64, members: &[i64]) -> i64 {
-    store
-        .create_chat(NewChat {
-            kind: ChatKind::Group,
-            name: "group".into(),
-            description: String::new(),
-            avatar: String::new(),
-            created_by: owner,
-            members: members.to_vec(),
-            created_at: now_millis(),
-        })
-        .await
-        .unwrap()
-        .0
-        .id
+    store.create_chat(NewChat::group(owner, "group", members.to_vec(), now_millis())).await.unwrap().0.id
 }
 
 async fn send<S: Store>(store: &S, chat: i64, sender: i64, text: &str) -> crate::model::Message {

@@ -187,6 +187,21 @@ pub struct NewChat {
     pub created_at: Millis,
 }
 
+impl NewChat {
+    /// A group named `name` with no description or avatar.
+    pub fn group(created_by: UserId, name: impl Into<String>, members: Vec<UserId>, created_at: Millis) -> Self {
+        Self {
+            kind: ChatKind::Group,
+            name: name.into(),
+            description: String::new(),
+            avatar: String::new(),
+            created_by,
+            members,
+            created_at,
+        }
+    }
+}
+
 /// A partial update of a chat; `None` leaves a field alone.
 #[derive(Debug, Clone, Default)]
 pub struct ChatUpdate {

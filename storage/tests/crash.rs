@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use protocol::time::now_millis;
-use storage::model::{ChatKind, MessageQuery, NewChat, NewMessage, NewUser};
+use storage::model::{MessageQuery, NewChat, NewMessage, NewUser};
 use storage::{SqliteConfig, SqliteStore, Store};
 
 const CHILD_DIR: &str = "SWITCHBOARD_CRASH_CHILD_DIR";
@@ -97,15 +97,7 @@ async fn acked_appends_survive_sigkill() {
             .await
             .unwrap();
         assert_eq!(user.id, 1);
-        let new_chat = NewChat {
-            kind: ChatKind::Group,
-            name: "crash".into(),
-            description: String::new(),
-            avatar: String::new(),
-            created_by: user.id,
-            members: vec![],
-            created_at: now_millis(),
-        };
+        let new_chat = NewChat::group(user.id, "crash", vec![], now_millis());
         let chat = store.create_chat(new_chat).await.unwrap().0.id;
         store.shutdown().await.unwrap();
         chat

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use protocol::time::now_millis;
-use storage::model::{ChatKind, MessageQuery, NewChat, NewMessage, NewUser};
+use storage::model::{MessageQuery, NewChat, NewMessage, NewUser};
 use storage::{SqliteConfig, SqliteStore, Store};
 
 async fn setup(dir: &std::path::Path) -> (SqliteStore, i64, i64) {
@@ -14,20 +14,7 @@ async fn setup(dir: &std::path::Path) -> (SqliteStore, i64, i64) {
         .await
         .unwrap()
         .id;
-    let chat = store
-        .create_chat(NewChat {
-            kind: ChatKind::Group,
-            name: "g".into(),
-            description: String::new(),
-            avatar: String::new(),
-            created_by: user,
-            members: vec![],
-            created_at: now_millis(),
-        })
-        .await
-        .unwrap()
-        .0
-        .id;
+    let chat = store.create_chat(NewChat::group(user, "g", vec![], now_millis())).await.unwrap().0.id;
     (store, user, chat)
 }
 
