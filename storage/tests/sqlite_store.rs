@@ -103,3 +103,33 @@ async fn reads_proceed_while_writes_stream() {
     assert_eq!(store.max_seq(chat).await.unwrap(), 2_000);
     store.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_messages_are_erased_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, user, chat) = setup(dir.path()).await;
+    let mut secret = NewMessage::text(chat, user, "burn after reading", now_millis());
+    secret.ttl = 1;
+    secret.file_url = "/api/files/9".into();
+    let secret = store.append_message(secret).await.unwrap().into_message();
+    let kept = store.append_message(NewMessage::text(chat, user, "kept", now_millis())).await.unwrap().into_message();
+
+    let raw = rusqlite::Connection::open(dir.path().join(storage::sqlite::DATABASE_FILE)).unwrap();
+    let on_disk = |id: i64| -> (String, String) {
+        raw.query_row("SELECT content, file_url FROM messages WHERE id = ?1", [id], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .unwrap()
+    };
+    assert_eq!(on_disk(secret.id).0, "burn after reading");
+    // Once expired and the writer is idle, the text is gone from the file.
+    eventually(Duration::from_secs(10), || async { on_disk(secret.id).0.is_empty() }).await;
+    assert_eq!(on_disk(secret.id), (String::new(), String::new()));
+    assert_eq!(on_disk(kept.id).0, "kept");
+    let search = MessageQuery { search: Some("after reading".into()), ..MessageQuery::latest(10, 0) };
+    assert!(store.messages(chat, search).await.unwrap().is_empty(), "gone from search at any time");
+    // The seq slot stays: the next message continues the sequence.
+    let next = store.append_message(NewMessage::text(chat, user, "next", now_millis())).await.unwrap();
+    assert_eq!(next.message().seq, 3);
+    store.shutdown().await.unwrap();
+}

@@ -1,6 +1,8 @@
 //! WAL checkpoints on their own thread. A PASSIVE checkpoint from a second
 //! connection runs beside the writer without taking its lock, so copying
 //! the WAL back into the database (and that fsync) never stalls an append.
+//! The same tick nudges the writer, so that time-driven background work
+//! (erasing expired messages) runs even when no write arrives.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -8,6 +10,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::writer::Nudger;
 use crate::StoreError;
 
 /// How often the checkpointer runs.
@@ -31,7 +34,7 @@ impl std::fmt::Debug for Checkpointer {
 }
 
 impl Checkpointer {
-    pub(crate) fn spawn(path: &Path) -> Result<Self, StoreError> {
+    pub(crate) fn spawn(path: &Path, writer: Nudger) -> Result<Self, StoreError> {
         let conn = rusqlite::Connection::open(path)?;
         super::configure(&conn)?;
         let (stop, stopped) = mpsc::channel::<()>();
@@ -50,6 +53,7 @@ impl Checkpointer {
                     }
                     Err(error) => tracing::warn!(%error, "WAL checkpoint failed"),
                 }
+                writer.nudge();
             }
         })?;
         Ok(Self { stop: Mutex::new(Some(stop)), thread: Mutex::new(Some(thread)) })

@@ -3,6 +3,7 @@
 //! small pool off the async runtime.
 
 mod checkpoint;
+mod expiry;
 mod readers;
 mod rows;
 mod search_index;
@@ -78,9 +79,9 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "wal_autocheckpoint", checkpoint::WRITER_AUTOCHECKPOINT_PAGES)?;
         MIGRATIONS.to_latest(&mut conn)?;
-        let checkpointer = Checkpointer::spawn(&path)?;
         let readers = Readers::new(path.clone(), config.readers);
-        let writer = Writer::spawn(conn, Box::new(index_in_background))?;
+        let writer = Writer::spawn(conn, Box::new(background_work))?;
+        let checkpointer = Checkpointer::spawn(&path, writer.nudger())?;
         tracing::info!(path = %path.display(), node_id = config.node_id, "sqlite store open");
         Ok(Self {
             inner: Arc::new(Inner {
@@ -120,11 +121,13 @@ impl SqliteStore {
     }
 }
 
-/// The writer's background work: deferred full-text indexing. When the
-/// writer is idle it indexes a step; between batches only when the backlog
-/// is past its high-water mark. Answers whether work is left.
-fn index_in_background(conn: &Connection, idle: bool) -> bool {
-    let step = if idle {
+/// The writer's background work, in small steps: erasing expired messages
+/// and deferred full-text indexing. When the writer is idle it does both;
+/// between batches only what cannot wait (an index backlog past its
+/// high-water mark). Answers whether work is left.
+fn background_work(conn: &Connection, idle: bool) -> bool {
+    let purge = if idle { expiry::purge_step(conn, protocol::time::now_millis()) } else { Ok(false) };
+    let index = if idle {
         search_index::index_step(conn)
     } else {
         match search_index::backlog(conn) {
@@ -132,15 +135,20 @@ fn index_in_background(conn: &Connection, idle: bool) -> bool {
             other => other,
         }
     };
-    match step {
-        Ok(left) => left > 0,
-        Err(error) => {
-            // Search still answers (the backlog is matched by LIKE); try
-            // again after the next batch rather than spin on a failure.
+    // A failed step is retried after the next batch rather than spun on;
+    // search still answers meanwhile (the backlog is matched by LIKE).
+    let purge_left = purge.unwrap_or_else(|error| {
+        tracing::warn!(%error, "expiry purge step failed");
+        false
+    });
+    let index_left = index.map_or_else(
+        |error| {
             tracing::warn!(%error, "full-text indexing step failed");
             false
-        }
-    }
+        },
+        |left| left > 0,
+    );
+    purge_left || index_left
 }
 
 /// Per-connection settings. `synchronous = FULL` makes every commit fsync

@@ -77,6 +77,9 @@ pub(crate) type Background = Box<dyn FnMut(&Connection, bool) -> bool + Send>;
 
 enum Command {
     Run(Job),
+    /// Time has passed: look for due background work (expiry) even though
+    /// no write arrived.
+    Nudge,
     /// Finish what is queued, checkpoint, stop.
     Shutdown(oneshot::Sender<()>),
 }
@@ -140,8 +143,25 @@ impl Writer {
         self.queue.is_closed()
     }
 
+    /// A handle that wakes the writer for time-driven background work.
+    pub(crate) fn nudger(&self) -> Nudger {
+        Nudger(self.queue.clone())
+    }
+
     pub(crate) fn queued(&self) -> usize {
         WRITE_QUEUE_DEPTH - self.queue.capacity()
+    }
+}
+
+/// Wakes the writer so that time-driven background work runs.
+#[derive(Clone)]
+pub(crate) struct Nudger(mpsc::Sender<Command>);
+
+impl Nudger {
+    /// Never waits: a full queue means the writer is busy and will look
+    /// for background work after its next batch anyway.
+    pub(crate) fn nudge(&self) {
+        let _ = self.0.try_send(Command::Nudge);
     }
 }
 
@@ -187,6 +207,7 @@ fn writer_loop(conn: &Connection, mut rx: mpsc::Receiver<Command>, mut backgroun
         while let Some(command) = next.take() {
             match command {
                 Command::Run(job) => batch.push(job),
+                Command::Nudge => background_due = true,
                 Command::Shutdown(done) => {
                     stop = Some(done);
                     break;
@@ -196,14 +217,17 @@ fn writer_loop(conn: &Connection, mut rx: mpsc::Receiver<Command>, mut backgroun
                 next = rx.try_recv().ok();
             }
         }
-        // Jobs that queued behind a shutdown request still run: drain them.
+        // Jobs that queued behind a shutdown request still run: close the
+        // queue to new ones, then drain everything already in it.
         if stop.is_some() {
-            while let Ok(Command::Run(job)) = rx.try_recv() {
-                batch.push(job);
-            }
             rx.close();
-            while let Ok(Command::Run(job)) = rx.try_recv() {
-                batch.push(job);
+            while let Ok(command) = rx.try_recv() {
+                match command {
+                    Command::Run(job) => batch.push(job),
+                    // Nothing to wait for: the first shutdown request wins,
+                    // a later one's caller sees the queue closed.
+                    Command::Nudge | Command::Shutdown(_) => {}
+                }
             }
         }
         if !batch.is_empty() {

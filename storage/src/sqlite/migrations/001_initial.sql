@@ -103,6 +103,8 @@ CREATE TABLE messages (
 CREATE UNIQUE INDEX messages_dedupe ON messages(sender_id, client_message_id)
     WHERE client_message_id IS NOT NULL;
 CREATE INDEX messages_pinned ON messages(chat_id, seq) WHERE is_pinned = 1;
+-- Expired (ttl) messages still holding content: what the expiry purge erases.
+CREATE INDEX messages_expiring ON messages(expires_at) WHERE expires_at IS NOT NULL AND content != '';
 
 -- Substring search that also works for CJK text (no word boundaries);
 -- queries shorter than three characters fall back to LIKE within the chat.
