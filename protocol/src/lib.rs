@@ -6,7 +6,10 @@
 
 mod envelope;
 mod error_code;
+mod event;
 pub mod time;
+pub mod views;
 
 pub use envelope::{ApiError, ApiResponse};
 pub use error_code::ErrorCode;
+pub use event::{Event, kinds};

@@ -43,6 +43,7 @@ macro_rules! conformance_suite {
             external_seq_never_overwrites,
             files_share_content,
             notifications_page_and_mark_read,
+            scheduled_messages_take_their_seq_when_released,
             shutdown_finishes_and_refuses_more,
         );
     };
@@ -177,6 +178,11 @@ pub async fn refresh_tokens_rotate_and_detect_reuse<S: Store>(store: &S) {
         store.rotate_refresh_token("live", "h7".into(), now, now).await.unwrap(),
         RefreshRotation::Reused { .. }
     ));
+
+    store.revoke_access_token("jti-live", now + 60_000, now).await.unwrap();
+    store.revoke_access_token("jti-old", now - 1, now).await.unwrap();
+    let denied = store.revoked_access_tokens(now).await.unwrap();
+    assert_eq!(denied, vec![("jti-live".to_owned(), now + 60_000)], "expired entries no longer matter");
 
     let other = RefreshToken { token_hash: "f4".into(), family_id: "family-4".into(), ..token("") };
     store.insert_refresh_token(other).await.unwrap();
@@ -676,6 +682,51 @@ pub async fn notifications_page_and_mark_read<S: Store>(store: &S) {
         created_at: 0,
     };
     assert!(matches!(store.insert_notification(orphan).await, Err(StoreError::UserNotFound(999_999))));
+}
+
+pub async fn scheduled_messages_take_their_seq_when_released<S: Store>(store: &S) {
+    let (alice, bob) = (user(store, "1").await, user(store, "2").await);
+    let chat = group(store, alice, &[bob]).await;
+    let start = now_millis();
+    let mut later = NewMessage::text(chat, alice, "happy birthday", start);
+    later.send_at = Some(start + 60_000);
+    later.client_message_id = Some("bday".into());
+    let held = store.schedule_message(later.clone()).await.unwrap();
+    assert!(matches!(held, Appended::New(ref m) if m.seq == 0 && m.send_at == Some(start + 60_000)));
+    let held = held.into_message();
+    let again = store.schedule_message(later.clone()).await.unwrap();
+    assert!(matches!(again, Appended::Duplicate(ref m) if m.id == held.id), "scheduling is idempotent too");
+    assert!(matches!(store.append_message(later.clone()).await.unwrap(), Appended::Duplicate(_)));
+    assert_eq!(store.scheduled_message(held.id).await.unwrap().unwrap().content, "happy birthday");
+
+    // Not in the chat yet, and it holds no seq: others take 1 and 2.
+    assert!(store.message(held.id).await.unwrap().is_none());
+    assert_eq!(send(store, chat, bob, "first").await.seq, 1);
+    assert_eq!(send(store, chat, bob, "second").await.seq, 2);
+    assert!(store.due_scheduled(start + 59_999, 10).await.unwrap().is_empty());
+    let due = store.due_scheduled(start + 60_000, 10).await.unwrap();
+    assert_eq!(due.iter().map(|m| m.id).collect::<Vec<_>>(), vec![held.id]);
+
+    let released = store.release_scheduled(held.id, start + 60_001).await.unwrap().unwrap();
+    assert_eq!((released.id, released.seq, released.created_at), (held.id, 3, start + 60_001));
+    assert!(store.release_scheduled(held.id, start + 60_002).await.unwrap().is_none(), "released once");
+    assert_eq!(store.message(held.id).await.unwrap().unwrap().seq, 3);
+    assert!(store.due_scheduled(start + 70_000, 10).await.unwrap().is_empty());
+    assert!(matches!(store.append_message(later).await.unwrap(), Appended::Duplicate(ref m) if m.seq == 3));
+
+    let mut cancelled = NewMessage::text(chat, alice, "never mind", start);
+    cancelled.send_at = Some(start + 1_000);
+    let cancelled = store.schedule_message(cancelled).await.unwrap().into_message();
+    assert_eq!(store.cancel_scheduled(cancelled.id).await.unwrap().unwrap().id, cancelled.id);
+    assert!(store.cancel_scheduled(cancelled.id).await.unwrap().is_none());
+    assert!(store.release_scheduled(cancelled.id, start + 2_000).await.unwrap().is_none());
+
+    let mut unscheduled = NewMessage::text(chat, alice, "x", start);
+    unscheduled.send_at = None;
+    assert!(matches!(store.schedule_message(unscheduled).await, Err(StoreError::Invalid(_))));
+    let mut orphan = NewMessage::text(999_999, alice, "x", start);
+    orphan.send_at = Some(start);
+    assert!(matches!(store.schedule_message(orphan).await, Err(StoreError::ChatNotFound(999_999))));
 }
 
 pub async fn shutdown_finishes_and_refuses_more<S: Store + Clone>(store: &S) {

@@ -57,6 +57,11 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_refresh_token(&self, token_hash: &str, now: Millis) -> StoreResult<bool>;
     async fn revoke_refresh_family(&self, family_id: &str, now: Millis) -> StoreResult<u64>;
 
+    /// Denies an access token (by JWT id) until it expires anyway.
+    async fn revoke_access_token(&self, jti: &str, expires_at: Millis, now: Millis) -> StoreResult<()>;
+    /// Every access token still denied at `now`: `(jti, expires_at)`.
+    async fn revoked_access_tokens(&self, now: Millis) -> StoreResult<Vec<(String, Millis)>>;
+
     // ---- contacts ----
 
     async fn add_contact(
@@ -134,6 +139,21 @@ pub trait Store: Send + Sync + 'static {
     /// The highest seq stored for the chat (0 for none): what an external
     /// sequencer re-seeds from.
     async fn max_seq(&self, chat_id: ChatId) -> StoreResult<Seq>;
+
+    // ---- scheduled messages ----
+
+    /// Holds a message with a future `send_at` without giving it a seq. A
+    /// `(sender, client_message_id)` already sent or scheduled answers the
+    /// original. The answer's `seq` is 0 until it is released.
+    async fn schedule_message(&self, message: NewMessage) -> StoreResult<Appended>;
+    async fn scheduled_message(&self, id: MessageId) -> StoreResult<Option<Message>>;
+    /// Scheduled messages whose time has come, earliest first.
+    async fn due_scheduled(&self, now: Millis, limit: u32) -> StoreResult<Vec<Message>>;
+    /// Moves a scheduled message into its chat with the next seq, keeping
+    /// its id; `None` if it was released or cancelled already.
+    async fn release_scheduled(&self, id: MessageId, now: Millis) -> StoreResult<Option<Message>>;
+    /// Drops a scheduled message before its time; answers it if it existed.
+    async fn cancel_scheduled(&self, id: MessageId) -> StoreResult<Option<Message>>;
 
     // ---- reactions ----
 

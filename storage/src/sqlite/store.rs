@@ -154,12 +154,96 @@ fn page_sql(chat_id: ChatId, query: &MessageQuery) -> (String, Vec<(&'static str
     (sql, values)
 }
 
-fn append(conn: &Connection, ids: &crate::IdGenerator, new: NewMessage) -> StoreResult<Appended> {
-    if let Some(client_id) = new.client_message_id.as_deref()
-        && let Some(original) = message_by_client(conn, new.sender_id, client_id)?
-    {
+/// Selects scheduled messages in the shape of [`MESSAGE_COLUMNS`] (seq 0).
+const SCHEDULED_SELECT: &str = "SELECT m.id, m.chat_id, 0, m.sender_id, m.client_message_id, m.kind, m.content, \
+     m.file_name, m.file_size, m.file_url, m.thumbnail, m.reply_to_id, m.forward_from, m.ttl, NULL, m.send_at, \
+     m.is_silent, 0, 0, 0, m.created_at, m.created_at, NULL FROM scheduled_messages m";
+
+fn scheduled_by_id(conn: &Connection, id: MessageId) -> StoreResult<Option<Message>> {
+    let sql = format!("{SCHEDULED_SELECT} WHERE m.id = ?1");
+    Ok(conn.prepare_cached(&sql)?.query_row([id], rows::message).optional()?)
+}
+
+/// The message or scheduled message this sender already sent with this key.
+fn original_of(conn: &Connection, sender_id: UserId, client_id: Option<&str>) -> StoreResult<Option<Message>> {
+    let Some(client_id) = client_id else { return Ok(None) };
+    if let Some(original) = message_by_client(conn, sender_id, client_id)? {
+        return Ok(Some(original));
+    }
+    let sql = format!("{SCHEDULED_SELECT} WHERE m.sender_id = ?1 AND m.client_message_id = ?2");
+    Ok(conn.prepare_cached(&sql)?.query_row(params![sender_id, client_id], rows::message).optional()?)
+}
+
+fn schedule(conn: &Connection, ids: &crate::IdGenerator, new: &NewMessage) -> StoreResult<Appended> {
+    let Some(send_at) = new.send_at else {
+        return Err(StoreError::Invalid("a scheduled message needs send_at".into()));
+    };
+    if let Some(original) = original_of(conn, new.sender_id, new.client_message_id.as_deref())? {
         return Ok(Appended::Duplicate(original));
     }
+    if chat_by_id(conn, new.chat_id)?.is_none() {
+        return Err(StoreError::ChatNotFound(new.chat_id));
+    }
+    let id = ids.next_id();
+    conn.prepare_cached(
+        "INSERT INTO scheduled_messages (id, chat_id, sender_id, client_message_id, kind, content, file_name, \
+         file_size, file_url, thumbnail, reply_to_id, forward_from, ttl, send_at, is_silent, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+    )?
+    .execute(params![
+        id,
+        new.chat_id,
+        new.sender_id,
+        new.client_message_id,
+        new.kind.as_str(),
+        new.content,
+        new.file_name,
+        new.file_size as i64,
+        new.file_url,
+        new.thumbnail,
+        new.reply_to_id,
+        new.forward_from,
+        new.ttl as i64,
+        send_at,
+        new.is_silent,
+        new.created_at,
+    ])?;
+    scheduled_by_id(conn, id)?.map(Appended::New).ok_or(StoreError::MessageNotFound(id))
+}
+
+fn release(conn: &Connection, id: MessageId, now: Millis) -> StoreResult<Option<Message>> {
+    let Some(held) = scheduled_by_id(conn, id)? else { return Ok(None) };
+    conn.prepare_cached("DELETE FROM scheduled_messages WHERE id = ?1")?.execute([id])?;
+    let new = NewMessage {
+        chat_id: held.chat_id,
+        sender_id: held.sender_id,
+        client_message_id: held.client_message_id,
+        kind: held.kind,
+        content: held.content,
+        file_name: held.file_name,
+        file_size: held.file_size,
+        file_url: held.file_url,
+        thumbnail: held.thumbnail,
+        reply_to_id: held.reply_to_id,
+        forward_from: held.forward_from,
+        ttl: held.ttl,
+        send_at: held.send_at,
+        is_silent: held.is_silent,
+        seq: None,
+        // It is sent now: its ttl and its place in the list count from here.
+        created_at: now,
+    };
+    append_with_id(conn, id, new).map(|appended| Some(appended.into_message()))
+}
+
+fn append(conn: &Connection, ids: &crate::IdGenerator, new: NewMessage) -> StoreResult<Appended> {
+    if let Some(original) = original_of(conn, new.sender_id, new.client_message_id.as_deref())? {
+        return Ok(Appended::Duplicate(original));
+    }
+    append_with_id(conn, ids.next_id(), new)
+}
+
+fn append_with_id(conn: &Connection, id: MessageId, new: NewMessage) -> StoreResult<Appended> {
     let last_seq: i64 = conn
         .prepare_cached("SELECT last_seq FROM chats WHERE id = ?1")?
         .query_row([new.chat_id], |row| row.get(0))
@@ -169,7 +253,6 @@ fn append(conn: &Connection, ids: &crate::IdGenerator, new: NewMessage) -> Store
     if seq == 0 {
         return Err(StoreError::Invalid("seq starts at 1".into()));
     }
-    let id = ids.next_id();
     let expires_at = (new.ttl > 0).then(|| new.created_at + (new.ttl as i64).saturating_mul(1000));
     let inserted = conn
         .prepare_cached(
@@ -530,6 +613,28 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn revoke_access_token(&self, jti: &str, expires_at: Millis, now: Millis) -> StoreResult<()> {
+        let jti = jti.to_owned();
+        self.write(move |conn| {
+            conn.prepare_cached("DELETE FROM revoked_access_tokens WHERE expires_at <= ?1")?.execute([now])?;
+            conn.prepare_cached("INSERT OR REPLACE INTO revoked_access_tokens (jti, expires_at) VALUES (?1, ?2)")?
+                .execute(params![jti, expires_at])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn revoked_access_tokens(&self, now: Millis) -> StoreResult<Vec<(String, Millis)>> {
+        self.read(move |conn| {
+            let rows = conn
+                .prepare_cached("SELECT jti, expires_at FROM revoked_access_tokens WHERE expires_at > ?1")?
+                .query_map([now], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
     async fn add_contact(
         &self,
         user_id: UserId,
@@ -879,6 +984,38 @@ impl Store for SqliteStore {
                 .prepare_cached("SELECT MAX(seq) FROM messages WHERE chat_id = ?1")?
                 .query_row([chat_id], |row| row.get(0))?;
             Ok(max.unwrap_or(0) as u64)
+        })
+        .await
+    }
+
+    async fn schedule_message(&self, message: NewMessage) -> StoreResult<Appended> {
+        let ids = self.inner.ids.clone();
+        self.write(move |conn| schedule(conn, &ids, &message)).await
+    }
+
+    async fn scheduled_message(&self, id: MessageId) -> StoreResult<Option<Message>> {
+        self.read(move |conn| scheduled_by_id(conn, id)).await
+    }
+
+    async fn due_scheduled(&self, now: Millis, limit: u32) -> StoreResult<Vec<Message>> {
+        self.read(move |conn| {
+            let sql = format!("{SCHEDULED_SELECT} WHERE m.send_at <= ?1 ORDER BY m.send_at, m.id LIMIT ?2");
+            let due =
+                conn.prepare_cached(&sql)?.query_map(params![now, limit], rows::message)?.collect::<Result<_, _>>()?;
+            Ok(due)
+        })
+        .await
+    }
+
+    async fn release_scheduled(&self, id: MessageId, now: Millis) -> StoreResult<Option<Message>> {
+        self.write(move |conn| release(conn, id, now)).await
+    }
+
+    async fn cancel_scheduled(&self, id: MessageId) -> StoreResult<Option<Message>> {
+        self.write(move |conn| {
+            let held = scheduled_by_id(conn, id)?;
+            conn.prepare_cached("DELETE FROM scheduled_messages WHERE id = ?1")?.execute([id])?;
+            Ok(held)
         })
         .await
     }

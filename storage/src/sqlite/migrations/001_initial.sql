@@ -32,6 +32,13 @@ CREATE TABLE refresh_tokens (
 ) WITHOUT ROWID;
 CREATE INDEX refresh_tokens_family ON refresh_tokens(family_id);
 
+-- Access tokens revoked before their expiry (logout), by JWT id. Rows
+-- past expires_at are useless and pruned on insert.
+CREATE TABLE revoked_access_tokens (
+    jti        TEXT    PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
 CREATE TABLE contacts (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
     user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
@@ -138,6 +145,31 @@ CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
         WHERE old.content != '' AND NOT EXISTS (SELECT 1 FROM fts_pending WHERE message_id = old.id);
     DELETE FROM fts_pending WHERE message_id = old.id;
 END;
+
+-- Messages with a future send_at wait here without a seq; at their time
+-- they move to messages (keeping their id) and take the next seq, so seq
+-- order is delivery order and clients never see a slot fill in late.
+CREATE TABLE scheduled_messages (
+    id                INTEGER PRIMARY KEY,
+    chat_id           INTEGER NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
+    sender_id         INTEGER NOT NULL,
+    client_message_id TEXT,
+    kind              TEXT    NOT NULL,
+    content           TEXT    NOT NULL DEFAULT '',
+    file_name         TEXT    NOT NULL DEFAULT '',
+    file_size         INTEGER NOT NULL DEFAULT 0,
+    file_url          TEXT    NOT NULL DEFAULT '',
+    thumbnail         TEXT    NOT NULL DEFAULT '',
+    reply_to_id       INTEGER,
+    forward_from      INTEGER,
+    ttl               INTEGER NOT NULL DEFAULT 0,
+    send_at           INTEGER NOT NULL,
+    is_silent         INTEGER NOT NULL DEFAULT 0,
+    created_at        INTEGER NOT NULL
+);
+CREATE INDEX scheduled_due ON scheduled_messages(send_at);
+CREATE UNIQUE INDEX scheduled_dedupe ON scheduled_messages(sender_id, client_message_id)
+    WHERE client_message_id IS NOT NULL;
 
 CREATE TABLE reactions (
     message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,

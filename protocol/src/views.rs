@@ -1,0 +1,81 @@
+//! The JSON shapes of seed 002's resources, as REST bodies and event data
+//! carry them. Times are ISO 8601 strings.
+
+use serde::{Deserialize, Serialize};
+
+/// A user as anyone may see them (never the phone number).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserPublic {
+    pub id: i64,
+    pub username: String,
+    pub nickname: String,
+    pub avatar: String,
+    pub online: bool,
+    pub last_seen: Option<String>,
+}
+
+/// The caller's own profile (`GET /api/users/me`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserPrivate {
+    pub id: i64,
+    pub phone: String,
+    pub username: String,
+    pub nickname: String,
+    pub bio: String,
+    pub avatar: String,
+    pub online: bool,
+    pub last_seen: Option<String>,
+    pub language: String,
+    pub theme: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// The `sender` object embedded in a message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SenderView {
+    pub id: i64,
+    pub username: String,
+    pub nickname: String,
+    pub avatar: String,
+}
+
+/// One emoji reaction on a message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReactionView {
+    pub user_id: i64,
+    pub emoji: String,
+}
+
+/// A message, as `GET /api/chats/{id}/messages` lists it and `message.new`
+/// carries it (seed 002's fields plus `seq` and `client_message_id`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(clippy::struct_excessive_bools, reason = "seed 002's message shape: each flag is a wire field")]
+pub struct MessageView {
+    pub id: i64,
+    pub chat_id: i64,
+    pub seq: u64,
+    pub sender_id: i64,
+    pub client_message_id: Option<String>,
+    pub content: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub file_name: String,
+    pub file_size: u64,
+    pub file_url: String,
+    pub thumbnail: String,
+    pub is_read: bool,
+    pub is_edited: bool,
+    pub is_deleted: bool,
+    pub is_pinned: bool,
+    pub reply_to_id: Option<i64>,
+    pub forward_from: Option<i64>,
+    pub ttl: u64,
+    pub expires_at: Option<String>,
+    pub send_at: Option<String>,
+    pub is_silent: bool,
+    pub created_at: String,
+    pub updated_at: String,
+    pub sender: Option<SenderView>,
+    pub reactions: Vec<ReactionView>,
+}
