@@ -43,6 +43,9 @@ pub enum ErrorCode {
     MessageNotFound,
     /// 20004
     MessageForbidden,
+    /// 20005: the recipient has blocked the sender (an engine addition in
+    /// seed 002's chat range).
+    BlockedByRecipient,
     /// 30001
     FileNotFound,
     /// 30002
@@ -76,6 +79,7 @@ impl ErrorCode {
         (ErrorCode::NotChatMember, 20002, 403, "not a member of this chat"),
         (ErrorCode::MessageNotFound, 20003, 404, "message not found"),
         (ErrorCode::MessageForbidden, 20004, 403, "not allowed on this message"),
+        (ErrorCode::BlockedByRecipient, 20005, 403, "the recipient does not accept your messages"),
         (ErrorCode::FileNotFound, 30001, 404, "file not found"),
         (ErrorCode::FileTypeUnsupported, 30002, 400, "file type not supported"),
         (ErrorCode::FileTooLarge, 30003, 413, "file too large"),

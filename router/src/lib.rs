@@ -1,7 +1,19 @@
-//! Routing of encoded events between gateway nodes (in-process, or Redis
-//! pub/sub in cluster mode), the per-chat `Sequencer`, the presence
-//! registry and the send pipeline (validate, dedupe, sequence, persist,
-//! publish) shared by the gateway and the REST sidecar.
+//! Moving events to the users who should see them, and the paths that
+//! create them.
 //!
-//! Not built yet: the realtime gateway issue introduces it. Until then the
-//! store hands out per-chat seqs itself (`storage::Store::append_message`).
+//! - [`Router`]: publish/subscribe of [`Delivery`]s. [`LocalRouter`] is the
+//!   in-process implementation of the single-node default; the cluster's
+//!   Redis implementation plugs in behind the same trait.
+//! - [`SendPipeline`]: validate, dedupe, sequence, persist, publish. The
+//!   one way a message enters the system, for REST and WebSocket alike.
+//! - [`views`]: the seed 002 JSON shapes built from stored rows.
+//! - [`run_scheduler`]: releases scheduled messages when they are due.
+
+mod pipeline;
+mod router;
+mod scheduler;
+pub mod views;
+
+pub use pipeline::{SendError, SendLimits, SendPipeline, SendRequest, Sent};
+pub use router::{Delivery, LocalRouter, ROUTER_CAPACITY, Router, RouterError};
+pub use scheduler::run_scheduler;

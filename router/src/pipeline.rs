@@ -1,0 +1,284 @@
+use std::sync::Arc;
+
+use protocol::time::now_millis;
+use protocol::{Event, kinds};
+use storage::model::{Appended, ChatId, ChatKind, Message, MessageId, MessageKind, Millis, NewMessage, UserId};
+use storage::{Store, StoreError};
+
+use crate::{Delivery, Router, views};
+
+/// Limits on what a client may send, with defaults a messenger can live by.
+#[derive(Debug, Clone)]
+pub struct SendLimits {
+    /// Longest `content`, in characters.
+    pub max_content_chars: usize,
+    /// Longest `client_message_id`, in bytes.
+    pub max_client_id_bytes: usize,
+    /// Longest `ttl`, in seconds.
+    pub max_ttl_secs: u64,
+    /// How far ahead `send_at` may be, in milliseconds.
+    pub max_schedule_ahead_ms: Millis,
+}
+
+impl Default for SendLimits {
+    fn default() -> Self {
+        Self {
+            max_content_chars: 4_096,
+            max_client_id_bytes: 128,
+            max_ttl_secs: 30 * 24 * 3600,
+            max_schedule_ahead_ms: 365 * 24 * 3600 * 1000,
+        }
+    }
+}
+
+/// A message a user wants to send.
+#[derive(Debug, Clone)]
+pub struct SendRequest {
+    pub chat_id: ChatId,
+    pub sender_id: UserId,
+    pub client_message_id: Option<String>,
+    pub kind: MessageKind,
+    pub content: String,
+    pub file_name: String,
+    pub file_size: u64,
+    pub file_url: String,
+    pub thumbnail: String,
+    pub reply_to_id: Option<MessageId>,
+    pub forward_from: Option<MessageId>,
+    pub ttl: u64,
+    pub send_at: Option<Millis>,
+    pub is_silent: bool,
+}
+
+impl SendRequest {
+    /// A plain text message.
+    pub fn text(chat_id: ChatId, sender_id: UserId, content: impl Into<String>) -> Self {
+        Self {
+            chat_id,
+            sender_id,
+            client_message_id: None,
+            kind: MessageKind::Text,
+            content: content.into(),
+            file_name: String::new(),
+            file_size: 0,
+            file_url: String::new(),
+            thumbnail: String::new(),
+            reply_to_id: None,
+            forward_from: None,
+            ttl: 0,
+            send_at: None,
+            is_silent: false,
+        }
+    }
+}
+
+/// What a send did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub message: Message,
+    /// The sender had sent this `client_message_id` before: this is the
+    /// original, and nothing was delivered again.
+    pub duplicate: bool,
+    /// Held for its `send_at`: no seq yet, delivered when due.
+    pub scheduled: bool,
+}
+
+/// Why a send was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    #[error("chat {0} not found")]
+    ChatNotFound(ChatId),
+    #[error("not a member of chat {0}")]
+    NotMember(ChatId),
+    #[error("the recipient does not accept your messages")]
+    Blocked,
+    #[error("message {0} not found")]
+    MessageNotFound(MessageId),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Validate, dedupe, sequence, persist, publish: the one way a message
+/// enters the system. Cheap to clone.
+#[derive(Clone)]
+pub struct SendPipeline {
+    store: Arc<dyn Store>,
+    router: Arc<dyn Router>,
+    limits: Arc<SendLimits>,
+}
+
+impl std::fmt::Debug for SendPipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendPipeline").field("limits", &self.limits).finish_non_exhaustive()
+    }
+}
+
+impl SendPipeline {
+    pub fn new(store: Arc<dyn Store>, router: Arc<dyn Router>, limits: SendLimits) -> Self {
+        Self { store, router, limits: Arc::new(limits) }
+    }
+
+    pub fn limits(&self) -> &SendLimits {
+        &self.limits
+    }
+
+    fn check_shape(&self, request: &SendRequest, now: Millis) -> Result<(), SendError> {
+        let limits = &self.limits;
+        if request.kind == MessageKind::System {
+            return Err(SendError::Invalid("system messages are sent by the server only".into()));
+        }
+        if request.content.chars().count() > limits.max_content_chars {
+            return Err(SendError::Invalid(format!("content is longer than {} characters", limits.max_content_chars)));
+        }
+        let has_body = !request.content.trim().is_empty() || !request.file_url.is_empty();
+        if !has_body && request.forward_from.is_none() {
+            return Err(SendError::Invalid("a message needs content or a file_url".into()));
+        }
+        if request.client_message_id.as_ref().is_some_and(|id| id.is_empty() || id.len() > limits.max_client_id_bytes) {
+            return Err(SendError::Invalid(format!(
+                "client_message_id must be 1 to {} bytes",
+                limits.max_client_id_bytes
+            )));
+        }
+        if request.ttl > limits.max_ttl_secs {
+            return Err(SendError::Invalid(format!("ttl may be at most {} seconds", limits.max_ttl_secs)));
+        }
+        if request.send_at.is_some_and(|at| at > now + limits.max_schedule_ahead_ms) {
+            return Err(SendError::Invalid("send_at is too far in the future".into()));
+        }
+        Ok(())
+    }
+
+    /// Sends `request` as its sender: the message is durable when this
+    /// answers, and every member's devices have been handed `message.new`
+    /// (unless it was a duplicate or is scheduled for later).
+    pub async fn send(&self, mut request: SendRequest) -> Result<Sent, SendError> {
+        let now = now_millis();
+        self.check_shape(&request, now)?;
+        let chat = self.store.chat(request.chat_id).await?.ok_or(SendError::ChatNotFound(request.chat_id))?;
+        let members = self.store.members(chat.id).await?;
+        if !members.iter().any(|member| member.user_id == request.sender_id) {
+            return Err(SendError::NotMember(chat.id));
+        }
+        if chat.kind == ChatKind::Private {
+            for peer in members.iter().filter(|member| member.user_id != request.sender_id) {
+                if self.store.is_blocked(peer.user_id, request.sender_id).await? {
+                    return Err(SendError::Blocked);
+                }
+            }
+        }
+        if let Some(reply_to) = request.reply_to_id {
+            let original = self.store.message(reply_to).await?;
+            if original.is_none_or(|original| original.chat_id != chat.id) {
+                return Err(SendError::MessageNotFound(reply_to));
+            }
+        }
+        if let Some(forwarded) = request.forward_from {
+            let original = self.store.message(forwarded).await?.filter(|original| !original.is_deleted);
+            let Some(original) = original else { return Err(SendError::MessageNotFound(forwarded)) };
+            if self.store.member(original.chat_id, request.sender_id).await?.is_none() {
+                // Forwarding what one cannot read would leak it.
+                return Err(SendError::MessageNotFound(forwarded));
+            }
+            request.kind = original.kind;
+            request.content = original.content;
+            request.file_name = original.file_name;
+            request.file_size = original.file_size;
+            request.file_url = original.file_url;
+            request.thumbnail = original.thumbnail;
+        }
+        let scheduled = request.send_at.is_some_and(|at| at > now);
+        let new = NewMessage {
+            chat_id: chat.id,
+            sender_id: request.sender_id,
+            client_message_id: request.client_message_id,
+            kind: request.kind,
+            content: request.content,
+            file_name: request.file_name,
+            file_size: request.file_size,
+            file_url: request.file_url,
+            thumbnail: request.thumbnail,
+            reply_to_id: request.reply_to_id,
+            forward_from: request.forward_from,
+            ttl: request.ttl,
+            send_at: request.send_at.filter(|_| scheduled),
+            is_silent: request.is_silent,
+            seq: None,
+            created_at: now,
+        };
+        let appended =
+            if scheduled { self.store.schedule_message(new).await? } else { self.store.append_message(new).await? };
+        let duplicate = matches!(appended, Appended::Duplicate(_));
+        let message = appended.into_message();
+        let scheduled = message.seq == 0;
+        metrics::counter!("switchboard_messages_sent_total", "outcome" => if duplicate { "duplicate" } else if scheduled { "scheduled" } else { "new" }).increment(1);
+        if !duplicate && !scheduled {
+            self.announce_new(&message).await?;
+        }
+        Ok(Sent { message, duplicate, scheduled })
+    }
+
+    /// Publishes `message.new` for a stored message to every member of its
+    /// chat (the sender's other devices included), except members who have
+    /// blocked the sender.
+    pub async fn announce_new(&self, message: &Message) -> Result<(), SendError> {
+        let members = self.store.members(message.chat_id).await?;
+        let mut recipients = Vec::with_capacity(members.len());
+        for member in &members {
+            if member.user_id == message.sender_id || !self.store.is_blocked(member.user_id, message.sender_id).await? {
+                recipients.push(member.user_id);
+            }
+        }
+        let sender = self.store.user(message.sender_id).await?;
+        let view = views::message(message, sender.as_ref(), false, &[]);
+        self.publish(recipients, Event::new(kinds::MESSAGE_NEW, view)).await;
+        Ok(())
+    }
+
+    /// Publishes `event` to every member of `chat_id` and to `also` (for
+    /// example a member who was just removed).
+    pub async fn publish_to_chat(&self, chat_id: ChatId, event: Event, also: &[UserId]) -> Result<(), SendError> {
+        let mut recipients: Vec<UserId> = self.store.members(chat_id).await?.iter().map(|m| m.user_id).collect();
+        for &user in also {
+            if !recipients.contains(&user) {
+                recipients.push(user);
+            }
+        }
+        self.publish(recipients, event).await;
+        Ok(())
+    }
+
+    async fn publish(&self, recipients: Vec<UserId>, event: Event) {
+        let kind = event.kind.clone();
+        if let Err(error) = self.router.publish(Delivery { recipients, event }).await {
+            // The store has it; clients recover it with sync.
+            tracing::warn!(%error, kind, "event not published");
+        }
+    }
+
+    /// Releases every scheduled message due at `now`, announcing each;
+    /// answers how many were released.
+    pub async fn release_due(&self, now: Millis) -> Result<usize, SendError> {
+        let mut released = 0;
+        loop {
+            let due = self.store.due_scheduled(now, 100).await?;
+            if due.is_empty() {
+                return Ok(released);
+            }
+            for held in due {
+                if self.store.member(held.chat_id, held.sender_id).await?.is_none() {
+                    // The sender left before its time: it is not sent.
+                    self.store.cancel_scheduled(held.id).await?;
+                    continue;
+                }
+                if let Some(message) = self.store.release_scheduled(held.id, now_millis()).await? {
+                    self.announce_new(&message).await?;
+                    released += 1;
+                }
+            }
+        }
+    }
+}

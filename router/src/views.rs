@@ -1,0 +1,82 @@
+//! Stored rows to seed 002's JSON shapes.
+
+use protocol::time::to_iso;
+use protocol::views::{MessageView, ReactionView, SenderView, UserPrivate, UserPublic};
+use storage::model::{Message, Reaction, User};
+
+/// What others may see of a user. `online` is the presence registry's
+/// answer; the store knows only `last_seen`.
+pub fn user_public(user: &User, online: bool) -> UserPublic {
+    UserPublic {
+        id: user.id,
+        username: user.username.clone().unwrap_or_default(),
+        nickname: user.nickname.clone(),
+        avatar: user.avatar.clone(),
+        online,
+        last_seen: user.last_seen.map(to_iso),
+    }
+}
+
+/// The caller's own profile.
+pub fn user_private(user: &User, online: bool) -> UserPrivate {
+    UserPrivate {
+        id: user.id,
+        phone: user.phone.clone(),
+        username: user.username.clone().unwrap_or_default(),
+        nickname: user.nickname.clone(),
+        bio: user.bio.clone(),
+        avatar: user.avatar.clone(),
+        online,
+        last_seen: user.last_seen.map(to_iso),
+        language: user.language.clone(),
+        theme: user.theme.clone(),
+        created_at: to_iso(user.created_at),
+        updated_at: to_iso(user.updated_at),
+    }
+}
+
+/// The `sender` object of a message.
+pub fn sender(user: &User) -> SenderView {
+    SenderView {
+        id: user.id,
+        username: user.username.clone().unwrap_or_default(),
+        nickname: user.nickname.clone(),
+        avatar: user.avatar.clone(),
+    }
+}
+
+/// A message as clients see it. `is_read` is from the viewer's side (see
+/// the REST handlers); `sender` is `None` if the user no longer exists.
+pub fn message(message: &Message, sender_user: Option<&User>, is_read: bool, reactions: &[Reaction]) -> MessageView {
+    MessageView {
+        id: message.id,
+        chat_id: message.chat_id,
+        seq: message.seq,
+        sender_id: message.sender_id,
+        client_message_id: message.client_message_id.clone(),
+        content: message.content.clone(),
+        kind: message.kind.as_str().to_owned(),
+        file_name: message.file_name.clone(),
+        file_size: message.file_size,
+        file_url: message.file_url.clone(),
+        thumbnail: message.thumbnail.clone(),
+        is_read,
+        is_edited: message.is_edited,
+        is_deleted: message.is_deleted,
+        is_pinned: message.is_pinned,
+        reply_to_id: message.reply_to_id,
+        forward_from: message.forward_from,
+        ttl: message.ttl,
+        expires_at: message.expires_at.map(to_iso),
+        send_at: message.send_at.map(to_iso),
+        is_silent: message.is_silent,
+        created_at: to_iso(message.created_at),
+        updated_at: to_iso(message.updated_at),
+        sender: sender_user.map(sender),
+        reactions: reactions
+            .iter()
+            .filter(|reaction| reaction.message_id == message.id)
+            .map(|reaction| ReactionView { user_id: reaction.user_id, emoji: reaction.emoji.clone() })
+            .collect(),
+    }
+}

@@ -1,0 +1,173 @@
+//! The send pipeline over the real SQLite store and the in-process router.
+
+use std::sync::Arc;
+
+use protocol::time::now_millis;
+use router::{LocalRouter, Router, SendError, SendLimits, SendPipeline, SendRequest};
+use storage::model::{ChatKind, ContactUpdate, MessageKind, NewChat, NewUser};
+use storage::{SqliteConfig, SqliteStore, Store};
+use tokio::sync::broadcast::Receiver;
+
+struct World {
+    store: SqliteStore,
+    pipeline: SendPipeline,
+    deliveries: Receiver<Arc<router::Delivery>>,
+    _dir: tempfile::TempDir,
+}
+
+fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&SqliteConfig::new(dir.path())).unwrap();
+    let router = LocalRouter::new();
+    let deliveries = router.subscribe();
+    let pipeline = SendPipeline::new(Arc::new(store.clone()), Arc::new(router), SendLimits::default());
+    World { store, pipeline, deliveries, _dir: dir }
+}
+
+async fn user(store: &SqliteStore, phone: &str) -> i64 {
+    let new = NewUser {
+        phone: phone.into(),
+        username: Some(format!("u{phone}")),
+        created_at: now_millis(),
+        ..NewUser::default()
+    };
+    store.create_user(new).await.unwrap().id
+}
+
+async fn chat(store: &SqliteStore, kind: ChatKind, owner: i64, members: &[i64]) -> i64 {
+    let new = NewChat { kind, ..NewChat::group(owner, "chat", members.to_vec(), now_millis()) };
+    store.create_chat(new).await.unwrap().0.id
+}
+
+#[tokio::test]
+async fn a_send_is_stored_then_delivered_to_every_member() {
+    let mut w = world();
+    let (alice, bob, carol) = (user(&w.store, "1").await, user(&w.store, "2").await, user(&w.store, "3").await);
+    let group = chat(&w.store, ChatKind::Group, alice, &[bob, carol]).await;
+    let mut request = SendRequest::text(group, alice, "hello all");
+    request.client_message_id = Some("c1".into());
+    let sent = w.pipeline.send(request.clone()).await.unwrap();
+    assert!(!sent.duplicate && !sent.scheduled);
+    assert_eq!(sent.message.seq, 1);
+    assert_eq!(w.store.message(sent.message.id).await.unwrap().unwrap().content, "hello all");
+
+    let delivery = w.deliveries.recv().await.unwrap();
+    assert_eq!(delivery.event.kind, "message.new");
+    let mut recipients = delivery.recipients.clone();
+    recipients.sort_unstable();
+    assert_eq!(recipients, vec![alice, bob, carol], "the sender's other devices too");
+    assert_eq!(delivery.event.data["seq"], 1);
+    assert_eq!(delivery.event.data["content"], "hello all");
+    assert_eq!(delivery.event.data["sender"]["username"], "u1");
+    assert_eq!(delivery.event.data["client_message_id"], "c1");
+
+    // A retry returns the original and delivers nothing again.
+    let again = w.pipeline.send(request).await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.message.id, sent.message.id);
+    assert!(w.deliveries.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn refusals_say_why() {
+    let w = world();
+    let (alice, bob, mallory) = (user(&w.store, "1").await, user(&w.store, "2").await, user(&w.store, "3").await);
+    let direct = chat(&w.store, ChatKind::Private, alice, &[bob]).await;
+    let elsewhere = chat(&w.store, ChatKind::Group, mallory, &[]).await;
+    let secret = w.pipeline.send(SendRequest::text(elsewhere, mallory, "secret")).await.unwrap().message;
+
+    assert!(matches!(w.pipeline.send(SendRequest::text(999, alice, "x")).await, Err(SendError::ChatNotFound(999))));
+    assert!(matches!(w.pipeline.send(SendRequest::text(direct, mallory, "x")).await, Err(SendError::NotMember(_))));
+    assert!(matches!(w.pipeline.send(SendRequest::text(direct, alice, "   ")).await, Err(SendError::Invalid(_))));
+    let long = "字".repeat(4_097);
+    assert!(matches!(w.pipeline.send(SendRequest::text(direct, alice, long)).await, Err(SendError::Invalid(_))));
+    let mut system = SendRequest::text(direct, alice, "fake");
+    system.kind = MessageKind::System;
+    assert!(matches!(w.pipeline.send(system).await, Err(SendError::Invalid(_))));
+    let mut forever = SendRequest::text(direct, alice, "x");
+    forever.ttl = 10 * 365 * 24 * 3600;
+    assert!(matches!(w.pipeline.send(forever).await, Err(SendError::Invalid(_))));
+    let mut empty_key = SendRequest::text(direct, alice, "x");
+    empty_key.client_message_id = Some(String::new());
+    assert!(matches!(w.pipeline.send(empty_key).await, Err(SendError::Invalid(_))));
+    let mut stray_reply = SendRequest::text(direct, alice, "re");
+    stray_reply.reply_to_id = Some(secret.id);
+    assert!(matches!(w.pipeline.send(stray_reply).await, Err(SendError::MessageNotFound(_))));
+    let mut leak = SendRequest::text(direct, alice, "");
+    leak.forward_from = Some(secret.id);
+    assert!(
+        matches!(w.pipeline.send(leak).await, Err(SendError::MessageNotFound(_))),
+        "cannot forward what one cannot read"
+    );
+
+    // Blocked in a private chat: refused, with its own error.
+    w.store.add_contact(bob, alice, String::new(), now_millis()).await.unwrap();
+    let block = ContactUpdate { is_blocked: Some(true), updated_at: now_millis(), ..ContactUpdate::default() };
+    w.store.update_contact(bob, alice, block).await.unwrap();
+    assert!(matches!(w.pipeline.send(SendRequest::text(direct, alice, "hi")).await, Err(SendError::Blocked)));
+    assert!(w.pipeline.send(SendRequest::text(direct, bob, "I can still write")).await.is_ok());
+}
+
+#[tokio::test]
+async fn group_members_who_blocked_the_sender_are_skipped() {
+    let mut w = world();
+    let (alice, bob, carol) = (user(&w.store, "1").await, user(&w.store, "2").await, user(&w.store, "3").await);
+    let group = chat(&w.store, ChatKind::Group, alice, &[bob, carol]).await;
+    w.store.add_contact(carol, alice, String::new(), now_millis()).await.unwrap();
+    let block = ContactUpdate { is_blocked: Some(true), updated_at: now_millis(), ..ContactUpdate::default() };
+    w.store.update_contact(carol, alice, block).await.unwrap();
+    w.pipeline.send(SendRequest::text(group, alice, "hi group")).await.unwrap();
+    let mut recipients = w.deliveries.recv().await.unwrap().recipients.clone();
+    recipients.sort_unstable();
+    assert_eq!(recipients, vec![alice, bob]);
+}
+
+#[tokio::test]
+async fn forwards_copy_the_original_with_a_reference() {
+    let w = world();
+    let (alice, bob) = (user(&w.store, "1").await, user(&w.store, "2").await);
+    let first = chat(&w.store, ChatKind::Group, alice, &[]).await;
+    let second = chat(&w.store, ChatKind::Group, alice, &[bob]).await;
+    let mut photo = SendRequest::text(first, alice, "look");
+    photo.kind = MessageKind::Image;
+    photo.file_url = "/api/files/1".into();
+    let original = w.pipeline.send(photo).await.unwrap().message;
+    let mut forward = SendRequest::text(second, alice, "");
+    forward.forward_from = Some(original.id);
+    let copy = w.pipeline.send(forward).await.unwrap().message;
+    assert_eq!(
+        (copy.kind, copy.content.as_str(), copy.file_url.as_str()),
+        (MessageKind::Image, "look", "/api/files/1")
+    );
+    assert_eq!((copy.forward_from, copy.chat_id, copy.seq), (Some(original.id), second, 1));
+}
+
+#[tokio::test]
+async fn scheduled_messages_are_held_then_delivered_with_the_next_seq() {
+    let mut w = world();
+    let (alice, bob) = (user(&w.store, "1").await, user(&w.store, "2").await);
+    let group = chat(&w.store, ChatKind::Group, alice, &[bob]).await;
+    let mut later = SendRequest::text(group, alice, "later");
+    later.send_at = Some(now_millis() + 60_000);
+    let held = w.pipeline.send(later).await.unwrap();
+    assert!(held.scheduled);
+    assert_eq!(held.message.seq, 0);
+    assert!(w.deliveries.try_recv().is_err(), "not delivered before its time");
+    w.pipeline.send(SendRequest::text(group, bob, "meanwhile")).await.unwrap();
+    w.deliveries.recv().await.unwrap();
+
+    assert_eq!(w.pipeline.release_due(now_millis()).await.unwrap(), 0);
+    assert_eq!(w.pipeline.release_due(now_millis() + 61_000).await.unwrap(), 1);
+    let delivery = w.deliveries.recv().await.unwrap();
+    assert_eq!(delivery.event.data["id"], held.message.id);
+    assert_eq!(delivery.event.data["seq"], 2);
+
+    // A sender who left before the time sends nothing.
+    let mut orphan = SendRequest::text(group, bob, "bye");
+    orphan.send_at = Some(now_millis() + 1_000);
+    let orphan = w.pipeline.send(orphan).await.unwrap().message;
+    w.store.remove_member(group, bob).await.unwrap();
+    assert_eq!(w.pipeline.release_due(now_millis() + 2_000).await.unwrap(), 0);
+    assert!(w.store.scheduled_message(orphan.id).await.unwrap().is_none());
+    assert!(w.deliveries.try_recv().is_err());
+}
