@@ -47,6 +47,13 @@ pub(crate) struct ServeArgs {
     /// This node's id (0-15) in message ids; distinct per process sharing a store.
     #[arg(long, env = "SWITCHBOARD_NODE_ID", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=i64::from(storage::MAX_NODE_ID)))]
     pub(crate) node_id: u16,
+    /// HS256 secret for access tokens (at least 32 bytes). Without it, one
+    /// is generated and kept in `<data-dir>/jwt.secret`.
+    #[arg(long, env = "SWITCHBOARD_JWT_SECRET", hide_env_values = true)]
+    pub(crate) jwt_secret: Option<String>,
+    /// Seconds an access token lives.
+    #[arg(long, env = "SWITCHBOARD_ACCESS_TTL_SECS", default_value_t = 86_400)]
+    pub(crate) access_ttl_secs: u64,
     /// Seconds to let in-flight requests finish after SIGINT/SIGTERM.
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub(crate) shutdown_grace_secs: u64,

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use rest_sidecar::sms::LogSms;
 use rest_sidecar::{SidecarConfig, SidecarState};
+use router::LocalRouter;
 use storage::{SqliteConfig, SqliteStore, Store};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -62,15 +64,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %args.data_dir.display(), dev = args.dev, version = env!("CARGO_PKG_VERSION"), "switchboard serving");
 
-    let state = SidecarState::new(
-        store.clone(),
-        SidecarConfig {
-            version: env!("CARGO_PKG_VERSION"),
-            files_dir,
-            redis_url: None,
-            body_limit: rest_sidecar::DEFAULT_BODY_LIMIT,
-        },
-    );
+    let jwt_secret = match &args.jwt_secret {
+        Some(secret) if secret.len() >= 32 => secret.clone().into_bytes(),
+        Some(_) => anyhow::bail!("--jwt-secret must be at least 32 bytes"),
+        None => {
+            let path = args.data_dir.join("jwt.secret");
+            rest_sidecar::tokens::secret_from_file(&path).with_context(|| format!("reading {}", path.display()))?
+        }
+    };
+    let config = SidecarConfig {
+        dev: args.dev,
+        access_ttl: Duration::from_secs(args.access_ttl_secs),
+        ..SidecarConfig::new(files_dir, jwt_secret)
+    };
+    let router = Arc::new(LocalRouter::new());
+    let state =
+        SidecarState::new(store.clone(), router, Arc::new(LogSms), config).await.context("loading auth state")?;
     let shutdown = CancellationToken::new();
     let mut http = tokio::spawn(rest_sidecar::run(listener, state, shutdown.clone()));
 

@@ -17,6 +17,8 @@ pub enum ErrorCode {
     Forbidden,
     /// 404: no such route or resource outside the business codes.
     NotFound,
+    /// 409: the resource already exists (outside the business codes).
+    Conflict,
     /// 413: the request body is larger than the configured limit.
     PayloadTooLarge,
     /// 10001
@@ -66,6 +68,7 @@ impl ErrorCode {
         (ErrorCode::Unauthorized, 401, 401, "unauthorized"),
         (ErrorCode::Forbidden, 403, 403, "forbidden"),
         (ErrorCode::NotFound, 404, 404, "not found"),
+        (ErrorCode::Conflict, 409, 409, "conflict"),
         (ErrorCode::PayloadTooLarge, 413, 413, "payload too large"),
         (ErrorCode::UserNotFound, 10001, 404, "user not found"),
         (ErrorCode::WrongPassword, 10002, 401, "wrong password"),

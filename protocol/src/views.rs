@@ -79,3 +79,63 @@ pub struct MessageView {
     pub sender: Option<SenderView>,
     pub reactions: Vec<ReactionView>,
 }
+
+/// The `last_message` summary of a chat-list row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastMessageView {
+    pub id: i64,
+    pub seq: u64,
+    pub content: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub sender_id: i64,
+    pub created_at: String,
+}
+
+/// A chat member as `GET /api/chats/{id}` lists them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberView {
+    pub id: i64,
+    pub username: String,
+    pub nickname: String,
+    pub avatar: String,
+    pub role: String,
+    pub joined_at: String,
+}
+
+/// A chat, from the caller's side (`is_pinned`/`is_muted` are theirs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatView {
+    pub id: i64,
+    pub name: String,
+    pub description: String,
+    pub avatar: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub is_active: bool,
+    pub is_pinned: bool,
+    pub is_muted: bool,
+    pub members_count: u64,
+    pub last_seq: u64,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_message: Option<LastMessageView>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unread_count: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<MemberView>>,
+}
+
+/// A contact-list entry with the contact's public profile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContactView {
+    pub id: i64,
+    pub user_id: i64,
+    pub contact_id: i64,
+    pub nickname: String,
+    pub is_blocked: bool,
+    pub is_muted: bool,
+    pub created_at: String,
+    pub contact: Option<UserPublic>,
+}

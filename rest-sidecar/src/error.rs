@@ -1,24 +1,49 @@
-use axum::http::StatusCode;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use protocol::{ApiError, ErrorCode};
+use router::SendError;
 use storage::StoreError;
 
 /// A failed request: becomes seed 002's error envelope with the HTTP
 /// status its code maps to. The one place codes become statuses.
 #[derive(Debug)]
-pub struct ApiFailure(pub ApiError);
+pub struct ApiFailure {
+    pub error: ApiError,
+    /// Seconds, sent as `Retry-After` (429s).
+    pub retry_after: Option<u64>,
+}
 
 impl ApiFailure {
     /// A failure with `code` and a request-specific detail.
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
-        Self(ApiError::new(code, detail))
+        Self { error: ApiError::new(code, detail), retry_after: None }
+    }
+
+    /// 400 with a detail.
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadRequest, detail)
+    }
+
+    /// 429 (business code 40001) with `Retry-After`.
+    pub fn too_many(detail: impl Into<String>, retry_after_secs: u64) -> Self {
+        Self { retry_after: Some(retry_after_secs.max(1)), ..Self::new(ErrorCode::TooManyRequests, detail) }
+    }
+
+    /// The business code.
+    pub fn code(&self) -> ErrorCode {
+        self.error.code
     }
 }
 
 impl IntoResponse for ApiFailure {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, axum::Json(self.0)).into_response()
+        let status = StatusCode::from_u16(self.error.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, axum::Json(self.error)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -44,13 +69,51 @@ impl From<StoreError> for ApiFailure {
     }
 }
 
+impl From<SendError> for ApiFailure {
+    fn from(error: SendError) -> Self {
+        let code = match &error {
+            SendError::ChatNotFound(_) => ErrorCode::ChatNotFound,
+            SendError::NotMember(_) => ErrorCode::NotChatMember,
+            SendError::Blocked => ErrorCode::BlockedByRecipient,
+            SendError::MessageNotFound(_) => ErrorCode::MessageNotFound,
+            SendError::Invalid(_) => ErrorCode::BadRequest,
+            SendError::Store(_) => {
+                let SendError::Store(store) = error else { unreachable!() };
+                return store.into();
+            }
+            _ => ErrorCode::Internal,
+        };
+        Self::new(code, error.to_string())
+    }
+}
+
+impl From<JsonRejection> for ApiFailure {
+    fn from(rejection: JsonRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return Self::new(ErrorCode::PayloadTooLarge, "request body is too large");
+        }
+        Self::bad_request(rejection.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiFailure {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::bad_request(rejection.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiFailure {
+    fn from(rejection: PathRejection) -> Self {
+        Self::bad_request(rejection.body_text())
+    }
+}
+
 pub(crate) async fn not_found(uri: axum::http::Uri) -> ApiFailure {
     ApiFailure::new(ErrorCode::NotFound, format!("no route for {}", uri.path()))
 }
 
 pub(crate) async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
-    let mut response =
-        ApiFailure::new(ErrorCode::BadRequest, format!("{method} is not allowed on {}", uri.path())).into_response();
+    let mut response = ApiFailure::bad_request(format!("{method} is not allowed on {}", uri.path())).into_response();
     *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
     response
 }

@@ -1,84 +1,129 @@
-//! The HTTP side of Switchboard: health, metrics and (as it grows) seed
-//! 002's REST API. Handlers stay thin; the store and router do the work.
+//! The HTTP side of Switchboard: seed 002's REST API under `/api`, plus
+//! health and metrics. Handlers stay thin: the store, the send pipeline
+//! and the token service do the work.
 //!
 //! [`run`] serves on a listener until the shutdown token fires, then
 //! stops accepting and lets in-flight requests finish.
 
 mod error;
+mod extract;
 mod health;
 mod metrics_endpoint;
+mod passwords;
+pub mod rate_limit;
 mod request_id;
+mod routes;
+pub mod sms;
+mod state;
+pub mod tokens;
+mod validate;
 
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Instant;
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::Router;
-use axum::routing::get;
-use storage::Store;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use protocol::time::now_millis;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::limit::RequestBodyLimitLayer;
 
 pub use error::ApiFailure;
 pub use metrics_endpoint::install_recorder;
+pub use state::{SidecarConfig, SidecarState};
 
-/// Default cap on a request body: JSON APIs need far less; uploads get
-/// their own, larger limit on their route.
+/// Default cap on a JSON request body; uploads have their own limit.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 
-/// What the sidecar is configured with.
-#[derive(Debug, Clone)]
-pub struct SidecarConfig {
-    /// Reported by `/health`.
-    pub version: &'static str,
-    /// Where uploaded files live; `/health` reports it as `storage`.
-    pub files_dir: PathBuf,
-    /// The Redis URL in cluster mode; `None` on the embedded default.
-    pub redis_url: Option<String>,
-    /// The largest request body accepted, in bytes.
-    pub body_limit: usize,
-}
+/// How often rate-limit, code and denylist state is pruned.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Shared state of the HTTP handlers: a cheap handle over `Arc`s.
-#[derive(Clone)]
-pub struct SidecarState {
-    store: Arc<dyn Store>,
-    config: Arc<SidecarConfig>,
-    started: Instant,
-}
-
-impl std::fmt::Debug for SidecarState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SidecarState").field("config", &self.config).finish_non_exhaustive()
-    }
-}
-
-impl SidecarState {
-    /// State over `store` with `config`; uptime counts from now.
-    pub fn new(store: Arc<dyn Store>, config: SidecarConfig) -> Self {
-        Self { store, config: Arc::new(config), started: Instant::now() }
-    }
+fn api_routes() -> Router<SidecarState> {
+    use routes::{auth, chats, contacts, messages, users};
+    Router::new()
+        .route("/auth/send-code", post(auth::send_code))
+        .route("/auth/register", post(auth::register))
+        .route("/auth/login", post(auth::login))
+        .route("/auth/refresh", post(auth::refresh))
+        .route("/auth/logout", post(auth::logout))
+        .route("/users/me", get(users::me).put(users::update_me))
+        .route("/users/{id}", get(users::user))
+        .route("/contacts", get(contacts::list).post(contacts::add))
+        .route("/contacts/{id}", put(contacts::update).delete(contacts::remove))
+        .route("/chats", get(chats::list).post(chats::create))
+        .route("/chats/{id}", get(chats::get).put(chats::update))
+        .route("/chats/{id}/members", post(chats::add_members))
+        .route("/chats/{id}/members/{user_id}", axum::routing::delete(chats::remove_member))
+        .route("/chats/{id}/members/{user_id}/role", put(chats::set_role))
+        .route("/chats/{id}/leave", post(chats::leave))
+        .route("/chats/{id}/settings", put(chats::settings))
+        .route("/chats/{id}/messages", get(messages::history).post(messages::send))
+        .route("/messages/{id}", put(messages::edit).delete(messages::delete))
+        .route("/messages/{id}/read", post(messages::read))
+        .route("/messages/{id}/pin", post(messages::pin).delete(messages::unpin))
 }
 
 /// Every route the sidecar serves.
 pub fn router(state: SidecarState) -> Router {
     let body_limit = state.config.body_limit;
+    let api = api_routes()
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), limit_requests))
+        .layer(RequestBodyLimitLayer::new(body_limit));
     Router::new()
         .route("/health", get(health::health))
         .route("/metrics", get(metrics_endpoint::metrics))
+        .nest("/api", api)
         // Inside routing, so the matched route is known to label by.
         .route_layer(axum::middleware::from_fn(metrics_endpoint::track_requests))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(request_id::layer())
         .with_state(state)
 }
 
+/// The general limit of seed 003's table: per user when the request
+/// carries a valid token, per client address otherwise.
+async fn limit_requests(State(state): State<SidecarState>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let key = match extract::bearer(&parts).and_then(|token| state.tokens.verify(token).ok()) {
+        Some(claims) => format!("user:{}", claims.sub),
+        None => extract::ClientAddr::from_parts(&parts).key(),
+    };
+    if let Err(failure) = state.limits.check(rate_limit::Class::Other, &key) {
+        return failure.into_response();
+    }
+    next.run(Request::from_parts(parts, body)).await
+}
+
 /// Serves [`router`] on `listener` until `shutdown` is cancelled, then
-/// stops accepting and waits for in-flight requests.
+/// stops accepting and waits for in-flight requests. Also runs the
+/// scheduled-message releaser and periodic pruning while it serves.
 pub async fn run(listener: TcpListener, state: SidecarState, shutdown: CancellationToken) -> std::io::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "http listening");
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    let scheduler = tokio::spawn(router::run_scheduler(state.pipeline.clone(), shutdown.clone()));
+    let housekeeping = tokio::spawn(housekeeping(state.clone(), shutdown.clone()));
+    let served = axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
+    // The server may have stopped on its own (an error): stop the helpers too.
+    shutdown.cancel();
+    let _ = tokio::join!(scheduler, housekeeping);
+    served
+}
+
+async fn housekeeping(state: SidecarState, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                state.limits.prune();
+                state.sms.prune(now_millis());
+                state.tokens.prune();
+            }
+        }
+    }
 }

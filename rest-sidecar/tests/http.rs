@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use rest_sidecar::{SidecarConfig, SidecarState};
+use rest_sidecar::SidecarState;
 use serde_json::Value;
 use storage::{SqliteConfig, SqliteStore, Store};
 use tokio_util::sync::CancellationToken;
@@ -23,10 +23,14 @@ async fn start() -> Server {
     let store = SqliteStore::open(&SqliteConfig::new(dir.path())).unwrap();
     let files = dir.path().join("files");
     std::fs::create_dir_all(&files).unwrap();
-    let state = SidecarState::new(
-        Arc::new(store.clone()),
-        SidecarConfig { version: "test", files_dir: files.clone(), redis_url: None, body_limit: 1024 },
-    );
+    let config = rest_sidecar::SidecarConfig {
+        version: "test",
+        body_limit: 1024,
+        ..rest_sidecar::SidecarConfig::new(files.clone(), b"test secret of at least 32 bytes!!".to_vec())
+    };
+    let router = Arc::new(router::LocalRouter::new());
+    let state =
+        SidecarState::new(Arc::new(store.clone()), router, Arc::new(rest_sidecar::sms::LogSms), config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();

@@ -1,0 +1,105 @@
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use router::{Router, SendLimits, SendPipeline};
+use storage::{Store, StoreError};
+
+use crate::rate_limit::{RateConfig, RateLimits};
+use crate::sms::{SmsCodes, SmsRules, SmsSender};
+use crate::tokens::TokenService;
+
+/// What the sidecar is configured with.
+#[derive(Debug, Clone)]
+pub struct SidecarConfig {
+    /// Reported by `/health`.
+    pub version: &'static str,
+    /// Where uploaded files live; `/health` reports it as `storage`.
+    pub files_dir: PathBuf,
+    /// The Redis URL in cluster mode; `None` on the embedded default.
+    pub redis_url: Option<String>,
+    /// The largest JSON request body accepted, in bytes.
+    pub body_limit: usize,
+    /// The largest upload accepted, in bytes.
+    pub upload_limit: u64,
+    /// Development conveniences (SMS codes in responses).
+    pub dev: bool,
+    /// HS256 key for access tokens.
+    pub jwt_secret: Vec<u8>,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    pub rates: RateConfig,
+    pub sms: SmsRules,
+    pub send: SendLimits,
+    /// Most members a group may have.
+    pub max_group_members: usize,
+}
+
+impl SidecarConfig {
+    /// Defaults for a server keeping files in `files_dir` and signing with
+    /// `jwt_secret`.
+    pub fn new(files_dir: impl Into<PathBuf>, jwt_secret: Vec<u8>) -> Self {
+        Self {
+            version: env!("CARGO_PKG_VERSION"),
+            files_dir: files_dir.into(),
+            redis_url: None,
+            body_limit: crate::DEFAULT_BODY_LIMIT,
+            upload_limit: 50 * 1024 * 1024,
+            dev: false,
+            jwt_secret,
+            access_ttl: Duration::from_secs(86_400),
+            refresh_ttl: Duration::from_secs(30 * 86_400),
+            rates: RateConfig::default(),
+            sms: SmsRules::default(),
+            send: SendLimits::default(),
+            max_group_members: 1_000,
+        }
+    }
+}
+
+/// Shared state of the HTTP handlers: cheap handles over `Arc`s, one per
+/// domain.
+#[derive(Clone)]
+pub struct SidecarState {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) pipeline: SendPipeline,
+    pub(crate) tokens: TokenService,
+    pub(crate) sms: SmsCodes,
+    pub(crate) limits: Arc<RateLimits>,
+    pub(crate) config: Arc<SidecarConfig>,
+    pub(crate) started: Instant,
+}
+
+impl std::fmt::Debug for SidecarState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SidecarState").field("dev", &self.config.dev).finish_non_exhaustive()
+    }
+}
+
+impl SidecarState {
+    /// State over `store`, publishing through `router`, delivering codes
+    /// with `sms`. Loads the access-token denylist.
+    pub async fn new(
+        store: Arc<dyn Store>,
+        router: Arc<dyn Router>,
+        sms: Arc<dyn SmsSender>,
+        config: SidecarConfig,
+    ) -> Result<Self, StoreError> {
+        let tokens =
+            TokenService::load(store.clone(), &config.jwt_secret, config.access_ttl, config.refresh_ttl).await?;
+        Ok(Self {
+            pipeline: SendPipeline::new(store.clone(), router, config.send.clone()),
+            tokens,
+            sms: SmsCodes::new(sms, config.sms.clone()),
+            limits: Arc::new(RateLimits::new(config.rates)),
+            store,
+            config: Arc::new(config),
+            started: Instant::now(),
+        })
+    }
+
+    /// The send pipeline (shared with the gateway in one process).
+    pub fn pipeline(&self) -> &SendPipeline {
+        &self.pipeline
+    }
+}

@@ -1,0 +1,232 @@
+//! Access and refresh tokens.
+//!
+//! Access tokens are HS256 JWTs with a `jti`; logout denies the `jti`
+//! until the token would have expired (kept in the store, so a restart
+//! does not un-revoke it, and in memory, so checking costs no I/O).
+//! Refresh tokens are opaque random strings stored only as SHA-256 hashes,
+//! rotated on every use; presenting a spent one revokes its whole family.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use dashmap::DashMap;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use protocol::ErrorCode;
+use protocol::time::now_millis;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use storage::model::{RefreshRotation, RefreshToken, UserId};
+use storage::{Store, StoreError};
+
+/// What an access token says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user id.
+    pub sub: UserId,
+    /// This token's id, for revocation.
+    pub jti: String,
+    pub iat: i64,
+    /// Expiry, seconds since the epoch.
+    pub exp: i64,
+}
+
+/// A freshly issued pair.
+#[derive(Debug, Clone, Serialize)]
+pub struct IssuedTokens {
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Seconds the access token lives.
+    pub expires_in: u64,
+}
+
+/// Why a refresh was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error("refresh token expired")]
+    Expired,
+    #[error("refresh token invalid")]
+    Invalid,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Issues, verifies and revokes tokens. Cheap to clone.
+#[derive(Clone)]
+pub struct TokenService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    access_ttl: Duration,
+    refresh_ttl: Duration,
+    /// Revoked `jti` -> expiry (ms). Entries past expiry are pruned.
+    denied: DashMap<String, i64>,
+    store: Arc<dyn Store>,
+}
+
+impl std::fmt::Debug for TokenService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenService").field("access_ttl", &self.inner.access_ttl).finish_non_exhaustive()
+    }
+}
+
+fn random_token(bytes: usize) -> String {
+    let mut buffer = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buffer);
+    URL_SAFE_NO_PAD.encode(buffer)
+}
+
+/// The stored form of a refresh token.
+fn hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+impl TokenService {
+    /// A service signing with `secret`, loading revoked tokens from `store`.
+    pub async fn load(
+        store: Arc<dyn Store>,
+        secret: &[u8],
+        access_ttl: Duration,
+        refresh_ttl: Duration,
+    ) -> Result<Self, StoreError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 5;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        let denied = DashMap::new();
+        for (jti, expires_at) in store.revoked_access_tokens(now_millis()).await? {
+            denied.insert(jti, expires_at);
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                encoding: EncodingKey::from_secret(secret),
+                decoding: DecodingKey::from_secret(secret),
+                validation,
+                access_ttl,
+                refresh_ttl,
+                denied,
+                store,
+            }),
+        })
+    }
+
+    /// Seconds an access token lives.
+    pub fn access_ttl_secs(&self) -> u64 {
+        self.inner.access_ttl.as_secs()
+    }
+
+    fn access_token(&self, user_id: UserId) -> String {
+        let now = now_millis() / 1000;
+        let claims =
+            Claims { sub: user_id, jti: random_token(16), iat: now, exp: now + self.inner.access_ttl.as_secs() as i64 };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.inner.encoding)
+            .expect("HS256 signing of plain claims cannot fail")
+    }
+
+    async fn new_refresh(&self, user_id: UserId, family_id: String) -> Result<String, StoreError> {
+        let token = random_token(32);
+        let now = now_millis();
+        self.inner
+            .store
+            .insert_refresh_token(RefreshToken {
+                token_hash: hash(&token),
+                user_id,
+                family_id,
+                expires_at: now + self.inner.refresh_ttl.as_millis() as i64,
+                created_at: now,
+            })
+            .await?;
+        Ok(token)
+    }
+
+    /// A new login: an access token and the first refresh token of a new family.
+    pub async fn issue(&self, user_id: UserId) -> Result<IssuedTokens, StoreError> {
+        let refresh_token = self.new_refresh(user_id, random_token(16)).await?;
+        Ok(IssuedTokens { access_token: self.access_token(user_id), refresh_token, expires_in: self.access_ttl_secs() })
+    }
+
+    /// Checks signature, expiry and revocation.
+    pub fn verify(&self, token: &str) -> Result<Claims, ErrorCode> {
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.inner.decoding, &self.inner.validation)
+            .map_err(|error| match error.kind() {
+                ErrorKind::ExpiredSignature => ErrorCode::TokenExpired,
+                _ => ErrorCode::TokenInvalid,
+            })?
+            .claims;
+        if self.inner.denied.contains_key(&claims.jti) {
+            return Err(ErrorCode::TokenInvalid);
+        }
+        Ok(claims)
+    }
+
+    /// Spends `presented` and issues its successor in the same family.
+    pub async fn refresh(&self, presented: &str) -> Result<(UserId, IssuedTokens), RefreshError> {
+        let next = random_token(32);
+        let now = now_millis();
+        let rotation = self
+            .inner
+            .store
+            .rotate_refresh_token(&hash(presented), hash(&next), now + self.inner.refresh_ttl.as_millis() as i64, now)
+            .await?;
+        match rotation {
+            RefreshRotation::Rotated { previous } => {
+                let tokens = IssuedTokens {
+                    access_token: self.access_token(previous.user_id),
+                    refresh_token: next,
+                    expires_in: self.access_ttl_secs(),
+                };
+                Ok((previous.user_id, tokens))
+            }
+            RefreshRotation::Reused { user_id, family_id } => {
+                tracing::warn!(user_id, family_id, "refresh token reused: family revoked");
+                metrics::counter!("switchboard_auth_refresh_reuse_total").increment(1);
+                Err(RefreshError::Invalid)
+            }
+            RefreshRotation::Expired => Err(RefreshError::Expired),
+            RefreshRotation::Unknown => Err(RefreshError::Invalid),
+        }
+    }
+
+    /// Logout: denies the access token until it expires and revokes the
+    /// refresh token, if given.
+    pub async fn revoke(&self, claims: &Claims, refresh_token: Option<&str>) -> Result<(), StoreError> {
+        let expires_at = claims.exp * 1000;
+        self.inner.store.revoke_access_token(&claims.jti, expires_at, now_millis()).await?;
+        self.inner.denied.insert(claims.jti.clone(), expires_at);
+        if let Some(token) = refresh_token {
+            self.inner.store.revoke_refresh_token(&hash(token), now_millis()).await?;
+        }
+        Ok(())
+    }
+
+    /// Drops denylist entries whose tokens have expired anyway.
+    pub fn prune(&self) {
+        let now = now_millis();
+        self.inner.denied.retain(|_, expires_at| *expires_at > now);
+    }
+}
+
+/// The signing secret kept in `path`: read if it exists, otherwise made
+/// (32 random bytes) and written readable by the owner only, so tokens
+/// outlive a restart without anyone configuring a secret.
+pub fn secret_from_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    match std::fs::read(path) {
+        Ok(secret) if secret.len() >= 32 => return Ok(secret),
+        Ok(_) => return Err(std::io::Error::other(format!("{} holds fewer than 32 bytes", path.display()))),
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+        Err(_) => {}
+    }
+    let secret = random_token(32).into_bytes();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::io::Write::write_all(&mut options.open(path)?, &secret)?;
+    Ok(secret)
+}
