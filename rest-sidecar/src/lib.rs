@@ -22,14 +22,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use protocol::time::now_millis;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower_http::limit::RequestBodyLimitLayer;
 
 pub use error::ApiFailure;
 pub use metrics_endpoint::install_recorder;
@@ -71,7 +70,9 @@ pub fn router(state: SidecarState) -> Router {
     let body_limit = state.config.body_limit;
     let api = api_routes()
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), limit_requests))
-        .layer(RequestBodyLimitLayer::new(body_limit));
+        // Enforced by the body extractors, so an oversized body is a 413 in
+        // the envelope rather than a bare status.
+        .layer(DefaultBodyLimit::max(body_limit));
     Router::new()
         .route("/health", get(health::health))
         .route("/metrics", get(metrics_endpoint::metrics))

@@ -98,7 +98,9 @@ impl TokenService {
     ) -> Result<Self, StoreError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 5;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        // `sub` is a numeric user id here; the library checks only string
+        // subjects, so presence of `sub` is enforced by deserialising Claims.
+        validation.set_required_spec_claims(&["exp"]);
         let denied = DashMap::new();
         for (jti, expires_at) in store.revoked_access_tokens(now_millis()).await? {
             denied.insert(jti, expires_at);

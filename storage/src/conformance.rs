@@ -98,6 +98,8 @@ pub async fn users_register_update_and_lookup<S: Store>(store: &S) {
     assert!(!alice.is_disabled);
 
     let same_phone = NewUser { phone: "13800000001".into(), username: Some("other".into()), ..NewUser::default() };
+    let same_both = NewUser { phone: "13800000001".into(), username: Some("alice".into()), ..NewUser::default() };
+    assert!(matches!(store.create_user(same_both).await, Err(StoreError::PhoneTaken)), "the phone clash wins");
     assert!(matches!(store.create_user(same_phone).await, Err(StoreError::PhoneTaken)));
     let same_name = NewUser { phone: "13800000002".into(), username: Some("alice".into()), ..NewUser::default() };
     assert!(matches!(store.create_user(same_name).await, Err(StoreError::UsernameTaken)));

@@ -437,6 +437,10 @@ impl Store for SqliteStore {
 
     async fn create_user(&self, new: NewUser) -> StoreResult<User> {
         self.write(move |conn| {
+            // The phone is the account: when both clash, that is the error to report.
+            if conn.prepare_cached("SELECT 1 FROM users WHERE phone = ?1")?.exists([&new.phone])? {
+                return Err(StoreError::PhoneTaken);
+            }
             let inserted = conn
                 .prepare_cached(
                     "INSERT INTO users (phone, username, nickname, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)",

@@ -1,0 +1,8 @@
+//! The REST API over real HTTP against a real server on port 0: every
+//! endpoint with good input, bad input and forbidden access.
+
+mod auth;
+mod chats;
+mod harness;
+mod messages;
+mod users;
