@@ -41,7 +41,7 @@ pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(60);
 
 fn api_routes() -> Router<SidecarState> {
-    use routes::{auth, chats, contacts, messages, users};
+    use routes::{auth, chats, contacts, files, messages, users};
     Router::new()
         .route("/auth/send-code", post(auth::send_code))
         .route("/auth/register", post(auth::register))
@@ -63,16 +63,26 @@ fn api_routes() -> Router<SidecarState> {
         .route("/messages/{id}", put(messages::edit).delete(messages::delete))
         .route("/messages/{id}/read", post(messages::read))
         .route("/messages/{id}/pin", post(messages::pin).delete(messages::unpin))
+        .route("/files/{id}", get(files::download).delete(files::delete))
+        .route("/files/{id}/thumbnail", get(files::download_thumbnail))
+}
+
+/// Uploads have their own, larger body limit.
+fn upload_routes(limit: u64) -> Router<SidecarState> {
+    // Multipart framing on top of the file itself.
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX).saturating_add(64 * 1024);
+    Router::new().route("/files/upload", post(routes::files::upload)).layer(DefaultBodyLimit::max(limit))
 }
 
 /// Every route the sidecar serves.
 pub fn router(state: SidecarState) -> Router {
     let body_limit = state.config.body_limit;
     let api = api_routes()
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), limit_requests))
         // Enforced by the body extractors, so an oversized body is a 413 in
         // the envelope rather than a bare status.
-        .layer(DefaultBodyLimit::max(body_limit));
+        .layer(DefaultBodyLimit::max(body_limit))
+        .merge(upload_routes(state.config.upload_limit))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), limit_requests));
     Router::new()
         .route("/health", get(health::health))
         .route("/metrics", get(metrics_endpoint::metrics))

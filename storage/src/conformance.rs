@@ -639,6 +639,18 @@ pub async fn files_share_content<S: Store>(store: &S) {
     assert_eq!(store.file(first.id).await.unwrap().unwrap(), first);
     let second = store.insert_file(NewFile { name: "same.png".into(), ..new.clone() }).await.unwrap();
     assert_ne!(first.id, second.id);
+    let bob = user(store, "2").await;
+    let carol = user(store, "3").await;
+    let url = format!("/api/files/{}", first.id);
+    assert!(store.file_visible_to(first.id, &url, alice).await.unwrap(), "the owner");
+    assert!(!store.file_visible_to(first.id, &url, bob).await.unwrap(), "nobody else yet");
+    let chat = group(store, alice, &[bob]).await;
+    let mut shared = NewMessage::text(chat, alice, "", now_millis());
+    shared.kind = MessageKind::Image;
+    shared.file_url.clone_from(&url);
+    store.append_message(shared).await.unwrap();
+    assert!(store.file_visible_to(first.id, &url, bob).await.unwrap(), "members of a chat it was sent in");
+    assert!(!store.file_visible_to(first.id, &url, carol).await.unwrap(), "not strangers");
     assert_eq!(store.delete_file(first.id).await.unwrap(), Some(1), "one file still uses the bytes");
     assert_eq!(store.delete_file(second.id).await.unwrap(), Some(0));
     assert_eq!(store.delete_file(second.id).await.unwrap(), None);

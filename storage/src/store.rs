@@ -184,6 +184,10 @@ pub trait Store: Send + Sync + 'static {
     /// content hash, so the caller knows whether the bytes may go.
     async fn delete_file(&self, id: FileId) -> StoreResult<Option<u64>>;
 
+    /// Whether `user_id` may read the file: they own it, or it was sent
+    /// (as `file_url`) in a chat they are a member of.
+    async fn file_visible_to(&self, file_id: FileId, file_url: &str, user_id: UserId) -> StoreResult<bool>;
+
     // ---- notifications ----
 
     async fn insert_notification(&self, notification: NewNotification) -> StoreResult<Notification>;

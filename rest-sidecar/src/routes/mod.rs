@@ -4,6 +4,7 @@
 pub(crate) mod auth;
 pub(crate) mod chats;
 pub(crate) mod contacts;
+pub(crate) mod files;
 pub(crate) mod messages;
 pub(crate) mod users;
 

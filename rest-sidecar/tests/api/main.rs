@@ -3,6 +3,7 @@
 
 mod auth;
 mod chats;
+mod files;
 mod harness;
 mod messages;
 mod users;

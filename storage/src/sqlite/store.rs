@@ -1147,6 +1147,25 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn file_visible_to(&self, file_id: FileId, file_url: &str, user_id: UserId) -> StoreResult<bool> {
+        let file_url = file_url.to_owned();
+        self.read(move |conn| {
+            let owner = conn
+                .prepare_cached("SELECT 1 FROM files WHERE id = ?1 AND owner_id = ?2")?
+                .exists([file_id, user_id])?;
+            if owner {
+                return Ok(true);
+            }
+            Ok(conn
+                .prepare_cached(
+                    "SELECT 1 FROM messages m JOIN members me ON me.chat_id = m.chat_id AND me.user_id = ?2 \
+                     WHERE m.file_url = ?1 AND m.is_deleted = 0 LIMIT 1",
+                )?
+                .exists(params![file_url, user_id])?)
+        })
+        .await
+    }
+
     async fn insert_notification(&self, new: NewNotification) -> StoreResult<Notification> {
         self.write(move |conn| {
             let sql = format!(

@@ -110,6 +110,8 @@ CREATE TABLE messages (
 CREATE UNIQUE INDEX messages_dedupe ON messages(sender_id, client_message_id)
     WHERE client_message_id IS NOT NULL;
 CREATE INDEX messages_pinned ON messages(chat_id, seq) WHERE is_pinned = 1;
+-- Which chats a file was shared in (who may download it).
+CREATE INDEX messages_by_file ON messages(file_url) WHERE file_url != '';
 -- Expired (ttl) messages still holding content: what the expiry purge erases.
 CREATE INDEX messages_expiring ON messages(expires_at) WHERE expires_at IS NOT NULL AND content != '';
 

@@ -1,0 +1,328 @@
+//! Uploads and downloads. An upload streams to a temporary file while it
+//! is hashed and measured (never held whole in memory), its type is taken
+//! from its magic bytes, and it is stored by content hash, so identical
+//! uploads share one copy on disk.
+
+use std::path::{Path as FsPath, PathBuf};
+
+use axum::Json;
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::{Multipart, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use protocol::time::{now_millis, to_iso};
+use protocol::{ApiResponse, ErrorCode};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use storage::model::{FileKind, FileMeta, NewFile};
+use tokio::io::AsyncWriteExt;
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
+
+use super::{Empty, ok};
+use crate::extract::{Caller, Path};
+use crate::rate_limit::Class;
+use crate::{ApiFailure, SidecarState};
+
+/// Bytes looked at to recognise a type.
+const SNIFF_BYTES: usize = 8 * 1024;
+/// Longest side of a thumbnail, in pixels.
+const THUMBNAIL_SIDE: u32 = 320;
+/// Images larger than this (either side) get no thumbnail: decoding them
+/// would cost too much memory.
+const MAX_DECODE_SIDE: u32 = 12_000;
+
+/// Where the bytes with `sha256` live: `<files>/ab/cd/abcd...`.
+fn blob_path(files_dir: &FsPath, sha256: &str) -> PathBuf {
+    files_dir.join(&sha256[..2]).join(&sha256[2..4]).join(sha256)
+}
+
+/// The kind and MIME type the content really is, if it is one we take.
+fn sniff(head: &[u8]) -> Option<(FileKind, String)> {
+    if let Some(found) = infer::get(head) {
+        let kind = match found.matcher_type() {
+            infer::MatcherType::Image => FileKind::Image,
+            infer::MatcherType::Video => FileKind::Video,
+            infer::MatcherType::Audio => FileKind::Audio,
+            infer::MatcherType::Doc | infer::MatcherType::Archive | infer::MatcherType::Text => FileKind::Document,
+            // Executables, fonts, and the like are not chat attachments.
+            _ => return None,
+        };
+        return Some((kind, found.mime_type().to_owned()));
+    }
+    // No signature: plain text is a document; anything else is unknown.
+    let text = match std::str::from_utf8(head) {
+        Ok(text) => Some(text),
+        // A multi-byte character cut at the end of the sniffed prefix.
+        Err(error) if error.error_len().is_none() => std::str::from_utf8(&head[..error.valid_up_to()]).ok(),
+        Err(_) => None,
+    };
+    text.filter(|text| !text.contains('\0')).map(|_| (FileKind::Document, "text/plain; charset=utf-8".to_owned()))
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct FileView {
+    id: i64,
+    name: String,
+    size: u64,
+    #[serde(rename = "type")]
+    kind: String,
+    mime: String,
+    url: String,
+    thumbnail: String,
+    created_at: String,
+}
+
+fn view(file: &FileMeta) -> FileView {
+    FileView {
+        id: file.id,
+        name: file.name.clone(),
+        size: file.size,
+        kind: file.kind.as_str().to_owned(),
+        mime: file.mime.clone(),
+        url: format!("/api/files/{}", file.id),
+        thumbnail: if file.thumbnail_sha256.is_some() {
+            format!("/api/files/{}/thumbnail", file.id)
+        } else {
+            String::new()
+        },
+        created_at: to_iso(file.created_at),
+    }
+}
+
+/// A received upload in its temporary file.
+struct Received {
+    temp: PathBuf,
+    name: String,
+    size: u64,
+    sha256: String,
+    head: Vec<u8>,
+}
+
+/// Removes the temporary file unless the upload was kept.
+struct TempGuard(Option<PathBuf>);
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+fn multipart_failure(error: &axum::extract::multipart::MultipartError) -> ApiFailure {
+    if error.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        ApiFailure::new(ErrorCode::FileTooLarge, "the upload is larger than allowed")
+    } else {
+        ApiFailure::bad_request(format!("malformed multipart body: {error}"))
+    }
+}
+
+async fn receive(
+    state: &SidecarState,
+    field: &mut axum::extract::multipart::Field<'_>,
+    guard: &mut TempGuard,
+) -> Result<Received, ApiFailure> {
+    let name = field.file_name().unwrap_or("file").chars().filter(|c| !c.is_control()).take(255).collect::<String>();
+    let temp_dir = state.config.files_dir.join("tmp");
+    tokio::fs::create_dir_all(&temp_dir).await.map_err(io_failure)?;
+    let temp = temp_dir.join(format!("upload-{}-{}", now_millis(), rand_suffix()));
+    guard.0 = Some(temp.clone());
+    let mut file = tokio::fs::File::create(&temp).await.map_err(io_failure)?;
+    let (mut hasher, mut size, mut head) = (Sha256::new(), 0u64, Vec::with_capacity(SNIFF_BYTES));
+    while let Some(chunk) = field.chunk().await.map_err(|error| multipart_failure(&error))? {
+        size += chunk.len() as u64;
+        if size > state.config.upload_limit {
+            return Err(ApiFailure::new(
+                ErrorCode::FileTooLarge,
+                format!("files may be at most {} bytes", state.config.upload_limit),
+            ));
+        }
+        if head.len() < SNIFF_BYTES {
+            let take = (SNIFF_BYTES - head.len()).min(chunk.len());
+            head.extend_from_slice(&chunk[..take]);
+        }
+        hasher.update(&chunk);
+        file.write_all(&chunk).await.map_err(io_failure)?;
+    }
+    file.sync_all().await.map_err(io_failure)?;
+    Ok(Received { temp, name, size, sha256: hex::encode(hasher.finalize()), head })
+}
+
+fn rand_suffix() -> u64 {
+    rand::random()
+}
+
+#[allow(clippy::needless_pass_by_value, reason = "shaped for `map_err`")]
+fn io_failure(error: std::io::Error) -> ApiFailure {
+    tracing::error!(%error, "file storage failure");
+    ApiFailure::new(ErrorCode::Internal, "internal error")
+}
+
+/// Makes a JPEG thumbnail of the image at `source`; `None` if it cannot be
+/// decoded within limits.
+fn thumbnail(source: &FsPath) -> Option<Vec<u8>> {
+    let mut reader = image::ImageReader::open(source).ok()?.with_guessed_format().ok()?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_DECODE_SIDE);
+    limits.max_image_height = Some(MAX_DECODE_SIDE);
+    limits.max_alloc = Some(512 * 1024 * 1024);
+    reader.limits(limits);
+    let picture = reader.decode().ok()?.thumbnail(THUMBNAIL_SIDE, THUMBNAIL_SIDE).to_rgb8();
+    let mut out = std::io::Cursor::new(Vec::new());
+    picture.write_to(&mut out, image::ImageFormat::Jpeg).ok()?;
+    Some(out.into_inner())
+}
+
+async fn store_blob(files_dir: &FsPath, sha256: &str, from: &FsPath) -> Result<(), ApiFailure> {
+    let path = blob_path(files_dir, sha256);
+    if tokio::fs::try_exists(&path).await.map_err(io_failure)? {
+        return Ok(()); // the same bytes are stored already
+    }
+    tokio::fs::create_dir_all(path.parent().unwrap_or(files_dir)).await.map_err(io_failure)?;
+    tokio::fs::rename(from, &path).await.map_err(io_failure)
+}
+
+/// `POST /api/files/upload` (multipart: `file`, `type`).
+pub(crate) async fn upload(
+    State(state): State<SidecarState>,
+    caller: Caller,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Json<ApiResponse<FileView>>, ApiFailure> {
+    let mut multipart = multipart.map_err(|rejection| ApiFailure::bad_request(rejection.body_text()))?;
+    state.limits.check(Class::Upload, &format!("user:{}", caller.user_id))?;
+    let mut guard = TempGuard(None);
+    let (mut received, mut declared) = (None, None);
+    while let Some(mut field) = multipart.next_field().await.map_err(|error| multipart_failure(&error))? {
+        match field.name() {
+            Some("file") if received.is_none() => received = Some(receive(&state, &mut field, &mut guard).await?),
+            Some("type") => {
+                let text = field.text().await.map_err(|error| multipart_failure(&error))?;
+                declared = Some(FileKind::parse(text.trim()).ok_or_else(|| {
+                    ApiFailure::new(ErrorCode::FileTypeUnsupported, "type must be image, video, audio or document")
+                })?);
+            }
+            _ => {} // unknown fields are ignored
+        }
+    }
+    let received = received.ok_or_else(|| ApiFailure::bad_request("a `file` part is required"))?;
+    if received.size == 0 {
+        return Err(ApiFailure::bad_request("the file is empty"));
+    }
+    let (kind, mime) = sniff(&received.head)
+        .ok_or_else(|| ApiFailure::new(ErrorCode::FileTypeUnsupported, "this kind of file is not accepted"))?;
+    if let Some(declared) = declared
+        && declared != kind
+    {
+        return Err(ApiFailure::new(
+            ErrorCode::FileTypeUnsupported,
+            format!("the content is {} ({mime}), not {}", kind.as_str(), declared.as_str()),
+        ));
+    }
+    let thumbnail_sha256 = if kind == FileKind::Image {
+        let source = received.temp.clone();
+        let made = tokio::task::spawn_blocking(move || thumbnail(&source)).await.ok().flatten();
+        match made {
+            Some(bytes) => {
+                let sha = hex::encode(Sha256::digest(&bytes));
+                let temp = received.temp.with_extension("thumb");
+                tokio::fs::write(&temp, &bytes).await.map_err(io_failure)?;
+                let _thumb_guard = TempGuard(Some(temp.clone()));
+                store_blob(&state.config.files_dir, &sha, &temp).await?;
+                Some(sha)
+            }
+            None => None,
+        }
+    } else {
+        None
+    };
+    store_blob(&state.config.files_dir, &received.sha256, &received.temp).await?;
+    let file = state
+        .store
+        .insert_file(NewFile {
+            owner_id: caller.user_id,
+            name: received.name,
+            size: received.size,
+            mime,
+            kind,
+            sha256: received.sha256,
+            thumbnail_sha256,
+            created_at: now_millis(),
+        })
+        .await?;
+    metrics::counter!("switchboard_files_uploaded_total", "type" => kind.as_str()).increment(1);
+    Ok(ok("文件上传成功", view(&file)))
+}
+
+/// The file, if the caller may read it; 30001 otherwise (no existence leak).
+async fn readable(state: &SidecarState, id: i64, user_id: i64) -> Result<FileMeta, ApiFailure> {
+    let missing = || ApiFailure::new(ErrorCode::FileNotFound, format!("file {id} not found"));
+    let file = state.store.file(id).await?.ok_or_else(missing)?;
+    if !state.store.file_visible_to(id, &format!("/api/files/{id}"), user_id).await? {
+        return Err(missing());
+    }
+    Ok(file)
+}
+
+async fn serve(path: PathBuf, mime: &str, name: &str, request: Request) -> Result<Response, ApiFailure> {
+    // ServeFile answers Range and conditional requests.
+    let mut response = match ServeFile::new(path).oneshot(request).await {
+        Ok(response) => response.into_response(),
+        Err(never) => match never {},
+    };
+    if let Ok(value) = HeaderValue::from_str(mime) {
+        response.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    let encoded: String = name
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"._-".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }
+        })
+        .collect();
+    if let Ok(value) = HeaderValue::from_str(&format!("inline; filename*=UTF-8''{encoded}")) {
+        response.headers_mut().insert(header::CONTENT_DISPOSITION, value);
+    }
+    response.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    Ok(response)
+}
+
+/// `GET /api/files/{id}`: the bytes, with Range support.
+pub(crate) async fn download(
+    State(state): State<SidecarState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    request: Request,
+) -> Result<Response, ApiFailure> {
+    let file = readable(&state, id, caller.user_id).await?;
+    serve(blob_path(&state.config.files_dir, &file.sha256), &file.mime, &file.name, request).await
+}
+
+/// `GET /api/files/{id}/thumbnail`.
+pub(crate) async fn download_thumbnail(
+    State(state): State<SidecarState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    request: Request,
+) -> Result<Response, ApiFailure> {
+    let file = readable(&state, id, caller.user_id).await?;
+    let sha =
+        file.thumbnail_sha256.ok_or_else(|| ApiFailure::new(ErrorCode::FileNotFound, "this file has no thumbnail"))?;
+    serve(blob_path(&state.config.files_dir, &sha), "image/jpeg", &format!("thumb_{}.jpg", file.id), request).await
+}
+
+/// `DELETE /api/files/{id}`: the owner only; the bytes go when no other
+/// upload shares them.
+pub(crate) async fn delete(
+    State(state): State<SidecarState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<Json<ApiResponse<Empty>>, ApiFailure> {
+    let file = readable(&state, id, caller.user_id).await?;
+    if file.owner_id != caller.user_id {
+        return Err(ApiFailure::new(ErrorCode::Forbidden, "only the uploader may delete a file"));
+    }
+    if state.store.delete_file(id).await? == Some(0) {
+        let _ = tokio::fs::remove_file(blob_path(&state.config.files_dir, &file.sha256)).await;
+    }
+    Ok(ok("文件删除成功", Empty {}))
+}
