@@ -43,6 +43,7 @@ const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(60);
 fn api_routes() -> Router<SidecarState> {
     use routes::{auth, chats, contacts, files, messages, users};
     Router::new()
+        .route("/openapi.json", get(openapi))
         .route("/auth/send-code", post(auth::send_code))
         .route("/auth/register", post(auth::register))
         .route("/auth/login", post(auth::login))
@@ -72,6 +73,13 @@ fn upload_routes(limit: u64) -> Router<SidecarState> {
     // Multipart framing on top of the file itself.
     let limit = usize::try_from(limit).unwrap_or(usize::MAX).saturating_add(64 * 1024);
     Router::new().route("/files/upload", post(routes::files::upload)).layer(DefaultBodyLimit::max(limit))
+}
+
+/// The OpenAPI 3 document of every route (kept true by `tests/api/openapi.rs`).
+const OPENAPI: &str = include_str!("../openapi.json");
+
+async fn openapi() -> impl IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
 
 /// Every route the sidecar serves.

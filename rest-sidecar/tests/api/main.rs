@@ -6,4 +6,5 @@ mod chats;
 mod files;
 mod harness;
 mod messages;
+mod openapi;
 mod users;
