@@ -54,6 +54,21 @@ pub(crate) struct ServeArgs {
     /// Seconds an access token lives.
     #[arg(long, env = "SWITCHBOARD_ACCESS_TTL_SECS", default_value_t = 86_400)]
     pub(crate) access_ttl_secs: u64,
+    /// API requests per hour per user (per address before login).
+    #[arg(long, env = "SWITCHBOARD_RATE_API_PER_HOUR", default_value_t = 1_000)]
+    pub(crate) rate_api_per_hour: u32,
+    /// Login attempts per 15 minutes per phone.
+    #[arg(long, env = "SWITCHBOARD_RATE_LOGIN_PER_15MIN", default_value_t = 10)]
+    pub(crate) rate_login_per_15min: u32,
+    /// SMS code requests per hour per client address.
+    #[arg(long, env = "SWITCHBOARD_RATE_SEND_CODE_PER_HOUR", default_value_t = 20)]
+    pub(crate) rate_send_code_per_hour: u32,
+    /// Uploads per hour per user.
+    #[arg(long, env = "SWITCHBOARD_RATE_UPLOAD_PER_HOUR", default_value_t = 50)]
+    pub(crate) rate_upload_per_hour: u32,
+    /// Largest upload, in MiB.
+    #[arg(long, env = "SWITCHBOARD_UPLOAD_LIMIT_MIB", default_value_t = 50)]
+    pub(crate) upload_limit_mib: u64,
     /// Seconds to let in-flight requests finish after SIGINT/SIGTERM.
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub(crate) shutdown_grace_secs: u64,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use rest_sidecar::rate_limit::{Rate, RateConfig};
 use rest_sidecar::sms::LogSms;
 use rest_sidecar::{SidecarConfig, SidecarState};
 use router::LocalRouter;
@@ -16,6 +17,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use cli::{Cli, Command, LogFormat, ServeArgs};
+
+const HOUR: Duration = Duration::from_secs(3_600);
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -72,9 +75,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             rest_sidecar::tokens::secret_from_file(&path).with_context(|| format!("reading {}", path.display()))?
         }
     };
+    let rates = RateConfig {
+        send_code: Rate::new(args.rate_send_code_per_hour, HOUR),
+        login: Rate::new(args.rate_login_per_15min, Duration::from_secs(15 * 60)),
+        upload: Rate::new(args.rate_upload_per_hour, HOUR),
+        other: Rate::new(args.rate_api_per_hour, HOUR),
+    };
     let config = SidecarConfig {
         dev: args.dev,
         access_ttl: Duration::from_secs(args.access_ttl_secs),
+        upload_limit: args.upload_limit_mib.saturating_mul(1024 * 1024),
+        rates,
         ..SidecarConfig::new(files_dir, jwt_secret)
     };
     let router = Arc::new(LocalRouter::new());

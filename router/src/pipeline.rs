@@ -5,6 +5,9 @@ use protocol::{Event, kinds};
 use storage::model::{Appended, ChatId, ChatKind, Message, MessageId, MessageKind, Millis, NewMessage, UserId};
 use storage::{Store, StoreError};
 
+use protocol::views::MessageView;
+use storage::model::Member;
+
 use crate::{Delivery, Router, views};
 
 /// Limits on what a client may send, with defaults a messenger can live by.
@@ -73,9 +76,11 @@ impl SendRequest {
 }
 
 /// What a send did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Sent {
     pub message: Message,
+    /// The message as `message.new` carried it (sender included).
+    pub view: MessageView,
     /// The sender had sent this `client_message_id` before: this is the
     /// original, and nothing was delivered again.
     pub duplicate: bool,
@@ -163,12 +168,11 @@ impl SendPipeline {
         if !members.iter().any(|member| member.user_id == request.sender_id) {
             return Err(SendError::NotMember(chat.id));
         }
-        if chat.kind == ChatKind::Private {
-            for peer in members.iter().filter(|member| member.user_id != request.sender_id) {
-                if self.store.is_blocked(peer.user_id, request.sender_id).await? {
-                    return Err(SendError::Blocked);
-                }
-            }
+        let others: Vec<UserId> =
+            members.iter().map(|member| member.user_id).filter(|&user| user != request.sender_id).collect();
+        let blockers = self.store.blockers_of(request.sender_id, &others).await?;
+        if chat.kind == ChatKind::Private && !blockers.is_empty() {
+            return Err(SendError::Blocked);
         }
         if let Some(reply_to) = request.reply_to_id {
             let original = self.store.message(reply_to).await?;
@@ -215,23 +219,24 @@ impl SendPipeline {
         let message = appended.into_message();
         let scheduled = message.seq == 0;
         metrics::counter!("switchboard_messages_sent_total", "outcome" => if duplicate { "duplicate" } else if scheduled { "scheduled" } else { "new" }).increment(1);
+        let sender = self.store.user(message.sender_id).await?;
+        let view = views::message(&message, sender.as_ref(), false, &[]);
         if !duplicate && !scheduled {
-            self.announce_new(&message).await?;
+            let recipients =
+                members.iter().map(|member| member.user_id).filter(|user| !blockers.contains(user)).collect();
+            self.publish(recipients, Event::new(kinds::MESSAGE_NEW, &view)).await;
         }
-        Ok(Sent { message, duplicate, scheduled })
+        Ok(Sent { message, view, duplicate, scheduled })
     }
 
     /// Publishes `message.new` for a stored message to every member of its
     /// chat (the sender's other devices included), except members who have
     /// blocked the sender.
     pub async fn announce_new(&self, message: &Message) -> Result<(), SendError> {
-        let members = self.store.members(message.chat_id).await?;
-        let mut recipients = Vec::with_capacity(members.len());
-        for member in &members {
-            if member.user_id == message.sender_id || !self.store.is_blocked(member.user_id, message.sender_id).await? {
-                recipients.push(member.user_id);
-            }
-        }
+        let members: Vec<Member> = self.store.members(message.chat_id).await?;
+        let everyone: Vec<UserId> = members.iter().map(|member| member.user_id).collect();
+        let blockers = self.store.blockers_of(message.sender_id, &everyone).await?;
+        let recipients = everyone.into_iter().filter(|user| !blockers.contains(user)).collect();
         let sender = self.store.user(message.sender_id).await?;
         let view = views::message(message, sender.as_ref(), false, &[]);
         self.publish(recipients, Event::new(kinds::MESSAGE_NEW, view)).await;

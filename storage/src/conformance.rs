@@ -223,6 +223,9 @@ pub async fn contacts_add_update_block_delete<S: Store>(store: &S) {
     assert_eq!(blocked.nickname, "Bobby", "fields left out stay as they were");
     assert!(store.is_blocked(alice, bob).await.unwrap());
     assert!(!store.is_blocked(bob, alice).await.unwrap(), "blocking is one-way");
+    assert_eq!(store.blockers_of(bob, &[alice, carol]).await.unwrap(), vec![alice]);
+    assert!(store.blockers_of(bob, &[carol]).await.unwrap().is_empty(), "only among those asked about");
+    assert!(store.blockers_of(alice, &[bob, carol]).await.unwrap().is_empty());
     assert!(store.update_contact(bob, alice, ContactUpdate::default()).await.unwrap().is_none());
     assert_eq!(store.contact(alice, bob).await.unwrap().unwrap().id, contact.id);
 

@@ -82,6 +82,9 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_contact(&self, user_id: UserId, contact_id: UserId) -> StoreResult<bool>;
     /// Whether `blocker` has blocked `blocked`.
     async fn is_blocked(&self, blocker: UserId, blocked: UserId) -> StoreResult<bool>;
+    /// The users among `among` who have blocked `sender` (one query for a
+    /// whole chat's members).
+    async fn blockers_of(&self, sender: UserId, among: &[UserId]) -> StoreResult<Vec<UserId>>;
 
     // ---- chats and members ----
 

@@ -185,7 +185,12 @@ pub(crate) async fn send(
         is_silent: body.is_silent,
     };
     let sent = state.pipeline.send(request).await?;
-    let view = views(&state, chat_id, caller.user_id, std::slice::from_ref(&sent.message)).await?.remove(0);
+    let view = if sent.duplicate {
+        // The original may have been read or reacted to since.
+        views(&state, chat_id, caller.user_id, std::slice::from_ref(&sent.message)).await?.remove(0)
+    } else {
+        sent.view
+    };
     Ok(ok("消息发送成功", view))
 }
 

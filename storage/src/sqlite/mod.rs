@@ -155,10 +155,11 @@ fn background_work(conn: &Connection, idle: bool) -> bool {
 /// the WAL: a write reported done survives power loss, not just a crash.
 fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.pragma_update(None, "synchronous", "FULL")?;
-    // 32 MiB of page cache per connection and memory-mapped reads: the hot
-    // tail of every chat stays in memory and reads skip a copy.
+    // 32 MiB of page cache per connection: the hot tail of every chat stays
+    // in memory. (No mmap: with a growing file every reader re-maps it, and
+    // the TLB shootdowns cost more than the copies they save.)
     conn.pragma_update(None, "cache_size", -32_768)?;
-    conn.pragma_update(None, "mmap_size", 256 * 1024 * 1024)?;
+
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_millis(u64::from(BUSY_TIMEOUT_MS)))?;
     conn.set_prepared_statement_cache_capacity(64);

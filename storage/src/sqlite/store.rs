@@ -736,6 +736,18 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn blockers_of(&self, sender: UserId, among: &[UserId]) -> StoreResult<Vec<UserId>> {
+        let among = among.to_vec();
+        self.read(move |conn| {
+            let blockers: Vec<UserId> = conn
+                .prepare_cached("SELECT user_id FROM contacts WHERE contact_id = ?1 AND is_blocked = 1")?
+                .query_map([sender], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok(blockers.into_iter().filter(|user| among.contains(user)).collect())
+        })
+        .await
+    }
+
     async fn create_chat(&self, chat: NewChat) -> StoreResult<(Chat, bool)> {
         self.write(move |conn| create_chat_in(conn, &chat)).await
     }

@@ -50,6 +50,8 @@ CREATE TABLE contacts (
     updated_at INTEGER NOT NULL,
     UNIQUE (user_id, contact_id)
 );
+-- Who has blocked a given sender (checked on every send).
+CREATE INDEX contacts_blocked ON contacts(contact_id, user_id) WHERE is_blocked = 1;
 
 CREATE TABLE chats (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
