@@ -22,6 +22,16 @@ async fn views(
     messages: &[Message],
 ) -> Result<Vec<MessageView>, ApiFailure> {
     let members = state.store.members(chat_id).await?;
+    views_with(state, &members, viewer, messages).await
+}
+
+/// [`views`] when the chat's members are already at hand.
+async fn views_with(
+    state: &SidecarState,
+    members: &[Member],
+    viewer: i64,
+    messages: &[Message],
+) -> Result<Vec<MessageView>, ApiFailure> {
     let my_marker = members.iter().find(|m| m.user_id == viewer).map_or(0, |m| m.last_read_seq);
     let others_marker = members.iter().filter(|m| m.user_id != viewer).map(|m| m.last_read_seq).max().unwrap_or(0);
     let mut sender_ids: Vec<i64> = messages.iter().map(|m| m.sender_id).collect();
@@ -93,7 +103,11 @@ pub(crate) async fn history(
     if query.search.as_ref().is_some_and(|search| search.chars().count() > 100) {
         return Err(ApiFailure::bad_request("search must be at most 100 characters"));
     }
-    membership(&state, chat_id, caller.user_id).await?;
+    // The member list answers membership and feeds the read markers.
+    let members = state.store.members(chat_id).await?;
+    if !members.iter().any(|member| member.user_id == caller.user_id) {
+        membership(&state, chat_id, caller.user_id).await?;
+    }
     let before = query.before.map(Cursor::Id).or(query.before_seq.map(Cursor::Seq));
     let after = query.after.map(Cursor::Id).or(query.after_seq.map(Cursor::Seq));
     let store_query = MessageQuery {
@@ -117,7 +131,7 @@ pub(crate) async fn history(
             page.remove(0);
         }
     }
-    let messages = views(&state, chat_id, caller.user_id, &page).await?;
+    let messages = views_with(&state, &members, caller.user_id, &page).await?;
     Ok(ok("获取消息列表成功", History { total: messages.len(), messages, has_more }))
 }
 
