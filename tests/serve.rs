@@ -125,3 +125,69 @@ fn a_taken_port_fails_fast_and_says_why() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("binding"), "{stderr}");
 }
+
+#[tokio::test]
+async fn acknowledged_messages_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = || {
+        let mut command = Command::new(BIN);
+        command.args(["--listen", "127.0.0.1:0"]).arg("--data-dir").arg(dir.path());
+        command
+    };
+    let mut running = start(&mut serve());
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", running.addr);
+    let register = |phone: &str, name: &str| {
+        let body = serde_json::json!({"phone": phone, "username": name, "password": "password123"});
+        http.post(format!("{base}/api/auth/register")).json(&body).send()
+    };
+    let alice: Value = register("13800000001", "alice").await.unwrap().json().await.unwrap();
+    let bob: Value = register("13800000002", "bob").await.unwrap().json().await.unwrap();
+    let token = alice["data"]["access_token"].as_str().unwrap().to_owned();
+    let chat: Value = http
+        .post(format!("{base}/api/chats"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"type": "group", "members": [bob["data"]["user"]["id"]]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let chat = chat["data"]["id"].as_i64().unwrap();
+
+    let mut sends = tokio::task::JoinSet::new();
+    for n in 0..40 {
+        let request = http
+            .post(format!("{base}/api/chats/{chat}/messages"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"content": format!("m{n}"), "client_message_id": format!("c{n}")}));
+        sends.spawn(async move { request.send().await.unwrap().json::<Value>().await.unwrap() });
+    }
+    let mut acked = Vec::new();
+    while let Some(reply) = sends.join_next().await {
+        let reply = reply.unwrap();
+        assert_eq!(reply["code"], 200, "{reply}");
+        acked.push(reply["data"]["id"].as_i64().unwrap());
+    }
+    running.child.kill().unwrap(); // SIGKILL: no shutdown, no flush
+    running.child.wait().unwrap();
+
+    let mut restarted = start(&mut serve());
+    let history: Value = http
+        .get(format!("http://{}/api/chats/{chat}/messages?limit=100", restarted.addr))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let messages = history["data"]["messages"].as_array().unwrap_or_else(|| panic!("{history}"));
+    let seqs: Vec<u64> = messages.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=40).collect::<Vec<_>>(), "contiguous after the crash");
+    let stored: std::collections::HashSet<i64> = messages.iter().map(|m| m["id"].as_i64().unwrap()).collect();
+    assert!(acked.iter().all(|id| stored.contains(id)), "every acknowledged message survived");
+    signal(&restarted.child, "TERM");
+    assert!(wait_exit(&mut restarted).success());
+}

@@ -79,3 +79,34 @@ async fn the_document_lists_every_route_and_only_those() {
         assert!(!fallback, "{method} {path} fell through to the 404 fallback");
     }
 }
+
+#[tokio::test]
+async fn every_protected_operation_refuses_strangers_and_bad_ids() {
+    let server = start().await;
+    let alice = server.register("13800000001", "alice").await;
+    let doc: Value = serde_json::from_str(include_str!("../../openapi.json")).unwrap();
+    let mut protected = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let secured = operation["security"].as_array().is_some_and(|schemes| !schemes.is_empty());
+            let body = matches!(method, Method::POST | Method::PUT).then(|| json!({}));
+            if secured {
+                protected += 1;
+                let concrete = path.replace("{id}", "1").replace("{user_id}", "2");
+                let (status, reply) = server.call(method.clone(), &concrete, None, body.clone()).await;
+                assert_eq!(
+                    (status.as_u16(), reply["code"].as_u64()),
+                    (401, Some(401)),
+                    "{method} {path} without a token: {reply}"
+                );
+            }
+            if path.contains("{id}") {
+                let bad = path.replace("{id}", "abc").replace("{user_id}", "2");
+                let (status, reply) = server.call(method.clone(), &bad, Some(&alice.token), body).await;
+                assert_eq!((status.as_u16(), reply["code"].as_u64()), (400, Some(400)), "{method} {bad}: {reply}");
+            }
+        }
+    }
+    assert!(protected >= 25, "only {protected} protected operations found");
+}
