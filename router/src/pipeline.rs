@@ -34,47 +34,6 @@ impl Default for SendLimits {
     }
 }
 
-/// A message a user wants to send.
-#[derive(Debug, Clone)]
-pub struct SendRequest {
-    pub chat_id: ChatId,
-    pub sender_id: UserId,
-    pub client_message_id: Option<String>,
-    pub kind: MessageKind,
-    pub content: String,
-    pub file_name: String,
-    pub file_size: u64,
-    pub file_url: String,
-    pub thumbnail: String,
-    pub reply_to_id: Option<MessageId>,
-    pub forward_from: Option<MessageId>,
-    pub ttl: u64,
-    pub send_at: Option<Millis>,
-    pub is_silent: bool,
-}
-
-impl SendRequest {
-    /// A plain text message.
-    pub fn text(chat_id: ChatId, sender_id: UserId, content: impl Into<String>) -> Self {
-        Self {
-            chat_id,
-            sender_id,
-            client_message_id: None,
-            kind: MessageKind::Text,
-            content: content.into(),
-            file_name: String::new(),
-            file_size: 0,
-            file_url: String::new(),
-            thumbnail: String::new(),
-            reply_to_id: None,
-            forward_from: None,
-            ttl: 0,
-            send_at: None,
-            is_silent: false,
-        }
-    }
-}
-
 /// What a send did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sent {
@@ -130,7 +89,7 @@ impl SendPipeline {
         &self.limits
     }
 
-    fn check_shape(&self, request: &SendRequest, now: Millis) -> Result<(), SendError> {
+    fn check_shape(&self, request: &NewMessage, now: Millis) -> Result<(), SendError> {
         let limits = &self.limits;
         if request.kind == MessageKind::System {
             return Err(SendError::Invalid("system messages are sent by the server only".into()));
@@ -159,8 +118,9 @@ impl SendPipeline {
 
     /// Sends `request` as its sender: the message is durable when this
     /// answers, and every member's devices have been handed `message.new`
-    /// (unless it was a duplicate or is scheduled for later).
-    pub async fn send(&self, mut request: SendRequest) -> Result<Sent, SendError> {
+    /// (unless it was a duplicate or is scheduled for later). The pipeline
+    /// sets `seq` and `created_at` itself; what the caller put there is ignored.
+    pub async fn send(&self, mut request: NewMessage) -> Result<Sent, SendError> {
         let now = now_millis();
         self.check_shape(&request, now)?;
         let chat = self.store.chat(request.chat_id).await?.ok_or(SendError::ChatNotFound(request.chat_id))?;
@@ -195,24 +155,7 @@ impl SendPipeline {
             request.thumbnail = original.thumbnail;
         }
         let scheduled = request.send_at.is_some_and(|at| at > now);
-        let new = NewMessage {
-            chat_id: chat.id,
-            sender_id: request.sender_id,
-            client_message_id: request.client_message_id,
-            kind: request.kind,
-            content: request.content,
-            file_name: request.file_name,
-            file_size: request.file_size,
-            file_url: request.file_url,
-            thumbnail: request.thumbnail,
-            reply_to_id: request.reply_to_id,
-            forward_from: request.forward_from,
-            ttl: request.ttl,
-            send_at: request.send_at.filter(|_| scheduled),
-            is_silent: request.is_silent,
-            seq: None,
-            created_at: now,
-        };
+        let new = NewMessage { send_at: request.send_at.filter(|_| scheduled), seq: None, created_at: now, ..request };
         let appended =
             if scheduled { self.store.schedule_message(new).await? } else { self.store.append_message(new).await? };
         let duplicate = matches!(appended, Appended::Duplicate(_));

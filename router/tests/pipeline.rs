@@ -3,10 +3,15 @@
 use std::sync::Arc;
 
 use protocol::time::now_millis;
-use router::{LocalRouter, Router, SendError, SendLimits, SendPipeline, SendRequest};
-use storage::model::{ChatKind, ContactUpdate, MessageKind, NewChat, NewUser};
+use router::{LocalRouter, Router, SendError, SendLimits, SendPipeline};
+use storage::model::{ChatKind, ContactUpdate, MessageKind, NewChat, NewMessage, NewUser};
 use storage::{SqliteConfig, SqliteStore, Store};
 use tokio::sync::broadcast::Receiver;
+
+/// A text message; the pipeline stamps its time.
+fn text(chat: i64, sender: i64, content: impl Into<String>) -> NewMessage {
+    NewMessage::text(chat, sender, content, 0)
+}
 
 struct World {
     store: SqliteStore,
@@ -44,7 +49,7 @@ async fn a_send_is_stored_then_delivered_to_every_member() {
     let mut w = world();
     let (alice, bob, carol) = (user(&w.store, "1").await, user(&w.store, "2").await, user(&w.store, "3").await);
     let group = chat(&w.store, ChatKind::Group, alice, &[bob, carol]).await;
-    let mut request = SendRequest::text(group, alice, "hello all");
+    let mut request = text(group, alice, "hello all");
     request.client_message_id = Some("c1".into());
     let sent = w.pipeline.send(request.clone()).await.unwrap();
     assert!(!sent.duplicate && !sent.scheduled);
@@ -74,26 +79,26 @@ async fn refusals_say_why() {
     let (alice, bob, mallory) = (user(&w.store, "1").await, user(&w.store, "2").await, user(&w.store, "3").await);
     let direct = chat(&w.store, ChatKind::Private, alice, &[bob]).await;
     let elsewhere = chat(&w.store, ChatKind::Group, mallory, &[]).await;
-    let secret = w.pipeline.send(SendRequest::text(elsewhere, mallory, "secret")).await.unwrap().message;
+    let secret = w.pipeline.send(text(elsewhere, mallory, "secret")).await.unwrap().message;
 
-    assert!(matches!(w.pipeline.send(SendRequest::text(999, alice, "x")).await, Err(SendError::ChatNotFound(999))));
-    assert!(matches!(w.pipeline.send(SendRequest::text(direct, mallory, "x")).await, Err(SendError::NotMember(_))));
-    assert!(matches!(w.pipeline.send(SendRequest::text(direct, alice, "   ")).await, Err(SendError::Invalid(_))));
+    assert!(matches!(w.pipeline.send(text(999, alice, "x")).await, Err(SendError::ChatNotFound(999))));
+    assert!(matches!(w.pipeline.send(text(direct, mallory, "x")).await, Err(SendError::NotMember(_))));
+    assert!(matches!(w.pipeline.send(text(direct, alice, "   ")).await, Err(SendError::Invalid(_))));
     let long = "字".repeat(4_097);
-    assert!(matches!(w.pipeline.send(SendRequest::text(direct, alice, long)).await, Err(SendError::Invalid(_))));
-    let mut system = SendRequest::text(direct, alice, "fake");
+    assert!(matches!(w.pipeline.send(text(direct, alice, long)).await, Err(SendError::Invalid(_))));
+    let mut system = text(direct, alice, "fake");
     system.kind = MessageKind::System;
     assert!(matches!(w.pipeline.send(system).await, Err(SendError::Invalid(_))));
-    let mut forever = SendRequest::text(direct, alice, "x");
+    let mut forever = text(direct, alice, "x");
     forever.ttl = 10 * 365 * 24 * 3600;
     assert!(matches!(w.pipeline.send(forever).await, Err(SendError::Invalid(_))));
-    let mut empty_key = SendRequest::text(direct, alice, "x");
+    let mut empty_key = text(direct, alice, "x");
     empty_key.client_message_id = Some(String::new());
     assert!(matches!(w.pipeline.send(empty_key).await, Err(SendError::Invalid(_))));
-    let mut stray_reply = SendRequest::text(direct, alice, "re");
+    let mut stray_reply = text(direct, alice, "re");
     stray_reply.reply_to_id = Some(secret.id);
     assert!(matches!(w.pipeline.send(stray_reply).await, Err(SendError::MessageNotFound(_))));
-    let mut leak = SendRequest::text(direct, alice, "");
+    let mut leak = text(direct, alice, "");
     leak.forward_from = Some(secret.id);
     assert!(
         matches!(w.pipeline.send(leak).await, Err(SendError::MessageNotFound(_))),
@@ -104,8 +109,8 @@ async fn refusals_say_why() {
     w.store.add_contact(bob, alice, String::new(), now_millis()).await.unwrap();
     let block = ContactUpdate { is_blocked: Some(true), updated_at: now_millis(), ..ContactUpdate::default() };
     w.store.update_contact(bob, alice, block).await.unwrap();
-    assert!(matches!(w.pipeline.send(SendRequest::text(direct, alice, "hi")).await, Err(SendError::Blocked)));
-    assert!(w.pipeline.send(SendRequest::text(direct, bob, "I can still write")).await.is_ok());
+    assert!(matches!(w.pipeline.send(text(direct, alice, "hi")).await, Err(SendError::Blocked)));
+    assert!(w.pipeline.send(text(direct, bob, "I can still write")).await.is_ok());
 }
 
 #[tokio::test]
@@ -116,7 +121,7 @@ async fn group_members_who_blocked_the_sender_are_skipped() {
     w.store.add_contact(carol, alice, String::new(), now_millis()).await.unwrap();
     let block = ContactUpdate { is_blocked: Some(true), updated_at: now_millis(), ..ContactUpdate::default() };
     w.store.update_contact(carol, alice, block).await.unwrap();
-    w.pipeline.send(SendRequest::text(group, alice, "hi group")).await.unwrap();
+    w.pipeline.send(text(group, alice, "hi group")).await.unwrap();
     let mut recipients = w.deliveries.recv().await.unwrap().recipients.clone();
     recipients.sort_unstable();
     assert_eq!(recipients, vec![alice, bob]);
@@ -128,11 +133,11 @@ async fn forwards_copy_the_original_with_a_reference() {
     let (alice, bob) = (user(&w.store, "1").await, user(&w.store, "2").await);
     let first = chat(&w.store, ChatKind::Group, alice, &[]).await;
     let second = chat(&w.store, ChatKind::Group, alice, &[bob]).await;
-    let mut photo = SendRequest::text(first, alice, "look");
+    let mut photo = text(first, alice, "look");
     photo.kind = MessageKind::Image;
     photo.file_url = "/api/files/1".into();
     let original = w.pipeline.send(photo).await.unwrap().message;
-    let mut forward = SendRequest::text(second, alice, "");
+    let mut forward = text(second, alice, "");
     forward.forward_from = Some(original.id);
     let copy = w.pipeline.send(forward).await.unwrap().message;
     assert_eq!(
@@ -147,13 +152,13 @@ async fn scheduled_messages_are_held_then_delivered_with_the_next_seq() {
     let mut w = world();
     let (alice, bob) = (user(&w.store, "1").await, user(&w.store, "2").await);
     let group = chat(&w.store, ChatKind::Group, alice, &[bob]).await;
-    let mut later = SendRequest::text(group, alice, "later");
+    let mut later = text(group, alice, "later");
     later.send_at = Some(now_millis() + 60_000);
     let held = w.pipeline.send(later).await.unwrap();
     assert!(held.scheduled);
     assert_eq!(held.message.seq, 0);
     assert!(w.deliveries.try_recv().is_err(), "not delivered before its time");
-    w.pipeline.send(SendRequest::text(group, bob, "meanwhile")).await.unwrap();
+    w.pipeline.send(text(group, bob, "meanwhile")).await.unwrap();
     w.deliveries.recv().await.unwrap();
 
     assert_eq!(w.pipeline.release_due(now_millis()).await.unwrap(), 0);
@@ -163,7 +168,7 @@ async fn scheduled_messages_are_held_then_delivered_with_the_next_seq() {
     assert_eq!(delivery.event.data["seq"], 2);
 
     // A sender who left before the time sends nothing.
-    let mut orphan = SendRequest::text(group, bob, "bye");
+    let mut orphan = text(group, bob, "bye");
     orphan.send_at = Some(now_millis() + 1_000);
     let orphan = w.pipeline.send(orphan).await.unwrap().message;
     w.store.remove_member(group, bob).await.unwrap();

@@ -3,10 +3,9 @@ use axum::extract::State;
 use protocol::time::{from_iso, now_millis, to_iso};
 use protocol::views::MessageView;
 use protocol::{ApiResponse, ErrorCode, Event, kinds};
-use router::SendRequest;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use storage::model::{ChatKind, Cursor, Member, MemberRole, Message, MessageKind, MessageQuery};
+use storage::model::{ChatKind, Cursor, Member, MemberRole, Message, MessageKind, MessageQuery, NewMessage};
 
 use super::chats::membership;
 use super::{Empty, ok};
@@ -182,7 +181,7 @@ pub(crate) async fn send(
         Some(text) => Some(from_iso(text).ok_or_else(|| ApiFailure::bad_request("send_at must be an ISO 8601 time"))?),
         None => None,
     };
-    let request = SendRequest {
+    let request = NewMessage {
         chat_id,
         sender_id: caller.user_id,
         client_message_id: body.client_message_id,
@@ -197,6 +196,8 @@ pub(crate) async fn send(
         ttl: body.ttl,
         send_at,
         is_silent: body.is_silent,
+        seq: None,
+        created_at: 0,
     };
     let sent = state.pipeline.send(request).await?;
     let view = if sent.duplicate {
