@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use gateway::{Gateway, GatewayConfig, TokenVerifier};
 use rest_sidecar::rate_limit::{Rate, RateConfig};
 use rest_sidecar::sms::LogSms;
 use rest_sidecar::{SidecarConfig, SidecarState};
-use router::LocalRouter;
+use router::{LocalRouter, Router};
 use storage::{SqliteConfig, SqliteStore, Store};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -88,11 +89,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         rates,
         ..SidecarConfig::new(files_dir, jwt_secret)
     };
-    let router = Arc::new(LocalRouter::new());
-    let state =
-        SidecarState::new(store.clone(), router, Arc::new(LogSms), config).await.context("loading auth state")?;
+    let router: Arc<dyn Router> = Arc::new(LocalRouter::new());
+    let state = SidecarState::new(store.clone(), router.clone(), Arc::new(LogSms), config)
+        .await
+        .context("loading auth state")?;
+    let gateway = Gateway::new(
+        GatewayConfig::default(),
+        store.clone(),
+        state.pipeline().clone(),
+        router,
+        Arc::new(Tokens(state.tokens().clone())),
+    );
     let shutdown = CancellationToken::new();
-    let mut http = tokio::spawn(rest_sidecar::run(listener, state, shutdown.clone()));
+    let mut http = tokio::spawn(rest_sidecar::run_with(listener, state, gateway.routes(), shutdown.clone()));
+    let grace = Duration::from_secs(args.shutdown_grace_secs);
+    let realtime = tokio::spawn(gateway.run(shutdown.clone(), grace));
 
     tokio::select! {
         signal = shutdown_signal() => tracing::info!(signal, "shutting down: no new connections"),
@@ -107,7 +118,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     shutdown.cancel();
-    let grace = Duration::from_secs(args.shutdown_grace_secs);
+    // WebSocket clients get 1001 first: every acknowledged write is already durable.
+    let _ = realtime.await;
     match tokio::time::timeout(grace, &mut http).await {
         Ok(Ok(Ok(()))) => tracing::info!("http drained"),
         Ok(Ok(Err(error))) => tracing::warn!(%error, "http server ended with an error"),
@@ -123,6 +135,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     store.shutdown().await.context("flushing the store")?;
     tracing::info!("store flushed; bye");
     Ok(())
+}
+
+/// The gateway checks tokens with the REST sidecar's token service.
+struct Tokens(rest_sidecar::tokens::TokenService);
+
+impl TokenVerifier for Tokens {
+    fn verify(&self, token: &str) -> Result<i64, protocol::ErrorCode> {
+        self.0.verify(token).map(|claims| claims.sub)
+    }
 }
 
 /// Resolves with the name of the first of SIGINT / SIGTERM to arrive.

@@ -1,4 +1,183 @@
-//! The sharded WebSocket gateway: accept, auth on upgrade, one task per
-//! connection, heartbeats, typing, presence, call signalling, resume/sync.
+//! The WebSocket gateway: `GET /ws` upgrades (auth by header, query or a
+//! first `auth` frame), one task per connection, a registry of live
+//! connections by user, a fan-out of router deliveries encoded once per
+//! wire format, and a sweeper that closes silent connections.
 //!
-//! Not built yet: the realtime gateway issue introduces it.
+//! [`Gateway::routes`] gives the `/ws` route to serve beside the REST API;
+//! [`Gateway::run`] drives the fan-out and sweeper until shutdown, then
+//! closes every connection with 1001.
+
+mod codec;
+mod commands;
+mod connection;
+mod fanout;
+mod heartbeat;
+mod registry;
+mod typing;
+mod upgrade;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use protocol::ErrorCode;
+use router::{Router, SendPipeline};
+use storage::Store;
+use storage::model::UserId;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use codec::{Encoding, JSON_PROTOCOL, MSGPACK_PROTOCOL};
+
+/// Close codes the gateway uses, each saying why.
+pub mod close_codes {
+    /// The server is shutting down; reconnect elsewhere or later.
+    pub const GOING_AWAY: u16 = 1001;
+    /// A frame above the hard size limit.
+    pub const TOO_BIG: u16 = 1009;
+    /// The `auth` frame carried a bad, expired or revoked token.
+    pub const AUTH_FAILED: u16 = 4001;
+    /// No `auth` frame arrived in time.
+    pub const AUTH_TIMEOUT: u16 = 4002;
+    /// Nothing heard from the client for the heartbeat timeout.
+    pub const HEARTBEAT_TIMEOUT: u16 = 4003;
+    /// The client did not read its frames fast enough: reconnect and sync.
+    pub const SLOW_CONSUMER: u16 = 4008;
+    /// This node fell behind the router: reconnect and sync.
+    pub const RESYNC: u16 = 4009;
+    /// Sustained malformed or unknown frames.
+    pub const BAD_FRAMES: u16 = 4400;
+    /// Sustained commands above the rate limit.
+    pub const TOO_FAST: u16 = 4429;
+}
+
+/// Checks access tokens; implemented over the REST sidecar's token service.
+pub trait TokenVerifier: Send + Sync + 'static {
+    /// The user a valid, unrevoked token belongs to.
+    fn verify(&self, token: &str) -> Result<UserId, ErrorCode>;
+}
+
+/// Limits and timings, with seed 000's heartbeat numbers as defaults.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Told to clients in `connect`; they ping at least this often.
+    pub heartbeat_interval: Duration,
+    /// A connection silent this long is closed.
+    pub heartbeat_timeout: Duration,
+    /// How often the sweeper looks for silent connections.
+    pub sweep_interval: Duration,
+    /// Time a client has to send `auth` when the upgrade carried no token.
+    pub auth_timeout: Duration,
+    /// Frames above this get an `error` (the connection stays).
+    pub max_frame_bytes: usize,
+    /// Frames above this close the connection (1009).
+    pub hard_frame_bytes: usize,
+    /// Frames queued for one connection before it counts as slow.
+    pub outbound_queue: usize,
+    /// Concurrent connections this node accepts.
+    pub max_connections: usize,
+    /// Commands per second per connection (burst: twice that).
+    pub commands_per_second: u32,
+    /// A typing state ends this long after its last refresh.
+    pub typing_expiry: Duration,
+    /// Typing refreshes within this long are not announced again.
+    pub typing_throttle: Duration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_secs(30),
+            heartbeat_timeout: Duration::from_secs(90),
+            sweep_interval: Duration::from_secs(5),
+            auth_timeout: Duration::from_secs(10),
+            max_frame_bytes: 64 * 1024,
+            hard_frame_bytes: 1024 * 1024,
+            outbound_queue: 256,
+            max_connections: 100_000,
+            commands_per_second: 50,
+            typing_expiry: Duration::from_secs(6),
+            typing_throttle: Duration::from_secs(3),
+        }
+    }
+}
+
+/// The gateway of one node. Cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: GatewayConfig,
+    store: Arc<dyn Store>,
+    pipeline: SendPipeline,
+    router: Arc<dyn Router>,
+    tokens: Arc<dyn TokenVerifier>,
+    registry: registry::Registry,
+    typing: typing::Typing,
+    next_connection: AtomicU64,
+    /// One permit per live connection: the connection limit.
+    permits: Arc<Semaphore>,
+    /// Connection tasks, so shutdown can wait for their close frames.
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").field("config", &self.inner.config).finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    pub fn new(
+        config: GatewayConfig,
+        store: Arc<dyn Store>,
+        pipeline: SendPipeline,
+        router: Arc<dyn Router>,
+        tokens: Arc<dyn TokenVerifier>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                permits: Arc::new(Semaphore::new(config.max_connections)),
+                config,
+                store,
+                pipeline,
+                router,
+                tokens,
+                registry: registry::Registry::default(),
+                typing: typing::Typing::default(),
+                next_connection: AtomicU64::new(1),
+                tasks: TaskTracker::new(),
+                shutdown: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// The `/ws` route.
+    pub fn routes(&self) -> axum::Router {
+        axum::Router::new().route("/ws", axum::routing::get(upgrade::upgrade)).with_state(self.clone())
+    }
+
+    /// Live connections on this node.
+    pub fn connections(&self) -> usize {
+        self.inner.registry.connections()
+    }
+
+    /// Delivers router events and sweeps silent connections until
+    /// `shutdown`; then closes every connection with 1001 and waits (up to
+    /// `grace`) for their tasks to finish.
+    pub async fn run(self, shutdown: CancellationToken, grace: Duration) {
+        let fanout = tokio::spawn(fanout::run(self.clone(), shutdown.clone()));
+        let sweeper = tokio::spawn(heartbeat::sweep(self.clone(), shutdown.clone()));
+        shutdown.cancelled().await;
+        self.inner.shutdown.cancel();
+        self.inner.tasks.close();
+        if tokio::time::timeout(grace, self.inner.tasks.wait()).await.is_err() {
+            tracing::warn!(left = self.inner.tasks.len(), "connections still closing after the grace period");
+        }
+        let _ = tokio::join!(fanout, sweeper);
+    }
+}

@@ -4,6 +4,7 @@
 //! Gateway, sidecar and load generator all depend on this crate so that
 //! none of them grows its own copy of the contract.
 
+pub mod commands;
 mod envelope;
 mod error_code;
 mod event;

@@ -121,10 +121,21 @@ async fn limit_requests(State(state): State<SidecarState>, request: Request, nex
 /// stops accepting and waits for in-flight requests. Also runs the
 /// scheduled-message releaser and periodic pruning while it serves.
 pub async fn run(listener: TcpListener, state: SidecarState, shutdown: CancellationToken) -> std::io::Result<()> {
+    run_with(listener, state, Router::new(), shutdown).await
+}
+
+/// [`run`], also serving `extra` routes (the gateway's `/ws` in one process).
+pub async fn run_with(
+    listener: TcpListener,
+    state: SidecarState,
+    extra: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "http listening");
     let scheduler = tokio::spawn(router::run_scheduler(state.pipeline.clone(), shutdown.clone()));
     let housekeeping = tokio::spawn(housekeeping(state.clone(), shutdown.clone()));
-    let served = axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
+    let app = extra.merge(router(state));
+    let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;
     // The server may have stopped on its own (an error): stop the helpers too.

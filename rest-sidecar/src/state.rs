@@ -102,4 +102,9 @@ impl SidecarState {
     pub fn pipeline(&self) -> &SendPipeline {
         &self.pipeline
     }
+
+    /// The token service (the gateway checks tokens with it).
+    pub fn tokens(&self) -> &TokenService {
+        &self.tokens
+    }
 }

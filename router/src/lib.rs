@@ -14,6 +14,6 @@ mod router;
 mod scheduler;
 pub mod views;
 
-pub use pipeline::{SendError, SendLimits, SendPipeline, Sent};
+pub use pipeline::{SendError, SendLimits, SendPipeline, Sent, new_message};
 pub use router::{Delivery, LocalRouter, ROUTER_CAPACITY, Router, RouterError};
 pub use scheduler::run_scheduler;

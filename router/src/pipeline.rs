@@ -47,6 +47,42 @@ pub struct Sent {
     pub scheduled: bool,
 }
 
+/// Turns the wire command into what the pipeline sends, checking the
+/// fields that need parsing; the pipeline checks the rest.
+pub fn new_message(
+    command: protocol::commands::SendMessage,
+    chat_id: ChatId,
+    sender_id: UserId,
+) -> Result<NewMessage, SendError> {
+    let kind = MessageKind::parse(&command.kind)
+        .ok_or_else(|| SendError::Invalid(format!("unknown message type {:?}", command.kind)))?;
+    let send_at = match command.send_at.as_deref() {
+        Some(text) => Some(
+            protocol::time::from_iso(text)
+                .ok_or_else(|| SendError::Invalid("send_at must be an ISO 8601 time".into()))?,
+        ),
+        None => None,
+    };
+    Ok(NewMessage {
+        chat_id,
+        sender_id,
+        client_message_id: command.client_message_id,
+        kind,
+        content: command.content,
+        file_name: command.file_name,
+        file_size: command.file_size,
+        file_url: command.file_url,
+        thumbnail: command.thumbnail,
+        reply_to_id: command.reply_to_id,
+        forward_from: command.forward_from,
+        ttl: command.ttl,
+        send_at,
+        is_silent: command.is_silent,
+        seq: None,
+        created_at: 0,
+    })
+}
+
 /// Why a send was refused.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -80,3 +80,29 @@ pub fn message(message: &Message, sender_user: Option<&User>, is_read: bool, rea
             .collect(),
     }
 }
+
+/// `messages` as `viewer` sees them, given the chat's `members`: senders
+/// and reactions filled in; `is_read` means "read by me" for others'
+/// messages and "read by someone else" for the viewer's own.
+pub async fn messages_seen_by(
+    store: &dyn storage::Store,
+    members: &[storage::model::Member],
+    viewer: storage::model::UserId,
+    messages: &[Message],
+) -> Result<Vec<MessageView>, storage::StoreError> {
+    let my_marker = members.iter().find(|m| m.user_id == viewer).map_or(0, |m| m.last_read_seq);
+    let others_marker = members.iter().filter(|m| m.user_id != viewer).map(|m| m.last_read_seq).max().unwrap_or(0);
+    let mut sender_ids: Vec<i64> = messages.iter().map(|m| m.sender_id).collect();
+    sender_ids.sort_unstable();
+    sender_ids.dedup();
+    let senders = store.users(&sender_ids).await?;
+    let ids: Vec<i64> = messages.iter().map(|m| m.id).collect();
+    let reactions = store.reactions(&ids).await?;
+    Ok(messages
+        .iter()
+        .map(|m| {
+            let is_read = if m.sender_id == viewer { others_marker >= m.seq } else { my_marker >= m.seq };
+            message(m, senders.iter().find(|user| user.id == m.sender_id), is_read, &reactions)
+        })
+        .collect())
+}

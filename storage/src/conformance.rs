@@ -229,6 +229,17 @@ pub async fn contacts_add_update_block_delete<S: Store>(store: &S) {
     assert!(store.update_contact(bob, alice, ContactUpdate::default()).await.unwrap().is_none());
     assert_eq!(store.contact(alice, bob).await.unwrap().unwrap().id, contact.id);
 
+    let dave = user(store, "4").await;
+    store.add_contact(carol, alice, String::new(), now).await.unwrap();
+    let direct = NewChat { kind: ChatKind::Private, ..NewChat::group(dave, "", vec![alice], now) };
+    store.create_chat(direct).await.unwrap();
+    let mut audience = store.presence_audience(alice).await.unwrap();
+    audience.sort_unstable();
+    assert_eq!(audience, vec![carol, dave], "contacts who keep alice, and her private-chat peers");
+    let mut bobs = store.presence_audience(bob).await.unwrap();
+    bobs.sort_unstable();
+    assert!(bobs.is_empty(), "alice blocked bob, so she does not hear of him: {bobs:?}");
+
     assert!(store.delete_contact(alice, bob).await.unwrap());
     assert!(!store.delete_contact(alice, bob).await.unwrap());
     assert!(store.contact(alice, bob).await.unwrap().is_none());

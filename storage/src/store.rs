@@ -86,6 +86,10 @@ pub trait Store: Send + Sync + 'static {
     /// whole chat's members).
     async fn blockers_of(&self, sender: UserId, among: &[UserId]) -> StoreResult<Vec<UserId>>;
 
+    /// Who hears of `user_id`'s presence: users who have them as an
+    /// unblocked contact, and their private-chat peers.
+    async fn presence_audience(&self, user_id: UserId) -> StoreResult<Vec<UserId>>;
+
     // ---- chats and members ----
 
     /// Creates a chat with its creator as owner. A private chat between two

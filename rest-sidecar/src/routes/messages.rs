@@ -1,11 +1,12 @@
 use axum::Json;
 use axum::extract::State;
-use protocol::time::{from_iso, now_millis, to_iso};
+use protocol::commands::SendMessage;
+use protocol::time::{now_millis, to_iso};
 use protocol::views::MessageView;
 use protocol::{ApiResponse, ErrorCode, Event, kinds};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use storage::model::{ChatKind, Cursor, Member, MemberRole, Message, MessageKind, MessageQuery, NewMessage};
+use storage::model::{ChatKind, Cursor, Member, MemberRole, Message, MessageKind, MessageQuery};
 
 use super::chats::membership;
 use super::{Empty, ok};
@@ -31,23 +32,7 @@ async fn views_with(
     viewer: i64,
     messages: &[Message],
 ) -> Result<Vec<MessageView>, ApiFailure> {
-    let my_marker = members.iter().find(|m| m.user_id == viewer).map_or(0, |m| m.last_read_seq);
-    let others_marker = members.iter().filter(|m| m.user_id != viewer).map(|m| m.last_read_seq).max().unwrap_or(0);
-    let mut sender_ids: Vec<i64> = messages.iter().map(|m| m.sender_id).collect();
-    sender_ids.sort_unstable();
-    sender_ids.dedup();
-    let senders = state.store.users(&sender_ids).await?;
-    let ids: Vec<i64> = messages.iter().map(|m| m.id).collect();
-    let reactions = state.store.reactions(&ids).await?;
-    Ok(messages
-        .iter()
-        .map(|message| {
-            let is_read =
-                if message.sender_id == viewer { others_marker >= message.seq } else { my_marker >= message.seq };
-            let sender = senders.iter().find(|user| user.id == message.sender_id);
-            router::views::message(message, sender, is_read, &reactions)
-        })
-        .collect())
+    Ok(router::views::messages_seen_by(state.store.as_ref(), members, viewer, messages).await?)
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,71 +119,15 @@ pub(crate) async fn history(
     Ok(ok("获取消息列表成功", History { total: messages.len(), messages, has_more }))
 }
 
-#[derive(Debug, Deserialize)]
-pub(crate) struct SendBody {
-    #[serde(default)]
-    content: String,
-    #[serde(rename = "type", default = "text_kind")]
-    kind: String,
-    #[serde(default)]
-    client_message_id: Option<String>,
-    #[serde(default)]
-    file_name: String,
-    #[serde(default)]
-    file_size: u64,
-    #[serde(default)]
-    file_url: String,
-    #[serde(default)]
-    thumbnail: String,
-    #[serde(default)]
-    reply_to_id: Option<i64>,
-    #[serde(default)]
-    forward_from: Option<i64>,
-    #[serde(default)]
-    ttl: u64,
-    /// ISO 8601; a time in the future holds the message until then.
-    #[serde(default)]
-    send_at: Option<String>,
-    #[serde(default)]
-    is_silent: bool,
-}
-
-fn text_kind() -> String {
-    "text".into()
-}
-
 /// `POST /api/chats/{id}/messages`: through the send pipeline, so the
 /// message is durable, sequenced and delivered as `message.new`.
 pub(crate) async fn send(
     State(state): State<SidecarState>,
     caller: Caller,
     Path(chat_id): Path<i64>,
-    Body(body): Body<SendBody>,
+    Body(body): Body<SendMessage>,
 ) -> Result<Json<ApiResponse<MessageView>>, ApiFailure> {
-    let kind = MessageKind::parse(&body.kind)
-        .ok_or_else(|| ApiFailure::bad_request(format!("unknown message type {:?}", body.kind)))?;
-    let send_at = match body.send_at.as_deref() {
-        Some(text) => Some(from_iso(text).ok_or_else(|| ApiFailure::bad_request("send_at must be an ISO 8601 time"))?),
-        None => None,
-    };
-    let request = NewMessage {
-        chat_id,
-        sender_id: caller.user_id,
-        client_message_id: body.client_message_id,
-        kind,
-        content: body.content,
-        file_name: body.file_name,
-        file_size: body.file_size,
-        file_url: body.file_url,
-        thumbnail: body.thumbnail,
-        reply_to_id: body.reply_to_id,
-        forward_from: body.forward_from,
-        ttl: body.ttl,
-        send_at,
-        is_silent: body.is_silent,
-        seq: None,
-        created_at: 0,
-    };
+    let request = router::new_message(body, chat_id, caller.user_id)?;
     let sent = state.pipeline.send(request).await?;
     let view = if sent.duplicate {
         // The original may have been read or reacted to since.

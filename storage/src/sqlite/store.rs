@@ -748,6 +748,23 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn presence_audience(&self, user_id: UserId) -> StoreResult<Vec<UserId>> {
+        self.read(move |conn| {
+            let audience = conn
+                .prepare_cached(
+                    "SELECT user_id FROM contacts WHERE contact_id = ?1 AND is_blocked = 0 \
+                     UNION SELECT peer.user_id FROM members me \
+                     JOIN chats c ON c.id = me.chat_id AND c.kind = 'private' \
+                     JOIN members peer ON peer.chat_id = c.id AND peer.user_id != ?1 \
+                     WHERE me.user_id = ?1",
+                )?
+                .query_map([user_id], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok(audience)
+        })
+        .await
+    }
+
     async fn create_chat(&self, chat: NewChat) -> StoreResult<(Chat, bool)> {
         self.write(move |conn| create_chat_in(conn, &chat)).await
     }

@@ -50,8 +50,9 @@ CREATE TABLE contacts (
     updated_at INTEGER NOT NULL,
     UNIQUE (user_id, contact_id)
 );
--- Who has blocked a given sender (checked on every send).
-CREATE INDEX contacts_blocked ON contacts(contact_id, user_id) WHERE is_blocked = 1;
+-- Who has a given user as a contact: who blocked a sender (every send),
+-- who hears of their presence.
+CREATE INDEX contacts_by_contact ON contacts(contact_id, user_id);
 
 CREATE TABLE chats (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,

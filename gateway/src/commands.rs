@@ -1,0 +1,329 @@
+//! What a connection does with each client frame. Replies carry the
+//! command's `id` as `ref`; events for others go through the router.
+
+use std::time::Instant;
+
+use protocol::commands::SendMessage;
+use protocol::time::{now_millis, to_iso};
+use protocol::{ErrorCode, Event, kinds};
+use router::Delivery;
+use serde::Deserialize;
+use serde_json::json;
+use storage::model::{Cursor, MessageQuery, UserId};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::codec;
+use crate::{Gateway, close_codes};
+
+/// Consecutive bad frames (malformed, unknown, too large) before closing.
+const BAD_FRAMES_BEFORE_CLOSE: u32 = 20;
+/// Consecutive rate-limited commands before closing.
+const THROTTLED_BEFORE_CLOSE: u32 = 100;
+/// Most messages one `sync` answers.
+const SYNC_MAX: u32 = 100;
+
+/// What the connection should do after a frame.
+pub(crate) enum Outcome {
+    /// Send these to the client.
+    Reply(Vec<Event>),
+    /// Close with this code and reason.
+    Close(u16, &'static str),
+}
+
+/// Per-connection command state.
+pub(crate) struct Session {
+    user_id: UserId,
+    /// Token bucket for commands.
+    tokens: f64,
+    refilled: Instant,
+    rate: f64,
+    bad_frames: u32,
+    throttled: u32,
+}
+
+impl Session {
+    pub(crate) fn new(gateway: &Gateway, user_id: UserId, _connection: u64) -> Self {
+        let rate = f64::from(gateway.inner.config.commands_per_second.max(1));
+        Self { user_id, tokens: rate * 2.0, refilled: Instant::now(), rate, bad_frames: 0, throttled: 0 }
+    }
+
+    fn take_token(&mut self) -> bool {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.refilled).as_secs_f64();
+        self.refilled = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate * 2.0);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+fn error(reference: Option<String>, code: ErrorCode, message: impl Into<String>) -> Event {
+    let mut event = Event::new("error", json!({"code": code.code(), "message": message.into()}));
+    event.reference = reference;
+    event
+}
+
+fn reply(reference: Option<String>, kind: &str, data: impl serde::Serialize) -> Event {
+    let mut event = Event::new(kind, data);
+    event.reference = reference;
+    event
+}
+
+/// A bad frame: an `error`, or a close once they keep coming.
+fn bad_frame(session: &mut Session, reference: Option<String>, code: ErrorCode, message: String) -> Outcome {
+    session.bad_frames += 1;
+    metrics::counter!("switchboard_ws_bad_frames_total").increment(1);
+    if session.bad_frames >= BAD_FRAMES_BEFORE_CLOSE {
+        return Outcome::Close(close_codes::BAD_FRAMES, "too many bad frames");
+    }
+    Outcome::Reply(vec![error(reference, code, message)])
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(event: &Event) -> Result<T, String> {
+    serde_json::from_value(event.data.clone()).map_err(|error| format!("invalid {} data: {error}", event.kind))
+}
+
+pub(crate) async fn handle(gateway: &Gateway, session: &mut Session, frame: &Message) -> Outcome {
+    if frame.len() > gateway.inner.config.max_frame_bytes {
+        let limit = gateway.inner.config.max_frame_bytes;
+        return bad_frame(session, None, ErrorCode::PayloadTooLarge, format!("frames may be at most {limit} bytes"));
+    }
+    let event = match codec::decode(frame) {
+        Ok(event) => event,
+        Err(error) => return bad_frame(session, None, ErrorCode::BadRequest, error.to_string()),
+    };
+    let reference = event.id.clone();
+    if !session.take_token() {
+        session.throttled += 1;
+        metrics::counter!("switchboard_ws_throttled_total").increment(1);
+        if session.throttled >= THROTTLED_BEFORE_CLOSE {
+            return Outcome::Close(close_codes::TOO_FAST, "too many commands");
+        }
+        return Outcome::Reply(vec![error(reference, ErrorCode::TooManyRequests, "too many commands; slow down")]);
+    }
+    session.throttled = 0;
+    metrics::counter!("switchboard_ws_commands_total", "type" => event.kind.clone()).increment(1);
+    let outcome = match event.kind.as_str() {
+        "ping" => Ok(vec![reply(reference.clone(), "pong", json!({"timestamp": to_iso(now_millis())}))]),
+        "auth" => Err((ErrorCode::BadRequest, "already authenticated".to_owned())),
+        "message.send" => send(gateway, session, &event).await,
+        "sync" => sync(gateway, session, &event).await,
+        "message.read" => read(gateway, session, &event).await,
+        "message.delivered" => delivered(gateway, session, &event).await,
+        "typing" => crate::typing::command(gateway, session.user_id, &event).await,
+        "presence.query" => presence_query(gateway, session, &event).await,
+        other => {
+            let message = format!("unknown command {other:?}");
+            return bad_frame(session, reference, ErrorCode::BadRequest, message);
+        }
+    };
+    match outcome {
+        Ok(replies) => {
+            session.bad_frames = 0;
+            Outcome::Reply(replies)
+        }
+        Err((code, message)) => {
+            if code == ErrorCode::BadRequest {
+                return bad_frame(session, reference, code, message);
+            }
+            Outcome::Reply(vec![error(reference, code, message)])
+        }
+    }
+}
+
+type Handled = Result<Vec<Event>, (ErrorCode, String)>;
+
+fn store_failure(error: &storage::StoreError) -> (ErrorCode, String) {
+    tracing::error!(%error, "store failure in a command");
+    (ErrorCode::Internal, "internal error".into())
+}
+
+async fn send(gateway: &Gateway, session: &Session, event: &Event) -> Handled {
+    let command: SendMessage = parse(event).map_err(|message| (ErrorCode::BadRequest, message))?;
+    let chat_id = command.chat_id.ok_or((ErrorCode::BadRequest, "chat_id is required".to_owned()))?;
+    let client_message_id = command.client_message_id.clone();
+    let started = Instant::now();
+    let new = router::new_message(command, chat_id, session.user_id).map_err(|error| send_failure(&error))?;
+    let sent = gateway.inner.pipeline.send(new).await.map_err(|error| send_failure(&error))?;
+    metrics::histogram!("switchboard_ws_ack_seconds").record(started.elapsed().as_secs_f64());
+    Ok(vec![reply(
+        event.id.clone(),
+        "message.ack",
+        json!({"client_message_id": client_message_id, "message": sent.view, "duplicate": sent.duplicate}),
+    )])
+}
+
+fn send_failure(error: &router::SendError) -> (ErrorCode, String) {
+    let code = match error {
+        router::SendError::ChatNotFound(_) => ErrorCode::ChatNotFound,
+        router::SendError::NotMember(_) => ErrorCode::NotChatMember,
+        router::SendError::Blocked => ErrorCode::BlockedByRecipient,
+        router::SendError::MessageNotFound(_) => ErrorCode::MessageNotFound,
+        router::SendError::Invalid(_) => ErrorCode::BadRequest,
+        router::SendError::Store(store) => return store_failure(store),
+        _ => ErrorCode::Internal,
+    };
+    (code, error.to_string())
+}
+
+/// The caller's membership of `chat_id`: 20001 / 20002 otherwise.
+async fn member_of(gateway: &Gateway, chat_id: i64, user_id: UserId) -> Result<(), (ErrorCode, String)> {
+    let store = &gateway.inner.store;
+    if store.member(chat_id, user_id).await.map_err(|e| store_failure(&e))?.is_some() {
+        return Ok(());
+    }
+    if store.chat(chat_id).await.map_err(|e| store_failure(&e))?.is_none() {
+        return Err((ErrorCode::ChatNotFound, format!("chat {chat_id} not found")));
+    }
+    Err((ErrorCode::NotChatMember, "you are not a member of this chat".into()))
+}
+
+#[derive(Deserialize)]
+struct SyncRequest {
+    chat_id: i64,
+    #[serde(default)]
+    after_seq: u64,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+async fn sync(gateway: &Gateway, session: &Session, event: &Event) -> Handled {
+    let request: SyncRequest = parse(event).map_err(|message| (ErrorCode::BadRequest, message))?;
+    member_of(gateway, request.chat_id, session.user_id).await?;
+    let limit = request.limit.unwrap_or(SYNC_MAX).clamp(1, SYNC_MAX);
+    let store = &gateway.inner.store;
+    let query =
+        MessageQuery { after: Some(Cursor::Seq(request.after_seq)), ..MessageQuery::latest(limit + 1, now_millis()) };
+    let mut page = store.messages(request.chat_id, query).await.map_err(|e| store_failure(&e))?;
+    let has_more = page.len() > limit as usize;
+    page.truncate(limit as usize);
+    let members = store.members(request.chat_id).await.map_err(|e| store_failure(&e))?;
+    let messages = router::views::messages_seen_by(store.as_ref(), &members, session.user_id, &page)
+        .await
+        .map_err(|e| store_failure(&e))?;
+    Ok(vec![reply(
+        event.id.clone(),
+        "sync.batch",
+        json!({"chat_id": request.chat_id, "messages": messages, "has_more": has_more}),
+    )])
+}
+
+#[derive(Deserialize)]
+struct ReadRequest {
+    chat_id: i64,
+    message_id: i64,
+}
+
+async fn read(gateway: &Gateway, session: &Session, event: &Event) -> Handled {
+    let request: ReadRequest = parse(event).map_err(|message| (ErrorCode::BadRequest, message))?;
+    member_of(gateway, request.chat_id, session.user_id).await?;
+    let store = &gateway.inner.store;
+    let message = store.message(request.message_id).await.map_err(|e| store_failure(&e))?;
+    let message = message
+        .filter(|message| message.chat_id == request.chat_id)
+        .ok_or((ErrorCode::MessageNotFound, format!("message {} not found", request.message_id)))?;
+    let before = store
+        .member(request.chat_id, session.user_id)
+        .await
+        .map_err(|e| store_failure(&e))?
+        .map_or(0, |m| m.last_read_seq);
+    let marker = store.mark_read(request.chat_id, session.user_id, message.seq).await.map_err(|e| store_failure(&e))?;
+    if marker > before {
+        let status = Event::new(
+            kinds::MESSAGE_STATUS,
+            json!({"chat_id": request.chat_id, "message_id": message.id, "seq": marker, "user_id": session.user_id, "status": "read"}),
+        );
+        gateway
+            .inner
+            .pipeline
+            .publish_to_chat(request.chat_id, status, &[])
+            .await
+            .map_err(|error| send_failure(&error))?;
+    }
+    Ok(vec![reply(event.id.clone(), "message.read.ok", json!({"chat_id": request.chat_id, "last_read_seq": marker}))])
+}
+
+#[derive(Deserialize)]
+struct DeliveredRequest {
+    chat_id: i64,
+    message_ids: Vec<i64>,
+}
+
+/// Tells each message's sender it reached one of the caller's devices.
+async fn delivered(gateway: &Gateway, session: &Session, event: &Event) -> Handled {
+    let request: DeliveredRequest = parse(event).map_err(|message| (ErrorCode::BadRequest, message))?;
+    if request.message_ids.len() > 100 {
+        return Err((ErrorCode::BadRequest, "at most 100 message_ids at once".into()));
+    }
+    member_of(gateway, request.chat_id, session.user_id).await?;
+    for id in request.message_ids {
+        let message = gateway.inner.store.message(id).await.map_err(|e| store_failure(&e))?;
+        let Some(message) = message.filter(|m| m.chat_id == request.chat_id && m.sender_id != session.user_id) else {
+            continue;
+        };
+        let status = Event::new(
+            kinds::MESSAGE_STATUS,
+            json!({"chat_id": request.chat_id, "message_id": id, "seq": message.seq, "user_id": session.user_id, "status": "delivered"}),
+        );
+        let delivery = Delivery { recipients: vec![message.sender_id], event: status };
+        if let Err(error) = gateway.inner.router.publish(delivery).await {
+            tracing::warn!(%error, "delivered status not published");
+        }
+    }
+    Ok(Vec::new())
+}
+
+#[derive(Deserialize)]
+struct PresenceQuery {
+    user_ids: Vec<i64>,
+}
+
+/// The presence of the asked users the caller may see (the same rule as
+/// the `presence` events: they would be told of it).
+async fn presence_query(gateway: &Gateway, session: &Session, event: &Event) -> Handled {
+    let request: PresenceQuery = parse(event).map_err(|message| (ErrorCode::BadRequest, message))?;
+    if request.user_ids.len() > 100 {
+        return Err((ErrorCode::BadRequest, "at most 100 user_ids at once".into()));
+    }
+    let store = &gateway.inner.store;
+    let mut users = Vec::new();
+    for user_id in request.user_ids {
+        let audience = store.presence_audience(user_id).await.map_err(|e| store_failure(&e))?;
+        if user_id != session.user_id && !audience.contains(&session.user_id) {
+            continue;
+        }
+        let Some(user) = store.user(user_id).await.map_err(|e| store_failure(&e))? else { continue };
+        users.push(json!({
+            "user_id": user_id,
+            "is_online": gateway.inner.registry.is_online(user_id),
+            "last_seen": user.last_seen.map(to_iso),
+        }));
+    }
+    Ok(vec![reply(event.id.clone(), "presence.state", json!({"users": users}))])
+}
+
+/// Tells `user_id`'s audience that they came online or went offline.
+pub(crate) async fn announce_presence(gateway: &Gateway, user_id: UserId, online: bool) {
+    let audience = match gateway.inner.store.presence_audience(user_id).await {
+        Ok(audience) => audience,
+        Err(error) => {
+            tracing::warn!(%error, "presence audience unavailable");
+            return;
+        }
+    };
+    if audience.is_empty() {
+        return;
+    }
+    let now = now_millis();
+    let event = Event::new(
+        "presence",
+        json!({"user_id": user_id, "is_online": online, "last_seen": (!online).then(|| to_iso(now)), "timestamp": to_iso(now)}),
+    );
+    if let Err(error) = gateway.inner.router.publish(Delivery { recipients: audience, event }).await {
+        tracing::warn!(%error, "presence not published");
+    }
+}

@@ -1,0 +1,230 @@
+//! One task per connection: reading, writing and closing under one
+//! `select!`. The writer drains its queue with `try_recv` and flushes once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU16, Ordering};
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use protocol::Event;
+use protocol::time::{now_millis, to_iso};
+use serde_json::json;
+use storage::model::UserId;
+use tokio::sync::{Notify, mpsc};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tracing::Instrument;
+
+use crate::codec::{self, Encoding};
+use crate::commands::{self, Outcome, Session};
+use crate::registry::Handle;
+use crate::{Gateway, close_codes};
+
+type Socket = WebSocketStream<TokioIo<Upgraded>>;
+type Sink = SplitSink<Socket, Message>;
+type Stream = SplitStream<Socket>;
+
+/// Frames written per flush at most, so one busy connection cannot starve
+/// its own reads.
+const WRITE_BATCH: usize = 64;
+/// How long a close frame may take to write before the socket is dropped.
+const CLOSE_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+async fn close(sink: &mut Sink, code: u16, reason: &str) {
+    let frame = CloseFrame { code: CloseCode::from(code), reason: reason.to_owned().into() };
+    let _ = sink.send(Message::Close(Some(frame))).await;
+    metrics::counter!("switchboard_ws_closed_total", "code" => code.to_string()).increment(1);
+}
+
+/// Waits for `{"type":"auth","data":{"token":...}}`.
+async fn authenticate(gateway: &Gateway, stream: &mut Stream, sink: &mut Sink) -> Option<UserId> {
+    let first = tokio::time::timeout(gateway.inner.config.auth_timeout, stream.next()).await;
+    let Ok(Some(Ok(frame))) = first else {
+        if first.is_err() {
+            close(sink, close_codes::AUTH_TIMEOUT, "no auth frame in time").await;
+        }
+        return None;
+    };
+    let token = codec::decode(&frame)
+        .ok()
+        .filter(|event| event.kind == "auth")
+        .and_then(|event| event.data.get("token").and_then(|token| token.as_str()).map(str::to_owned));
+    if let Some(Ok(user)) = token.map(|token| gateway.inner.tokens.verify(&token)) {
+        return Some(user);
+    }
+    metrics::counter!("switchboard_ws_auth_failures_total").increment(1);
+    close(sink, close_codes::AUTH_FAILED, "authentication failed").await;
+    None
+}
+
+/// Handles one client frame; answers whether the connection goes on.
+async fn on_frame(
+    gateway: &Gateway,
+    session: &mut Session,
+    sink: &mut Sink,
+    encoding: Encoding,
+    frame: &Message,
+) -> bool {
+    match frame {
+        Message::Text(_) | Message::Binary(_) => {
+            metrics::counter!("switchboard_ws_frames_in_total").increment(1);
+            match commands::handle(gateway, session, frame).await {
+                Outcome::Reply(replies) => {
+                    for reply in &replies {
+                        if sink.feed(codec::encode(reply, encoding)).await.is_err() {
+                            return false;
+                        }
+                    }
+                    sink.flush().await.is_ok()
+                }
+                Outcome::Close(code, reason) => {
+                    close(sink, code, reason).await;
+                    false
+                }
+            }
+        }
+        // Answer pings (tungstenite queued the pong).
+        Message::Ping(_) => sink.flush().await.is_ok(),
+        Message::Close(_) => false,
+        _ => true,
+    }
+}
+
+/// Writes `first` and whatever else is queued (up to a batch), flushing
+/// once. A client that stops reading blocks the write; the kick (slow
+/// consumer, shutdown) still gets through. Answers whether to go on.
+async fn write_queued(
+    gateway: &Gateway,
+    handle: &Handle,
+    sink: &mut Sink,
+    queue: &mut mpsc::Receiver<Message>,
+    first: Message,
+) -> bool {
+    let write = async {
+        let mut batch = 1;
+        let mut ok = sink.feed(first).await.is_ok();
+        while ok && batch < WRITE_BATCH {
+            let Ok(frame) = queue.try_recv() else { break };
+            ok = sink.feed(frame).await.is_ok();
+            batch += 1;
+        }
+        metrics::counter!("switchboard_ws_frames_out_total").increment(batch as u64);
+        ok && sink.flush().await.is_ok()
+    };
+    let written = tokio::select! {
+        ok = write => ok,
+        () = handle.kick.notified() => false,
+        () = gateway.inner.shutdown.cancelled() => false,
+    };
+    if !written {
+        let code = match handle.close_code.load(Ordering::Acquire) {
+            0 => close_codes::GOING_AWAY,
+            code => code,
+        };
+        // The socket may be full: try briefly, then just drop it.
+        let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, close(sink, code, reason(code))).await;
+    }
+    written
+}
+
+fn reason(code: u16) -> &'static str {
+    match code {
+        close_codes::SLOW_CONSUMER => "slow consumer: reconnect and sync",
+        close_codes::HEARTBEAT_TIMEOUT => "heartbeat timeout",
+        close_codes::RESYNC => "missed events: reconnect and sync",
+        close_codes::GOING_AWAY => "server shutting down",
+        _ => "closed by the server",
+    }
+}
+
+pub(crate) async fn serve(gateway: Gateway, socket: Socket, encoding: Encoding, user: Option<UserId>) {
+    let (mut sink, mut stream) = socket.split();
+    let user_id = match user {
+        Some(user) => user,
+        None => match authenticate(&gateway, &mut stream, &mut sink).await {
+            Some(user) => user,
+            None => return,
+        },
+    };
+    let id = gateway.inner.next_connection.fetch_add(1, Ordering::Relaxed);
+    let span = tracing::info_span!("ws", user_id, connection = id, ?encoding);
+    run(gateway, sink, stream, encoding, user_id, id).instrument(span).await;
+}
+
+async fn run(gateway: Gateway, mut sink: Sink, mut stream: Stream, encoding: Encoding, user_id: UserId, id: u64) {
+    let (outbound, mut queue) = mpsc::channel(gateway.inner.config.outbound_queue);
+    let handle = Arc::new(Handle {
+        id,
+        user_id,
+        encoding,
+        outbound,
+        last_seen: AtomicI64::new(now_millis()),
+        close_code: AtomicU16::new(0),
+        kick: Notify::new(),
+    });
+    let first_device = gateway.inner.registry.insert(handle.clone());
+    metrics::gauge!("switchboard_ws_connections").increment(1);
+    tracing::debug!(first_device, "connected");
+    if first_device {
+        commands::announce_presence(&gateway, user_id, true).await;
+    }
+    let connect = Event::new(
+        "connect",
+        json!({
+            "status": "connected",
+            "user_id": user_id,
+            "session_id": id.to_string(),
+            "heartbeat_interval": gateway.inner.config.heartbeat_interval.as_secs(),
+            "timestamp": to_iso(now_millis()),
+        }),
+    );
+    let mut session = Session::new(&gateway, user_id, id);
+    if sink.send(codec::encode(&connect, encoding)).await.is_ok() {
+        loop {
+            tokio::select! {
+                incoming = stream.next() => {
+                    let frame = match incoming {
+                        Some(Ok(frame)) => frame,
+                        Some(Err(error)) => {
+                            tracing::debug!(%error, "read failed");
+                            if matches!(error, tokio_tungstenite::tungstenite::Error::Capacity(_)) {
+                                close(&mut sink, close_codes::TOO_BIG, "frame too large").await;
+                            }
+                            break;
+                        }
+                        None => break,
+                    };
+                    handle.last_seen.store(now_millis(), Ordering::Relaxed);
+                    if !on_frame(&gateway, &mut session, &mut sink, encoding, &frame).await {
+                        break;
+                    }
+                }
+                Some(frame) = queue.recv() => {
+                    if !write_queued(&gateway, &handle, &mut sink, &mut queue, frame).await {
+                        break;
+                    }
+                }
+                () = handle.kick.notified() => {
+                    let code = handle.close_code.load(Ordering::Acquire);
+                    close(&mut sink, code, reason(code)).await;
+                    break;
+                }
+                () = gateway.inner.shutdown.cancelled() => {
+                    close(&mut sink, close_codes::GOING_AWAY, reason(close_codes::GOING_AWAY)).await;
+                    break;
+                }
+            }
+        }
+    }
+    let last_device = gateway.inner.registry.remove(user_id, id);
+    metrics::gauge!("switchboard_ws_connections").decrement(1);
+    tracing::debug!(last_device, "disconnected");
+    if last_device {
+        let _ = gateway.inner.store.set_last_seen(user_id, now_millis()).await;
+        commands::announce_presence(&gateway, user_id, false).await;
+    }
+}

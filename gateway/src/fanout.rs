@@ -1,0 +1,53 @@
+//! Router deliveries to local connections: each event is encoded at most
+//! once per wire format and the frames shared; a connection whose queue is
+//! full is closed as a slow consumer rather than allowed to grow memory.
+
+use protocol::time::now_millis;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio_util::sync::CancellationToken;
+
+use crate::codec::SharedFrame;
+use crate::{Gateway, close_codes};
+
+pub(crate) async fn run(gateway: Gateway, shutdown: CancellationToken) {
+    let mut deliveries = gateway.inner.router.subscribe();
+    loop {
+        let delivery = tokio::select! {
+            () = shutdown.cancelled() => return,
+            delivery = deliveries.recv() => delivery,
+        };
+        let delivery = match delivery {
+            Ok(delivery) => delivery,
+            Err(RecvError::Lagged(missed)) => {
+                // Events were lost on this node: every client must resync.
+                tracing::warn!(missed, "fan-out lagged behind the router; asking clients to resync");
+                metrics::counter!("switchboard_ws_fanout_lagged_total").increment(missed);
+                for handle in gateway.inner.registry.all() {
+                    handle.close(close_codes::RESYNC);
+                }
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        let started = now_millis();
+        let frame = SharedFrame::new(delivery.event.clone());
+        let mut delivered = 0u64;
+        for &user in &delivery.recipients {
+            for handle in gateway.inner.registry.devices(user) {
+                match handle.outbound.try_send(frame.get(handle.encoding)) {
+                    Ok(()) => delivered += 1,
+                    Err(TrySendError::Full(_)) => {
+                        metrics::counter!("switchboard_ws_slow_consumers_total").increment(1);
+                        tracing::info!(user_id = user, connection = handle.id, "slow consumer closed");
+                        handle.close(close_codes::SLOW_CONSUMER);
+                    }
+                    Err(TrySendError::Closed(_)) => {}
+                }
+            }
+        }
+        metrics::counter!("switchboard_ws_deliveries_total", "type" => delivery.event.kind.clone())
+            .increment(delivered);
+        metrics::histogram!("switchboard_ws_fanout_seconds").record((now_millis() - started) as f64 / 1000.0);
+    }
+}

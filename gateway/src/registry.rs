@@ -1,0 +1,82 @@
+//! Live connections by user, sharded by dashmap. Guards are only held to
+//! copy handles out; nothing awaits under them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU16, Ordering};
+
+use dashmap::DashMap;
+use storage::model::UserId;
+use tokio::sync::{Notify, mpsc};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::codec::Encoding;
+
+/// What a fan-out or sweeper can do to a connection.
+#[derive(Debug)]
+pub(crate) struct Handle {
+    pub(crate) id: u64,
+    pub(crate) user_id: UserId,
+    pub(crate) encoding: Encoding,
+    /// Bounded outbound queue: when it is full the consumer is too slow and
+    /// is closed (4008); its client resyncs on reconnect.
+    pub(crate) outbound: mpsc::Sender<Message>,
+    /// Last frame from the client, ms since the epoch (the sweeper reads it).
+    pub(crate) last_seen: AtomicI64,
+    /// A close code set by someone other than the connection task, and the
+    /// bell that tells the task to look at it.
+    pub(crate) close_code: AtomicU16,
+    pub(crate) kick: Notify,
+}
+
+impl Handle {
+    /// Asks the connection task to close with `code` (first request wins).
+    pub(crate) fn close(&self, code: u16) {
+        if self.close_code.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            self.kick.notify_one();
+        }
+    }
+}
+
+/// Every live connection on this node.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    by_user: DashMap<UserId, Vec<Arc<Handle>>>,
+}
+
+impl Registry {
+    /// Adds a connection; answers whether it is the user's first here.
+    pub(crate) fn insert(&self, handle: Arc<Handle>) -> bool {
+        let mut devices = self.by_user.entry(handle.user_id).or_default();
+        devices.push(handle);
+        devices.len() == 1
+    }
+
+    /// Removes a connection; answers whether the user has none left here.
+    pub(crate) fn remove(&self, user_id: UserId, id: u64) -> bool {
+        let mut last = false;
+        self.by_user.remove_if_mut(&user_id, |_, devices| {
+            devices.retain(|handle| handle.id != id);
+            last = devices.is_empty();
+            last
+        });
+        last
+    }
+
+    /// The user's connections (cloned handles; no guard kept).
+    pub(crate) fn devices(&self, user_id: UserId) -> Vec<Arc<Handle>> {
+        self.by_user.get(&user_id).map(|devices| devices.clone()).unwrap_or_default()
+    }
+
+    pub(crate) fn is_online(&self, user_id: UserId) -> bool {
+        self.by_user.contains_key(&user_id)
+    }
+
+    /// Every connection (for the sweeper and shutdown).
+    pub(crate) fn all(&self) -> Vec<Arc<Handle>> {
+        self.by_user.iter().flat_map(|entry| entry.value().clone()).collect()
+    }
+
+    pub(crate) fn connections(&self) -> usize {
+        self.by_user.iter().map(|entry| entry.value().len()).sum()
+    }
+}

@@ -1,0 +1,121 @@
+//! Typing indicators: throttled per user and chat, and expiring by
+//! themselves 6 s after the last refresh (the others then see
+//! `is_typing: false`).
+
+use std::time::Duration;
+
+use dashmap::DashMap;
+use protocol::time::{now_millis, to_iso};
+use protocol::{ErrorCode, Event};
+use router::Delivery;
+use serde::Deserialize;
+use serde_json::json;
+use storage::model::{ChatId, UserId};
+use tokio_util::sync::CancellationToken;
+
+use crate::Gateway;
+
+/// How often expired states are looked for.
+const SWEEP: Duration = Duration::from_millis(250);
+
+#[derive(Debug, Clone, Copy)]
+struct State {
+    refreshed: i64,
+    announced: i64,
+}
+
+/// Who is typing where, on this node.
+#[derive(Debug, Default)]
+pub(crate) struct Typing {
+    states: DashMap<(ChatId, UserId), State>,
+}
+
+#[derive(Deserialize)]
+struct TypingRequest {
+    chat_id: ChatId,
+    is_typing: bool,
+}
+
+async fn announce(gateway: &Gateway, chat_id: ChatId, user_id: UserId, is_typing: bool) {
+    let members = match gateway.inner.store.members(chat_id).await {
+        Ok(members) => members,
+        Err(error) => {
+            tracing::warn!(%error, "typing audience unavailable");
+            return;
+        }
+    };
+    let recipients = members.iter().map(|m| m.user_id).filter(|&member| member != user_id).collect();
+    let event = Event::new(
+        "typing",
+        json!({"chat_id": chat_id, "user_id": user_id, "is_typing": is_typing, "timestamp": to_iso(now_millis())}),
+    );
+    if let Err(error) = gateway.inner.router.publish(Delivery { recipients, event }).await {
+        tracing::warn!(%error, "typing not published");
+    }
+}
+
+/// The `typing` command.
+pub(crate) async fn command(
+    gateway: &Gateway,
+    user_id: UserId,
+    event: &Event,
+) -> Result<Vec<Event>, (ErrorCode, String)> {
+    let request: TypingRequest = serde_json::from_value(event.data.clone())
+        .map_err(|error| (ErrorCode::BadRequest, format!("invalid typing data: {error}")))?;
+    let key = (request.chat_id, user_id);
+    let now = now_millis();
+    let typing = &gateway.inner.typing;
+    if !request.is_typing {
+        if typing.states.remove(&key).is_some() {
+            announce(gateway, request.chat_id, user_id, false).await;
+        }
+        return Ok(Vec::new());
+    }
+    // A refresh inside the throttle window only extends the state.
+    if let Some(mut state) = typing.states.get_mut(&key)
+        && now - state.announced < gateway.inner.config.typing_throttle.as_millis() as i64
+    {
+        state.refreshed = now;
+        return Ok(Vec::new());
+    }
+    let store = &gateway.inner.store;
+    let member =
+        store.member(request.chat_id, user_id).await.map_err(|_| (ErrorCode::Internal, "internal error".to_owned()))?;
+    if member.is_none() {
+        let exists =
+            store.chat(request.chat_id).await.map_err(|_| (ErrorCode::Internal, "internal error".to_owned()))?;
+        return Err(if exists.is_some() {
+            (ErrorCode::NotChatMember, "you are not a member of this chat".into())
+        } else {
+            (ErrorCode::ChatNotFound, format!("chat {} not found", request.chat_id))
+        });
+    }
+    typing.states.insert(key, State { refreshed: now, announced: now });
+    announce(gateway, request.chat_id, user_id, true).await;
+    Ok(Vec::new())
+}
+
+/// Ends typing states nobody refreshed, until `shutdown`.
+pub(crate) async fn expire(gateway: Gateway, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(SWEEP);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let cutoff = now_millis() - gateway.inner.config.typing_expiry.as_millis() as i64;
+        let expired: Vec<(ChatId, UserId)> = gateway
+            .inner
+            .typing
+            .states
+            .iter()
+            .filter(|entry| entry.value().refreshed <= cutoff)
+            .map(|entry| *entry.key())
+            .collect();
+        for key in expired {
+            if gateway.inner.typing.states.remove_if(&key, |_, state| state.refreshed <= cutoff).is_some() {
+                announce(&gateway, key.0, key.1, false).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! `GET /ws`: checks the handshake and the token before upgrading, then
+//! hands the raw connection to tokio-tungstenite with our own limits.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::TokioIo;
+use protocol::{ApiError, ErrorCode};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+
+use crate::codec::Encoding;
+use crate::{Gateway, connection};
+
+fn refuse(code: ErrorCode, detail: &str) -> Response {
+    let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+    (status, axum::Json(ApiError::new(code, detail))).into_response()
+}
+
+/// The token from `Authorization: Bearer` or `?token=`.
+fn token(request: &Request) -> Option<String> {
+    let header = request.headers().get(header::AUTHORIZATION).and_then(|value| value.to_str().ok()).and_then(|value| {
+        let (scheme, token) = value.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+    });
+    header.or_else(|| request.uri().query()?.split('&').find_map(|pair| pair.strip_prefix("token=").map(str::to_owned)))
+}
+
+pub(crate) async fn upgrade(State(gateway): State<Gateway>, mut request: Request) -> Response {
+    let headers = request.headers();
+    let is_upgrade = headers
+        .get(header::UPGRADE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.eq_ignore_ascii_case("websocket"));
+    let version_ok = headers.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|value| value == "13");
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY).cloned() else {
+        return refuse(ErrorCode::BadRequest, "a WebSocket upgrade is required");
+    };
+    if !is_upgrade || !version_ok {
+        return refuse(ErrorCode::BadRequest, "a WebSocket (version 13) upgrade is required");
+    }
+    let user = match token(&request) {
+        Some(token) => match gateway.inner.tokens.verify(&token) {
+            Ok(user) => Some(user),
+            Err(code) => {
+                metrics::counter!("switchboard_ws_auth_failures_total").increment(1);
+                return refuse(code, code.message());
+            }
+        },
+        None => None,
+    };
+    let Ok(permit) = gateway.inner.permits.clone().try_acquire_owned() else {
+        metrics::counter!("switchboard_ws_refused_total", "reason" => "capacity").increment(1);
+        return refuse(ErrorCode::Unavailable, "this node is at its connection limit");
+    };
+    let offer = request.headers().get(header::SEC_WEBSOCKET_PROTOCOL).and_then(|value| value.to_str().ok());
+    let (encoding, protocol) = Encoding::negotiate(offer);
+    let accept = derive_accept_key(key.as_bytes());
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(gateway.inner.config.hard_frame_bytes * 2)
+        .max_message_size(Some(gateway.inner.config.hard_frame_bytes))
+        .max_frame_size(Some(gateway.inner.config.hard_frame_bytes));
+    let tracker = gateway.inner.tasks.clone();
+    tracker.spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(error) => {
+                tracing::debug!(%error, "upgrade failed");
+                return;
+            }
+        };
+        let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+        connection::serve(gateway, socket, encoding, user).await;
+        drop(permit);
+    });
+    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    if let Ok(accept) = HeaderValue::from_str(&accept) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    if let Some(protocol) = protocol {
+        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol));
+    }
+    response
+}

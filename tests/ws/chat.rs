@@ -1,0 +1,180 @@
+use std::collections::BTreeSet;
+
+use serde_json::json;
+
+use crate::harness::start;
+
+#[tokio::test]
+async fn two_users_chat_both_ways_on_every_device() {
+    let server = start().await;
+    let alice = server.register("13800000001", "alice").await;
+    let bob = server.register("13800000002", "bob").await;
+    let chat = server.chat(&alice, "private", &[&bob]).await;
+    let mut alice_phone = server.connect(&alice).await;
+    let mut alice_laptop = server.connect(&alice).await;
+    let mut bobs = server.connect(&bob).await;
+
+    let id = alice_phone
+        .send("message.send", json!({"chat_id": chat, "content": "hi bob", "client_message_id": "a1"}))
+        .await;
+    let ack = alice_phone.reply(&id).await;
+    assert_eq!(ack.kind, "message.ack");
+    assert_eq!(ack.data["client_message_id"], "a1");
+    assert_eq!(ack.data["message"]["seq"], 1);
+    // Every device of every member, the sending one included (clients
+    // match it to the ack by id).
+    for client in [&mut bobs, &mut alice_laptop, &mut alice_phone] {
+        let new = client.expect("message.new").await;
+        assert_eq!((new.data["content"].as_str(), new.data["seq"].as_u64()), (Some("hi bob"), Some(1)));
+        assert_eq!(new.data["sender"]["username"], "alice");
+    }
+
+    let id = bobs.send("message.send", json!({"chat_id": chat, "content": "hi alice"})).await;
+    assert_eq!(bobs.reply(&id).await.data["message"]["seq"], 2);
+    assert_eq!(alice_phone.expect("message.new").await.data["content"], "hi alice");
+    assert_eq!(alice_laptop.expect("message.new").await.data["seq"], 2);
+
+    let eve = server.register("13800000003", "eve").await;
+    let mut eves = server.connect(&eve).await;
+    let id = eves.send("message.send", json!({"chat_id": chat, "content": "me too"})).await;
+    assert_eq!(eves.reply(&id).await.data["code"], 20002);
+    let id = eves.send("message.send", json!({"chat_id": 999_999, "content": "x"})).await;
+    assert_eq!(eves.reply(&id).await.data["code"], 20001);
+}
+
+#[tokio::test]
+async fn a_retried_send_is_stored_and_delivered_once() {
+    let server = start().await;
+    let alice = server.register("13800000001", "alice").await;
+    let bob = server.register("13800000002", "bob").await;
+    let chat = server.chat(&alice, "group", &[&bob]).await;
+    let mut sender = server.connect(&alice).await;
+    let mut receiver = server.connect(&bob).await;
+    let body = json!({"chat_id": chat, "content": "once", "client_message_id": "same"});
+    let first = sender.send("message.send", body.clone()).await;
+    let first = sender.reply(&first).await;
+    let again = sender.send("message.send", body).await;
+    let again = sender.reply(&again).await;
+    assert_eq!(first.data["message"]["id"], again.data["message"]["id"]);
+    assert_eq!(again.data["message"]["seq"], 1);
+    assert_eq!(again.data["duplicate"], true);
+    assert_eq!(receiver.expect("message.new").await.data["content"], "once");
+    receiver.quiet("message.new", std::time::Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn seq_stays_contiguous_under_concurrent_senders() {
+    let server = start().await;
+    let users = [
+        server.register("13800000001", "user1").await,
+        server.register("13800000002", "user2").await,
+        server.register("13800000003", "user3").await,
+    ];
+    let chat = server.chat(&users[0], "group", &[&users[1], &users[2]]).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for user in &users {
+        let mut client = server.connect(user).await;
+        tasks.spawn(async move {
+            let mut seqs = Vec::new();
+            for n in 0..30 {
+                let id = client.send("message.send", json!({"chat_id": chat, "content": format!("{n}")})).await;
+                seqs.push(client.reply(&id).await.data["message"]["seq"].as_u64().unwrap());
+            }
+            seqs
+        });
+    }
+    let mut all = BTreeSet::new();
+    while let Some(seqs) = tasks.join_next().await {
+        for seq in seqs.unwrap() {
+            assert!(all.insert(seq), "seq {seq} twice");
+        }
+    }
+    assert_eq!(all, (1..=90).collect::<BTreeSet<u64>>());
+}
+
+#[tokio::test]
+async fn sync_recovers_what_was_sent_while_offline() {
+    let server = start().await;
+    let alice = server.register("13800000001", "alice").await;
+    let bob = server.register("13800000002", "bob").await;
+    let chat = server.chat(&alice, "group", &[&bob]).await;
+    let mut sender = server.connect(&alice).await;
+    for n in 1..=7 {
+        let id = sender.send("message.send", json!({"chat_id": chat, "content": format!("m{n}")})).await;
+        sender.reply(&id).await;
+    }
+    let mut late = server.connect(&bob).await;
+    let id = late.send("sync", json!({"chat_id": chat, "after_seq": 2, "limit": 3})).await;
+    let batch = late.reply(&id).await;
+    assert_eq!(batch.kind, "sync.batch");
+    let seqs: Vec<u64> =
+        batch.data["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+    assert_eq!((seqs, batch.data["has_more"].as_bool()), (vec![3, 4, 5], Some(true)));
+    let id = late.send("sync", json!({"chat_id": chat, "after_seq": 5})).await;
+    let rest = late.reply(&id).await;
+    assert_eq!(rest.data["messages"].as_array().unwrap().len(), 2);
+    assert_eq!(rest.data["has_more"], false);
+
+    let stranger = server.register("13800000003", "eve").await;
+    let mut eves = server.connect(&stranger).await;
+    let id = eves.send("sync", json!({"chat_id": chat, "after_seq": 0})).await;
+    assert_eq!(eves.reply(&id).await.data["code"], 20002);
+    let id = eves.send("sync", json!({"after_seq": 0})).await;
+    assert_eq!(eves.reply(&id).await.data["code"], 400);
+}
+
+#[tokio::test]
+async fn read_and_delivered_status_reach_the_sender() {
+    let server = start().await;
+    let alice = server.register("13800000001", "alice").await;
+    let bob = server.register("13800000002", "bob").await;
+    let chat = server.chat(&alice, "private", &[&bob]).await;
+    let mut sender = server.connect(&alice).await;
+    let mut reader = server.connect(&bob).await;
+    let id = sender.send("message.send", json!({"chat_id": chat, "content": "did you get it?"})).await;
+    let message_id = sender.reply(&id).await.data["message"]["id"].as_i64().unwrap();
+    reader.expect("message.new").await;
+
+    reader.send("message.delivered", json!({"chat_id": chat, "message_ids": [message_id]})).await;
+    let delivered = sender.expect("message.status").await;
+    assert_eq!(
+        (delivered.data["status"].as_str(), delivered.data["user_id"].as_i64()),
+        (Some("delivered"), Some(bob.id))
+    );
+    let id = reader.send("message.read", json!({"chat_id": chat, "message_id": message_id})).await;
+    assert_eq!(reader.reply(&id).await.data["last_read_seq"], 1);
+    let read = sender.expect("message.status").await;
+    assert_eq!((read.data["status"].as_str(), read.data["message_id"].as_i64()), (Some("read"), Some(message_id)));
+
+    let id = reader.send("message.read", json!({"chat_id": chat, "message_id": 1})).await;
+    assert_eq!(reader.reply(&id).await.data["code"], 20003);
+}
+
+#[tokio::test]
+async fn rest_edits_and_deletes_arrive_as_events() {
+    let server = start().await;
+    let alice = server.register("13800000001", "alice").await;
+    let bob = server.register("13800000002", "bob").await;
+    let chat = server.chat(&alice, "group", &[&bob]).await;
+    let mut watcher = server.connect(&bob).await;
+    let sent = server
+        .api(reqwest::Method::POST, &format!("/api/chats/{chat}/messages"), &alice.token, json!({"content": "draft"}))
+        .await;
+    let id = sent["data"]["id"].as_i64().unwrap();
+    assert_eq!(watcher.expect("message.new").await.data["id"], id, "REST sends are delivered too");
+    server.api(reqwest::Method::PUT, &format!("/api/messages/{id}"), &alice.token, json!({"content": "final"})).await;
+    let edit = watcher.expect("message.edit").await;
+    assert_eq!((edit.data["id"].as_i64(), edit.data["content"].as_str()), (Some(id), Some("final")));
+    server.api(reqwest::Method::DELETE, &format!("/api/messages/{id}"), &alice.token, json!({})).await;
+    assert_eq!(watcher.expect("message.delete").await.data["id"], id);
+    let carol = server.register("13800000003", "carol").await;
+    server
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/chats/{chat}/members"),
+            &alice.token,
+            json!({"user_ids": [carol.id]}),
+        )
+        .await;
+    assert_eq!(watcher.expect("chat.member_added").await.data["user_ids"][0], carol.id);
+}

@@ -1,0 +1,231 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use gateway::{Gateway, GatewayConfig, TokenVerifier};
+use protocol::Event;
+use rest_sidecar::{SidecarConfig, SidecarState};
+use router::{LocalRouter, Router};
+use serde_json::{Value, json};
+use storage::SqliteStore;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_util::sync::CancellationToken;
+
+struct Tokens(rest_sidecar::tokens::TokenService);
+
+impl TokenVerifier for Tokens {
+    fn verify(&self, token: &str) -> Result<i64, protocol::ErrorCode> {
+        self.0.verify(token).map(|claims| claims.sub)
+    }
+}
+
+pub(crate) struct Server {
+    pub(crate) base: String,
+    pub(crate) ws: String,
+    pub(crate) http: reqwest::Client,
+    pub(crate) router: Arc<dyn Router>,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub(crate) async fn start() -> Server {
+    start_with(|_| {}).await
+}
+
+pub(crate) async fn start_with(configure: impl FnOnce(&mut GatewayConfig)) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteStore::open(&storage::SqliteConfig::new(dir.path())).unwrap();
+    let store: Arc<dyn storage::Store> = Arc::new(sqlite);
+    let files = dir.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    let config =
+        SidecarConfig { dev: true, ..SidecarConfig::new(files, b"test secret of at least 32 bytes!!".to_vec()) };
+    let router: Arc<dyn Router> = Arc::new(LocalRouter::new());
+    let state =
+        SidecarState::new(store.clone(), router.clone(), Arc::new(rest_sidecar::sms::LogSms), config).await.unwrap();
+    let mut gateway_config = GatewayConfig::default();
+    configure(&mut gateway_config);
+    let tokens = Arc::new(Tokens(state.tokens().clone()));
+    let gateway = Gateway::new(gateway_config, store, state.pipeline().clone(), router.clone(), tokens);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(rest_sidecar::run_with(listener, state, gateway.routes(), shutdown.clone()));
+    tokio::spawn(gateway.run(shutdown.clone(), Duration::from_secs(5)));
+    Server {
+        base: format!("http://{addr}"),
+        ws: format!("ws://{addr}/ws"),
+        http: reqwest::Client::new(),
+        router,
+        shutdown,
+        _dir: dir,
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct User {
+    pub(crate) id: i64,
+    pub(crate) token: String,
+}
+
+impl Server {
+    pub(crate) async fn api(&self, method: reqwest::Method, path: &str, token: &str, body: Value) -> Value {
+        let response = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        response.json().await.unwrap()
+    }
+
+    pub(crate) async fn register(&self, phone: &str, name: &str) -> User {
+        let body = json!({"phone": phone, "username": name, "password": "password123"});
+        let reply: Value = self
+            .http
+            .post(format!("{}/api/auth/register", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        User {
+            id: reply["data"]["user"]["id"].as_i64().unwrap(),
+            token: reply["data"]["access_token"].as_str().unwrap().into(),
+        }
+    }
+
+    pub(crate) async fn chat(&self, owner: &User, kind: &str, members: &[&User]) -> i64 {
+        let ids: Vec<i64> = members.iter().map(|user| user.id).collect();
+        let reply =
+            self.api(reqwest::Method::POST, "/api/chats", &owner.token, json!({"type": kind, "members": ids})).await;
+        reply["data"]["id"].as_i64().unwrap()
+    }
+
+    /// A client authenticated by the upgrade's bearer header.
+    pub(crate) async fn connect(&self, user: &User) -> Client {
+        self.connect_with(Some(&user.token), None).await.unwrap()
+    }
+
+    pub(crate) async fn connect_with(&self, token: Option<&str>, protocol: Option<&str>) -> Result<Client, WsError> {
+        let mut request = self.ws.as_str().into_client_request().unwrap();
+        if let Some(token) = token {
+            request.headers_mut().insert("authorization", HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
+        }
+        if let Some(protocol) = protocol {
+            request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_str(protocol).unwrap());
+        }
+        let (socket, response) = tokio_tungstenite::connect_async(request).await?;
+        let binary = response.headers().get("sec-websocket-protocol").is_some_and(|p| p == "switchboard.msgpack");
+        Ok(Client { socket, binary, next_id: 0 })
+    }
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub(crate) struct Client {
+    pub(crate) socket: Socket,
+    pub(crate) binary: bool,
+    next_id: u64,
+}
+
+pub(crate) const WAIT: Duration = Duration::from_secs(5);
+
+impl Client {
+    /// Sends a command; answers its id.
+    pub(crate) async fn send(&mut self, kind: &str, data: Value) -> String {
+        self.next_id += 1;
+        let id = format!("c{}", self.next_id);
+        let event = json!({"type": kind, "id": id, "data": data});
+        let frame = if self.binary {
+            let event: Event = serde_json::from_value(event).unwrap();
+            Message::Binary(rmp_serde::to_vec_named(&event).unwrap().into())
+        } else {
+            Message::Text(event.to_string().into())
+        };
+        self.socket.send(frame).await.unwrap();
+        id
+    }
+
+    pub(crate) async fn send_raw(&mut self, frame: Message) {
+        self.socket.send(frame).await.unwrap();
+    }
+
+    /// The next event (5 s at most).
+    pub(crate) async fn next(&mut self) -> Event {
+        loop {
+            let frame = tokio::time::timeout(WAIT, self.socket.next()).await.expect("no frame within 5 s");
+            match frame.expect("connection ended").expect("read failed") {
+                Message::Text(text) => return serde_json::from_str(text.as_str()).unwrap(),
+                Message::Binary(bytes) => {
+                    assert!(self.binary, "binary frame on a JSON connection");
+                    return rmp_serde::from_slice(&bytes).unwrap();
+                }
+                Message::Close(frame) => panic!("closed: {frame:?}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// The next event of `kind`, skipping others.
+    pub(crate) async fn expect(&mut self, kind: &str) -> Event {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let event = tokio::time::timeout_at(deadline, self.next())
+                .await
+                .unwrap_or_else(|_| panic!("no {kind} event in time"));
+            if event.kind == kind {
+                return event;
+            }
+        }
+    }
+
+    /// The reply to command `id` (skipping pushed events).
+    pub(crate) async fn reply(&mut self, id: &str) -> Event {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let event =
+                tokio::time::timeout_at(deadline, self.next()).await.unwrap_or_else(|_| panic!("no reply to {id}"));
+            if event.reference.as_deref() == Some(id) {
+                return event;
+            }
+        }
+    }
+
+    /// Asserts nothing of `kind` arrives within `within`.
+    pub(crate) async fn quiet(&mut self, kind: &str, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, self.socket.next()).await {
+            if let Message::Text(text) = frame {
+                let event: Event = serde_json::from_str(text.as_str()).unwrap();
+                assert_ne!(event.kind, kind, "unexpected {kind}: {event:?}");
+            }
+        }
+    }
+
+    /// Reads until the server closes; answers the close code (None if the
+    /// socket just ended).
+    pub(crate) async fn closed(&mut self, within: Duration) -> Option<CloseCode> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.socket.next()).await.expect("not closed in time") {
+                Some(Ok(Message::Close(frame))) => return frame.map(|frame| frame.code),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+}

@@ -1,0 +1,111 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::Event;
+use router::Delivery;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::harness::{start, start_with};
+
+#[tokio::test]
+async fn typing_is_relayed_throttled_and_expires() {
+    let server = start_with(|config| {
+        config.typing_expiry = Duration::from_millis(800);
+        config.typing_throttle = Duration::from_millis(400);
+    })
+    .await;
+    let alice = server.register("13800000001", "alice").await;
+    let bob = server.register("13800000002", "bob").await;
+    let chat = server.chat(&alice, "group", &[&bob]).await;
+    let mut typist = server.connect(&alice).await;
+    let mut watcher = server.connect(&bob).await;
+    watcher.expect("connect").await;
+
+    typist.send("typing", json!({"chat_id": chat, "is_typing": true})).await;
+    let typing = watcher.expect("typing").await;
+    assert_eq!((typing.data["user_id"].as_i64(), typing.data["is_typing"].as_bool()), (Some(alice.id), Some(true)));
+    // Refreshes inside the throttle window are not repeated to others.
+    typist.send("typing", json!({"chat_id": chat, "is_typing": true})).await;
+    watcher.quiet("typing", Duration::from_millis(200)).await;
+    // No refresh: it ends by itself.
+    let ended = watcher.expect("typing").await;
+    assert_eq!(ended.data["is_typing"], false);
+
+    typist.send("typing", json!({"chat_id": chat, "is_typing": true})).await;
+    assert_eq!(watcher.expect("typing").await.data["is_typing"], true);
+    typist.send("typing", json!({"chat_id": chat, "is_typing": false})).await;
+    assert_eq!(watcher.expect("typing").await.data["is_typing"], false);
+
+    let id = typist.send("typing", json!({"chat_id": 999_999, "is_typing": true})).await;
+    assert_eq!(typist.reply(&id).await.data["code"], 20001);
+    let id = typist.send("typing", json!({"chat_id": chat})).await;
+    assert_eq!(typist.reply(&id).await.data["code"], 400);
+}
+
+#[tokio::test]
+async fn presence_follows_the_first_and_last_device() {
+    let server = start().await;
+    let alice = server.register("13800000001", "alice").await;
+    let bob = server.register("13800000002", "bob").await;
+    let stranger = server.register("13800000003", "eve").await;
+    server.chat(&alice, "private", &[&bob]).await;
+    let mut watcher = server.connect(&bob).await;
+    watcher.expect("connect").await;
+
+    let phone = server.connect(&alice).await;
+    let online = watcher.expect("presence").await;
+    assert_eq!((online.data["user_id"].as_i64(), online.data["is_online"].as_bool()), (Some(alice.id), Some(true)));
+    let laptop = server.connect(&alice).await;
+    watcher.quiet("presence", Duration::from_millis(300)).await;
+    drop(phone);
+    watcher.quiet("presence", Duration::from_millis(300)).await;
+    drop(laptop);
+    let offline = watcher.expect("presence").await;
+    assert_eq!(offline.data["is_online"], false);
+    assert!(offline.data["last_seen"].is_string());
+
+    let id = watcher.send("presence.query", json!({"user_ids": [alice.id, stranger.id]})).await;
+    let state = watcher.reply(&id).await;
+    let users = state.data["users"].as_array().unwrap();
+    assert_eq!(users.len(), 1, "only users whose presence bob may see: {users:?}");
+    assert_eq!((users[0]["user_id"].as_i64(), users[0]["is_online"].as_bool()), (Some(alice.id), Some(false)));
+}
+
+#[tokio::test]
+async fn a_slow_consumer_is_closed_and_others_are_unaffected() {
+    let server = start_with(|config| config.outbound_queue = 8).await;
+    let alice = server.register("13800000001", "alice").await;
+    let bob = server.register("13800000002", "bob").await;
+    let mut stalled = server.connect(&bob).await;
+    stalled.expect("connect").await;
+    let mut healthy = server.connect(&alice).await;
+    healthy.expect("connect").await;
+
+    // Flood bob with 64 KiB events he never reads, until his socket
+    // buffers and his queue are full.
+    let payload = "x".repeat(64 * 1024);
+    for n in 0..2_000 {
+        let event = Event::new("flood", json!({"n": n, "payload": payload}));
+        server.router.publish(Delivery { recipients: vec![bob.id], event }).await.unwrap();
+        if n % 100 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let event = Event::new("hello", json!({"to": "alice"}));
+    server.router.publish(Delivery { recipients: vec![alice.id], event }).await.unwrap();
+    assert_eq!(healthy.expect("hello").await.data["to"], "alice", "alice is unaffected");
+    let code = stalled.closed(Duration::from_secs(30)).await;
+    assert!(code.is_none() || code == Some(CloseCode::from(4008)), "closed as slow: {code:?}");
+    let _ = Arc::clone(&server.router);
+}
+
+#[tokio::test]
+async fn shutdown_closes_every_client_with_1001() {
+    let server = start().await;
+    let alice = server.register("13800000001", "alice").await;
+    let mut client = server.connect(&alice).await;
+    client.expect("connect").await;
+    drop(server);
+    assert_eq!(client.closed(Duration::from_secs(5)).await, Some(CloseCode::Away));
+}
