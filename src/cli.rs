@@ -69,6 +69,18 @@ pub(crate) struct ServeArgs {
     /// Largest upload, in MiB.
     #[arg(long, env = "SWITCHBOARD_UPLOAD_LIMIT_MIB", default_value_t = 50)]
     pub(crate) upload_limit_mib: u64,
+    /// Most concurrent WebSocket connections.
+    #[arg(long, env = "SWITCHBOARD_WS_MAX_CONNECTIONS", default_value_t = 100_000)]
+    pub(crate) ws_max_connections: usize,
+    /// Commands per second per WebSocket connection (burst: twice that).
+    #[arg(long, env = "SWITCHBOARD_WS_COMMANDS_PER_SECOND", default_value_t = 50)]
+    pub(crate) ws_commands_per_second: u32,
+    /// Seconds a silent WebSocket connection lives (clients ping every 30 s).
+    #[arg(long, env = "SWITCHBOARD_WS_HEARTBEAT_TIMEOUT_SECS", default_value_t = 90)]
+    pub(crate) ws_heartbeat_timeout_secs: u64,
+    /// Largest WebSocket frame, in KiB (larger ones get an error).
+    #[arg(long, env = "SWITCHBOARD_WS_MAX_FRAME_KIB", default_value_t = 64)]
+    pub(crate) ws_max_frame_kib: usize,
     /// Seconds to let in-flight requests finish after SIGINT/SIGTERM.
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub(crate) shutdown_grace_secs: u64,

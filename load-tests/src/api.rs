@@ -1,0 +1,59 @@
+//! The few REST calls a scenario needs to set itself up.
+
+use anyhow::Context;
+use serde_json::{Value, json};
+
+/// A registered user and an access token.
+#[derive(Debug, Clone)]
+pub(crate) struct User {
+    pub(crate) id: i64,
+    pub(crate) token: String,
+}
+
+pub(crate) async fn register(http: &reqwest::Client, url: &str, phone: &str) -> anyhow::Result<User> {
+    let body = json!({"phone": phone, "password": "load-test-password"});
+    let reply: Value = http.post(format!("{url}/api/auth/register")).json(&body).send().await?.json().await?;
+    let reply = if reply["code"] == 10005 {
+        // Registered by an earlier run: log in instead.
+        http.post(format!("{url}/api/auth/login")).json(&body).send().await?.json().await?
+    } else {
+        reply
+    };
+    let data = &reply["data"];
+    Ok(User {
+        id: data["user"]["id"].as_i64().with_context(|| format!("register {phone}: {reply}"))?,
+        token: data["access_token"].as_str().context("no access token")?.to_owned(),
+    })
+}
+
+/// Registers `count` users with phones from `prefix`, a few at a time.
+pub(crate) async fn users(http: &reqwest::Client, url: &str, prefix: u64, count: usize) -> anyhow::Result<Vec<User>> {
+    let mut users = Vec::with_capacity(count);
+    for chunk in (0..count).collect::<Vec<_>>().chunks(16) {
+        let batch = chunk.iter().map(|n| {
+            let phone = format!("{}", prefix + *n as u64);
+            async move { register(http, url, &phone).await }
+        });
+        for user in futures_util::future::join_all(batch).await {
+            users.push(user?);
+        }
+    }
+    Ok(users)
+}
+
+pub(crate) async fn private_chat(http: &reqwest::Client, url: &str, a: &User, b: &User) -> anyhow::Result<i64> {
+    let reply: Value = http
+        .post(format!("{url}/api/chats"))
+        .bearer_auth(&a.token)
+        .json(&json!({"type": "private", "members": [b.id]}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    reply["data"]["id"].as_i64().with_context(|| format!("create chat: {reply}"))
+}
+
+/// The WebSocket URL for `url`.
+pub(crate) fn ws_url(url: &str, token: &str) -> String {
+    format!("{}/ws?token={token}", url.replacen("http", "ws", 1))
+}
