@@ -160,3 +160,25 @@ async fn msgpack_both_ways() {
     let json_client = server.connect_with(Some(&alice.token), Some("switchboard.json")).await.unwrap();
     assert!(!json_client.binary);
 }
+
+#[tokio::test]
+async fn the_connection_limit_refuses_with_503_and_frees_on_close() {
+    let server = start_with(|config| config.max_connections = 1).await;
+    let alice = server.register("13800000001", "alice").await;
+    let mut first = server.connect(&alice).await;
+    first.expect("connect").await;
+    match server.connect_with(Some(&alice.token), None).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 503),
+        other => panic!("expected HTTP 503, got {:?}", other.map(|_| ())),
+    }
+    drop(first);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Ok(mut again) = server.connect_with(Some(&alice.token), None).await {
+            again.expect("connect").await;
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the slot was not freed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
