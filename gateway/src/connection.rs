@@ -162,7 +162,7 @@ async fn run(gateway: Gateway, mut sink: Sink, mut stream: Stream, encoding: Enc
         user_id,
         encoding,
         outbound,
-        last_seen: AtomicI64::new(now_millis()),
+        last_seen: AtomicI64::new(gateway.clock_ms()),
         close_code: AtomicU16::new(0),
         kick: Notify::new(),
     });
@@ -198,7 +198,7 @@ async fn run(gateway: Gateway, mut sink: Sink, mut stream: Stream, encoding: Enc
                         }
                         None => break,
                     };
-                    handle.last_seen.store(now_millis(), Ordering::Relaxed);
+                    handle.last_seen.store(gateway.clock_ms(), Ordering::Relaxed);
                     if !on_frame(&gateway, &mut session, &mut sink, encoding, &frame).await {
                         break;
                     }

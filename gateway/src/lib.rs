@@ -11,6 +11,8 @@ mod codec;
 mod commands;
 mod connection;
 mod fanout;
+#[cfg(test)]
+mod fixture;
 mod heartbeat;
 mod registry;
 mod typing;
@@ -123,6 +125,8 @@ struct Inner {
     /// Connection tasks, so shutdown can wait for their close frames.
     tasks: TaskTracker,
     shutdown: CancellationToken,
+    /// Time zero of connection heartbeats (tokio time, so tests can pause it).
+    epoch: tokio::time::Instant,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -152,6 +156,7 @@ impl Gateway {
                 next_connection: AtomicU64::new(1),
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
+                epoch: tokio::time::Instant::now(),
             }),
         }
     }
@@ -159,6 +164,11 @@ impl Gateway {
     /// The `/ws` route.
     pub fn routes(&self) -> axum::Router {
         axum::Router::new().route("/ws", axum::routing::get(upgrade::upgrade)).with_state(self.clone())
+    }
+
+    /// Milliseconds since this gateway started, on tokio's clock.
+    pub(crate) fn clock_ms(&self) -> i64 {
+        i64::try_from(self.inner.epoch.elapsed().as_millis()).unwrap_or(i64::MAX)
     }
 
     /// Live connections on this node.

@@ -20,7 +20,7 @@ pub(crate) struct Handle {
     /// Bounded outbound queue: when it is full the consumer is too slow and
     /// is closed (4008); its client resyncs on reconnect.
     pub(crate) outbound: mpsc::Sender<Message>,
-    /// Last frame from the client, ms since the epoch (the sweeper reads it).
+    /// Last frame from the client, in [`crate::Gateway::clock_ms`] (the sweeper reads it).
     pub(crate) last_seen: AtomicI64,
     /// A close code set by someone other than the connection task, and the
     /// bell that tells the task to look at it.

@@ -11,6 +11,7 @@ use router::Delivery;
 use serde::Deserialize;
 use serde_json::json;
 use storage::model::{ChatId, UserId};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::Gateway;
@@ -18,10 +19,11 @@ use crate::Gateway;
 /// How often expired states are looked for.
 const SWEEP: Duration = Duration::from_millis(250);
 
+/// Times on tokio's clock, so expiry is testable with paused time.
 #[derive(Debug, Clone, Copy)]
 struct State {
-    refreshed: i64,
-    announced: i64,
+    refreshed: Instant,
+    announced: Instant,
 }
 
 /// Who is typing where, on this node.
@@ -63,7 +65,7 @@ pub(crate) async fn command(
     let request: TypingRequest = serde_json::from_value(event.data.clone())
         .map_err(|error| (ErrorCode::BadRequest, format!("invalid typing data: {error}")))?;
     let key = (request.chat_id, user_id);
-    let now = now_millis();
+    let now = Instant::now();
     let typing = &gateway.inner.typing;
     if !request.is_typing {
         if typing.states.remove(&key).is_some() {
@@ -73,7 +75,7 @@ pub(crate) async fn command(
     }
     // A refresh inside the throttle window only extends the state.
     if let Some(mut state) = typing.states.get_mut(&key)
-        && now - state.announced < gateway.inner.config.typing_throttle.as_millis() as i64
+        && now.duration_since(state.announced) < gateway.inner.config.typing_throttle
     {
         state.refreshed = now;
         return Ok(Vec::new());
@@ -101,21 +103,76 @@ pub(crate) async fn expire(gateway: Gateway, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
+            _ = tick.tick() => expire_due(&gateway).await,
         }
-        let cutoff = now_millis() - gateway.inner.config.typing_expiry.as_millis() as i64;
-        let expired: Vec<(ChatId, UserId)> = gateway
-            .inner
-            .typing
-            .states
-            .iter()
-            .filter(|entry| entry.value().refreshed <= cutoff)
-            .map(|entry| *entry.key())
-            .collect();
-        for key in expired {
-            if gateway.inner.typing.states.remove_if(&key, |_, state| state.refreshed <= cutoff).is_some() {
-                announce(&gateway, key.0, key.1, false).await;
-            }
+    }
+}
+
+/// Ends (and announces the end of) every typing state older than the expiry.
+pub(crate) async fn expire_due(gateway: &Gateway) {
+    let expiry = gateway.inner.config.typing_expiry;
+    let expired: Vec<(ChatId, UserId)> = gateway
+        .inner
+        .typing
+        .states
+        .iter()
+        .filter(|entry| entry.value().refreshed.elapsed() >= expiry)
+        .map(|entry| *entry.key())
+        .collect();
+    for key in expired {
+        if gateway.inner.typing.states.remove_if(&key, |_, state| state.refreshed.elapsed() >= expiry).is_some() {
+            announce(gateway, key.0, key.1, false).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use protocol::Event;
+    use serde_json::json;
+
+    use super::{command, expire_due};
+    use crate::GatewayConfig;
+    use crate::fixture::fixture;
+
+    #[tokio::test(start_paused = true)]
+    async fn typing_ends_six_seconds_after_the_last_refresh() {
+        let mut f = fixture(GatewayConfig::default()).await;
+        let typing = |on: bool| Event::new("typing", json!({"chat_id": f.chat, "is_typing": on}));
+        command(&f.gateway, f.alice, &typing(true)).await.unwrap();
+        let started = f.events.try_recv().unwrap();
+        assert_eq!((started.recipients.clone(), started.event.data["is_typing"].as_bool()), (vec![f.bob], Some(true)));
+
+        // A refresh inside the 3 s throttle is not announced, but extends the state.
+        tokio::time::advance(Duration::from_secs(2)).await;
+        command(&f.gateway, f.alice, &typing(true)).await.unwrap();
+        assert!(f.events.try_recv().is_err(), "throttled");
+
+        // 5.9 s after the refresh: still typing.
+        tokio::time::advance(Duration::from_millis(5_900)).await;
+        expire_due(&f.gateway).await;
+        assert!(f.events.try_recv().is_err(), "not yet expired");
+
+        tokio::time::advance(Duration::from_millis(100)).await;
+        expire_due(&f.gateway).await;
+        let ended = f.events.try_recv().unwrap();
+        assert_eq!((ended.recipients.clone(), ended.event.data["is_typing"].as_bool()), (vec![f.bob], Some(false)));
+        expire_due(&f.gateway).await;
+        assert!(f.events.try_recv().is_err(), "ended once");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refresh_after_the_throttle_is_announced_again() {
+        let mut f = fixture(GatewayConfig::default()).await;
+        let typing = Event::new("typing", json!({"chat_id": f.chat, "is_typing": true}));
+        command(&f.gateway, f.alice, &typing).await.unwrap();
+        f.events.try_recv().unwrap();
+        tokio::time::advance(Duration::from_secs(3)).await;
+        command(&f.gateway, f.alice, &typing).await.unwrap();
+        assert_eq!(f.events.try_recv().unwrap().event.data["is_typing"], true);
+        let stranger = command(&f.gateway, 999, &typing).await;
+        assert!(stranger.is_err(), "non-members cannot type in a chat");
     }
 }

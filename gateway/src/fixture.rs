@@ -1,0 +1,45 @@
+//! A gateway over a real SQLite store and in-process router, without
+//! sockets, for unit tests that drive its clock.
+
+use std::sync::Arc;
+
+use protocol::ErrorCode;
+use protocol::time::now_millis;
+use router::{Delivery, LocalRouter, Router, SendLimits, SendPipeline};
+use storage::model::{NewChat, NewUser, UserId};
+use storage::{SqliteConfig, SqliteStore, Store};
+use tokio::sync::broadcast;
+
+use crate::{Gateway, GatewayConfig, TokenVerifier};
+
+/// These tests open no connections, so no token is ever valid.
+struct NoTokens;
+
+impl TokenVerifier for NoTokens {
+    fn verify(&self, _token: &str) -> Result<UserId, ErrorCode> {
+        Err(ErrorCode::TokenInvalid)
+    }
+}
+
+pub(crate) struct Fixture {
+    pub(crate) gateway: Gateway,
+    pub(crate) events: broadcast::Receiver<Arc<Delivery>>,
+    pub(crate) alice: UserId,
+    pub(crate) bob: UserId,
+    pub(crate) chat: i64,
+    _dir: tempfile::TempDir,
+}
+
+pub(crate) async fn fixture(config: GatewayConfig) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&SqliteConfig::new(dir.path())).unwrap());
+    let user = |phone: &str| NewUser { phone: phone.into(), created_at: now_millis(), ..NewUser::default() };
+    let alice = store.create_user(user("1")).await.unwrap().id;
+    let bob = store.create_user(user("2")).await.unwrap().id;
+    let chat = store.create_chat(NewChat::group(alice, "g", vec![bob], now_millis())).await.unwrap().0.id;
+    let router: Arc<dyn Router> = Arc::new(LocalRouter::new());
+    let events = router.subscribe();
+    let pipeline = SendPipeline::new(store.clone(), router.clone(), SendLimits::default());
+    let gateway = Gateway::new(config, store, pipeline, router, Arc::new(NoTokens));
+    Fixture { gateway, events, alice, bob, chat, _dir: dir }
+}
