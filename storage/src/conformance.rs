@@ -276,6 +276,14 @@ pub async fn chats_members_and_roles<S: Store>(store: &S) {
     assert!(!created, "a pair has one private chat");
     assert_eq!(again.id, direct.id);
     assert_eq!(store.private_chat_between(bob, alice).await.unwrap().unwrap().id, direct.id);
+    // One side leaves; asking for the chat again brings them back, history intact.
+    assert!(store.remove_member(direct.id, bob).await.unwrap());
+    let rejoin = NewChat { created_by: bob, members: vec![alice], ..private.clone() };
+    let (again, created) = store.create_chat(rejoin).await.unwrap();
+    assert!(!created);
+    assert_eq!(again.id, direct.id);
+    assert!(store.member(direct.id, bob).await.unwrap().is_some(), "rejoined");
+    assert_eq!(again.members_count, 2);
     assert!(store.private_chat_between(alice, carol).await.unwrap().is_none());
     let crowded = NewChat { members: vec![bob, carol], ..private.clone() };
     assert!(matches!(store.create_chat(crowded).await, Err(StoreError::Invalid(_))));

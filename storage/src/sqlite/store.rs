@@ -339,6 +339,11 @@ fn create_chat_in(conn: &Connection, new: &NewChat) -> StoreResult<(Chat, bool)>
             .query_row([key], |row| row.get(0))
             .optional()?;
         if let Some(id) = existing {
+            // Either side may have left it: asking for it again rejoins them.
+            insert_member(conn, id, new.created_by, MemberRole::Member, new.created_at)?;
+            for &user in &others {
+                insert_member(conn, id, user, MemberRole::Member, new.created_at)?;
+            }
             let chat = chat_by_id(conn, id)?.ok_or(StoreError::ChatNotFound(id))?;
             return Ok((chat, false));
         }
