@@ -81,6 +81,21 @@ pub(crate) struct ServeArgs {
     /// Largest WebSocket frame, in KiB (larger ones get an error).
     #[arg(long, env = "SWITCHBOARD_WS_MAX_FRAME_KIB", default_value_t = 64)]
     pub(crate) ws_max_frame_kib: usize,
+    /// Seconds a call may ring unanswered before it ends (`timeout`).
+    #[arg(long, env = "SWITCHBOARD_RING_TIMEOUT_SECS", default_value_t = 45)]
+    pub(crate) ring_timeout_secs: u64,
+    /// STUN server URLs for call peers (repeat, or comma-separate in the environment).
+    #[arg(long = "stun-url", env = "SWITCHBOARD_STUN_URLS", value_delimiter = ',')]
+    pub(crate) stun_urls: Vec<String>,
+    /// TURN server URLs for call peers.
+    #[arg(long = "turn-url", env = "SWITCHBOARD_TURN_URLS", value_delimiter = ',')]
+    pub(crate) turn_urls: Vec<String>,
+    /// Secret shared with the TURN server (coturn `static-auth-secret`).
+    #[arg(long, env = "SWITCHBOARD_TURN_SECRET", hide_env_values = true)]
+    pub(crate) turn_secret: Option<String>,
+    /// Seconds a TURN credential is valid.
+    #[arg(long, env = "SWITCHBOARD_TURN_TTL_SECS", default_value_t = 86_400)]
+    pub(crate) turn_ttl_secs: u64,
     /// Seconds to let in-flight requests finish after SIGINT/SIGTERM.
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub(crate) shutdown_grace_secs: u64,

@@ -11,7 +11,7 @@ use clap::Parser;
 use gateway::{Gateway, GatewayConfig, TokenVerifier};
 use rest_sidecar::rate_limit::{Rate, RateConfig};
 use rest_sidecar::sms::LogSms;
-use rest_sidecar::{SidecarConfig, SidecarState};
+use rest_sidecar::{IceConfig, SidecarConfig, SidecarState};
 use router::{LocalRouter, Router};
 use storage::{SqliteConfig, SqliteStore, Store};
 use tokio::net::TcpListener;
@@ -97,6 +97,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         access_ttl: Duration::from_secs(args.access_ttl_secs),
         upload_limit: args.upload_limit_mib.saturating_mul(1024 * 1024),
         rates,
+        ice: IceConfig {
+            stun_urls: args.stun_urls.clone(),
+            turn_urls: args.turn_urls.clone(),
+            turn_secret: args.turn_secret.clone(),
+            turn_ttl: Duration::from_secs(args.turn_ttl_secs),
+        },
         ..SidecarConfig::new(files_dir, jwt_secret)
     };
     let router: Arc<dyn Router> = Arc::new(LocalRouter::new());
@@ -108,6 +114,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         commands_per_second: args.ws_commands_per_second,
         heartbeat_timeout: Duration::from_secs(args.ws_heartbeat_timeout_secs),
         max_frame_bytes: args.ws_max_frame_kib.saturating_mul(1024),
+        ring_timeout: Duration::from_secs(args.ring_timeout_secs),
         ..GatewayConfig::default()
     };
     let gateway = Gateway::new(

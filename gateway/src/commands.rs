@@ -33,6 +33,7 @@ pub(crate) enum Outcome {
 /// Per-connection command state.
 pub(crate) struct Session {
     user_id: UserId,
+    connection: u64,
     /// Token bucket for commands.
     tokens: f64,
     refilled: Instant,
@@ -42,9 +43,9 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(gateway: &Gateway, user_id: UserId, _connection: u64) -> Self {
+    pub(crate) fn new(gateway: &Gateway, user_id: UserId, connection: u64) -> Self {
         let rate = f64::from(gateway.inner.config.commands_per_second.max(1));
-        Self { user_id, tokens: rate * 2.0, refilled: Instant::now(), rate, bad_frames: 0, throttled: 0 }
+        Self { user_id, connection, tokens: rate * 2.0, refilled: Instant::now(), rate, bad_frames: 0, throttled: 0 }
     }
 
     fn take_token(&mut self) -> bool {
@@ -116,6 +117,10 @@ pub(crate) async fn handle(gateway: &Gateway, session: &mut Session, frame: &Mes
         "message.delivered" => delivered(gateway, session, &event).await,
         "typing" => crate::typing::command(gateway, session.user_id, &event).await,
         "presence.query" => presence_query(gateway, session, &event).await,
+        "call.offer" => crate::calls::offer(gateway, session.user_id, session.connection, &event).await,
+        "call.answer" => crate::calls::answer(gateway, session.user_id, session.connection, &event),
+        "call.ice" => crate::calls::ice(gateway, session.user_id, session.connection, &event),
+        "call.end" => crate::calls::end(gateway, session.user_id, session.connection, &event).await,
         other => {
             let message = format!("unknown command {other:?}");
             return bad_frame(session, reference, ErrorCode::BadRequest, message);

@@ -221,6 +221,7 @@ async fn run(gateway: Gateway, mut sink: Sink, mut stream: Stream, encoding: Enc
         }
     }
     let last_device = gateway.inner.registry.remove(user_id, id);
+    crate::calls::device_left(&gateway, user_id, id, last_device).await;
     metrics::gauge!("switchboard_ws_connections").decrement(1);
     tracing::debug!(last_device, "disconnected");
     if last_device {

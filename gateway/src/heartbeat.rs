@@ -15,6 +15,7 @@ pub(crate) async fn sweep(gateway: Gateway, shutdown: CancellationToken) {
             () = shutdown.cancelled() => break,
             _ = tick.tick() => {
                 sweep_once(&gateway);
+                crate::calls::expire_ringing(&gateway, gateway.inner.config.ring_timeout).await;
             }
         }
     }

@@ -7,6 +7,7 @@
 //! [`Gateway::run`] drives the fan-out and sweeper until shutdown, then
 //! closes every connection with 1001.
 
+mod calls;
 mod codec;
 mod commands;
 mod connection;
@@ -85,6 +86,8 @@ pub struct GatewayConfig {
     pub typing_expiry: Duration,
     /// Typing refreshes within this long are not announced again.
     pub typing_throttle: Duration,
+    /// A call nobody answers ends (`timeout`) after this long.
+    pub ring_timeout: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -101,6 +104,7 @@ impl Default for GatewayConfig {
             commands_per_second: 50,
             typing_expiry: Duration::from_secs(6),
             typing_throttle: Duration::from_secs(3),
+            ring_timeout: Duration::from_secs(45),
         }
     }
 }
@@ -119,6 +123,7 @@ struct Inner {
     tokens: Arc<dyn TokenVerifier>,
     registry: registry::Registry,
     typing: typing::Typing,
+    calls: calls::Calls,
     next_connection: AtomicU64,
     /// One permit per live connection: the connection limit.
     permits: Arc<Semaphore>,
@@ -153,6 +158,7 @@ impl Gateway {
                 tokens,
                 registry: registry::Registry::default(),
                 typing: typing::Typing::default(),
+                calls: calls::Calls::default(),
                 next_connection: AtomicU64::new(1),
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),

@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::ApiFailure;
 pub use metrics_endpoint::install_recorder;
-pub use state::{SidecarConfig, SidecarState};
+pub use state::{IceConfig, SidecarConfig, SidecarState};
 
 /// Default cap on a JSON request body; uploads have their own limit.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
@@ -66,6 +66,7 @@ fn api_routes() -> Router<SidecarState> {
         .route("/messages/{id}/pin", post(messages::pin).delete(messages::unpin))
         .route("/files/{id}", get(files::download).delete(files::delete))
         .route("/files/{id}/thumbnail", get(files::download_thumbnail))
+        .route("/calls/ice-servers", get(routes::calls::ice_servers))
 }
 
 /// Uploads have their own, larger body limit.

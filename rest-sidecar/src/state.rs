@@ -33,6 +33,19 @@ pub struct SidecarConfig {
     pub send: SendLimits,
     /// Most members a group may have.
     pub max_group_members: usize,
+    /// STUN/TURN servers handed to call peers.
+    pub ice: IceConfig,
+}
+
+/// STUN and TURN servers for WebRTC calls.
+#[derive(Debug, Clone)]
+pub struct IceConfig {
+    pub stun_urls: Vec<String>,
+    pub turn_urls: Vec<String>,
+    /// The secret shared with the TURN server (coturn `static-auth-secret`).
+    pub turn_secret: Option<String>,
+    /// How long a TURN credential is valid.
+    pub turn_ttl: Duration,
 }
 
 impl SidecarConfig {
@@ -53,6 +66,12 @@ impl SidecarConfig {
             sms: SmsRules::default(),
             send: SendLimits::default(),
             max_group_members: 1_000,
+            ice: IceConfig {
+                stun_urls: Vec::new(),
+                turn_urls: Vec::new(),
+                turn_secret: None,
+                turn_ttl: Duration::from_secs(86_400),
+            },
         }
     }
 }

@@ -208,6 +208,16 @@ impl SendPipeline {
         Ok(Sent { message, view, duplicate, scheduled })
     }
 
+    /// Appends a `system` message (call records and the like), which
+    /// clients may not send themselves, and announces it.
+    pub async fn post_system(&self, chat_id: ChatId, sender_id: UserId, content: String) -> Result<Message, SendError> {
+        let mut new = NewMessage::text(chat_id, sender_id, content, now_millis());
+        new.kind = MessageKind::System;
+        let message = self.store.append_message(new).await?.into_message();
+        self.announce_new(&message).await?;
+        Ok(message)
+    }
+
     /// Publishes `message.new` for a stored message to every member of its
     /// chat (the sender's other devices included), except members who have
     /// blocked the sender.

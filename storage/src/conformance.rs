@@ -294,7 +294,10 @@ pub async fn chats_members_and_roles<S: Store>(store: &S) {
         Err(StoreError::Invalid(_))
     ));
 
+    assert!(store.share_a_chat(alice, bob).await.unwrap());
+    assert!(!store.share_a_chat(alice, carol).await.unwrap());
     let added = store.add_members(chat.id, &[bob, carol], MemberRole::Member, now).await.unwrap();
+    assert!(store.share_a_chat(carol, alice).await.unwrap());
     assert_eq!(added.iter().map(|m| m.user_id).collect::<Vec<_>>(), vec![carol], "existing members are left alone");
     assert!(matches!(
         store.add_members(chat.id, &[999_999], MemberRole::Member, now).await,

@@ -90,6 +90,9 @@ pub trait Store: Send + Sync + 'static {
     /// unblocked contact, and their private-chat peers.
     async fn presence_audience(&self, user_id: UserId) -> StoreResult<Vec<UserId>>;
 
+    /// Whether `a` and `b` are members of at least one common chat.
+    async fn share_a_chat(&self, a: UserId, b: UserId) -> StoreResult<bool>;
+
     // ---- chats and members ----
 
     /// Creates a chat with its creator as owner. A private chat between two

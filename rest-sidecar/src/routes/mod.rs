@@ -2,6 +2,7 @@
 //! permission, calls the store or the send pipeline, and shapes the reply.
 
 pub(crate) mod auth;
+pub(crate) mod calls;
 pub(crate) mod chats;
 pub(crate) mod contacts;
 pub(crate) mod files;

@@ -2,6 +2,7 @@
 //! endpoint with good input, bad input and forbidden access.
 
 mod auth;
+mod calls;
 mod chats;
 mod files;
 mod harness;

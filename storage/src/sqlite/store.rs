@@ -753,6 +753,18 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn share_a_chat(&self, a: UserId, b: UserId) -> StoreResult<bool> {
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT 1 FROM members mine JOIN members theirs ON theirs.chat_id = mine.chat_id \
+                     AND theirs.user_id = ?2 WHERE mine.user_id = ?1 LIMIT 1",
+                )?
+                .exists([a, b])?)
+        })
+        .await
+    }
+
     async fn presence_audience(&self, user_id: UserId) -> StoreResult<Vec<UserId>> {
         self.read(move |conn| {
             let audience = conn
