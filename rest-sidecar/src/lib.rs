@@ -135,7 +135,8 @@ pub async fn run_with(
     tracing::info!(addr = %listener.local_addr()?, "http listening");
     let scheduler = tokio::spawn(router::run_scheduler(state.pipeline.clone(), shutdown.clone()));
     let housekeeping = tokio::spawn(housekeeping(state.clone(), shutdown.clone()));
-    let app = extra.merge(router(state));
+    // The extra routes get request ids too (the sidecar's own already have them).
+    let app = extra.layer(request_id::layer()).merge(router(state));
     let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;

@@ -46,6 +46,7 @@ async fn tokens_are_checked_before_and_after_the_upgrade() {
     }
     let plain = server.http.get(server.base.clone() + "/ws").send().await.unwrap();
     assert_eq!(plain.status(), 400, "not an upgrade");
+    assert!(plain.headers().contains_key("x-request-id"), "every response carries a request id");
 
     // ?token= works.
     let url = format!("{}?token={}", server.ws, alice.token);
