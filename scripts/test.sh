@@ -58,3 +58,5 @@ cargo test --workspace --locked
 
 say "cargo clippy --workspace --all-targets (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+bash scripts/browser-test.sh

@@ -17,6 +17,7 @@ pub mod sms;
 mod state;
 pub mod tokens;
 mod validate;
+mod web;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -96,6 +97,7 @@ pub fn router(state: SidecarState) -> Router {
         .route("/health", get(health::health))
         .route("/metrics", get(metrics_endpoint::metrics))
         .nest("/api", api)
+        .merge(web::routes())
         // Inside routing, so the matched route is known to label by.
         .route_layer(axum::middleware::from_fn(metrics_endpoint::track_requests))
         .fallback(error::not_found)

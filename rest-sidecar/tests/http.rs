@@ -134,3 +134,18 @@ async fn shutdown_lets_the_server_finish() {
     server.task.await.unwrap().unwrap();
     assert!(reqwest::get(format!("{}/health", server.base)).await.is_err(), "no longer accepting");
 }
+
+#[tokio::test]
+async fn the_demo_client_is_served_at_the_root() {
+    let server = start().await;
+    let page = reqwest::get(format!("{}/", server.base)).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(page.text().await.unwrap().contains("<script src=\"/app.js\">"));
+    let script = reqwest::get(format!("{}/app.js", server.base)).await.unwrap();
+    assert!(script.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    assert!(script.text().await.unwrap().contains("RTCPeerConnection"));
+    let style = reqwest::get(format!("{}/style.css", server.base)).await.unwrap();
+    assert_eq!(style.status(), 200);
+    server.shutdown.cancel();
+}
