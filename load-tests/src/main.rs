@@ -5,6 +5,8 @@
 //!   server's RSS per connection (from /proc, given `--server-pid`).
 //! - `chat`: pairs of users send to each other at a target rate; reports
 //!   delivered messages per second and send-to-receipt latency percentiles.
+//! - `fanout`: groups with every member online, one sender each; reports
+//!   deliveries per second and latency across all receivers.
 //!
 //! Users and tokens are created through the real API before the clock
 //! starts. Every run is bounded in count and time and stops by itself.
@@ -12,6 +14,7 @@
 mod api;
 mod chat;
 mod connect;
+mod fanout;
 mod proc_stats;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +38,8 @@ enum Scenario {
     Connect(connect::Args),
     /// Pairs of users chatting at a target rate.
     Chat(chat::Args),
+    /// Groups with every member online and one sender each.
+    Fanout(fanout::Args),
 }
 
 #[tokio::main]
@@ -49,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
     let report = match cli.scenario {
         Scenario::Connect(args) => connect::run(&cli.url, cli.server_pid, args).await?,
         Scenario::Chat(args) => chat::run(&cli.url, cli.server_pid, args).await?,
+        Scenario::Fanout(args) => fanout::run(&cli.url, cli.server_pid, args).await?,
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
