@@ -163,20 +163,14 @@ async fn send(gateway: &Gateway, session: &Session, event: &Event) -> Handled {
 }
 
 fn send_failure(error: &router::SendError) -> (ErrorCode, String) {
-    let code = match error {
-        router::SendError::ChatNotFound(_) => ErrorCode::ChatNotFound,
-        router::SendError::NotMember(_) => ErrorCode::NotChatMember,
-        router::SendError::Blocked => ErrorCode::BlockedByRecipient,
-        router::SendError::MessageNotFound(_) => ErrorCode::MessageNotFound,
-        router::SendError::Invalid(_) => ErrorCode::BadRequest,
-        router::SendError::Store(store) => return store_failure(store),
-        _ => ErrorCode::Internal,
-    };
-    (code, error.to_string())
+    if let router::SendError::Store(store) = error {
+        return store_failure(store);
+    }
+    (error.code(), error.to_string())
 }
 
 /// The caller's membership of `chat_id`: 20001 / 20002 otherwise.
-async fn member_of(gateway: &Gateway, chat_id: i64, user_id: UserId) -> Result<(), (ErrorCode, String)> {
+pub(crate) async fn member_of(gateway: &Gateway, chat_id: i64, user_id: UserId) -> Result<(), (ErrorCode, String)> {
     let store = &gateway.inner.store;
     if store.member(chat_id, user_id).await.map_err(|e| store_failure(&e))?.is_some() {
         return Ok(());

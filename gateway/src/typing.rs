@@ -80,18 +80,7 @@ pub(crate) async fn command(
         state.refreshed = now;
         return Ok(Vec::new());
     }
-    let store = &gateway.inner.store;
-    let member =
-        store.member(request.chat_id, user_id).await.map_err(|_| (ErrorCode::Internal, "internal error".to_owned()))?;
-    if member.is_none() {
-        let exists =
-            store.chat(request.chat_id).await.map_err(|_| (ErrorCode::Internal, "internal error".to_owned()))?;
-        return Err(if exists.is_some() {
-            (ErrorCode::NotChatMember, "you are not a member of this chat".into())
-        } else {
-            (ErrorCode::ChatNotFound, format!("chat {} not found", request.chat_id))
-        });
-    }
+    crate::commands::member_of(gateway, request.chat_id, user_id).await?;
     typing.states.insert(key, State { refreshed: now, announced: now });
     announce(gateway, request.chat_id, user_id, true).await;
     Ok(Vec::new())

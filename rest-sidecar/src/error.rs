@@ -71,19 +71,11 @@ impl From<StoreError> for ApiFailure {
 
 impl From<SendError> for ApiFailure {
     fn from(error: SendError) -> Self {
-        let code = match &error {
-            SendError::ChatNotFound(_) => ErrorCode::ChatNotFound,
-            SendError::NotMember(_) => ErrorCode::NotChatMember,
-            SendError::Blocked => ErrorCode::BlockedByRecipient,
-            SendError::MessageNotFound(_) => ErrorCode::MessageNotFound,
-            SendError::Invalid(_) => ErrorCode::BadRequest,
-            SendError::Store(_) => {
-                let SendError::Store(store) = error else { unreachable!() };
-                return store.into();
-            }
-            _ => ErrorCode::Internal,
-        };
-        Self::new(code, error.to_string())
+        match error {
+            // The store's error says more (a phone clash, a missing chat).
+            SendError::Store(store) => store.into(),
+            other => Self::new(other.code(), other.to_string()),
+        }
     }
 }
 

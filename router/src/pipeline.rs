@@ -101,6 +101,22 @@ pub enum SendError {
     Store(#[from] StoreError),
 }
 
+impl SendError {
+    /// The seed 002 code a client is told. A store failure is an internal
+    /// error here; callers that can say more about it map it themselves.
+    pub fn code(&self) -> protocol::ErrorCode {
+        use protocol::ErrorCode;
+        match self {
+            Self::ChatNotFound(_) => ErrorCode::ChatNotFound,
+            Self::NotMember(_) => ErrorCode::NotChatMember,
+            Self::Blocked => ErrorCode::BlockedByRecipient,
+            Self::MessageNotFound(_) => ErrorCode::MessageNotFound,
+            Self::Invalid(_) => ErrorCode::BadRequest,
+            Self::Store(_) => ErrorCode::Internal,
+        }
+    }
+}
+
 /// Validate, dedupe, sequence, persist, publish: the one way a message
 /// enters the system. Cheap to clone.
 #[derive(Clone)]
