@@ -16,6 +16,7 @@ mod chat;
 mod connect;
 mod fanout;
 mod proc_stats;
+mod traffic;
 
 use clap::{Parser, Subcommand};
 
