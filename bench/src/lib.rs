@@ -1,5 +1,12 @@
-//! Micro benchmarks of the hot pieces and the side-by-side runner
-//! (Switchboard vs Socket.IO vs a bare broadcast ceiling).
+//! Switchboard's side-by-side runner and its reference server.
 //!
-//! Not built yet: the load-test issue introduces it. The store's own
-//! benchmark lives beside the store: `cargo bench -p storage`.
+//! - [`compare`]: `bench compare [--quick] --out DIR` runs the fan-out
+//!   scenario against the engine, a Socket.IO 4 peer and the ceiling.
+//! - [`ceiling`]: the bare tokio-tungstenite broadcast server.
+//!
+//! The criterion micro-benchmarks of the hot pieces are in `benches/`
+//! (`cargo bench -p bench`); the store's own is beside the store
+//! (`cargo bench -p storage`).
+
+pub mod ceiling;
+pub mod compare;

@@ -5,12 +5,12 @@ use serde_json::{Value, json};
 
 /// A registered user and an access token.
 #[derive(Debug, Clone)]
-pub(crate) struct User {
-    pub(crate) id: i64,
-    pub(crate) token: String,
+pub struct User {
+    pub id: i64,
+    pub token: String,
 }
 
-pub(crate) async fn register(http: &reqwest::Client, url: &str, phone: &str) -> anyhow::Result<User> {
+pub async fn register(http: &reqwest::Client, url: &str, phone: &str) -> anyhow::Result<User> {
     let body = json!({"phone": phone, "password": "load-test-password"});
     let reply: Value = http.post(format!("{url}/api/auth/register")).json(&body).send().await?.json().await?;
     let reply = if reply["code"] == 10005 {
@@ -27,7 +27,7 @@ pub(crate) async fn register(http: &reqwest::Client, url: &str, phone: &str) -> 
 }
 
 /// Registers `count` users with phones from `prefix`, a few at a time.
-pub(crate) async fn users(http: &reqwest::Client, url: &str, prefix: u64, count: usize) -> anyhow::Result<Vec<User>> {
+pub async fn users(http: &reqwest::Client, url: &str, prefix: u64, count: usize) -> anyhow::Result<Vec<User>> {
     let mut users = Vec::with_capacity(count);
     for chunk in (0..count).collect::<Vec<_>>().chunks(16) {
         let batch = chunk.iter().map(|n| {
@@ -41,7 +41,7 @@ pub(crate) async fn users(http: &reqwest::Client, url: &str, prefix: u64, count:
     Ok(users)
 }
 
-pub(crate) async fn private_chat(http: &reqwest::Client, url: &str, a: &User, b: &User) -> anyhow::Result<i64> {
+pub async fn private_chat(http: &reqwest::Client, url: &str, a: &User, b: &User) -> anyhow::Result<i64> {
     let reply: Value = http
         .post(format!("{url}/api/chats"))
         .bearer_auth(&a.token)
@@ -53,7 +53,33 @@ pub(crate) async fn private_chat(http: &reqwest::Client, url: &str, a: &User, b:
     reply["data"]["id"].as_i64().with_context(|| format!("create chat: {reply}"))
 }
 
-/// The WebSocket URL for `url`.
-pub(crate) fn ws_url(url: &str, token: &str) -> String {
-    format!("{}/ws?token={token}", url.replacen("http", "ws", 1))
+/// Creates a group of `members` owned by `owner`.
+pub async fn group_chat(http: &reqwest::Client, url: &str, owner: &User, members: &[User]) -> anyhow::Result<i64> {
+    let ids: Vec<i64> = members.iter().map(|user| user.id).collect();
+    let reply: Value = http
+        .post(format!("{url}/api/chats"))
+        .bearer_auth(&owner.token)
+        .json(&json!({"type": "group", "name": "load", "members": ids}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    reply["data"]["id"].as_i64().with_context(|| format!("create group: {reply}"))
+}
+
+/// Users for servers without Switchboard's API (the bench's Socket.IO peer
+/// and ceiling): ids from 1, tokens `<id>.<hex HMAC-SHA256 of id>` under
+/// `secret`, which the Socket.IO peer checks on connect.
+///
+/// # Panics
+/// Never: HMAC takes keys of any length.
+pub fn signed_users(secret: &str, count: usize) -> Vec<User> {
+    use hmac::Mac;
+    (1..=count as i64)
+        .map(|id| {
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+            mac.update(id.to_string().as_bytes());
+            User { id, token: format!("{id}.{}", hex::encode(mac.finalize().into_bytes())) }
+        })
+        .collect()
 }

@@ -3,13 +3,14 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::api;
-use crate::traffic::{self, Connection};
+use crate::dialect::Dialect;
+use crate::traffic::{self, Connection, Load, Plan};
+use crate::{Common, Report, api};
 
 #[derive(Debug, clap::Args)]
-pub(crate) struct Args {
+pub struct Args {
     /// Pairs of users, each pair in its own private chat.
     #[arg(long, default_value_t = 1)]
     pairs: usize,
@@ -21,23 +22,33 @@ pub(crate) struct Args {
     duration_secs: u64,
 }
 
-pub(crate) async fn run(url: &str, server_pid: Option<u32>, args: Args) -> anyhow::Result<Value> {
+pub async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
     let http = reqwest::Client::new();
-    let users = api::users(&http, url, 18_000_000_000, args.pairs * 2).await?;
+    let users = api::users(&http, &common.url, 18_000_000_000, args.pairs * 2).await?;
     let mut connections = Vec::new();
     for pair in users.chunks(2) {
-        let chat = api::private_chat(&http, url, &pair[0], &pair[1]).await?;
+        let chat = api::private_chat(&http, &common.url, &pair[0], &pair[1]).await?;
         for user in pair {
-            connections.push(Connection { url: url.to_owned(), user: user.clone(), chat, rate: Some(args.rate) });
+            connections.push(Connection { user_id: user.id, token: user.token.clone(), chat, sends: true });
         }
     }
-    let measured = traffic::run(connections, Duration::from_secs(args.duration_secs), server_pid).await?;
-    let mut report = json!({
+    let plan = Plan {
+        url: common.url.clone(),
+        dialect: Dialect::Switchboard,
+        load: Load::Rate(args.rate),
+        duration: Duration::from_secs(args.duration_secs),
+        sources: common.sources,
+        connect_concurrency: common.connect_concurrency,
+        server: common.server,
+    };
+    let measured = traffic::run(connections, plan, "chat").await?;
+    let summary = json!({
         "scenario": "chat",
         "pairs": args.pairs,
         "rate_per_user": args.rate,
         "duration_s": args.duration_secs,
+        "measured": &measured,
     });
-    report.as_object_mut().expect("an object literal").extend(measured);
-    Ok(report)
+    let title = format!("chat: {} pair(s), {} msg/s per user", args.pairs, args.rate);
+    Ok(Report { summary, timeline: measured.timeline, title })
 }

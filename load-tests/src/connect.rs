@@ -1,18 +1,22 @@
-//! `connect`: N idle connections held open; the server's RSS growth per
-//! connection.
+//! `connect`: N idle connections held open, spread over loopback source
+//! addresses; the server's RSS growth per connection.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::json;
+use tokio::sync::{Semaphore, watch};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::{api, proc_stats};
+use crate::dialect::Dialect;
+use crate::progress::Progress;
+use crate::traffic::{Counters, released};
+use crate::{Common, Report, api, net};
 
 #[derive(Debug, clap::Args)]
-pub(crate) struct Args {
+pub struct Args {
     /// Connections to hold.
     #[arg(long, default_value_t = 10_000)]
     connections: usize,
@@ -22,94 +26,110 @@ pub(crate) struct Args {
     /// Seconds to hold them once all are open.
     #[arg(long, default_value_t = 10)]
     hold_secs: u64,
-    /// Connections being opened at once.
-    #[arg(long, default_value_t = 200)]
-    concurrency: usize,
 }
 
-pub(crate) async fn run(url: &str, server_pid: Option<u32>, args: Args) -> anyhow::Result<Value> {
+impl Args {
+    /// A small run for tests: `connections` over 10 users, held `hold_secs`.
+    pub fn for_test(connections: usize, hold_secs: u64) -> Self {
+        Self { connections, users: 10, hold_secs }
+    }
+}
+
+/// Opens one idle connection and waits for the server's `connect` event.
+pub(crate) async fn open_idle(url: &str, source: std::net::IpAddr) -> anyhow::Result<net::Socket> {
+    let server = net::server_addr(url)?;
+    let mut socket = net::connect(url, server, source).await?;
+    loop {
+        match socket.next().await {
+            Some(Ok(Message::Text(text))) if Dialect::Switchboard.handshake_done(None, text.as_str()) => {
+                return Ok(socket);
+            }
+            Some(Ok(_)) => {}
+            Some(Err(error)) => return Err(error.into()),
+            None => anyhow::bail!("closed before the connect event"),
+        }
+    }
+}
+
+pub async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
     let http = reqwest::Client::new();
-    let users = api::users(&http, url, 19_000_000_000, args.users.max(1)).await?;
+    let users = api::users(&http, &common.url, 19_000_000_000, args.users.max(1)).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_before = server_pid.and_then(proc_stats::rss_bytes);
-    let opened = Arc::new(AtomicUsize::new(0));
-    let failed = Arc::new(AtomicUsize::new(0));
-    let gate = Arc::new(tokio::sync::Semaphore::new(args.concurrency));
-    let all_open = Arc::new(tokio::sync::Notify::new());
-    let release = Arc::new(tokio::sync::Notify::new());
+    let rss_before = common.server.rss_bytes();
+    let counters = Arc::new(Counters::default());
+    let gate = Arc::new(Semaphore::new(common.connect_concurrency));
+    let (release_tx, release) = watch::channel(false);
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..args.connections {
-        let target = api::ws_url(url, &users[n % users.len()].token);
-        let (opened, failed, gate, release) = (opened.clone(), failed.clone(), gate.clone(), release.clone());
-        let (total, all_open) = (args.connections, all_open.clone());
+        let url = Dialect::Switchboard.ws_url(&common.url, &users[n % users.len()].token, 0);
+        let source = common.sources.for_connection(n);
+        let (counters, gate, mut release) = (counters.clone(), gate.clone(), release.clone());
         tasks.spawn(async move {
             let permit = gate.acquire_owned().await;
-            let Ok(Ok((mut socket, _))) =
-                tokio::time::timeout(Duration::from_secs(30), tokio_tungstenite::connect_async(&target)).await
-            else {
-                failed.fetch_add(1, Ordering::Relaxed);
+            let opened = tokio::time::timeout(Duration::from_secs(30), open_idle(&url, source)).await;
+            drop(permit);
+            let Ok(Ok(mut socket)) = opened else {
+                counters.failed.fetch_add(1, Ordering::Relaxed);
                 return;
             };
-            // The `connect` event proves the server accepted the session.
-            if !matches!(socket.next().await, Some(Ok(Message::Text(_)))) {
-                failed.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            drop(permit);
-            if opened.fetch_add(1, Ordering::Relaxed) + 1 + failed.load(Ordering::Relaxed) >= total {
-                all_open.notify_one();
-            }
+            counters.open.fetch_add(1, Ordering::Relaxed);
             // Idle, but alive: a ping now and then keeps the heartbeat happy.
             loop {
                 tokio::select! {
-                    () = release.notified() => break,
+                    () = released(&mut release) => break,
                     () = tokio::time::sleep(Duration::from_secs(25)) => {
                         let ping = json!({"type": "ping", "data": {}}).to_string();
                         if socket.send(Message::Text(ping.into())).await.is_err() {
+                            counters.disconnects.fetch_add(1, Ordering::Relaxed);
                             break;
                         }
                     }
-                    frame = socket.next() => if frame.is_none() { break },
+                    frame = socket.next() => if matches!(frame, None | Some(Err(_) | Ok(Message::Close(_)))) {
+                        counters.disconnects.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    },
                 }
             }
             let _ = socket.close(None).await;
+            counters.closed.fetch_add(1, Ordering::Relaxed);
         });
     }
-    let progress = {
-        let (opened, failed) = (opened.clone(), failed.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                eprintln!("open {} failed {}", opened.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
-            }
-        })
-    };
-    let opening = tokio::time::timeout(Duration::from_secs(300), all_open.notified()).await;
+    let mut progress = Progress::start("connect", common.server);
+    let settled = || counters.open.load(Ordering::Relaxed) + counters.failed.load(Ordering::Relaxed);
+    while settled() < args.connections as u64 && started.elapsed() < Duration::from_secs(300) {
+        tokio::time::sleep_until(progress.next_tick().into()).await;
+        progress.sample(&counters, false);
+    }
     let connect_seconds = started.elapsed().as_secs_f64();
-    // Let allocations settle before sampling.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss_after = server_pid.and_then(proc_stats::rss_bytes);
-    tokio::time::sleep(Duration::from_secs(args.hold_secs)).await;
-    let rss_held = server_pid.and_then(proc_stats::rss_bytes);
-    release.notify_waiters();
-    progress.abort();
-    let open = opened.load(Ordering::Relaxed);
-    tasks.shutdown().await;
+    let open = counters.open.load(Ordering::Relaxed);
+    // Let allocations settle, then hold.
+    let hold_until = Instant::now() + Duration::from_secs(2 + args.hold_secs);
+    while Instant::now() < hold_until {
+        tokio::time::sleep_until(progress.next_tick().into()).await;
+        progress.sample(&counters, Instant::now() >= hold_until);
+    }
+    let rss_held = common.server.rss_bytes();
+    release_tx.send_replace(true);
+    while tasks.join_next().await.is_some() {}
+    let timeline = progress.finish();
     let per_connection = match (rss_before, rss_held) {
-        (Some(before), Some(after)) if open > 0 => Some(after.saturating_sub(before) / open as u64),
+        (Some(before), Some(after)) if open > 0 => Some(after.saturating_sub(before) / open),
         _ => None,
     };
-    Ok(json!({
+    let summary = json!({
         "scenario": "connect",
         "connections": args.connections,
+        "source_addresses": common.sources.count(),
         "opened": open,
-        "failed": failed.load(Ordering::Relaxed),
-        "timed_out": opening.is_err(),
+        "failed": counters.failed.load(Ordering::Relaxed),
+        "disconnects": counters.disconnects.load(Ordering::Relaxed),
         "connect_seconds": connect_seconds,
         "server_rss_before_bytes": rss_before,
-        "server_rss_open_bytes": rss_after,
         "server_rss_held_bytes": rss_held,
         "server_rss_per_connection_bytes": per_connection,
-    }))
+        "timeline": &timeline,
+    });
+    let title = format!("connect: {} idle connections", args.connections);
+    Ok(Report { summary, timeline, title })
 }

@@ -1,61 +1,101 @@
-//! `fanout`: groups of G members, all connected, one sender per group at a
-//! target rate; every message is delivered to every member. Measures
-//! deliveries per second and send-to-receipt latency across all receivers.
+//! `fanout`: groups of G members, all connected, one sender per group;
+//! every message is delivered to every member. Measures deliveries per
+//! second and send-to-receipt latency across all receivers. Speaks any
+//! [`Dialect`], which is how the bench compares servers.
 
 use std::time::Duration;
 
-use anyhow::Context;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::api;
-use crate::traffic::{self, Connection};
+use crate::api::{self, User};
+use crate::dialect::Dialect;
+use crate::traffic::{self, Connection, Load, Measured, Plan};
+use crate::{Common, Report};
 
-#[derive(Debug, clap::Args)]
-pub(crate) struct Args {
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
     /// Members per group.
     #[arg(long, default_value_t = 50)]
-    group_size: usize,
+    pub group_size: usize,
     /// Groups, each with its own sender.
     #[arg(long, default_value_t = 1)]
-    groups: usize,
-    /// Messages per second each group's sender sends.
-    #[arg(long, default_value_t = 100)]
-    rate: u32,
+    pub groups: usize,
+    /// Messages per second each group's sender sends (open loop).
+    #[arg(long, conflicts_with = "window")]
+    pub rate: Option<u32>,
+    /// Unacknowledged sends each sender keeps in flight (closed loop, for
+    /// the maximum throughput). The default when no rate is given: 8.
+    #[arg(long)]
+    pub window: Option<u32>,
     /// Seconds of sending.
     #[arg(long, default_value_t = 10)]
-    duration_secs: u64,
+    pub duration_secs: u64,
+    /// The server's protocol.
+    #[arg(long, value_enum, default_value_t = Dialect::Switchboard)]
+    pub dialect: Dialect,
+    /// The token secret of a Socket.IO peer (`--dialect socketio`).
+    #[arg(long, default_value = "bench-secret")]
+    pub socketio_secret: String,
 }
 
-pub(crate) async fn run(url: &str, server_pid: Option<u32>, args: Args) -> anyhow::Result<Value> {
-    anyhow::ensure!(args.group_size >= 2, "a group needs at least 2 members");
-    let http = reqwest::Client::new();
-    let users = api::users(&http, url, 17_000_000_000, args.group_size * args.groups).await?;
-    let mut connections = Vec::new();
-    for group in users.chunks(args.group_size) {
-        let ids: Vec<i64> = group[1..].iter().map(|user| user.id).collect();
-        let reply: Value = http
-            .post(format!("{url}/api/chats"))
-            .bearer_auth(&group[0].token)
-            .json(&json!({"type": "group", "name": "fanout", "members": ids}))
-            .send()
-            .await?
-            .json()
-            .await?;
-        let chat = reply["data"]["id"].as_i64().with_context(|| format!("create group: {reply}"))?;
-        for (index, user) in group.iter().enumerate() {
-            let rate = (index == 0).then_some(args.rate);
-            connections.push(Connection { url: url.to_owned(), user: user.clone(), chat, rate });
+impl Args {
+    pub fn load(&self) -> Load {
+        match (self.rate, self.window) {
+            (Some(rate), _) => Load::Rate(rate),
+            (None, window) => Load::Window(window.unwrap_or(8)),
         }
     }
-    let measured = traffic::run(connections, Duration::from_secs(args.duration_secs), server_pid).await?;
-    let mut report = json!({
+}
+
+/// The groups' connections, with users and chats created as the dialect needs.
+pub async fn connections(common: &Common, args: &Args) -> anyhow::Result<Vec<Connection>> {
+    anyhow::ensure!(args.group_size >= 2, "a group needs at least 2 members");
+    anyhow::ensure!(args.groups >= 1, "at least one group");
+    let count = args.group_size * args.groups;
+    let http = reqwest::Client::new();
+    let users: Vec<User> = match args.dialect {
+        Dialect::Switchboard => api::users(&http, &common.url, 17_000_000_000, count).await?,
+        Dialect::SocketIo | Dialect::Ceiling => api::signed_users(&args.socketio_secret, count),
+    };
+    let mut connections = Vec::with_capacity(count);
+    for (index, group) in users.chunks(args.group_size).enumerate() {
+        let chat = match args.dialect {
+            Dialect::Switchboard => api::group_chat(&http, &common.url, &group[0], &group[1..]).await?,
+            Dialect::SocketIo | Dialect::Ceiling => index as i64 + 1,
+        };
+        for (member, user) in group.iter().enumerate() {
+            connections.push(Connection { user_id: user.id, token: user.token.clone(), chat, sends: member == 0 });
+        }
+    }
+    Ok(connections)
+}
+
+/// Runs the traffic on connections made by [`connections`].
+pub async fn measure(common: &Common, args: &Args, connections: Vec<Connection>) -> anyhow::Result<Measured> {
+    let plan = Plan {
+        url: common.url.clone(),
+        dialect: args.dialect,
+        load: args.load(),
+        duration: Duration::from_secs(args.duration_secs),
+        sources: common.sources,
+        connect_concurrency: common.connect_concurrency,
+        server: common.server,
+    };
+    traffic::run(connections, plan, "fanout").await
+}
+
+pub async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
+    let connections = connections(common, &args).await?;
+    let measured = measure(common, &args, connections).await?;
+    let summary = json!({
         "scenario": "fanout",
+        "dialect": args.dialect,
         "group_size": args.group_size,
         "groups": args.groups,
-        "rate_per_sender": args.rate,
+        "load": args.load(),
         "duration_s": args.duration_secs,
-        "deliveries_per_s": measured["delivered_per_s"],
+        "measured": &measured,
     });
-    report.as_object_mut().expect("an object literal").extend(measured);
-    Ok(report)
+    let title = format!("fanout: {} group(s) of {}, {:?}", args.groups, args.group_size, args.load());
+    Ok(Report { summary, timeline: measured.timeline, title })
 }

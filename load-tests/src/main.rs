@@ -1,24 +1,11 @@
 //! `load-tests`: drives a running Switchboard over real sockets on
-//! loopback and reports what it measured as JSON.
-//!
-//! - `connect`: holds N idle WebSocket connections and reports the
-//!   server's RSS per connection (from /proc, given `--server-pid`).
-//! - `chat`: pairs of users send to each other at a target rate; reports
-//!   delivered messages per second and send-to-receipt latency percentiles.
-//! - `fanout`: groups with every member online, one sender each; reports
-//!   deliveries per second and latency across all receivers.
-//!
-//! Users and tokens are created through the real API before the clock
-//! starts. Every run is bounded in count and time and stops by itself.
+//! loopback; prints a JSON summary and, with `--out DIR`, writes
+//! `DIR/summary.json` and `DIR/chart.svg`.
 
-mod api;
-mod chat;
-mod connect;
-mod fanout;
-mod proc_stats;
-mod traffic;
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use load_tests::{Common, chat, churn, connect, fanout, report};
 
 #[derive(Debug, Parser)]
 #[command(version, about = "Load generator for Switchboard (loopback targets only)")]
@@ -29,6 +16,16 @@ struct Cli {
     /// The server's process id, to sample its RSS and CPU from /proc.
     #[arg(long, global = true)]
     server_pid: Option<u32>,
+    /// Spread connections over this many source addresses (127.0.0.1 up);
+    /// one address allows about 28k connections to one server port.
+    #[arg(long, default_value_t = 1, global = true)]
+    source_addrs: u8,
+    /// Connections being opened at once.
+    #[arg(long, default_value_t = 200, global = true)]
+    connect_concurrency: usize,
+    /// Folder for summary.json and chart.svg.
+    #[arg(long, global = true)]
+    out: Option<PathBuf>,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -41,22 +38,27 @@ enum Scenario {
     Chat(chat::Args),
     /// Groups with every member online and one sender each.
     Fanout(fanout::Args),
+    /// Connections opened, held and closed at a steady rate.
+    Churn(churn::Args),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let host = reqwest::Url::parse(&cli.url)?.host_str().unwrap_or_default().to_owned();
-    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    anyhow::ensure!(loopback, "load is only ever sent to loopback addresses, not {host}");
+    let common = Common::new(&cli.url, cli.server_pid, cli.source_addrs, cli.connect_concurrency)?;
     // Thousands of sockets need more than the usual 1024 descriptors.
     let limit = rlimit::increase_nofile_limit(u64::MAX)?;
     eprintln!("open-file limit: {limit}");
     let report = match cli.scenario {
-        Scenario::Connect(args) => connect::run(&cli.url, cli.server_pid, args).await?,
-        Scenario::Chat(args) => chat::run(&cli.url, cli.server_pid, args).await?,
-        Scenario::Fanout(args) => fanout::run(&cli.url, cli.server_pid, args).await?,
+        Scenario::Connect(args) => connect::run(&common, args).await?,
+        Scenario::Chat(args) => chat::run(&common, args).await?,
+        Scenario::Fanout(args) => fanout::run(&common, args).await?,
+        Scenario::Churn(args) => churn::run(&common, args).await?,
     };
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    println!("{}", serde_json::to_string_pretty(&report.summary)?);
+    if let Some(dir) = &cli.out {
+        report::write(dir, &report.summary, &report.timeline, &report.title)?;
+        eprintln!("wrote {0}/summary.json and {0}/chart.svg", dir.display());
+    }
     Ok(())
 }

@@ -1,164 +1,395 @@
-//! The traffic `chat` and `fanout` both make: connections that send
-//! timestamped messages at a rate (or only listen), and measure how long
-//! each message takes to reach the other members. Sending starts once every
-//! connection is open, and lasts the given duration.
+//! The traffic `chat` and `fanout` make: connections that send timestamped
+//! messages (at a rate, or keeping a window of unacknowledged sends in
+//! flight) or only listen, and measure how long each message takes to
+//! reach the other members. Sending starts once every connection is open
+//! and lasts the given duration; a short drain then collects what is still
+//! in flight.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
-use protocol::Event;
-use serde_json::{Map, Value, json};
-use tokio::sync::{Barrier, Mutex};
+use serde::Serialize;
+use tokio::sync::{Mutex, Semaphore, watch};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::{api, proc_stats};
+use crate::dialect::{Dialect, Inbound};
+use crate::net::{self, Socket, Sources};
+use crate::proc_stats::ServerProbe;
+use crate::progress::{Progress, Sample};
 
 /// One user's connection in a chat.
-pub(crate) struct Connection {
-    pub(crate) url: String,
-    pub(crate) user: api::User,
-    pub(crate) chat: i64,
-    /// Messages per second it sends; `None` only listens.
-    pub(crate) rate: Option<u32>,
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub user_id: i64,
+    pub token: String,
+    pub chat: i64,
+    /// Whether it sends (as set by [`Load`]) or only listens.
+    pub sends: bool,
 }
 
-#[derive(Default)]
-struct Counters {
-    sent: AtomicU64,
-    acked: AtomicU64,
-    delivered: AtomicU64,
-    errors: AtomicU64,
+/// How hard each sending connection sends.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Load {
+    /// Open loop: this many messages per second, whatever the server does.
+    Rate(u32),
+    /// Closed loop: keep this many sends unacknowledged, sending the next
+    /// on each ack; finds the server's maximum throughput.
+    Window(u32),
+}
+
+/// Everything about a run but its connections.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub url: String,
+    pub dialect: Dialect,
+    pub load: Load,
+    pub duration: Duration,
+    pub sources: Sources,
+    /// Connections being opened at once.
+    pub connect_concurrency: usize,
+    pub server: ServerProbe,
+}
+
+/// What a run measured.
+#[derive(Debug, Serialize)]
+pub struct Measured {
+    pub connections: usize,
+    pub failed_connections: u64,
+    pub sent: u64,
+    pub acked: u64,
+    pub delivered: u64,
+    pub errors: u64,
+    pub disconnects: u64,
+    /// Acks and deliveries that arrived within the sending window, per second of it.
+    pub acked_per_s: f64,
+    pub deliveries_per_s: f64,
+    pub latency_ms: Percentiles,
+    pub server_rss_bytes: Option<u64>,
+    pub server_cpu_s: Option<f64>,
+    pub timeline: Vec<Sample>,
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+/// A histogram of latencies in microseconds, from 1 µs to 10 minutes at 3
+/// significant figures; anything longer is recorded as 10 minutes.
+///
+/// # Panics
+/// Never: the bounds are constant and valid.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds")
+}
+
+impl Percentiles {
+    pub fn of(histogram: &Histogram<u64>) -> Self {
+        let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+        Self { p50: ms(0.5), p90: ms(0.9), p99: ms(0.99), p999: ms(0.999), max: histogram.max() as f64 / 1000.0 }
+    }
+}
+
+/// Counters every connection bumps; the progress sampler reads them.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    /// Connections opened and closed so far (open now is the difference).
+    pub(crate) open: AtomicU64,
+    pub(crate) closed: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) sent: AtomicU64,
+    pub(crate) acked: AtomicU64,
+    pub(crate) delivered: AtomicU64,
+    pub(crate) acked_in_window: AtomicU64,
+    pub(crate) delivered_in_window: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) disconnects: AtomicU64,
 }
 
 struct Shared {
+    plan: Plan,
     /// Time zero of the payload timestamps.
     epoch: Instant,
-    duration: Duration,
-    /// When sending started: the first connection through the barrier sets it.
-    started: OnceLock<Instant>,
-    /// Everyone connects before anyone sends.
-    ready: Barrier,
+    /// Unique per run (wall-clock microseconds), part of every client message id.
+    run_id: u64,
+    /// Set once every connection is open (or failed): sending starts.
+    start: watch::Receiver<Option<Instant>>,
+    /// Set when the drain is over: everyone closes.
+    stop: watch::Receiver<bool>,
     counters: Counters,
+    /// All latencies, and one histogram per second of the run for the timeline.
     latencies: Mutex<Histogram<u64>>,
+    per_second: Mutex<Vec<Histogram<u64>>>,
 }
 
-async fn drive(me: Connection, shared: Arc<Shared>) -> anyhow::Result<()> {
-    let (socket, _) = tokio_tungstenite::connect_async(api::ws_url(&me.url, &me.user.token)).await?;
-    let (mut sink, mut stream) = socket.split();
-    shared.ready.wait().await;
-    let until = *shared.started.get_or_init(Instant::now) + shared.duration;
-    let drain_until = until + Duration::from_secs(3);
+/// Latencies a connection collects before handing them over once a second.
+struct Recorder {
+    second: usize,
+    current: Histogram<u64>,
+    total: Histogram<u64>,
+}
+
+impl Recorder {
+    fn new() -> Self {
+        Self { second: 0, current: latency_histogram(), total: latency_histogram() }
+    }
+
+    async fn record(&mut self, shared: &Shared, started: Instant, micros: u64) -> anyhow::Result<()> {
+        let second = started.elapsed().as_secs() as usize;
+        if second != self.second {
+            self.flush(shared).await?;
+            self.second = second;
+        }
+        self.current.saturating_record(micros);
+        Ok(())
+    }
+
+    async fn flush(&mut self, shared: &Shared) -> anyhow::Result<()> {
+        if self.current.is_empty() {
+            return Ok(());
+        }
+        {
+            let mut slots = shared.per_second.lock().await;
+            while slots.len() <= self.second {
+                slots.push(latency_histogram());
+            }
+            slots[self.second].add(&self.current)?;
+        }
+        self.total.add(&self.current)?;
+        self.current.reset();
+        Ok(())
+    }
+}
+
+async fn open(plan: &Plan, me: &Connection, n: usize) -> anyhow::Result<Socket> {
+    let dialect = plan.dialect;
+    let url = dialect.ws_url(&plan.url, &me.token, me.chat);
+    let server = net::server_addr(&plan.url)?;
+    let mut socket = net::connect(&url, server, plan.sources.for_connection(n)).await?;
+    if dialect.greets() {
+        expect(&mut socket, dialect, me.user_id, |frame| dialect.handshake_done(None, frame)).await?;
+    }
+    for (step, frame) in dialect.handshake(&me.token, me.chat).into_iter().enumerate() {
+        socket.send(Message::Text(frame.into())).await?;
+        expect(&mut socket, dialect, me.user_id, |frame| dialect.handshake_done(Some(step), frame)).await?;
+    }
+    Ok(socket)
+}
+
+/// Reads frames until one that `accept`s, answering pings on the way.
+async fn expect(socket: &mut Socket, dialect: Dialect, me: i64, accept: impl Fn(&str) -> bool) -> anyhow::Result<()> {
+    let wait = async {
+        while let Some(frame) = socket.next().await {
+            let Message::Text(text) = frame? else { continue };
+            if accept(text.as_str()) {
+                return Ok(());
+            }
+            if let Inbound::Reply(reply) = dialect.classify(text.as_str(), me) {
+                socket.send(Message::Text(reply.into())).await?;
+            }
+        }
+        anyhow::bail!("closed during the handshake")
+    };
+    tokio::time::timeout(Duration::from_secs(15), wait).await.map_err(|_| anyhow::anyhow!("handshake timed out"))?
+}
+
+async fn drive(me: Connection, n: usize, shared: Arc<Shared>, gate: Arc<Semaphore>) -> anyhow::Result<()> {
     let counters = &shared.counters;
-    let mut local = Histogram::<u64>::new(3)?;
-    let period = Duration::from_secs_f64(1.0 / f64::from(me.rate.unwrap_or(1).max(1)));
+    let socket = {
+        let _permit = gate.acquire().await?;
+        open(&shared.plan, &me, n).await
+    };
+    let socket = match socket {
+        Ok(socket) => socket,
+        Err(error) => {
+            counters.failed.fetch_add(1, Ordering::Relaxed);
+            return Err(error);
+        }
+    };
+    counters.open.fetch_add(1, Ordering::Relaxed);
+    // One unsplit socket: sends happen between reads in this one task, so
+    // there is no lock between a reading half and a writing half.
+    let mut socket = socket;
+    let mut start = shared.start.clone();
+    let started = *start.wait_for(Option::is_some).await?.as_ref().expect("waited for Some");
+    let until = started + shared.plan.duration;
+    let dialect = shared.plan.dialect;
+    let mut stop = shared.stop.clone();
+    let mut recorder = Recorder::new();
+    let sends = me.sends;
+    let (period, window) = match shared.plan.load {
+        Load::Rate(rate) => (Duration::from_secs_f64(1.0 / f64::from(rate.max(1))), 0),
+        Load::Window(window) => (Duration::from_secs(3600), window),
+    };
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut n = 0u64;
+    let mut due = if sends { u64::from(window) } else { 0 };
+    // Set when the server closed or reset the connection during the run.
+    let mut closed_by_server = false;
     loop {
-        tokio::select! {
-            _ = tick.tick(), if me.rate.is_some() && Instant::now() < until => {
-                n += 1;
-                let sent_at = shared.epoch.elapsed().as_micros();
-                let command = json!({"type": "message.send", "id": n.to_string(),
-                    "data": {"chat_id": me.chat, "content": format!("t:{sent_at}"),
-                             "client_message_id": format!("{}-{n}", me.user.id)}});
-                if sink.send(Message::Text(command.to_string().into())).await.is_err() {
-                    counters.errors.fetch_add(1, Ordering::Relaxed);
-                    break;
-                }
-                counters.sent.fetch_add(1, Ordering::Relaxed);
+        // Sends owed by the tick or by acks that freed the window.
+        while due > 0 && sends && Instant::now() < until {
+            due -= 1;
+            n += 1;
+            let frame =
+                dialect.send_frame(me.chat, me.user_id, shared.run_id, n, shared.epoch.elapsed().as_micros() as u64);
+            if socket.send(Message::Text(frame.into())).await.is_err() {
+                closed_by_server = true;
+                break;
             }
-            frame = stream.next() => {
-                let Some(Ok(Message::Text(text))) = frame else {
-                    if frame.is_none() { break }
-                    continue;
+            counters.sent.fetch_add(1, Ordering::Relaxed);
+        }
+        if closed_by_server {
+            break;
+        }
+        let rate_tick = sends && window == 0;
+        tokio::select! {
+            biased;
+            () = released(&mut stop) => break,
+            frame = socket.next() => {
+                let text = match frame {
+                    Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => { closed_by_server = true; break }
+                    Some(Ok(_)) => continue,
                 };
-                let Ok(event) = serde_json::from_str::<Event>(text.as_str()) else { continue };
-                match event.kind.as_str() {
-                    "message.ack" => { counters.acked.fetch_add(1, Ordering::Relaxed); }
-                    "message.new" if event.data["sender_id"].as_i64() != Some(me.user.id) => {
-                        let sent_at = event.data["content"].as_str().and_then(|c| c.strip_prefix("t:")).and_then(|t| t.parse::<u128>().ok());
-                        if let Some(sent_at) = sent_at {
-                            let micros = shared.epoch.elapsed().as_micros().saturating_sub(sent_at);
-                            local.record(u64::try_from(micros).unwrap_or(u64::MAX))?;
-                            counters.delivered.fetch_add(1, Ordering::Relaxed);
+                match dialect.classify(text.as_str(), me.user_id) {
+                    Inbound::Ack => {
+                        counters.acked.fetch_add(1, Ordering::Relaxed);
+                        if Instant::now() <= until {
+                            counters.acked_in_window.fetch_add(1, Ordering::Relaxed);
+                            due += u64::from(window > 0);
                         }
                     }
-                    "error" => { counters.errors.fetch_add(1, Ordering::Relaxed); }
-                    _ => {}
+                    Inbound::Delivery { sent_at_micros } => {
+                        let now = shared.epoch.elapsed().as_micros() as u64;
+                        recorder.record(&shared, started, now.saturating_sub(sent_at_micros)).await?;
+                        counters.delivered.fetch_add(1, Ordering::Relaxed);
+                        if Instant::now() <= until {
+                            counters.delivered_in_window.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Inbound::Error => { counters.errors.fetch_add(1, Ordering::Relaxed); }
+                    Inbound::Reply(reply) => if socket.send(Message::Text(reply.into())).await.is_err() {
+                        closed_by_server = true;
+                        break;
+                    },
+                    Inbound::Echo | Inbound::Other => {}
                 }
             }
-            () = tokio::time::sleep_until(drain_until.into()) => break,
+            _ = tick.tick(), if rate_tick && Instant::now() < until => due += 1,
         }
     }
-    shared.latencies.lock().await.add(local)?;
+    recorder.flush(&shared).await?;
+    shared.latencies.lock().await.add(&recorder.total)?;
+    counters.closed.fetch_add(1, Ordering::Relaxed);
+    if closed_by_server {
+        counters.disconnects.fetch_add(1, Ordering::Relaxed);
+    } else {
+        let _ = socket.close(None).await;
+    }
     Ok(())
 }
 
-/// Runs `connections` for `duration` of sending; answers the measured
-/// fields of the report (counts, rates, latency percentiles, server stats).
-pub(crate) async fn run(
-    connections: Vec<Connection>,
-    duration: Duration,
-    server_pid: Option<u32>,
-) -> anyhow::Result<Map<String, Value>> {
+/// Resolves once `flag` is true (or its sender is gone).
+pub(crate) async fn released(flag: &mut watch::Receiver<bool>) {
+    let _ = flag.wait_for(|set| *set).await.map(drop);
+}
+
+/// Runs `connections` under `plan` and answers what it measured.
+pub async fn run(connections: Vec<Connection>, plan: Plan, label: &str) -> anyhow::Result<Measured> {
+    let total = connections.len();
+    let (start_tx, start) = watch::channel(None);
+    let (stop_tx, stop) = watch::channel(false);
     let shared = Arc::new(Shared {
+        plan: plan.clone(),
         epoch: Instant::now(),
-        duration,
-        started: OnceLock::new(),
-        ready: Barrier::new(connections.len()),
+        run_id: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros() as u64,
+        start,
+        stop,
         counters: Counters::default(),
-        latencies: Mutex::new(Histogram::<u64>::new(3)?),
+        latencies: Mutex::new(latency_histogram()),
+        per_second: Mutex::new(Vec::new()),
     });
-    let cpu_before = server_pid.and_then(proc_stats::cpu_seconds);
+    let gate = Arc::new(Semaphore::new(plan.connect_concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
-    for connection in connections {
-        tasks.spawn(drive(connection, shared.clone()));
+    for (n, connection) in connections.into_iter().enumerate() {
+        tasks.spawn(drive(connection, n, shared.clone(), gate.clone()));
     }
-    let progress = {
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                let c = &shared.counters;
-                eprintln!(
-                    "sent {} acked {} delivered {} errors {}",
-                    c.sent.load(Ordering::Relaxed),
-                    c.acked.load(Ordering::Relaxed),
-                    c.delivered.load(Ordering::Relaxed),
-                    c.errors.load(Ordering::Relaxed)
-                );
+    let counters = &shared.counters;
+    let settled = || counters.open.load(Ordering::Relaxed) + counters.failed.load(Ordering::Relaxed);
+    let opening = Instant::now();
+    while settled() < total as u64 && opening.elapsed() < Duration::from_secs(300) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let failed = counters.failed.load(Ordering::Relaxed);
+    anyhow::ensure!(failed < total as u64, "no connection could be opened");
+    let mut progress = Progress::start(label, plan.server);
+    let started = Instant::now();
+    start_tx.send_replace(Some(started));
+    let sampling = async {
+        let until = started + plan.duration;
+        while Instant::now() < until {
+            tokio::time::sleep_until(progress.next_tick().into()).await;
+            progress.sample(counters, Instant::now() >= until);
+        }
+        // Drain: until deliveries stop growing for half a second (3 s at most).
+        let drain_until = Instant::now() + Duration::from_secs(3);
+        let mut last = counters.delivered.load(Ordering::Relaxed);
+        while Instant::now() < drain_until {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let now = counters.delivered.load(Ordering::Relaxed);
+            if now == last {
+                break;
             }
-        })
+            last = now;
+        }
     };
+    sampling.await;
+    stop_tx.send_replace(true);
     while let Some(done) = tasks.join_next().await {
         if let Ok(Err(error)) = done {
-            eprintln!("connection failed: {error}");
-            shared.counters.errors.fetch_add(1, Ordering::Relaxed);
+            counters.errors.fetch_add(1, Ordering::Relaxed);
+            progress.note(&format!("connection failed: {error}"));
         }
     }
-    progress.abort();
-    let seconds = duration.as_secs_f64();
-    let c = &shared.counters;
-    let histogram = shared.latencies.lock().await;
-    let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
-    let report = json!({
-        "sent": c.sent.load(Ordering::Relaxed),
-        "acked": c.acked.load(Ordering::Relaxed),
-        "delivered": c.delivered.load(Ordering::Relaxed),
-        "acked_per_s": c.acked.load(Ordering::Relaxed) as f64 / seconds,
-        "delivered_per_s": c.delivered.load(Ordering::Relaxed) as f64 / seconds,
-        "errors": c.errors.load(Ordering::Relaxed),
-        "latency_ms": {"p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "max": histogram.max() as f64 / 1000.0},
-        "server_rss_bytes": server_pid.and_then(proc_stats::rss_bytes),
-        "server_cpu_s": match (cpu_before, server_pid.and_then(proc_stats::cpu_seconds)) {
-            (Some(before), Some(after)) => Some(after - before),
-            _ => None,
-        },
-    });
-    let Value::Object(fields) = report else { unreachable!("a json! object literal") };
-    Ok(fields)
+    let mut timeline = progress.finish();
+    let per_second = shared.per_second.lock().await;
+    for (second, sample) in timeline.iter_mut().enumerate() {
+        if let Some(histogram) = per_second.get(second).filter(|h| !h.is_empty()) {
+            sample.p50_ms = Some(histogram.value_at_quantile(0.5) as f64 / 1000.0);
+            sample.p99_ms = Some(histogram.value_at_quantile(0.99) as f64 / 1000.0);
+        }
+    }
+    let seconds = plan.duration.as_secs_f64();
+    let latencies = shared.latencies.lock().await;
+    Ok(Measured {
+        connections: total,
+        failed_connections: failed,
+        sent: counters.sent.load(Ordering::Relaxed),
+        acked: counters.acked.load(Ordering::Relaxed),
+        delivered: counters.delivered.load(Ordering::Relaxed),
+        errors: counters.errors.load(Ordering::Relaxed),
+        disconnects: counters.disconnects.load(Ordering::Relaxed),
+        acked_per_s: counters.acked_in_window.load(Ordering::Relaxed) as f64 / seconds,
+        deliveries_per_s: counters.delivered_in_window.load(Ordering::Relaxed) as f64 / seconds,
+        latency_ms: Percentiles::of(&latencies),
+        server_rss_bytes: plan.server.rss_bytes(),
+        server_cpu_s: progress_cpu(&timeline),
+        timeline,
+    })
+}
+
+/// Server CPU seconds over the sending window, from the timeline.
+fn progress_cpu(timeline: &[Sample]) -> Option<f64> {
+    timeline.iter().map(|sample| sample.server_cpu_s).sum()
 }

@@ -5,4 +5,5 @@ mod calls;
 mod chat;
 mod connect;
 mod harness;
+mod load;
 mod realtime;

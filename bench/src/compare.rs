@@ -1,0 +1,383 @@
+//! `bench compare`: one fan-out scenario against three servers, one after
+//! another on this machine, with the same load generator:
+//! - `switchboard`: the engine (release binary, SQLite, every message durable);
+//! - `socketio`: a Socket.IO 4 server on Node with the same semantics;
+//! - `ceiling`: the bare broadcast server of [`crate::ceiling`].
+//!
+//! Each system gets two phases: a closed loop (a window of sends in flight
+//! per sender) that finds its maximum deliveries per second, then an open
+//! loop at half of that maximum for the latency a user would see there.
+//! Writes `summary.json`, `summary.md`, `chart.svg` and a timeline chart
+//! per system and phase into the output folder.
+
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use charts_rs::{BarChart, Series};
+use load_tests::Common;
+use load_tests::dialect::Dialect;
+use load_tests::fanout;
+use load_tests::traffic::Measured;
+use serde::Serialize;
+use tokio::process::{Child, Command};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Short phases: the whole comparison in under two minutes.
+    #[arg(long)]
+    quick: bool,
+    /// Folder for summary.json, summary.md and the charts.
+    #[arg(long)]
+    out: PathBuf,
+    /// The engine's binary (default: `switchboard` beside this one, built
+    /// with `cargo build --release` first if missing).
+    #[arg(long)]
+    switchboard_bin: Option<PathBuf>,
+    /// Members per group.
+    #[arg(long, default_value_t = 50)]
+    group_size: usize,
+    /// Groups, each with one sender.
+    #[arg(long, default_value_t = 4)]
+    groups: usize,
+    /// Sends each sender keeps in flight in the maximum-throughput phase.
+    #[arg(long, default_value_t = 16)]
+    window: u32,
+    /// Seconds of each phase (default 20, or 5 with --quick).
+    #[arg(long)]
+    phase_secs: Option<u64>,
+    /// Only these systems (default: all three).
+    #[arg(long, value_delimiter = ',')]
+    systems: Vec<System>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum System {
+    Switchboard,
+    #[value(name = "socketio")]
+    #[serde(rename = "socketio")]
+    SocketIo,
+    Ceiling,
+}
+
+impl System {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Switchboard => "switchboard",
+            Self::SocketIo => "socketio",
+            Self::Ceiling => "ceiling",
+        }
+    }
+
+    fn dialect(self) -> Dialect {
+        match self {
+            Self::Switchboard => Dialect::Switchboard,
+            Self::SocketIo => Dialect::SocketIo,
+            Self::Ceiling => Dialect::Ceiling,
+        }
+    }
+}
+
+/// One system's figures in `summary.json`.
+#[derive(Debug, Serialize)]
+struct SystemResult {
+    name: &'static str,
+    /// Maximum deliveries per second (closed-loop phase).
+    deliveries_per_s: f64,
+    /// Latency at half of the maximum (open-loop phase).
+    p50_ms: f64,
+    p99_ms: f64,
+    /// Server memory at the end of the maximum phase and its CPU time during it.
+    server_rss_bytes: Option<u64>,
+    server_cpu_s: Option<f64>,
+    max_phase: PhaseResult,
+    half_load_phase: PhaseResult,
+}
+
+#[derive(Debug, Serialize)]
+struct PhaseResult {
+    rate_per_sender: Option<u32>,
+    window: Option<u32>,
+    deliveries_per_s: f64,
+    acked_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+    disconnects: u64,
+    failed_connections: u64,
+    server_cpu_s: Option<f64>,
+}
+
+impl PhaseResult {
+    fn of(measured: &Measured, rate_per_sender: Option<u32>, window: Option<u32>) -> Self {
+        Self {
+            rate_per_sender,
+            window,
+            deliveries_per_s: measured.deliveries_per_s,
+            acked_per_s: measured.acked_per_s,
+            p50_ms: measured.latency_ms.p50,
+            p99_ms: measured.latency_ms.p99,
+            errors: measured.errors,
+            disconnects: measured.disconnects,
+            failed_connections: measured.failed_connections,
+            server_cpu_s: measured.server_cpu_s,
+        }
+    }
+}
+
+/// A server process under test; killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+    _data: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            // SIGTERM first so the engine drains and flushes; then make sure.
+            let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
+            if tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await.is_err() {
+                let _ = self.child.kill().await;
+            }
+        }
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
+}
+
+async fn wait_for_port(port: u16, child: &mut Child) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("server exited during start-up: {status}");
+        }
+        if tokio::net::TcpStream::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("server did not listen on port {port} within 30 s")
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("bench sits in the workspace").to_path_buf()
+}
+
+/// The engine's release binary, built if it is not there yet.
+fn switchboard_bin(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = explicit {
+        return Ok(path.to_path_buf());
+    }
+    let beside = std::env::current_exe()?.with_file_name("switchboard");
+    if beside.exists() {
+        return Ok(beside);
+    }
+    eprintln!("building the engine: cargo build --release --bin switchboard");
+    let status = std::process::Command::new("cargo")
+        .args(["build", "--release", "--bin", "switchboard"])
+        .current_dir(workspace_root())
+        .status()?;
+    anyhow::ensure!(status.success(), "building switchboard failed");
+    Ok(workspace_root().join("target/release/switchboard"))
+}
+
+/// Installs `socket.io` with npm into a cache folder if it is missing;
+/// answers the `node_modules` folder to put on `NODE_PATH`.
+fn socketio_modules() -> anyhow::Result<PathBuf> {
+    let cache = workspace_root().join("target/bench-cache/socketio");
+    let modules = cache.join("node_modules");
+    if modules.join("socket.io/package.json").exists() {
+        return Ok(modules);
+    }
+    std::fs::create_dir_all(&cache)?;
+    std::fs::copy(workspace_root().join("bench/socketio/package.json"), cache.join("package.json"))?;
+    eprintln!("installing socket.io with npm into {}", cache.display());
+    let status = std::process::Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--omit=dev"])
+        .current_dir(&cache)
+        .status()
+        .context("npm is needed for the Socket.IO peer (apt-get install nodejs npm)")?;
+    anyhow::ensure!(status.success(), "npm install socket.io failed");
+    Ok(modules)
+}
+
+async fn start(system: System, switchboard: &Path, secret: &str) -> anyhow::Result<Server> {
+    let port = free_port()?;
+    let url = format!("http://127.0.0.1:{port}");
+    let (mut child, data) = match system {
+        System::Switchboard => {
+            let data = tempfile::tempdir()?;
+            let child = Command::new(switchboard)
+                .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--log-format", "json"])
+                .arg("--data-dir")
+                .arg(data.path())
+                // The generator registers its users in a burst and sends far
+                // above a person's rate: lift the per-user limits, not the work.
+                .args(["--rate-api-per-hour", "100000000", "--ws-commands-per-second", "1000000"])
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(data.path().join("server.log"))?)
+                .kill_on_drop(true)
+                .spawn()
+                .with_context(|| format!("start {}", switchboard.display()))?;
+            (child, Some(data))
+        }
+        System::SocketIo => {
+            let modules = socketio_modules()?;
+            let child = Command::new("node")
+                .arg(workspace_root().join("bench/socketio/server.js"))
+                .env("NODE_PATH", modules)
+                .env("PORT", port.to_string())
+                .env("TOKEN_SECRET", secret)
+                .stdout(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .context("start node")?;
+            (child, None)
+        }
+        System::Ceiling => {
+            let child = Command::new(std::env::current_exe()?)
+                .args(["ceiling", "--listen", &format!("127.0.0.1:{port}")])
+                .kill_on_drop(true)
+                .spawn()?;
+            (child, None)
+        }
+    };
+    wait_for_port(port, &mut child).await?;
+    Ok(Server { child, url, _data: data })
+}
+
+async fn measure_system(args: &Args, system: System, switchboard: &Path, secs: u64) -> anyhow::Result<SystemResult> {
+    const SECRET: &str = "bench-secret";
+    let server = start(system, switchboard, SECRET).await?;
+    let common = Common::new(&server.url, server.pid(), 1, 200)?;
+    let mut scenario = fanout::Args {
+        group_size: args.group_size,
+        groups: args.groups,
+        rate: None,
+        window: Some(args.window),
+        duration_secs: secs,
+        dialect: system.dialect(),
+        socketio_secret: SECRET.to_owned(),
+    };
+    let connections = fanout::connections(&common, &scenario).await?;
+    eprintln!("== {}: maximum (window {} per sender)", system.name(), args.window);
+    let max = fanout::measure(&common, &scenario, connections.clone()).await?;
+    let rss = common.server.rss_bytes();
+    let receivers = (args.groups * (args.group_size - 1)) as f64;
+    let half_rate = ((max.deliveries_per_s / 2.0 / receivers).round() as u32).max(1);
+    scenario.window = None;
+    scenario.rate = Some(half_rate);
+    eprintln!("== {}: half of the maximum ({half_rate} msg/s per sender)", system.name());
+    let half = fanout::measure(&common, &scenario, connections).await?;
+    server.stop().await;
+    for (phase, measured) in [("max", &max), ("half", &half)] {
+        let title = format!("{} fanout ({phase})", system.name());
+        let path = args.out.join(format!("{}-{phase}.svg", system.name()));
+        std::fs::write(path, load_tests::report::timeline_chart(&title, &measured.timeline)?)?;
+    }
+    Ok(SystemResult {
+        name: system.name(),
+        deliveries_per_s: max.deliveries_per_s,
+        p50_ms: half.latency_ms.p50,
+        p99_ms: half.latency_ms.p99,
+        server_rss_bytes: rss,
+        server_cpu_s: max.server_cpu_s,
+        max_phase: PhaseResult::of(&max, None, Some(args.window)),
+        half_load_phase: PhaseResult::of(&half, Some(half_rate), None),
+    })
+}
+
+fn markdown(results: &[SystemResult], scenario: &serde_json::Value) -> String {
+    let by_name = |name: &str| results.iter().find(|r| r.name == name).map(|r| r.deliveries_per_s);
+    let mut table = format!(
+        "Scenario: `{scenario}` on {} cores.\n\n\
+         | system | max deliveries/s | p50 at half max (ms) | p99 at half max (ms) | server RSS (MiB) | server CPU during max (s) |\n\
+         |---|---:|---:|---:|---:|---:|\n",
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
+    );
+    for r in results {
+        let _ = writeln!(
+            table,
+            "| {} | {:.0} | {:.2} | {:.2} | {} | {} |",
+            r.name,
+            r.deliveries_per_s,
+            r.p50_ms,
+            r.p99_ms,
+            r.server_rss_bytes.map_or("-".to_owned(), |b| format!("{:.0}", b as f64 / 1_048_576.0)),
+            r.server_cpu_s.map_or("-".to_owned(), |s| format!("{s:.1}")),
+        );
+    }
+    if let Some(engine) = by_name("switchboard") {
+        for (other, target) in [("socketio", "target ≥ 5x"), ("ceiling", "target ≥ 0.5x")] {
+            if let Some(theirs) = by_name(other).filter(|v| *v > 0.0) {
+                let _ = writeln!(table, "\nswitchboard / {other}: {:.2}x ({target})", engine / theirs);
+            }
+        }
+    }
+    table
+}
+
+fn bar_chart(results: &[SystemResult]) -> anyhow::Result<String> {
+    let names = results.iter().map(|r| r.name.to_owned()).collect();
+    let deliveries =
+        Series::new("max deliveries/s".to_owned(), results.iter().map(|r| r.deliveries_per_s as f32).collect());
+    let mut p99 = Series::new("p99 ms at half max".to_owned(), results.iter().map(|r| r.p99_ms as f32).collect());
+    p99.y_axis_index = 1;
+    let mut chart = BarChart::new(vec![deliveries, p99], names);
+    "fanout: switchboard vs socket.io vs ceiling".clone_into(&mut chart.base.title.text);
+    chart.base.width = 800.0;
+    chart.base.height = 450.0;
+    let mut latency_axis = chart.y_axis_configs[0].clone();
+    latency_axis.formatter = Some("{c} ms".to_owned());
+    chart.y_axis_configs.push(latency_axis);
+    chart.svg().map_err(|error| anyhow::anyhow!("chart: {error:?}"))
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let secs = args.phase_secs.unwrap_or(if args.quick { 5 } else { 20 });
+    anyhow::ensure!(args.group_size >= 2 && args.groups >= 1, "groups of at least 2 members");
+    std::fs::create_dir_all(&args.out)?;
+    let systems = if args.systems.is_empty() {
+        vec![System::Switchboard, System::SocketIo, System::Ceiling]
+    } else {
+        args.systems.clone()
+    };
+    let switchboard = switchboard_bin(args.switchboard_bin.as_deref())?;
+    let started = Instant::now();
+    let mut results = Vec::new();
+    for system in systems {
+        results.push(measure_system(&args, system, &switchboard, secs).await?);
+    }
+    let scenario = serde_json::json!({
+        "name": "fanout",
+        "group_size": args.group_size,
+        "groups": args.groups,
+        "window": args.window,
+        "phase_secs": secs,
+        "persistence": "switchboard: SQLite WAL, synchronous=FULL; socketio and ceiling: none",
+    });
+    let summary = serde_json::json!({
+        "scenario": scenario,
+        "cores": std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+        "elapsed_s": started.elapsed().as_secs_f64(),
+        "systems": results,
+    });
+    std::fs::write(args.out.join("summary.json"), serde_json::to_vec_pretty(&summary)?)?;
+    let table = markdown(&results, &scenario);
+    std::fs::write(args.out.join("summary.md"), &table)?;
+    std::fs::write(args.out.join("chart.svg"), bar_chart(&results)?)?;
+    println!("{table}");
+    eprintln!("wrote {}/summary.json, summary.md and chart.svg", args.out.display());
+    Ok(())
+}

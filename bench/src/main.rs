@@ -1,0 +1,44 @@
+//! `bench`: the side-by-side runner (`compare`) and the ceiling server it
+//! starts as its own process (`ceiling`).
+
+use std::net::SocketAddr;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(version, about = "Switchboard side-by-side benchmarks (loopback only)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Fan-out against switchboard, a Socket.IO 4 peer and the ceiling, one after another.
+    Compare(bench::compare::Args),
+    /// Serve the bare broadcast ceiling.
+    Ceiling {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let limit = rlimit::increase_nofile_limit(u64::MAX)?;
+    match Cli::parse().command {
+        Command::Compare(args) => {
+            eprintln!("open-file limit: {limit}");
+            bench::compare::run(args).await
+        }
+        Command::Ceiling { listen } => {
+            let listener = tokio::net::TcpListener::bind(listen).await?;
+            eprintln!("ceiling listening on {}", listener.local_addr()?);
+            let shutdown = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            bench::ceiling::run(listener, shutdown).await?;
+            Ok(())
+        }
+    }
+}

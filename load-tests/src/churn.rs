@@ -1,0 +1,138 @@
+//! `churn`: connections opened at a steady rate, each held a while and
+//! closed. Measures connects per second, the time from TCP connect to the
+//! server's `connect` event, failures, and whether the server gives back
+//! what the connections took (its live-connection gauge and RSS after).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::json;
+use tokio::sync::Mutex;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::connect::open_idle;
+use crate::dialect::Dialect;
+use crate::progress::Progress;
+use crate::traffic::{Counters, Percentiles, latency_histogram};
+use crate::{Common, Report, api};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// New connections per second.
+    #[arg(long, default_value_t = 500)]
+    rate: u32,
+    /// How long each connection stays open, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    hold_ms: u64,
+    /// Seconds of churning.
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+    /// Users the connections belong to (as devices).
+    #[arg(long, default_value_t = 100)]
+    users: usize,
+}
+
+impl Args {
+    /// A small run for tests: `rate` connects/s held `hold_ms` for `duration_secs` over 10 users.
+    pub fn for_test(rate: u32, hold_ms: u64, duration_secs: u64) -> Self {
+        Self { rate, hold_ms, duration_secs, users: 10 }
+    }
+}
+
+/// `switchboard_ws_connections` from the server's /metrics (absent until
+/// the first connection: 0), or `None` if /metrics cannot be read.
+async fn live_connections(http: &reqwest::Client, url: &str) -> Option<f64> {
+    let text = http.get(format!("{url}/metrics")).send().await.ok()?.error_for_status().ok()?.text().await.ok()?;
+    Some(
+        text.lines()
+            .find_map(|line| line.strip_prefix("switchboard_ws_connections ")?.trim().parse().ok())
+            .unwrap_or(0.0),
+    )
+}
+
+pub async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
+    anyhow::ensure!(args.rate > 0, "--rate must be at least 1");
+    let http = reqwest::Client::new();
+    let users = api::users(&http, &common.url, 16_000_000_000, args.users.max(1)).await?;
+    let live_before = live_connections(&http, &common.url).await;
+    let rss_before = common.server.rss_bytes();
+    let counters = Arc::new(Counters::default());
+    let latencies = Arc::new(Mutex::new(latency_histogram()));
+    let mut progress = Progress::start("churn", common.server);
+    let started = Instant::now();
+    let until = started + Duration::from_secs(args.duration_secs);
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(args.rate)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut n = 0usize;
+    let hold = Duration::from_millis(args.hold_ms);
+    while Instant::now() < until {
+        tokio::select! {
+            _ = tick.tick() => {
+                let url = Dialect::Switchboard.ws_url(&common.url, &users[n % users.len()].token, 0);
+                let source = common.sources.for_connection(n);
+                n += 1;
+                let (counters, latencies) = (counters.clone(), latencies.clone());
+                tasks.spawn(async move {
+                    let begun = Instant::now();
+                    let Ok(Ok(mut socket)) = tokio::time::timeout(Duration::from_secs(10), open_idle(&url, source)).await else {
+                        counters.failed.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    };
+                    latencies.lock().await.saturating_record(begun.elapsed().as_micros() as u64);
+                    counters.open.fetch_add(1, Ordering::Relaxed);
+                    let holding = tokio::time::sleep(hold);
+                    tokio::pin!(holding);
+                    loop {
+                        tokio::select! {
+                            () = &mut holding => break,
+                            frame = socket.next() => if matches!(frame, None | Some(Err(_) | Ok(Message::Close(_)))) {
+                                counters.disconnects.fetch_add(1, Ordering::Relaxed);
+                                break;
+                            },
+                        }
+                    }
+                    let _ = socket.close(None).await;
+                    counters.closed.fetch_add(1, Ordering::Relaxed);
+                });
+            }
+            () = tokio::time::sleep_until(progress.next_tick().into()) => progress.sample(&counters, false),
+            Some(_) = tasks.join_next() => {}
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+    progress.sample(&counters, true);
+    let timeline = progress.finish();
+    let elapsed = started.elapsed().as_secs_f64();
+    // The server closes its side asynchronously: give it a moment before checking it let go.
+    let mut live_after = live_connections(&http, &common.url).await;
+    for _ in 0..20 {
+        if live_after <= live_before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        live_after = live_connections(&http, &common.url).await;
+    }
+    let opened = counters.open.load(Ordering::Relaxed);
+    let summary = json!({
+        "scenario": "churn",
+        "rate": args.rate,
+        "hold_ms": args.hold_ms,
+        "duration_s": args.duration_secs,
+        "attempted": n,
+        "opened": opened,
+        "failed": counters.failed.load(Ordering::Relaxed),
+        "disconnects": counters.disconnects.load(Ordering::Relaxed),
+        "connects_per_s": opened as f64 / elapsed,
+        "connect_latency_ms": Percentiles::of(&*latencies.lock().await),
+        "server_live_connections_before": live_before,
+        "server_live_connections_after": live_after,
+        "server_rss_before_bytes": rss_before,
+        "server_rss_after_bytes": common.server.rss_bytes(),
+        "timeline": &timeline,
+    });
+    let title = format!("churn: {} connects/s, held {} ms", args.rate, args.hold_ms);
+    Ok(Report { summary, timeline, title })
+}

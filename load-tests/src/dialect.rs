@@ -1,0 +1,204 @@
+//! The wire dialects the generator speaks, so one scenario can be run
+//! against Switchboard, a Socket.IO 4 server and the bare ceiling server
+//! with the same client-side cost: every dialect sends the same payload
+//! (`t:<micros>:<sender>`) and classifies frames by a prefix and one
+//! substring search, never by parsing the whole frame.
+
+use std::fmt::Write as _;
+
+/// Which server protocol a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    /// Switchboard's gateway: `/ws?token=`, `message.send` / `message.ack` / `message.new`.
+    Switchboard,
+    /// Engine.IO v4 over WebSocket with Socket.IO packets: auth in the
+    /// CONNECT packet, a `join` per chat, `message.send` with an ack.
+    #[value(name = "socketio")]
+    #[serde(rename = "socketio")]
+    SocketIo,
+    /// The bare broadcast server of the bench crate: `/ws?room=`, text in,
+    /// text out to the rest of the room, `a` back to the sender.
+    Ceiling,
+}
+
+/// What one inbound frame means to the generator.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Inbound {
+    /// The server accepted one of our sends.
+    Ack,
+    /// A message from someone else: when it was sent (generator clock, µs).
+    Delivery { sent_at_micros: u64 },
+    /// Our own message coming back (Switchboard echoes to every device).
+    Echo,
+    /// The server refused something.
+    Error,
+    /// A frame to answer right away (Engine.IO's ping).
+    Reply(&'static str),
+    /// Anything else (presence, connect, typing…).
+    Other,
+}
+
+impl Dialect {
+    /// The WebSocket URL of a connection for `token` in `chat`.
+    pub fn ws_url(self, base: &str, token: &str, chat: i64) -> String {
+        let ws = base.replacen("http", "ws", 1);
+        match self {
+            Self::Switchboard => format!("{ws}/ws?token={token}"),
+            Self::SocketIo => format!("{ws}/socket.io/?EIO=4&transport=websocket"),
+            Self::Ceiling => format!("{ws}/ws?room={chat}"),
+        }
+    }
+
+    /// The frames to send right after the upgrade, in order, each followed
+    /// by waiting for a frame that [`Dialect::handshake_done`] accepts.
+    pub fn handshake(self, token: &str, chat: i64) -> Vec<String> {
+        match self {
+            // The server speaks first (`connect`); nothing to send.
+            Self::Switchboard | Self::Ceiling => Vec::new(),
+            // CONNECT to the main namespace with the token, then join the chat's room.
+            Self::SocketIo => {
+                vec![format!(r#"40{{"token":"{token}"}}"#), format!(r#"420["join",{{"chat_id":{chat}}}]"#)]
+            }
+        }
+    }
+
+    /// Frames the server sends before the first handshake step (Switchboard's
+    /// `connect` event, Engine.IO's OPEN packet).
+    pub fn greets(self) -> bool {
+        matches!(self, Self::Switchboard | Self::SocketIo)
+    }
+
+    /// Whether `frame` answers handshake step `step` (0-based), or is the
+    /// greeting when `step` is `None`.
+    pub fn handshake_done(self, step: Option<usize>, frame: &str) -> bool {
+        match (self, step) {
+            (Self::Switchboard, None) => frame.starts_with(r#"{"type":"connect""#),
+            (Self::SocketIo, None) => frame.starts_with("0{"),
+            (Self::SocketIo, Some(0)) => frame.starts_with("40{"),
+            (Self::SocketIo, Some(1)) => frame.starts_with("430[") && !frame.contains("error"),
+            _ => false,
+        }
+    }
+
+    /// The frame that sends message `n` of `sender` into `chat` in run
+    /// `run` (which keeps client message ids unique across runs against one
+    /// server), stamped with the generator clock.
+    pub fn send_frame(self, chat: i64, sender: i64, run: u64, n: u64, sent_at_micros: u64) -> String {
+        let mut frame = String::with_capacity(160);
+        // Writing to a String cannot fail.
+        let _ = match self {
+            Self::Switchboard => write!(
+                frame,
+                r#"{{"type":"message.send","id":"{n}","data":{{"chat_id":{chat},"content":"t:{sent_at_micros}:{sender}","client_message_id":"{sender}-{run}-{n}"}}}}"#
+            ),
+            Self::SocketIo => write!(
+                frame,
+                r#"42{n}["message.send",{{"chat_id":{chat},"content":"t:{sent_at_micros}:{sender}","client_message_id":"{sender}-{run}-{n}"}}]"#
+            ),
+            Self::Ceiling => write!(frame, r#"{{"content":"t:{sent_at_micros}:{sender}"}}"#),
+        };
+        frame
+    }
+
+    /// What an inbound text frame means for a connection of user `me`.
+    pub fn classify(self, frame: &str, me: i64) -> Inbound {
+        match self {
+            Self::Switchboard => {
+                if frame.starts_with(r#"{"type":"message.new""#) {
+                    delivery(frame, me)
+                } else if frame.starts_with(r#"{"type":"message.ack""#) {
+                    Inbound::Ack
+                } else if frame.starts_with(r#"{"type":"error""#) {
+                    Inbound::Error
+                } else {
+                    Inbound::Other
+                }
+            }
+            Self::SocketIo => {
+                if frame.starts_with(r#"42["message.new""#) {
+                    delivery(frame, me)
+                } else if frame.starts_with("43") {
+                    if frame.contains(r#""error""#) { Inbound::Error } else { Inbound::Ack }
+                } else if frame == "2" {
+                    Inbound::Reply("3")
+                } else if frame.starts_with("44") {
+                    Inbound::Error
+                } else {
+                    Inbound::Other
+                }
+            }
+            Self::Ceiling => {
+                if frame == "a" {
+                    Inbound::Ack
+                } else {
+                    delivery(frame, me)
+                }
+            }
+        }
+    }
+}
+
+/// Reads the `t:<micros>:<sender>` stamp out of a message frame.
+fn delivery(frame: &str, me: i64) -> Inbound {
+    const MARK: &str = "\"t:";
+    let Some(start) = frame.find(MARK) else { return Inbound::Other };
+    let rest = &frame[start + MARK.len()..];
+    let Some(end) = rest.find('"') else { return Inbound::Other };
+    let Some((micros, sender)) = rest[..end].split_once(':') else { return Inbound::Other };
+    match (micros.parse(), sender.parse::<i64>()) {
+        (Ok(_), Ok(sender)) if sender == me => Inbound::Echo,
+        (Ok(sent_at_micros), Ok(_)) => Inbound::Delivery { sent_at_micros },
+        _ => Inbound::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Dialect, Inbound};
+
+    #[test]
+    fn switchboard_frames() {
+        let d = Dialect::Switchboard;
+        let sent = d.send_frame(7, 3, 9, 1, 42);
+        let parsed: serde_json::Value = serde_json::from_str(&sent).unwrap();
+        assert_eq!(parsed["data"]["content"], "t:42:3");
+        let new = r#"{"type":"message.new","data":{"id":1,"content":"t:42:3","sender_id":3}}"#;
+        assert_eq!(d.classify(new, 3), Inbound::Echo);
+        assert_eq!(d.classify(new, 4), Inbound::Delivery { sent_at_micros: 42 });
+        let ack = r#"{"type":"message.ack","ref":"1","data":{"message":{"content":"t:42:3"}}}"#;
+        assert_eq!(d.classify(ack, 3), Inbound::Ack);
+        assert_eq!(d.classify(r#"{"type":"error","data":{}}"#, 3), Inbound::Error);
+        assert!(d.handshake_done(None, r#"{"type":"connect","data":{}}"#));
+    }
+
+    #[test]
+    fn socketio_frames() {
+        let d = Dialect::SocketIo;
+        assert_eq!(
+            d.send_frame(7, 3, 9, 12, 42),
+            r#"4212["message.send",{"chat_id":7,"content":"t:42:3","client_message_id":"3-9-12"}]"#
+        );
+        assert_eq!(
+            d.classify(r#"42["message.new",{"content":"t:42:3"}]"#, 4),
+            Inbound::Delivery { sent_at_micros: 42 }
+        );
+        assert_eq!(d.classify(r#"4312[{"id":1,"seq":1}]"#, 3), Inbound::Ack);
+        assert_eq!(d.classify(r#"4312[{"error":"not a member"}]"#, 3), Inbound::Error);
+        assert_eq!(d.classify("2", 3), Inbound::Reply("3"));
+        assert!(d.handshake_done(None, r#"0{"sid":"x","pingInterval":25000}"#));
+        assert!(d.handshake_done(Some(0), r#"40{"sid":"y"}"#));
+        assert!(d.handshake_done(Some(1), r#"430[{"ok":true}]"#));
+        assert!(!d.handshake_done(Some(1), r#"430[{"error":"bad chat"}]"#));
+    }
+
+    #[test]
+    fn ceiling_and_malformed_frames() {
+        let d = Dialect::Ceiling;
+        assert_eq!(d.classify("a", 1), Inbound::Ack);
+        assert_eq!(d.classify(r#"{"content":"t:5:2"}"#, 1), Inbound::Delivery { sent_at_micros: 5 });
+        for junk in ["", "{", r#"{"content":"t:x:2"}"#, r#"{"content":"t:5"}"#, r#""t:5:2"#] {
+            assert_eq!(d.classify(junk, 1), Inbound::Other, "{junk}");
+        }
+    }
+}

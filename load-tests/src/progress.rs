@@ -1,0 +1,122 @@
+//! Once a second: the counters' rates, the server's CPU and RSS, one live
+//! progress line on stderr, and a sample for the report's timeline.
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::proc_stats::ServerProbe;
+use crate::traffic::Counters;
+
+/// One second of a run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Sample {
+    /// Seconds since the clock started (end of this sample's second).
+    pub t_s: u32,
+    /// Connections open at the end of the second.
+    pub open: u64,
+    pub sent_per_s: u64,
+    pub acked_per_s: u64,
+    pub deliveries_per_s: u64,
+    pub errors: u64,
+    pub disconnects: u64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub server_cpu_s: Option<f64>,
+    pub server_rss_bytes: Option<u64>,
+}
+
+/// The sampler of one run.
+#[derive(Debug)]
+pub struct Progress {
+    label: String,
+    server: ServerProbe,
+    started: Instant,
+    samples: Vec<Sample>,
+    last: [u64; 3],
+    last_cpu: Option<f64>,
+    /// A terminal gets one line rewritten in place; a log gets a line every 5 s.
+    terminal: bool,
+}
+
+impl Progress {
+    pub(crate) fn start(label: &str, server: ServerProbe) -> Self {
+        Self {
+            label: label.to_owned(),
+            server,
+            started: Instant::now(),
+            samples: Vec::new(),
+            last: [0; 3],
+            last_cpu: server.cpu_seconds(),
+            terminal: std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// When the next sample is due.
+    pub(crate) fn next_tick(&self) -> Instant {
+        self.started + Duration::from_secs(self.samples.len() as u64 + 1)
+    }
+
+    /// Takes one second's sample; `last` forces it onto the log.
+    pub(crate) fn sample(&mut self, counters: &Counters, last: bool) {
+        let now = [
+            counters.sent.load(Ordering::Relaxed),
+            counters.acked.load(Ordering::Relaxed),
+            counters.delivered.load(Ordering::Relaxed),
+        ];
+        let cpu = self.server.cpu_seconds();
+        let sample = Sample {
+            t_s: self.samples.len() as u32 + 1,
+            open: counters.open.load(Ordering::Relaxed).saturating_sub(counters.closed.load(Ordering::Relaxed)),
+            sent_per_s: now[0] - self.last[0],
+            acked_per_s: now[1] - self.last[1],
+            deliveries_per_s: now[2] - self.last[2],
+            errors: counters.errors.load(Ordering::Relaxed),
+            disconnects: counters.disconnects.load(Ordering::Relaxed),
+            p50_ms: None,
+            p99_ms: None,
+            server_cpu_s: cpu.zip(self.last_cpu).map(|(now, before)| now - before),
+            server_rss_bytes: self.server.rss_bytes(),
+        };
+        self.last = now;
+        self.last_cpu = cpu;
+        let line = format!(
+            "{} {:>3}s  open {}  sent/s {}  acked/s {}  delivered/s {}  errors {}  disconnects {}  server {}",
+            self.label,
+            sample.t_s,
+            sample.open,
+            sample.sent_per_s,
+            sample.acked_per_s,
+            sample.deliveries_per_s,
+            sample.errors,
+            sample.disconnects,
+            match (sample.server_cpu_s, sample.server_rss_bytes) {
+                (Some(cpu), Some(rss)) => format!("cpu {:.0}% rss {} MiB", cpu * 100.0, rss >> 20),
+                _ => "-".to_owned(),
+            }
+        );
+        let mut stderr = std::io::stderr().lock();
+        if self.terminal {
+            let _ = write!(stderr, "\r\x1b[2K{line}");
+        } else if last || sample.t_s.is_multiple_of(5) {
+            let _ = writeln!(stderr, "{line}");
+        }
+        self.samples.push(sample);
+    }
+
+    /// Prints a message without tearing the progress line.
+    pub(crate) fn note(&self, message: &str) {
+        let mut stderr = std::io::stderr().lock();
+        let _ = if self.terminal { writeln!(stderr, "\r\x1b[2K{message}") } else { writeln!(stderr, "{message}") };
+    }
+
+    /// Ends the live line and answers the timeline.
+    pub(crate) fn finish(self) -> Vec<Sample> {
+        if self.terminal {
+            eprintln!();
+        }
+        self.samples
+    }
+}

@@ -1,0 +1,95 @@
+//! The load generator's scenarios against the real server: they set
+//! themselves up through the API, measure real deliveries, and leave the
+//! server as they found it.
+
+use load_tests::dialect::Dialect;
+use load_tests::{Common, churn, connect, fanout};
+
+use crate::harness;
+
+fn common(server: &harness::Server) -> Common {
+    Common::new(&server.base, Some(std::process::id()), 2, 20).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_delivers_every_message_to_every_other_member() {
+    // A closed loop sends as fast as acks come back: lift the per-connection command limit.
+    let server = harness::start_with(|config| config.commands_per_second = 1_000_000).await;
+    let common = common(&server);
+    let args = fanout::Args {
+        group_size: 4,
+        groups: 2,
+        rate: None,
+        window: Some(2),
+        duration_secs: 1,
+        dialect: Dialect::Switchboard,
+        socketio_secret: String::new(),
+    };
+    let connections = fanout::connections(&common, &args).await.unwrap();
+    assert_eq!(connections.len(), 8);
+    assert_eq!(connections.iter().filter(|c| c.sends).count(), 2, "one sender per group");
+    let measured = fanout::measure(&common, &args, connections).await.unwrap();
+    assert_eq!((measured.errors, measured.disconnects, measured.failed_connections), (0, 0, 0));
+    assert!(measured.acked > 0 && measured.acked == measured.sent, "{measured:?}");
+    // Every acked message reaches the other 3 members of its group.
+    assert_eq!(measured.delivered, measured.acked * 3, "{measured:?}");
+    assert!(measured.latency_ms.p50 > 0.0 && measured.latency_ms.p99 >= measured.latency_ms.p50);
+    assert!(!measured.timeline.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_rate_is_kept_and_reported() {
+    let server = harness::start().await;
+    let common = common(&server);
+    let args = fanout::Args {
+        group_size: 2,
+        groups: 1,
+        rate: Some(20),
+        window: None,
+        duration_secs: 2,
+        dialect: Dialect::Switchboard,
+        socketio_secret: String::new(),
+    };
+    let report = fanout::run(&common, args).await.unwrap();
+    let measured = &report.summary["measured"];
+    let sent = measured["sent"].as_u64().unwrap();
+    assert!((30..=45).contains(&sent), "20/s for 2 s, got {sent}");
+    assert_eq!(measured["delivered"], measured["sent"]);
+    let chart = load_tests::report::timeline_chart(&report.title, &report.timeline).unwrap();
+    assert!(chart.starts_with("<svg") && chart.contains("deliveries/s"));
+    let dir = tempfile::tempdir().unwrap();
+    load_tests::report::write(dir.path(), &report.summary, &report.timeline, &report.title).unwrap();
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("summary.json")).unwrap()).unwrap();
+    assert_eq!(written["scenario"], "fanout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_holds_connections_from_several_source_addresses() {
+    let server = harness::start().await;
+    let report = connect::run(&common(&server), connect::Args::for_test(40, 1)).await.unwrap();
+    assert_eq!(report.summary["opened"], 40);
+    assert_eq!(report.summary["failed"], 0);
+    assert_eq!(report.summary["source_addresses"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_leaves_no_connection_behind() {
+    let server = harness::start().await;
+    let report = churn::run(&common(&server), churn::Args::for_test(40, 100, 2)).await.unwrap();
+    let summary = &report.summary;
+    assert_eq!(summary["failed"], 0, "{summary}");
+    assert!(summary["opened"].as_u64().unwrap() >= 60, "{summary}");
+    assert_eq!(summary["disconnects"], 0, "{summary}");
+    // Every connection was closed by the generator: none is open at the end.
+    assert_eq!(report.timeline.last().unwrap().open, 0, "{summary}");
+    // The server's gauge is process-wide (other tests share it here), so only its presence is checked.
+    assert!(summary["server_live_connections_after"].is_number(), "{summary}");
+}
+
+#[tokio::test]
+async fn refuses_targets_off_loopback() {
+    let error = Common::new("http://10.1.2.3:8080", None, 1, 1).unwrap_err();
+    assert!(error.to_string().contains("loopback"), "{error}");
+    assert!(Common::new("http://127.0.0.1:8080", None, 0, 1).is_err(), "at least one source address");
+}
