@@ -34,7 +34,8 @@ impl Encoding {
 
 /// Why a client frame was not understood.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum DecodeError {
+#[non_exhaustive]
+pub enum DecodeError {
     #[error("malformed frame: {0}")]
     Malformed(String),
     #[error("binary frames need the {MSGPACK_PROTOCOL} subprotocol; text frames are JSON")]
@@ -42,7 +43,7 @@ pub(crate) enum DecodeError {
 }
 
 /// Parses a client frame in either encoding (a frame's kind says which).
-pub(crate) fn decode(message: &Message) -> Result<Event, DecodeError> {
+pub fn decode(message: &Message) -> Result<Event, DecodeError> {
     match message {
         Message::Text(text) => serde_json::from_str(text.as_str()).map_err(|e| DecodeError::Malformed(e.to_string())),
         Message::Binary(bytes) => rmp_serde::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string())),
@@ -52,7 +53,7 @@ pub(crate) fn decode(message: &Message) -> Result<Event, DecodeError> {
 
 /// Encodes `event` once for `encoding`; the result is shared by every
 /// recipient speaking it.
-pub(crate) fn encode(event: &Event, encoding: Encoding) -> Message {
+pub fn encode(event: &Event, encoding: Encoding) -> Message {
     match encoding {
         Encoding::Json => {
             let text = serde_json::to_string(event).unwrap_or_else(|_| "{}".to_owned());

@@ -7,7 +7,10 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio_util::sync::CancellationToken;
 
+use router::Delivery;
+
 use crate::codec::SharedFrame;
+use crate::registry::Registry;
 use crate::{Gateway, close_codes};
 
 pub(crate) async fn run(gateway: Gateway, shutdown: CancellationToken) {
@@ -31,23 +34,30 @@ pub(crate) async fn run(gateway: Gateway, shutdown: CancellationToken) {
             Err(RecvError::Closed) => return,
         };
         let started = now_millis();
-        let frame = SharedFrame::new(delivery.event.clone());
-        let mut delivered = 0u64;
-        for &user in &delivery.recipients {
-            for handle in gateway.inner.registry.devices(user) {
-                match handle.outbound.try_send(frame.get(handle.encoding)) {
-                    Ok(()) => delivered += 1,
-                    Err(TrySendError::Full(_)) => {
-                        metrics::counter!("switchboard_ws_slow_consumers_total").increment(1);
-                        tracing::info!(user_id = user, connection = handle.id, "slow consumer closed");
-                        handle.close(close_codes::SLOW_CONSUMER);
-                    }
-                    Err(TrySendError::Closed(_)) => {}
-                }
-            }
-        }
+        let delivered = deliver(&gateway.inner.registry, &delivery);
         metrics::counter!("switchboard_ws_deliveries_total", "type" => delivery.event.kind.clone())
             .increment(delivered);
         metrics::histogram!("switchboard_ws_fanout_seconds").record((now_millis() - started) as f64 / 1000.0);
     }
+}
+
+/// Queues `delivery` on every local device of its recipients, encoded at
+/// most once per wire format; answers how many connections it reached.
+pub(crate) fn deliver(registry: &Registry, delivery: &Delivery) -> u64 {
+    let frame = SharedFrame::new(delivery.event.clone());
+    let mut delivered = 0u64;
+    for &user in &delivery.recipients {
+        for handle in registry.devices(user) {
+            match handle.outbound.try_send(frame.get(handle.encoding)) {
+                Ok(()) => delivered += 1,
+                Err(TrySendError::Full(_)) => {
+                    metrics::counter!("switchboard_ws_slow_consumers_total").increment(1);
+                    tracing::info!(user_id = user, connection = handle.id, "slow consumer closed");
+                    handle.close(close_codes::SLOW_CONSUMER);
+                }
+                Err(TrySendError::Closed(_)) => {}
+            }
+        }
+    }
+    delivered
 }

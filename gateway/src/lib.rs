@@ -7,6 +7,9 @@
 //! [`Gateway::run`] drives the fan-out and sweeper until shutdown, then
 //! closes every connection with 1001.
 
+#[cfg(feature = "bench-support")]
+#[doc(hidden)]
+pub mod bench_support;
 mod calls;
 mod codec;
 mod commands;
@@ -31,7 +34,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use codec::{Encoding, JSON_PROTOCOL, MSGPACK_PROTOCOL};
+pub use codec::{DecodeError, Encoding, JSON_PROTOCOL, MSGPACK_PROTOCOL, decode, encode};
 
 /// Close codes the gateway uses, each saying why.
 pub mod close_codes {

@@ -1,0 +1,152 @@
+//! `cargo bench -p bench`: the hot pieces of a message's way through the
+//! engine, each on its own.
+//! - `codec`: a `message.new` frame encoded and decoded, JSON and MessagePack;
+//! - `fanout`: the real fan-out step queuing one event on 1,000 local connections;
+//! - `sequencer`: durable appends to one hot chat, seq handed out in the
+//!   writer's transaction (SQLite, `synchronous = FULL`), 64 senders at once;
+//! - `dedupe`: a resend of an already-stored `client_message_id`, answered
+//!   with the original from the unique index.
+
+use std::time::{Duration, Instant};
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use gateway::Encoding;
+use gateway::bench_support::LocalConnections;
+use protocol::Event;
+use protocol::time::now_millis;
+use router::Delivery;
+use serde_json::json;
+use storage::model::{NewChat, NewMessage, NewUser};
+use storage::{SqliteConfig, SqliteStore, Store};
+
+/// A `message.new` as the gateway sends it (the full message view).
+fn message_new() -> Event {
+    Event::new(
+        "message.new",
+        json!({
+            "id": 373_504_966_967_296_i64, "chat_id": 42, "seq": 1234, "sender_id": 7,
+            "client_message_id": "7-1763719000000000-1234", "kind": "text",
+            "content": "t:123456789:7 a message of ordinary length, with a little text",
+            "created_at": "2026-11-21T09:55:36.076Z", "expires_at": null, "file_name": "", "file_size": 0,
+            "file_url": "", "forward_from": null, "is_deleted": false, "is_edited": false, "is_pinned": false,
+            "is_read": false, "is_silent": false, "reactions": [], "reply_to_id": null, "send_at": null,
+            "sender": {"avatar": "", "id": 7, "nickname": "sender seven", "online": true},
+        }),
+    )
+}
+
+fn codec(c: &mut Criterion) {
+    let event = message_new();
+    let mut group = c.benchmark_group("codec");
+    group.throughput(Throughput::Elements(1));
+    for (name, encoding) in [("json", Encoding::Json), ("msgpack", Encoding::MsgPack)] {
+        group.bench_function(format!("encode_{name}"), |b| b.iter(|| gateway::encode(&event, encoding)));
+        let frame = gateway::encode(&event, encoding);
+        group.bench_function(format!("decode_{name}"), |b| b.iter(|| gateway::decode(&frame).unwrap()));
+    }
+    group.finish();
+}
+
+fn fanout(c: &mut Criterion) {
+    const CONNECTIONS: usize = 1_000;
+    let delivery = Delivery { recipients: (1..=CONNECTIONS as i64).collect(), event: message_new() };
+    let mut group = c.benchmark_group("fanout");
+    group.throughput(Throughput::Elements(CONNECTIONS as u64));
+    for (name, msgpack_every) in [("1000_json", 0), ("1000_mixed_json_msgpack", 2)] {
+        let mut connections = LocalConnections::new(CONNECTIONS, msgpack_every, 64);
+        group.bench_function(name, |b| {
+            b.iter_custom(|iterations| {
+                let mut spent = Duration::ZERO;
+                for _ in 0..iterations {
+                    let started = Instant::now();
+                    assert_eq!(connections.deliver(&delivery), CONNECTIONS as u64);
+                    spent += started.elapsed();
+                    // The queues are emptied outside the clock, as connection tasks would.
+                    assert_eq!(connections.drain(), CONNECTIONS);
+                }
+                spent
+            });
+        });
+    }
+    group.finish();
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+async fn store_with_chat(dir: &std::path::Path) -> (SqliteStore, i64, i64) {
+    let store = SqliteStore::open(&SqliteConfig::new(dir)).unwrap();
+    let new_user = NewUser { phone: "1".into(), created_at: now_millis(), ..NewUser::default() };
+    let user = store.create_user(new_user).await.unwrap().id;
+    let chat = store.create_chat(NewChat::group(user, "bench", vec![], now_millis())).await.unwrap().0.id;
+    (store, user, chat)
+}
+
+fn message(chat: i64, user: i64, client_id: String) -> NewMessage {
+    let mut new = NewMessage::text(chat, user, "benchmark message with some text", now_millis());
+    new.client_message_id = Some(client_id);
+    new
+}
+
+fn sequencer(c: &mut Criterion) {
+    const SENDERS: u64 = 64;
+    let runtime = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let (store, user, chat) = runtime.block_on(store_with_chat(dir.path()));
+    let mut group = c.benchmark_group("sequencer");
+    group.throughput(Throughput::Elements(SENDERS));
+    group.sample_size(20);
+    let mut round = 0u64;
+    group.bench_function("hot_chat_64_senders_durable", |b| {
+        b.to_async(&runtime).iter_batched(
+            || {
+                round += 1;
+                (0..SENDERS).map(|n| message(chat, user, format!("seq-{round}-{n}"))).collect::<Vec<_>>()
+            },
+            |batch| {
+                let store = store.clone();
+                async move {
+                    let appends = batch.into_iter().map(|new| {
+                        let store = store.clone();
+                        tokio::spawn(async move { store.append_message(new).await.unwrap() })
+                    });
+                    for append in appends.collect::<Vec<_>>() {
+                        append.await.unwrap();
+                    }
+                }
+            },
+            BatchSize::SmallInput,
+        );
+    });
+    group.finish();
+}
+
+fn dedupe(c: &mut Criterion) {
+    let runtime = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let (store, user, chat) = runtime.block_on(store_with_chat(dir.path()));
+    runtime.block_on(async {
+        for n in 0..10_000 {
+            store.append_message(message(chat, user, format!("stored-{n}"))).await.unwrap();
+        }
+    });
+    let mut group = c.benchmark_group("dedupe");
+    group.throughput(Throughput::Elements(1));
+    let mut n = 0u64;
+    group.bench_function("resend_of_stored_client_message_id", |b| {
+        b.to_async(&runtime).iter(|| {
+            n = (n + 7919) % 10_000;
+            let resend = message(chat, user, format!("stored-{n}"));
+            let store = store.clone();
+            async move {
+                let appended = store.append_message(resend).await.unwrap();
+                assert!(matches!(appended, storage::model::Appended::Duplicate(_)));
+            }
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, codec, fanout, sequencer, dedupe);
+criterion_main!(benches);
