@@ -6,7 +6,7 @@ use storage::model::{Appended, ChatId, ChatKind, Message, MessageId, MessageKind
 use storage::{Store, StoreError};
 
 use protocol::views::MessageView;
-use storage::model::Member;
+use storage::model::{Member, SendContext};
 
 use crate::{Delivery, Router, views};
 
@@ -175,14 +175,12 @@ impl SendPipeline {
     pub async fn send(&self, mut request: NewMessage) -> Result<Sent, SendError> {
         let now = now_millis();
         self.check_shape(&request, now)?;
-        let chat = self.store.chat(request.chat_id).await?.ok_or(SendError::ChatNotFound(request.chat_id))?;
-        let members = self.store.members(chat.id).await?;
+        let context = self.store.send_context(request.chat_id, request.sender_id).await?;
+        let SendContext { chat, members, blockers, sender } =
+            context.ok_or(SendError::ChatNotFound(request.chat_id))?;
         if !members.iter().any(|member| member.user_id == request.sender_id) {
             return Err(SendError::NotMember(chat.id));
         }
-        let others: Vec<UserId> =
-            members.iter().map(|member| member.user_id).filter(|&user| user != request.sender_id).collect();
-        let blockers = self.store.blockers_of(request.sender_id, &others).await?;
         if chat.kind == ChatKind::Private && !blockers.is_empty() {
             return Err(SendError::Blocked);
         }
@@ -214,7 +212,6 @@ impl SendPipeline {
         let message = appended.into_message();
         let scheduled = message.seq == 0;
         metrics::counter!("switchboard_messages_sent_total", "outcome" => if duplicate { "duplicate" } else if scheduled { "scheduled" } else { "new" }).increment(1);
-        let sender = self.store.user(message.sender_id).await?;
         let view = views::message(&message, sender.as_ref(), false, &[]);
         if !duplicate && !scheduled {
             let recipients =

@@ -31,6 +31,7 @@ macro_rules! conformance_suite {
             users_register_update_and_lookup,
             refresh_tokens_rotate_and_detect_reuse,
             contacts_add_update_block_delete,
+            send_context_reads_what_a_send_needs,
             chats_members_and_roles,
             chat_list_orders_and_counts,
             seq_is_contiguous_under_concurrent_senders,
@@ -244,6 +245,29 @@ pub async fn contacts_add_update_block_delete<S: Store>(store: &S) {
     assert!(!store.delete_contact(alice, bob).await.unwrap());
     assert!(store.contact(alice, bob).await.unwrap().is_none());
     assert!(!store.is_blocked(alice, bob).await.unwrap());
+}
+
+pub async fn send_context_reads_what_a_send_needs<S: Store>(store: &S) {
+    let (alice, bob, carol) = (user(store, "1").await, user(store, "2").await, user(store, "3").await);
+    let chat = group(store, alice, &[bob, carol]).await;
+    assert!(store.send_context(999_999, alice).await.unwrap().is_none(), "no such chat");
+    let context = store.send_context(chat, alice).await.unwrap().unwrap();
+    assert_eq!(context.chat.id, chat);
+    let mut members: Vec<i64> = context.members.iter().map(|m| m.user_id).collect();
+    members.sort_unstable();
+    assert_eq!(members, vec![alice, bob, carol]);
+    assert!(context.blockers.is_empty());
+    assert_eq!(context.sender.map(|u| u.id), Some(alice));
+
+    let block = ContactUpdate { is_blocked: Some(true), updated_at: now_millis(), ..ContactUpdate::default() };
+    store.add_contact(carol, alice, String::new(), now_millis()).await.unwrap();
+    store.update_contact(carol, alice, block).await.unwrap();
+    assert_eq!(store.send_context(chat, alice).await.unwrap().unwrap().blockers, vec![carol]);
+    assert!(store.send_context(chat, carol).await.unwrap().unwrap().blockers.is_empty(), "blocking is one-way");
+    // A non-member still gets the context: the pipeline is the one to refuse.
+    let dave = user(store, "4").await;
+    let outsider = store.send_context(chat, dave).await.unwrap().unwrap();
+    assert!(!outsider.members.iter().any(|m| m.user_id == dave));
 }
 
 pub async fn chats_members_and_roles<S: Store>(store: &S) {

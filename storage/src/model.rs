@@ -211,6 +211,17 @@ pub struct ChatUpdate {
     pub updated_at: Millis,
 }
 
+/// What the send pipeline reads before an append ([`crate::Store::send_context`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendContext {
+    pub chat: Chat,
+    pub members: Vec<Member>,
+    /// Members other than the sender who have blocked the sender.
+    pub blockers: Vec<UserId>,
+    /// The sender's profile (`None` if the account is gone).
+    pub sender: Option<User>,
+}
+
 /// A user's membership in a chat, with their own settings and read marker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {

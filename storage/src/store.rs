@@ -4,7 +4,7 @@ use crate::StoreError;
 use crate::model::{
     Appended, Chat, ChatId, ChatSummary, ChatUpdate, Contact, ContactUpdate, FileId, FileMeta, Member, MemberRole,
     Message, MessageId, MessageQuery, Millis, NewChat, NewFile, NewMessage, NewNotification, NewUser, Notification,
-    Reaction, RefreshRotation, RefreshToken, Seq, User, UserId, UserUpdate,
+    Reaction, RefreshRotation, RefreshToken, SendContext, Seq, User, UserId, UserUpdate,
 };
 
 /// The result type of every store operation.
@@ -129,6 +129,20 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<Member>>;
     async fn member(&self, chat_id: ChatId, user_id: UserId) -> StoreResult<Option<Member>>;
     async fn members(&self, chat_id: ChatId) -> StoreResult<Vec<Member>>;
+
+    /// What a send by `sender` into `chat_id` must know before it appends,
+    /// read together (`None` when there is no such chat): the chat, its
+    /// members, which of the other members block the sender, and the
+    /// sender's profile. A backend that can answer in one round trip
+    /// overrides this; the default asks for each part in turn.
+    async fn send_context(&self, chat_id: ChatId, sender: UserId) -> StoreResult<Option<SendContext>> {
+        let Some(chat) = self.chat(chat_id).await? else { return Ok(None) };
+        let members = self.members(chat_id).await?;
+        let others: Vec<UserId> = members.iter().map(|m| m.user_id).filter(|&user| user != sender).collect();
+        let blockers = self.blockers_of(sender, &others).await?;
+        let sender = self.user(sender).await?;
+        Ok(Some(SendContext { chat, members, blockers, sender }))
+    }
 
     // ---- messages ----
 

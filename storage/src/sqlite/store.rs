@@ -13,7 +13,7 @@ use super::rows::{
 use crate::model::{
     Appended, Chat, ChatId, ChatKind, ChatSummary, ChatUpdate, Contact, ContactUpdate, Cursor, FileId, FileMeta,
     Member, MemberRole, Message, MessageId, MessageQuery, Millis, NewChat, NewFile, NewMessage, NewNotification,
-    NewUser, Notification, Reaction, RefreshRotation, RefreshToken, Seq, User, UserId, UserUpdate,
+    NewUser, Notification, Reaction, RefreshRotation, RefreshToken, SendContext, Seq, User, UserId, UserUpdate,
 };
 use crate::{Store, StoreError, StoreResult};
 
@@ -50,6 +50,21 @@ fn missing_user(conn: &Connection, ids: &[UserId]) -> StoreResult<Option<UserId>
 fn chat_by_id(conn: &Connection, id: ChatId) -> StoreResult<Option<Chat>> {
     let sql = format!("{CHAT_SELECT} WHERE c.id = ?1");
     Ok(conn.prepare_cached(&sql)?.query_row([id], rows::chat).optional()?)
+}
+
+fn members_of(conn: &Connection, chat_id: ChatId) -> StoreResult<Vec<Member>> {
+    let sql = format!("SELECT {MEMBER_COLUMNS} FROM members WHERE chat_id = ?1 ORDER BY joined_at, user_id");
+    let members = conn.prepare_cached(&sql)?.query_map([chat_id], rows::member)?.collect::<Result<_, _>>()?;
+    Ok(members)
+}
+
+/// The users among `among` who have blocked `sender`.
+fn blockers_among(conn: &Connection, sender: UserId, among: &[UserId]) -> StoreResult<Vec<UserId>> {
+    let blockers: Vec<UserId> = conn
+        .prepare_cached("SELECT user_id FROM contacts WHERE contact_id = ?1 AND is_blocked = 1")?
+        .query_map([sender], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(blockers.into_iter().filter(|user| among.contains(user)).collect())
 }
 
 fn member_of(conn: &Connection, chat_id: ChatId, user_id: UserId) -> StoreResult<Option<Member>> {
@@ -743,14 +758,7 @@ impl Store for SqliteStore {
 
     async fn blockers_of(&self, sender: UserId, among: &[UserId]) -> StoreResult<Vec<UserId>> {
         let among = among.to_vec();
-        self.read(move |conn| {
-            let blockers: Vec<UserId> = conn
-                .prepare_cached("SELECT user_id FROM contacts WHERE contact_id = ?1 AND is_blocked = 1")?
-                .query_map([sender], |row| row.get(0))?
-                .collect::<Result<_, _>>()?;
-            Ok(blockers.into_iter().filter(|user| among.contains(user)).collect())
-        })
-        .await
+        self.read(move |conn| blockers_among(conn, sender, &among)).await
     }
 
     async fn share_a_chat(&self, a: UserId, b: UserId) -> StoreResult<bool> {
@@ -930,10 +938,18 @@ impl Store for SqliteStore {
     }
 
     async fn members(&self, chat_id: ChatId) -> StoreResult<Vec<Member>> {
+        self.read(move |conn| members_of(conn, chat_id)).await
+    }
+
+    /// One trip to a reader connection instead of four.
+    async fn send_context(&self, chat_id: ChatId, sender: UserId) -> StoreResult<Option<SendContext>> {
         self.read(move |conn| {
-            let sql = format!("SELECT {MEMBER_COLUMNS} FROM members WHERE chat_id = ?1 ORDER BY joined_at, user_id");
-            let members = conn.prepare_cached(&sql)?.query_map([chat_id], rows::member)?.collect::<Result<_, _>>()?;
-            Ok(members)
+            let Some(chat) = chat_by_id(conn, chat_id)? else { return Ok(None) };
+            let members = members_of(conn, chat_id)?;
+            let others: Vec<UserId> = members.iter().map(|m| m.user_id).filter(|&user| user != sender).collect();
+            let blockers = blockers_among(conn, sender, &others)?;
+            let sender = user_by(conn, "id", &sender)?;
+            Ok(Some(SendContext { chat, members, blockers, sender }))
         })
         .await
     }
