@@ -139,6 +139,13 @@ pub async fn run_with(
     let housekeeping = tokio::spawn(housekeeping(state.clone(), shutdown.clone()));
     // The extra routes get request ids too (the sidecar's own already have them).
     let app = extra.layer(request_id::layer()).merge(router(state));
+    // Realtime frames are small: without TCP_NODELAY, Nagle's algorithm holds
+    // a frame back until the client's delayed ACK (40 ms on Linux) arrives.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |stream: &mut tokio::net::TcpStream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "TCP_NODELAY not set");
+        }
+    });
     let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;
