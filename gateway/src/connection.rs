@@ -11,12 +11,16 @@ use hyper_util::rt::TokioIo;
 use protocol::Event;
 use protocol::time::{now_millis, to_iso};
 use serde_json::json;
+use std::pin::Pin;
 use storage::model::UserId;
+
+use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, mpsc};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_util::sync::WaitForCancellationFuture;
 use tracing::Instrument;
 
 use crate::codec::{self, Encoding};
@@ -97,8 +101,16 @@ async fn on_frame(
 /// Writes `first` and whatever else is queued (up to a batch), flushing
 /// once. A client that stops reading blocks the write; the kick (slow
 /// consumer, shutdown) still gets through. Answers whether to go on.
+/// Waits registered once per connection for a kick and for shutdown:
+/// re-creating them on every wake-up would take the shutdown token's
+/// shared lock twice per frame, for every connection.
+struct Alarms<'p, 'f> {
+    kicked: Pin<&'p mut Notified<'f>>,
+    stopping: Pin<&'p mut WaitForCancellationFuture<'f>>,
+}
+
 async fn write_queued(
-    gateway: &Gateway,
+    alarms: &mut Alarms<'_, '_>,
     handle: &Handle,
     sink: &mut Sink,
     queue: &mut mpsc::Receiver<Message>,
@@ -117,8 +129,8 @@ async fn write_queued(
     };
     let written = tokio::select! {
         ok = write => ok,
-        () = handle.kick.notified() => false,
-        () = gateway.inner.shutdown.cancelled() => false,
+        () = alarms.kicked.as_mut() => false,
+        () = alarms.stopping.as_mut() => false,
     };
     if !written {
         let code = match handle.close_code.load(Ordering::Acquire) {
@@ -183,6 +195,10 @@ async fn run(gateway: Gateway, mut sink: Sink, mut stream: Stream, encoding: Enc
         }),
     );
     let mut session = Session::new(&gateway, user_id, id);
+    let kicked = handle.kick.notified();
+    let stopping = gateway.inner.shutdown.cancelled();
+    tokio::pin!(kicked, stopping);
+    let mut alarms = Alarms { kicked, stopping };
     if sink.send(codec::encode(&connect, encoding)).await.is_ok() {
         loop {
             tokio::select! {
@@ -204,16 +220,16 @@ async fn run(gateway: Gateway, mut sink: Sink, mut stream: Stream, encoding: Enc
                     }
                 }
                 Some(frame) = queue.recv() => {
-                    if !write_queued(&gateway, &handle, &mut sink, &mut queue, frame).await {
+                    if !write_queued(&mut alarms, &handle, &mut sink, &mut queue, frame).await {
                         break;
                     }
                 }
-                () = handle.kick.notified() => {
+                () = alarms.kicked.as_mut() => {
                     let code = handle.close_code.load(Ordering::Acquire);
                     close(&mut sink, code, reason(code)).await;
                     break;
                 }
-                () = gateway.inner.shutdown.cancelled() => {
+                () = alarms.stopping.as_mut() => {
                     close(&mut sink, close_codes::GOING_AWAY, reason(close_codes::GOING_AWAY)).await;
                     break;
                 }
