@@ -16,7 +16,7 @@ use crate::connect::open_idle;
 use crate::dialect::Dialect;
 use crate::progress::Progress;
 use crate::traffic::{Counters, Percentiles, latency_histogram};
-use crate::{Common, Report, api};
+use crate::{Common, Report, api, net};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -71,6 +71,9 @@ pub async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
     while Instant::now() < until {
         tokio::select! {
             _ = tick.tick() => {
+              // What is owed comes from the clock: a late wake-up opens the backlog.
+              let owed = (started.elapsed().as_secs_f64() * f64::from(args.rate)) as usize;
+              while n < owed {
                 let url = Dialect::Switchboard.ws_url(&common.url, &users[n % users.len()].token, 0);
                 let source = common.sources.for_connection(n);
                 n += 1;
@@ -94,9 +97,10 @@ pub async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
                             },
                         }
                     }
-                    let _ = socket.close(None).await;
+                    net::close(socket).await;
                     counters.closed.fetch_add(1, Ordering::Relaxed);
                 });
+              }
             }
             () = tokio::time::sleep_until(progress.next_tick().into()) => progress.sample(&counters, false),
             Some(_) = tasks.join_next() => {}

@@ -91,7 +91,7 @@ pub async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
                     },
                 }
             }
-            let _ = socket.close(None).await;
+            net::close(socket).await;
             counters.closed.fetch_add(1, Ordering::Relaxed);
         });
     }

@@ -47,10 +47,26 @@ pub fn server_addr(url: &str) -> anyhow::Result<SocketAddr> {
     Ok(SocketAddr::new(ip, port))
 }
 
+/// Closes `socket` the way RFC 6455 asks: send Close, then wait (briefly)
+/// for the server to close the TCP connection first, so `TIME_WAIT` lands on
+/// the server's side and not on the generator's ephemeral ports.
+pub async fn close(mut socket: Socket) {
+    use futures_util::StreamExt;
+    let _ = socket.close(None).await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        while let Some(Ok(_)) = socket.next().await {}
+    })
+    .await;
+}
+
 /// Opens the WebSocket at `url` (served at `server`) from `source`.
 pub async fn connect(url: &str, server: SocketAddr, source: IpAddr) -> anyhow::Result<Socket> {
     let socket = if server.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     if server.is_ipv4() && source.is_ipv4() {
+        // Binding before connecting picks the port at bind time, where ports
+        // still in `TIME_WAIT` would otherwise make the kernel's search slow
+        // (and fail once the range is used up) under churn.
+        socket.set_reuseaddr(true)?;
         socket.bind(SocketAddr::new(source, 0))?;
     }
     let stream = socket.connect(server).await?;

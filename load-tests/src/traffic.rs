@@ -226,10 +226,13 @@ async fn drive(me: Connection, n: usize, shared: Arc<Shared>, gate: Arc<Semaphor
     let mut stop = shared.stop.clone();
     let mut recorder = Recorder::new();
     let sends = me.sends;
-    let (period, window) = match shared.plan.load {
-        Load::Rate(rate) => (Duration::from_secs_f64(1.0 / f64::from(rate.max(1))), 0),
-        Load::Window(window) => (Duration::from_secs(3600), window),
+    let (rate, window) = match shared.plan.load {
+        Load::Rate(rate) => (rate.max(1), 0),
+        Load::Window(window) => (0, window),
     };
+    // The timer only wakes the loop; what is owed comes from the clock, so
+    // a late wake-up sends the backlog instead of losing it.
+    let period = if rate > 0 { Duration::from_secs_f64(1.0 / f64::from(rate)) } else { Duration::from_secs(3600) };
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut n = 0u64;
@@ -286,7 +289,10 @@ async fn drive(me: Connection, n: usize, shared: Arc<Shared>, gate: Arc<Semaphor
                     Inbound::Echo | Inbound::Other => {}
                 }
             }
-            _ = tick.tick(), if rate_tick && Instant::now() < until => due += 1,
+            _ = tick.tick(), if rate_tick && Instant::now() < until => {
+                let owed = (started.elapsed().as_secs_f64() * f64::from(rate)) as u64;
+                due = owed.saturating_sub(n);
+            }
         }
     }
     recorder.flush(&shared).await?;
@@ -295,7 +301,7 @@ async fn drive(me: Connection, n: usize, shared: Arc<Shared>, gate: Arc<Semaphor
     if closed_by_server {
         counters.disconnects.fetch_add(1, Ordering::Relaxed);
     } else {
-        let _ = socket.close(None).await;
+        net::close(socket).await;
     }
     Ok(())
 }
