@@ -3,8 +3,10 @@
 #
 # Tests that need Redis use REDIS_URL when it is set; otherwise this script
 # starts a private redis-server on a free port (installing it with apt-get
-# if it is missing) and stops it afterwards. Then: cargo test --workspace,
-# and clippy with warnings as errors.
+# if it is missing) and stops it afterwards. Node and npm are installed if
+# missing: the bench's Socket.IO peer test and the browser test need them.
+# Then: cargo test --workspace, clippy with warnings as errors, and the
+# browser test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,6 +49,14 @@ stop_private_redis() {
     [ -n "${redis_dir:-}" ] && rm -rf "$redis_dir"
     redis_dir=""
 }
+
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    say "node/npm not found; installing them"
+    sudo_cmd=""
+    [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq nodejs npm >/dev/null
+fi
 
 if [ -z "${REDIS_URL:-}" ]; then
     trap stop_private_redis EXIT

@@ -130,18 +130,25 @@ impl PhaseResult {
 }
 
 /// A server process under test; killed when dropped.
-struct Server {
+#[derive(Debug)]
+pub struct Server {
     child: Child,
     url: String,
     _data: Option<tempfile::TempDir>,
 }
 
 impl Server {
-    fn pid(&self) -> Option<u32> {
+    /// Its base URL (`http://127.0.0.1:PORT`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn pid(&self) -> Option<u32> {
         self.child.id()
     }
 
-    async fn stop(mut self) {
+    /// SIGTERM, then SIGKILL if it has not exited within 10 s.
+    pub async fn stop(mut self) {
         if let Some(pid) = self.child.id() {
             // SIGTERM first so the engine drains and flushes; then make sure.
             let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
@@ -195,6 +202,9 @@ fn switchboard_bin(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
 /// Installs `socket.io` with npm into a cache folder if it is missing;
 /// answers the `node_modules` folder to put on `NODE_PATH`.
 fn socketio_modules() -> anyhow::Result<PathBuf> {
+    // Callers in one process (tests run in parallel) install one at a time.
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _installing = INSTALLING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let cache = workspace_root().join("target/bench-cache/socketio");
     let modules = cache.join("node_modules");
     if modules.join("socket.io/package.json").exists() {
@@ -212,7 +222,9 @@ fn socketio_modules() -> anyhow::Result<PathBuf> {
     Ok(modules)
 }
 
-async fn start(system: System, switchboard: &Path, secret: &str) -> anyhow::Result<Server> {
+/// Starts `system` on a free loopback port (`switchboard` is the engine's
+/// binary; `secret` signs the Socket.IO peer's tokens) and waits until it listens.
+pub async fn start(system: System, switchboard: &Path, secret: &str) -> anyhow::Result<Server> {
     let port = free_port()?;
     let url = format!("http://127.0.0.1:{port}");
     let (mut child, data) = match system {
@@ -267,6 +279,7 @@ async fn measure_system(args: &Args, system: System, switchboard: &Path, secs: u
         rate: None,
         window: Some(args.window),
         duration_secs: secs,
+        warmup_secs: 2,
         dialect: system.dialect(),
         socketio_secret: SECRET.to_owned(),
     };
@@ -365,6 +378,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "groups": args.groups,
         "window": args.window,
         "phase_secs": secs,
+        "warmup_secs": 2,
         "persistence": "switchboard: SQLite WAL, synchronous=FULL; socketio and ceiling: none",
     });
     let summary = serde_json::json!({

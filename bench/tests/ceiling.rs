@@ -25,6 +25,7 @@ async fn every_frame_reaches_the_rest_of_its_room_and_is_acked() {
         rate: None,
         window: Some(4),
         duration_secs: 1,
+        warmup_secs: 0,
         dialect: Dialect::Ceiling,
         socketio_secret: "s".to_owned(),
     };

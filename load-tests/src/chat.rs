@@ -17,9 +17,12 @@ pub struct Args {
     /// Messages per second each user sends.
     #[arg(long, default_value_t = 500)]
     rate: u32,
-    /// Seconds of sending.
+    /// Seconds of sending that are measured.
     #[arg(long, default_value_t = 10)]
     duration_secs: u64,
+    /// Seconds of sending before the measured window.
+    #[arg(long, default_value_t = 2)]
+    warmup_secs: u64,
 }
 
 pub async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
@@ -36,6 +39,7 @@ pub async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
         url: common.url.clone(),
         dialect: Dialect::Switchboard,
         load: Load::Rate(args.rate),
+        warmup: Duration::from_secs(args.warmup_secs),
         duration: Duration::from_secs(args.duration_secs),
         sources: common.sources,
         connect_concurrency: common.connect_concurrency,
@@ -47,6 +51,7 @@ pub async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
         "pairs": args.pairs,
         "rate_per_user": args.rate,
         "duration_s": args.duration_secs,
+        "warmup_s": args.warmup_secs,
         "measured": &measured,
     });
     let title = format!("chat: {} pair(s), {} msg/s per user", args.pairs, args.rate);

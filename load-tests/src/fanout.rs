@@ -27,9 +27,12 @@ pub struct Args {
     /// the maximum throughput). The default when no rate is given: 8.
     #[arg(long)]
     pub window: Option<u32>,
-    /// Seconds of sending.
+    /// Seconds of sending that are measured.
     #[arg(long, default_value_t = 10)]
     pub duration_secs: u64,
+    /// Seconds of sending before the measured window.
+    #[arg(long, default_value_t = 2)]
+    pub warmup_secs: u64,
     /// The server's protocol.
     #[arg(long, value_enum, default_value_t = Dialect::Switchboard)]
     pub dialect: Dialect,
@@ -76,6 +79,7 @@ pub async fn measure(common: &Common, args: &Args, connections: Vec<Connection>)
         url: common.url.clone(),
         dialect: args.dialect,
         load: args.load(),
+        warmup: Duration::from_secs(args.warmup_secs),
         duration: Duration::from_secs(args.duration_secs),
         sources: common.sources,
         connect_concurrency: common.connect_concurrency,
@@ -94,6 +98,7 @@ pub async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
         "groups": args.groups,
         "load": args.load(),
         "duration_s": args.duration_secs,
+        "warmup_s": args.warmup_secs,
         "measured": &measured,
     });
     let title = format!("fanout: {} group(s) of {}, {:?}", args.groups, args.group_size, args.load());

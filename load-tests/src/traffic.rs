@@ -47,6 +47,11 @@ pub struct Plan {
     pub url: String,
     pub dialect: Dialect,
     pub load: Load,
+    /// Sending before the measured window (caches, buffers and the
+    /// previous phase's tear-down settle); shown on the timeline, left out
+    /// of the rates and percentiles.
+    pub warmup: Duration,
+    /// The measured window.
     pub duration: Duration,
     pub sources: Sources,
     /// Connections being opened at once.
@@ -64,7 +69,7 @@ pub struct Measured {
     pub delivered: u64,
     pub errors: u64,
     pub disconnects: u64,
-    /// Acks and deliveries that arrived within the sending window, per second of it.
+    /// Acks and deliveries that arrived within the measured window, per second of it.
     pub acked_per_s: f64,
     pub deliveries_per_s: f64,
     pub latency_ms: Percentiles,
@@ -131,7 +136,8 @@ struct Shared {
     per_second: Mutex<Vec<Histogram<u64>>>,
 }
 
-/// Latencies a connection collects before handing them over once a second.
+/// Latencies a connection collects before handing them over once a second
+/// (`current`, for the timeline) and at the end (`total`, the measured window only).
 struct Recorder {
     second: usize,
     current: Histogram<u64>,
@@ -143,13 +149,16 @@ impl Recorder {
         Self { second: 0, current: latency_histogram(), total: latency_histogram() }
     }
 
-    async fn record(&mut self, shared: &Shared, started: Instant, micros: u64) -> anyhow::Result<()> {
+    async fn record(&mut self, shared: &Shared, started: Instant, micros: u64, measured: bool) -> anyhow::Result<()> {
         let second = started.elapsed().as_secs() as usize;
         if second != self.second {
             self.flush(shared).await?;
             self.second = second;
         }
         self.current.saturating_record(micros);
+        if measured {
+            self.total.saturating_record(micros);
+        }
         Ok(())
     }
 
@@ -164,7 +173,6 @@ impl Recorder {
             }
             slots[self.second].add(&self.current)?;
         }
-        self.total.add(&self.current)?;
         self.current.reset();
         Ok(())
     }
@@ -202,26 +210,26 @@ async fn expect(socket: &mut Socket, dialect: Dialect, me: i64, accept: impl Fn(
     tokio::time::timeout(Duration::from_secs(15), wait).await.map_err(|_| anyhow::anyhow!("handshake timed out"))?
 }
 
+/// [`open`] under the connect gate, counted as open or failed.
+async fn open_counted(me: &Connection, n: usize, shared: &Shared, gate: &Semaphore) -> anyhow::Result<Socket> {
+    let opened = {
+        let _permit = gate.acquire().await?;
+        open(&shared.plan, me, n).await
+    };
+    let counter = if opened.is_ok() { &shared.counters.open } else { &shared.counters.failed };
+    counter.fetch_add(1, Ordering::Relaxed);
+    opened
+}
+
 async fn drive(me: Connection, n: usize, shared: Arc<Shared>, gate: Arc<Semaphore>) -> anyhow::Result<()> {
     let counters = &shared.counters;
-    let socket = {
-        let _permit = gate.acquire().await?;
-        open(&shared.plan, &me, n).await
-    };
-    let socket = match socket {
-        Ok(socket) => socket,
-        Err(error) => {
-            counters.failed.fetch_add(1, Ordering::Relaxed);
-            return Err(error);
-        }
-    };
-    counters.open.fetch_add(1, Ordering::Relaxed);
     // One unsplit socket: sends happen between reads in this one task, so
     // there is no lock between a reading half and a writing half.
-    let mut socket = socket;
+    let mut socket = open_counted(&me, n, &shared, &gate).await?;
     let mut start = shared.start.clone();
     let started = *start.wait_for(Option::is_some).await?.as_ref().expect("waited for Some");
-    let until = started + shared.plan.duration;
+    let measure_from = started + shared.plan.warmup;
+    let until = measure_from + shared.plan.duration;
     let dialect = shared.plan.dialect;
     let mut stop = shared.stop.clone();
     let mut recorder = Recorder::new();
@@ -268,16 +276,21 @@ async fn drive(me: Connection, n: usize, shared: Arc<Shared>, gate: Arc<Semaphor
                 match dialect.classify(text.as_str(), me.user_id) {
                     Inbound::Ack => {
                         counters.acked.fetch_add(1, Ordering::Relaxed);
-                        if Instant::now() <= until {
-                            counters.acked_in_window.fetch_add(1, Ordering::Relaxed);
+                        let now = Instant::now();
+                        if now <= until {
                             due += u64::from(window > 0);
+                            if now >= measure_from {
+                                counters.acked_in_window.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                     }
                     Inbound::Delivery { sent_at_micros } => {
                         let now = shared.epoch.elapsed().as_micros() as u64;
-                        recorder.record(&shared, started, now.saturating_sub(sent_at_micros)).await?;
+                        let at = Instant::now();
+                        let measured = at >= measure_from && at <= until;
+                        recorder.record(&shared, started, now.saturating_sub(sent_at_micros), measured).await?;
                         counters.delivered.fetch_add(1, Ordering::Relaxed);
-                        if Instant::now() <= until {
+                        if measured {
                             counters.delivered_in_window.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -343,7 +356,7 @@ pub async fn run(connections: Vec<Connection>, plan: Plan, label: &str) -> anyho
     let started = Instant::now();
     start_tx.send_replace(Some(started));
     let sampling = async {
-        let until = started + plan.duration;
+        let until = started + plan.warmup + plan.duration;
         while Instant::now() < until {
             tokio::time::sleep_until(progress.next_tick().into()).await;
             progress.sample(counters, Instant::now() >= until);

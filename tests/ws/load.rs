@@ -22,6 +22,7 @@ async fn fanout_delivers_every_message_to_every_other_member() {
         rate: None,
         window: Some(2),
         duration_secs: 1,
+        warmup_secs: 0,
         dialect: Dialect::Switchboard,
         socketio_secret: String::new(),
     };
@@ -47,6 +48,7 @@ async fn open_loop_rate_is_kept_and_reported() {
         rate: Some(20),
         window: None,
         duration_secs: 2,
+        warmup_secs: 0,
         dialect: Dialect::Switchboard,
         socketio_secret: String::new(),
     };
