@@ -9,7 +9,7 @@ use protocol::{ErrorCode, Event, kinds};
 use router::Delivery;
 use serde::Deserialize;
 use serde_json::json;
-use storage::model::{Cursor, MessageQuery, UserId};
+use storage::model::{Cursor, MessageQuery, NewMessage, UserId};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::codec;
@@ -88,45 +88,114 @@ fn parse<T: for<'de> Deserialize<'de>>(event: &Event) -> Result<T, String> {
     serde_json::from_value(event.data.clone()).map_err(|error| format!("invalid {} data: {error}", event.kind))
 }
 
-pub(crate) async fn handle(gateway: &Gateway, session: &mut Session, frame: &Message) -> Outcome {
+/// Handles frames that arrived together, in order; consecutive
+/// `message.send`s go through the pipeline as one batch (one store trip),
+/// so a client that pipelines its sends is not held to one commit each.
+pub(crate) async fn handle_many(gateway: &Gateway, session: &mut Session, frames: &[Message]) -> Vec<Outcome> {
+    let mut outcomes: Vec<Option<Outcome>> = frames.iter().map(|_| None).collect();
+    let mut sends: Vec<(usize, Event, NewMessage)> = Vec::new();
+    for (index, frame) in frames.iter().enumerate() {
+        let event = match admit(gateway, session, frame) {
+            Ok(event) => event,
+            Err(refused) => {
+                outcomes[index] = Some(refused);
+                continue;
+            }
+        };
+        if event.kind == "message.send" {
+            match send_request(session, &event) {
+                Ok(new) => sends.push((index, event, new)),
+                Err(failure) => outcomes[index] = Some(conclude(session, event.id.clone(), Err(failure))),
+            }
+            continue;
+        }
+        send_batch(gateway, session, &mut sends, &mut outcomes).await;
+        outcomes[index] = Some(handle_event(gateway, session, &event).await);
+    }
+    send_batch(gateway, session, &mut sends, &mut outcomes).await;
+    outcomes.into_iter().map(|outcome| outcome.expect("every frame has an outcome")).collect()
+}
+
+async fn send_batch(
+    gateway: &Gateway,
+    session: &mut Session,
+    sends: &mut Vec<(usize, Event, NewMessage)>,
+    outcomes: &mut [Option<Outcome>],
+) {
+    if sends.is_empty() {
+        return;
+    }
+    let started = Instant::now();
+    let (slots, requests): (Vec<(usize, Event)>, Vec<NewMessage>) =
+        sends.drain(..).map(|(index, event, new)| ((index, event), new)).unzip();
+    let results = gateway.inner.pipeline.send_many(requests).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    for ((index, event), result) in slots.into_iter().zip(results) {
+        let handled = result.map(|sent| vec![ack(&event, &sent)]).map_err(|error| send_failure(&error));
+        if handled.is_ok() {
+            metrics::histogram!("switchboard_ws_ack_seconds").record(elapsed);
+        }
+        outcomes[index] = Some(conclude(session, event.id.clone(), handled));
+    }
+}
+
+/// Size, decoding and the rate limit: the event to run, or what to answer
+/// a frame refused before it runs.
+fn admit(gateway: &Gateway, session: &mut Session, frame: &Message) -> Result<Event, Outcome> {
     if frame.len() > gateway.inner.config.max_frame_bytes {
         let limit = gateway.inner.config.max_frame_bytes;
-        return bad_frame(session, None, ErrorCode::PayloadTooLarge, format!("frames may be at most {limit} bytes"));
+        return Err(bad_frame(
+            session,
+            None,
+            ErrorCode::PayloadTooLarge,
+            format!("frames may be at most {limit} bytes"),
+        ));
     }
     let event = match codec::decode(frame) {
         Ok(event) => event,
-        Err(error) => return bad_frame(session, None, ErrorCode::BadRequest, error.to_string()),
+        Err(error) => return Err(bad_frame(session, None, ErrorCode::BadRequest, error.to_string())),
     };
     let reference = event.id.clone();
     if !session.take_token() {
         session.throttled += 1;
         metrics::counter!("switchboard_ws_throttled_total").increment(1);
         if session.throttled >= THROTTLED_BEFORE_CLOSE {
-            return Outcome::Close(close_codes::TOO_FAST, "too many commands");
+            return Err(Outcome::Close(close_codes::TOO_FAST, "too many commands"));
         }
-        return Outcome::Reply(vec![error(reference, ErrorCode::TooManyRequests, "too many commands; slow down")]);
+        return Err(Outcome::Reply(vec![error(reference, ErrorCode::TooManyRequests, "too many commands; slow down")]));
     }
     session.throttled = 0;
     metrics::counter!("switchboard_ws_commands_total", "type" => event.kind.clone()).increment(1);
+    Ok(event)
+}
+
+/// Runs an admitted command.
+async fn handle_event(gateway: &Gateway, session: &mut Session, event: &Event) -> Outcome {
+    let reference = event.id.clone();
     let outcome = match event.kind.as_str() {
         "ping" => Ok(vec![reply(reference.clone(), "pong", json!({"timestamp": to_iso(now_millis())}))]),
         "auth" => Err((ErrorCode::BadRequest, "already authenticated".to_owned())),
-        "message.send" => send(gateway, session, &event).await,
-        "sync" => sync(gateway, session, &event).await,
-        "message.read" => read(gateway, session, &event).await,
-        "message.delivered" => delivered(gateway, session, &event).await,
-        "typing" => crate::typing::command(gateway, session.user_id, &event).await,
-        "presence.query" => presence_query(gateway, session, &event).await,
-        "call.offer" => crate::calls::offer(gateway, session.user_id, session.connection, &event).await,
-        "call.answer" => crate::calls::answer(gateway, session.user_id, session.connection, &event),
-        "call.ice" => crate::calls::ice(gateway, session.user_id, session.connection, &event),
-        "call.end" => crate::calls::end(gateway, session.user_id, session.connection, &event).await,
+        "message.send" => send(gateway, session, event).await,
+        "sync" => sync(gateway, session, event).await,
+        "message.read" => read(gateway, session, event).await,
+        "message.delivered" => delivered(gateway, session, event).await,
+        "typing" => crate::typing::command(gateway, session.user_id, event).await,
+        "presence.query" => presence_query(gateway, session, event).await,
+        "call.offer" => crate::calls::offer(gateway, session.user_id, session.connection, event).await,
+        "call.answer" => crate::calls::answer(gateway, session.user_id, session.connection, event),
+        "call.ice" => crate::calls::ice(gateway, session.user_id, session.connection, event),
+        "call.end" => crate::calls::end(gateway, session.user_id, session.connection, event).await,
         other => {
             let message = format!("unknown command {other:?}");
             return bad_frame(session, reference, ErrorCode::BadRequest, message);
         }
     };
-    match outcome {
+    conclude(session, reference, outcome)
+}
+
+/// A command's result as what the connection does next.
+fn conclude(session: &mut Session, reference: Option<String>, handled: Handled) -> Outcome {
+    match handled {
         Ok(replies) => {
             session.bad_frames = 0;
             Outcome::Reply(replies)
@@ -147,19 +216,28 @@ fn store_failure(error: &storage::StoreError) -> (ErrorCode, String) {
     (ErrorCode::Internal, "internal error".into())
 }
 
-async fn send(gateway: &Gateway, session: &Session, event: &Event) -> Handled {
+/// A `message.send` command as what the pipeline sends.
+fn send_request(session: &Session, event: &Event) -> Result<NewMessage, (ErrorCode, String)> {
     let command: SendMessage = parse(event).map_err(|message| (ErrorCode::BadRequest, message))?;
     let chat_id = command.chat_id.ok_or((ErrorCode::BadRequest, "chat_id is required".to_owned()))?;
-    let client_message_id = command.client_message_id.clone();
-    let started = Instant::now();
-    let new = router::new_message(command, chat_id, session.user_id).map_err(|error| send_failure(&error))?;
-    let sent = gateway.inner.pipeline.send(new).await.map_err(|error| send_failure(&error))?;
-    metrics::histogram!("switchboard_ws_ack_seconds").record(started.elapsed().as_secs_f64());
-    Ok(vec![reply(
+    router::new_message(command, chat_id, session.user_id).map_err(|error| send_failure(&error))
+}
+
+fn ack(event: &Event, sent: &router::Sent) -> Event {
+    let client_message_id = &sent.message.client_message_id;
+    reply(
         event.id.clone(),
         "message.ack",
         json!({"client_message_id": client_message_id, "message": sent.view, "duplicate": sent.duplicate}),
-    )])
+    )
+}
+
+async fn send(gateway: &Gateway, session: &Session, event: &Event) -> Handled {
+    let new = send_request(session, event)?;
+    let started = Instant::now();
+    let sent = gateway.inner.pipeline.send(new).await.map_err(|error| send_failure(&error))?;
+    metrics::histogram!("switchboard_ws_ack_seconds").record(started.elapsed().as_secs_f64());
+    Ok(vec![ack(event, &sent)])
 }
 
 fn send_failure(error: &router::SendError) -> (ErrorCode, String) {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU16, Ordering};
 
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use protocol::Event;
@@ -35,6 +35,8 @@ type Stream = SplitStream<Socket>;
 /// Frames written per flush at most, so one busy connection cannot starve
 /// its own reads.
 const WRITE_BATCH: usize = 64;
+/// Frames already received that are handled as one batch at most.
+const READ_BATCH: usize = 32;
 /// How long a close frame may take to write before the socket is dropped.
 const CLOSE_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -65,37 +67,47 @@ async fn authenticate(gateway: &Gateway, stream: &mut Stream, sink: &mut Sink) -
     None
 }
 
-/// Handles one client frame; answers whether the connection goes on.
-async fn on_frame(
+/// Handles frames that arrived together: commands in order (consecutive
+/// sends as one batch), replies written with one flush; answers whether
+/// the connection goes on.
+async fn on_frames(
     gateway: &Gateway,
     session: &mut Session,
     sink: &mut Sink,
     encoding: Encoding,
-    frame: &Message,
+    frames: &[Message],
 ) -> bool {
-    match frame {
-        Message::Text(_) | Message::Binary(_) => {
-            metrics::counter!("switchboard_ws_frames_in_total").increment(1);
-            match commands::handle(gateway, session, frame).await {
-                Outcome::Reply(replies) => {
-                    for reply in &replies {
-                        if sink.feed(codec::encode(reply, encoding)).await.is_err() {
-                            return false;
+    // Control frames end a run of commands: handle each run, then the control frame.
+    let mut rest = frames;
+    while !rest.is_empty() {
+        let commands = rest.iter().take_while(|frame| matches!(frame, Message::Text(_) | Message::Binary(_))).count();
+        if commands > 0 {
+            metrics::counter!("switchboard_ws_frames_in_total").increment(commands as u64);
+            for outcome in commands::handle_many(gateway, session, &rest[..commands]).await {
+                match outcome {
+                    Outcome::Reply(replies) => {
+                        for reply in &replies {
+                            if sink.feed(codec::encode(reply, encoding)).await.is_err() {
+                                return false;
+                            }
                         }
                     }
-                    sink.flush().await.is_ok()
-                }
-                Outcome::Close(code, reason) => {
-                    close(sink, code, reason).await;
-                    false
+                    Outcome::Close(code, reason) => {
+                        close(sink, code, reason).await;
+                        return false;
+                    }
                 }
             }
+            rest = &rest[commands..];
+            continue;
         }
-        // Answer pings (tungstenite queued the pong).
-        Message::Ping(_) => sink.flush().await.is_ok(),
-        Message::Close(_) => false,
-        _ => true,
+        match &rest[0] {
+            // Answer pings (tungstenite queued the pong; the flush below sends it).
+            Message::Close(_) => return false,
+            _ => rest = &rest[1..],
+        }
     }
+    sink.flush().await.is_ok()
 }
 
 /// Writes `first` and whatever else is queued (up to a batch), flushing
@@ -203,19 +215,20 @@ async fn run(gateway: Gateway, mut sink: Sink, mut stream: Stream, encoding: Enc
         loop {
             tokio::select! {
                 incoming = stream.next() => {
-                    let frame = match incoming {
-                        Some(Ok(frame)) => frame,
-                        Some(Err(error)) => {
-                            tracing::debug!(%error, "read failed");
-                            if matches!(error, tokio_tungstenite::tungstenite::Error::Capacity(_)) {
-                                close(&mut sink, close_codes::TOO_BIG, "frame too large").await;
-                            }
+                    let mut frames = Vec::new();
+                    let mut ended = read_outcome(incoming, &mut frames, &mut sink).await;
+                    // Frames already read from the socket are handled together.
+                    while !ended && frames.len() < READ_BATCH {
+                        let Some(incoming) = stream.next().now_or_never() else { break };
+                        ended = read_outcome(incoming, &mut frames, &mut sink).await;
+                    }
+                    if !frames.is_empty() {
+                        handle.last_seen.store(gateway.clock_ms(), Ordering::Relaxed);
+                        if !on_frames(&gateway, &mut session, &mut sink, encoding, &frames).await {
                             break;
                         }
-                        None => break,
-                    };
-                    handle.last_seen.store(gateway.clock_ms(), Ordering::Relaxed);
-                    if !on_frame(&gateway, &mut session, &mut sink, encoding, &frame).await {
+                    }
+                    if ended {
                         break;
                     }
                 }
@@ -243,5 +256,28 @@ async fn run(gateway: Gateway, mut sink: Sink, mut stream: Stream, encoding: Enc
     if last_device {
         let _ = gateway.inner.store.set_last_seen(user_id, now_millis()).await;
         commands::announce_presence(&gateway, user_id, false).await;
+    }
+}
+
+/// Adds a read frame to `frames`; answers whether the stream ended (closed,
+/// or failed: a frame over the hard limit is closed with 1009).
+async fn read_outcome(
+    incoming: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+    frames: &mut Vec<Message>,
+    sink: &mut Sink,
+) -> bool {
+    match incoming {
+        Some(Ok(frame)) => {
+            frames.push(frame);
+            false
+        }
+        Some(Err(error)) => {
+            tracing::debug!(%error, "read failed");
+            if matches!(error, tokio_tungstenite::tungstenite::Error::Capacity(_)) {
+                close(sink, close_codes::TOO_BIG, "frame too large").await;
+            }
+            true
+        }
+        None => true,
     }
 }

@@ -172,12 +172,93 @@ impl SendPipeline {
     /// answers, and every member's devices have been handed `message.new`
     /// (unless it was a duplicate or is scheduled for later). The pipeline
     /// sets `seq` and `created_at` itself; what the caller put there is ignored.
-    pub async fn send(&self, mut request: NewMessage) -> Result<Sent, SendError> {
+    pub async fn send(&self, request: NewMessage) -> Result<Sent, SendError> {
         let now = now_millis();
         self.check_shape(&request, now)?;
         let context = self.store.send_context(request.chat_id, request.sender_id).await?;
-        let SendContext { chat, members, blockers, sender } =
-            context.ok_or(SendError::ChatNotFound(request.chat_id))?;
+        let context = context.ok_or(SendError::ChatNotFound(request.chat_id))?;
+        let new = self.prepare(request, now, &context).await?;
+        let appended = if new.send_at.is_some() {
+            self.store.schedule_message(new).await?
+        } else {
+            self.store.append_message(new).await?
+        };
+        Ok(self.finish(appended, &context).await)
+    }
+
+    /// Sends several requests of one connection in their order, as [`send`]
+    /// would one after another, but with one store trip for the whole
+    /// batch: a client that pipelines its sends gets them committed
+    /// together. Answers each request's outcome, in order.
+    ///
+    /// [`send`]: Self::send
+    pub async fn send_many(&self, requests: Vec<NewMessage>) -> Vec<Result<Sent, SendError>> {
+        // Scheduled messages take another path in the store: keep it simple and exact.
+        if requests.len() < 2 || requests.iter().any(|request| request.send_at.is_some()) {
+            let mut outcomes = Vec::with_capacity(requests.len());
+            for request in requests {
+                outcomes.push(self.send(request).await);
+            }
+            return outcomes;
+        }
+        let now = now_millis();
+        let mut outcomes: Vec<Option<Result<Sent, SendError>>> = requests.iter().map(|_| None).collect();
+        // Read once per (chat, sender) in the batch.
+        let mut contexts: Vec<(ChatId, UserId, Arc<SendContext>)> = Vec::new();
+        let (mut batch, mut slots) = (Vec::new(), Vec::new());
+        for (index, request) in requests.into_iter().enumerate() {
+            let prepared = async {
+                self.check_shape(&request, now)?;
+                let key = (request.chat_id, request.sender_id);
+                let known = contexts.iter().find(|(chat, sender, _)| (*chat, *sender) == key);
+                let context = if let Some((_, _, context)) = known {
+                    context.clone()
+                } else {
+                    let context = self.store.send_context(request.chat_id, request.sender_id).await?;
+                    let context = Arc::new(context.ok_or(SendError::ChatNotFound(request.chat_id))?);
+                    contexts.push((key.0, key.1, context.clone()));
+                    context
+                };
+                let new = self.prepare(request, now, &context).await?;
+                Ok::<_, SendError>((new, context))
+            };
+            match prepared.await {
+                Ok((new, context)) => {
+                    batch.push(new);
+                    slots.push((index, context));
+                }
+                Err(error) => outcomes[index] = Some(Err(error)),
+            }
+        }
+        match self.store.append_messages(batch).await {
+            Ok(appended) => {
+                for ((index, context), appended) in slots.into_iter().zip(appended) {
+                    outcomes[index] = Some(match appended {
+                        Ok(appended) => Ok(self.finish(appended, &context).await),
+                        Err(error) => Err(error.into()),
+                    });
+                }
+            }
+            Err(error) => {
+                for (index, _) in slots {
+                    outcomes[index] = Some(Err(SendError::Store(StoreError::Worker(error.to_string()))));
+                }
+            }
+        }
+        // A backend answering fewer outcomes than requests would be a bug: say so, never panic.
+        let unanswered = || Err(SendError::Store(StoreError::Worker("the store left a send unanswered".into())));
+        outcomes.into_iter().map(|outcome| outcome.unwrap_or_else(unanswered)).collect()
+    }
+
+    /// The checks that need the store (membership, blocks, the replied-to
+    /// and forwarded messages); answers what to append.
+    async fn prepare(
+        &self,
+        mut request: NewMessage,
+        now: Millis,
+        context: &SendContext,
+    ) -> Result<NewMessage, SendError> {
+        let SendContext { chat, members, blockers, .. } = context;
         if !members.iter().any(|member| member.user_id == request.sender_id) {
             return Err(SendError::NotMember(chat.id));
         }
@@ -205,20 +286,27 @@ impl SendPipeline {
             request.thumbnail = original.thumbnail;
         }
         let scheduled = request.send_at.is_some_and(|at| at > now);
-        let new = NewMessage { send_at: request.send_at.filter(|_| scheduled), seq: None, created_at: now, ..request };
-        let appended =
-            if scheduled { self.store.schedule_message(new).await? } else { self.store.append_message(new).await? };
+        Ok(NewMessage { send_at: request.send_at.filter(|_| scheduled), seq: None, created_at: now, ..request })
+    }
+
+    /// After the store answered: the view, and `message.new` to the members
+    /// who have not blocked the sender (unless a duplicate or scheduled).
+    async fn finish(&self, appended: Appended, context: &SendContext) -> Sent {
         let duplicate = matches!(appended, Appended::Duplicate(_));
         let message = appended.into_message();
         let scheduled = message.seq == 0;
         metrics::counter!("switchboard_messages_sent_total", "outcome" => if duplicate { "duplicate" } else if scheduled { "scheduled" } else { "new" }).increment(1);
-        let view = views::message(&message, sender.as_ref(), false, &[]);
+        let view = views::message(&message, context.sender.as_ref(), false, &[]);
         if !duplicate && !scheduled {
-            let recipients =
-                members.iter().map(|member| member.user_id).filter(|user| !blockers.contains(user)).collect();
+            let recipients = context
+                .members
+                .iter()
+                .map(|member| member.user_id)
+                .filter(|user| !context.blockers.contains(user))
+                .collect();
             self.publish(recipients, Event::new(kinds::MESSAGE_NEW, &view)).await;
         }
-        Ok(Sent { message, view, duplicate, scheduled })
+        Sent { message, view, duplicate, scheduled }
     }
 
     /// Appends a `system` message (call records and the like), which

@@ -36,6 +36,7 @@ macro_rules! conformance_suite {
             chat_list_orders_and_counts,
             seq_is_contiguous_under_concurrent_senders,
             client_message_id_dedupes,
+            batched_appends_keep_order_and_their_own_outcomes,
             pages_before_after_and_filters,
             search_finds_substrings_and_forgets_deleted,
             ttl_and_scheduled_messages_are_hidden,
@@ -426,6 +427,33 @@ pub async fn seq_is_contiguous_under_concurrent_senders<S: Store + Clone>(store:
     assert_eq!(all.len(), 400);
     assert!(all.windows(2).all(|pair| pair[0].seq + 1 == pair[1].seq && pair[0].id < pair[1].id));
     assert!(all.iter().all(|message| message.id < 1 << 53));
+}
+
+pub async fn batched_appends_keep_order_and_their_own_outcomes<S: Store>(store: &S) {
+    let (alice, bob) = (user(store, "1").await, user(store, "2").await);
+    let chat = group(store, alice, &[bob]).await;
+    let with_id = |content: &str, chat: i64, client_id: &str| {
+        let mut new = NewMessage::text(chat, alice, content, now_millis());
+        new.client_message_id = Some(client_id.into());
+        new
+    };
+    let batch = vec![
+        with_id("one", chat, "b1"),
+        with_id("lost", 999_999, "b2"),
+        with_id("two", chat, "b3"),
+        with_id("one again", chat, "b1"),
+        with_id("three", chat, "b4"),
+    ];
+    let outcomes = store.append_messages(batch).await.unwrap();
+    assert_eq!(outcomes.len(), 5);
+    let seq = |index: usize| outcomes[index].as_ref().unwrap().message().seq;
+    assert_eq!((seq(0), seq(2), seq(4)), (1, 2, 3), "in the order given, contiguous");
+    assert!(matches!(outcomes[1], Err(StoreError::ChatNotFound(999_999))), "{:?}", outcomes[1]);
+    assert!(matches!(&outcomes[3], Ok(Appended::Duplicate(m)) if m.content == "one"), "a repeat within the batch");
+    let stored = store.messages(chat, MessageQuery::latest(10, now_millis() + 1)).await.unwrap();
+    let contents: Vec<&str> = stored.iter().map(|m| m.content.as_str()).collect();
+    assert_eq!(contents, ["one", "two", "three"], "the failed one left nothing behind");
+    assert!(store.append_messages(Vec::new()).await.unwrap().is_empty());
 }
 
 pub async fn client_message_id_dedupes<S: Store + Clone>(store: &S) {

@@ -146,6 +146,18 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- messages ----
 
+    /// Appends `messages` in their order, as [`Store::append_message`] would
+    /// one after another; each has its own outcome. A backend that can
+    /// write them in one trip overrides this. The outer error means none
+    /// was written.
+    async fn append_messages(&self, messages: Vec<NewMessage>) -> StoreResult<Vec<StoreResult<Appended>>> {
+        let mut outcomes = Vec::with_capacity(messages.len());
+        for message in messages {
+            outcomes.push(self.append_message(message).await);
+        }
+        Ok(outcomes)
+    }
+
     /// Appends a message with the next seq of its chat (or the seq the
     /// caller's sequencer gave it). A `(sender, client_message_id)` seen
     /// before answers the original instead.

@@ -178,3 +178,59 @@ async fn rest_edits_and_deletes_arrive_as_events() {
         .await;
     assert_eq!(watcher.expect("chat.member_added").await.data["user_ids"][0], carol.id);
 }
+
+#[tokio::test]
+async fn pipelined_sends_keep_their_order_and_their_own_outcomes() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let server = start().await;
+    let alice = server.register("13800000001", "alice").await;
+    let bob = server.register("13800000002", "bob").await;
+    let chat = server.chat(&alice, "group", &[&bob]).await;
+    let mut sender = server.connect(&alice).await;
+    let mut receiver = server.connect(&bob).await;
+    // 30 commands written in one go: the server reads them together and
+    // sends runs of message.send as one batch.
+    let mut frames = Vec::new();
+    for n in 0..30 {
+        let data = match n {
+            10 => json!({"chat_id": 999_999, "content": "nowhere", "client_message_id": "p10"}),
+            15 => serde_json::Value::Null,
+            20 => json!({"chat_id": chat, "content": "  ", "client_message_id": "p20"}),
+            25 => json!({"chat_id": chat, "content": "3 again", "client_message_id": "p3"}),
+            _ => json!({"chat_id": chat, "content": format!("m{n}"), "client_message_id": format!("p{n}")}),
+        };
+        let kind = if n == 15 { "ping" } else { "message.send" };
+        frames.push(json!({"type": kind, "id": format!("f{n}"), "data": data}));
+    }
+    for frame in &frames {
+        sender.socket.feed(Message::Text(frame.to_string().into())).await.unwrap();
+    }
+    sender.socket.flush().await.unwrap();
+
+    let mut seqs = Vec::new();
+    for n in 0..30 {
+        let reply = sender.reply(&format!("f{n}")).await;
+        match n {
+            10 => assert_eq!(reply.data["code"], 20001, "{reply:?}"),
+            15 => assert_eq!(reply.kind, "pong"),
+            20 => assert_eq!(reply.data["code"], 400, "{reply:?}"),
+            25 => {
+                assert_eq!(reply.data["duplicate"], true);
+                assert_eq!(reply.data["message"]["content"], "m3", "the original answers a retry");
+            }
+            _ => {
+                assert_eq!(reply.kind, "message.ack", "{reply:?}");
+                assert_eq!(reply.data["message"]["content"], format!("m{n}"));
+                seqs.push(reply.data["message"]["seq"].as_u64().unwrap());
+            }
+        }
+    }
+    // Accepted sends got contiguous seqs in the order they were written.
+    assert_eq!(seqs, (1..=26).collect::<Vec<u64>>());
+    for (expected, n) in (1..=26).zip((0..30).filter(|n| ![10, 15, 20, 25].contains(n))) {
+        let new = receiver.expect("message.new").await;
+        assert_eq!((new.data["seq"].as_u64(), new.data["content"].as_str()), (Some(expected), Some(&*format!("m{n}"))));
+    }
+}

@@ -959,6 +959,25 @@ impl Store for SqliteStore {
         self.write(move |conn| append(conn, &ids, message)).await
     }
 
+    /// One writer job: the messages are appended in order in one
+    /// transaction, each in its own savepoint so one failing does not undo
+    /// the others.
+    async fn append_messages(&self, messages: Vec<NewMessage>) -> StoreResult<Vec<StoreResult<Appended>>> {
+        let ids = self.inner.ids.clone();
+        self.write(move |conn| {
+            let mut outcomes = Vec::with_capacity(messages.len());
+            for message in messages {
+                conn.execute_batch("SAVEPOINT message")?;
+                let outcome = append(conn, &ids, message);
+                let close = if outcome.is_ok() { "RELEASE message" } else { "ROLLBACK TO message; RELEASE message" };
+                conn.execute_batch(close)?;
+                outcomes.push(outcome);
+            }
+            Ok(outcomes)
+        })
+        .await
+    }
+
     async fn message(&self, id: MessageId) -> StoreResult<Option<Message>> {
         self.read(move |conn| message_by_id(conn, id)).await
     }
