@@ -91,7 +91,8 @@ struct SystemResult {
     /// Latency at half of the maximum (open-loop phase).
     p50_ms: f64,
     p99_ms: f64,
-    /// Server memory at the end of the maximum phase and its CPU time during it.
+    /// Server memory at the end of the maximum phase, and its CPU seconds
+    /// during that phase's measured window.
     server_rss_bytes: Option<u64>,
     server_cpu_s: Option<f64>,
     max_phase: PhaseResult,

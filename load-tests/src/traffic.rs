@@ -403,12 +403,13 @@ pub async fn run(connections: Vec<Connection>, plan: Plan, label: &str) -> anyho
         deliveries_per_s: counters.delivered_in_window.load(Ordering::Relaxed) as f64 / seconds,
         latency_ms: Percentiles::of(&latencies),
         server_rss_bytes: plan.server.rss_bytes(),
-        server_cpu_s: progress_cpu(&timeline),
+        server_cpu_s: measured_cpu(&timeline, plan.warmup, plan.duration),
         timeline,
     })
 }
 
-/// Server CPU seconds over the sending window, from the timeline.
-fn progress_cpu(timeline: &[Sample]) -> Option<f64> {
-    timeline.iter().map(|sample| sample.server_cpu_s).sum()
+/// Server CPU seconds over the measured window, from the timeline.
+fn measured_cpu(timeline: &[Sample], warmup: Duration, duration: Duration) -> Option<f64> {
+    let window = warmup.as_secs()..warmup.as_secs() + duration.as_secs();
+    timeline.iter().filter(|sample| window.contains(&(u64::from(sample.t_s) - 1))).map(|sample| sample.server_cpu_s).sum()
 }
