@@ -52,6 +52,15 @@ pub(crate) async fn open_idle(url: &str, source: std::net::IpAddr) -> anyhow::Re
 }
 
 pub async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
+    if let Ok((limit, _)) = rlimit::Resource::NOFILE.get()
+        && args.connections as u64 + 64 > limit
+    {
+        eprintln!(
+            "warning: {} connections need more descriptors than this process may open ({limit}); \
+             the rest will be counted as failed (the server needs as many)",
+            args.connections
+        );
+    }
     let http = reqwest::Client::new();
     let users = api::users(&http, &common.url, 19_000_000_000, args.users.max(1)).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;

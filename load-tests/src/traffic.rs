@@ -411,5 +411,9 @@ pub async fn run(connections: Vec<Connection>, plan: Plan, label: &str) -> anyho
 /// Server CPU seconds over the measured window, from the timeline.
 fn measured_cpu(timeline: &[Sample], warmup: Duration, duration: Duration) -> Option<f64> {
     let window = warmup.as_secs()..warmup.as_secs() + duration.as_secs();
-    timeline.iter().filter(|sample| window.contains(&(u64::from(sample.t_s) - 1))).map(|sample| sample.server_cpu_s).sum()
+    timeline
+        .iter()
+        .filter(|sample| window.contains(&(u64::from(sample.t_s) - 1)))
+        .map(|sample| sample.server_cpu_s)
+        .sum()
 }
