@@ -83,7 +83,11 @@ async fn on_frames(
         let commands = rest.iter().take_while(|frame| matches!(frame, Message::Text(_) | Message::Binary(_))).count();
         if commands > 0 {
             metrics::counter!("switchboard_ws_frames_in_total").increment(commands as u64);
-            for outcome in commands::handle_many(gateway, session, &rest[..commands]).await {
+            // Boxed: command handling nests the pipeline's and the store's
+            // futures, and inline they would make every idle connection's
+            // task as large as the busiest command.
+            let outcomes = Box::pin(commands::handle_many(gateway, session, &rest[..commands])).await;
+            for outcome in outcomes {
                 match outcome {
                     Outcome::Reply(replies) => {
                         for reply in &replies {
@@ -103,7 +107,11 @@ async fn on_frames(
         }
         match &rest[0] {
             // Answer pings (tungstenite queued the pong; the flush below sends it).
-            Message::Close(_) => return false,
+            Message::Close(_) => {
+                // Replies to the commands before it still go out.
+                let _ = sink.flush().await;
+                return false;
+            }
             _ => rest = &rest[1..],
         }
     }
@@ -129,6 +137,12 @@ async fn write_queued(
     first: Message,
 ) -> bool {
     let write = async {
+        // A fan-out of a batch of messages queues them back to back: giving
+        // the scheduler one turn lets the rest arrive, so they leave in one
+        // write instead of one syscall each.
+        if queue.is_empty() {
+            tokio::task::yield_now().await;
+        }
         let mut batch = 1;
         let mut ok = sink.feed(first).await.is_ok();
         while ok && batch < WRITE_BATCH {

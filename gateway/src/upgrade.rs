@@ -13,6 +13,10 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use crate::codec::Encoding;
 use crate::{Gateway, connection};
 
+/// Bytes a connection collects before writing without a flush: the frames
+/// of one fan-out pass leave in one write.
+const WRITE_BUFFER_BYTES: usize = 8 * 1024;
+
 fn refuse(code: ErrorCode, detail: &str) -> Response {
     let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
     (status, axum::Json(ApiError::new(code, detail))).into_response()
@@ -60,7 +64,9 @@ pub(crate) async fn upgrade(State(gateway): State<Gateway>, mut request: Request
     let on_upgrade = hyper::upgrade::on(&mut request);
     let config = WebSocketConfig::default()
         .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
+        // Frames fed in one batch leave in one write at the flush; a quiet
+        // connection's buffer stays as small as the largest batch it sent.
+        .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_write_buffer_size(gateway.inner.config.hard_frame_bytes * 2)
         .max_message_size(Some(gateway.inner.config.hard_frame_bytes))
         .max_frame_size(Some(gateway.inner.config.hard_frame_bytes));
