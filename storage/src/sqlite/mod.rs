@@ -159,7 +159,11 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
     // in memory. (No mmap: with a growing file every reader re-maps it, and
     // the TLB shootdowns cost more than the copies they save.)
     conn.pragma_update(None, "cache_size", -32_768)?;
-
+    // Savepoints (one per write job, one per message of a batch) keep a
+    // statement journal of the pages they touch; in a temporary file that
+    // was a write(2) per page. It only ever serves a rollback inside the
+    // open transaction, so memory is enough: durability is the WAL's.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_millis(u64::from(BUSY_TIMEOUT_MS)))?;
     conn.set_prepared_statement_cache_capacity(64);
