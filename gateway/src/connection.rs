@@ -106,21 +106,18 @@ async fn on_frames(
             continue;
         }
         match &rest[0] {
-            // Answer pings (tungstenite queued the pong; the flush below sends it).
             Message::Close(_) => {
                 // Replies to the commands before it still go out.
                 let _ = sink.flush().await;
                 return false;
             }
+            // Pings: tungstenite queued the pong, the flush below sends it.
             _ => rest = &rest[1..],
         }
     }
     sink.flush().await.is_ok()
 }
 
-/// Writes `first` and whatever else is queued (up to a batch), flushing
-/// once. A client that stops reading blocks the write; the kick (slow
-/// consumer, shutdown) still gets through. Answers whether to go on.
 /// Waits registered once per connection for a kick and for shutdown:
 /// re-creating them on every wake-up would take the shutdown token's
 /// shared lock twice per frame, for every connection.
@@ -129,6 +126,9 @@ struct Alarms<'p, 'f> {
     stopping: Pin<&'p mut WaitForCancellationFuture<'f>>,
 }
 
+/// Writes `first` and whatever else is queued (up to a batch), flushing
+/// once. A client that stops reading blocks the write; the kick (slow
+/// consumer, shutdown) still gets through. Answers whether to go on.
 async fn write_queued(
     alarms: &mut Alarms<'_, '_>,
     handle: &Handle,
