@@ -169,13 +169,13 @@ fn admit(gateway: &Gateway, session: &mut Session, frame: &Message) -> Result<Ev
     Ok(event)
 }
 
-/// Runs an admitted command.
+/// Runs an admitted command (`message.send` is not one of them here:
+/// [`handle_many`] sends those in batches).
 async fn handle_event(gateway: &Gateway, session: &mut Session, event: &Event) -> Outcome {
     let reference = event.id.clone();
     let outcome = match event.kind.as_str() {
         "ping" => Ok(vec![reply(reference.clone(), "pong", json!({"timestamp": to_iso(now_millis())}))]),
         "auth" => Err((ErrorCode::BadRequest, "already authenticated".to_owned())),
-        "message.send" => send(gateway, session, event).await,
         "sync" => sync(gateway, session, event).await,
         "message.read" => read(gateway, session, event).await,
         "message.delivered" => delivered(gateway, session, event).await,
@@ -230,14 +230,6 @@ fn ack(event: &Event, sent: &router::Sent) -> Event {
         "message.ack",
         json!({"client_message_id": client_message_id, "message": sent.view, "duplicate": sent.duplicate}),
     )
-}
-
-async fn send(gateway: &Gateway, session: &Session, event: &Event) -> Handled {
-    let new = send_request(session, event)?;
-    let started = Instant::now();
-    let sent = gateway.inner.pipeline.send(new).await.map_err(|error| send_failure(&error))?;
-    metrics::histogram!("switchboard_ws_ack_seconds").record(started.elapsed().as_secs_f64());
-    Ok(vec![ack(event, &sent)])
 }
 
 fn send_failure(error: &router::SendError) -> (ErrorCode, String) {

@@ -1,6 +1,7 @@
 //! One task per connection: reading, writing and closing under one
 //! `select!`. The writer drains its queue with `try_recv` and flushes once.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU16, Ordering};
 
@@ -11,9 +12,7 @@ use hyper_util::rt::TokioIo;
 use protocol::Event;
 use protocol::time::{now_millis, to_iso};
 use serde_json::json;
-use std::pin::Pin;
 use storage::model::UserId;
-
 use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, mpsc};
 use tokio_tungstenite::WebSocketStream;
