@@ -6,7 +6,7 @@ use storage::model::{Appended, ChatId, ChatKind, Message, MessageId, MessageKind
 use storage::{Store, StoreError};
 
 use protocol::views::MessageView;
-use storage::model::{Member, SendContext};
+use storage::model::SendContext;
 
 use crate::{Delivery, Router, views};
 
@@ -298,15 +298,21 @@ impl SendPipeline {
         metrics::counter!("switchboard_messages_sent_total", "outcome" => if duplicate { "duplicate" } else if scheduled { "scheduled" } else { "new" }).increment(1);
         let view = views::message(&message, context.sender.as_ref(), false, &[]);
         if !duplicate && !scheduled {
-            let recipients = context
-                .members
-                .iter()
-                .map(|member| member.user_id)
-                .filter(|user| !context.blockers.contains(user))
-                .collect();
-            self.publish(recipients, Event::new(kinds::MESSAGE_NEW, &view)).await;
+            self.publish_new(&view, context).await;
         }
         Sent { message, view, duplicate, scheduled }
+    }
+
+    /// `message.new` to every member of the context's chat (the sender's
+    /// other devices included) except those who have blocked the sender.
+    async fn publish_new(&self, view: &MessageView, context: &SendContext) {
+        let recipients = context
+            .members
+            .iter()
+            .map(|member| member.user_id)
+            .filter(|user| !context.blockers.contains(user))
+            .collect();
+        self.publish(recipients, Event::new(kinds::MESSAGE_NEW, view)).await;
     }
 
     /// Appends a `system` message (call records and the like), which
@@ -323,13 +329,11 @@ impl SendPipeline {
     /// chat (the sender's other devices included), except members who have
     /// blocked the sender.
     pub async fn announce_new(&self, message: &Message) -> Result<(), SendError> {
-        let members: Vec<Member> = self.store.members(message.chat_id).await?;
-        let everyone: Vec<UserId> = members.iter().map(|member| member.user_id).collect();
-        let blockers = self.store.blockers_of(message.sender_id, &everyone).await?;
-        let recipients = everyone.into_iter().filter(|user| !blockers.contains(user)).collect();
-        let sender = self.store.user(message.sender_id).await?;
-        let view = views::message(message, sender.as_ref(), false, &[]);
-        self.publish(recipients, Event::new(kinds::MESSAGE_NEW, view)).await;
+        // A chat deleted meanwhile has no one left to tell.
+        if let Some(context) = self.store.send_context(message.chat_id, message.sender_id).await? {
+            let view = views::message(message, context.sender.as_ref(), false, &[]);
+            self.publish_new(&view, &context).await;
+        }
         Ok(())
     }
 
