@@ -12,10 +12,10 @@ use serde_json::json;
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::connect::open_idle;
+use crate::connect::idle;
 use crate::dialect::Dialect;
 use crate::progress::Progress;
-use crate::traffic::{Counters, Percentiles, latency_histogram};
+use crate::traffic::{self, Counters, Percentiles, latency_histogram};
 use crate::{Common, Report, api, net};
 
 #[derive(Debug, clap::Args)]
@@ -74,13 +74,14 @@ pub async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
               // What is owed comes from the clock: a late wake-up opens the backlog.
               let owed = (started.elapsed().as_secs_f64() * f64::from(args.rate)) as usize;
               while n < owed {
-                let url = Dialect::Switchboard.ws_url(&common.url, &users[n % users.len()].token, 0);
+                let me = idle(&users[n % users.len()]);
+                let base = common.url.clone();
                 let source = common.sources.for_connection(n);
                 n += 1;
                 let (counters, latencies) = (counters.clone(), latencies.clone());
                 tasks.spawn(async move {
                     let begun = Instant::now();
-                    let Ok(Ok(mut socket)) = tokio::time::timeout(Duration::from_secs(10), open_idle(&url, source)).await else {
+                    let Ok(Ok(mut socket)) = tokio::time::timeout(Duration::from_secs(10), traffic::open(&base, Dialect::Switchboard, &me, source)).await else {
                         counters.failed.fetch_add(1, Ordering::Relaxed);
                         return;
                     };

@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::dialect::Dialect;
 use crate::progress::Progress;
-use crate::traffic::{Counters, released};
+use crate::traffic::{self, Connection, Counters, released};
 use crate::{Common, Report, api, net};
 
 #[derive(Debug, clap::Args)]
@@ -35,20 +35,9 @@ impl Args {
     }
 }
 
-/// Opens one idle connection and waits for the server's `connect` event.
-pub(crate) async fn open_idle(url: &str, source: std::net::IpAddr) -> anyhow::Result<net::Socket> {
-    let server = net::server_addr(url)?;
-    let mut socket = net::connect(url, server, source).await?;
-    loop {
-        match socket.next().await {
-            Some(Ok(Message::Text(text))) if Dialect::Switchboard.handshake_done(None, text.as_str()) => {
-                return Ok(socket);
-            }
-            Some(Ok(_)) => {}
-            Some(Err(error)) => return Err(error.into()),
-            None => anyhow::bail!("closed before the connect event"),
-        }
-    }
+/// An idle Switchboard connection of `user` (no chat, never sends).
+pub(crate) fn idle(user: &api::User) -> Connection {
+    Connection { user_id: user.id, token: user.token.clone(), chat: 0, sends: false }
 }
 
 pub async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
@@ -71,12 +60,15 @@ pub async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..args.connections {
-        let url = Dialect::Switchboard.ws_url(&common.url, &users[n % users.len()].token, 0);
+        let me = idle(&users[n % users.len()]);
+        let base = common.url.clone();
         let source = common.sources.for_connection(n);
         let (counters, gate, mut release) = (counters.clone(), gate.clone(), release.clone());
         tasks.spawn(async move {
             let permit = gate.acquire_owned().await;
-            let opened = tokio::time::timeout(Duration::from_secs(30), open_idle(&url, source)).await;
+            let opened =
+                tokio::time::timeout(Duration::from_secs(30), traffic::open(&base, Dialect::Switchboard, &me, source))
+                    .await;
             drop(permit);
             let Ok(Ok(mut socket)) = opened else {
                 counters.failed.fetch_add(1, Ordering::Relaxed);

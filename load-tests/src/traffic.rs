@@ -5,6 +5,7 @@
 //! and lasts the given duration; a short drain then collects what is still
 //! in flight.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -178,11 +179,11 @@ impl Recorder {
     }
 }
 
-async fn open(plan: &Plan, me: &Connection, n: usize) -> anyhow::Result<Socket> {
-    let dialect = plan.dialect;
-    let url = dialect.ws_url(&plan.url, &me.token, me.chat);
-    let server = net::server_addr(&plan.url)?;
-    let mut socket = net::connect(&url, server, plan.sources.for_connection(n)).await?;
+/// Opens `me`'s connection to the server at `base` from `source` and runs
+/// the dialect's handshake (greeting, then each step and its answer).
+pub(crate) async fn open(base: &str, dialect: Dialect, me: &Connection, source: IpAddr) -> anyhow::Result<Socket> {
+    let url = dialect.ws_url(base, &me.token, me.chat);
+    let mut socket = net::connect(&url, net::server_addr(base)?, source).await?;
     if dialect.greets() {
         expect(&mut socket, dialect, me.user_id, |frame| dialect.handshake_done(None, frame)).await?;
     }
@@ -214,7 +215,8 @@ async fn expect(socket: &mut Socket, dialect: Dialect, me: i64, accept: impl Fn(
 async fn open_counted(me: &Connection, n: usize, shared: &Shared, gate: &Semaphore) -> anyhow::Result<Socket> {
     let opened = {
         let _permit = gate.acquire().await?;
-        open(&shared.plan, me, n).await
+        let plan = &shared.plan;
+        open(&plan.url, plan.dialect, me, plan.sources.for_connection(n)).await
     };
     let counter = if opened.is_ok() { &shared.counters.open } else { &shared.counters.failed };
     counter.fetch_add(1, Ordering::Relaxed);
