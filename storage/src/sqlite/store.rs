@@ -6,6 +6,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, named_params, params, params_from_iter};
 
 use super::SqliteStore;
+use super::writer::exec_cached;
 use super::rows::{
     self, CHAT_SELECT, CHAT_WIDTH, CONTACT_COLUMNS, FILE_COLUMNS, MEMBER_COLUMNS, MESSAGE_COLUMNS, MESSAGE_VISIBLE,
     NOTIFICATION_COLUMNS, USER_COLUMNS,
@@ -967,10 +968,12 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             let mut outcomes = Vec::with_capacity(messages.len());
             for message in messages {
-                conn.execute_batch("SAVEPOINT message")?;
+                exec_cached(conn, "SAVEPOINT message")?;
                 let outcome = append(conn, &ids, message);
-                let close = if outcome.is_ok() { "RELEASE message" } else { "ROLLBACK TO message; RELEASE message" };
-                conn.execute_batch(close)?;
+                if outcome.is_err() {
+                    exec_cached(conn, "ROLLBACK TO message")?;
+                }
+                exec_cached(conn, "RELEASE message")?;
                 outcomes.push(outcome);
             }
             Ok(outcomes)

@@ -299,6 +299,8 @@ fn run_in_savepoint(conn: &Connection, job: Job) -> (bool, Reply) {
     (ok, reply)
 }
 
-fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+/// Runs a parameterless statement from the connection's statement cache
+/// (savepoint control runs once per job or message: no re-parsing).
+pub(crate) fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(drop)
 }
