@@ -11,9 +11,7 @@ struct Pair {
 }
 
 async fn pair(server: &Server) -> Pair {
-    let alice = server.register("13800000001", "alice").await;
-    let bob = server.register("13800000002", "bob").await;
-    let chat = server.chat(&alice, "private", &[&bob]).await;
+    let (alice, bob, chat) = server.pair("private").await;
     Pair { alice, bob, chat }
 }
 

@@ -7,9 +7,7 @@ use crate::harness::start;
 #[tokio::test]
 async fn two_users_chat_both_ways_on_every_device() {
     let server = start().await;
-    let alice = server.register("13800000001", "alice").await;
-    let bob = server.register("13800000002", "bob").await;
-    let chat = server.chat(&alice, "private", &[&bob]).await;
+    let (alice, bob, chat) = server.pair("private").await;
     let mut alice_phone = server.connect(&alice).await;
     let mut alice_laptop = server.connect(&alice).await;
     let mut bobs = server.connect(&bob).await;
@@ -45,9 +43,7 @@ async fn two_users_chat_both_ways_on_every_device() {
 #[tokio::test]
 async fn a_retried_send_is_stored_and_delivered_once() {
     let server = start().await;
-    let alice = server.register("13800000001", "alice").await;
-    let bob = server.register("13800000002", "bob").await;
-    let chat = server.chat(&alice, "group", &[&bob]).await;
+    let (alice, bob, chat) = server.pair("group").await;
     let mut sender = server.connect(&alice).await;
     let mut receiver = server.connect(&bob).await;
     let body = json!({"chat_id": chat, "content": "once", "client_message_id": "same"});
@@ -95,9 +91,7 @@ async fn seq_stays_contiguous_under_concurrent_senders() {
 #[tokio::test]
 async fn sync_recovers_what_was_sent_while_offline() {
     let server = start().await;
-    let alice = server.register("13800000001", "alice").await;
-    let bob = server.register("13800000002", "bob").await;
-    let chat = server.chat(&alice, "group", &[&bob]).await;
+    let (alice, bob, chat) = server.pair("group").await;
     let mut sender = server.connect(&alice).await;
     for n in 1..=7 {
         let id = sender.send("message.send", json!({"chat_id": chat, "content": format!("m{n}")})).await;
@@ -126,9 +120,7 @@ async fn sync_recovers_what_was_sent_while_offline() {
 #[tokio::test]
 async fn read_and_delivered_status_reach_the_sender() {
     let server = start().await;
-    let alice = server.register("13800000001", "alice").await;
-    let bob = server.register("13800000002", "bob").await;
-    let chat = server.chat(&alice, "private", &[&bob]).await;
+    let (alice, bob, chat) = server.pair("private").await;
     let mut sender = server.connect(&alice).await;
     let mut reader = server.connect(&bob).await;
     let id = sender.send("message.send", json!({"chat_id": chat, "content": "did you get it?"})).await;
@@ -153,9 +145,7 @@ async fn read_and_delivered_status_reach_the_sender() {
 #[tokio::test]
 async fn rest_edits_and_deletes_arrive_as_events() {
     let server = start().await;
-    let alice = server.register("13800000001", "alice").await;
-    let bob = server.register("13800000002", "bob").await;
-    let chat = server.chat(&alice, "group", &[&bob]).await;
+    let (alice, bob, chat) = server.pair("group").await;
     let mut watcher = server.connect(&bob).await;
     let sent = server
         .api(reqwest::Method::POST, &format!("/api/chats/{chat}/messages"), &alice.token, json!({"content": "draft"}))
@@ -185,9 +175,7 @@ async fn pipelined_sends_keep_their_order_and_their_own_outcomes() {
     use tokio_tungstenite::tungstenite::Message;
 
     let server = start().await;
-    let alice = server.register("13800000001", "alice").await;
-    let bob = server.register("13800000002", "bob").await;
-    let chat = server.chat(&alice, "group", &[&bob]).await;
+    let (alice, bob, chat) = server.pair("group").await;
     let mut sender = server.connect(&alice).await;
     let mut receiver = server.connect(&bob).await;
     // 30 commands written in one go: the server reads them together and

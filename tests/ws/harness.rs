@@ -116,6 +116,14 @@ impl Server {
     }
 
     /// A client authenticated by the upgrade's bearer header.
+    /// Alice and Bob, registered, with a chat of `kind` that Alice made for both.
+    pub(crate) async fn pair(&self, kind: &str) -> (User, User, i64) {
+        let alice = self.register("13800000001", "alice").await;
+        let bob = self.register("13800000002", "bob").await;
+        let chat = self.chat(&alice, kind, &[&bob]).await;
+        (alice, bob, chat)
+    }
+
     pub(crate) async fn connect(&self, user: &User) -> Client {
         self.connect_with(Some(&user.token), None).await.unwrap()
     }

@@ -15,9 +15,7 @@ async fn typing_is_relayed_throttled_and_expires() {
         config.typing_throttle = Duration::from_millis(400);
     })
     .await;
-    let alice = server.register("13800000001", "alice").await;
-    let bob = server.register("13800000002", "bob").await;
-    let chat = server.chat(&alice, "group", &[&bob]).await;
+    let (alice, bob, chat) = server.pair("group").await;
     let mut typist = server.connect(&alice).await;
     let mut watcher = server.connect(&bob).await;
     watcher.expect("connect").await;

@@ -6,11 +6,11 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, named_params, params, params_from_iter};
 
 use super::SqliteStore;
-use super::writer::exec_cached;
 use super::rows::{
     self, CHAT_SELECT, CHAT_WIDTH, CONTACT_COLUMNS, FILE_COLUMNS, MEMBER_COLUMNS, MESSAGE_COLUMNS, MESSAGE_VISIBLE,
     NOTIFICATION_COLUMNS, USER_COLUMNS,
 };
+use super::writer::exec_cached;
 use crate::model::{
     Appended, Chat, ChatId, ChatKind, ChatSummary, ChatUpdate, Contact, ContactUpdate, Cursor, FileId, FileMeta,
     Member, MemberRole, Message, MessageId, MessageQuery, Millis, NewChat, NewFile, NewMessage, NewNotification,
