@@ -17,8 +17,34 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Gateway and REST sidecar in one process over the embedded SQLite store.
+    /// Gateway and REST sidecar in one process over the embedded SQLite store
+    /// (with `--redis-url`, one process that can join a cluster).
     Serve(ServeArgs),
+    /// A cluster's gateway node: `/ws`, `/health` and `/metrics`, routed
+    /// through Redis. Needs `--redis-url` and a `--node-id` of its own.
+    Gateway(ServeArgs),
+    /// A cluster's REST sidecar: `/api/*`, `/health` and `/metrics`, and the
+    /// release of scheduled messages. Needs `--redis-url` and a `--node-id`.
+    Sidecar(ServeArgs),
+}
+
+/// What one process serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Gateway and sidecar together.
+    All,
+    Gateway,
+    Sidecar,
+}
+
+impl Command {
+    pub(crate) fn into_parts(self) -> (Role, ServeArgs) {
+        match self {
+            Self::Serve(args) => (Role::All, args),
+            Self::Gateway(args) => (Role::Gateway, args),
+            Self::Sidecar(args) => (Role::Sidecar, args),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -44,7 +70,16 @@ pub(crate) struct ServeArgs {
     /// Log output format.
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value = "human")]
     pub(crate) log_format: LogFormat,
-    /// This node's id (0-15) in message ids; distinct per process sharing a store.
+    /// Redis for cluster mode: routing between nodes, seqs and presence.
+    /// Without it, one process is the whole deployment.
+    #[arg(long, env = "SWITCHBOARD_REDIS_URL")]
+    pub(crate) redis_url: Option<String>,
+    /// Prefix of Switchboard's Redis keys and channels (deployments sharing
+    /// a Redis need distinct ones).
+    #[arg(long, env = "SWITCHBOARD_REDIS_PREFIX", default_value = "sb")]
+    pub(crate) redis_prefix: String,
+    /// This node's id (0-15): in message ids, and its Redis channel and
+    /// presence registrations. Distinct per process of a deployment.
     #[arg(long, env = "SWITCHBOARD_NODE_ID", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=i64::from(storage::MAX_NODE_ID)))]
     pub(crate) node_id: u16,
     /// HS256 secret for access tokens (at least 32 bytes). Without it, one

@@ -12,12 +12,13 @@ use gateway::{Gateway, GatewayConfig, TokenVerifier};
 use rest_sidecar::rate_limit::{Rate, RateConfig};
 use rest_sidecar::sms::LogSms;
 use rest_sidecar::{IceConfig, SidecarConfig, SidecarState};
-use router::{LocalRouter, Router};
+use router::redis::{RedisConfig, RedisConnection, RedisPresence, RedisRouter, RedisSequencer};
+use router::{LocalPresence, LocalRouter, PresenceRegistry, Router};
 use storage::{SqliteConfig, SqliteStore, Store};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use cli::{Cli, Command, LogFormat, ServeArgs};
+use cli::{Cli, Command, LogFormat, Role, ServeArgs};
 
 /// mimalloc returns freed memory to the system; glibc's allocator kept
 /// hundreds of MiB after bursts of 19 MiB password hashes.
@@ -28,10 +29,10 @@ const HOUR: Duration = Duration::from_secs(3_600);
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let args = match cli.command {
-        Some(Command::Serve(args)) => args,
-        None => cli.serve,
-    };
+    let (role, args) = cli.command.map_or((Role::All, cli.serve), Command::into_parts);
+    if role != Role::All && args.redis_url.is_none() {
+        anyhow::bail!("`switchboard {}` is a cluster process: give it --redis-url", role.name());
+    }
     init_logging(args.log_format);
     // Every WebSocket is a descriptor: use all the system allows.
     match rlimit::increase_nofile_limit(u64::MAX) {
@@ -44,7 +45,7 @@ fn main() -> anyhow::Result<()> {
         .thread_name("switchboard")
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(args))
+    runtime.block_on(serve(role, args))
 }
 
 fn init_logging(format: LogFormat) {
@@ -60,9 +61,51 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// `switchboard serve`: the sidecar and (as it grows) the gateway in one
-/// process over the embedded SQLite store, until SIGINT or SIGTERM.
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Self::All => "serve",
+            Self::Gateway => "gateway",
+            Self::Sidecar => "sidecar",
+        }
+    }
+}
+
+/// The parts that differ between one process and a cluster.
+struct Cluster {
+    router: Arc<dyn Router>,
+    presence: Arc<dyn PresenceRegistry>,
+    /// Redis's side of the router, which reads this node's channel.
+    subscriber: Option<RedisRouter>,
+    redis: Option<RedisConnection>,
+}
+
+impl Cluster {
+    fn new(args: &ServeArgs) -> anyhow::Result<Self> {
+        let Some(url) = &args.redis_url else {
+            return Ok(Self {
+                router: Arc::new(LocalRouter::new()),
+                presence: Arc::new(LocalPresence::new()),
+                subscriber: None,
+                redis: None,
+            });
+        };
+        let config = RedisConfig { prefix: args.redis_prefix.clone(), ..RedisConfig::new(url.clone(), args.node_id) };
+        let redis = RedisConnection::open(config)?;
+        let router = RedisRouter::new(redis.clone());
+        Ok(Self {
+            router: Arc::new(router.clone()),
+            presence: Arc::new(RedisPresence::new(redis.clone())),
+            subscriber: Some(router),
+            redis: Some(redis),
+        })
+    }
+}
+
+/// Runs one process of `role` until SIGINT or SIGTERM: `serve` is the
+/// gateway and the sidecar over the embedded SQLite store; `gateway` and
+/// `sidecar` are the halves of a cluster, routed through Redis.
+async fn serve(role: Role, args: ServeArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.clone();
     let node_id = args.node_id;
     let sqlite = tokio::task::spawn_blocking(move || {
@@ -73,61 +116,46 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store: Arc<dyn Store> = Arc::new(sqlite);
     let files_dir = args.data_dir.join("files");
     tokio::fs::create_dir_all(&files_dir).await.with_context(|| format!("creating {}", files_dir.display()))?;
+    let cluster = Cluster::new(&args)?;
+    if let Some(redis) = &cluster.redis
+        && !redis.ping().await
+    {
+        tracing::warn!(url = args.redis_url.as_deref(), "Redis is not answering; serving local users and retrying");
+    }
 
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, data_dir = %args.data_dir.display(), dev = args.dev, version = env!("CARGO_PKG_VERSION"), "switchboard serving");
+    tracing::info!(%addr, role = role.name(), node_id, cluster = cluster.redis.is_some(), data_dir = %args.data_dir.display(), dev = args.dev, version = env!("CARGO_PKG_VERSION"), "switchboard serving");
 
-    let jwt_secret = match &args.jwt_secret {
-        Some(secret) if secret.len() >= 32 => secret.clone().into_bytes(),
-        Some(_) => anyhow::bail!("--jwt-secret must be at least 32 bytes"),
-        None => {
-            let path = args.data_dir.join("jwt.secret");
-            rest_sidecar::tokens::secret_from_file(&path).with_context(|| format!("reading {}", path.display()))?
-        }
-    };
-    let rates = RateConfig {
-        send_code: Rate::new(args.rate_send_code_per_hour, HOUR),
-        login: Rate::new(args.rate_login_per_15min, Duration::from_secs(15 * 60)),
-        upload: Rate::new(args.rate_upload_per_hour, HOUR),
-        other: Rate::new(args.rate_api_per_hour, HOUR),
-    };
-    let config = SidecarConfig {
-        dev: args.dev,
-        access_ttl: Duration::from_secs(args.access_ttl_secs),
-        upload_limit: args.upload_limit_mib.saturating_mul(1024 * 1024),
-        rates,
-        ice: IceConfig {
-            stun_urls: args.stun_urls.clone(),
-            turn_urls: args.turn_urls.clone(),
-            turn_secret: args.turn_secret.clone(),
-            turn_ttl: Duration::from_secs(args.turn_ttl_secs),
-        },
-        ..SidecarConfig::new(files_dir, jwt_secret)
-    };
-    let router: Arc<dyn Router> = Arc::new(LocalRouter::new());
-    let state = SidecarState::new(store.clone(), router.clone(), Arc::new(LogSms), config)
+    let config = sidecar_config(&args, files_dir)?;
+    let mut state = SidecarState::new(store.clone(), cluster.router.clone(), Arc::new(LogSms), config)
         .await
         .context("loading auth state")?;
-    let gateway_config = GatewayConfig {
-        max_connections: args.ws_max_connections,
-        commands_per_second: args.ws_commands_per_second,
-        heartbeat_timeout: Duration::from_secs(args.ws_heartbeat_timeout_secs),
-        max_frame_bytes: args.ws_max_frame_kib.saturating_mul(1024),
-        ring_timeout: Duration::from_secs(args.ring_timeout_secs),
-        ..GatewayConfig::default()
-    };
+    if let Some(redis) = &cluster.redis {
+        state = state.with_cluster(redis.clone(), Arc::new(RedisSequencer::new(redis.clone(), store.clone())));
+    }
     let gateway = Gateway::new(
-        gateway_config,
+        gateway_config(&args),
         store.clone(),
         state.pipeline().clone(),
-        router,
+        cluster.router.clone(),
+        cluster.presence.clone(),
         Arc::new(Tokens(state.tokens().clone())),
     );
     let shutdown = CancellationToken::new();
-    let mut http = tokio::spawn(rest_sidecar::run_with(listener, state, gateway.routes(), shutdown.clone()));
     let grace = Duration::from_secs(args.shutdown_grace_secs);
-    let realtime = tokio::spawn(gateway.run(shutdown.clone(), grace));
+    let mut http = match role {
+        Role::All => tokio::spawn(rest_sidecar::run_with(listener, state, gateway.routes(), shutdown.clone())),
+        Role::Gateway => tokio::spawn(rest_sidecar::run_node(listener, state, gateway.routes(), shutdown.clone())),
+        Role::Sidecar => tokio::spawn(rest_sidecar::run(listener, state, shutdown.clone())),
+    };
+    // A sidecar holds no connections: it publishes, and reads nothing.
+    let holds_connections = role != Role::Sidecar;
+    let subscriber = cluster
+        .subscriber
+        .filter(|_| holds_connections)
+        .map(|subscriber| tokio::spawn(subscriber.run(shutdown.clone())));
+    let realtime = holds_connections.then(|| tokio::spawn(gateway.run(shutdown.clone(), grace)));
 
     tokio::select! {
         signal = shutdown_signal() => tracing::info!(signal, "shutting down: no new connections"),
@@ -143,7 +171,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     shutdown.cancel();
     // WebSocket clients get 1001 first: every acknowledged write is already durable.
-    let _ = realtime.await;
+    if let Some(realtime) = realtime {
+        let _ = realtime.await;
+    }
+    if let Some(subscriber) = subscriber {
+        let _ = subscriber.await;
+    }
     match tokio::time::timeout(grace, &mut http).await {
         Ok(Ok(Ok(()))) => tracing::info!("http drained"),
         Ok(Ok(Err(error))) => tracing::warn!(%error, "http server ended with an error"),
@@ -159,6 +192,49 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     store.shutdown().await.context("flushing the store")?;
     tracing::info!("store flushed; bye");
     Ok(())
+}
+
+/// The sidecar's configuration from the command line.
+fn sidecar_config(args: &ServeArgs, files_dir: std::path::PathBuf) -> anyhow::Result<SidecarConfig> {
+    let jwt_secret = match &args.jwt_secret {
+        Some(secret) if secret.len() >= 32 => secret.clone().into_bytes(),
+        Some(_) => anyhow::bail!("--jwt-secret must be at least 32 bytes"),
+        None => {
+            let path = args.data_dir.join("jwt.secret");
+            rest_sidecar::tokens::secret_from_file(&path).with_context(|| format!("reading {}", path.display()))?
+        }
+    };
+    let rates = RateConfig {
+        send_code: Rate::new(args.rate_send_code_per_hour, HOUR),
+        login: Rate::new(args.rate_login_per_15min, Duration::from_secs(15 * 60)),
+        upload: Rate::new(args.rate_upload_per_hour, HOUR),
+        other: Rate::new(args.rate_api_per_hour, HOUR),
+    };
+    Ok(SidecarConfig {
+        dev: args.dev,
+        access_ttl: Duration::from_secs(args.access_ttl_secs),
+        upload_limit: args.upload_limit_mib.saturating_mul(1024 * 1024),
+        rates,
+        ice: IceConfig {
+            stun_urls: args.stun_urls.clone(),
+            turn_urls: args.turn_urls.clone(),
+            turn_secret: args.turn_secret.clone(),
+            turn_ttl: Duration::from_secs(args.turn_ttl_secs),
+        },
+        ..SidecarConfig::new(files_dir, jwt_secret)
+    })
+}
+
+/// The gateway's configuration from the command line.
+fn gateway_config(args: &ServeArgs) -> GatewayConfig {
+    GatewayConfig {
+        max_connections: args.ws_max_connections,
+        commands_per_second: args.ws_commands_per_second,
+        heartbeat_timeout: Duration::from_secs(args.ws_heartbeat_timeout_secs),
+        max_frame_bytes: args.ws_max_frame_kib.saturating_mul(1024),
+        ring_timeout: Duration::from_secs(args.ring_timeout_secs),
+        ..GatewayConfig::default()
+    }
 }
 
 /// The gateway checks tokens with the REST sidecar's token service.

@@ -359,20 +359,45 @@ async fn presence_query(gateway: &Gateway, session: &Session, event: &Event) -> 
         return Err((ErrorCode::BadRequest, "at most 100 user_ids at once".into()));
     }
     let store = &gateway.inner.store;
-    let mut users = Vec::new();
+    let mut visible = Vec::new();
     for user_id in request.user_ids {
         let audience = store.presence_audience(user_id).await.map_err(|e| store_failure(&e))?;
         if user_id != session.user_id && !audience.contains(&session.user_id) {
             continue;
         }
         let Some(user) = store.user(user_id).await.map_err(|e| store_failure(&e))? else { continue };
-        users.push(json!({
-            "user_id": user_id,
-            "is_online": gateway.inner.registry.is_online(user_id),
-            "last_seen": user.last_seen.map(to_iso),
-        }));
+        visible.push(user);
     }
+    let ids: Vec<UserId> = visible.iter().map(|user| user.id).collect();
+    let online = match gateway.inner.presence.online(&ids).await {
+        Ok(online) => online,
+        Err(error) => {
+            tracing::warn!(%error, "presence registry unavailable; answering from this node's view");
+            ids.iter().map(|&user| gateway.inner.registry.is_online(user)).collect()
+        }
+    };
+    let users: Vec<_> = visible
+        .iter()
+        .zip(online)
+        .map(|(user, is_online)| json!({"user_id": user.id, "is_online": is_online, "last_seen": user.last_seen.map(to_iso)}))
+        .collect();
     Ok(vec![reply(event.id.clone(), "presence.state", json!({"users": users}))])
+}
+
+/// Announces the presence changes the registry found on its own: the users
+/// of a node that died, or users registered again after a Redis outage.
+pub(crate) async fn announce_found_presence(
+    gateway: Gateway,
+    mut found: tokio::sync::mpsc::Receiver<Vec<router::PresenceChange>>,
+) {
+    while let Some(changes) = found.recv().await {
+        for change in changes {
+            if !change.online {
+                let _ = gateway.inner.store.set_last_seen(change.user_id, now_millis()).await;
+            }
+            announce_presence(&gateway, change.user_id, change.online).await;
+        }
+    }
 }
 
 /// Tells `user_id`'s audience that they came online or went offline.

@@ -203,8 +203,17 @@ async fn run(gateway: Gateway, mut sink: Sink, mut stream: Stream, encoding: Enc
         close_code: AtomicU16::new(0),
         kick: Notify::new(),
     });
-    let first_device = gateway.inner.registry.insert(handle.clone());
+    let first_here = gateway.inner.registry.insert(handle.clone());
     metrics::gauge!("switchboard_ws_connections").increment(1);
+    // Registered before `connect` goes out: from then on, deliveries from
+    // any node find this connection.
+    let first_device = match gateway.inner.presence.connected(user_id).await {
+        Ok(first_anywhere) => first_anywhere,
+        Err(error) => {
+            tracing::warn!(%error, "presence not registered; announcing from this node's view");
+            first_here
+        }
+    };
     tracing::debug!(first_device, "connected");
     if first_device {
         commands::announce_presence(&gateway, user_id, true).await;
@@ -262,9 +271,16 @@ async fn run(gateway: Gateway, mut sink: Sink, mut stream: Stream, encoding: Enc
             }
         }
     }
-    let last_device = gateway.inner.registry.remove(user_id, id);
-    crate::calls::device_left(&gateway, user_id, id, last_device).await;
+    let last_here = gateway.inner.registry.remove(user_id, id);
+    crate::calls::device_left(&gateway, user_id, id, last_here).await;
     metrics::gauge!("switchboard_ws_connections").decrement(1);
+    let last_device = match gateway.inner.presence.disconnected(user_id).await {
+        Ok(last_anywhere) => last_anywhere,
+        Err(error) => {
+            tracing::warn!(%error, "presence not deregistered; announcing from this node's view");
+            last_here
+        }
+    };
     tracing::debug!(last_device, "disconnected");
     if last_device {
         let _ = gateway.inner.store.set_last_seen(user_id, now_millis()).await;

@@ -15,10 +15,20 @@ use crate::{Gateway, close_codes};
 
 pub(crate) async fn run(gateway: Gateway, shutdown: CancellationToken) {
     let mut deliveries = gateway.inner.router.subscribe();
+    let mut resyncs = gateway.inner.router.resyncs();
     loop {
         let delivery = tokio::select! {
             () = shutdown.cancelled() => return,
             delivery = deliveries.recv() => delivery,
+            changed = resync_needed(resyncs.as_mut()) => {
+                if changed {
+                    // The router may have missed deliveries for this node.
+                    ask_everyone_to_resync(&gateway.inner.registry);
+                } else {
+                    resyncs = None;
+                }
+                continue;
+            }
         };
         let delivery = match delivery {
             Ok(delivery) => delivery,
@@ -26,9 +36,7 @@ pub(crate) async fn run(gateway: Gateway, shutdown: CancellationToken) {
                 // Events were lost on this node: every client must resync.
                 tracing::warn!(missed, "fan-out lagged behind the router; asking clients to resync");
                 metrics::counter!("switchboard_ws_fanout_lagged_total").increment(missed);
-                for handle in gateway.inner.registry.all() {
-                    handle.close(close_codes::RESYNC);
-                }
+                ask_everyone_to_resync(&gateway.inner.registry);
                 continue;
             }
             Err(RecvError::Closed) => return,
@@ -38,6 +46,25 @@ pub(crate) async fn run(gateway: Gateway, shutdown: CancellationToken) {
         metrics::counter!("switchboard_ws_deliveries_total", "type" => delivery.event.kind.clone())
             .increment(delivered);
         metrics::histogram!("switchboard_ws_fanout_seconds").record((now_millis() - started) as f64 / 1000.0);
+    }
+}
+
+/// Resolves when the router's resync counter moves (true) or can no longer
+/// move (false); never, when the router has none.
+async fn resync_needed(resyncs: Option<&mut tokio::sync::watch::Receiver<u64>>) -> bool {
+    match resyncs {
+        Some(resyncs) => resyncs.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
+}
+
+/// Closes every local connection with 4009: each client reconnects and
+/// `sync`s what it missed from the store.
+fn ask_everyone_to_resync(registry: &Registry) {
+    let handles = registry.all();
+    tracing::warn!(connections = handles.len(), "asking every local client to resync");
+    for handle in handles {
+        handle.close(close_codes::RESYNC);
     }
 }
 

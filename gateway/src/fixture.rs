@@ -40,6 +40,7 @@ pub(crate) async fn fixture(config: GatewayConfig) -> Fixture {
     let router: Arc<dyn Router> = Arc::new(LocalRouter::new());
     let events = router.subscribe();
     let pipeline = SendPipeline::new(store.clone(), router.clone(), SendLimits::default());
-    let gateway = Gateway::new(config, store, pipeline, router, Arc::new(NoTokens));
+    let gateway =
+        Gateway::new(config, store, pipeline, router, Arc::new(router::LocalPresence::new()), Arc::new(NoTokens));
     Fixture { gateway, events, alice, bob, chat, _dir: dir }
 }

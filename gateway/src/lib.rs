@@ -27,7 +27,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use protocol::ErrorCode;
-use router::{Router, SendPipeline};
+use router::{PRESENCE_CHANGES_CAPACITY, PresenceRegistry, Router, SendPipeline};
 use storage::Store;
 use storage::model::UserId;
 use tokio::sync::Semaphore;
@@ -123,6 +123,8 @@ struct Inner {
     store: Arc<dyn Store>,
     pipeline: SendPipeline,
     router: Arc<dyn Router>,
+    /// Who is online anywhere (this process alone, or the cluster).
+    presence: Arc<dyn PresenceRegistry>,
     tokens: Arc<dyn TokenVerifier>,
     registry: registry::Registry,
     typing: typing::Typing,
@@ -149,6 +151,7 @@ impl Gateway {
         store: Arc<dyn Store>,
         pipeline: SendPipeline,
         router: Arc<dyn Router>,
+        presence: Arc<dyn PresenceRegistry>,
         tokens: Arc<dyn TokenVerifier>,
     ) -> Self {
         Self {
@@ -158,6 +161,7 @@ impl Gateway {
                 store,
                 pipeline,
                 router,
+                presence,
                 tokens,
                 registry: registry::Registry::default(),
                 typing: typing::Typing::default(),
@@ -191,12 +195,22 @@ impl Gateway {
     pub async fn run(self, shutdown: CancellationToken, grace: Duration) {
         let fanout = tokio::spawn(fanout::run(self.clone(), shutdown.clone()));
         let sweeper = tokio::spawn(heartbeat::sweep(self.clone(), shutdown.clone()));
+        // Presence outlives the connections, so their goodbyes still reach it.
+        let presence_stop = CancellationToken::new();
+        let (changes, found) = tokio::sync::mpsc::channel(PRESENCE_CHANGES_CAPACITY);
+        let presence = self.inner.presence.clone();
+        let lease = tokio::spawn({
+            let stop = presence_stop.clone();
+            async move { presence.run(changes, stop).await }
+        });
+        let announcer = tokio::spawn(commands::announce_found_presence(self.clone(), found));
         shutdown.cancelled().await;
         self.inner.shutdown.cancel();
         self.inner.tasks.close();
         if tokio::time::timeout(grace, self.inner.tasks.wait()).await.is_err() {
             tracing::warn!(left = self.inner.tasks.len(), "connections still closing after the grace period");
         }
-        let _ = tokio::join!(fanout, sweeper);
+        presence_stop.cancel();
+        let _ = tokio::join!(fanout, sweeper, lease, announcer);
     }
 }

@@ -53,8 +53,12 @@ pub(crate) async fn health(State(state): State<SidecarState>) -> (StatusCode, Js
         }
     };
     let storage = files_dir_usable(&state.config.files_dir).await;
-    let redis = if state.config.redis_url.is_some() { "unknown" } else { "not_configured" };
-    let healthy = database && storage;
+    let redis = match &state.redis {
+        Some(redis) => Some(redis.ping().await),
+        None => None,
+    };
+    let healthy = database && storage && redis != Some(false);
+    let redis = redis.map_or("not_configured", verdict);
     let now = to_iso(now_millis());
     let body = HealthEnvelope {
         code: if healthy { 200 } else { 503 },

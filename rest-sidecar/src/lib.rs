@@ -134,11 +134,42 @@ pub async fn run_with(
     extra: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    tracing::info!(addr = %listener.local_addr()?, "http listening");
     let scheduler = tokio::spawn(router::run_scheduler(state.pipeline.clone(), shutdown.clone()));
     let housekeeping = tokio::spawn(housekeeping(state.clone(), shutdown.clone()));
     // The extra routes get request ids too (the sidecar's own already have them).
     let app = extra.layer(request_id::layer()).merge(router(state));
+    let served = serve(listener, app, shutdown.clone()).await;
+    let _ = tokio::join!(scheduler, housekeeping);
+    served
+}
+
+/// A gateway node of a cluster: serves `extra` (the gateway's `/ws`) with
+/// `/health` and `/metrics`, and no REST API (the sidecars serve that, and
+/// release scheduled messages).
+pub async fn run_node(
+    listener: TcpListener,
+    state: SidecarState,
+    extra: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let housekeeping = tokio::spawn(housekeeping(state.clone(), shutdown.clone()));
+    let ops = Router::new()
+        .route("/health", get(health::health))
+        .route("/metrics", get(metrics_endpoint::metrics))
+        .route_layer(axum::middleware::from_fn(metrics_endpoint::track_requests))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .with_state(state);
+    let app = extra.merge(ops).layer(request_id::layer());
+    let served = serve(listener, app, shutdown.clone()).await;
+    let _ = housekeeping.await;
+    served
+}
+
+/// Serves `app` on `listener` until `shutdown`; cancels `shutdown` when the
+/// server stops on its own (an error), so the caller's helpers stop too.
+async fn serve(listener: TcpListener, app: Router, shutdown: CancellationToken) -> std::io::Result<()> {
+    tracing::info!(addr = %listener.local_addr()?, "http listening");
     // Realtime frames are small: without TCP_NODELAY, Nagle's algorithm holds
     // a frame back until the client's delayed ACK (40 ms on Linux) arrives.
     let listener = axum::serve::ListenerExt::tap_io(listener, |stream: &mut tokio::net::TcpStream| {
@@ -149,9 +180,7 @@ pub async fn run_with(
     let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;
-    // The server may have stopped on its own (an error): stop the helpers too.
     shutdown.cancel();
-    let _ = tokio::join!(scheduler, housekeeping);
     served
 }
 

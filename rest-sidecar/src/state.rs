@@ -2,7 +2,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use router::{Router, SendLimits, SendPipeline};
+use router::redis::RedisConnection;
+use router::{Router, SendLimits, SendPipeline, Sequencer};
 use storage::{Store, StoreError};
 
 use crate::rate_limit::{RateConfig, RateLimits};
@@ -16,8 +17,6 @@ pub struct SidecarConfig {
     pub version: &'static str,
     /// Where uploaded files live; `/health` reports it as `storage`.
     pub files_dir: PathBuf,
-    /// The Redis URL in cluster mode; `None` on the embedded default.
-    pub redis_url: Option<String>,
     /// The largest JSON request body accepted, in bytes.
     pub body_limit: usize,
     /// The largest upload accepted, in bytes.
@@ -55,7 +54,6 @@ impl SidecarConfig {
         Self {
             version: env!("CARGO_PKG_VERSION"),
             files_dir: files_dir.into(),
-            redis_url: None,
             body_limit: crate::DEFAULT_BODY_LIMIT,
             upload_limit: 50 * 1024 * 1024,
             dev: false,
@@ -86,6 +84,8 @@ pub struct SidecarState {
     pub(crate) sms: SmsCodes,
     pub(crate) limits: Arc<RateLimits>,
     pub(crate) config: Arc<SidecarConfig>,
+    /// Cluster mode's Redis (health checks it); `None` on the embedded default.
+    pub(crate) redis: Option<RedisConnection>,
     pub(crate) started: Instant,
 }
 
@@ -113,8 +113,17 @@ impl SidecarState {
             limits: Arc::new(RateLimits::new(config.rates)),
             store,
             config: Arc::new(config),
+            redis: None,
             started: Instant::now(),
         })
+    }
+
+    /// Cluster mode: sends take seqs from `sequencer`, and `/health` checks `redis`.
+    #[must_use]
+    pub fn with_cluster(mut self, redis: RedisConnection, sequencer: Arc<dyn Sequencer>) -> Self {
+        self.pipeline = self.pipeline.with_sequencer(sequencer);
+        self.redis = Some(redis);
+        self
     }
 
     /// The send pipeline (shared with the gateway in one process).

@@ -8,7 +8,12 @@ use storage::{Store, StoreError};
 use protocol::views::MessageView;
 use storage::model::SendContext;
 
-use crate::{Delivery, Router, views};
+use crate::sequencer::StoreSequencer;
+use crate::{Delivery, Router, Sequencer, views};
+
+/// Writes that find their seq taken (the sequencer lost its counter) are
+/// re-sequenced this many times before the send fails.
+const SEQ_ATTEMPTS: u32 = 3;
 
 /// Limits on what a client may send, with defaults a messenger can live by.
 #[derive(Debug, Clone)]
@@ -97,8 +102,18 @@ pub enum SendError {
     MessageNotFound(MessageId),
     #[error("{0}")]
     Invalid(String),
+    /// A cluster dependency (Redis) is unreachable: nothing was written;
+    /// the client may retry with the same `client_message_id`.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<crate::SequencerError> for SendError {
+    fn from(error: crate::SequencerError) -> Self {
+        Self::Unavailable(format!("message not sent: {error}"))
+    }
 }
 
 impl SendError {
@@ -112,6 +127,7 @@ impl SendError {
             Self::Blocked => ErrorCode::BlockedByRecipient,
             Self::MessageNotFound(_) => ErrorCode::MessageNotFound,
             Self::Invalid(_) => ErrorCode::BadRequest,
+            Self::Unavailable(_) => ErrorCode::Unavailable,
             Self::Store(_) => ErrorCode::Internal,
         }
     }
@@ -123,6 +139,7 @@ impl SendError {
 pub struct SendPipeline {
     store: Arc<dyn Store>,
     router: Arc<dyn Router>,
+    sequencer: Arc<dyn Sequencer>,
     limits: Arc<SendLimits>,
 }
 
@@ -134,7 +151,13 @@ impl std::fmt::Debug for SendPipeline {
 
 impl SendPipeline {
     pub fn new(store: Arc<dyn Store>, router: Arc<dyn Router>, limits: SendLimits) -> Self {
-        Self { store, router, limits: Arc::new(limits) }
+        Self { store, router, sequencer: Arc::new(StoreSequencer), limits: Arc::new(limits) }
+    }
+
+    /// The same pipeline taking seqs from `sequencer` instead of the store.
+    #[must_use]
+    pub fn with_sequencer(self, sequencer: Arc<dyn Sequencer>) -> Self {
+        Self { sequencer, ..self }
     }
 
     pub fn limits(&self) -> &SendLimits {
@@ -178,12 +201,62 @@ impl SendPipeline {
         let context = self.store.send_context(request.chat_id, request.sender_id).await?;
         let context = context.ok_or(SendError::ChatNotFound(request.chat_id))?;
         let new = self.prepare(request, now, &context).await?;
-        let appended = if new.send_at.is_some() {
-            self.store.schedule_message(new).await?
-        } else {
-            self.store.append_message(new).await?
-        };
+        let appended =
+            if new.send_at.is_some() { self.store.schedule_message(new).await? } else { self.append_one(new).await? };
         Ok(self.finish(appended, &context).await)
+    }
+
+    /// Appends one message, with a seq from the sequencer when it hands
+    /// them out. A retry is answered from the store before a seq is taken,
+    /// so duplicates leave no holes; a seq found taken is repaired and
+    /// taken again.
+    async fn append_one(&self, mut new: NewMessage) -> Result<Appended, SendError> {
+        if !self.sequencer.assigns() {
+            return Ok(self.store.append_message(new).await?);
+        }
+        if let Some(original) = self.already_sent(&new).await? {
+            return Ok(Appended::Duplicate(original));
+        }
+        let mut attempt = 1;
+        loop {
+            new.seq = Some(self.sequencer.next(new.chat_id, 1).await?);
+            match self.store.append_message(new.clone()).await {
+                Err(StoreError::SeqTaken { seq, .. }) if attempt < SEQ_ATTEMPTS => {
+                    attempt += 1;
+                    self.sequencer.repair(new.chat_id, seq).await?;
+                }
+                outcome => return Ok(outcome?),
+            }
+        }
+    }
+
+    /// The message this sender already sent with the same `client_message_id`.
+    async fn already_sent(&self, new: &NewMessage) -> Result<Option<Message>, SendError> {
+        let Some(client_id) = new.client_message_id.as_deref() else { return Ok(None) };
+        Ok(self.store.message_by_client_id(new.sender_id, client_id).await?)
+    }
+
+    /// Gives every message of `batch` its seq: one range per chat, handed
+    /// out in batch order.
+    async fn sequence(&self, batch: &mut [NewMessage]) -> Result<(), SendError> {
+        let mut counts: Vec<(ChatId, u64)> = Vec::new();
+        for new in batch.iter() {
+            match counts.iter_mut().find(|(chat, _)| *chat == new.chat_id) {
+                Some((_, count)) => *count += 1,
+                None => counts.push((new.chat_id, 1)),
+            }
+        }
+        let mut next = Vec::with_capacity(counts.len());
+        for (chat, count) in counts {
+            next.push((chat, self.sequencer.next(chat, count).await?));
+        }
+        for new in batch.iter_mut() {
+            if let Some((_, seq)) = next.iter_mut().find(|(chat, _)| *chat == new.chat_id) {
+                new.seq = Some(*seq);
+                *seq += 1;
+            }
+        }
+        Ok(())
     }
 
     /// Sends several requests of one connection in their order, as [`send`]
@@ -202,7 +275,11 @@ impl SendPipeline {
             return outcomes;
         }
         let now = now_millis();
+        let assigns = self.sequencer.assigns();
         let mut outcomes: Vec<Option<Result<Sent, SendError>>> = requests.iter().map(|_| None).collect();
+        // With sequencer seqs, a retry inside the batch waits for its
+        // original, so it is answered as a duplicate instead of taking a seq.
+        let (mut seen, mut later) = (Vec::new(), Vec::new());
         // Read once per (chat, sender) in the batch.
         let mut contexts: Vec<(ChatId, UserId, Arc<SendContext>)> = Vec::new();
         let (mut batch, mut slots) = (Vec::new(), Vec::new());
@@ -222,20 +299,59 @@ impl SendPipeline {
                 let new = self.prepare(request, now, &context).await?;
                 Ok::<_, SendError>((new, context))
             };
-            match prepared.await {
-                Ok((new, context)) => {
-                    batch.push(new);
-                    slots.push((index, context));
+            let (new, context) = match prepared.await {
+                Ok(prepared) => prepared,
+                Err(error) => {
+                    outcomes[index] = Some(Err(error));
+                    continue;
                 }
-                Err(error) => outcomes[index] = Some(Err(error)),
+            };
+            if assigns && let Some(client_id) = new.client_message_id.clone() {
+                let key = (new.sender_id, client_id);
+                if seen.contains(&key) {
+                    later.push((index, new, context));
+                    continue;
+                }
+                seen.push(key);
+                match self.already_sent(&new).await {
+                    Ok(None) => {}
+                    Ok(Some(original)) => {
+                        outcomes[index] = Some(Ok(self.finish(Appended::Duplicate(original), &context).await));
+                        continue;
+                    }
+                    Err(error) => {
+                        outcomes[index] = Some(Err(error));
+                        continue;
+                    }
+                }
             }
+            batch.push(new);
+            slots.push((index, context));
         }
+        if assigns && let Err(error) = self.sequence(&mut batch).await {
+            let message = error.to_string();
+            for (index, _) in slots.drain(..) {
+                outcomes[index] = Some(Err(SendError::Unavailable(message.clone())));
+            }
+            batch.clear();
+        }
+        // Kept to re-sequence a write whose seq turns out taken.
+        let originals = if assigns { batch.clone() } else { Vec::new() };
         match self.store.append_messages(batch).await {
             Ok(appended) => {
-                for ((index, context), appended) in slots.into_iter().zip(appended) {
+                for (position, ((index, context), appended)) in slots.into_iter().zip(appended).enumerate() {
+                    let appended = match (appended, originals.get(position)) {
+                        (Err(StoreError::SeqTaken { seq, chat_id }), Some(original)) => {
+                            match self.sequencer.repair(chat_id, seq).await {
+                                Ok(()) => self.append_one(NewMessage { seq: None, ..original.clone() }).await,
+                                Err(error) => Err(error.into()),
+                            }
+                        }
+                        (appended, _) => appended.map_err(SendError::from),
+                    };
                     outcomes[index] = Some(match appended {
                         Ok(appended) => Ok(self.finish(appended, &context).await),
-                        Err(error) => Err(error.into()),
+                        Err(error) => Err(error),
                     });
                 }
             }
@@ -244,6 +360,12 @@ impl SendPipeline {
                     outcomes[index] = Some(Err(SendError::Store(StoreError::Worker(error.to_string()))));
                 }
             }
+        }
+        for (index, new, context) in later {
+            outcomes[index] = Some(match self.append_one(new).await {
+                Ok(appended) => Ok(self.finish(appended, &context).await),
+                Err(error) => Err(error),
+            });
         }
         // A backend answering fewer outcomes than requests would be a bug: say so, never panic.
         let unanswered = || Err(SendError::Store(StoreError::Worker("the store left a send unanswered".into())));
@@ -320,7 +442,7 @@ impl SendPipeline {
     pub async fn post_system(&self, chat_id: ChatId, sender_id: UserId, content: String) -> Result<Message, SendError> {
         let mut new = NewMessage::text(chat_id, sender_id, content, now_millis());
         new.kind = MessageKind::System;
-        let message = self.store.append_message(new).await?.into_message();
+        let message = self.append_one(new).await?.into_message();
         self.announce_new(&message).await?;
         Ok(message)
     }

@@ -2,11 +2,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use protocol::Event;
+use serde::{Deserialize, Serialize};
 use storage::model::UserId;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 /// An event and the users who should receive it (every device of each).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Delivery {
     pub recipients: Vec<UserId>,
     pub event: Event,
@@ -32,6 +33,13 @@ pub trait Router: Send + Sync + 'static {
     /// A subscriber that falls [`ROUTER_CAPACITY`] deliveries behind gets
     /// `RecvError::Lagged` and must resync its clients from the store.
     fn subscribe(&self) -> broadcast::Receiver<Arc<Delivery>>;
+
+    /// A counter that moves each time this node may have missed deliveries
+    /// meant for it (its cluster subscription was lost and came back): its
+    /// clients must resync from the store. `None` where nothing can be missed.
+    fn resyncs(&self) -> Option<watch::Receiver<u64>> {
+        None
+    }
 }
 
 /// How many deliveries a subscriber may fall behind before it lags.

@@ -55,7 +55,14 @@ pub(crate) async fn start_with(configure: impl FnOnce(&mut GatewayConfig)) -> Se
     let mut gateway_config = GatewayConfig::default();
     configure(&mut gateway_config);
     let tokens = Arc::new(Tokens(state.tokens().clone()));
-    let gateway = Gateway::new(gateway_config, store, state.pipeline().clone(), router.clone(), tokens);
+    let gateway = Gateway::new(
+        gateway_config,
+        store,
+        state.pipeline().clone(),
+        router.clone(),
+        Arc::new(router::LocalPresence::new()),
+        tokens,
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();

@@ -1,0 +1,134 @@
+//! The cluster's Redis implementations of [`crate::Router`],
+//! [`crate::Sequencer`] and [`crate::PresenceRegistry`], over one shared
+//! connection per process.
+//!
+//! Keys, under a configurable prefix (`sb` by default):
+//!
+//! | key | type | holds |
+//! | --- | --- | --- |
+//! | `{p}:nodes` | hash | node id -> lease expiry (Redis clock, ms) |
+//! | `{p}:node:{n}:users` | set | users with a device on node `n` |
+//! | `{p}:user:{u}` | hash | node id -> that node's device count of user `u` |
+//! | `{p}:seq:{chat}` | string | the chat's last handed-out seq (expires when idle) |
+//! | `{p}:node:{n}` | pub/sub channel | deliveries for users on node `n` (MessagePack) |
+//!
+//! Every multi-key step is a Lua script, so it is atomic and costs one
+//! round trip. Scripts name keys they build from arguments, which a single
+//! Redis (or a primary with replicas) allows; Redis Cluster would need the
+//! keys hash-tagged to one slot.
+
+mod presence;
+mod router;
+mod scripts;
+mod sequencer;
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+pub use presence::RedisPresence;
+pub use router::RedisRouter;
+pub use sequencer::RedisSequencer;
+
+/// How the cluster talks to Redis.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// `redis://host:port[/db]`.
+    pub url: String,
+    /// This process's node id: its pub/sub channel and presence registrations.
+    pub node_id: u16,
+    /// Prefix of every key and channel, so deployments can share a Redis.
+    pub prefix: String,
+    /// How long a node's presence registrations outlive its last lease refresh.
+    pub lease_ttl: Duration,
+    /// How often a node refreshes its lease and looks for dead nodes.
+    pub lease_refresh: Duration,
+    /// A Redis command that takes longer fails (the caller fails fast).
+    pub timeout: Duration,
+}
+
+impl RedisConfig {
+    /// Defaults for node `node_id` of the Redis at `url`. A node that dies
+    /// is noticed within `lease_ttl + lease_refresh` (25 s).
+    pub fn new(url: impl Into<String>, node_id: u16) -> Self {
+        Self {
+            url: url.into(),
+            node_id,
+            prefix: "sb".into(),
+            lease_ttl: Duration::from_secs(20),
+            lease_refresh: Duration::from_secs(5),
+            timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Why Redis could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedisSetupError {
+    #[error("bad Redis URL {url:?}: {error}")]
+    BadUrl { url: String, error: redis::RedisError },
+}
+
+/// One process's connection to Redis: a multiplexed connection that
+/// reconnects on its own, plus what is needed to open pub/sub connections.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct RedisConnection {
+    client: redis::Client,
+    commands: ConnectionManager,
+    config: std::sync::Arc<RedisConfig>,
+}
+
+impl std::fmt::Debug for RedisConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConnection").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl RedisConnection {
+    /// A connection to `config.url`. Connecting happens in the background:
+    /// a node starts (and serves its local users) while Redis is down, and
+    /// cluster operations fail fast until it is back.
+    pub fn open(config: RedisConfig) -> Result<Self, RedisSetupError> {
+        let client = redis::Client::open(config.url.as_str())
+            .map_err(|error| RedisSetupError::BadUrl { url: config.url.clone(), error })?;
+        let manager = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.timeout))
+            .set_response_timeout(Some(config.timeout))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(config.timeout);
+        let commands = ConnectionManager::new_lazy_with_config(client.clone(), manager)
+            .map_err(|error| RedisSetupError::BadUrl { url: config.url.clone(), error })?;
+        Ok(Self { client, commands, config: std::sync::Arc::new(config) })
+    }
+
+    pub fn config(&self) -> &RedisConfig {
+        &self.config
+    }
+
+    /// Answers whether Redis answers `PING` now.
+    pub async fn ping(&self) -> bool {
+        let mut connection = self.commands.clone();
+        let command = redis::cmd("PING");
+        let ping = command.query_async::<String>(&mut connection);
+        matches!(tokio::time::timeout(self.config.timeout, ping).await, Ok(Ok(_)))
+    }
+
+    /// Runs `invocation`, failing after the configured timeout whatever the
+    /// connection is doing (reconnecting included).
+    async fn run<T: redis::FromRedisValue>(&self, invocation: &redis::ScriptInvocation<'_>) -> Result<T, String> {
+        let mut connection = self.commands.clone();
+        // Twice the timeout: one response timeout plus one reconnect attempt.
+        match tokio::time::timeout(self.config.timeout * 2, invocation.invoke_async(&mut connection)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err("Redis did not answer in time".into()),
+        }
+    }
+
+    fn key(&self, parts: std::fmt::Arguments<'_>) -> String {
+        format!("{}:{parts}", self.config.prefix)
+    }
+}

@@ -1,0 +1,210 @@
+//! Presence across nodes: each node registers its online users in Redis
+//! (`user -> nodes`, `node -> users`) under a lease it refreshes every few
+//! seconds. Any node that finds another node's lease expired drops that
+//! node's registrations in one atomic script (so exactly one node does it)
+//! and announces the users it left with no node as offline.
+//!
+//! Only a user's first device on this node and last device leaving it touch
+//! Redis; other devices are counted here. Those transitions run one at a
+//! time under an async lock, so Redis sees them in the order they happened.
+//! When a transition could not reach Redis, or Redis lost the node's
+//! registrations (a restart), the next lease refresh rewrites the node's
+//! registrations from the local counts and reports who came back online.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use storage::model::UserId;
+use tokio::sync::{Mutex, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::RedisConnection;
+use super::scripts::SCRIPTS;
+use crate::presence::{PresenceChange, PresenceError, PresenceRegistry};
+
+/// The cluster's presence registry. Cheap to clone.
+#[derive(Clone)]
+pub struct RedisPresence {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    redis: RedisConnection,
+    /// Devices on this node per user. An async lock held across the Redis
+    /// call of a transition, so transitions reach Redis in order.
+    devices: Mutex<HashMap<UserId, u32>>,
+    /// A transition failed to reach Redis: rewrite the registrations.
+    dirty: AtomicBool,
+}
+
+impl std::fmt::Debug for RedisPresence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisPresence").field("redis", &self.inner.redis).finish_non_exhaustive()
+    }
+}
+
+fn unavailable(error: String) -> PresenceError {
+    PresenceError::Unavailable(error)
+}
+
+fn changes(users: Vec<UserId>, online: bool) -> Vec<PresenceChange> {
+    users.into_iter().map(|user_id| PresenceChange { user_id, online }).collect()
+}
+
+impl RedisPresence {
+    pub fn new(redis: RedisConnection) -> Self {
+        Self { inner: Arc::new(Inner { redis, devices: Mutex::default(), dirty: AtomicBool::new(true) }) }
+    }
+
+    fn redis(&self) -> &RedisConnection {
+        &self.inner.redis
+    }
+
+    async fn transition(&self, script: &redis::Script, user_id: UserId) -> Result<bool, PresenceError> {
+        let config = self.redis().config();
+        let mut invocation = script.prepare_invoke();
+        invocation.arg(&config.prefix).arg(config.node_id).arg(user_id);
+        match self.redis().run::<i64>(&invocation).await {
+            Ok(changed) => Ok(changed == 1),
+            Err(error) => {
+                self.inner.dirty.store(true, Ordering::Release);
+                Err(unavailable(error))
+            }
+        }
+    }
+
+    /// Drops whatever an earlier process with this node id left registered
+    /// (it died without a goodbye); answers those users who are now offline.
+    async fn drop_own(&self) -> Result<Vec<UserId>, PresenceError> {
+        let config = self.redis().config();
+        let mut invocation = SCRIPTS.drop_node.prepare_invoke();
+        invocation.arg(&config.prefix).arg(config.node_id);
+        self.redis().run(&invocation).await.map_err(unavailable)
+    }
+
+    /// Renews the lease; rewrites the registrations when Redis lost them or
+    /// a transition failed. Answers the presence changes that caused.
+    async fn refresh(&self) -> Result<Vec<PresenceChange>, PresenceError> {
+        let config = self.redis().config();
+        let ttl_ms = config.lease_ttl.as_millis() as u64;
+        if !self.inner.dirty.load(Ordering::Acquire) {
+            let mut invocation = SCRIPTS.lease.prepare_invoke();
+            invocation.arg(&config.prefix).arg(config.node_id).arg(ttl_ms);
+            let known: i64 = self.redis().run(&invocation).await.map_err(unavailable)?;
+            if known == 1 {
+                return Ok(Vec::new());
+            }
+            tracing::warn!(node = config.node_id, "Redis lost this node's registrations; registering again");
+        }
+        let devices = self.inner.devices.lock().await;
+        let mut invocation = SCRIPTS.reregister.prepare_invoke();
+        invocation.arg(&config.prefix).arg(config.node_id).arg(ttl_ms);
+        for user in devices.keys() {
+            invocation.arg(*user);
+        }
+        let (came, went): (Vec<UserId>, Vec<UserId>) = self.redis().run(&invocation).await.map_err(unavailable)?;
+        self.inner.dirty.store(false, Ordering::Release);
+        drop(devices);
+        metrics::counter!("switchboard_presence_reregistered_total").increment(1);
+        let mut found = changes(came, true);
+        found.extend(changes(went, false));
+        Ok(found)
+    }
+
+    /// Drops the registrations of every node whose lease ran out.
+    async fn reap(&self) -> Result<Vec<UserId>, PresenceError> {
+        let config = self.redis().config();
+        let mut invocation = SCRIPTS.reap.prepare_invoke();
+        invocation.arg(&config.prefix).arg(config.node_id);
+        self.redis().run(&invocation).await.map_err(unavailable)
+    }
+}
+
+#[async_trait]
+impl PresenceRegistry for RedisPresence {
+    async fn connected(&self, user_id: UserId) -> Result<bool, PresenceError> {
+        let mut devices = self.inner.devices.lock().await;
+        let count = devices.entry(user_id).or_default();
+        *count += 1;
+        if *count > 1 {
+            return Ok(false);
+        }
+        self.transition(&SCRIPTS.user_online, user_id).await
+    }
+
+    async fn disconnected(&self, user_id: UserId) -> Result<bool, PresenceError> {
+        let mut devices = self.inner.devices.lock().await;
+        let Some(count) = devices.get_mut(&user_id) else { return Ok(false) };
+        *count -= 1;
+        if *count > 0 {
+            return Ok(false);
+        }
+        devices.remove(&user_id);
+        self.transition(&SCRIPTS.user_offline, user_id).await
+    }
+
+    async fn online(&self, user_ids: &[UserId]) -> Result<Vec<bool>, PresenceError> {
+        let config = self.redis().config();
+        let mut invocation = SCRIPTS.users_online.prepare_invoke();
+        invocation.arg(&config.prefix);
+        for user in user_ids {
+            invocation.arg(*user);
+        }
+        let online: Vec<i64> = self.redis().run(&invocation).await.map_err(unavailable)?;
+        Ok(online.into_iter().map(|flag| flag == 1).collect())
+    }
+
+    async fn run(&self, changes_out: mpsc::Sender<Vec<PresenceChange>>, shutdown: CancellationToken) {
+        let node = self.redis().config().node_id;
+        match self.drop_own().await {
+            Ok(gone) if !gone.is_empty() => {
+                tracing::info!(
+                    node,
+                    users = gone.len(),
+                    "dropped what an earlier process of this node left registered"
+                );
+                let _ = changes_out.send(changes(gone, false)).await;
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(node, %error, "could not clear this node's earlier registrations"),
+        }
+        let mut tick = tokio::time::interval(self.redis().config().lease_refresh);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            match self.refresh().await {
+                Ok(found) if !found.is_empty() => {
+                    let _ = changes_out.send(found).await;
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    metrics::counter!("switchboard_presence_lease_failures_total").increment(1);
+                    tracing::warn!(node, %error, "presence lease not renewed");
+                    continue;
+                }
+            }
+            match self.reap().await {
+                Ok(gone) if !gone.is_empty() => {
+                    metrics::counter!("switchboard_presence_reaped_users_total").increment(gone.len() as u64);
+                    tracing::warn!(node, users = gone.len(), "a node's lease ran out; its users are offline");
+                    let _ = changes_out.send(changes(gone, false)).await;
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(node, %error, "looking for dead nodes failed"),
+            }
+        }
+        // A clean exit: nobody needs to wait for the lease to run out.
+        match self.drop_own().await {
+            Ok(gone) if !gone.is_empty() => {
+                let _ = changes_out.try_send(changes(gone, false));
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(node, %error, "could not deregister this node"),
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! Deliveries between nodes over Redis pub/sub, one channel per node.
+//!
+//! A publish always reaches this node's own subscribers first, through the
+//! in-process broadcast, so local delivery goes on while Redis is down.
+//! Then one script call looks up which other nodes hold any recipient (the
+//! presence registrations) and publishes the MessagePack-encoded delivery
+//! once to each of those nodes' channels: Redis work per message grows with
+//! the recipients and the nodes that hold them, never with idle nodes.
+//!
+//! Each node reads its channel on a dedicated pub/sub connection. When that
+//! connection is lost, deliveries meant for this node are lost with it:
+//! after resubscribing, the router bumps its resync counter, and the
+//! gateway asks every local client to reconnect and `sync` from the store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::RedisConnection;
+use super::scripts::SCRIPTS;
+use crate::router::{Delivery, ROUTER_CAPACITY, Router, RouterError};
+
+/// First wait before resubscribing after the pub/sub connection is lost;
+/// doubled per failed attempt up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The cluster's router. Cheap to clone.
+#[derive(Clone)]
+pub struct RedisRouter {
+    redis: RedisConnection,
+    /// This node's subscribers. Bounded: a slow subscriber lags and resyncs.
+    local: broadcast::Sender<Arc<Delivery>>,
+    /// Bumped each time the node's subscription came back after a loss.
+    resyncs: Arc<watch::Sender<u64>>,
+}
+
+impl std::fmt::Debug for RedisRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisRouter").field("redis", &self.redis).finish_non_exhaustive()
+    }
+}
+
+impl RedisRouter {
+    pub fn new(redis: RedisConnection) -> Self {
+        Self { redis, local: broadcast::channel(ROUTER_CAPACITY).0, resyncs: Arc::new(watch::channel(0).0) }
+    }
+
+    fn channel(&self) -> String {
+        self.redis.key(format_args!("node:{}", self.redis.config().node_id))
+    }
+
+    /// Reads this node's channel until `shutdown`, resubscribing with
+    /// backoff whenever the connection is lost. Only nodes that hold
+    /// connections run it; a sidecar only publishes.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let channel = self.channel();
+        let mut backoff = FIRST_BACKOFF;
+        let mut subscribed_before = false;
+        loop {
+            let subscription = tokio::select! {
+                () = shutdown.cancelled() => return,
+                subscription = self.subscribe(&channel) => subscription,
+            };
+            match subscription {
+                Ok(pubsub) => {
+                    backoff = FIRST_BACKOFF;
+                    metrics::gauge!("switchboard_router_subscribed").set(1.0);
+                    if subscribed_before {
+                        // Whatever was published to us meanwhile is gone.
+                        tracing::warn!(channel, "router resubscribed; local clients must resync");
+                        metrics::counter!("switchboard_router_resyncs_total").increment(1);
+                        self.resyncs.send_modify(|count| *count += 1);
+                    } else {
+                        tracing::info!(channel, "router subscribed");
+                    }
+                    subscribed_before = true;
+                    if self.forward(pubsub, &shutdown).await {
+                        return;
+                    }
+                    metrics::gauge!("switchboard_router_subscribed").set(0.0);
+                    tracing::warn!(channel, "router subscription lost; resubscribing");
+                }
+                Err(error) => {
+                    tracing::warn!(channel, %error, retry_in_ms = backoff.as_millis(), "router cannot subscribe");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    async fn subscribe(&self, channel: &str) -> Result<redis::aio::PubSub, String> {
+        let timeout = self.redis.config().timeout;
+        let subscribe = async {
+            let mut pubsub = self.redis.client.get_async_pubsub().await?;
+            pubsub.subscribe(channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        match tokio::time::timeout(timeout * 2, subscribe).await {
+            Ok(Ok(pubsub)) => Ok(pubsub),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err("Redis did not answer in time".into()),
+        }
+    }
+
+    /// Hands every delivery read from `pubsub` to the local subscribers
+    /// until the connection ends; answers whether it ended for shutdown.
+    async fn forward(&self, pubsub: redis::aio::PubSub, shutdown: &CancellationToken) -> bool {
+        let mut messages = pubsub.into_on_message();
+        loop {
+            let message = tokio::select! {
+                () = shutdown.cancelled() => return true,
+                message = messages.next() => message,
+            };
+            let Some(message) = message else { return false };
+            match rmp_serde::from_slice::<Delivery>(message.get_payload_bytes()) {
+                Ok(delivery) => {
+                    metrics::counter!("switchboard_router_received_total").increment(1);
+                    let _ = self.local.send(Arc::new(delivery));
+                }
+                Err(error) => {
+                    metrics::counter!("switchboard_router_undecodable_total").increment(1);
+                    tracing::warn!(%error, "undecodable delivery on the router channel");
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Router for RedisRouter {
+    async fn publish(&self, delivery: Delivery) -> Result<(), RouterError> {
+        metrics::counter!("switchboard_router_published_total", "type" => delivery.event.kind.clone()).increment(1);
+        let payload =
+            rmp_serde::to_vec_named(&delivery).map_err(|error| RouterError::Unavailable(error.to_string()))?;
+        let config = self.redis.config();
+        let mut invocation = SCRIPTS.route.prepare_invoke();
+        invocation.arg(&config.prefix).arg(config.node_id).arg(payload);
+        for user in &delivery.recipients {
+            invocation.arg(*user);
+        }
+        let remote = !delivery.recipients.is_empty();
+        // Local subscribers first: they need nothing from Redis.
+        let _ = self.local.send(Arc::new(delivery));
+        if !remote {
+            return Ok(());
+        }
+        let nodes: u64 = self.redis.run(&invocation).await.map_err(RouterError::Unavailable)?;
+        metrics::histogram!("switchboard_router_nodes_per_publish").record(nodes as f64);
+        Ok(())
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Delivery>> {
+        self.local.subscribe()
+    }
+
+    fn resyncs(&self) -> Option<watch::Receiver<u64>> {
+        Some(self.resyncs.subscribe())
+    }
+}
