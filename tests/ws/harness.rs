@@ -86,40 +86,15 @@ pub(crate) struct User {
 
 impl Server {
     pub(crate) async fn api(&self, method: reqwest::Method, path: &str, token: &str, body: Value) -> Value {
-        let response = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        response.json().await.unwrap()
+        api(&self.http, &self.base, method, path, token, body).await
     }
 
     pub(crate) async fn register(&self, phone: &str, name: &str) -> User {
-        let body = json!({"phone": phone, "username": name, "password": "password123"});
-        let reply: Value = self
-            .http
-            .post(format!("{}/api/auth/register", self.base))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        User {
-            id: reply["data"]["user"]["id"].as_i64().unwrap(),
-            token: reply["data"]["access_token"].as_str().unwrap().into(),
-        }
+        register(&self.http, &self.base, phone, name).await
     }
 
     pub(crate) async fn chat(&self, owner: &User, kind: &str, members: &[&User]) -> i64 {
-        let ids: Vec<i64> = members.iter().map(|user| user.id).collect();
-        let reply =
-            self.api(reqwest::Method::POST, "/api/chats", &owner.token, json!({"type": kind, "members": ids})).await;
-        reply["data"]["id"].as_i64().unwrap()
+        chat(&self.http, &self.base, owner, kind, members).await
     }
 
     /// A client authenticated by the upgrade's bearer header.
@@ -136,17 +111,55 @@ impl Server {
     }
 
     pub(crate) async fn connect_with(&self, token: Option<&str>, protocol: Option<&str>) -> Result<Client, WsError> {
-        let mut request = self.ws.as_str().into_client_request().unwrap();
-        if let Some(token) = token {
-            request.headers_mut().insert("authorization", HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
-        }
-        if let Some(protocol) = protocol {
-            request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_str(protocol).unwrap());
-        }
-        let (socket, response) = tokio_tungstenite::connect_async(request).await?;
-        let binary = response.headers().get("sec-websocket-protocol").is_some_and(|p| p == "switchboard.msgpack");
-        Ok(Client { socket, binary, next_id: 0 })
+        connect_url(&self.ws, token, protocol).await
     }
+}
+
+/// A REST call to the server at `base`; answers the body.
+pub(crate) async fn api(
+    http: &reqwest::Client,
+    base: &str,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Value,
+) -> Value {
+    let response = http.request(method, format!("{base}{path}")).bearer_auth(token).json(&body).send().await.unwrap();
+    response.json().await.unwrap()
+}
+
+/// Registers a user with the REST API at `base`.
+pub(crate) async fn register(http: &reqwest::Client, base: &str, phone: &str, name: &str) -> User {
+    let body = json!({"phone": phone, "username": name, "password": "password123"});
+    let reply: Value =
+        http.post(format!("{base}/api/auth/register")).json(&body).send().await.unwrap().json().await.unwrap();
+    User {
+        id: reply["data"]["user"]["id"].as_i64().unwrap_or_else(|| panic!("{reply}")),
+        token: reply["data"]["access_token"].as_str().unwrap().into(),
+    }
+}
+
+/// A chat of `kind` that `owner` makes for `members`, through the REST API at `base`.
+pub(crate) async fn chat(http: &reqwest::Client, base: &str, owner: &User, kind: &str, members: &[&User]) -> i64 {
+    let ids: Vec<i64> = members.iter().map(|user| user.id).collect();
+    let reply =
+        api(http, base, reqwest::Method::POST, "/api/chats", &owner.token, json!({"type": kind, "members": ids})).await;
+    reply["data"]["id"].as_i64().unwrap_or_else(|| panic!("{reply}"))
+}
+
+/// A client of the gateway at `ws` (a `ws://…/ws` URL), authenticated by
+/// the upgrade's bearer header when `token` is given.
+pub(crate) async fn connect_url(ws: &str, token: Option<&str>, protocol: Option<&str>) -> Result<Client, WsError> {
+    let mut request = ws.into_client_request().unwrap();
+    if let Some(token) = token {
+        request.headers_mut().insert("authorization", HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
+    }
+    if let Some(protocol) = protocol {
+        request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_str(protocol).unwrap());
+    }
+    let (socket, response) = tokio_tungstenite::connect_async(request).await?;
+    let binary = response.headers().get("sec-websocket-protocol").is_some_and(|p| p == "switchboard.msgpack");
+    Ok(Client { socket, binary, next_id: 0 })
 }
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;

@@ -1,8 +1,10 @@
 //! The realtime gateway with real WebSocket clients against the real
-//! server (REST sidecar + gateway on one port 0, SQLite, in-process router).
+//! server (REST sidecar + gateway on one port 0, SQLite, in-process router),
+//! and against a cluster of real processes over a private Redis (`cluster`).
 
 mod calls;
 mod chat;
+mod cluster;
 mod connect;
 mod harness;
 mod load;

@@ -70,6 +70,31 @@ pub enum RedisSetupError {
     BadUrl { url: String, error: redis::RedisError },
 }
 
+/// When a failed Redis call is made again.
+#[derive(Debug, Clone, Copy)]
+enum Retry {
+    /// After any dropped connection: the call is safe to apply twice.
+    IfDropped,
+    /// Only when the call cannot have reached Redis (the write failed or
+    /// nothing was connected): the call must not be applied twice.
+    IfUnsent,
+}
+
+impl Retry {
+    fn allows(self, error: &redis::RedisError) -> bool {
+        match self {
+            Self::IfDropped => error.is_connection_dropped(),
+            Self::IfUnsent => {
+                let io = std::error::Error::source(error).and_then(|source| source.downcast_ref::<std::io::Error>());
+                error.is_connection_refusal()
+                    || io.is_some_and(|io| {
+                        matches!(io.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::NotConnected)
+                    })
+            }
+        }
+    }
+}
+
 /// One process's connection to Redis: a multiplexed connection that
 /// reconnects on its own, plus what is needed to open pub/sub connections.
 /// Cheap to clone.
@@ -117,11 +142,25 @@ impl RedisConnection {
     }
 
     /// Runs `invocation`, failing after the configured timeout whatever the
-    /// connection is doing (reconnecting included).
-    async fn run<T: redis::FromRedisValue>(&self, invocation: &redis::ScriptInvocation<'_>) -> Result<T, String> {
+    /// connection is doing (reconnecting included). A connection found
+    /// broken (Redis restarted, say) is replaced and the call made once more
+    /// when `retry` allows it for that failure.
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+        retry: Retry,
+    ) -> Result<T, String> {
         let mut connection = self.commands.clone();
         // Twice the timeout: one response timeout plus one reconnect attempt.
-        match tokio::time::timeout(self.config.timeout * 2, invocation.invoke_async(&mut connection)).await {
+        let limit = self.config.timeout * 2;
+        let mut outcome = tokio::time::timeout(limit, invocation.invoke_async(&mut connection)).await;
+        if let Ok(Err(error)) = &outcome
+            && retry.allows(error)
+        {
+            tracing::debug!(%error, "Redis connection was broken; trying once more on a new one");
+            outcome = tokio::time::timeout(limit, invocation.invoke_async(&mut connection)).await;
+        }
+        match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(error.to_string()),
             Err(_) => Err("Redis did not answer in time".into()),

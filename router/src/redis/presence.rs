@@ -20,8 +20,8 @@ use storage::model::UserId;
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::RedisConnection;
 use super::scripts::SCRIPTS;
+use super::{RedisConnection, Retry};
 use crate::presence::{PresenceChange, PresenceError, PresenceRegistry};
 
 /// The cluster's presence registry. Cheap to clone.
@@ -66,7 +66,7 @@ impl RedisPresence {
         let config = self.redis().config();
         let mut invocation = script.prepare_invoke();
         invocation.arg(&config.prefix).arg(config.node_id).arg(user_id);
-        match self.redis().run::<i64>(&invocation).await {
+        match self.redis().run::<i64>(&invocation, Retry::IfDropped).await {
             Ok(changed) => Ok(changed == 1),
             Err(error) => {
                 self.inner.dirty.store(true, Ordering::Release);
@@ -81,7 +81,7 @@ impl RedisPresence {
         let config = self.redis().config();
         let mut invocation = SCRIPTS.drop_node.prepare_invoke();
         invocation.arg(&config.prefix).arg(config.node_id);
-        self.redis().run(&invocation).await.map_err(unavailable)
+        self.redis().run(&invocation, Retry::IfDropped).await.map_err(unavailable)
     }
 
     /// Renews the lease; rewrites the registrations when Redis lost them or
@@ -92,7 +92,7 @@ impl RedisPresence {
         if !self.inner.dirty.load(Ordering::Acquire) {
             let mut invocation = SCRIPTS.lease.prepare_invoke();
             invocation.arg(&config.prefix).arg(config.node_id).arg(ttl_ms);
-            let known: i64 = self.redis().run(&invocation).await.map_err(unavailable)?;
+            let known: i64 = self.redis().run(&invocation, Retry::IfDropped).await.map_err(unavailable)?;
             if known == 1 {
                 return Ok(Vec::new());
             }
@@ -104,7 +104,8 @@ impl RedisPresence {
         for user in devices.keys() {
             invocation.arg(*user);
         }
-        let (came, went): (Vec<UserId>, Vec<UserId>) = self.redis().run(&invocation).await.map_err(unavailable)?;
+        let (came, went): (Vec<UserId>, Vec<UserId>) =
+            self.redis().run(&invocation, Retry::IfDropped).await.map_err(unavailable)?;
         self.inner.dirty.store(false, Ordering::Release);
         drop(devices);
         metrics::counter!("switchboard_presence_reregistered_total").increment(1);
@@ -118,7 +119,7 @@ impl RedisPresence {
         let config = self.redis().config();
         let mut invocation = SCRIPTS.reap.prepare_invoke();
         invocation.arg(&config.prefix).arg(config.node_id);
-        self.redis().run(&invocation).await.map_err(unavailable)
+        self.redis().run(&invocation, Retry::IfDropped).await.map_err(unavailable)
     }
 }
 
@@ -152,7 +153,7 @@ impl PresenceRegistry for RedisPresence {
         for user in user_ids {
             invocation.arg(*user);
         }
-        let online: Vec<i64> = self.redis().run(&invocation).await.map_err(unavailable)?;
+        let online: Vec<i64> = self.redis().run(&invocation, Retry::IfDropped).await.map_err(unavailable)?;
         Ok(online.into_iter().map(|flag| flag == 1).collect())
     }
 

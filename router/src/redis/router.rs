@@ -20,8 +20,8 @@ use futures_util::StreamExt;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::RedisConnection;
 use super::scripts::SCRIPTS;
+use super::{RedisConnection, Retry};
 use crate::router::{Delivery, ROUTER_CAPACITY, Router, RouterError};
 
 /// First wait before resubscribing after the pub/sub connection is lost;
@@ -153,7 +153,7 @@ impl Router for RedisRouter {
         if !remote {
             return Ok(());
         }
-        let nodes: u64 = self.redis.run(&invocation).await.map_err(RouterError::Unavailable)?;
+        let nodes: u64 = self.redis.run(&invocation, Retry::IfDropped).await.map_err(RouterError::Unavailable)?;
         metrics::histogram!("switchboard_router_nodes_per_publish").record(nodes as f64);
         Ok(())
     }

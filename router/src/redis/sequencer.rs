@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use storage::Store;
 use storage::model::{ChatId, Seq};
 
-use super::RedisConnection;
 use super::scripts::SCRIPTS;
+use super::{RedisConnection, Retry};
 use crate::sequencer::{Sequencer, SequencerError};
 
 /// A chat's counter is dropped after this long without a send and
@@ -49,7 +49,7 @@ impl RedisSequencer {
         let floor = self.store.max_seq(chat_id).await.map_err(|error| SequencerError::Store(error.to_string()))?;
         let mut invocation = SCRIPTS.seq_seed.prepare_invoke();
         invocation.key(self.key(chat_id)).arg(floor).arg(count).arg(IDLE_TTL.as_secs());
-        self.redis.run(&invocation).await.map_err(SequencerError::Unavailable)
+        self.redis.run(&invocation, Retry::IfUnsent).await.map_err(SequencerError::Unavailable)
     }
 }
 
@@ -62,7 +62,8 @@ impl Sequencer for RedisSequencer {
     async fn next(&self, chat_id: ChatId, count: u64) -> Result<Seq, SequencerError> {
         let mut invocation = SCRIPTS.seq_next.prepare_invoke();
         invocation.key(self.key(chat_id)).arg(count).arg(IDLE_TTL.as_secs());
-        let last: Option<Seq> = self.redis.run(&invocation).await.map_err(SequencerError::Unavailable)?;
+        let last: Option<Seq> =
+            self.redis.run(&invocation, Retry::IfUnsent).await.map_err(SequencerError::Unavailable)?;
         let last = if let Some(last) = last {
             last
         } else {

@@ -1,0 +1,493 @@
+//! Cluster mode as it is deployed: real `switchboard gateway` and
+//! `switchboard sidecar` processes on 127.0.0.1 sharing one SQLite data
+//! dir, routed through a private `redis-server` that each test starts on a
+//! free port (so it can kill and restart it without touching anyone else's).
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use protocol::Event;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::harness::{self, Client, User};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
+const SECRET: &str = "cluster test secret, at least 32 bytes long";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A `redis-server` of the test's own, without persistence.
+struct PrivateRedis {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    fn start() -> Self {
+        let mut redis = Self { port: free_port(), dir: tempfile::tempdir().unwrap(), child: None };
+        redis.launch();
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts redis-server on this port and waits until it answers PING.
+    fn launch(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/test.sh installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                let mut answer = [0u8; 7];
+                if stream.write_all(b"PING\r\n").is_ok() && stream.read_exact(&mut answer).is_ok() {
+                    assert_eq!(&answer, b"+PONG\r\n");
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+
+    /// SIGKILL: everything it held is gone.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One `switchboard` process of the cluster.
+struct Process {
+    child: Child,
+    addr: String,
+}
+
+impl Process {
+    /// Starts `switchboard <role>` and waits until it serves (a gateway:
+    /// also until it has subscribed to its Redis channel).
+    fn start(role: &str, node_id: u16, redis: &str, data_dir: &Path) -> Self {
+        let mut child = Command::new(BIN)
+            .arg(role)
+            .args(["--listen", "127.0.0.1:0", "--node-id", &node_id.to_string(), "--redis-url", redis])
+            .args(["--jwt-secret", SECRET, "--ws-commands-per-second", "100000"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("SWITCHBOARD_LOG_FORMAT", "json")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (tx, logs) = mpsc::channel::<Value>();
+        let stderr = child.stderr.take().unwrap();
+        // Keeps reading to the end, so the process never blocks on a full
+        // pipe; warnings are shown with a failing test's output.
+        let name = format!("{role} {node_id}");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(value) = serde_json::from_str::<Value>(&line) {
+                    if value["level"] != "INFO" && value["level"] != "DEBUG" {
+                        eprintln!("[{name}] {line}");
+                    }
+                    let _ = tx.send(value);
+                }
+            }
+        });
+        let mut addr = None;
+        let mut subscribed = role == "sidecar";
+        while addr.is_none() || !subscribed {
+            let line = logs.recv_timeout(Duration::from_secs(30)).expect("the process starts");
+            if line["message"] == "switchboard serving" {
+                addr = line["addr"].as_str().map(str::to_owned);
+            }
+            subscribed |= line["message"] == "router subscribed";
+        }
+        Self { child, addr: addr.unwrap() }
+    }
+
+    fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn ws(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    async fn connect(&self, user: &User) -> Client {
+        harness::connect_url(&self.ws(), Some(&user.token), None).await.unwrap()
+    }
+
+    /// One counter of this process's `/metrics` (0 when not yet counted).
+    async fn metric(&self, name: &str) -> f64 {
+        let text = reqwest::get(format!("{}/metrics", self.base())).await.unwrap().text().await.unwrap();
+        text.lines()
+            .find(|line| line.split([' ', '{']).next() == Some(name))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two gateway nodes and a sidecar over one Redis and one data dir.
+struct Cluster {
+    redis: PrivateRedis,
+    first: Process,
+    second: Process,
+    sidecar: Process,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start() -> Self {
+        let redis = PrivateRedis::start();
+        let dir = tempfile::tempdir().unwrap();
+        let url = redis.url();
+        Self {
+            first: Process::start("gateway", 1, &url, dir.path()),
+            second: Process::start("gateway", 2, &url, dir.path()),
+            sidecar: Process::start("sidecar", 3, &url, dir.path()),
+            redis,
+            http: reqwest::Client::new(),
+            _dir: dir,
+        }
+    }
+
+    async fn register(&self, phone: &str, name: &str) -> User {
+        harness::register(&self.http, &self.sidecar.base(), phone, name).await
+    }
+
+    async fn chat(&self, owner: &User, kind: &str, members: &[&User]) -> i64 {
+        harness::chat(&self.http, &self.sidecar.base(), owner, kind, members).await
+    }
+}
+
+/// Reads frames until one satisfies `wanted`, for up to `within`.
+async fn wait_for(client: &mut Client, within: Duration, wanted: impl Fn(&Event) -> bool) -> Event {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let frame = tokio::time::timeout_at(deadline, client.socket.next()).await.expect("the awaited event came");
+        match frame.expect("connection open").expect("read ok") {
+            Message::Text(text) => {
+                let event: Event = serde_json::from_str(text.as_str()).unwrap();
+                if wanted(&event) {
+                    return event;
+                }
+            }
+            Message::Close(frame) => panic!("closed while waiting: {frame:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// Every message of `chat` after `after_seq`, paged through `sync`.
+async fn sync_all(client: &mut Client, chat: i64) -> Vec<Value> {
+    let mut messages: Vec<Value> = Vec::new();
+    loop {
+        let after = messages.last().map_or(0, |message| message["seq"].as_u64().unwrap());
+        let id = client.send("sync", json!({"chat_id": chat, "after_seq": after})).await;
+        let batch = client.reply(&id).await;
+        assert_eq!(batch.kind, "sync.batch", "{batch:?}");
+        messages.extend(batch.data["messages"].as_array().unwrap().iter().cloned());
+        if batch.data["has_more"] != true {
+            return messages;
+        }
+    }
+}
+
+fn seqs(messages: &[Value]) -> Vec<u64> {
+    messages.iter().map(|message| message["seq"].as_u64().unwrap()).collect()
+}
+
+async fn send_text(client: &mut Client, chat: i64, content: &str) -> Event {
+    let id =
+        client.send("message.send", json!({"chat_id": chat, "content": content, "client_message_id": content})).await;
+    client.reply(&id).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_on_different_nodes_chat_type_and_see_each_other() {
+    let cluster = Cluster::start();
+    let alice = cluster.register("13900000001", "alice").await;
+    let bob = cluster.register("13900000002", "bob").await;
+    let carol = cluster.register("13900000003", "carol").await;
+    let chat = cluster.chat(&alice, "group", &[&bob, &carol]).await;
+    // Private-chat peers hear of each other's presence.
+    cluster.chat(&alice, "private", &[&bob]).await;
+
+    let mut bobs = cluster.second.connect(&bob).await;
+    bobs.expect("connect").await;
+    let mut alices = cluster.first.connect(&alice).await;
+    alices.expect("connect").await;
+    let online = bobs.expect("presence").await;
+    assert_eq!((online.data["user_id"].as_i64(), online.data["is_online"].as_bool()), (Some(alice.id), Some(true)));
+    let id = bobs.send("presence.query", json!({"user_ids": [alice.id, carol.id]})).await;
+    let state = bobs.reply(&id).await;
+    let online: BTreeMap<i64, bool> = state.data["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|user| (user["user_id"].as_i64().unwrap(), user["is_online"].as_bool().unwrap()))
+        .collect();
+    // Carol shares only a group with Bob: her presence is not his to see.
+    assert_eq!(online, BTreeMap::from([(alice.id, true)]), "the registry sees every node");
+
+    alices.send("typing", json!({"chat_id": chat, "is_typing": true})).await;
+    let typing = bobs.expect("typing").await;
+    assert_eq!(typing.data["user_id"].as_i64(), Some(alice.id));
+
+    let ack = send_text(&mut alices, chat, "hello from node 1").await;
+    assert_eq!(ack.kind, "message.ack", "{ack:?}");
+    assert_eq!(bobs.expect("message.new").await.data["content"], "hello from node 1");
+    let ack = send_text(&mut bobs, chat, "hello from node 2").await;
+    assert_eq!(ack.kind, "message.ack", "{ack:?}");
+    // Alice's own devices get her message too; Bob's follows it.
+    wait_for(&mut alices, Duration::from_secs(5), |event| event.data["content"] == "hello from node 2").await;
+
+    // A REST send through the sidecar reaches clients on every node.
+    let mut carols = cluster.first.connect(&carol).await;
+    carols.expect("connect").await;
+    let path = format!("/api/chats/{chat}/messages");
+    let sent = harness::api(
+        &cluster.http,
+        &cluster.sidecar.base(),
+        reqwest::Method::POST,
+        &path,
+        &carol.token,
+        json!({"content": "from the sidecar"}),
+    )
+    .await;
+    assert_eq!(sent["code"], 200, "{sent}");
+    for client in [&mut alices, &mut bobs, &mut carols] {
+        let new = wait_for(client, Duration::from_secs(5), |event| event.data["content"] == "from the sidecar").await;
+        assert_eq!(new.kind, "message.new");
+    }
+
+    // Bad input gets the envelope on every process.
+    let empty = harness::api(
+        &cluster.http,
+        &cluster.sidecar.base(),
+        reqwest::Method::POST,
+        &path,
+        &carol.token,
+        json!({"content": ""}),
+    )
+    .await;
+    assert_eq!(empty["code"], 400, "{empty}");
+    let id = bobs.send("message.send", json!({"chat_id": 999_999, "content": "nowhere"})).await;
+    let refused = bobs.reply(&id).await;
+    assert_eq!((refused.kind.as_str(), &refused.data["code"]), ("error", &json!(20001)), "{refused:?}");
+    let no_api = cluster.http.get(format!("{}/api/users/me", cluster.first.base())).send().await.unwrap();
+    assert_eq!(no_api.status(), 404, "a gateway node serves no REST API");
+    let body: Value = no_api.json().await.unwrap();
+    assert_eq!(body["code"], 404, "{body}");
+    let health: Value = reqwest::get(format!("{}/health", cluster.first.base())).await.unwrap().json().await.unwrap();
+    assert_eq!(health["data"]["services"]["redis"], "healthy", "{health}");
+
+    assert_eq!(seqs(&sync_all(&mut carols, chat).await), vec![1, 2, 3], "one contiguous seq across processes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_takes_its_users_offline_and_they_resume_on_another() {
+    let mut cluster = Cluster::start();
+    let alice = cluster.register("13900000011", "alice").await;
+    let bob = cluster.register("13900000012", "bob").await;
+    let chat = cluster.chat(&alice, "private", &[&bob]).await;
+    let mut bobs = cluster.second.connect(&bob).await;
+    bobs.expect("connect").await;
+    let mut alices = cluster.first.connect(&alice).await;
+    alices.expect("connect").await;
+    bobs.expect("presence").await;
+    let mut acked = HashSet::new();
+    for n in 0..20 {
+        let ack = send_text(&mut alices, chat, &format!("before {n}")).await;
+        assert_eq!(ack.kind, "message.ack", "{ack:?}");
+        acked.insert(ack.data["message"]["id"].as_i64().unwrap());
+    }
+
+    cluster.first.child.kill().unwrap(); // SIGKILL: no goodbye to Redis
+    cluster.first.child.wait().unwrap();
+    let killed = Instant::now();
+    let offline = wait_for(&mut bobs, Duration::from_secs(35), |event| {
+        event.kind == "presence" && event.data["user_id"] == alice.id
+    })
+    .await;
+    let noticed = killed.elapsed();
+    assert_eq!(offline.data["is_online"], false);
+    assert!(noticed <= Duration::from_secs(30), "offline within 30 s, took {noticed:?}");
+
+    for n in 0..5 {
+        let ack = send_text(&mut bobs, chat, &format!("while away {n}")).await;
+        assert_eq!(ack.kind, "message.ack", "{ack:?}");
+        acked.insert(ack.data["message"]["id"].as_i64().unwrap());
+    }
+    let mut alices = cluster.second.connect(&alice).await;
+    alices.expect("connect").await;
+    let back = bobs.expect("presence").await;
+    assert_eq!(back.data["is_online"], true);
+    let messages = sync_all(&mut alices, chat).await;
+    assert_eq!(seqs(&messages), (1..=25).collect::<Vec<_>>());
+    let stored: HashSet<i64> = messages.iter().map(|message| message["id"].as_i64().unwrap()).collect();
+    assert_eq!(stored, acked, "every acknowledged message, nothing else");
+}
+
+/// What a client that keeps sending through a Redis outage saw.
+#[derive(Default)]
+struct Stream {
+    /// Acknowledged message ids.
+    acked: HashSet<i64>,
+    /// Sends refused because the cluster was unavailable (503).
+    refused: usize,
+    /// The longest wait for any reply, refusals included.
+    slowest: Duration,
+    /// Times the node asked the client to reconnect and resync (4009).
+    resyncs: usize,
+}
+
+/// Sends `label`-numbered messages one after another until `stop` says so,
+/// reconnecting whenever the node closes the connection, and resending
+/// the unanswered message with its `client_message_id`.
+async fn stream(
+    node_ws: String,
+    user: User,
+    chat: i64,
+    progress: Arc<AtomicUsize>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Stream {
+    let mut seen = Stream::default();
+    let mut client = harness::connect_url(&node_ws, Some(&user.token), None).await.unwrap();
+    let mut n = 0u64;
+    while !*stop.borrow() {
+        let content = format!("stream {n}");
+        let id = client
+            .send("message.send", json!({"chat_id": chat, "content": content, "client_message_id": content}))
+            .await;
+        let started = Instant::now();
+        let reply = loop {
+            match tokio::time::timeout(Duration::from_secs(10), client.socket.next())
+                .await
+                .expect("a reply, not a hang")
+            {
+                Some(Ok(Message::Text(text))) => {
+                    let event: Event = serde_json::from_str(text.as_str()).unwrap();
+                    if event.reference.as_deref() == Some(id.as_str()) {
+                        break Some(event);
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    assert_eq!(frame.map(|frame| u16::from(frame.code)), Some(4009), "only resync closes");
+                    break None;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => break None,
+            }
+        };
+        seen.slowest = seen.slowest.max(started.elapsed());
+        match reply {
+            Some(event) if event.kind == "message.ack" => {
+                seen.acked.insert(event.data["message"]["id"].as_i64().unwrap());
+                progress.store(seen.acked.len(), Ordering::Relaxed);
+                n += 1;
+            }
+            Some(event) => {
+                assert_eq!(event.data["code"], 503, "refused as unavailable: {event:?}");
+                seen.refused += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            None => {
+                seen.resyncs += 1;
+                client = loop {
+                    if let Ok(client) = harness::connect_url(&node_ws, Some(&user.token), None).await {
+                        break client;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                };
+            }
+        }
+    }
+    let _ = client.socket.close(None).await;
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_redis_mid_stream_loses_no_acknowledged_message() {
+    let mut cluster = Cluster::start();
+    let alice = cluster.register("13900000021", "alice").await;
+    let bob = cluster.register("13900000022", "bob").await;
+    let chat = cluster.chat(&alice, "private", &[&bob]).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let progress = Arc::new(AtomicUsize::new(0));
+    let sender = tokio::spawn(stream(cluster.first.ws(), alice.clone(), chat, progress.clone(), stopped));
+    let acked_so_far = || progress.load(Ordering::Relaxed);
+    while acked_so_far() < 30 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    cluster.redis.kill();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.redis.launch();
+    let resynced = Instant::now();
+    while cluster.first.metric("switchboard_router_resyncs_total").await < 1.0
+        || cluster.second.metric("switchboard_router_resyncs_total").await < 1.0
+    {
+        assert!(resynced.elapsed() < Duration::from_secs(30), "both nodes resubscribed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = acked_so_far();
+    while acked_so_far() < before + 30 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send(true).unwrap();
+    let seen = sender.await.unwrap();
+    assert!(seen.refused > 0, "sends during the outage were refused, not queued");
+    assert!(seen.slowest < Duration::from_secs(5), "refusals come fast: slowest reply {:?}", seen.slowest);
+
+    // Cross-node delivery works again, and the store has every acked message once.
+    let mut bobs = cluster.second.connect(&bob).await;
+    bobs.expect("connect").await;
+    let mut alices = cluster.first.connect(&alice).await;
+    alices.expect("connect").await;
+    let ack = send_text(&mut alices, chat, "after the restart").await;
+    assert_eq!(ack.kind, "message.ack", "{ack:?}");
+    let new = wait_for(&mut bobs, Duration::from_secs(5), |event| event.kind == "message.new").await;
+    assert_eq!(new.data["content"], "after the restart");
+    let messages = sync_all(&mut bobs, chat).await;
+    let count = messages.len() as u64;
+    assert_eq!(seqs(&messages), (1..=count).collect::<Vec<_>>(), "contiguous through the restart");
+    let stored: HashSet<i64> = messages.iter().map(|message| message["id"].as_i64().unwrap()).collect();
+    assert!(seen.acked.is_subset(&stored), "every acknowledged message survived");
+    assert_eq!(stored.len(), seen.acked.len() + 1, "and nothing unacknowledged was stored");
+}
