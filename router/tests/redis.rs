@@ -1,0 +1,246 @@
+//! The Redis router, sequencer and presence registry against a real Redis:
+//! `REDIS_URL` when set (the test command starts a private one), otherwise
+//! a `redis-server` this binary starts on a free port. Every test works
+//! under its own key prefix, so tests never see each other's keys.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use protocol::Event;
+use protocol::time::now_millis;
+use router::redis::{RedisConfig, RedisConnection, RedisPresence, RedisRouter, RedisSequencer};
+use router::{Delivery, PresenceChange, PresenceRegistry, Router, RouterError, SendLimits, SendPipeline, Sequencer};
+use storage::model::{NewChat, NewMessage, NewUser};
+use storage::{SqliteConfig, SqliteStore, Store};
+use tokio_util::sync::CancellationToken;
+
+/// The Redis every test here uses.
+#[allow(clippy::zombie_processes, reason = "the shell outlives this process on purpose, to stop the server")]
+fn redis_url() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    /// The private server's lifeline: when this process exits, the pipe
+    /// closes and the wrapper shell stops the server.
+    static LIFELINE: OnceLock<std::process::ChildStdin> = OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) = std::env::var("REDIS_URL") {
+            return url;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let script = format!(
+            "redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no >/dev/null & \
+             server=$!; cat >/dev/null; kill $server"
+        );
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("sh runs redis-server (or set REDIS_URL)");
+        let _ = LIFELINE.set(child.stdin.take().unwrap());
+        format!("redis://127.0.0.1:{port}")
+    })
+}
+
+/// A fresh key prefix per call.
+fn prefix() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!("sbtest:{}:{}:{}", std::process::id(), now_millis(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+async fn connection(node_id: u16, prefix: &str) -> RedisConnection {
+    let config = RedisConfig {
+        prefix: prefix.into(),
+        lease_ttl: Duration::from_millis(400),
+        lease_refresh: Duration::from_millis(100),
+        ..RedisConfig::new(redis_url(), node_id)
+    };
+    let redis = RedisConnection::open(config).unwrap();
+    for _ in 0..100 {
+        if redis.ping().await {
+            return redis;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("Redis at {} does not answer", redis_url());
+}
+
+struct World {
+    store: Arc<dyn Store>,
+    chat: i64,
+    alice: i64,
+    _dir: tempfile::TempDir,
+}
+
+async fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&SqliteConfig::new(dir.path())).unwrap());
+    let user = |phone: &str| NewUser { phone: phone.into(), created_at: now_millis(), ..NewUser::default() };
+    let alice = store.create_user(user("1")).await.unwrap().id;
+    let bob = store.create_user(user("2")).await.unwrap().id;
+    let chat = store.create_chat(NewChat::group(alice, "g", vec![bob], now_millis())).await.unwrap().0.id;
+    World { store, chat, alice, _dir: dir }
+}
+
+/// Sets a raw key, as an operator (or a failover to a stale replica) would.
+async fn set_raw(redis_prefix: &str, key: &str, value: &str) {
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let key = format!("{redis_prefix}:{key}");
+    let command = if value.is_empty() {
+        redis::cmd("DEL").arg(&key).clone()
+    } else {
+        redis::cmd("SET").arg(&key).arg(value).clone()
+    };
+    command.query_async::<()>(&mut connection).await.unwrap();
+}
+
+#[tokio::test]
+async fn nodes_share_one_contiguous_sequence() {
+    let world = world().await;
+    let prefix = prefix();
+    let first = RedisSequencer::new(connection(1, &prefix).await, world.store.clone());
+    let second = RedisSequencer::new(connection(2, &prefix).await, world.store.clone());
+    assert!(first.assigns());
+    let mut seqs = vec![first.next(world.chat, 1).await.unwrap(), second.next(world.chat, 1).await.unwrap()];
+    let range = first.next(world.chat, 3).await.unwrap();
+    seqs.extend(range..range + 3);
+    seqs.push(second.next(world.chat, 1).await.unwrap());
+    assert_eq!(seqs, (1..=6).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_lost_counter_is_seeded_above_the_store() {
+    let world = world().await;
+    let prefix = prefix();
+    let redis = connection(1, &prefix).await;
+    let pipeline =
+        SendPipeline::new(world.store.clone(), Arc::new(RedisRouter::new(redis.clone())), SendLimits::default())
+            .with_sequencer(Arc::new(RedisSequencer::new(redis, world.store.clone())));
+    for n in 0..5 {
+        let sent = pipeline.send(NewMessage::text(world.chat, world.alice, format!("m{n}"), 0)).await.unwrap();
+        assert_eq!(sent.message.seq, n + 1);
+    }
+    // Redis restarted without persistence: the counter is gone.
+    set_raw(&prefix, &format!("seq:{}", world.chat), "").await;
+    let sent = pipeline.send(NewMessage::text(world.chat, world.alice, "after the loss", 0)).await.unwrap();
+    assert_eq!(sent.message.seq, 6, "seeded from the store's highest seq");
+
+    // A counter that went backwards (a stale replica promoted): the taken
+    // seq is refused by the store, repaired, and the send still lands.
+    set_raw(&prefix, &format!("seq:{}", world.chat), "2").await;
+    let sent = pipeline.send(NewMessage::text(world.chat, world.alice, "after the rollback", 0)).await.unwrap();
+    assert_eq!(sent.message.seq, 7);
+    let third = world.store.messages(world.chat, storage::model::MessageQuery::latest(10, now_millis())).await.unwrap();
+    let contents: Vec<(u64, String)> = third.iter().map(|m| (m.seq, m.content.clone())).collect();
+    assert!(contents.contains(&(3, "m2".into())), "nothing was overwritten: {contents:?}");
+    assert_eq!(world.store.max_seq(world.chat).await.unwrap(), 7);
+}
+
+#[tokio::test]
+async fn retries_take_no_seq_and_batches_stay_in_order() {
+    let world = world().await;
+    let redis = connection(1, &prefix()).await;
+    let pipeline =
+        SendPipeline::new(world.store.clone(), Arc::new(RedisRouter::new(redis.clone())), SendLimits::default())
+            .with_sequencer(Arc::new(RedisSequencer::new(redis, world.store.clone())));
+    let with_id = |content: &str, client_id: &str| {
+        let mut message = NewMessage::text(world.chat, world.alice, content, 0);
+        message.client_message_id = Some(client_id.into());
+        message
+    };
+    let first = pipeline.send(with_id("one", "c1")).await.unwrap();
+    let again = pipeline.send(with_id("one", "c1")).await.unwrap();
+    assert!(again.duplicate && again.message.id == first.message.id);
+    let outcomes = pipeline
+        .send_many(vec![with_id("two", "c2"), with_id("one", "c1"), with_id("three", "c3"), with_id("two", "c2")])
+        .await;
+    let seen: Vec<(u64, bool)> =
+        outcomes.iter().map(|o| o.as_ref().map(|s| (s.message.seq, s.duplicate)).unwrap()).collect();
+    assert_eq!(seen, vec![(2, false), (1, true), (3, false), (2, true)]);
+    let next = pipeline.send(with_id("four", "c4")).await.unwrap();
+    assert_eq!(next.message.seq, 4, "no seq was spent on a retry");
+}
+
+#[tokio::test]
+async fn deliveries_reach_only_the_nodes_holding_recipients() {
+    let prefix = prefix();
+    let (one, two, three) = (connection(1, &prefix).await, connection(2, &prefix).await, connection(3, &prefix).await);
+    let (first, second, third) =
+        (RedisRouter::new(one.clone()), RedisRouter::new(two.clone()), RedisRouter::new(three));
+    let shutdown = CancellationToken::new();
+    for router in [&second, &third] {
+        tokio::spawn(router.clone().run(shutdown.clone()));
+    }
+    let mut on_first = first.subscribe();
+    let (mut on_second, mut on_third) = (second.subscribe(), third.subscribe());
+    let bob_on_second = RedisPresence::new(two);
+    assert!(bob_on_second.connected(42).await.unwrap());
+    // The subscriber tasks subscribe in the background: publish until one arrives.
+    let delivery = Delivery { recipients: vec![42], event: Event::new("message.new", serde_json::json!({"id": 1})) };
+    let arrived = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            first.publish(delivery.clone()).await.unwrap();
+            if let Ok(Ok(got)) = tokio::time::timeout(Duration::from_millis(100), on_second.recv()).await {
+                return got;
+            }
+        }
+    })
+    .await
+    .expect("delivered across nodes");
+    assert_eq!(*arrived, delivery);
+    assert_eq!(*on_first.recv().await.unwrap(), delivery, "the publishing node's own subscribers get it too");
+    assert!(on_third.try_recv().is_err(), "a node without recipients gets nothing");
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_dead_nodes_users_go_offline_once() {
+    let prefix = prefix();
+    let (dying, living) =
+        (RedisPresence::new(connection(1, &prefix).await), RedisPresence::new(connection(2, &prefix).await));
+    let (stop_dying, stop_living) = (CancellationToken::new(), CancellationToken::new());
+    let (dying_changes, _) = tokio::sync::mpsc::channel(16);
+    let lease = tokio::spawn({
+        let (dying, stop) = (dying.clone(), stop_dying.clone());
+        async move { dying.run(dying_changes, stop).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(dying.connected(7).await.unwrap(), "user 7 comes online on the dying node");
+    assert!(dying.connected(8).await.unwrap());
+    assert!(!dying.connected(8).await.unwrap(), "a second device is not news");
+    assert!(!living.connected(8).await.unwrap(), "user 8 is online elsewhere already");
+    assert_eq!(living.online(&[7, 8, 9]).await.unwrap(), vec![true, true, false]);
+
+    // The node dies without a goodbye: its lease stops being renewed.
+    lease.abort();
+    let (changes, mut found) = tokio::sync::mpsc::channel(16);
+    tokio::spawn({
+        let (living, stop) = (living.clone(), stop_living.clone());
+        async move { living.run(changes, stop).await }
+    });
+    let gone = tokio::time::timeout(Duration::from_secs(5), found.recv()).await.expect("reaped in time").unwrap();
+    assert_eq!(gone, vec![PresenceChange { user_id: 7, online: false }], "user 8 is still on the living node");
+    assert_eq!(living.online(&[7, 8]).await.unwrap(), vec![false, true]);
+    assert!(living.disconnected(8).await.unwrap(), "the last device anywhere");
+    stop_living.cancel();
+    stop_dying.cancel();
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_fails_fast_and_local_delivery_goes_on() {
+    assert!(RedisConnection::open(RedisConfig::new("not a url", 1)).is_err(), "a bad URL is refused at once");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let redis = RedisConnection::open(RedisConfig::new(format!("redis://127.0.0.1:{closed}"), 1)).unwrap();
+    let router = RedisRouter::new(redis.clone());
+    let mut local = router.subscribe();
+    let started = std::time::Instant::now();
+    let delivery = Delivery { recipients: vec![1], event: Event::new("typing", serde_json::json!({})) };
+    let outcome = router.publish(delivery.clone()).await;
+    assert!(matches!(outcome, Err(RouterError::Unavailable(_))), "{outcome:?}");
+    assert_eq!(*local.recv().await.unwrap(), delivery, "this node's clients still get it");
+    let world = world().await;
+    let sequencer = RedisSequencer::new(redis.clone(), world.store.clone());
+    assert!(sequencer.next(world.chat, 1).await.is_err());
+    assert!(RedisPresence::new(redis).connected(1).await.is_err());
+    assert!(started.elapsed() < Duration::from_secs(5), "failed fast: {:?}", started.elapsed());
+}
