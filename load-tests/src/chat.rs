@@ -37,6 +37,7 @@ pub async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
     }
     let plan = Plan {
         url: common.url.clone(),
+        gateways: common.gateways.clone(),
         dialect: Dialect::Switchboard,
         load: Load::Rate(args.rate),
         warmup: Duration::from_secs(args.warmup_secs),

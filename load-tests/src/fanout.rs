@@ -77,6 +77,7 @@ pub async fn connections(common: &Common, args: &Args) -> anyhow::Result<Vec<Con
 pub async fn measure(common: &Common, args: &Args, connections: Vec<Connection>) -> anyhow::Result<Measured> {
     let plan = Plan {
         url: common.url.clone(),
+        gateways: common.gateways.clone(),
         dialect: args.dialect,
         load: args.load(),
         warmup: Duration::from_secs(args.warmup_secs),

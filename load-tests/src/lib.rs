@@ -34,21 +34,41 @@ pub struct Common {
     pub sources: net::Sources,
     /// Connections being opened at once.
     pub connect_concurrency: usize,
+    /// Gateway nodes of a cluster to open WebSocket connections on, when
+    /// they are not `url`: senders on the first, everyone else spread over
+    /// the rest, so deliveries cross nodes.
+    pub gateways: Vec<String>,
 }
 
 impl Common {
     /// Checks that `url` is on loopback: load is never sent anywhere else.
     pub fn new(url: &str, server_pid: Option<u32>, sources: u8, connect_concurrency: usize) -> anyhow::Result<Self> {
-        let host = reqwest::Url::parse(url)?.host_str().unwrap_or_default().to_owned();
-        let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
-        anyhow::ensure!(loopback, "load is only ever sent to loopback addresses, not {host}");
+        ensure_loopback(url)?;
         Ok(Self {
             url: url.trim_end_matches('/').to_owned(),
             server: proc_stats::ServerProbe::new(server_pid),
             sources: net::Sources::new(sources)?,
             connect_concurrency: connect_concurrency.max(1),
+            gateways: Vec::new(),
         })
     }
+
+    /// Opens WebSocket connections on these gateway nodes (loopback only)
+    /// instead of `url`, which still serves the REST set-up.
+    pub fn with_gateways(mut self, gateways: &[String]) -> anyhow::Result<Self> {
+        for gateway in gateways {
+            ensure_loopback(gateway)?;
+        }
+        self.gateways = gateways.iter().map(|url| url.trim_end_matches('/').to_owned()).collect();
+        Ok(self)
+    }
+}
+
+fn ensure_loopback(url: &str) -> anyhow::Result<()> {
+    let host = reqwest::Url::parse(url)?.host_str().unwrap_or_default().to_owned();
+    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    anyhow::ensure!(loopback, "load is only ever sent to loopback addresses, not {host}");
+    Ok(())
 }
 
 /// A finished scenario: its JSON summary, its timeline and a chart title.

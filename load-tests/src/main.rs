@@ -13,6 +13,11 @@ struct Cli {
     /// The server's base URL (must be a loopback address).
     #[arg(long, default_value = "http://127.0.0.1:8080", global = true)]
     url: String,
+    /// A cluster's gateway node to open WebSocket connections on (repeat;
+    /// `--url` then only serves the REST set-up). Senders use the first,
+    /// everyone else the rest, so every delivery crosses nodes.
+    #[arg(long = "gateway", global = true)]
+    gateways: Vec<String>,
     /// The server's process id, to sample its RSS and CPU from /proc.
     #[arg(long, global = true)]
     server_pid: Option<u32>,
@@ -45,7 +50,8 @@ enum Scenario {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let common = Common::new(&cli.url, cli.server_pid, cli.source_addrs, cli.connect_concurrency)?;
+    let common = Common::new(&cli.url, cli.server_pid, cli.source_addrs, cli.connect_concurrency)?
+        .with_gateways(&cli.gateways)?;
     // Thousands of sockets need more than the usual 1024 descriptors.
     let limit = rlimit::increase_nofile_limit(u64::MAX)?;
     eprintln!("open-file limit: {limit}");

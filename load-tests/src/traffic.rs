@@ -46,6 +46,8 @@ pub enum Load {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub url: String,
+    /// Cluster gateways to connect to instead of `url` (see [`crate::Common::gateways`]).
+    pub gateways: Vec<String>,
     pub dialect: Dialect,
     pub load: Load,
     /// Sending before the measured window (caches, buffers and the
@@ -58,6 +60,24 @@ pub struct Plan {
     /// Connections being opened at once.
     pub connect_concurrency: usize,
     pub server: ServerProbe,
+}
+
+impl Plan {
+    /// Where connection `n` opens: `url` on one node; in a cluster, senders
+    /// on the first gateway and everyone else spread over the others.
+    fn gateway_for(&self, me: &Connection, n: usize) -> &str {
+        match self.gateways.as_slice() {
+            [] => &self.url,
+            [only] => only,
+            [first, rest @ ..] => {
+                if me.sends {
+                    first
+                } else {
+                    &rest[n % rest.len()]
+                }
+            }
+        }
+    }
 }
 
 /// What a run measured.
@@ -216,7 +236,7 @@ async fn open_counted(me: &Connection, n: usize, shared: &Shared, gate: &Semapho
     let opened = {
         let _permit = gate.acquire().await?;
         let plan = &shared.plan;
-        open(&plan.url, plan.dialect, me, plan.sources.for_connection(n)).await
+        open(plan.gateway_for(me, n), plan.dialect, me, plan.sources.for_connection(n)).await
     };
     let counter = if opened.is_ok() { &shared.counters.open } else { &shared.counters.failed };
     counter.fetch_add(1, Ordering::Relaxed);

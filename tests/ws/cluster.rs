@@ -491,3 +491,31 @@ async fn restarting_redis_mid_stream_loses_no_acknowledged_message() {
     assert!(seen.acked.is_subset(&stored), "every acknowledged message survived");
     assert_eq!(stored.len(), seen.acked.len() + 1, "and nothing unacknowledged was stored");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_generator_measures_cross_node_fanout() {
+    let cluster = Cluster::start();
+    let gateways = [cluster.first.base(), cluster.second.base()];
+    let common =
+        load_tests::Common::new(&cluster.sidecar.base(), None, 1, 20).unwrap().with_gateways(&gateways).unwrap();
+    let args = load_tests::fanout::Args {
+        group_size: 4,
+        groups: 2,
+        rate: None,
+        window: Some(2),
+        duration_secs: 1,
+        warmup_secs: 0,
+        dialect: load_tests::dialect::Dialect::Switchboard,
+        socketio_secret: String::new(),
+    };
+    let connections = load_tests::fanout::connections(&common, &args).await.unwrap();
+    let measured = load_tests::fanout::measure(&common, &args, connections).await.unwrap();
+    assert_eq!((measured.errors, measured.disconnects, measured.failed_connections), (0, 0, 0), "{measured:?}");
+    assert!(measured.acked > 0 && measured.acked == measured.sent, "{measured:?}");
+    // Senders are on the first node and everyone else on the second: every
+    // counted delivery crossed Redis, and none was lost.
+    assert_eq!(measured.delivered, measured.acked * 3, "{measured:?}");
+    let crossed = cluster.second.metric("switchboard_router_received_total").await;
+    assert!(crossed >= measured.acked as f64, "the second node received {crossed} deliveries from Redis");
+    assert!(common.with_gateways(&["http://10.0.0.1:8080".to_owned()]).is_err(), "gateways off loopback are refused");
+}
