@@ -134,6 +134,7 @@ async fn serve(role: Role, args: ServeArgs) -> anyhow::Result<()> {
     if let Some(redis) = &cluster.redis {
         state = state.with_cluster(redis.clone(), Arc::new(RedisSequencer::new(redis.clone(), store.clone())));
     }
+    let tokens = state.tokens().clone();
     let gateway = Gateway::new(
         gateway_config(&args),
         store.clone(),
@@ -156,6 +157,8 @@ async fn serve(role: Role, args: ServeArgs) -> anyhow::Result<()> {
         .filter(|_| holds_connections)
         .map(|subscriber| tokio::spawn(subscriber.run(shutdown.clone())));
     let realtime = holds_connections.then(|| tokio::spawn(gateway.run(shutdown.clone(), grace)));
+    // Logouts on other processes reach this one through the store.
+    let denylist = cluster.redis.is_some().then(|| tokio::spawn(follow_revocations(tokens, shutdown.clone())));
 
     tokio::select! {
         signal = shutdown_signal() => tracing::info!(signal, "shutting down: no new connections"),
@@ -174,8 +177,8 @@ async fn serve(role: Role, args: ServeArgs) -> anyhow::Result<()> {
     if let Some(realtime) = realtime {
         let _ = realtime.await;
     }
-    if let Some(subscriber) = subscriber {
-        let _ = subscriber.await;
+    for task in [subscriber, denylist].into_iter().flatten() {
+        let _ = task.await;
     }
     match tokio::time::timeout(grace, &mut http).await {
         Ok(Ok(Ok(()))) => tracing::info!("http drained"),
@@ -234,6 +237,27 @@ fn gateway_config(args: &ServeArgs) -> GatewayConfig {
         max_frame_bytes: args.ws_max_frame_kib.saturating_mul(1024),
         ring_timeout: Duration::from_secs(args.ring_timeout_secs),
         ..GatewayConfig::default()
+    }
+}
+
+/// How soon a logout on one process of a cluster denies the token on the others.
+const REVOCATION_POLL: Duration = Duration::from_secs(1);
+
+/// Reloads the access-token denylist from the store until `shutdown`, so a
+/// token revoked by a sidecar is refused by every gateway too.
+async fn follow_revocations(tokens: rest_sidecar::tokens::TokenService, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(REVOCATION_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match tokens.reload_denied().await {
+            Ok(0) => {}
+            Ok(added) => tracing::debug!(added, "revocations from other processes"),
+            Err(error) => tracing::warn!(%error, "reloading revoked tokens failed"),
+        }
     }
 }
 

@@ -207,6 +207,18 @@ impl TokenService {
         Ok(())
     }
 
+    /// Adds the revocations other processes of a cluster wrote to the store
+    /// since this one loaded; answers how many were new here.
+    pub async fn reload_denied(&self) -> Result<usize, StoreError> {
+        let mut added = 0;
+        for (jti, expires_at) in self.inner.store.revoked_access_tokens(now_millis()).await? {
+            if self.inner.denied.insert(jti, expires_at).is_none() {
+                added += 1;
+            }
+        }
+        Ok(added)
+    }
+
     /// Drops denylist entries whose tokens have expired anyway.
     pub fn prune(&self) {
         let now = now_millis();

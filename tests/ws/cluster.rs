@@ -318,6 +318,31 @@ async fn clients_on_different_nodes_chat_type_and_see_each_other() {
     assert_eq!(health["data"]["services"]["redis"], "healthy", "{health}");
 
     assert_eq!(seqs(&sync_all(&mut carols, chat).await), vec![1, 2, 3], "one contiguous seq across processes");
+
+    // A logout on the sidecar denies the token on the gateways too.
+    let logout = harness::api(
+        &cluster.http,
+        &cluster.sidecar.base(),
+        reqwest::Method::POST,
+        "/api/auth/logout",
+        &carol.token,
+        json!({}),
+    )
+    .await;
+    assert_eq!(logout["code"], 200, "{logout}");
+    let refused = Instant::now();
+    let refusal = loop {
+        match harness::connect_url(&cluster.second.ws(), Some(&carol.token), None).await {
+            Ok(_) => assert!(refused.elapsed() < Duration::from_secs(5), "the revoked token is refused on every node"),
+            Err(error) => break error,
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let status = match refusal {
+        tokio_tungstenite::tungstenite::Error::Http(response) => response.status(),
+        other => panic!("refused for another reason: {other}"),
+    };
+    assert_eq!(status, 401);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
