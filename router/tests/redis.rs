@@ -10,7 +10,7 @@ use std::time::Duration;
 use protocol::Event;
 use protocol::time::now_millis;
 use router::redis::{RedisConfig, RedisConnection, RedisPresence, RedisRouter, RedisSequencer};
-use router::{Delivery, PresenceChange, PresenceRegistry, Router, RouterError, SendLimits, SendPipeline, Sequencer};
+use router::{Delivery, PresenceChange, PresenceRegistry, Router, SendLimits, SendPipeline, Sequencer};
 use storage::model::{NewChat, NewMessage, NewUser};
 use storage::{SqliteConfig, SqliteStore, Store};
 use tokio_util::sync::CancellationToken;
@@ -235,8 +235,7 @@ async fn an_unreachable_redis_fails_fast_and_local_delivery_goes_on() {
     let mut local = router.subscribe();
     let started = std::time::Instant::now();
     let delivery = Delivery { recipients: vec![1], event: Event::new("typing", serde_json::json!({})) };
-    let outcome = router.publish(delivery.clone()).await;
-    assert!(matches!(outcome, Err(RouterError::Unavailable(_))), "{outcome:?}");
+    router.publish(delivery.clone()).await.unwrap();
     assert_eq!(*local.recv().await.unwrap(), delivery, "this node's clients still get it");
     let world = world().await;
     let sequencer = RedisSequencer::new(redis.clone(), world.store.clone());

@@ -2,10 +2,12 @@
 //!
 //! A publish always reaches this node's own subscribers first, through the
 //! in-process broadcast, so local delivery goes on while Redis is down.
-//! Then one script call looks up which other nodes hold any recipient (the
-//! presence registrations) and publishes the MessagePack-encoded delivery
-//! once to each of those nodes' channels: Redis work per message grows with
-//! the recipients and the nodes that hold them, never with idle nodes.
+//! Then the MessagePack-encoded delivery joins an ordered outbox, and the
+//! publisher task makes one script call per delivery that looks up which
+//! other nodes hold any recipient (the presence registrations) and
+//! publishes it once to each of those nodes' channels: Redis work per
+//! message grows with the recipients and the nodes that hold them, never
+//! with idle nodes. The sender's ack waits for the store, not for Redis.
 //!
 //! Each node reads its channel on a dedicated pub/sub connection. When that
 //! connection is lost, deliveries meant for this node are lost with it:
@@ -17,7 +19,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use tokio::sync::{broadcast, watch};
+use storage::model::UserId;
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::scripts::SCRIPTS;
@@ -29,10 +32,28 @@ use crate::router::{Delivery, ROUTER_CAPACITY, Router, RouterError};
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// The cluster's router. Cheap to clone.
+/// Deliveries waiting to be published to other nodes. Bounded: when Redis
+/// falls this far behind, publishers wait up to the Redis timeout, then get
+/// an error (the message is stored; clients `sync` it).
+const OUTBOX_CAPACITY: usize = 8_192;
+
+/// Publishes drained from the outbox and sent to Redis together.
+const PUBLISH_BATCH: usize = 128;
+
+/// A delivery on its way to other nodes.
+struct Outgoing {
+    recipients: Vec<UserId>,
+    payload: Vec<u8>,
+}
+
+/// The cluster's router. Cheap to clone; must be made inside a Tokio
+/// runtime (it starts its publisher task, which ends with the last clone).
 #[derive(Clone)]
 pub struct RedisRouter {
     redis: RedisConnection,
+    /// To the publisher task, which keeps publishes in order without
+    /// making the sender wait for Redis.
+    outbox: mpsc::Sender<Outgoing>,
     /// This node's subscribers. Bounded: a slow subscriber lags and resyncs.
     local: broadcast::Sender<Arc<Delivery>>,
     /// Bumped each time the node's subscription came back after a loss.
@@ -47,7 +68,9 @@ impl std::fmt::Debug for RedisRouter {
 
 impl RedisRouter {
     pub fn new(redis: RedisConnection) -> Self {
-        Self { redis, local: broadcast::channel(ROUTER_CAPACITY).0, resyncs: Arc::new(watch::channel(0).0) }
+        let (outbox, queued) = mpsc::channel(OUTBOX_CAPACITY);
+        tokio::spawn(publish(redis.clone(), queued));
+        Self { redis, outbox, local: broadcast::channel(ROUTER_CAPACITY).0, resyncs: Arc::new(watch::channel(0).0) }
     }
 
     fn channel(&self) -> String {
@@ -135,27 +158,73 @@ impl RedisRouter {
     }
 }
 
+/// Sends queued deliveries to the nodes holding their recipients, in queue
+/// order: each drained batch goes out together over the multiplexed
+/// connection, which Redis runs in the order it arrives.
+async fn publish(redis: RedisConnection, mut queued: mpsc::Receiver<Outgoing>) {
+    let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+    while queued.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
+        metrics::histogram!("switchboard_router_publish_batch").record(batch.len() as f64);
+        let sends = batch.drain(..).map(|outgoing| {
+            let redis = redis.clone();
+            async move {
+                let config = redis.config();
+                let mut invocation = SCRIPTS.route.prepare_invoke();
+                invocation.arg(&config.prefix).arg(config.node_id).arg(outgoing.payload);
+                for user in &outgoing.recipients {
+                    invocation.arg(*user);
+                }
+                redis.run::<u64>(&invocation, Retry::IfDropped).await
+            }
+        });
+        let mut failed = 0u64;
+        for outcome in futures_util::future::join_all(sends).await {
+            match outcome {
+                Ok(nodes) => metrics::histogram!("switchboard_router_nodes_per_publish").record(nodes as f64),
+                Err(error) => {
+                    if failed == 0 {
+                        tracing::warn!(%error, "deliveries not published to other nodes; their clients will sync");
+                    }
+                    failed += 1;
+                }
+            }
+        }
+        if failed > 0 {
+            metrics::counter!("switchboard_router_publish_failures_total").increment(failed);
+        }
+    }
+}
+
 #[async_trait]
 impl Router for RedisRouter {
     async fn publish(&self, delivery: Delivery) -> Result<(), RouterError> {
         metrics::counter!("switchboard_router_published_total", "type" => delivery.event.kind.clone()).increment(1);
         let payload =
             rmp_serde::to_vec_named(&delivery).map_err(|error| RouterError::Unavailable(error.to_string()))?;
-        let config = self.redis.config();
-        let mut invocation = SCRIPTS.route.prepare_invoke();
-        invocation.arg(&config.prefix).arg(config.node_id).arg(payload);
-        for user in &delivery.recipients {
-            invocation.arg(*user);
-        }
-        let remote = !delivery.recipients.is_empty();
+        let outgoing = Outgoing { recipients: delivery.recipients.clone(), payload };
         // Local subscribers first: they need nothing from Redis.
         let _ = self.local.send(Arc::new(delivery));
-        if !remote {
+        if outgoing.recipients.is_empty() {
             return Ok(());
         }
-        let nodes: u64 = self.redis.run(&invocation, Retry::IfDropped).await.map_err(RouterError::Unavailable)?;
-        metrics::histogram!("switchboard_router_nodes_per_publish").record(nodes as f64);
-        Ok(())
+        match self.outbox.try_send(outgoing) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(outgoing)) => {
+                // Redis is slower than this node's publishers: wait, briefly.
+                let wait = self.redis.config().timeout;
+                match tokio::time::timeout(wait, self.outbox.send(outgoing)).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(_)) => Err(RouterError::Unavailable("the router's publisher stopped".into())),
+                    Err(_) => {
+                        metrics::counter!("switchboard_router_outbox_full_total").increment(1);
+                        Err(RouterError::Unavailable("Redis is not keeping up with publishes".into()))
+                    }
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                Err(RouterError::Unavailable("the router's publisher stopped".into()))
+            }
+        }
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<Delivery>> {
