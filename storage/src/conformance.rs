@@ -38,6 +38,7 @@ macro_rules! conformance_suite {
             client_message_id_dedupes,
             batched_appends_keep_order_and_their_own_outcomes,
             pages_before_after_and_filters,
+            history_pages_across_partition_buckets,
             search_finds_substrings_and_forgets_deleted,
             ttl_and_scheduled_messages_are_hidden,
             edit_delete_pin_and_react,
@@ -536,6 +537,55 @@ pub async fn pages_before_after_and_filters<S: Store>(store: &S) {
     let got = store.message(ids[0]).await.unwrap().unwrap();
     assert_eq!((got.seq, got.content.as_str(), got.chat_id, got.sender_id), (1, "m1", chat, alice));
     assert!(store.message(1).await.unwrap().is_none());
+}
+
+/// A history longer than one partition bucket ([`crate::buckets`]) pages
+/// backwards and forwards across the boundaries without losing or repeating
+/// a message, and reads that end right at a boundary stop there.
+pub async fn history_pages_across_partition_buckets<S: Store>(store: &S) {
+    let span = crate::buckets::DEFAULT_SPAN;
+    let alice = user(store, "1").await;
+    let chat = group(store, alice, &[]).await;
+    let last = 2 * span + 50;
+    let mut next = 1;
+    while next <= last {
+        let batch: Vec<NewMessage> = (next..=last.min(next + 511))
+            .map(|n| NewMessage::text(chat, alice, format!("m{n}"), now_millis()))
+            .collect();
+        next += batch.len() as u64;
+        for appended in store.append_messages(batch).await.unwrap() {
+            appended.unwrap();
+        }
+    }
+    assert_eq!(store.max_seq(chat).await.unwrap(), last);
+    let now = now_millis() + 1;
+    let seqs = |page: Vec<crate::model::Message>| page.iter().map(|m| m.seq).collect::<Vec<_>>();
+
+    // Backwards in pages of 700 from the newest: every seq once.
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let query = MessageQuery { before, ..MessageQuery::latest(700, now) };
+        let page = seqs(store.messages(chat, query).await.unwrap());
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.windows(2).all(|pair| pair[0] + 1 == pair[1]), "a page is contiguous");
+        before = Some(Cursor::Seq(page[0]));
+        seen.splice(0..0, page);
+    }
+    assert_eq!(seen, (1..=last).collect::<Vec<_>>());
+
+    // Forwards from just below a boundary, and windows ending on one.
+    let across = MessageQuery { after: Some(Cursor::Seq(span - 2)), ..MessageQuery::latest(5, now) };
+    assert_eq!(seqs(store.messages(chat, across).await.unwrap()), (span - 1..=span + 3).collect::<Vec<_>>());
+    let up_to_boundary = MessageQuery { before: Some(Cursor::Seq(span + 1)), ..MessageQuery::latest(3, now) };
+    assert_eq!(seqs(store.messages(chat, up_to_boundary).await.unwrap()), vec![span - 2, span - 1, span]);
+    let from_boundary = MessageQuery { after: Some(Cursor::Seq(2 * span)), ..MessageQuery::latest(2, now) };
+    assert_eq!(seqs(store.messages(chat, from_boundary).await.unwrap()), vec![2 * span + 1, 2 * span + 2]);
+    let tail = MessageQuery { after: Some(Cursor::Seq(last - 1)), ..MessageQuery::latest(10, now) };
+    assert_eq!(seqs(store.messages(chat, tail).await.unwrap()), vec![last]);
+    assert_eq!(store.latest_message(chat, now).await.unwrap().unwrap().seq, last);
 }
 
 pub async fn search_finds_substrings_and_forgets_deleted<S: Store>(store: &S) {

@@ -5,6 +5,7 @@
 //! Every backend must pass the suite in [`conformance`]; the SQLite
 //! backend runs it in `tests/conformance_sqlite.rs`.
 
+pub mod buckets;
 pub mod conformance;
 mod error;
 mod ids;
