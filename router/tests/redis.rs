@@ -243,3 +243,29 @@ async fn an_unreachable_redis_fails_fast_and_local_delivery_goes_on() {
     assert!(RedisPresence::new(redis).connected(1).await.is_err());
     assert!(started.elapsed() < Duration::from_secs(5), "failed fast: {:?}", started.elapsed());
 }
+
+#[tokio::test]
+async fn a_silent_redis_costs_one_timeout_then_calls_fail_at_once() {
+    // A listener that accepts and never answers: a partitioned Redis.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("redis://{}", silent.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let config = RedisConfig { timeout: Duration::from_millis(300), ..RedisConfig::new(url, 1) };
+    let redis = RedisConnection::open(config).unwrap();
+    let world = world().await;
+    let sequencer = RedisSequencer::new(redis, world.store.clone());
+    let started = std::time::Instant::now();
+    assert!(sequencer.next(world.chat, 1).await.is_err());
+    let first = started.elapsed();
+    assert!(first >= Duration::from_millis(250), "the first call waited for an answer: {first:?}");
+    let started = std::time::Instant::now();
+    for _ in 0..20 {
+        assert!(sequencer.next(world.chat, 1).await.is_err());
+    }
+    assert!(started.elapsed() < Duration::from_millis(250), "then failed at once: {:?}", started.elapsed());
+}

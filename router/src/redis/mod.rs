@@ -103,6 +103,37 @@ pub struct RedisConnection {
     client: redis::Client,
     commands: ConnectionManager,
     config: std::sync::Arc<RedisConfig>,
+    breaker: std::sync::Arc<Breaker>,
+}
+
+/// After Redis fails to answer, calls fail at once for a short while
+/// instead of each waiting out the timeout (a partitioned Redis would
+/// otherwise cost every send a full timeout); then one call probes again.
+#[derive(Debug)]
+struct Breaker {
+    /// Time zero of `open_until_ms`.
+    epoch: std::time::Instant,
+    /// Calls fail at once until this many ms after `epoch` (0: closed).
+    open_until_ms: std::sync::atomic::AtomicU64,
+}
+
+/// How long the breaker stays open after a failure.
+const BREAKER_OPEN: Duration = Duration::from_millis(500);
+
+impl Breaker {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn is_open(&self) -> bool {
+        self.now_ms() < self.open_until_ms.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn trip(&self) {
+        let until = self.now_ms() + BREAKER_OPEN.as_millis() as u64;
+        self.open_until_ms.store(until, std::sync::atomic::Ordering::Relaxed);
+        metrics::counter!("switchboard_redis_breaker_trips_total").increment(1);
+    }
 }
 
 impl std::fmt::Debug for RedisConnection {
@@ -126,7 +157,8 @@ impl RedisConnection {
             .set_max_delay(config.timeout);
         let commands = ConnectionManager::new_lazy_with_config(client.clone(), manager)
             .map_err(|error| RedisSetupError::BadUrl { url: config.url.clone(), error })?;
-        Ok(Self { client, commands, config: std::sync::Arc::new(config) })
+        let breaker = Breaker { epoch: std::time::Instant::now(), open_until_ms: std::sync::atomic::AtomicU64::new(0) };
+        Ok(Self { client, commands, config: std::sync::Arc::new(config), breaker: std::sync::Arc::new(breaker) })
     }
 
     pub fn config(&self) -> &RedisConfig {
@@ -150,6 +182,9 @@ impl RedisConnection {
         invocation: &redis::ScriptInvocation<'_>,
         retry: Retry,
     ) -> Result<T, String> {
+        if self.breaker.is_open() {
+            return Err("Redis is unreachable (retrying in the background)".into());
+        }
         let mut connection = self.commands.clone();
         // Twice the timeout: one response timeout plus one reconnect attempt.
         let limit = self.config.timeout * 2;
@@ -162,8 +197,16 @@ impl RedisConnection {
         }
         match outcome {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(error.to_string()),
-            Err(_) => Err("Redis did not answer in time".into()),
+            Ok(Err(error)) => {
+                if error.is_connection_dropped() || error.is_connection_refusal() || error.is_timeout() {
+                    self.breaker.trip();
+                }
+                Err(error.to_string())
+            }
+            Err(_) => {
+                self.breaker.trip();
+                Err("Redis did not answer in time".into())
+            }
         }
     }
 
