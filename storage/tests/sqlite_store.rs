@@ -133,3 +133,25 @@ async fn expired_messages_are_erased_from_disk() {
     assert_eq!(next.message().seq, 3);
     store.shutdown().await.unwrap();
 }
+
+/// Cluster processes sharing a data dir start together: every one opens
+/// the same new database, one migrates it, and all see each other's writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_openers_of_one_new_database_all_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let openers: Vec<_> = (0..6)
+        .map(|node_id| {
+            let config = SqliteConfig { node_id, ..SqliteConfig::new(dir.path()) };
+            std::thread::spawn(move || SqliteStore::open(&config))
+        })
+        .collect();
+    let stores: Vec<SqliteStore> = openers.into_iter().map(|opener| opener.join().unwrap().unwrap()).collect();
+    let user = NewUser { phone: "1".into(), created_at: now_millis(), ..NewUser::default() };
+    let id = stores[0].create_user(user).await.unwrap().id;
+    for store in &stores {
+        assert_eq!(store.user(id).await.unwrap().unwrap().phone, "1");
+    }
+    for store in &stores {
+        store.shutdown().await.unwrap();
+    }
+}

@@ -28,6 +28,9 @@ pub const DATABASE_FILE: &str = "switchboard.db";
 /// processes may share one data dir) before failing.
 const BUSY_TIMEOUT_MS: u32 = 5_000;
 
+/// Held while a process opens and migrates the database.
+const OPEN_LOCK_FILE: &str = "switchboard.db.open-lock";
+
 static MIGRATIONS: LazyLock<Migrations<'static>> =
     LazyLock::new(|| Migrations::new(vec![M::up(include_str!("migrations/001_initial.sql"))]));
 
@@ -73,12 +76,18 @@ impl SqliteStore {
     pub fn open(config: &SqliteConfig) -> Result<Self, StoreError> {
         std::fs::create_dir_all(&config.data_dir)?;
         let path = config.data_dir.join(DATABASE_FILE);
+        // Processes of a cluster may share the data dir and start together:
+        // one at a time switches the file to WAL and migrates it (the others
+        // then find it done). The lock is released when `guard` drops.
+        let guard = std::fs::File::create(config.data_dir.join(OPEN_LOCK_FILE))?;
+        guard.lock()?;
         let mut conn = Connection::open(&path)?;
         configure(&conn)?;
         // WAL is a property of the file: set once, by the writer.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "wal_autocheckpoint", checkpoint::WRITER_AUTOCHECKPOINT_PAGES)?;
         MIGRATIONS.to_latest(&mut conn)?;
+        drop(guard);
         let readers = Readers::new(path.clone(), config.readers);
         let writer = Writer::spawn(conn, Box::new(background_work))?;
         let checkpointer = Checkpointer::spawn(&path, writer.nudger())?;
