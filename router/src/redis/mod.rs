@@ -147,16 +147,28 @@ impl RedisConnection {
     /// a node starts (and serves its local users) while Redis is down, and
     /// cluster operations fail fast until it is back.
     pub fn open(config: RedisConfig) -> Result<Self, RedisSetupError> {
-        let client = redis::Client::open(config.url.as_str())
-            .map_err(|error| RedisSetupError::BadUrl { url: config.url.clone(), error })?;
+        let bad_url = |error| RedisSetupError::BadUrl { url: config.url.clone(), error };
+        // Small requests on a multiplexed connection: without TCP_NODELAY,
+        // Nagle's algorithm holds one back until the previous is acked.
+        // Keepalive and a user timeout notice a peer that vanished silently.
+        let keepalive = redis::io::tcp::socket2::TcpKeepalive::new()
+            .with_time(Duration::from_secs(10))
+            .with_interval(Duration::from_secs(5));
+        let tcp = redis::io::tcp::TcpSettings::default()
+            .set_nodelay(true)
+            .set_keepalive(keepalive)
+            .set_user_timeout(config.timeout * 10);
+        let info = redis::IntoConnectionInfo::into_connection_info(config.url.as_str())
+            .map_err(bad_url)?
+            .set_tcp_settings(tcp);
+        let client = redis::Client::open(info).map_err(bad_url)?;
         let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.timeout))
             .set_response_timeout(Some(config.timeout))
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(config.timeout);
-        let commands = ConnectionManager::new_lazy_with_config(client.clone(), manager)
-            .map_err(|error| RedisSetupError::BadUrl { url: config.url.clone(), error })?;
+        let commands = ConnectionManager::new_lazy_with_config(client.clone(), manager).map_err(bad_url)?;
         let breaker = Breaker { epoch: std::time::Instant::now(), open_until_ms: std::sync::atomic::AtomicU64::new(0) };
         Ok(Self { client, commands, config: std::sync::Arc::new(config), breaker: std::sync::Arc::new(breaker) })
     }
