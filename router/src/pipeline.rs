@@ -480,6 +480,27 @@ impl SendPipeline {
         }
     }
 
+    /// Releases one held message with a seq from the sequencer when it
+    /// hands them out (repairing it if the seq turns out taken). Two
+    /// releasers racing for one message leave a hole in the seqs: run the
+    /// releaser on one process per deployment.
+    async fn release_one(&self, id: MessageId, chat_id: ChatId) -> Result<Option<Message>, SendError> {
+        if !self.sequencer.assigns() {
+            return Ok(self.store.release_scheduled(id, now_millis(), None).await?);
+        }
+        let mut attempt = 1;
+        loop {
+            let seq = self.sequencer.next(chat_id, 1).await?;
+            match self.store.release_scheduled(id, now_millis(), Some(seq)).await {
+                Err(StoreError::SeqTaken { seq, .. }) if attempt < SEQ_ATTEMPTS => {
+                    attempt += 1;
+                    self.sequencer.repair(chat_id, seq).await?;
+                }
+                outcome => return Ok(outcome?),
+            }
+        }
+    }
+
     /// Releases every scheduled message due at `now`, announcing each;
     /// answers how many were released.
     pub async fn release_due(&self, now: Millis) -> Result<usize, SendError> {
@@ -495,7 +516,7 @@ impl SendPipeline {
                     self.store.cancel_scheduled(held.id).await?;
                     continue;
                 }
-                if let Some(message) = self.store.release_scheduled(held.id, now_millis()).await? {
+                if let Some(message) = self.release_one(held.id, held.chat_id).await? {
                     self.announce_new(&message).await?;
                     released += 1;
                 }

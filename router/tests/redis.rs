@@ -269,3 +269,24 @@ async fn a_silent_redis_costs_one_timeout_then_calls_fail_at_once() {
     }
     assert!(started.elapsed() < Duration::from_millis(250), "then failed at once: {:?}", started.elapsed());
 }
+
+#[tokio::test]
+async fn scheduled_messages_take_their_seq_from_the_sequencer() {
+    let world = world().await;
+    let redis = connection(1, &prefix()).await;
+    let pipeline =
+        SendPipeline::new(world.store.clone(), Arc::new(RedisRouter::new(redis.clone())), SendLimits::default())
+            .with_sequencer(Arc::new(RedisSequencer::new(redis, world.store.clone())));
+    let mut later = NewMessage::text(world.chat, world.alice, "later", 0);
+    later.send_at = Some(now_millis() + 50);
+    assert!(pipeline.send(later).await.unwrap().scheduled);
+    let now = pipeline.send(NewMessage::text(world.chat, world.alice, "now", 0)).await.unwrap();
+    assert_eq!(now.message.seq, 1);
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert_eq!(pipeline.release_due(now_millis()).await.unwrap(), 1);
+    let after = pipeline.send(NewMessage::text(world.chat, world.alice, "after", 0)).await.unwrap();
+    assert_eq!(after.message.seq, 3, "the released message took seq 2 from the same counter");
+    let page = world.store.messages(world.chat, storage::model::MessageQuery::latest(10, now_millis())).await.unwrap();
+    let order: Vec<(u64, &str)> = page.iter().map(|m| (m.seq, m.content.as_str())).collect();
+    assert_eq!(order, vec![(1, "now"), (2, "later"), (3, "after")]);
+}

@@ -848,9 +848,9 @@ pub async fn scheduled_messages_take_their_seq_when_released<S: Store>(store: &S
     let due = store.due_scheduled(start + 60_000, 10).await.unwrap();
     assert_eq!(due.iter().map(|m| m.id).collect::<Vec<_>>(), vec![held.id]);
 
-    let released = store.release_scheduled(held.id, start + 60_001).await.unwrap().unwrap();
+    let released = store.release_scheduled(held.id, start + 60_001, None).await.unwrap().unwrap();
     assert_eq!((released.id, released.seq, released.created_at), (held.id, 3, start + 60_001));
-    assert!(store.release_scheduled(held.id, start + 60_002).await.unwrap().is_none(), "released once");
+    assert!(store.release_scheduled(held.id, start + 60_002, None).await.unwrap().is_none(), "released once");
     assert_eq!(store.message(held.id).await.unwrap().unwrap().seq, 3);
     assert!(store.due_scheduled(start + 70_000, 10).await.unwrap().is_empty());
     assert!(matches!(store.append_message(later).await.unwrap(), Appended::Duplicate(ref m) if m.seq == 3));
@@ -860,7 +860,18 @@ pub async fn scheduled_messages_take_their_seq_when_released<S: Store>(store: &S
     let cancelled = store.schedule_message(cancelled).await.unwrap().into_message();
     assert_eq!(store.cancel_scheduled(cancelled.id).await.unwrap().unwrap().id, cancelled.id);
     assert!(store.cancel_scheduled(cancelled.id).await.unwrap().is_none());
-    assert!(store.release_scheduled(cancelled.id, start + 2_000).await.unwrap().is_none());
+    assert!(store.release_scheduled(cancelled.id, start + 2_000, None).await.unwrap().is_none());
+
+    // An external sequencer's seq: a taken one is refused and the message
+    // stays held; a free one is used.
+    let mut sequenced = NewMessage::text(chat, alice, "on the sequencer's seq", start);
+    sequenced.send_at = Some(start + 1_000);
+    let sequenced = store.schedule_message(sequenced).await.unwrap().into_message();
+    let taken = store.release_scheduled(sequenced.id, start + 2_000, Some(3)).await;
+    assert!(matches!(taken, Err(StoreError::SeqTaken { seq: 3, .. })), "{taken:?}");
+    assert!(store.scheduled_message(sequenced.id).await.unwrap().is_some(), "still held");
+    let released = store.release_scheduled(sequenced.id, start + 2_000, Some(4)).await.unwrap().unwrap();
+    assert_eq!(released.seq, 4);
 
     let mut unscheduled = NewMessage::text(chat, alice, "x", start);
     unscheduled.send_at = None;

@@ -185,9 +185,11 @@ pub trait Store: Send + Sync + 'static {
     async fn scheduled_message(&self, id: MessageId) -> StoreResult<Option<Message>>;
     /// Scheduled messages whose time has come, earliest first.
     async fn due_scheduled(&self, now: Millis, limit: u32) -> StoreResult<Vec<Message>>;
-    /// Moves a scheduled message into its chat with the next seq, keeping
-    /// its id; `None` if it was released or cancelled already.
-    async fn release_scheduled(&self, id: MessageId, now: Millis) -> StoreResult<Option<Message>>;
+    /// Moves a scheduled message into its chat, keeping its id, with `seq`
+    /// (from the caller's sequencer) or else the chat's next seq; `None` if
+    /// it was released or cancelled already. A taken `seq` answers
+    /// [`StoreError::SeqTaken`] and leaves the message scheduled.
+    async fn release_scheduled(&self, id: MessageId, now: Millis, seq: Option<Seq>) -> StoreResult<Option<Message>>;
     /// Drops a scheduled message before its time; answers it if it existed.
     async fn cancel_scheduled(&self, id: MessageId) -> StoreResult<Option<Message>>;
 

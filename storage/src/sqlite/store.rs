@@ -227,7 +227,7 @@ fn schedule(conn: &Connection, ids: &crate::IdGenerator, new: &NewMessage) -> St
     scheduled_by_id(conn, id)?.map(Appended::New).ok_or(StoreError::MessageNotFound(id))
 }
 
-fn release(conn: &Connection, id: MessageId, now: Millis) -> StoreResult<Option<Message>> {
+fn release(conn: &Connection, id: MessageId, now: Millis, seq: Option<Seq>) -> StoreResult<Option<Message>> {
     let Some(held) = scheduled_by_id(conn, id)? else { return Ok(None) };
     conn.prepare_cached("DELETE FROM scheduled_messages WHERE id = ?1")?.execute([id])?;
     let new = NewMessage {
@@ -245,7 +245,7 @@ fn release(conn: &Connection, id: MessageId, now: Millis) -> StoreResult<Option<
         ttl: held.ttl,
         send_at: held.send_at,
         is_silent: held.is_silent,
-        seq: None,
+        seq,
         // It is sent now: its ttl and its place in the list count from here.
         created_at: now,
     };
@@ -1095,8 +1095,8 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn release_scheduled(&self, id: MessageId, now: Millis) -> StoreResult<Option<Message>> {
-        self.write(move |conn| release(conn, id, now)).await
+    async fn release_scheduled(&self, id: MessageId, now: Millis, seq: Option<Seq>) -> StoreResult<Option<Message>> {
+        self.write(move |conn| release(conn, id, now, seq)).await
     }
 
     async fn cancel_scheduled(&self, id: MessageId) -> StoreResult<Option<Message>> {
