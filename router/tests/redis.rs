@@ -81,6 +81,12 @@ async fn world() -> World {
     World { store, chat, alice, _dir: dir }
 }
 
+/// The cluster's send pipeline: Redis routing and sequencing over `world`'s store.
+fn redis_pipeline(world: &World, redis: RedisConnection) -> SendPipeline {
+    SendPipeline::new(world.store.clone(), Arc::new(RedisRouter::new(redis.clone())), SendLimits::default())
+        .with_sequencer(Arc::new(RedisSequencer::new(redis, world.store.clone())))
+}
+
 /// Sets a raw key, as an operator (or a failover to a stale replica) would.
 async fn set_raw(redis_prefix: &str, key: &str, value: &str) {
     let client = redis::Client::open(redis_url()).unwrap();
@@ -113,9 +119,7 @@ async fn a_lost_counter_is_seeded_above_the_store() {
     let world = world().await;
     let prefix = prefix();
     let redis = connection(1, &prefix).await;
-    let pipeline =
-        SendPipeline::new(world.store.clone(), Arc::new(RedisRouter::new(redis.clone())), SendLimits::default())
-            .with_sequencer(Arc::new(RedisSequencer::new(redis, world.store.clone())));
+    let pipeline = redis_pipeline(&world, redis);
     for n in 0..5 {
         let sent = pipeline.send(NewMessage::text(world.chat, world.alice, format!("m{n}"), 0)).await.unwrap();
         assert_eq!(sent.message.seq, n + 1);
@@ -140,9 +144,7 @@ async fn a_lost_counter_is_seeded_above_the_store() {
 async fn retries_take_no_seq_and_batches_stay_in_order() {
     let world = world().await;
     let redis = connection(1, &prefix()).await;
-    let pipeline =
-        SendPipeline::new(world.store.clone(), Arc::new(RedisRouter::new(redis.clone())), SendLimits::default())
-            .with_sequencer(Arc::new(RedisSequencer::new(redis, world.store.clone())));
+    let pipeline = redis_pipeline(&world, redis);
     let with_id = |content: &str, client_id: &str| {
         let mut message = NewMessage::text(world.chat, world.alice, content, 0);
         message.client_message_id = Some(client_id.into());
@@ -274,9 +276,7 @@ async fn a_silent_redis_costs_one_timeout_then_calls_fail_at_once() {
 async fn scheduled_messages_take_their_seq_from_the_sequencer() {
     let world = world().await;
     let redis = connection(1, &prefix()).await;
-    let pipeline =
-        SendPipeline::new(world.store.clone(), Arc::new(RedisRouter::new(redis.clone())), SendLimits::default())
-            .with_sequencer(Arc::new(RedisSequencer::new(redis, world.store.clone())));
+    let pipeline = redis_pipeline(&world, redis);
     let mut later = NewMessage::text(world.chat, world.alice, "later", 0);
     later.send_at = Some(now_millis() + 50);
     assert!(pipeline.send(later).await.unwrap().scheduled);
