@@ -31,7 +31,8 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let (role, args) = cli.command.map_or((Role::All, cli.serve), Command::into_parts);
     if role != Role::All && args.redis_url.is_none() {
-        anyhow::bail!("`switchboard {}` is a cluster process: give it --redis-url", role.name());
+        let message = format!("`switchboard {}` is a cluster process: give it --redis-url", role.name());
+        <Cli as clap::CommandFactory>::command().error(clap::error::ErrorKind::MissingRequiredArgument, message).exit();
     }
     init_logging(args.log_format);
     // Every WebSocket is a descriptor: use all the system allows.

@@ -101,14 +101,34 @@ async fn serve_subcommand_with_flags_and_sigint() {
 
 #[test]
 fn bad_configuration_is_refused_with_a_clear_message() {
-    let cases: [&[&str]; 4] =
-        [&["--listen", "not-an-address"], &["--node-id", "16"], &["--log-format", "xml"], &["serve", "--bogus"]];
+    let cases: [&[&str]; 6] = [
+        &["--listen", "not-an-address"],
+        &["--node-id", "16"],
+        &["--log-format", "xml"],
+        &["serve", "--bogus"],
+        &["gateway", "--node-id", "1"],
+        &["sidecar", "--node-id", "3"],
+    ];
     for args in cases {
         let output = Command::new(BIN).args(args).output().unwrap();
         assert_eq!(output.status.code(), Some(2), "{args:?} should be a usage error");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("error:"), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn a_bad_redis_url_is_refused_before_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN)
+        .args(["gateway", "--listen", "127.0.0.1:0", "--redis-url", "http://not-redis"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("bad Redis URL"), "{stderr}");
 }
 
 #[test]

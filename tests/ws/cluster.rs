@@ -544,3 +544,23 @@ async fn the_load_generator_measures_cross_node_fanout() {
     assert!(crossed >= measured.acked as f64, "the second node received {crossed} deliveries from Redis");
     assert!(common.with_gateways(&["http://10.0.0.1:8080".to_owned()]).is_err(), "gateways off loopback are refused");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_serve_process_with_redis_joins_a_cluster() {
+    let redis = PrivateRedis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let both = Process::start("serve", 1, &redis.url(), dir.path());
+    let gateway = Process::start("gateway", 2, &redis.url(), dir.path());
+    let http = reqwest::Client::new();
+    let alice = harness::register(&http, &both.base(), "13900000031", "alice").await;
+    let bob = harness::register(&http, &both.base(), "13900000032", "bob").await;
+    let chat = harness::chat(&http, &both.base(), &alice, "private", &[&bob]).await;
+    let mut bobs = gateway.connect(&bob).await;
+    bobs.expect("connect").await;
+    let mut alices = both.connect(&alice).await;
+    alices.expect("connect").await;
+    let ack = send_text(&mut alices, chat, "from the all-in-one process").await;
+    assert_eq!(ack.kind, "message.ack", "{ack:?}");
+    let new = wait_for(&mut bobs, Duration::from_secs(5), |event| event.kind == "message.new").await;
+    assert_eq!(new.data["content"], "from the all-in-one process");
+}
