@@ -125,6 +125,18 @@ pub(crate) async fn offer(gateway: &Gateway, user: UserId, device: u64, event: &
     if calls.by_user.contains_key(&user) {
         return Err((ErrorCode::Conflict, "you are already in a call".into()));
     }
+    // Call state lives on one node: a callee whose devices are all on
+    // other nodes of a cluster cannot be rung from here. Say so at once
+    // rather than ring nobody until the timeout.
+    if !gateway.inner.registry.is_online(offer.to_user_id)
+        && gateway.inner.presence.online(&[offer.to_user_id]).await.is_ok_and(|online| online == [true])
+    {
+        metrics::counter!("switchboard_calls_refused_total", "reason" => "other_node").increment(1);
+        return Err((
+            ErrorCode::Unavailable,
+            "the callee is connected to another gateway node; calls across nodes are not supported yet".into(),
+        ));
+    }
     let mut ringing = Event::new("call.ringing", json!({"call_id": id}));
     ringing.reference.clone_from(&event.id);
     if calls.by_user.contains_key(&offer.to_user_id) {

@@ -314,6 +314,11 @@ async fn clients_on_different_nodes_chat_type_and_see_each_other() {
     assert_eq!(no_api.status(), 404, "a gateway node serves no REST API");
     let body: Value = no_api.json().await.unwrap();
     assert_eq!(body["code"], 404, "{body}");
+    // Call state lives on one node: a call across nodes is refused at once, clearly.
+    let offer = json!({"to_user_id": bob.id, "call_type": "audio", "sdp": "v=0"});
+    let id = alices.send("call.offer", offer).await;
+    let refused = alices.reply(&id).await;
+    assert_eq!((refused.kind.as_str(), &refused.data["code"]), ("error", &json!(503)), "{refused:?}");
     let health: Value = reqwest::get(format!("{}/health", cluster.first.base())).await.unwrap().json().await.unwrap();
     assert_eq!(health["data"]["services"]["redis"], "healthy", "{health}");
 
