@@ -43,20 +43,24 @@ impl Args {
 
 /// `switchboard_ws_connections` from the server's /metrics (absent until
 /// the first connection: 0), or `None` if /metrics cannot be read.
-async fn live_connections(http: &reqwest::Client, url: &str) -> Option<f64> {
-    let text = http.get(format!("{url}/metrics")).send().await.ok()?.error_for_status().ok()?.text().await.ok()?;
-    Some(
-        text.lines()
-            .find_map(|line| line.strip_prefix("switchboard_ws_connections ")?.trim().parse().ok())
-            .unwrap_or(0.0),
-    )
+/// Live WebSocket connections on every server holding them (their gauges summed).
+async fn live_connections(http: &reqwest::Client, common: &Common) -> Option<f64> {
+    let mut live = 0.0;
+    for url in common.ws_servers() {
+        let text = http.get(format!("{url}/metrics")).send().await.ok()?.error_for_status().ok()?.text().await.ok()?;
+        live += text
+            .lines()
+            .find_map(|line| line.strip_prefix("switchboard_ws_connections ")?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+    }
+    Some(live)
 }
 
 pub async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
     anyhow::ensure!(args.rate > 0, "--rate must be at least 1");
     let http = reqwest::Client::new();
     let users = api::users(&http, &common.url, 16_000_000_000, args.users.max(1)).await?;
-    let live_before = live_connections(&http, &common.url).await;
+    let live_before = live_connections(&http, common).await;
     let rss_before = common.server.rss_bytes();
     let counters = Arc::new(Counters::default());
     let latencies = Arc::new(Mutex::new(latency_histogram()));
@@ -75,7 +79,7 @@ pub async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
               let owed = (started.elapsed().as_secs_f64() * f64::from(args.rate)) as usize;
               while n < owed {
                 let me = idle(&users[n % users.len()]);
-                let base = common.url.clone();
+                let base = common.ws_base(n).to_owned();
                 let source = common.sources.for_connection(n);
                 n += 1;
                 let (counters, latencies) = (counters.clone(), latencies.clone());
@@ -111,13 +115,13 @@ pub async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
     progress.sample(&counters, true);
     let timeline = progress.finish();
     // The server closes its side asynchronously: give it a moment before checking it let go.
-    let mut live_after = live_connections(&http, &common.url).await;
+    let mut live_after = live_connections(&http, common).await;
     for _ in 0..20 {
         if live_after <= live_before {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        live_after = live_connections(&http, &common.url).await;
+        live_after = live_connections(&http, common).await;
     }
     let opened = counters.open.load(Ordering::Relaxed);
     let summary = json!({

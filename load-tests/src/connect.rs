@@ -61,7 +61,7 @@ pub async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..args.connections {
         let me = idle(&users[n % users.len()]);
-        let base = common.url.clone();
+        let base = common.ws_base(n).to_owned();
         let source = common.sources.for_connection(n);
         let (counters, gate, mut release) = (counters.clone(), gate.clone(), release.clone());
         tasks.spawn(async move {

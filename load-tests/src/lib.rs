@@ -53,6 +53,17 @@ impl Common {
         })
     }
 
+    /// Where connection `n` of a scenario without senders opens: `url`, or
+    /// the gateway nodes in turn.
+    pub fn ws_base(&self, n: usize) -> &str {
+        if self.gateways.is_empty() { &self.url } else { &self.gateways[n % self.gateways.len()] }
+    }
+
+    /// The servers holding connections: `url`, or every gateway node.
+    pub fn ws_servers(&self) -> Vec<&str> {
+        if self.gateways.is_empty() { vec![&self.url] } else { self.gateways.iter().map(String::as_str).collect() }
+    }
+
     /// Opens WebSocket connections on these gateway nodes (loopback only)
     /// instead of `url`, which still serves the REST set-up.
     pub fn with_gateways(mut self, gateways: &[String]) -> anyhow::Result<Self> {
@@ -77,4 +88,23 @@ pub struct Report {
     pub summary: serde_json::Value,
     pub timeline: Vec<progress::Sample>,
     pub title: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Common;
+
+    #[test]
+    fn connections_spread_over_the_gateways_given() {
+        let one = Common::new("http://127.0.0.1:9000", None, 1, 1).unwrap();
+        assert_eq!((one.ws_base(7), one.ws_servers()), ("http://127.0.0.1:9000", vec!["http://127.0.0.1:9000"]));
+        let gateways = ["http://127.0.0.1:9001/".to_owned(), "http://localhost:9002".to_owned()];
+        let cluster = one.with_gateways(&gateways).unwrap();
+        assert_eq!(
+            [cluster.ws_base(0), cluster.ws_base(1), cluster.ws_base(2)],
+            ["http://127.0.0.1:9001", "http://localhost:9002", "http://127.0.0.1:9001"]
+        );
+        assert_eq!(cluster.ws_servers().len(), 2);
+        assert!(cluster.with_gateways(&["not a url".to_owned()]).is_err(), "a malformed gateway is refused");
+    }
 }
