@@ -59,6 +59,9 @@ pub enum StoreError {
     /// File-system work around the database failed.
     #[error("io error: {0}")]
     Io(#[from] std::io::Error),
+    /// ScyllaDB refused or failed a request (connecting, migrating, a query).
+    #[error("scylla: {0}")]
+    Scylla(String),
     /// A worker thread panicked while running this operation.
     #[error("storage worker failed: {0}")]
     Worker(String),

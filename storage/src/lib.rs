@@ -10,6 +10,7 @@ pub mod conformance;
 mod error;
 mod ids;
 pub mod model;
+pub mod scylla;
 pub mod sqlite;
 mod store;
 

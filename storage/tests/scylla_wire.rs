@@ -12,17 +12,9 @@
 use std::collections::HashMap;
 
 use kassandra_tester::KassandraTester;
-use scylla::client::session::Session;
-use scylla::client::session_builder::SessionBuilder;
 use scylla::value::{CqlValue, Row};
-
-const MIGRATIONS: &[(&str, &str)] = &[("001_initial", include_str!("../src/scylla/migrations/001_initial.cql"))];
-
-/// The statements of a migration file: comments dropped, split on `;`.
-fn statements(cql: &str) -> Vec<String> {
-    let code: String = cql.lines().filter(|line| !line.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
-    code.split(';').map(str::trim).filter(|statement| !statement.is_empty()).map(str::to_owned).collect()
-}
+use storage::StoreError;
+use storage::scylla::{MIGRATIONS, ScyllaConfig, connect, migrate, statements};
 
 /// A table of the schema: its columns in order, with types, and its
 /// primary key columns.
@@ -71,34 +63,22 @@ fn value(kind: &str, n: i64) -> CqlValue {
     }
 }
 
-async fn session(addr: std::net::SocketAddr) -> Session {
-    // Kassandra has no peers table or schema tables to agree on.
-    SessionBuilder::new()
-        .known_node_addr(addr)
-        .fetch_schema_metadata(false)
-        .auto_await_schema_agreement(false)
-        .build()
-        .await
-        .expect("the driver connects")
+/// The store's own connection settings, pointed at the in-memory server
+/// (no peers or schema tables there to read or agree on).
+fn config(addr: std::net::SocketAddr) -> ScyllaConfig {
+    ScyllaConfig {
+        replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}".into(),
+        cluster_metadata: false,
+        ..ScyllaConfig::new(vec![addr.to_string()])
+    }
 }
 
 async fn check(addr: std::net::SocketAddr) {
-    let session = session(addr).await;
-    session
-        .query_unpaged(
-            "CREATE KEYSPACE IF NOT EXISTS switchboard WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
-            &[],
-        )
-        .await
-        .unwrap();
-    session.use_keyspace("switchboard", false).await.unwrap();
-    let mut all = Vec::new();
-    for (name, cql) in MIGRATIONS {
-        for statement in statements(cql) {
-            session.query_unpaged(statement.as_str(), &[]).await.unwrap_or_else(|e| panic!("{name}: {statement}: {e}"));
-            all.push(statement);
-        }
-    }
+    let config = config(addr);
+    let session = connect(&config).await.expect("the driver connects");
+    assert_eq!(migrate(&session, &config).await.unwrap(), MIGRATIONS.len(), "every migration applies");
+    assert_eq!(migrate(&session, &config).await.unwrap(), 0, "and is recorded: a second run applies nothing");
+    let all: Vec<String> = MIGRATIONS.iter().flat_map(|(_, _, cql)| statements(cql)).collect();
     let tables = tables(&all);
     assert!(tables.len() >= 20, "every table was read: {:?}", tables.iter().map(|t| &t.name).collect::<Vec<_>>());
     for table in &tables {
@@ -138,6 +118,22 @@ fn the_schema_applies_and_every_column_round_trips_over_the_wire() {
             })
             .await
             .unwrap();
+    });
+}
+
+#[test]
+fn bad_settings_are_refused_before_any_request() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let bad_keyspace =
+            ScyllaConfig { keyspace: "x; DROP KEYSPACE y".into(), ..ScyllaConfig::new(vec!["127.0.0.1:9042".into()]) };
+        assert!(matches!(connect(&bad_keyspace).await, Err(StoreError::Invalid(_))));
+        assert!(matches!(connect(&ScyllaConfig::new(Vec::new())).await, Err(StoreError::Invalid(_))));
+        // Nothing listens here: a clear error, not a hang.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let nobody =
+            ScyllaConfig { timeout: std::time::Duration::from_secs(2), ..ScyllaConfig::new(vec![closed.to_string()]) };
+        assert!(matches!(connect(&nobody).await, Err(StoreError::Scylla(_))));
     });
 }
 

@@ -1,0 +1,158 @@
+//! ScyllaDB: connecting and keeping the schema current. The data model and
+//! its choices are in `storage/docs/scylla.md`; the statements live in
+//! `migrations/`, applied in order and recorded in `schema_migrations`.
+
+use std::time::Duration;
+
+use protocol::time::now_millis;
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+
+use crate::StoreError;
+
+/// The schema, oldest first: `(version, name, CQL)`.
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "initial", include_str!("migrations/001_initial.cql"))];
+
+const SCHEMA_MIGRATIONS: &str =
+    "CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, name text, applied_at bigint)";
+
+/// Where and how to reach the cluster.
+#[derive(Debug, Clone)]
+pub struct ScyllaConfig {
+    /// Contact points, `host:port` (the driver discovers the rest).
+    pub nodes: Vec<String>,
+    /// Created if missing, with `replication`.
+    pub keyspace: String,
+    /// The keyspace's replication map, in CQL.
+    pub replication: String,
+    /// Whether the driver reads schema metadata and waits for schema
+    /// agreement after changes. A real cluster wants both; a single
+    /// in-memory test server has no peers or schema tables to read.
+    pub cluster_metadata: bool,
+    /// How long connecting and each request may take.
+    pub timeout: Duration,
+}
+
+impl ScyllaConfig {
+    /// Defaults for `nodes`: keyspace `switchboard`, replicated three
+    /// times in every datacenter.
+    pub fn new(nodes: Vec<String>) -> Self {
+        Self {
+            nodes,
+            keyspace: "switchboard".into(),
+            replication: "{'class': 'NetworkTopologyStrategy', 'replication_factor': 3}".into(),
+            cluster_metadata: true,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+fn failed(what: &str) -> impl Fn(&dyn std::fmt::Display) -> StoreError + '_ {
+    move |error| StoreError::Scylla(format!("{what}: {error}"))
+}
+
+/// A keyspace name CQL takes unquoted: a letter, then letters, digits or
+/// `_`, 48 at most. It is spliced into statements, so nothing else passes.
+fn check_keyspace(name: &str) -> Result<(), StoreError> {
+    let mut chars = name.chars();
+    let valid = name.len() <= 48
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "keyspace {name:?}: use a lowercase letter, then lowercase letters, digits or '_' (48 at most)"
+        )))
+    }
+}
+
+/// The statements of a migration: comment lines dropped, split on `;`.
+pub fn statements(cql: &str) -> Vec<String> {
+    let code: Vec<&str> = cql.lines().filter(|line| !line.trim_start().starts_with("--")).collect();
+    code.join("\n").split(';').map(str::trim).filter(|statement| !statement.is_empty()).map(str::to_owned).collect()
+}
+
+/// Connects to the cluster (not yet to a keyspace).
+pub async fn connect(config: &ScyllaConfig) -> Result<Session, StoreError> {
+    check_keyspace(&config.keyspace)?;
+    if config.nodes.is_empty() {
+        return Err(StoreError::Invalid("no ScyllaDB node to connect to".into()));
+    }
+    SessionBuilder::new()
+        .known_nodes(&config.nodes)
+        .connection_timeout(config.timeout)
+        .fetch_schema_metadata(config.cluster_metadata)
+        .auto_await_schema_agreement(config.cluster_metadata)
+        .build()
+        .await
+        .map_err(|error| failed("connecting")(&error))
+}
+
+/// Creates the keyspace if needed, switches `session` to it, and applies
+/// every migration not recorded yet; answers how many it applied. Each
+/// statement is idempotent, so a migration interrupted half-way is simply
+/// applied again.
+pub async fn migrate(session: &Session, config: &ScyllaConfig) -> Result<usize, StoreError> {
+    check_keyspace(&config.keyspace)?;
+    let create = format!("CREATE KEYSPACE IF NOT EXISTS {} WITH replication = {}", config.keyspace, config.replication);
+    session.query_unpaged(create, &[]).await.map_err(|error| failed("creating the keyspace")(&error))?;
+    session.use_keyspace(&config.keyspace, false).await.map_err(|error| failed("using the keyspace")(&error))?;
+    // The record of what ran comes first (001 declares it too; both are idempotent).
+    session
+        .query_unpaged(SCHEMA_MIGRATIONS, &[])
+        .await
+        .map_err(|error| failed("creating schema_migrations")(&error))?;
+    let mut applied = 0;
+    for &(version, name, cql) in MIGRATIONS {
+        if recorded(session, version).await? {
+            continue;
+        }
+        for statement in statements(cql) {
+            session
+                .query_unpaged(statement.as_str(), &[])
+                .await
+                .map_err(|error| failed(&format!("migration {version} ({name})"))(&error))?;
+        }
+        let record = "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)";
+        session
+            .query_unpaged(record, (version, name, now_millis()))
+            .await
+            .map_err(|error| failed("recording a migration")(&error))?;
+        tracing::info!(version, name, keyspace = config.keyspace, "scylla migration applied");
+        applied += 1;
+    }
+    Ok(applied)
+}
+
+async fn recorded(session: &Session, version: i32) -> Result<bool, StoreError> {
+    let rows = session
+        .query_unpaged("SELECT version FROM schema_migrations WHERE version = ?", (version,))
+        .await
+        .map_err(|error| failed("reading schema_migrations")(&error))?
+        .into_rows_result()
+        .map_err(|error| failed("reading schema_migrations")(&error))?;
+    Ok(rows.rows_num() > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{check_keyspace, statements};
+
+    #[test]
+    fn keyspace_names_are_checked_before_they_reach_cql() {
+        for good in ["switchboard", "sb_2", "a"] {
+            assert!(check_keyspace(good).is_ok(), "{good}");
+        }
+        for bad in ["", "2sb", "Switchboard", "sb; DROP KEYSPACE x", "sb-1", &"a".repeat(49)] {
+            assert!(check_keyspace(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn migration_files_split_into_statements() {
+        let cql = "-- a comment; with a semicolon\nCREATE TABLE a (id bigint PRIMARY KEY);\n\n  -- more\nCREATE TABLE b (id int PRIMARY KEY);\n";
+        assert_eq!(statements(cql), ["CREATE TABLE a (id bigint PRIMARY KEY)", "CREATE TABLE b (id int PRIMARY KEY)"]);
+        assert!(statements(super::MIGRATIONS[0].2).len() > 20);
+    }
+}
