@@ -118,10 +118,19 @@ async fn serve(role: Role, args: ServeArgs) -> anyhow::Result<()> {
     let files_dir = args.data_dir.join("files");
     tokio::fs::create_dir_all(&files_dir).await.with_context(|| format!("creating {}", files_dir.display()))?;
     let cluster = Cluster::new(&args)?;
-    if let Some(redis) = &cluster.redis
-        && !redis.ping().await
-    {
-        tracing::warn!(url = args.redis_url.as_deref(), "Redis is not answering; serving local users and retrying");
+    if let Some(redis) = &cluster.redis {
+        if !redis.ping().await {
+            tracing::warn!(url = args.redis_url.as_deref(), "Redis is not answering; serving local users and retrying");
+        } else if role != Role::Sidecar {
+            // Two live nodes with one id would undo each other's presence.
+            match RedisPresence::new(redis.clone()).claim().await {
+                Err(router::PresenceError::NodeIdInUse(id)) => {
+                    anyhow::bail!("node id {id} is in use by another live process; give each process its own --node-id")
+                }
+                Err(error) => tracing::warn!(%error, "could not check that this node id is free"),
+                Ok(()) => {}
+            }
+        }
     }
 
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;

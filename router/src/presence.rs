@@ -23,6 +23,9 @@ pub enum PresenceError {
     /// The registry's backend (Redis) cannot be reached right now.
     #[error("presence registry unavailable: {0}")]
     Unavailable(String),
+    /// Another live process is registered under this node id.
+    #[error("node id {0} is in use by another live process; give each process its own --node-id")]
+    NodeIdInUse(u16),
 }
 
 /// A presence change the registry found on its own (not through

@@ -290,3 +290,21 @@ async fn scheduled_messages_take_their_seq_from_the_sequencer() {
     let order: Vec<(u64, &str)> = page.iter().map(|m| (m.seq, m.content.as_str())).collect();
     assert_eq!(order, vec![(1, "now"), (2, "later"), (3, "after")]);
 }
+
+#[tokio::test]
+async fn a_node_id_held_by_a_live_process_cannot_be_claimed() {
+    let prefix = prefix();
+    let live = RedisPresence::new(connection(4, &prefix).await);
+    let twin = RedisPresence::new(connection(4, &prefix).await);
+    assert!(twin.claim().await.is_ok(), "a fresh id is free");
+    let (changes, _found) = tokio::sync::mpsc::channel(16);
+    let lease = tokio::spawn({
+        let live = live.clone();
+        async move { live.run(changes, CancellationToken::new()).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(matches!(twin.claim().await, Err(router::PresenceError::NodeIdInUse(4))));
+    // The holder dies without a goodbye: its lease stops moving and is taken over.
+    lease.abort();
+    assert!(twin.claim().await.is_ok());
+}

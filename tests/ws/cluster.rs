@@ -568,4 +568,16 @@ async fn a_serve_process_with_redis_joins_a_cluster() {
     assert_eq!(ack.kind, "message.ack", "{ack:?}");
     let new = wait_for(&mut bobs, Duration::from_secs(5), |event| event.kind == "message.new").await;
     assert_eq!(new.data["content"], "from the all-in-one process");
+
+    // A second live process may not take a node id that is in use.
+    let output = Command::new(BIN)
+        .args(["gateway", "--listen", "127.0.0.1:0", "--node-id", "2", "--redis-url", &redis.url()])
+        .args(["--jwt-secret", SECRET])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("node id 2 is in use"), "{stderr}");
 }

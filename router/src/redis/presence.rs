@@ -75,6 +75,27 @@ impl RedisPresence {
         }
     }
 
+    /// Makes sure no live process holds this node id: a lease that is still
+    /// being renewed (it moves within one refresh interval) belongs to
+    /// another process, and two nodes with one id would undo each other's
+    /// registrations. A lease that stands still was left by a process that
+    /// died; it is taken over. Answers `Err` when the id is taken.
+    pub async fn claim(&self) -> Result<(), PresenceError> {
+        let config = self.redis().config();
+        let lease = || async {
+            let mut invocation = SCRIPTS.lease_of.prepare_invoke();
+            invocation.arg(&config.prefix).arg(config.node_id);
+            self.redis().run::<Option<i64>>(&invocation, Retry::IfDropped).await.map_err(unavailable)
+        };
+        let Some(first) = lease().await? else { return Ok(()) };
+        tracing::info!(node = config.node_id, "a lease for this node id exists; checking whether its holder is alive");
+        tokio::time::sleep(config.lease_refresh + std::time::Duration::from_secs(1)).await;
+        match lease().await? {
+            Some(now) if now != first => Err(PresenceError::NodeIdInUse(config.node_id)),
+            _ => Ok(()),
+        }
+    }
+
     /// Drops whatever an earlier process with this node id left registered
     /// (it died without a goodbye); answers those users who are now offline.
     async fn drop_own(&self) -> Result<Vec<UserId>, PresenceError> {

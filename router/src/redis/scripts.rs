@@ -50,6 +50,8 @@ pub(super) struct Scripts {
     /// ARGV: p, node, ttl (ms). Extends the node's lease; answers 1 when the
     /// node was registered before (0: Redis lost it, or it was reaped).
     pub(super) lease: Script,
+    /// ARGV: p, node. The node's lease expiry, or nil when it has none.
+    pub(super) lease_of: Script,
     /// ARGV: p, node, user. The user's first device on this node: answers 1
     /// when no node had the user before.
     pub(super) user_online: Script,
@@ -113,6 +115,7 @@ redis.call('HSET', p .. ':nodes', node, now_ms() + tonumber(ARGV[3]))
 return known
 "
     )),
+    lease_of: Script::new("return redis.call('HGET', ARGV[1] .. ':nodes', ARGV[2])"),
     user_online: Script::new(
         r"
 local p, node, user = ARGV[1], ARGV[2], ARGV[3]
