@@ -131,7 +131,18 @@ pub(crate) struct ServeArgs {
     /// Seconds a TURN credential is valid.
     #[arg(long, env = "SWITCHBOARD_TURN_TTL_SECS", default_value_t = 86_400)]
     pub(crate) turn_ttl_secs: u64,
+    /// A proxy (address or network) whose X-Forwarded-For is believed for
+    /// per-address rate limits (repeat, or comma-separate in the environment).
+    #[arg(long = "trusted-proxy", env = "SWITCHBOARD_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
+    pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
     /// Seconds to let in-flight requests finish after SIGINT/SIGTERM.
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub(crate) shutdown_grace_secs: u64,
+}
+
+/// A network (`10.0.0.0/8`) or a single address (`10.0.0.5`).
+fn parse_net(text: &str) -> Result<ipnet::IpNet, String> {
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{text:?} is neither an IP address nor a network like 10.0.0.0/8"))
 }

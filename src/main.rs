@@ -228,6 +228,7 @@ fn sidecar_config(args: &ServeArgs, files_dir: std::path::PathBuf) -> anyhow::Re
         access_ttl: Duration::from_secs(args.access_ttl_secs),
         upload_limit: args.upload_limit_mib.saturating_mul(1024 * 1024),
         rates,
+        trusted_proxies: args.trusted_proxies.clone(),
         ice: IceConfig {
             stun_urls: args.stun_urls.clone(),
             turn_urls: args.turn_urls.clone(),

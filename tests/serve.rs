@@ -101,13 +101,14 @@ async fn serve_subcommand_with_flags_and_sigint() {
 
 #[test]
 fn bad_configuration_is_refused_with_a_clear_message() {
-    let cases: [&[&str]; 6] = [
+    let cases: [&[&str]; 7] = [
         &["--listen", "not-an-address"],
         &["--node-id", "16"],
         &["--log-format", "xml"],
         &["serve", "--bogus"],
         &["gateway", "--node-id", "1"],
         &["sidecar", "--node-id", "3"],
+        &["--trusted-proxy", "10.0.0.0/33"],
     ];
     for args in cases {
         let output = Command::new(BIN).args(args).output().unwrap();

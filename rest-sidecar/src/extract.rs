@@ -48,18 +48,34 @@ impl FromRequestParts<SidecarState> for Caller {
 }
 
 /// The client's IP address, when the server runs with connect info (it
-/// does under [`crate::run`]); keys per-address rate limits.
+/// does under [`crate::run`]); keys per-address rate limits. Behind a
+/// trusted proxy (`SidecarConfig::trusted_proxies`) it is the nearest
+/// address in `X-Forwarded-For` that is not itself a trusted proxy, so
+/// clients behind one proxy are not limited as one.
 #[derive(Debug, Clone)]
 pub(crate) struct ClientAddr(pub(crate) Option<std::net::IpAddr>);
 
 impl ClientAddr {
-    pub(crate) fn from_parts(parts: &Parts) -> Self {
-        Self(
-            parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|axum::extract::ConnectInfo(addr)| addr.ip()),
-        )
+    pub(crate) fn from_parts(parts: &Parts, trusted: &[ipnet::IpNet]) -> Self {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|axum::extract::ConnectInfo(addr)| addr.ip());
+        let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|net| net.contains(ip));
+        let Some(peer) = peer.filter(is_trusted) else { return Self(peer) };
+        // Walk the chain from the nearest hop; a malformed entry ends the
+        // walk (nothing before it can be trusted to be what it says).
+        let forwarded = parts.headers.get_all("x-forwarded-for").iter().filter_map(|value| value.to_str().ok());
+        let hops: Vec<&str> = forwarded.flat_map(|value| value.split(',')).map(str::trim).collect();
+        let mut client = peer;
+        for hop in hops.iter().rev() {
+            let Ok(ip) = hop.parse::<std::net::IpAddr>() else { break };
+            client = ip;
+            if !is_trusted(&ip) {
+                break;
+            }
+        }
+        Self(Some(client))
     }
 
     /// A rate-limit key for this address.
@@ -68,10 +84,46 @@ impl ClientAddr {
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+impl FromRequestParts<SidecarState> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self::from_parts(parts))
+    async fn from_request_parts(parts: &mut Parts, state: &SidecarState) -> Result<Self, Self::Rejection> {
+        Ok(Self::from_parts(parts, &state.config.trusted_proxies))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::extract::ConnectInfo;
+    use axum::http::Request;
+
+    use super::ClientAddr;
+
+    fn addr(peer: &str, forwarded: &[&str], trusted: &[&str]) -> Option<String> {
+        let mut request = Request::builder();
+        for value in forwarded {
+            request = request.header("x-forwarded-for", *value);
+        }
+        let (mut parts, ()) = request.body(()).unwrap().into_parts();
+        parts.extensions.insert(ConnectInfo(peer.parse::<std::net::SocketAddr>().unwrap()));
+        let trusted: Vec<ipnet::IpNet> = trusted.iter().map(|net| net.parse().unwrap()).collect();
+        ClientAddr::from_parts(&parts, &trusted).0.map(|ip| ip.to_string())
+    }
+
+    #[test]
+    fn forwarded_for_counts_only_from_trusted_proxies() {
+        let some = |ip: &str| Some(ip.to_owned());
+        // No trusted proxy: the header is the client's to forge, and ignored.
+        assert_eq!(addr("10.0.0.9:5000", &["1.2.3.4"], &[]), some("10.0.0.9"));
+        // Through the trusted proxy: the address it saw.
+        assert_eq!(addr("10.0.0.9:5000", &["1.2.3.4"], &["10.0.0.0/24"]), some("1.2.3.4"));
+        // A forged entry before the real one is not believed: the nearest untrusted hop wins.
+        assert_eq!(addr("10.0.0.9:5000", &["6.6.6.6, 1.2.3.4"], &["10.0.0.0/24"]), some("1.2.3.4"));
+        // Chains of trusted proxies are walked; headers may repeat.
+        assert_eq!(addr("10.0.0.9:5000", &["1.2.3.4", "10.0.0.7"], &["10.0.0.0/24"]), some("1.2.3.4"));
+        // Garbage stops the walk at the last address that could be trusted.
+        assert_eq!(addr("10.0.0.9:5000", &["1.2.3.4, not-an-ip"], &["10.0.0.0/24"]), some("10.0.0.9"));
+        // No header at all: the proxy itself.
+        assert_eq!(addr("10.0.0.9:5000", &[], &["10.0.0.9/32"]), some("10.0.0.9"));
     }
 }

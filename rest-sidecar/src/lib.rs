@@ -112,7 +112,7 @@ async fn limit_requests(State(state): State<SidecarState>, request: Request, nex
     let (parts, body) = request.into_parts();
     let key = match extract::bearer(&parts).and_then(|token| state.tokens.verify(token).ok()) {
         Some(claims) => format!("user:{}", claims.sub),
-        None => extract::ClientAddr::from_parts(&parts).key(),
+        None => extract::ClientAddr::from_parts(&parts, &state.config.trusted_proxies).key(),
     };
     if let Err(failure) = state.limits.check(rate_limit::Class::Other, &key) {
         return failure.into_response();

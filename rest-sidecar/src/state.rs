@@ -34,6 +34,9 @@ pub struct SidecarConfig {
     pub max_group_members: usize,
     /// STUN/TURN servers handed to call peers.
     pub ice: IceConfig,
+    /// Proxies (addresses or networks) whose `X-Forwarded-For` is believed
+    /// when keying per-address rate limits; none by default.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// STUN and TURN servers for WebRTC calls.
@@ -64,6 +67,7 @@ impl SidecarConfig {
             sms: SmsRules::default(),
             send: SendLimits::default(),
             max_group_members: 1_000,
+            trusted_proxies: Vec::new(),
             ice: IceConfig {
                 stun_urls: Vec::new(),
                 turn_urls: Vec::new(),

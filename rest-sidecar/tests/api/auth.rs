@@ -246,3 +246,27 @@ async fn oversized_bodies_are_refused_in_the_envelope() {
     let reply = server.post("/api/auth/register", None, json!({"phone": "13800000001", "password": huge})).await;
     assert_error(&reply, 413, 413);
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_address_has_its_own_limit() {
+    let server = start_with(|config| {
+        config.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        config.rates.send_code = rest_sidecar::rate_limit::Rate::new(2, std::time::Duration::from_secs(3_600));
+    })
+    .await;
+    let send = |from: &'static str, phone: &'static str| {
+        server
+            .http
+            .post(format!("{}/api/auth/send-code", server.base))
+            .header("x-forwarded-for", from)
+            .json(&json!({"phone": phone, "type": "register"}))
+            .send()
+    };
+    assert_eq!(send("203.0.113.1", "13900000001").await.unwrap().status(), 200);
+    assert_eq!(send("203.0.113.1", "13900000002").await.unwrap().status(), 200);
+    let limited = send("203.0.113.1", "13900000003").await.unwrap();
+    assert_eq!(limited.status(), 429, "the third code from one client address");
+    assert_eq!(limited.json::<serde_json::Value>().await.unwrap()["code"], 40001);
+    // Another client behind the same proxy is not limited with the first.
+    assert_eq!(send("203.0.113.2", "13900000004").await.unwrap().status(), 200);
+}
