@@ -210,20 +210,33 @@ impl SendPipeline {
     /// them out. A retry is answered from the store before a seq is taken,
     /// so duplicates leave no holes; a seq found taken is repaired and
     /// taken again.
-    async fn append_one(&self, mut new: NewMessage) -> Result<Appended, SendError> {
+    async fn append_one(&self, new: NewMessage) -> Result<Appended, SendError> {
         if !self.sequencer.assigns() {
             return Ok(self.store.append_message(new).await?);
         }
         if let Some(original) = self.already_sent(&new).await? {
             return Ok(Appended::Duplicate(original));
         }
+        let chat_id = new.chat_id;
+        self.with_sequencer_seq(chat_id, |seq| self.store.append_message(NewMessage { seq: Some(seq), ..new.clone() }))
+            .await
+    }
+
+    /// Runs `write` with a seq from the sequencer; a seq the store finds
+    /// taken is repaired and `write` runs again with a new one, up to
+    /// [`SEQ_ATTEMPTS`] times.
+    async fn with_sequencer_seq<T, W, F>(&self, chat_id: ChatId, mut write: W) -> Result<T, SendError>
+    where
+        W: FnMut(storage::model::Seq) -> F,
+        F: Future<Output = Result<T, StoreError>>,
+    {
         let mut attempt = 1;
         loop {
-            new.seq = Some(self.sequencer.next(new.chat_id, 1).await?);
-            match self.store.append_message(new.clone()).await {
+            let seq = self.sequencer.next(chat_id, 1).await?;
+            match write(seq).await {
                 Err(StoreError::SeqTaken { seq, .. }) if attempt < SEQ_ATTEMPTS => {
                     attempt += 1;
-                    self.sequencer.repair(new.chat_id, seq).await?;
+                    self.sequencer.repair(chat_id, seq).await?;
                 }
                 outcome => return Ok(outcome?),
             }
@@ -488,17 +501,7 @@ impl SendPipeline {
         if !self.sequencer.assigns() {
             return Ok(self.store.release_scheduled(id, now_millis(), None).await?);
         }
-        let mut attempt = 1;
-        loop {
-            let seq = self.sequencer.next(chat_id, 1).await?;
-            match self.store.release_scheduled(id, now_millis(), Some(seq)).await {
-                Err(StoreError::SeqTaken { seq, .. }) if attempt < SEQ_ATTEMPTS => {
-                    attempt += 1;
-                    self.sequencer.repair(chat_id, seq).await?;
-                }
-                outcome => return Ok(outcome?),
-            }
-        }
+        self.with_sequencer_seq(chat_id, |seq| self.store.release_scheduled(id, now_millis(), Some(seq))).await
     }
 
     /// Releases every scheduled message due at `now`, announcing each;
