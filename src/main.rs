@@ -78,6 +78,8 @@ struct Cluster {
     presence: Arc<dyn PresenceRegistry>,
     /// Redis's side of the router, which reads this node's channel.
     subscriber: Option<RedisRouter>,
+    /// Redis's presence registry (the same one as `presence`), which claims the node id.
+    registrations: Option<RedisPresence>,
     redis: Option<RedisConnection>,
 }
 
@@ -88,16 +90,19 @@ impl Cluster {
                 router: Arc::new(LocalRouter::new()),
                 presence: Arc::new(LocalPresence::new()),
                 subscriber: None,
+                registrations: None,
                 redis: None,
             });
         };
         let config = RedisConfig { prefix: args.redis_prefix.clone(), ..RedisConfig::new(url.clone(), args.node_id) };
         let redis = RedisConnection::open(config)?;
         let router = RedisRouter::new(redis.clone());
+        let registrations = RedisPresence::new(redis.clone());
         Ok(Self {
             router: Arc::new(router.clone()),
-            presence: Arc::new(RedisPresence::new(redis.clone())),
+            presence: Arc::new(registrations.clone()),
             subscriber: Some(router),
+            registrations: Some(registrations),
             redis: Some(redis),
         })
     }
@@ -118,15 +123,13 @@ async fn serve(role: Role, args: ServeArgs) -> anyhow::Result<()> {
     let files_dir = args.data_dir.join("files");
     tokio::fs::create_dir_all(&files_dir).await.with_context(|| format!("creating {}", files_dir.display()))?;
     let cluster = Cluster::new(&args)?;
-    if let Some(redis) = &cluster.redis {
+    if let (Some(redis), Some(registrations)) = (&cluster.redis, &cluster.registrations) {
         if !redis.ping().await {
             tracing::warn!(url = args.redis_url.as_deref(), "Redis is not answering; serving local users and retrying");
         } else if role != Role::Sidecar {
             // Two live nodes with one id would undo each other's presence.
-            match RedisPresence::new(redis.clone()).claim().await {
-                Err(router::PresenceError::NodeIdInUse(id)) => {
-                    anyhow::bail!("node id {id} is in use by another live process; give each process its own --node-id")
-                }
+            match registrations.claim().await {
+                Err(error @ router::PresenceError::NodeIdInUse(_)) => return Err(error.into()),
                 Err(error) => tracing::warn!(%error, "could not check that this node id is free"),
                 Ok(()) => {}
             }
