@@ -118,32 +118,25 @@ fn bad_configuration_is_refused_with_a_clear_message() {
     }
 }
 
+/// Runs the binary with `args` on a fresh data dir; asserts it fails and
+/// answers what it said on stderr.
+fn refused(args: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN).args(args).arg("--data-dir").arg(dir.path()).output().unwrap();
+    assert!(!output.status.success(), "{args:?} should fail");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 #[test]
 fn a_bad_redis_url_is_refused_before_serving() {
-    let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(BIN)
-        .args(["gateway", "--listen", "127.0.0.1:0", "--redis-url", "http://not-redis"])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused(&["gateway", "--listen", "127.0.0.1:0", "--redis-url", "http://not-redis"]);
     assert!(stderr.contains("bad Redis URL"), "{stderr}");
 }
 
 #[test]
 fn a_taken_port_fails_fast_and_says_why() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(BIN)
-        .args(["--listen", &taken.local_addr().unwrap().to_string()])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused(&["--listen", &taken.local_addr().unwrap().to_string()]);
     assert!(stderr.contains("binding"), "{stderr}");
 }
 

@@ -193,6 +193,11 @@ impl Cluster {
     async fn chat(&self, owner: &User, kind: &str, members: &[&User]) -> i64 {
         harness::chat(&self.http, &self.sidecar.base(), owner, kind, members).await
     }
+
+    /// A REST call to the sidecar as `user`; answers the body.
+    async fn api(&self, method: reqwest::Method, path: &str, user: &User, body: Value) -> Value {
+        harness::api(&self.http, &self.sidecar.base(), method, path, &user.token, body).await
+    }
 }
 
 /// Reads frames until one satisfies `wanted`, for up to `within`.
@@ -281,15 +286,7 @@ async fn clients_on_different_nodes_chat_type_and_see_each_other() {
     let mut carols = cluster.first.connect(&carol).await;
     carols.expect("connect").await;
     let path = format!("/api/chats/{chat}/messages");
-    let sent = harness::api(
-        &cluster.http,
-        &cluster.sidecar.base(),
-        reqwest::Method::POST,
-        &path,
-        &carol.token,
-        json!({"content": "from the sidecar"}),
-    )
-    .await;
+    let sent = cluster.api(reqwest::Method::POST, &path, &carol, json!({"content": "from the sidecar"})).await;
     assert_eq!(sent["code"], 200, "{sent}");
     for client in [&mut alices, &mut bobs, &mut carols] {
         let new = wait_for(client, Duration::from_secs(5), |event| event.data["content"] == "from the sidecar").await;
@@ -297,15 +294,7 @@ async fn clients_on_different_nodes_chat_type_and_see_each_other() {
     }
 
     // Bad input gets the envelope on every process.
-    let empty = harness::api(
-        &cluster.http,
-        &cluster.sidecar.base(),
-        reqwest::Method::POST,
-        &path,
-        &carol.token,
-        json!({"content": ""}),
-    )
-    .await;
+    let empty = cluster.api(reqwest::Method::POST, &path, &carol, json!({"content": ""})).await;
     assert_eq!(empty["code"], 400, "{empty}");
     let id = bobs.send("message.send", json!({"chat_id": 999_999, "content": "nowhere"})).await;
     let refused = bobs.reply(&id).await;
@@ -325,15 +314,7 @@ async fn clients_on_different_nodes_chat_type_and_see_each_other() {
     assert_eq!(seqs(&sync_all(&mut carols, chat).await), vec![1, 2, 3], "one contiguous seq across processes");
 
     // A logout on the sidecar denies the token on the gateways too.
-    let logout = harness::api(
-        &cluster.http,
-        &cluster.sidecar.base(),
-        reqwest::Method::POST,
-        "/api/auth/logout",
-        &carol.token,
-        json!({}),
-    )
-    .await;
+    let logout = cluster.api(reqwest::Method::POST, "/api/auth/logout", &carol, json!({})).await;
     assert_eq!(logout["code"], 200, "{logout}");
     let refused = Instant::now();
     let refusal = loop {
@@ -528,16 +509,7 @@ async fn the_load_generator_measures_cross_node_fanout() {
     let gateways = [cluster.first.base(), cluster.second.base()];
     let common =
         load_tests::Common::new(&cluster.sidecar.base(), None, 1, 20).unwrap().with_gateways(&gateways).unwrap();
-    let args = load_tests::fanout::Args {
-        group_size: 4,
-        groups: 2,
-        rate: None,
-        window: Some(2),
-        duration_secs: 1,
-        warmup_secs: 0,
-        dialect: load_tests::dialect::Dialect::Switchboard,
-        socketio_secret: String::new(),
-    };
+    let args = crate::load::small_closed_loop();
     let connections = load_tests::fanout::connections(&common, &args).await.unwrap();
     let measured = load_tests::fanout::measure(&common, &args, connections).await.unwrap();
     assert_eq!((measured.errors, measured.disconnects, measured.failed_connections), (0, 0, 0), "{measured:?}");

@@ -11,12 +11,10 @@ fn common(server: &harness::Server) -> Common {
     Common::new(&server.base, Some(std::process::id()), 2, 20).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fanout_delivers_every_message_to_every_other_member() {
-    // A closed loop sends as fast as acks come back: lift the per-connection command limit.
-    let server = harness::start_with(|config| config.commands_per_second = 1_000_000).await;
-    let common = common(&server);
-    let args = fanout::Args {
+/// Two groups of four, closed loop with two sends in flight, one second:
+/// small enough for a test, enough to count every delivery.
+pub(crate) fn small_closed_loop() -> fanout::Args {
+    fanout::Args {
         group_size: 4,
         groups: 2,
         rate: None,
@@ -25,7 +23,15 @@ async fn fanout_delivers_every_message_to_every_other_member() {
         warmup_secs: 0,
         dialect: Dialect::Switchboard,
         socketio_secret: String::new(),
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_delivers_every_message_to_every_other_member() {
+    // A closed loop sends as fast as acks come back: lift the per-connection command limit.
+    let server = harness::start_with(|config| config.commands_per_second = 1_000_000).await;
+    let common = common(&server);
+    let args = small_closed_loop();
     let connections = fanout::connections(&common, &args).await.unwrap();
     assert_eq!(connections.len(), 8);
     assert_eq!(connections.iter().filter(|c| c.sends).count(), 2, "one sender per group");
