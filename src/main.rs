@@ -171,7 +171,10 @@ async fn serve(role: Role, args: ServeArgs) -> anyhow::Result<()> {
         .map(|subscriber| tokio::spawn(subscriber.run(shutdown.clone())));
     let realtime = holds_connections.then(|| tokio::spawn(gateway.run(shutdown.clone(), grace)));
     // Logouts on other processes reach this one through the store.
-    let denylist = cluster.redis.is_some().then(|| tokio::spawn(follow_revocations(tokens, shutdown.clone())));
+    let denylist = cluster.redis.is_some().then(|| {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { tokens.follow_revocations(REVOCATION_POLL, shutdown).await })
+    });
 
     tokio::select! {
         signal = shutdown_signal() => tracing::info!(signal, "shutting down: no new connections"),
@@ -256,24 +259,6 @@ fn gateway_config(args: &ServeArgs) -> GatewayConfig {
 
 /// How soon a logout on one process of a cluster denies the token on the others.
 const REVOCATION_POLL: Duration = Duration::from_secs(1);
-
-/// Reloads the access-token denylist from the store until `shutdown`, so a
-/// token revoked by a sidecar is refused by every gateway too.
-async fn follow_revocations(tokens: rest_sidecar::tokens::TokenService, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(REVOCATION_POLL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        match tokens.reload_denied().await {
-            Ok(0) => {}
-            Ok(added) => tracing::debug!(added, "revocations from other processes"),
-            Err(error) => tracing::warn!(%error, "reloading revoked tokens failed"),
-        }
-    }
-}
 
 /// The gateway checks tokens with the REST sidecar's token service.
 struct Tokens(rest_sidecar::tokens::TokenService);

@@ -207,9 +207,27 @@ impl TokenService {
         Ok(())
     }
 
+    /// Reloads the denylist from the store every `every` until `shutdown`,
+    /// so a token revoked by another process of a cluster is refused here too.
+    pub async fn follow_revocations(&self, every: Duration, shutdown: tokio_util::sync::CancellationToken) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match self.reload_denied().await {
+                Ok(0) => {}
+                Ok(added) => tracing::debug!(added, "revocations from other processes"),
+                Err(error) => tracing::warn!(%error, "reloading revoked tokens failed"),
+            }
+        }
+    }
+
     /// Adds the revocations other processes of a cluster wrote to the store
     /// since this one loaded; answers how many were new here.
-    pub async fn reload_denied(&self) -> Result<usize, StoreError> {
+    async fn reload_denied(&self) -> Result<usize, StoreError> {
         let mut added = 0;
         for (jti, expires_at) in self.inner.store.revoked_access_tokens(now_millis()).await? {
             if self.inner.denied.insert(jti, expires_at).is_none() {
