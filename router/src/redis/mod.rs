@@ -222,6 +222,14 @@ impl RedisConnection {
         }
     }
 
+    /// A call of `script` whose first arguments are the key prefix and this
+    /// node's id, as the node-scoped scripts take them.
+    fn node_call<'a>(&self, script: &'a redis::Script) -> redis::ScriptInvocation<'a> {
+        let mut invocation = script.prepare_invoke();
+        invocation.arg(&self.config.prefix).arg(self.config.node_id);
+        invocation
+    }
+
     fn key(&self, parts: std::fmt::Arguments<'_>) -> String {
         format!("{}:{parts}", self.config.prefix)
     }

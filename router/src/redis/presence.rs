@@ -63,9 +63,8 @@ impl RedisPresence {
     }
 
     async fn transition(&self, script: &redis::Script, user_id: UserId) -> Result<bool, PresenceError> {
-        let config = self.redis().config();
-        let mut invocation = script.prepare_invoke();
-        invocation.arg(&config.prefix).arg(config.node_id).arg(user_id);
+        let mut invocation = self.redis().node_call(script);
+        invocation.arg(user_id);
         match self.redis().run::<i64>(&invocation, Retry::IfDropped).await {
             Ok(changed) => Ok(changed == 1),
             Err(error) => {
@@ -83,8 +82,7 @@ impl RedisPresence {
     pub async fn claim(&self) -> Result<(), PresenceError> {
         let config = self.redis().config();
         let lease = || async {
-            let mut invocation = SCRIPTS.lease_of.prepare_invoke();
-            invocation.arg(&config.prefix).arg(config.node_id);
+            let invocation = self.redis().node_call(&SCRIPTS.lease_of);
             self.redis().run::<Option<i64>>(&invocation, Retry::IfDropped).await.map_err(unavailable)
         };
         let Some(first) = lease().await? else { return Ok(()) };
@@ -99,9 +97,7 @@ impl RedisPresence {
     /// Drops whatever an earlier process with this node id left registered
     /// (it died without a goodbye); answers those users who are now offline.
     async fn drop_own(&self) -> Result<Vec<UserId>, PresenceError> {
-        let config = self.redis().config();
-        let mut invocation = SCRIPTS.drop_node.prepare_invoke();
-        invocation.arg(&config.prefix).arg(config.node_id);
+        let invocation = self.redis().node_call(&SCRIPTS.drop_node);
         self.redis().run(&invocation, Retry::IfDropped).await.map_err(unavailable)
     }
 
@@ -111,8 +107,8 @@ impl RedisPresence {
         let config = self.redis().config();
         let ttl_ms = config.lease_ttl.as_millis() as u64;
         if !self.inner.dirty.load(Ordering::Acquire) {
-            let mut invocation = SCRIPTS.lease.prepare_invoke();
-            invocation.arg(&config.prefix).arg(config.node_id).arg(ttl_ms);
+            let mut invocation = self.redis().node_call(&SCRIPTS.lease);
+            invocation.arg(ttl_ms);
             let known: i64 = self.redis().run(&invocation, Retry::IfDropped).await.map_err(unavailable)?;
             if known == 1 {
                 return Ok(Vec::new());
@@ -120,8 +116,8 @@ impl RedisPresence {
             tracing::warn!(node = config.node_id, "Redis lost this node's registrations; registering again");
         }
         let devices = self.inner.devices.lock().await;
-        let mut invocation = SCRIPTS.reregister.prepare_invoke();
-        invocation.arg(&config.prefix).arg(config.node_id).arg(ttl_ms);
+        let mut invocation = self.redis().node_call(&SCRIPTS.reregister);
+        invocation.arg(ttl_ms);
         for user in devices.keys() {
             invocation.arg(*user);
         }
@@ -137,9 +133,7 @@ impl RedisPresence {
 
     /// Drops the registrations of every node whose lease ran out.
     async fn reap(&self) -> Result<Vec<UserId>, PresenceError> {
-        let config = self.redis().config();
-        let mut invocation = SCRIPTS.reap.prepare_invoke();
-        invocation.arg(&config.prefix).arg(config.node_id);
+        let invocation = self.redis().node_call(&SCRIPTS.reap);
         self.redis().run(&invocation, Retry::IfDropped).await.map_err(unavailable)
     }
 }

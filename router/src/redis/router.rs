@@ -168,9 +168,8 @@ async fn publish(redis: RedisConnection, mut queued: mpsc::Receiver<Outgoing>) {
         let sends = batch.drain(..).map(|outgoing| {
             let redis = redis.clone();
             async move {
-                let config = redis.config();
-                let mut invocation = SCRIPTS.route.prepare_invoke();
-                invocation.arg(&config.prefix).arg(config.node_id).arg(outgoing.payload);
+                let mut invocation = redis.node_call(&SCRIPTS.route);
+                invocation.arg(outgoing.payload);
                 for user in &outgoing.recipients {
                     invocation.arg(*user);
                 }
