@@ -5,6 +5,8 @@
 //!
 //! ```ignore
 //! storage::conformance_suite!(async { (open_fresh_store().await, guard) });
+//! // or, for a backend that needs a server that may be missing:
+//! storage::conformance_suite!(optional async { Some((open().await?, guard)) });
 //! ```
 //!
 //! The second tuple element keeps whatever the store needs alive (a
@@ -23,11 +25,24 @@ use crate::model::{
 use crate::{Store, StoreError};
 
 /// Generates one `#[tokio::test]` per conformance case. `$make` is an
-/// expression evaluating to a future of `(store, guard)`.
+/// expression evaluating to a future of `(store, guard)`; with `optional`
+/// in front, to a future of `Option<(store, guard)>`, where `None` skips
+/// the case (a backend that needs a server nobody provided says so itself).
 #[macro_export]
 macro_rules! conformance_suite {
-    ($make:expr) => {
-        $crate::conformance_suite!(@cases $make;
+    (@cases $mode:ident $make:expr; $($case:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some((store, _guard)) = $crate::conformance_suite!(@open $mode $make) else { return };
+                $crate::conformance::$case(&store).await;
+            }
+        )+
+    };
+    (@open always $make:expr) => { Some($make.await) };
+    (@open optional $make:expr) => { $make.await };
+    (@all $mode:ident $make:expr) => {
+        $crate::conformance_suite!(@cases $mode $make;
             users_register_update_and_lookup,
             refresh_tokens_rotate_and_detect_reuse,
             contacts_add_update_block_delete,
@@ -50,14 +65,11 @@ macro_rules! conformance_suite {
             shutdown_finishes_and_refuses_more,
         );
     };
-    (@cases $make:expr; $($case:ident),+ $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let (store, _guard) = $make.await;
-                $crate::conformance::$case(&store).await;
-            }
-        )+
+    (optional $make:expr) => {
+        $crate::conformance_suite!(@all optional $make);
+    };
+    ($make:expr) => {
+        $crate::conformance_suite!(@all always $make);
     };
 }
 

@@ -16,5 +16,6 @@ mod store;
 
 pub use error::StoreError;
 pub use ids::{IdGenerator, MAX_NODE_ID};
+pub use scylla::{ScyllaConfig, ScyllaStore};
 pub use sqlite::{SqliteConfig, SqliteStore};
 pub use store::{Store, StoreResult};

@@ -1,10 +1,18 @@
-//! ScyllaDB: connecting and keeping the schema current. The data model and
-//! its choices are in `storage/docs/scylla.md`; the statements live in
-//! `migrations/`, applied in order and recorded in `schema_migrations`.
+//! ScyllaDB: connecting, keeping the schema current, and [`ScyllaStore`].
+//! The data model and its choices are in `storage/docs/scylla.md`; the
+//! schema lives in `migrations/`, applied in order and recorded in
+//! `schema_migrations`.
+
+mod rows;
+mod statements;
+mod store;
+
+pub use store::ScyllaStore;
 
 use std::time::Duration;
 
 use protocol::time::now_millis;
+use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 
@@ -31,6 +39,9 @@ pub struct ScyllaConfig {
     pub cluster_metadata: bool,
     /// How long connecting and each request may take.
     pub timeout: Duration,
+    /// This process's node id for message ids (0..=15): processes sharing
+    /// one keyspace must use different ones.
+    pub node_id: u16,
 }
 
 impl ScyllaConfig {
@@ -43,6 +54,7 @@ impl ScyllaConfig {
             replication: "{'class': 'NetworkTopologyStrategy', 'replication_factor': 3}".into(),
             cluster_metadata: true,
             timeout: Duration::from_secs(5),
+            node_id: 0,
         }
     }
 }
@@ -79,9 +91,13 @@ pub async fn connect(config: &ScyllaConfig) -> Result<Session, StoreError> {
     if config.nodes.is_empty() {
         return Err(StoreError::Invalid("no ScyllaDB node to connect to".into()));
     }
+    // Each request fails with a clear error after `timeout` instead of
+    // waiting on a node that stopped answering.
+    let profile = ExecutionProfile::builder().request_timeout(Some(config.timeout)).build();
     SessionBuilder::new()
         .known_nodes(&config.nodes)
         .connection_timeout(config.timeout)
+        .default_execution_profile_handle(profile.into_handle())
         .fetch_schema_metadata(config.cluster_metadata)
         .auto_await_schema_agreement(config.cluster_metadata)
         .build()
