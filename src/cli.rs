@@ -47,6 +47,15 @@ impl Command {
     }
 }
 
+/// Which [`storage::Store`] a process runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum StoreKind {
+    /// The embedded SQLite database in --data-dir.
+    Sqlite,
+    /// A ScyllaDB cluster (--scylla-uri, --scylla-keyspace).
+    Scylla,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum LogFormat {
     /// Readable lines for a terminal.
@@ -63,6 +72,29 @@ pub(crate) struct ServeArgs {
     /// Folder for the database and uploaded files (created if missing).
     #[arg(long, env = "SWITCHBOARD_DATA_DIR", default_value = "./data")]
     pub(crate) data_dir: PathBuf,
+
+    /// Where messages, users and chats live: the embedded SQLite database in
+    /// --data-dir, or a ScyllaDB cluster (--scylla-uri). Uploaded files stay
+    /// in --data-dir either way.
+    #[arg(long, env = "SWITCHBOARD_STORE", value_enum, default_value = "sqlite")]
+    pub(crate) store: StoreKind,
+
+    /// ScyllaDB contact points, `host:port` separated by commas (the driver
+    /// finds the rest of the cluster). Required with `--store scylla`.
+    #[arg(long, env = "SWITCHBOARD_SCYLLA_URI", value_delimiter = ',')]
+    pub(crate) scylla_uri: Vec<String>,
+
+    /// The ScyllaDB keyspace; created, and its schema migrated, on start.
+    #[arg(long, env = "SWITCHBOARD_SCYLLA_KEYSPACE", default_value = "switchboard")]
+    pub(crate) scylla_keyspace: String,
+
+    /// The replication of a keyspace created on start, in CQL.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_SCYLLA_REPLICATION",
+        default_value = "{'class': 'NetworkTopologyStrategy', 'replication_factor': 3}"
+    )]
+    pub(crate) scylla_replication: String,
     /// Development conveniences, such as SMS codes returned in responses.
     /// Never in production.
     #[arg(long, env = "SWITCHBOARD_DEV")]

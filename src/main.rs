@@ -14,11 +14,11 @@ use rest_sidecar::sms::LogSms;
 use rest_sidecar::{IceConfig, SidecarConfig, SidecarState};
 use router::redis::{RedisConfig, RedisConnection, RedisPresence, RedisRouter, RedisSequencer};
 use router::{LocalPresence, LocalRouter, PresenceRegistry, Router};
-use storage::{SqliteConfig, SqliteStore, Store};
+use storage::{ScyllaConfig, ScyllaStore, SqliteConfig, SqliteStore, Store};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use cli::{Cli, Command, LogFormat, Role, ServeArgs};
+use cli::{Cli, Command, LogFormat, Role, ServeArgs, StoreKind};
 
 /// mimalloc returns freed memory to the system; glibc's allocator kept
 /// hundreds of MiB after bursts of 19 MiB password hashes.
@@ -32,6 +32,10 @@ fn main() -> anyhow::Result<()> {
     let (role, args) = cli.command.map_or((Role::All, cli.serve), Command::into_parts);
     if role != Role::All && args.redis_url.is_none() {
         let message = format!("`switchboard {}` is a cluster process: give it --redis-url", role.name());
+        <Cli as clap::CommandFactory>::command().error(clap::error::ErrorKind::MissingRequiredArgument, message).exit();
+    }
+    if args.store == StoreKind::Scylla && args.scylla_uri.is_empty() {
+        let message = "--store scylla needs --scylla-uri (host:port of at least one node)";
         <Cli as clap::CommandFactory>::command().error(clap::error::ErrorKind::MissingRequiredArgument, message).exit();
     }
     init_logging(args.log_format);
@@ -112,14 +116,8 @@ impl Cluster {
 /// gateway and the sidecar over the embedded SQLite store; `gateway` and
 /// `sidecar` are the halves of a cluster, routed through Redis.
 async fn serve(role: Role, args: ServeArgs) -> anyhow::Result<()> {
-    let data_dir = args.data_dir.clone();
     let node_id = args.node_id;
-    let sqlite = tokio::task::spawn_blocking(move || {
-        SqliteStore::open(&SqliteConfig { node_id, ..SqliteConfig::new(data_dir) })
-    })
-    .await?
-    .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
-    let store: Arc<dyn Store> = Arc::new(sqlite);
+    let store = open_store(&args).await?;
     let files_dir = args.data_dir.join("files");
     tokio::fs::create_dir_all(&files_dir).await.with_context(|| format!("creating {}", files_dir.display()))?;
     let cluster = Cluster::new(&args)?;
@@ -211,6 +209,36 @@ async fn serve(role: Role, args: ServeArgs) -> anyhow::Result<()> {
     store.shutdown().await.context("flushing the store")?;
     tracing::info!("store flushed; bye");
     Ok(())
+}
+
+/// The store `args` name: SQLite in the data dir, or a ScyllaDB cluster.
+async fn open_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn Store>> {
+    let node_id = args.node_id;
+    match args.store {
+        StoreKind::Sqlite => {
+            let data_dir = args.data_dir.clone();
+            let sqlite = tokio::task::spawn_blocking(move || {
+                SqliteStore::open(&SqliteConfig { node_id, ..SqliteConfig::new(data_dir) })
+            })
+            .await?
+            .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+            Ok(Arc::new(sqlite))
+        }
+        StoreKind::Scylla => {
+            let config = ScyllaConfig {
+                keyspace: args.scylla_keyspace.clone(),
+                replication: args.scylla_replication.clone(),
+                node_id,
+                ..ScyllaConfig::new(args.scylla_uri.clone())
+            };
+            let nodes = args.scylla_uri.join(",");
+            let scylla = ScyllaStore::open(&config)
+                .await
+                .with_context(|| format!("opening ScyllaDB keyspace {} at {nodes}", args.scylla_keyspace))?;
+            tracing::info!(nodes, keyspace = args.scylla_keyspace, "ScyllaDB store open");
+            Ok(Arc::new(scylla))
+        }
+    }
 }
 
 /// The sidecar's configuration from the command line.

@@ -101,7 +101,7 @@ async fn serve_subcommand_with_flags_and_sigint() {
 
 #[test]
 fn bad_configuration_is_refused_with_a_clear_message() {
-    let cases: [&[&str]; 7] = [
+    let cases: [&[&str]; 9] = [
         &["--listen", "not-an-address"],
         &["--node-id", "16"],
         &["--log-format", "xml"],
@@ -109,6 +109,8 @@ fn bad_configuration_is_refused_with_a_clear_message() {
         &["gateway", "--node-id", "1"],
         &["sidecar", "--node-id", "3"],
         &["--trusted-proxy", "10.0.0.0/33"],
+        &["--store", "scylla"],
+        &["--store", "cassandra"],
     ];
     for args in cases {
         let output = Command::new(BIN).args(args).output().unwrap();
@@ -131,6 +133,25 @@ fn refused(args: &[&str]) -> String {
 fn a_bad_redis_url_is_refused_before_serving() {
     let stderr = refused(&["gateway", "--listen", "127.0.0.1:0", "--redis-url", "http://not-redis"]);
     assert!(stderr.contains("bad Redis URL"), "{stderr}");
+}
+
+#[test]
+fn an_unreachable_scylla_cluster_is_refused_before_serving() {
+    // Nothing listens on a port that was just freed.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let stderr = refused(&["--listen", "127.0.0.1:0", "--store", "scylla", "--scylla-uri", &closed]);
+    assert!(stderr.contains("opening ScyllaDB keyspace switchboard at"), "{stderr}");
+    let stderr = refused(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        "scylla",
+        "--scylla-uri",
+        &closed,
+        "--scylla-keyspace",
+        "Bad-Name",
+    ]);
+    assert!(stderr.contains("keyspace"), "{stderr}");
 }
 
 #[test]
