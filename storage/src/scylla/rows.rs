@@ -36,7 +36,7 @@ pub(crate) struct UserRow {
 }
 
 impl UserRow {
-    /// `None` for a row that only a stray `last_seen` write created.
+    /// `None` for a row missing what its insert always sets.
     pub(crate) fn into_user(self) -> Option<User> {
         let created_at = self.created_at?;
         Some(User {
@@ -49,7 +49,8 @@ impl UserRow {
             language: text(self.language),
             theme: text(self.theme),
             is_disabled: self.is_disabled.unwrap_or(false),
-            last_seen: self.last_seen,
+            // 0 is "never": the conditional raise needs a value to compare.
+            last_seen: self.last_seen.filter(|&at| at > 0),
             created_at,
             updated_at: self.updated_at.unwrap_or(created_at),
         })
@@ -98,8 +99,9 @@ pub(crate) struct ChatRow {
 }
 
 impl ChatRow {
-    /// The chat, with the parts kept elsewhere: its last seq and member count.
-    pub(crate) fn into_chat(self, last_seq: u64, members_count: u64) -> Option<Chat> {
+    /// The chat, with the parts kept elsewhere: its last seq, member count,
+    /// and when its newest message was written (activity moves `updated_at`).
+    pub(crate) fn into_chat(self, last_seq: u64, members_count: u64, active_at: Option<i64>) -> Option<Chat> {
         let created_at = self.created_at?;
         Some(Chat {
             id: self.id,
@@ -112,7 +114,7 @@ impl ChatRow {
             last_seq,
             members_count,
             created_at,
-            updated_at: self.updated_at.unwrap_or(created_at),
+            updated_at: self.updated_at.unwrap_or(created_at).max(active_at.unwrap_or(created_at)),
         })
     }
 }
@@ -205,19 +207,19 @@ impl MessageRow {
 /// The bound values of `insert_message`.
 #[allow(clippy::struct_excessive_bools, reason = "seed 002's message shape: each flag is a column")]
 #[derive(Debug, SerializeRow)]
-pub(crate) struct MessageInsert<'a> {
+pub(crate) struct MessageInsert {
     pub(crate) chat_id: i64,
     pub(crate) bucket: i64,
     pub(crate) seq: i64,
     pub(crate) id: i64,
     pub(crate) sender_id: i64,
     pub(crate) client_message_id: Option<String>,
-    pub(crate) kind: &'a str,
-    pub(crate) content: &'a str,
-    pub(crate) file_name: &'a str,
+    pub(crate) kind: &'static str,
+    pub(crate) content: String,
+    pub(crate) file_name: String,
     pub(crate) file_size: i64,
-    pub(crate) file_url: &'a str,
-    pub(crate) thumbnail: &'a str,
+    pub(crate) file_url: String,
+    pub(crate) thumbnail: String,
     pub(crate) reply_to_id: Option<i64>,
     pub(crate) forward_from: Option<i64>,
     pub(crate) ttl: i64,
@@ -251,6 +253,67 @@ pub(crate) struct ScheduledRow {
     pub(crate) send_at: Option<i64>,
     pub(crate) is_silent: Option<bool>,
     pub(crate) created_at: Option<i64>,
+}
+
+impl MessageInsert {
+    pub(crate) fn of(id: i64, new: &NewMessage, bucket: i64, seq: u64, expires_at: Option<i64>) -> Self {
+        Self {
+            chat_id: new.chat_id,
+            bucket,
+            seq: seq as i64,
+            id,
+            sender_id: new.sender_id,
+            client_message_id: new.client_message_id.clone(),
+            kind: new.kind.as_str(),
+            content: new.content.clone(),
+            file_name: new.file_name.clone(),
+            file_size: new.file_size as i64,
+            file_url: new.file_url.clone(),
+            thumbnail: new.thumbnail.clone(),
+            reply_to_id: new.reply_to_id,
+            forward_from: new.forward_from,
+            ttl: new.ttl as i64,
+            expires_at,
+            send_at: new.send_at,
+            is_silent: new.is_silent,
+            is_edited: false,
+            is_deleted: false,
+            is_pinned: false,
+            created_at: new.created_at,
+            updated_at: new.created_at,
+        }
+    }
+}
+
+impl NewMessage {
+    /// The message as it was stored with `id` at `seq`.
+    pub(crate) fn stored(&self, id: i64, seq: u64, expires_at: Option<i64>) -> Message {
+        Message {
+            id,
+            chat_id: self.chat_id,
+            seq,
+            sender_id: self.sender_id,
+            client_message_id: self.client_message_id.clone(),
+            kind: self.kind,
+            content: self.content.clone(),
+            file_name: self.file_name.clone(),
+            file_size: self.file_size,
+            file_url: self.file_url.clone(),
+            thumbnail: self.thumbnail.clone(),
+            reply_to_id: self.reply_to_id,
+            forward_from: self.forward_from,
+            ttl: self.ttl,
+            expires_at,
+            send_at: self.send_at,
+            is_silent: self.is_silent,
+            is_edited: false,
+            is_deleted: false,
+            is_pinned: false,
+            created_at: self.created_at,
+            updated_at: self.created_at,
+            deleted_at: None,
+        }
+    }
 }
 
 impl ScheduledRow {

@@ -4,6 +4,7 @@
 //! the driver may retry it after a timeout; lightweight transactions and
 //! writes that depend on what they read are never marked.
 
+use futures_util::future::try_join_all;
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 
@@ -48,11 +49,15 @@ macro_rules! statements {
         }
 
         impl Statements {
-            /// Every statement's name and CQL, for tests that check them.
-            pub(crate) const ALL: &[(&str, &str)] = &[$((stringify!($name), $cql)),+];
+            /// Every statement's name, CQL and whether it is idempotent.
+            pub(crate) const ALL: &[(&str, &str, bool)] = &[$((stringify!($name), $cql, $idempotent)),+];
 
+            /// Prepares them all at once (one round trip's wait, not one each).
             pub(crate) async fn prepare(session: &Session) -> Result<Self, StoreError> {
-                Ok(Self { $($name: prepare(session, stringify!($name), $cql, $idempotent).await?,)+ })
+                let all = Self::ALL.iter().map(|&(name, cql, idempotent)| prepare(session, name, cql, idempotent));
+                let mut prepared = try_join_all(all).await?.into_iter();
+                let mut next = || prepared.next().ok_or_else(|| StoreError::Scylla("a statement went missing".into()));
+                Ok(Self { $($name: next()?,)+ })
             }
         }
     };
@@ -70,7 +75,8 @@ statements! {
 
     // ---- users ----
     insert_user: true => "INSERT INTO users (id, phone, username, nickname, bio, avatar, language, theme, \
-         is_disabled, password_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+         is_disabled, last_seen, password_hash, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
     claim_phone: false => "INSERT INTO users_by_phone (phone, user_id) VALUES (?, ?) IF NOT EXISTS";
     release_phone: false => "DELETE FROM users_by_phone WHERE phone = ? IF user_id = ?";
     claim_username: false => "INSERT INTO users_by_username (username, user_id) VALUES (?, ?) IF NOT EXISTS";
@@ -80,9 +86,8 @@ statements! {
     user_by_username: true => "SELECT user_id FROM users_by_username WHERE username = ?";
     update_user: true => "UPDATE users SET username = ?, nickname = ?, bio = ?, avatar = ?, language = ?, theme = ?, \
          is_disabled = ?, updated_at = ? WHERE id = ?";
-    // The write time is the moment itself: the latest moment wins, whatever
-    // order the writes arrive in.
-    set_last_seen: true => "UPDATE users USING TIMESTAMP ? SET last_seen = ? WHERE id = ?";
+    // Only ever later (a new user's last_seen is 0, "never").
+    set_last_seen: false => "UPDATE users SET last_seen = ? WHERE id = ? IF last_seen < ?";
     select_password: true => "SELECT password_hash, created_at FROM users WHERE id = ?";
     set_password: false => "UPDATE users SET password_hash = ? WHERE id = ? IF EXISTS";
 
@@ -120,11 +125,11 @@ statements! {
     select_chat: true => "SELECT id, kind, name, description, avatar, created_by, is_active, created_at, updated_at \
          FROM chats WHERE id = ?";
     update_chat: true => "UPDATE chats SET name = ?, description = ?, avatar = ?, updated_at = ? WHERE id = ?";
-    // Activity: the write time is the moment, so the latest one wins.
-    touch_chat: true => "UPDATE chats USING TIMESTAMP ? SET updated_at = ? WHERE id = ?";
+    // A floor under the chat's top seq, raised once per bucket (see
+    // `ScyllaStore::top`); its row also says the chat exists.
     select_last_seq: true => "SELECT last_seq FROM chat_seqs WHERE chat_id = ?";
-    // The write time is the seq: the highest seq wins, in any order.
-    raise_last_seq: true => "UPDATE chat_seqs USING TIMESTAMP ? SET last_seq = ? WHERE chat_id = ?";
+    init_last_seq: true => "INSERT INTO chat_seqs (chat_id, last_seq) VALUES (?, ?)";
+    raise_last_seq: false => "UPDATE chat_seqs SET last_seq = ? WHERE chat_id = ? IF last_seq < ?";
     claim_private: false => "INSERT INTO private_chats (pair, chat_id) VALUES (?, ?) IF NOT EXISTS";
     select_private: true => "SELECT chat_id FROM private_chats WHERE pair = ?";
     insert_member: false => concat!("INSERT INTO members (", member_columns!(), ") \
@@ -168,7 +173,8 @@ statements! {
          WHERE chat_id = ? AND bucket = ? AND seq > ? AND seq < ? ORDER BY seq DESC");
     page_up: true => concat!("SELECT ", message_columns!(), " FROM messages \
          WHERE chat_id = ? AND bucket = ? AND seq > ? AND seq < ? ORDER BY seq ASC");
-    top_of_bucket: true => "SELECT seq FROM messages WHERE chat_id = ? AND bucket = ? LIMIT 1";
+    // The newest row of a bucket (clustering is seq DESC).
+    top_of_bucket: true => "SELECT seq, created_at FROM messages WHERE chat_id = ? AND bucket = ? LIMIT 1";
     edit_message: true => "UPDATE messages SET content = ?, is_edited = ?, updated_at = ? \
          WHERE chat_id = ? AND bucket = ? AND seq = ?";
     erase_message: true => "UPDATE messages SET content = ?, file_name = ?, file_size = ?, file_url = ?, \

@@ -93,6 +93,16 @@ fn failed(error: impl std::fmt::Display) -> StoreError {
     StoreError::Scylla(error.to_string())
 }
 
+/// A failed statement's error, naming the statement (its CQL up to the
+/// values or restrictions, which is enough to tell them apart).
+fn failed_in(statement: &PreparedStatement) -> impl Fn(scylla::errors::ExecutionError) -> StoreError + '_ {
+    move |error| {
+        let cql = statement.get_statement();
+        let head = [" VALUES", " WHERE", " SET"].iter().filter_map(|cut| cql.find(cut)).min().unwrap_or(cql.len());
+        StoreError::Scylla(format!("{error} (in {})", &cql[..head]))
+    }
+}
+
 /// The first column of a lightweight transaction's answer: whether it applied.
 fn applied_of(rows: &[Row]) -> StoreResult<bool> {
     match rows.first().and_then(|row| row.columns.first()) {
@@ -167,7 +177,12 @@ impl ScyllaStore {
     /// Connects, creates the keyspace and applies the migrations if needed,
     /// and prepares every statement.
     pub async fn open(config: &ScyllaConfig) -> StoreResult<Self> {
-        let session = connect(config).await?;
+        Self::with_session(connect(config).await?, config).await
+    }
+
+    /// The store over a session the caller built (an address translator,
+    /// TLS, a custom load-balancing policy), for `config`'s keyspace.
+    pub async fn with_session(session: Session, config: &ScyllaConfig) -> StoreResult<Self> {
         migrate(&session, config).await?;
         let statements = Box::pin(Statements::prepare(&session)).await?;
         Ok(Self {
@@ -182,8 +197,9 @@ impl ScyllaStore {
         })
     }
 
-    /// Every statement the store prepares, by name, with its CQL.
-    pub fn statements() -> &'static [(&'static str, &'static str)] {
+    /// Every statement the store prepares: its name, its CQL, and whether
+    /// it is marked idempotent (the driver may retry it after a timeout).
+    pub fn statements() -> &'static [(&'static str, &'static str, bool)] {
         Statements::ALL
     }
 
@@ -202,7 +218,7 @@ impl ScyllaStore {
     }
 
     async fn run(&self, statement: &PreparedStatement, values: impl SerializeRow) -> StoreResult<()> {
-        self.inner.session.execute_unpaged(statement, values).await.map_err(failed)?;
+        self.inner.session.execute_unpaged(statement, values).await.map_err(failed_in(statement))?;
         Ok(())
     }
 
@@ -210,7 +226,7 @@ impl ScyllaStore {
     where
         R: for<'frame, 'metadata> DeserializeRow<'frame, 'metadata>,
     {
-        let result = self.inner.session.execute_unpaged(statement, values).await.map_err(failed)?;
+        let result = self.inner.session.execute_unpaged(statement, values).await.map_err(failed_in(statement))?;
         let rows = result.into_rows_result().map_err(failed)?;
         rows.rows::<R>().map_err(failed)?.collect::<Result<Vec<R>, _>>().map_err(failed)
     }
@@ -256,36 +272,51 @@ impl ScyllaStore {
 
     // ---- chats and members ----
 
-    /// The chat's last seq as recorded in `chat_seqs`; `None` when there
-    /// is no such chat. It may trail the true top by writes still landing
-    /// (see [`ScyllaStore::top_seq`]).
+    /// The floor recorded in `chat_seqs`: a seq at or below the chat's top,
+    /// in its newest bucket or an older one. `None` when there is no such chat.
     async fn recorded_seq(&self, chat_id: ChatId) -> StoreResult<Option<Seq>> {
         let row = self.row::<(Option<i64>,)>(&self.st().select_last_seq, (chat_id,)).await?;
         Ok(row.map(|(seq,)| seq.unwrap_or(0) as u64))
     }
 
-    /// The highest seq actually stored, from `hint` upwards: the top row of
-    /// each bucket from `hint`'s, while buckets have rows.
-    async fn top_seq(&self, chat_id: ChatId, hint: Seq) -> StoreResult<Seq> {
+    /// The chat's highest stored seq and when that message was written,
+    /// found from `floor` upwards: the newest row of each bucket from
+    /// `floor`'s, while buckets have rows (one read, two across a boundary).
+    /// Derived from the messages themselves, so it is exact and never goes
+    /// backwards; `(floor, None)` when no row is at or above the floor.
+    async fn top(&self, chat_id: ChatId, floor: Seq) -> StoreResult<(Seq, Option<Millis>)> {
         let buckets = self.inner.buckets;
-        let mut top = hint;
-        let mut bucket = buckets.of(hint.max(1));
+        let mut top = (floor, None);
+        let mut bucket = buckets.of(floor.max(1));
         loop {
-            let row = self.row::<(i64,)>(&self.st().top_of_bucket, (chat_id, bucket as i64)).await?;
-            let Some((seq,)) = row else { return Ok(top) };
-            top = top.max(seq as u64);
+            let statement = &self.st().top_of_bucket;
+            let row = self.row::<(i64, Option<i64>)>(statement, (chat_id, bucket as i64)).await?;
+            let Some((seq, created_at)) = row else { return Ok(top) };
+            if seq as u64 >= top.0 {
+                top = (seq as u64, created_at);
+            }
             bucket += 1;
         }
     }
 
+    /// The chat's highest stored seq; `None` when there is no such chat.
+    async fn top_seq(&self, chat_id: ChatId) -> StoreResult<Option<Seq>> {
+        match self.recorded_seq(chat_id).await? {
+            Some(floor) => Ok(Some(self.top(chat_id, floor).await?.0)),
+            None => Ok(None),
+        }
+    }
+
     async fn load_chat(&self, id: ChatId) -> StoreResult<Option<Chat>> {
-        let (row, seq, members) = try_join3(
+        let (row, floor, members) = try_join3(
             self.row::<ChatRow>(&self.st().select_chat, (id,)),
             self.recorded_seq(id),
             self.count(&self.st().member_ids, (id,)),
         )
         .await?;
-        Ok(row.and_then(|row| row.into_chat(seq.unwrap_or(0), members)))
+        let Some(row) = row else { return Ok(None) };
+        let (last_seq, active_at) = self.top(id, floor.unwrap_or(0)).await?;
+        Ok(row.into_chat(last_seq, members, active_at))
     }
 
     async fn load_member(&self, chat_id: ChatId, user_id: UserId) -> StoreResult<Option<Member>> {
@@ -400,7 +431,8 @@ impl ScyllaStore {
         Ok(())
     }
 
-    /// Writes message `id` at `new.seq`, or at the chat's next free seq.
+    /// Writes message `id` at `new.seq`, or else right above `top` (the
+    /// chat's top seq as last read; `recorded` is its `chat_seqs` floor).
     /// The seq is claimed with `IF NOT EXISTS`: a taken one is never
     /// overwritten. `None` when `claim` is [`IdClaim::Release`] and the
     /// message was released already.
@@ -408,12 +440,13 @@ impl ScyllaStore {
         &self,
         id: MessageId,
         new: &NewMessage,
+        top: Seq,
         recorded: Seq,
         claim: IdClaim,
     ) -> StoreResult<Option<Message>> {
         let chat_id = new.chat_id;
         let expires_at = (new.ttl > 0).then(|| new.created_at + (new.ttl as i64).saturating_mul(1000));
-        let mut seq = new.seq.unwrap_or(recorded + 1);
+        let mut seq = new.seq.unwrap_or(top + 1);
         if seq == 0 {
             return Err(StoreError::Invalid("seq starts at 1".into()));
         }
@@ -433,31 +466,7 @@ impl ScyllaStore {
                 self.run(&self.st().point_message_id, (id, chat_id, seq as i64)).await?;
             }
             let bucket = self.inner.buckets.of(seq) as i64;
-            let row = MessageInsert {
-                chat_id,
-                bucket,
-                seq: seq as i64,
-                id,
-                sender_id: new.sender_id,
-                client_message_id: new.client_message_id.clone(),
-                kind: new.kind.as_str(),
-                content: &new.content,
-                file_name: &new.file_name,
-                file_size: new.file_size as i64,
-                file_url: &new.file_url,
-                thumbnail: &new.thumbnail,
-                reply_to_id: new.reply_to_id,
-                forward_from: new.forward_from,
-                ttl: new.ttl as i64,
-                expires_at,
-                send_at: new.send_at,
-                is_silent: new.is_silent,
-                is_edited: false,
-                is_deleted: false,
-                is_pinned: false,
-                created_at: new.created_at,
-                updated_at: new.created_at,
-            };
+            let row = MessageInsert::of(id, new, bucket, seq, expires_at);
             if self.applied(&self.st().insert_message, row).await? {
                 break;
             }
@@ -472,10 +481,17 @@ impl ScyllaStore {
                 self.run(&self.st().delete_message_id, (id,)).await?;
                 return Err(StoreError::Scylla(format!("no free seq found in chat {chat_id} after {tries} tries")));
             }
-            seq = if tries % SEQ_PROBES == 0 { self.top_seq(chat_id, seq).await? + 1 } else { seq + 1 };
+            seq = if tries % SEQ_PROBES == 0 { self.top(chat_id, seq).await?.0 + 1 } else { seq + 1 };
         }
-        let raise = self.run(&self.st().raise_last_seq, (seq as i64, seq as i64, chat_id));
-        let touch = self.run(&self.st().touch_chat, (new.created_at.saturating_mul(1000), new.created_at, chat_id));
+        let raise = async {
+            // The floor moves once per bucket, so `top` stays one or two reads.
+            let buckets = self.inner.buckets;
+            if buckets.of(seq) > buckets.of(recorded.max(1)) {
+                let floor = *buckets.seqs(buckets.of(seq)).start() as i64;
+                self.applied(&self.st().raise_last_seq, (floor, chat_id, floor)).await?;
+            }
+            Ok(())
+        };
         let file = async {
             if new.file_url.is_empty() {
                 Ok(())
@@ -483,32 +499,8 @@ impl ScyllaStore {
                 self.run(&self.st().insert_file_message, (new.file_url.as_str(), chat_id, id)).await
             }
         };
-        try_join3(raise, touch, file).await?;
-        Ok(Some(Message {
-            id,
-            chat_id,
-            seq,
-            sender_id: new.sender_id,
-            client_message_id: new.client_message_id.clone(),
-            kind: new.kind,
-            content: new.content.clone(),
-            file_name: new.file_name.clone(),
-            file_size: new.file_size,
-            file_url: new.file_url.clone(),
-            thumbnail: new.thumbnail.clone(),
-            reply_to_id: new.reply_to_id,
-            forward_from: new.forward_from,
-            ttl: new.ttl,
-            expires_at,
-            send_at: new.send_at,
-            is_silent: new.is_silent,
-            is_edited: false,
-            is_deleted: false,
-            is_pinned: false,
-            created_at: new.created_at,
-            updated_at: new.created_at,
-            deleted_at: None,
-        }))
+        try_join(raise, file).await?;
+        Ok(Some(new.stored(id, seq, expires_at)))
     }
 
     async fn append(&self, new: NewMessage) -> StoreResult<Appended> {
@@ -525,6 +517,8 @@ impl ScyllaStore {
             None => None,
         };
         let recorded = self.recorded_seq(new.chat_id).await?.ok_or(StoreError::ChatNotFound(new.chat_id))?;
+        // A store-assigned seq goes right above the chat's top.
+        let next = if new.seq.is_none() { self.top(new.chat_id, recorded).await?.0 } else { recorded };
         // Taken under the chat's turn, so ids rise with store-assigned seqs.
         let id = self.inner.ids.next_id();
         if let Some(client_id) = new.client_message_id.as_deref()
@@ -532,13 +526,19 @@ impl ScyllaStore {
         {
             return Ok(Appended::Duplicate(original));
         }
-        match self.place(id, &new, recorded, IdClaim::Fresh).await {
+        match self.place(id, &new, next, recorded, IdClaim::Fresh).await {
             Ok(Some(message)) => Ok(Appended::New(message)),
             Ok(None) => Err(StoreError::Scylla("a fresh message id was taken".into())),
-            Err(error) => {
+            // The seq was refused: nothing was written, so a retry may
+            // claim the key afresh.
+            Err(error @ StoreError::SeqTaken { .. }) => {
                 self.release_client_id(new.sender_id, new.client_message_id.as_deref(), id).await?;
                 Err(error)
             }
+            // Anything else (a timeout above all) may have written the
+            // message: the claim stays, so a retry finds the message if it
+            // landed, or takes the claim over once it is clear it did not.
+            Err(error) => Err(error),
         }
     }
 
@@ -576,8 +576,12 @@ impl ScyllaStore {
             let mut paging = PagingState::start();
             loop {
                 let values = (chat_id, bucket as i64, after as i64, before.min(i64::MAX as u64) as i64);
-                let (result, next) =
-                    self.inner.session.execute_single_page(&statement, values, paging).await.map_err(failed)?;
+                let (result, next) = self
+                    .inner
+                    .session
+                    .execute_single_page(&statement, values, paging)
+                    .await
+                    .map_err(failed_in(&statement))?;
                 let rows = result.into_rows_result().map_err(failed)?;
                 for row in rows.rows::<MessageRow>().map_err(failed)? {
                     let Some(message) = row.map_err(failed)?.into_message() else { continue };
@@ -612,16 +616,14 @@ impl ScyllaStore {
     }
 
     async fn latest(&self, chat_id: ChatId, now: Millis) -> StoreResult<Option<Message>> {
-        let Some(recorded) = self.recorded_seq(chat_id).await? else { return Ok(None) };
-        let top = self.top_seq(chat_id, recorded).await?;
+        let Some(top) = self.top_seq(chat_id).await? else { return Ok(None) };
         let filter = Filter { now, kind: None, search: None };
         Ok(self.walk(chat_id, 0, top + 1, false, &filter, 0, 1).await?.pop())
     }
 
     async fn unread(&self, chat_id: ChatId, user_id: UserId, now: Millis) -> StoreResult<u64> {
-        let (member, recorded) = try_join(self.load_member(chat_id, user_id), self.recorded_seq(chat_id)).await?;
-        let (Some(member), Some(recorded)) = (member, recorded) else { return Ok(0) };
-        let top = self.top_seq(chat_id, recorded).await?;
+        let (member, top) = try_join(self.load_member(chat_id, user_id), self.top_seq(chat_id)).await?;
+        let (Some(member), Some(top)) = (member, top) else { return Ok(0) };
         let marker = member.last_read_seq;
         if top <= marker {
             return Ok(0);
@@ -710,6 +712,7 @@ impl Store for ScyllaStore {
             DEFAULT_LANGUAGE,
             DEFAULT_THEME,
             false,
+            0_i64,
             new.password_hash.as_deref(),
             new.created_at,
             new.created_at,
@@ -783,7 +786,9 @@ impl Store for ScyllaStore {
 
     async fn set_last_seen(&self, id: UserId, at: Millis) -> StoreResult<()> {
         let _open = self.open_guard().await?;
-        self.run(&self.st().set_last_seen, (at.saturating_mul(1000), at, id)).await
+        // Not applied: a later moment is already there (or no such user).
+        self.applied(&self.st().set_last_seen, (at, id, at)).await?;
+        Ok(())
     }
 
     async fn password_hash(&self, id: UserId) -> StoreResult<Option<String>> {
@@ -1040,8 +1045,7 @@ impl Store for ScyllaStore {
         );
         // chat_seqs at write time 0, so every real seq (written at its own
         // seq as the time) supersedes it.
-        try_join(self.run(&self.st().insert_chat, values), self.run(&self.st().raise_last_seq, (0_i64, 0_i64, id)))
-            .await?;
+        try_join(self.run(&self.st().insert_chat, values), self.run(&self.st().init_last_seq, (id, 0_i64))).await?;
         if let Some(pair) = &pair
             && !self.applied(&self.st().claim_private, (pair.as_str(), id)).await?
         {
@@ -1252,8 +1256,8 @@ impl Store for ScyllaStore {
         let before = if let Some(seq) = before {
             seq
         } else {
-            let Some(recorded) = self.recorded_seq(chat_id).await? else { return Ok(Vec::new()) };
-            self.top_seq(chat_id, recorded).await? + 1
+            let Some(top) = self.top_seq(chat_id).await? else { return Ok(Vec::new()) };
+            top + 1
         };
         let filter = Filter::of(&query);
         let mut page = self
@@ -1340,10 +1344,7 @@ impl Store for ScyllaStore {
 
     async fn max_seq(&self, chat_id: ChatId) -> StoreResult<Seq> {
         let _open = self.open_guard().await?;
-        match self.recorded_seq(chat_id).await? {
-            Some(recorded) => self.top_seq(chat_id, recorded).await,
-            None => Ok(0),
-        }
+        Ok(self.top_seq(chat_id).await?.unwrap_or(0))
     }
 
     async fn schedule_message(&self, new: NewMessage) -> StoreResult<Appended> {
@@ -1411,7 +1412,8 @@ impl Store for ScyllaStore {
             None => None,
         };
         let recorded = self.recorded_seq(new.chat_id).await?.ok_or(StoreError::ChatNotFound(new.chat_id))?;
-        let released = self.place(id, &new, recorded, IdClaim::Release).await?;
+        let next = if seq.is_none() { self.top(new.chat_id, recorded).await?.0 } else { recorded };
+        let released = self.place(id, &new, next, recorded, IdClaim::Release).await?;
         self.unschedule(&held).await?;
         Ok(released)
     }
@@ -1456,9 +1458,9 @@ impl Store for ScyllaStore {
     async fn mark_read(&self, chat_id: ChatId, user_id: UserId, seq: Seq) -> StoreResult<Seq> {
         let _open = self.open_guard().await?;
         for _ in 0..8 {
-            let (member, recorded) = try_join(self.load_member(chat_id, user_id), self.recorded_seq(chat_id)).await?;
+            let (member, top) = try_join(self.load_member(chat_id, user_id), self.top_seq(chat_id)).await?;
             let Some(member) = member else { return Err(StoreError::NotMember { chat_id, user_id }) };
-            let top = self.top_seq(chat_id, recorded.unwrap_or(0)).await?;
+            let top = top.unwrap_or(0);
             let target = seq.min(top);
             if target <= member.last_read_seq {
                 return Ok(member.last_read_seq);
