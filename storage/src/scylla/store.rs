@@ -450,57 +450,57 @@ impl ScyllaStore {
         if seq == 0 {
             return Err(StoreError::Invalid("seq starts at 1".into()));
         }
+        // Everything that finds the message is written before the message:
+        // once it is in history, it can be found by id and its file read by
+        // the chat's members, even if this process dies right after.
+        if claim == IdClaim::Release {
+            let fresh = self.applied(&self.st().claim_message_id, (id, chat_id, seq as i64)).await?;
+            if !fresh && self.load_message(id).await?.is_some() {
+                return Ok(None);
+            }
+        }
+        if !new.file_url.is_empty() {
+            self.run(&self.st().insert_file_message, (new.file_url.as_str(), chat_id, id)).await?;
+        }
         let mut tries = 0;
         loop {
-            // Point the id at the seq before claiming the seq, so a message
-            // that is in history can always be found by id.
-            if claim == IdClaim::Release && tries == 0 {
-                let fresh = self.applied(&self.st().claim_message_id, (id, chat_id, seq as i64)).await?;
-                if !fresh && self.load_message(id).await?.is_some() {
-                    return Ok(None);
-                }
-                if !fresh {
-                    self.run(&self.st().point_message_id, (id, chat_id, seq as i64)).await?;
-                }
-            } else {
-                self.run(&self.st().point_message_id, (id, chat_id, seq as i64)).await?;
-            }
+            self.run(&self.st().point_message_id, (id, chat_id, seq as i64)).await?;
             let bucket = self.inner.buckets.of(seq) as i64;
-            let row = MessageInsert::of(id, new, bucket, seq, expires_at);
-            if self.applied(&self.st().insert_message, row).await? {
+            if self.applied(&self.st().insert_message, MessageInsert::of(id, new, bucket, seq, expires_at)).await? {
                 break;
             }
-            if new.seq.is_some() {
-                self.run(&self.st().delete_message_id, (id,)).await?;
-                return Err(StoreError::SeqTaken { chat_id, seq });
-            }
-            // The recorded seq trailed the chat: writes elsewhere landed
-            // after it was read. Try just above, then read the top again.
             tries += 1;
-            if tries > SEQ_PROBES * SEQ_ROUNDS {
-                self.run(&self.st().delete_message_id, (id,)).await?;
+            if new.seq.is_some() || tries > SEQ_PROBES * SEQ_ROUNDS {
+                self.unplace(id, new).await?;
+                if new.seq.is_some() {
+                    return Err(StoreError::SeqTaken { chat_id, seq });
+                }
                 return Err(StoreError::Scylla(format!("no free seq found in chat {chat_id} after {tries} tries")));
             }
+            // The top read trailed the chat: writes elsewhere landed after
+            // it was read. Try just above, then read the top again.
             seq = if tries % SEQ_PROBES == 0 { self.top(chat_id, seq).await?.0 + 1 } else { seq + 1 };
         }
-        let raise = async {
-            // The floor moves once per bucket, so `top` stays one or two reads.
-            let buckets = self.inner.buckets;
-            if buckets.of(seq) > buckets.of(recorded.max(1)) {
-                let floor = *buckets.seqs(buckets.of(seq)).start() as i64;
-                self.applied(&self.st().raise_last_seq, (floor, chat_id, floor)).await?;
+        // The floor moves once per bucket, so `top` stays one or two reads.
+        // Only a shortcut: the message is stored whatever happens here.
+        let buckets = self.inner.buckets;
+        if buckets.of(seq) > buckets.of(recorded.max(1)) {
+            let floor = *buckets.seqs(buckets.of(seq)).start() as i64;
+            if let Err(error) = self.applied(&self.st().raise_last_seq, (floor, chat_id, floor)).await {
+                tracing::warn!(chat_id, floor, %error, "could not raise the chat's seq floor; reads walk up from the old one");
             }
-            Ok(())
-        };
-        let file = async {
-            if new.file_url.is_empty() {
-                Ok(())
-            } else {
-                self.run(&self.st().insert_file_message, (new.file_url.as_str(), chat_id, id)).await
-            }
-        };
-        try_join(raise, file).await?;
+        }
         Ok(Some(new.stored(id, seq, expires_at)))
+    }
+
+    /// Takes back what [`ScyllaStore::place`] wrote before a seq it could
+    /// not have: the id's pointer and the file's row.
+    async fn unplace(&self, id: MessageId, new: &NewMessage) -> StoreResult<()> {
+        self.run(&self.st().delete_message_id, (id,)).await?;
+        if !new.file_url.is_empty() {
+            self.run(&self.st().delete_file_message, (new.file_url.as_str(), new.chat_id, id)).await?;
+        }
+        Ok(())
     }
 
     async fn append(&self, new: NewMessage) -> StoreResult<Appended> {
