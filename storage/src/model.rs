@@ -322,6 +322,67 @@ impl NewMessage {
             created_at,
         }
     }
+
+    /// When a message with a `ttl` expires: `ttl` seconds after it is sent.
+    pub fn expires_at(&self) -> Option<Millis> {
+        (self.ttl > 0).then(|| self.created_at + (self.ttl as i64).saturating_mul(1000))
+    }
+
+    /// The message as a store keeps it once written with `id` at `seq`.
+    pub fn into_stored(self, id: MessageId, seq: Seq) -> Message {
+        let expires_at = self.expires_at();
+        Message {
+            id,
+            chat_id: self.chat_id,
+            seq,
+            sender_id: self.sender_id,
+            client_message_id: self.client_message_id,
+            kind: self.kind,
+            content: self.content,
+            file_name: self.file_name,
+            file_size: self.file_size,
+            file_url: self.file_url,
+            thumbnail: self.thumbnail,
+            reply_to_id: self.reply_to_id,
+            forward_from: self.forward_from,
+            ttl: self.ttl,
+            expires_at,
+            send_at: self.send_at,
+            is_silent: self.is_silent,
+            is_edited: false,
+            is_deleted: false,
+            is_pinned: false,
+            created_at: self.created_at,
+            updated_at: self.created_at,
+            deleted_at: None,
+        }
+    }
+}
+
+impl Message {
+    /// A held scheduled message, to be sent now: at `seq` if the caller's
+    /// sequencer gave one, its ttl and its place in the list counting from
+    /// `now`.
+    pub fn release(self, now: Millis, seq: Option<Seq>) -> NewMessage {
+        NewMessage {
+            chat_id: self.chat_id,
+            sender_id: self.sender_id,
+            client_message_id: self.client_message_id,
+            kind: self.kind,
+            content: self.content,
+            file_name: self.file_name,
+            file_size: self.file_size,
+            file_url: self.file_url,
+            thumbnail: self.thumbnail,
+            reply_to_id: self.reply_to_id,
+            forward_from: self.forward_from,
+            ttl: self.ttl,
+            send_at: self.send_at,
+            is_silent: self.is_silent,
+            seq,
+            created_at: now,
+        }
+    }
 }
 
 /// The result of an append.

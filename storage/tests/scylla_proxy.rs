@@ -12,12 +12,13 @@
 //! used here are plain reads and writes; the rest of the store is checked
 //! against a real cluster by the conformance suite (`SCYLLA_URI`).
 
+mod in_memory;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kassandra_tester::KassandraTester;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::errors::DbError;
 use scylla::statement::Consistency;
@@ -139,17 +140,5 @@ async fn check(real: SocketAddr) {
 
 #[test]
 fn a_write_timeout_is_a_clear_error_and_a_read_timeout_is_retried() {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    // The in-memory server serves connections on local tasks.
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, async {
-        let tester = KassandraTester::new(kassandra::KassandraSession::new());
-        tester
-            .in_scope(|addr| async move {
-                check(addr).await;
-                Ok::<(), std::convert::Infallible>(())
-            })
-            .await
-            .unwrap();
-    });
+    in_memory::with_server(check);
 }

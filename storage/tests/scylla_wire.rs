@@ -9,9 +9,10 @@
 //! `ORDER BY`, so lightweight transactions, range reads and clustering
 //! order are a real cluster's to check (`SCYLLA_URI`).
 
+mod in_memory;
+
 use std::collections::HashMap;
 
-use kassandra_tester::KassandraTester;
 use scylla::value::{CqlValue, Row};
 use storage::StoreError;
 use storage::scylla::{MIGRATIONS, ScyllaConfig, connect, migrate, statements};
@@ -106,19 +107,7 @@ async fn check(addr: std::net::SocketAddr) {
 
 #[test]
 fn the_schema_applies_and_every_column_round_trips_over_the_wire() {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    // The tester serves connections on local tasks.
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, async {
-        let tester = KassandraTester::new(kassandra::KassandraSession::new());
-        tester
-            .in_scope(|addr| async move {
-                check(addr).await;
-                Ok::<(), std::convert::Infallible>(())
-            })
-            .await
-            .unwrap();
-    });
+    in_memory::with_server(check);
 }
 
 #[test]
@@ -184,16 +173,5 @@ async fn prepare_all(addr: std::net::SocketAddr) {
 
 #[test]
 fn the_store_prepares_every_statement_over_the_wire() {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, async {
-        let tester = KassandraTester::new(kassandra::KassandraSession::new());
-        tester
-            .in_scope(|addr| async move {
-                prepare_all(addr).await;
-                Ok::<(), std::convert::Infallible>(())
-            })
-            .await
-            .unwrap();
-    });
+    in_memory::with_server(prepare_all);
 }

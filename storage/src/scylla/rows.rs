@@ -285,37 +285,6 @@ impl MessageInsert {
     }
 }
 
-impl NewMessage {
-    /// The message as it was stored with `id` at `seq`.
-    pub(crate) fn stored(&self, id: i64, seq: u64, expires_at: Option<i64>) -> Message {
-        Message {
-            id,
-            chat_id: self.chat_id,
-            seq,
-            sender_id: self.sender_id,
-            client_message_id: self.client_message_id.clone(),
-            kind: self.kind,
-            content: self.content.clone(),
-            file_name: self.file_name.clone(),
-            file_size: self.file_size,
-            file_url: self.file_url.clone(),
-            thumbnail: self.thumbnail.clone(),
-            reply_to_id: self.reply_to_id,
-            forward_from: self.forward_from,
-            ttl: self.ttl,
-            expires_at,
-            send_at: self.send_at,
-            is_silent: self.is_silent,
-            is_edited: false,
-            is_deleted: false,
-            is_pinned: false,
-            created_at: self.created_at,
-            updated_at: self.created_at,
-            deleted_at: None,
-        }
-    }
-}
-
 impl ScheduledRow {
     pub(crate) fn new(id: i64, new: &NewMessage, send_at: i64) -> Self {
         Self {

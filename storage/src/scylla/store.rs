@@ -445,7 +445,7 @@ impl ScyllaStore {
         claim: IdClaim,
     ) -> StoreResult<Option<Message>> {
         let chat_id = new.chat_id;
-        let expires_at = (new.ttl > 0).then(|| new.created_at + (new.ttl as i64).saturating_mul(1000));
+        let expires_at = new.expires_at();
         let mut seq = new.seq.unwrap_or(top + 1);
         if seq == 0 {
             return Err(StoreError::Invalid("seq starts at 1".into()));
@@ -490,7 +490,7 @@ impl ScyllaStore {
                 tracing::warn!(chat_id, floor, %error, "could not raise the chat's seq floor; reads walk up from the old one");
             }
         }
-        Ok(Some(new.stored(id, seq, expires_at)))
+        Ok(Some(new.clone().into_stored(id, seq)))
     }
 
     /// Takes back what [`ScyllaStore::place`] wrote before a seq it could
@@ -1386,25 +1386,7 @@ impl Store for ScyllaStore {
     async fn release_scheduled(&self, id: MessageId, now: Millis, seq: Option<Seq>) -> StoreResult<Option<Message>> {
         let _open = self.open_guard().await?;
         let Some(held) = self.load_scheduled(id).await? else { return Ok(None) };
-        let new = NewMessage {
-            chat_id: held.chat_id,
-            sender_id: held.sender_id,
-            client_message_id: held.client_message_id.clone(),
-            kind: held.kind,
-            content: held.content.clone(),
-            file_name: held.file_name.clone(),
-            file_size: held.file_size,
-            file_url: held.file_url.clone(),
-            thumbnail: held.thumbnail.clone(),
-            reply_to_id: held.reply_to_id,
-            forward_from: held.forward_from,
-            ttl: held.ttl,
-            send_at: held.send_at,
-            is_silent: held.is_silent,
-            seq,
-            // It is sent now: its ttl and its place in the list count from here.
-            created_at: now,
-        };
+        let new = held.clone().release(now, seq);
         let stripe =
             seq.is_none().then(|| &self.inner.seq_stripes[new.chat_id.rem_euclid(SEQ_STRIPES as i64) as usize]);
         let _turn = match stripe {

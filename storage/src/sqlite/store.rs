@@ -230,25 +230,7 @@ fn schedule(conn: &Connection, ids: &crate::IdGenerator, new: &NewMessage) -> St
 fn release(conn: &Connection, id: MessageId, now: Millis, seq: Option<Seq>) -> StoreResult<Option<Message>> {
     let Some(held) = scheduled_by_id(conn, id)? else { return Ok(None) };
     conn.prepare_cached("DELETE FROM scheduled_messages WHERE id = ?1")?.execute([id])?;
-    let new = NewMessage {
-        chat_id: held.chat_id,
-        sender_id: held.sender_id,
-        client_message_id: held.client_message_id,
-        kind: held.kind,
-        content: held.content,
-        file_name: held.file_name,
-        file_size: held.file_size,
-        file_url: held.file_url,
-        thumbnail: held.thumbnail,
-        reply_to_id: held.reply_to_id,
-        forward_from: held.forward_from,
-        ttl: held.ttl,
-        send_at: held.send_at,
-        is_silent: held.is_silent,
-        seq,
-        // It is sent now: its ttl and its place in the list count from here.
-        created_at: now,
-    };
+    let new = held.release(now, seq);
     append_with_id(conn, id, new).map(|appended| Some(appended.into_message()))
 }
 
@@ -269,7 +251,7 @@ fn append_with_id(conn: &Connection, id: MessageId, new: NewMessage) -> StoreRes
     if seq == 0 {
         return Err(StoreError::Invalid("seq starts at 1".into()));
     }
-    let expires_at = (new.ttl > 0).then(|| new.created_at + (new.ttl as i64).saturating_mul(1000));
+    let expires_at = new.expires_at();
     let inserted = conn
         .prepare_cached(
             "INSERT INTO messages (id, chat_id, seq, sender_id, client_message_id, kind, content, file_name, \
@@ -305,31 +287,7 @@ fn append_with_id(conn: &Connection, id: MessageId, new: NewMessage) -> StoreRes
     }
     conn.prepare_cached("UPDATE chats SET last_seq = MAX(last_seq, ?1), updated_at = ?2 WHERE id = ?3")?
         .execute(params![seq as i64, new.created_at, new.chat_id])?;
-    Ok(Appended::New(Message {
-        id,
-        chat_id: new.chat_id,
-        seq,
-        sender_id: new.sender_id,
-        client_message_id: new.client_message_id,
-        kind: new.kind,
-        content: new.content,
-        file_name: new.file_name,
-        file_size: new.file_size,
-        file_url: new.file_url,
-        thumbnail: new.thumbnail,
-        reply_to_id: new.reply_to_id,
-        forward_from: new.forward_from,
-        ttl: new.ttl,
-        expires_at,
-        send_at: new.send_at,
-        is_silent: new.is_silent,
-        is_edited: false,
-        is_deleted: false,
-        is_pinned: false,
-        created_at: new.created_at,
-        updated_at: new.created_at,
-        deleted_at: None,
-    }))
+    Ok(Appended::New(new.into_stored(id, seq)))
 }
 
 fn create_chat_in(conn: &Connection, new: &NewChat) -> StoreResult<(Chat, bool)> {
