@@ -4,6 +4,9 @@
 //! the driver may retry it after a timeout; lightweight transactions and
 //! writes that depend on what they read are never marked.
 
+use std::collections::HashMap;
+
+use bytes::Bytes;
 use futures_util::future::try_join_all;
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
@@ -46,6 +49,8 @@ macro_rules! statements {
         #[derive(Debug)]
         pub(crate) struct Statements {
             $(pub(crate) $name: PreparedStatement,)+
+            /// Each statement's name by its prepared id, for metrics and errors.
+            names: HashMap<Bytes, &'static str>,
         }
 
         impl Statements {
@@ -57,10 +62,19 @@ macro_rules! statements {
                 let all = Self::ALL.iter().map(|&(name, cql, idempotent)| prepare(session, name, cql, idempotent));
                 let mut prepared = try_join_all(all).await?.into_iter();
                 let mut next = || prepared.next().ok_or_else(|| StoreError::Scylla("a statement went missing".into()));
-                Ok(Self { $($name: next()?,)+ })
+                let mut statements = Self { $($name: next()?,)+ names: HashMap::new() };
+                $(statements.names.insert(statements.$name.get_id().clone(), stringify!($name));)+
+                Ok(statements)
             }
         }
     };
+}
+
+impl Statements {
+    /// The statement's name (`"?"` for one this store did not prepare).
+    pub(crate) fn name_of(&self, statement: &PreparedStatement) -> &'static str {
+        self.names.get(statement.get_id()).copied().unwrap_or("?")
+    }
 }
 
 async fn prepare(session: &Session, name: &str, cql: &str, idempotent: bool) -> Result<PreparedStatement, StoreError> {

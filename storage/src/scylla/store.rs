@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures_util::future::{try_join, try_join_all, try_join3, try_join4};
@@ -91,16 +91,6 @@ struct Inner {
 
 fn failed(error: impl std::fmt::Display) -> StoreError {
     StoreError::Scylla(error.to_string())
-}
-
-/// A failed statement's error, naming the statement (its CQL up to the
-/// values or restrictions, which is enough to tell them apart).
-fn failed_in(statement: &PreparedStatement) -> impl Fn(scylla::errors::ExecutionError) -> StoreError + '_ {
-    move |error| {
-        let cql = statement.get_statement();
-        let head = [" VALUES", " WHERE", " SET"].iter().filter_map(|cut| cql.find(cut)).min().unwrap_or(cql.len());
-        StoreError::Scylla(format!("{error} (in {})", &cql[..head]))
-    }
 }
 
 /// The first column of a lightweight transaction's answer: whether it applied.
@@ -217,8 +207,27 @@ impl ScyllaStore {
         if *guard { Err(StoreError::Closed) } else { Ok(guard) }
     }
 
+    /// Records a request's outcome and names the statement in its error.
+    fn observe<T>(
+        &self,
+        statement: &PreparedStatement,
+        started: Instant,
+        result: Result<T, scylla::errors::ExecutionError>,
+    ) -> StoreResult<T> {
+        let name = self.st().name_of(statement);
+        metrics::histogram!("switchboard_store_scylla_request_seconds", "statement" => name)
+            .record(started.elapsed().as_secs_f64());
+        result.map_err(|error| {
+            metrics::counter!("switchboard_store_scylla_errors_total", "statement" => name).increment(1);
+            tracing::debug!(statement = name, %error, "scylla request failed");
+            StoreError::Scylla(format!("{name}: {error}"))
+        })
+    }
+
     async fn run(&self, statement: &PreparedStatement, values: impl SerializeRow) -> StoreResult<()> {
-        self.inner.session.execute_unpaged(statement, values).await.map_err(failed_in(statement))?;
+        let started = Instant::now();
+        let result = self.inner.session.execute_unpaged(statement, values).await;
+        self.observe(statement, started, result)?;
         Ok(())
     }
 
@@ -226,7 +235,9 @@ impl ScyllaStore {
     where
         R: for<'frame, 'metadata> DeserializeRow<'frame, 'metadata>,
     {
-        let result = self.inner.session.execute_unpaged(statement, values).await.map_err(failed_in(statement))?;
+        let started = Instant::now();
+        let result = self.inner.session.execute_unpaged(statement, values).await;
+        let result = self.observe(statement, started, result)?;
         let rows = result.into_rows_result().map_err(failed)?;
         rows.rows::<R>().map_err(failed)?.collect::<Result<Vec<R>, _>>().map_err(failed)
     }
@@ -240,7 +251,13 @@ impl ScyllaStore {
 
     /// Runs a lightweight transaction; answers whether it applied.
     async fn applied(&self, statement: &PreparedStatement, values: impl SerializeRow) -> StoreResult<bool> {
-        applied_of(&self.rows::<Row>(statement, values).await?)
+        let applied = applied_of(&self.rows::<Row>(statement, values).await?)?;
+        if !applied {
+            // Claims lost to someone else: duplicates, races for a seq, taken names.
+            let name = self.st().name_of(statement);
+            metrics::counter!("switchboard_store_scylla_not_applied_total", "statement" => name).increment(1);
+        }
+        Ok(applied)
     }
 
     /// How many rows a key-only read answers (a partition's size; the
@@ -576,12 +593,9 @@ impl ScyllaStore {
             let mut paging = PagingState::start();
             loop {
                 let values = (chat_id, bucket as i64, after as i64, before.min(i64::MAX as u64) as i64);
-                let (result, next) = self
-                    .inner
-                    .session
-                    .execute_single_page(&statement, values, paging)
-                    .await
-                    .map_err(failed_in(&statement))?;
+                let started = Instant::now();
+                let page = self.inner.session.execute_single_page(&statement, values, paging).await;
+                let (result, next) = self.observe(&statement, started, page)?;
                 let rows = result.into_rows_result().map_err(failed)?;
                 for row in rows.rows::<MessageRow>().map_err(failed)? {
                     let Some(message) = row.map_err(failed)?.into_message() else { continue };
