@@ -6,7 +6,8 @@
 #   1. max: 4 groups of 50, window 16 (closed loop);
 #   2. half: the same groups at half the measured maximum (open loop), for
 #      the latency percentiles of a cluster that is not saturated.
-# Summaries and charts land in target/bench-cluster/<step>/.
+# Summaries and charts land in target/bench-cluster/<step>/, the nodes'
+# logs in target/bench-cluster/.
 #
 #   bash bench/cluster/run.sh [seconds] [groups]
 set -euo pipefail
@@ -19,7 +20,13 @@ data=$(mktemp -d)
 redis_port=$(( 20000 + RANDOM % 30000 ))
 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$data" >/dev/null &
 pids=($!)
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$data"; }
+cleanup() {
+    kill "${pids[@]}" 2>/dev/null || true
+    wait 2>/dev/null || true
+    # The nodes' logs outlive the run, beside the summaries.
+    mkdir -p target/bench-cluster && cp "$data"/*.log target/bench-cluster/ 2>/dev/null || true
+    rm -rf "$data"
+}
 trap cleanup EXIT
 until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.1; done
 
