@@ -1236,6 +1236,30 @@ impl Store for ScyllaStore {
         self.append(message).await
     }
 
+    /// Each chat's messages in their order, the chats side by side: a
+    /// message waits only for those before it in its own chat.
+    async fn append_messages(&self, messages: Vec<NewMessage>) -> StoreResult<Vec<StoreResult<Appended>>> {
+        let _open = self.open_guard().await?;
+        let mut chats: Vec<(ChatId, Vec<(usize, NewMessage)>)> = Vec::new();
+        for (at, message) in messages.into_iter().enumerate() {
+            match chats.iter_mut().find(|(chat, _)| *chat == message.chat_id) {
+                Some((_, queue)) => queue.push((at, message)),
+                None => chats.push((message.chat_id, vec![(at, message)])),
+            }
+        }
+        let runs = chats.into_iter().map(|(_, queue)| async move {
+            let mut outcomes = Vec::with_capacity(queue.len());
+            for (at, message) in queue {
+                outcomes.push((at, self.append(message).await));
+            }
+            outcomes
+        });
+        let mut outcomes: Vec<(usize, StoreResult<Appended>)> =
+            futures_util::future::join_all(runs).await.into_iter().flatten().collect();
+        outcomes.sort_unstable_by_key(|(at, _)| *at);
+        Ok(outcomes.into_iter().map(|(_, outcome)| outcome).collect())
+    }
+
     async fn message(&self, id: MessageId) -> StoreResult<Option<Message>> {
         let _open = self.open_guard().await?;
         self.load_message(id).await
