@@ -14,7 +14,7 @@ use scylla::response::PagingState;
 use scylla::serialize::row::SerializeRow;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{CqlValue, Row};
-use tokio::sync::{Mutex, RwLock, RwLockReadGuard};
+use tokio::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use super::rows::{
     ChatRow, ContactRow, FileRow, MemberRow, MessageInsert, MessageRow, NotificationRow, ReactionRow, ScheduledRow,
@@ -111,6 +111,16 @@ fn shard_of(key: &str) -> i32 {
         .bytes()
         .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x100_0000_01b3));
     (hash % SHARDS as u64) as i32
+}
+
+/// The users among `among` whose contact entry (from `contact_holders`)
+/// blocks its owner's contact.
+fn blockers_among(holders: Vec<(UserId, Option<bool>)>, among: &[UserId]) -> Vec<UserId> {
+    holders
+        .into_iter()
+        .filter(|&(holder, blocked)| blocked == Some(true) && among.contains(&holder))
+        .map(|(holder, _)| holder)
+        .collect()
 }
 
 fn shard_of_id(id: i64) -> i32 {
@@ -276,6 +286,10 @@ impl ScyllaStore {
         Ok(self.load_user(id).await?.is_some())
     }
 
+    async fn require_user(&self, id: UserId) -> StoreResult<()> {
+        if self.user_exists(id).await? { Ok(()) } else { Err(StoreError::UserNotFound(id)) }
+    }
+
     /// The first of `ids` that is not a user.
     async fn missing_user(&self, ids: &[UserId]) -> StoreResult<Option<UserId>> {
         let found = try_join_all(ids.iter().map(|&id| self.user_exists(id))).await?;
@@ -325,15 +339,27 @@ impl ScyllaStore {
     }
 
     async fn load_chat(&self, id: ChatId) -> StoreResult<Option<Chat>> {
-        let (row, floor, members) = try_join3(
-            self.row::<ChatRow>(&self.st().select_chat, (id,)),
-            self.recorded_seq(id),
-            self.count(&self.st().member_ids, (id,)),
-        )
-        .await?;
+        let (row, floor, members) =
+            try_join3(self.chat_row(id), self.recorded_seq(id), self.count(&self.st().member_ids, (id,))).await?;
+        self.complete_chat(id, row, floor, members).await
+    }
+
+    async fn chat_row(&self, id: ChatId) -> StoreResult<Option<ChatRow>> {
+        self.row::<ChatRow>(&self.st().select_chat, (id,)).await
+    }
+
+    /// The chat from its row, its seq floor and its member count: the top
+    /// seq and latest activity are read from its messages.
+    async fn complete_chat(
+        &self,
+        id: ChatId,
+        row: Option<ChatRow>,
+        floor: Option<Seq>,
+        members_count: u64,
+    ) -> StoreResult<Option<Chat>> {
         let Some(row) = row else { return Ok(None) };
         let (last_seq, active_at) = self.top(id, floor.unwrap_or(0)).await?;
-        Ok(row.into_chat(last_seq, members, active_at))
+        Ok(row.into_chat(last_seq, members_count, active_at))
     }
 
     async fn load_member(&self, chat_id: ChatId, user_id: UserId) -> StoreResult<Option<Member>> {
@@ -470,9 +496,11 @@ impl ScyllaStore {
         // Everything that finds the message is written before the message:
         // once it is in history, it can be found by id and its file read by
         // the chat's members, even if this process dies right after.
+        // A fresh release claim is the pointer's first write already.
+        let mut pointed = false;
         if claim == IdClaim::Release {
-            let fresh = self.applied(&self.st().claim_message_id, (id, chat_id, seq as i64)).await?;
-            if !fresh && self.load_message(id).await?.is_some() {
+            pointed = self.applied(&self.st().claim_message_id, (id, chat_id, seq as i64)).await?;
+            if !pointed && self.load_message(id).await?.is_some() {
                 return Ok(None);
             }
         }
@@ -481,7 +509,10 @@ impl ScyllaStore {
         }
         let mut tries = 0;
         loop {
-            self.run(&self.st().point_message_id, (id, chat_id, seq as i64)).await?;
+            if !pointed {
+                self.run(&self.st().point_message_id, (id, chat_id, seq as i64)).await?;
+            }
+            pointed = false;
             let bucket = self.inner.buckets.of(seq) as i64;
             if self.applied(&self.st().insert_message, MessageInsert::of(id, new, bucket, seq, expires_at)).await? {
                 break;
@@ -520,6 +551,21 @@ impl ScyllaStore {
         Ok(())
     }
 
+    /// What an append into `chat_id` needs before it writes: the chat's
+    /// turn when the store assigns the seq (`seq` is `None`; held until the
+    /// append ends), the top to append above (for a caller's seq, the floor
+    /// stands in: it is not used), and the floor. `ChatNotFound` for no chat.
+    async fn seq_slot(&self, chat_id: ChatId, seq: Option<Seq>) -> StoreResult<(Option<MutexGuard<'_, ()>>, Seq, Seq)> {
+        let turn = match seq {
+            None => Some(self.inner.seq_stripes[chat_id.rem_euclid(SEQ_STRIPES as i64) as usize].lock().await),
+            Some(_) => None,
+        };
+        let recorded = self.recorded_seq(chat_id).await?.ok_or(StoreError::ChatNotFound(chat_id))?;
+        // A store-assigned seq goes right above the chat's top.
+        let top = if seq.is_none() { self.top(chat_id, recorded).await?.0 } else { recorded };
+        Ok((turn, top, recorded))
+    }
+
     async fn append(&self, new: NewMessage) -> StoreResult<Appended> {
         if let Some(original) = self.original_of(new.sender_id, new.client_message_id.as_deref()).await? {
             return Ok(Appended::Duplicate(original));
@@ -527,15 +573,7 @@ impl ScyllaStore {
         if new.seq == Some(0) {
             return Err(StoreError::Invalid("seq starts at 1".into()));
         }
-        let stripe =
-            new.seq.is_none().then(|| &self.inner.seq_stripes[new.chat_id.rem_euclid(SEQ_STRIPES as i64) as usize]);
-        let _turn = match stripe {
-            Some(stripe) => Some(stripe.lock().await),
-            None => None,
-        };
-        let recorded = self.recorded_seq(new.chat_id).await?.ok_or(StoreError::ChatNotFound(new.chat_id))?;
-        // A store-assigned seq goes right above the chat's top.
-        let next = if new.seq.is_none() { self.top(new.chat_id, recorded).await?.0 } else { recorded };
+        let (_turn, next, recorded) = self.seq_slot(new.chat_id, new.seq).await?;
         // Taken under the chat's turn, so ids rise with store-assigned seqs.
         let id = self.inner.ids.next_id();
         if let Some(client_id) = new.client_message_id.as_deref()
@@ -999,14 +1037,12 @@ impl Store for ScyllaStore {
 
     async fn blockers_of(&self, sender: UserId, among: &[UserId]) -> StoreResult<Vec<UserId>> {
         let _open = self.open_guard().await?;
-        self.blockers(sender, among).await
+        Ok(blockers_among(self.contact_holders(sender).await?, among))
     }
 
     async fn presence_audience(&self, user_id: UserId) -> StoreResult<Vec<UserId>> {
         let _open = self.open_guard().await?;
-        let (holders, chats) =
-            try_join(self.rows::<(i64, Option<bool>)>(&self.st().contact_holders, (user_id,)), self.chats_of(user_id))
-                .await?;
+        let (holders, chats) = try_join(self.contact_holders(user_id), self.chats_of(user_id)).await?;
         let mut audience: HashSet<UserId> =
             holders.into_iter().filter(|(_, blocked)| !blocked.unwrap_or(false)).map(|(holder, _)| holder).collect();
         let private = chats.into_iter().filter(|(_, kind)| kind.as_deref() == Some(ChatKind::Private.as_str()));
@@ -1213,21 +1249,19 @@ impl Store for ScyllaStore {
     /// The four reads at once instead of one after another.
     async fn send_context(&self, chat_id: ChatId, sender: UserId) -> StoreResult<Option<SendContext>> {
         let _open = self.open_guard().await?;
-        let (chat, members, holders, user) = Box::pin(try_join4(
-            self.load_chat(chat_id),
+        // The members are read once: their count is the chat's too.
+        let ((row, floor), members, holders, user) = Box::pin(try_join4(
+            try_join(self.chat_row(chat_id), self.recorded_seq(chat_id)),
             self.load_members(chat_id),
-            self.rows::<(i64, Option<bool>)>(&self.st().contact_holders, (sender,)),
+            self.contact_holders(sender),
             self.load_user(sender),
         ))
         .await?;
-        let Some(chat) = chat else { return Ok(None) };
-        let blockers = holders
-            .into_iter()
-            .filter(|&(holder, blocked)| {
-                blocked == Some(true) && holder != sender && members.iter().any(|m| m.user_id == holder)
-            })
-            .map(|(holder, _)| holder)
-            .collect();
+        let Some(chat) = self.complete_chat(chat_id, row, floor, members.len() as u64).await? else {
+            return Ok(None);
+        };
+        let others: Vec<UserId> = members.iter().map(|m| m.user_id).filter(|&user| user != sender).collect();
+        let blockers = blockers_among(holders, &others);
         Ok(Some(SendContext { chat, members, blockers, sender: user }))
     }
 
@@ -1425,14 +1459,7 @@ impl Store for ScyllaStore {
         let _open = self.open_guard().await?;
         let Some(held) = self.load_scheduled(id).await? else { return Ok(None) };
         let new = held.clone().release(now, seq);
-        let stripe =
-            seq.is_none().then(|| &self.inner.seq_stripes[new.chat_id.rem_euclid(SEQ_STRIPES as i64) as usize]);
-        let _turn = match stripe {
-            Some(stripe) => Some(stripe.lock().await),
-            None => None,
-        };
-        let recorded = self.recorded_seq(new.chat_id).await?.ok_or(StoreError::ChatNotFound(new.chat_id))?;
-        let next = if seq.is_none() { self.top(new.chat_id, recorded).await?.0 } else { recorded };
+        let (_turn, next, recorded) = self.seq_slot(new.chat_id, seq).await?;
         let released = self.place(id, &new, next, recorded, IdClaim::Release).await?;
         self.unschedule(&held).await?;
         Ok(released)
@@ -1501,9 +1528,7 @@ impl Store for ScyllaStore {
 
     async fn insert_file(&self, file: NewFile) -> StoreResult<FileMeta> {
         let _open = self.open_guard().await?;
-        if !self.user_exists(file.owner_id).await? {
-            return Err(StoreError::UserNotFound(file.owner_id));
-        }
+        self.require_user(file.owner_id).await?;
         let id = self.inner.ids.next_id();
         let values = (
             id,
@@ -1567,9 +1592,7 @@ impl Store for ScyllaStore {
 
     async fn insert_notification(&self, new: NewNotification) -> StoreResult<Notification> {
         let _open = self.open_guard().await?;
-        if !self.user_exists(new.user_id).await? {
-            return Err(StoreError::UserNotFound(new.user_id));
-        }
+        self.require_user(new.user_id).await?;
         let id = self.inner.ids.next_id();
         let values = (
             new.user_id,
@@ -1631,13 +1654,9 @@ impl ScyllaStore {
         Ok(row.and_then(ContactRow::into_contact))
     }
 
-    async fn blockers(&self, sender: UserId, among: &[UserId]) -> StoreResult<Vec<UserId>> {
-        let holders = self.rows::<(i64, Option<bool>)>(&self.st().contact_holders, (sender,)).await?;
-        Ok(holders
-            .into_iter()
-            .filter(|&(holder, blocked)| blocked == Some(true) && among.contains(&holder))
-            .map(|(holder, _)| holder)
-            .collect())
+    /// Who has `user` as a contact, and whether they block them.
+    async fn contact_holders(&self, user: UserId) -> StoreResult<Vec<(UserId, Option<bool>)>> {
+        self.rows::<(i64, Option<bool>)>(&self.st().contact_holders, (user,)).await
     }
 
     async fn revoke_family(&self, family_id: &str, now: Millis) -> StoreResult<u64> {
