@@ -14,6 +14,7 @@ use rest_sidecar::sms::LogSms;
 use rest_sidecar::{IceConfig, SidecarConfig, SidecarState};
 use router::redis::{RedisConfig, RedisConnection, RedisPresence, RedisRouter, RedisSequencer};
 use router::{LocalPresence, LocalRouter, PresenceRegistry, Router};
+use service::{ServiceConfig, Services};
 use storage::{ScyllaConfig, ScyllaStore, SqliteConfig, SqliteStore, Store};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -139,21 +140,18 @@ async fn serve(role: Role, args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(%addr, role = role.name(), node_id, cluster = cluster.redis.is_some(), data_dir = %args.data_dir.display(), dev = args.dev, version = env!("CARGO_PKG_VERSION"), "switchboard serving");
 
     let config = sidecar_config(&args, files_dir)?;
-    let mut state = SidecarState::new(store.clone(), cluster.router.clone(), Arc::new(LogSms), config)
-        .await
-        .context("loading auth state")?;
+    let mut services =
+        Services::new(store.clone(), cluster.router.clone(), cluster.presence.clone(), ServiceConfig::default());
     if let Some(redis) = &cluster.redis {
-        state = state.with_cluster(redis.clone(), Arc::new(RedisSequencer::new(redis.clone(), store.clone())));
+        services = services.with_sequencer(Arc::new(RedisSequencer::new(redis.clone(), store.clone())));
+    }
+    let mut state =
+        SidecarState::new(services.clone(), Arc::new(LogSms), config).await.context("loading auth state")?;
+    if let Some(redis) = &cluster.redis {
+        state = state.with_redis(redis.clone());
     }
     let tokens = state.tokens().clone();
-    let gateway = Gateway::new(
-        gateway_config(&args),
-        store.clone(),
-        state.pipeline().clone(),
-        cluster.router.clone(),
-        cluster.presence.clone(),
-        Arc::new(Tokens(state.tokens().clone())),
-    );
+    let gateway = Gateway::new(gateway_config(&args), services, Arc::new(Tokens(state.tokens().clone())));
     let shutdown = CancellationToken::new();
     let grace = Duration::from_secs(args.shutdown_grace_secs);
     let mut http = match role {

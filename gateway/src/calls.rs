@@ -51,11 +51,6 @@ pub(crate) struct Calls {
     minted: AtomicU64,
 }
 
-fn internal(error: &storage::StoreError) -> (ErrorCode, String) {
-    tracing::error!(%error, "store failure in call signalling");
-    (ErrorCode::Internal, "internal error".into())
-}
-
 fn parse<T: for<'de> Deserialize<'de>>(event: &Event) -> Result<T, (ErrorCode, String)> {
     serde_json::from_value(event.data.clone())
         .map_err(|error| (ErrorCode::BadRequest, format!("invalid {} data: {error}", event.kind)))
@@ -94,22 +89,13 @@ pub(crate) async fn offer(gateway: &Gateway, user: UserId, device: u64, event: &
     if offer.sdp.trim().is_empty() {
         return Err((ErrorCode::BadRequest, "sdp must not be empty".into()));
     }
-    if offer.to_user_id == user {
-        return Err((ErrorCode::BadRequest, "you cannot call yourself".into()));
-    }
-    let store = &gateway.inner.store;
-    if store.user(offer.to_user_id).await.map_err(|e| internal(&e))?.is_none() {
-        return Err((ErrorCode::UserNotFound, format!("user {} not found", offer.to_user_id)));
-    }
-    if store.is_blocked(offer.to_user_id, user).await.map_err(|e| internal(&e))? {
-        return Err((ErrorCode::BlockedByRecipient, "the recipient does not accept your calls".into()));
-    }
-    let related = store.share_a_chat(user, offer.to_user_id).await.map_err(|e| internal(&e))?
-        || store.contact(user, offer.to_user_id).await.map_err(|e| internal(&e))?.is_some()
-        || store.contact(offer.to_user_id, user).await.map_err(|e| internal(&e))?.is_some();
-    if !related {
-        return Err((ErrorCode::Forbidden, "you may only call contacts and people you share a chat with".into()));
-    }
+    gateway
+        .inner
+        .services
+        .users
+        .may_call(user, offer.to_user_id)
+        .await
+        .map_err(|error| crate::commands::failure(&error))?;
     let id = match offer.call_id {
         Some(id) if !valid_call_id(&id) => {
             return Err((ErrorCode::BadRequest, "call_id must be 1 to 64 letters, digits, '-' or '_'".into()));
@@ -129,7 +115,7 @@ pub(crate) async fn offer(gateway: &Gateway, user: UserId, device: u64, event: &
     // other nodes of a cluster cannot be rung from here. Say so at once
     // rather than ring nobody until the timeout.
     if !gateway.inner.registry.is_online(offer.to_user_id)
-        && gateway.inner.presence.online(&[offer.to_user_id]).await.is_ok_and(|online| online == [true])
+        && gateway.inner.services.presence().online(&[offer.to_user_id]).await.is_ok_and(|online| online == [true])
     {
         metrics::counter!("switchboard_calls_refused_total", "reason" => "other_node").increment(1);
         return Err((
@@ -309,7 +295,7 @@ async fn finish(gateway: &Gateway, id: &str, reason: &str) {
 
 /// Leaves the call's `system` message in the pair's private chat.
 async fn record(gateway: &Gateway, from: UserId, to: UserId, call_type: &str, status: &str, duration: Option<u64>) {
-    let chat = match gateway.inner.store.private_chat_between(from, to).await {
+    let chat = match gateway.inner.services.store().private_chat_between(from, to).await {
         Ok(Some(chat)) => chat.id,
         Ok(None) => return,
         Err(error) => {
@@ -318,7 +304,7 @@ async fn record(gateway: &Gateway, from: UserId, to: UserId, call_type: &str, st
         }
     };
     let content = json!({"event": "call", "call_type": call_type, "status": status, "duration": duration}).to_string();
-    if let Err(error) = gateway.inner.pipeline.post_system(chat, from, content).await {
+    if let Err(error) = gateway.inner.services.pipeline().post_system(chat, from, content).await {
         tracing::warn!(%error, "call record not stored");
     }
 }

@@ -6,10 +6,10 @@ use std::time::Instant;
 use protocol::commands::SendMessage;
 use protocol::time::{now_millis, to_iso};
 use protocol::{ErrorCode, Event, kinds};
-use router::Delivery;
 use serde::Deserialize;
 use serde_json::json;
-use storage::model::{Cursor, MessageQuery, NewMessage, UserId};
+use service::ServiceError;
+use storage::model::{NewMessage, UserId};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::codec;
@@ -19,8 +19,6 @@ use crate::{Gateway, close_codes};
 const BAD_FRAMES_BEFORE_CLOSE: u32 = 20;
 /// Consecutive rate-limited commands before closing.
 const THROTTLED_BEFORE_CLOSE: u32 = 100;
-/// Most messages one `sync` answers.
-const SYNC_MAX: u32 = 100;
 
 /// What the connection should do after a frame.
 pub(crate) enum Outcome {
@@ -63,7 +61,7 @@ impl Session {
 }
 
 fn error(reference: Option<String>, code: ErrorCode, message: impl Into<String>) -> Event {
-    let mut event = Event::new("error", json!({"code": code.code(), "message": message.into()}));
+    let mut event = Event::new(kinds::ERROR, json!({"code": code.code(), "message": message.into()}));
     event.reference = reference;
     event
 }
@@ -102,8 +100,8 @@ pub(crate) async fn handle_many(gateway: &Gateway, session: &mut Session, frames
                 continue;
             }
         };
-        if event.kind == "message.send" {
-            match send_request(session, &event) {
+        if event.kind == kinds::MESSAGE_SEND {
+            match send_request(gateway, session, &event) {
                 Ok(new) => sends.push((index, event, new)),
                 Err(failure) => outcomes[index] = Some(conclude(session, event.id.clone(), Err(failure))),
             }
@@ -128,10 +126,10 @@ async fn send_batch(
     let started = Instant::now();
     let (slots, requests): (Vec<(usize, Event)>, Vec<NewMessage>) =
         sends.drain(..).map(|(index, event, new)| ((index, event), new)).unzip();
-    let results = gateway.inner.pipeline.send_many(requests).await;
+    let results = gateway.inner.services.messages.send_many(requests).await;
     let elapsed = started.elapsed().as_secs_f64();
     for ((index, event), result) in slots.into_iter().zip(results) {
-        let handled = result.map(|sent| vec![ack(&event, &sent)]).map_err(|error| send_failure(&error));
+        let handled = result.map(|sent| vec![ack(&event, &sent)]).map_err(|error| failure(&error));
         if handled.is_ok() {
             metrics::histogram!("switchboard_ws_ack_seconds").record(elapsed);
         }
@@ -174,17 +172,17 @@ fn admit(gateway: &Gateway, session: &mut Session, frame: &Message) -> Result<Ev
 async fn handle_event(gateway: &Gateway, session: &mut Session, event: &Event) -> Outcome {
     let reference = event.id.clone();
     let outcome = match event.kind.as_str() {
-        "ping" => Ok(vec![reply(reference.clone(), "pong", json!({"timestamp": to_iso(now_millis())}))]),
-        "auth" => Err((ErrorCode::BadRequest, "already authenticated".to_owned())),
-        "sync" => sync(gateway, session, event).await,
-        "message.read" => read(gateway, session, event).await,
-        "message.delivered" => delivered(gateway, session, event).await,
-        "typing" => crate::typing::command(gateway, session.user_id, event).await,
-        "presence.query" => presence_query(gateway, session, event).await,
-        "call.offer" => crate::calls::offer(gateway, session.user_id, session.connection, event).await,
-        "call.answer" => crate::calls::answer(gateway, session.user_id, session.connection, event),
-        "call.ice" => crate::calls::ice(gateway, session.user_id, session.connection, event),
-        "call.end" => crate::calls::end(gateway, session.user_id, session.connection, event).await,
+        kinds::PING => Ok(vec![reply(reference.clone(), kinds::PONG, json!({"timestamp": to_iso(now_millis())}))]),
+        kinds::AUTH => Err((ErrorCode::BadRequest, "already authenticated".to_owned())),
+        kinds::SYNC => sync(gateway, session, event).await,
+        kinds::MESSAGE_READ => read(gateway, session, event).await,
+        kinds::MESSAGE_DELIVERED => delivered(gateway, session, event).await,
+        kinds::TYPING => crate::typing::command(gateway, session.user_id, event).await,
+        kinds::PRESENCE_QUERY => presence_query(gateway, session, event).await,
+        kinds::CALL_OFFER => crate::calls::offer(gateway, session.user_id, session.connection, event).await,
+        kinds::CALL_ANSWER => crate::calls::answer(gateway, session.user_id, session.connection, event),
+        kinds::CALL_ICE => crate::calls::ice(gateway, session.user_id, session.connection, event),
+        kinds::CALL_END => crate::calls::end(gateway, session.user_id, session.connection, event).await,
         other => {
             let message = format!("unknown command {other:?}");
             return bad_frame(session, reference, ErrorCode::BadRequest, message);
@@ -211,44 +209,26 @@ fn conclude(session: &mut Session, reference: Option<String>, handled: Handled) 
 
 type Handled = Result<Vec<Event>, (ErrorCode, String)>;
 
-fn store_failure(error: &storage::StoreError) -> (ErrorCode, String) {
-    tracing::error!(%error, "store failure in a command");
-    (ErrorCode::Internal, "internal error".into())
+/// The one mapping of the service layer's error to an `error` event: the
+/// same seed 002 code REST answers for the same failure.
+pub(crate) fn failure(error: &ServiceError) -> (ErrorCode, String) {
+    (error.code(), error.detail())
 }
 
 /// A `message.send` command as what the pipeline sends.
-fn send_request(session: &Session, event: &Event) -> Result<NewMessage, (ErrorCode, String)> {
+fn send_request(gateway: &Gateway, session: &Session, event: &Event) -> Result<NewMessage, (ErrorCode, String)> {
     let command: SendMessage = parse(event).map_err(|message| (ErrorCode::BadRequest, message))?;
     let chat_id = command.chat_id.ok_or((ErrorCode::BadRequest, "chat_id is required".to_owned()))?;
-    router::new_message(command, chat_id, session.user_id).map_err(|error| send_failure(&error))
+    gateway.inner.services.messages.request(command, chat_id, session.user_id).map_err(|error| failure(&error))
 }
 
-fn ack(event: &Event, sent: &router::Sent) -> Event {
+fn ack(event: &Event, sent: &service::Sent) -> Event {
     let client_message_id = &sent.message.client_message_id;
     reply(
         event.id.clone(),
-        "message.ack",
+        kinds::MESSAGE_ACK,
         json!({"client_message_id": client_message_id, "message": sent.view, "duplicate": sent.duplicate}),
     )
-}
-
-fn send_failure(error: &router::SendError) -> (ErrorCode, String) {
-    if let router::SendError::Store(store) = error {
-        return store_failure(store);
-    }
-    (error.code(), error.to_string())
-}
-
-/// The caller's membership of `chat_id`: 20001 / 20002 otherwise.
-pub(crate) async fn member_of(gateway: &Gateway, chat_id: i64, user_id: UserId) -> Result<(), (ErrorCode, String)> {
-    let store = &gateway.inner.store;
-    if store.member(chat_id, user_id).await.map_err(|e| store_failure(&e))?.is_some() {
-        return Ok(());
-    }
-    if store.chat(chat_id).await.map_err(|e| store_failure(&e))?.is_none() {
-        return Err((ErrorCode::ChatNotFound, format!("chat {chat_id} not found")));
-    }
-    Err((ErrorCode::NotChatMember, "you are not a member of this chat".into()))
 }
 
 #[derive(Deserialize)]
@@ -262,22 +242,17 @@ struct SyncRequest {
 
 async fn sync(gateway: &Gateway, session: &Session, event: &Event) -> Handled {
     let request: SyncRequest = parse(event).map_err(|message| (ErrorCode::BadRequest, message))?;
-    member_of(gateway, request.chat_id, session.user_id).await?;
-    let limit = request.limit.unwrap_or(SYNC_MAX).clamp(1, SYNC_MAX);
-    let store = &gateway.inner.store;
-    let query =
-        MessageQuery { after: Some(Cursor::Seq(request.after_seq)), ..MessageQuery::latest(limit + 1, now_millis()) };
-    let mut page = store.messages(request.chat_id, query).await.map_err(|e| store_failure(&e))?;
-    let has_more = page.len() > limit as usize;
-    page.truncate(limit as usize);
-    let members = store.members(request.chat_id).await.map_err(|e| store_failure(&e))?;
-    let messages = router::views::messages_seen_by(store.as_ref(), &members, session.user_id, &page)
+    let page = gateway
+        .inner
+        .services
+        .messages
+        .sync(session.user_id, request.chat_id, request.after_seq, request.limit)
         .await
-        .map_err(|e| store_failure(&e))?;
+        .map_err(|error| failure(&error))?;
     Ok(vec![reply(
         event.id.clone(),
-        "sync.batch",
-        json!({"chat_id": request.chat_id, "messages": messages, "has_more": has_more}),
+        kinds::SYNC_BATCH,
+        json!({"chat_id": page.chat_id, "messages": page.messages, "has_more": page.has_more}),
     )])
 }
 
@@ -289,31 +264,18 @@ struct ReadRequest {
 
 async fn read(gateway: &Gateway, session: &Session, event: &Event) -> Handled {
     let request: ReadRequest = parse(event).map_err(|message| (ErrorCode::BadRequest, message))?;
-    member_of(gateway, request.chat_id, session.user_id).await?;
-    let store = &gateway.inner.store;
-    let message = store.message(request.message_id).await.map_err(|e| store_failure(&e))?;
-    let message = message
-        .filter(|message| message.chat_id == request.chat_id)
-        .ok_or((ErrorCode::MessageNotFound, format!("message {} not found", request.message_id)))?;
-    let before = store
-        .member(request.chat_id, session.user_id)
+    let marker = gateway
+        .inner
+        .services
+        .messages
+        .read(session.user_id, Some(request.chat_id), request.message_id)
         .await
-        .map_err(|e| store_failure(&e))?
-        .map_or(0, |m| m.last_read_seq);
-    let marker = store.mark_read(request.chat_id, session.user_id, message.seq).await.map_err(|e| store_failure(&e))?;
-    if marker > before {
-        let status = Event::new(
-            kinds::MESSAGE_STATUS,
-            json!({"chat_id": request.chat_id, "message_id": message.id, "seq": marker, "user_id": session.user_id, "status": "read"}),
-        );
-        gateway
-            .inner
-            .pipeline
-            .publish_to_chat(request.chat_id, status, &[])
-            .await
-            .map_err(|error| send_failure(&error))?;
-    }
-    Ok(vec![reply(event.id.clone(), "message.read.ok", json!({"chat_id": request.chat_id, "last_read_seq": marker}))])
+        .map_err(|error| failure(&error))?;
+    Ok(vec![reply(
+        event.id.clone(),
+        kinds::MESSAGE_READ_OK,
+        json!({"chat_id": marker.chat_id, "last_read_seq": marker.last_read_seq}),
+    )])
 }
 
 #[derive(Deserialize)]
@@ -325,24 +287,13 @@ struct DeliveredRequest {
 /// Tells each message's sender it reached one of the caller's devices.
 async fn delivered(gateway: &Gateway, session: &Session, event: &Event) -> Handled {
     let request: DeliveredRequest = parse(event).map_err(|message| (ErrorCode::BadRequest, message))?;
-    if request.message_ids.len() > 100 {
-        return Err((ErrorCode::BadRequest, "at most 100 message_ids at once".into()));
-    }
-    member_of(gateway, request.chat_id, session.user_id).await?;
-    for id in request.message_ids {
-        let message = gateway.inner.store.message(id).await.map_err(|e| store_failure(&e))?;
-        let Some(message) = message.filter(|m| m.chat_id == request.chat_id && m.sender_id != session.user_id) else {
-            continue;
-        };
-        let status = Event::new(
-            kinds::MESSAGE_STATUS,
-            json!({"chat_id": request.chat_id, "message_id": id, "seq": message.seq, "user_id": session.user_id, "status": "delivered"}),
-        );
-        let delivery = Delivery { recipients: vec![message.sender_id], event: status };
-        if let Err(error) = gateway.inner.router.publish(delivery).await {
-            tracing::warn!(%error, "delivered status not published");
-        }
-    }
+    gateway
+        .inner
+        .services
+        .messages
+        .delivered(session.user_id, request.chat_id, &request.message_ids)
+        .await
+        .map_err(|error| failure(&error))?;
     Ok(Vec::new())
 }
 
@@ -355,33 +306,18 @@ struct PresenceQuery {
 /// the `presence` events: they would be told of it).
 async fn presence_query(gateway: &Gateway, session: &Session, event: &Event) -> Handled {
     let request: PresenceQuery = parse(event).map_err(|message| (ErrorCode::BadRequest, message))?;
-    if request.user_ids.len() > 100 {
-        return Err((ErrorCode::BadRequest, "at most 100 user_ids at once".into()));
-    }
-    let store = &gateway.inner.store;
-    let mut visible = Vec::new();
-    for user_id in request.user_ids {
-        let audience = store.presence_audience(user_id).await.map_err(|e| store_failure(&e))?;
-        if user_id != session.user_id && !audience.contains(&session.user_id) {
-            continue;
-        }
-        let Some(user) = store.user(user_id).await.map_err(|e| store_failure(&e))? else { continue };
-        visible.push(user);
-    }
-    let ids: Vec<UserId> = visible.iter().map(|user| user.id).collect();
-    let online = match gateway.inner.presence.online(&ids).await {
-        Ok(online) => online,
-        Err(error) => {
-            tracing::warn!(%error, "presence registry unavailable; answering from this node's view");
-            ids.iter().map(|&user| gateway.inner.registry.is_online(user)).collect()
-        }
-    };
-    let users: Vec<_> = visible
+    let states = gateway
+        .inner
+        .services
+        .users
+        .presence(session.user_id, &request.user_ids)
+        .await
+        .map_err(|error| failure(&error))?;
+    let users: Vec<_> = states
         .iter()
-        .zip(online)
-        .map(|(user, is_online)| json!({"user_id": user.id, "is_online": is_online, "last_seen": user.last_seen.map(to_iso)}))
+        .map(|state| json!({"user_id": state.user_id, "is_online": state.is_online, "last_seen": state.last_seen.map(to_iso)}))
         .collect();
-    Ok(vec![reply(event.id.clone(), "presence.state", json!({"users": users}))])
+    Ok(vec![reply(event.id.clone(), kinds::PRESENCE_STATE, json!({"users": users}))])
 }
 
 /// Announces the presence changes the registry found on its own: the users
@@ -392,32 +328,7 @@ pub(crate) async fn announce_found_presence(
 ) {
     while let Some(changes) = found.recv().await {
         for change in changes {
-            if !change.online {
-                let _ = gateway.inner.store.set_last_seen(change.user_id, now_millis()).await;
-            }
-            announce_presence(&gateway, change.user_id, change.online).await;
+            gateway.inner.services.users.announce_presence(change.user_id, change.online).await;
         }
-    }
-}
-
-/// Tells `user_id`'s audience that they came online or went offline.
-pub(crate) async fn announce_presence(gateway: &Gateway, user_id: UserId, online: bool) {
-    let audience = match gateway.inner.store.presence_audience(user_id).await {
-        Ok(audience) => audience,
-        Err(error) => {
-            tracing::warn!(%error, "presence audience unavailable");
-            return;
-        }
-    };
-    if audience.is_empty() {
-        return;
-    }
-    let now = now_millis();
-    let event = Event::new(
-        "presence",
-        json!({"user_id": user_id, "is_online": online, "last_seen": (!online).then(|| to_iso(now)), "timestamp": to_iso(now)}),
-    );
-    if let Err(error) = gateway.inner.router.publish(Delivery { recipients: audience, event }).await {
-        tracing::warn!(%error, "presence not published");
     }
 }

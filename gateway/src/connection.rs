@@ -207,7 +207,7 @@ async fn run(gateway: Gateway, mut sink: Sink, mut stream: Stream, encoding: Enc
     metrics::gauge!("switchboard_ws_connections").increment(1);
     // Registered before `connect` goes out: from then on, deliveries from
     // any node find this connection.
-    let first_device = match gateway.inner.presence.connected(user_id).await {
+    let first_device = match gateway.inner.services.presence().connected(user_id).await {
         Ok(first_anywhere) => first_anywhere,
         Err(error) => {
             tracing::warn!(%error, "presence not registered; announcing from this node's view");
@@ -216,10 +216,10 @@ async fn run(gateway: Gateway, mut sink: Sink, mut stream: Stream, encoding: Enc
     };
     tracing::debug!(first_device, "connected");
     if first_device {
-        commands::announce_presence(&gateway, user_id, true).await;
+        gateway.inner.services.users.announce_presence(user_id, true).await;
     }
     let connect = Event::new(
-        "connect",
+        protocol::kinds::CONNECT,
         json!({
             "status": "connected",
             "user_id": user_id,
@@ -274,7 +274,7 @@ async fn run(gateway: Gateway, mut sink: Sink, mut stream: Stream, encoding: Enc
     let last_here = gateway.inner.registry.remove(user_id, id);
     crate::calls::device_left(&gateway, user_id, id, last_here).await;
     metrics::gauge!("switchboard_ws_connections").decrement(1);
-    let last_device = match gateway.inner.presence.disconnected(user_id).await {
+    let last_device = match gateway.inner.services.presence().disconnected(user_id).await {
         Ok(last_anywhere) => last_anywhere,
         Err(error) => {
             tracing::warn!(%error, "presence not deregistered; announcing from this node's view");
@@ -283,8 +283,7 @@ async fn run(gateway: Gateway, mut sink: Sink, mut stream: Stream, encoding: Enc
     };
     tracing::debug!(last_device, "disconnected");
     if last_device {
-        let _ = gateway.inner.store.set_last_seen(user_id, now_millis()).await;
-        commands::announce_presence(&gateway, user_id, false).await;
+        gateway.inner.services.users.announce_presence(user_id, false).await;
     }
 }
 

@@ -14,8 +14,8 @@ use crate::registry::Registry;
 use crate::{Gateway, close_codes};
 
 pub(crate) async fn run(gateway: Gateway, shutdown: CancellationToken) {
-    let mut deliveries = gateway.inner.router.subscribe();
-    let mut resyncs = gateway.inner.router.resyncs();
+    let mut deliveries = gateway.inner.services.router().subscribe();
+    let mut resyncs = gateway.inner.services.router().resyncs();
     loop {
         let delivery = tokio::select! {
             () = shutdown.cancelled() => return,

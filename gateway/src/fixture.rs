@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use protocol::ErrorCode;
 use protocol::time::now_millis;
-use router::{Delivery, LocalRouter, Router, SendLimits, SendPipeline};
+use router::{Delivery, LocalRouter, Router};
+use service::{ServiceConfig, Services};
 use storage::model::{NewChat, NewUser, UserId};
 use storage::{SqliteConfig, SqliteStore, Store};
 use tokio::sync::broadcast;
@@ -39,8 +40,7 @@ pub(crate) async fn fixture(config: GatewayConfig) -> Fixture {
     let chat = store.create_chat(NewChat::group(alice, "g", vec![bob], now_millis())).await.unwrap().0.id;
     let router: Arc<dyn Router> = Arc::new(LocalRouter::new());
     let events = router.subscribe();
-    let pipeline = SendPipeline::new(store.clone(), router.clone(), SendLimits::default());
-    let gateway =
-        Gateway::new(config, store, pipeline, router, Arc::new(router::LocalPresence::new()), Arc::new(NoTokens));
+    let services = Services::new(store, router, Arc::new(router::LocalPresence::new()), ServiceConfig::default());
+    let gateway = Gateway::new(config, services, Arc::new(NoTokens));
     Fixture { gateway, events, alice, bob, chat, _dir: dir }
 }

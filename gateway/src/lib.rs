@@ -27,8 +27,8 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use protocol::ErrorCode;
-use router::{PRESENCE_CHANGES_CAPACITY, PresenceRegistry, Router, SendPipeline};
-use storage::Store;
+use router::PRESENCE_CHANGES_CAPACITY;
+use service::Services;
 use storage::model::UserId;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -120,11 +120,9 @@ pub struct Gateway {
 
 struct Inner {
     config: GatewayConfig,
-    store: Arc<dyn Store>,
-    pipeline: SendPipeline,
-    router: Arc<dyn Router>,
-    /// Who is online anywhere (this process alone, or the cluster).
-    presence: Arc<dyn PresenceRegistry>,
+    /// The use cases every command runs through; also the router this
+    /// node subscribes to and the presence registry it reports to.
+    services: Services,
     tokens: Arc<dyn TokenVerifier>,
     registry: registry::Registry,
     typing: typing::Typing,
@@ -146,22 +144,12 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    pub fn new(
-        config: GatewayConfig,
-        store: Arc<dyn Store>,
-        pipeline: SendPipeline,
-        router: Arc<dyn Router>,
-        presence: Arc<dyn PresenceRegistry>,
-        tokens: Arc<dyn TokenVerifier>,
-    ) -> Self {
+    pub fn new(config: GatewayConfig, services: Services, tokens: Arc<dyn TokenVerifier>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 permits: Arc::new(Semaphore::new(config.max_connections)),
                 config,
-                store,
-                pipeline,
-                router,
-                presence,
+                services,
                 tokens,
                 registry: registry::Registry::default(),
                 typing: typing::Typing::default(),
@@ -198,7 +186,7 @@ impl Gateway {
         // Presence outlives the connections, so their goodbyes still reach it.
         let presence_stop = CancellationToken::new();
         let (changes, found) = tokio::sync::mpsc::channel(PRESENCE_CHANGES_CAPACITY);
-        let presence = self.inner.presence.clone();
+        let presence = self.inner.services.presence().clone();
         let lease = tokio::spawn({
             let stop = presence_stop.clone();
             async move { presence.run(changes, stop).await }

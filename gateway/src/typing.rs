@@ -5,11 +5,9 @@
 use std::time::Duration;
 
 use dashmap::DashMap;
-use protocol::time::{now_millis, to_iso};
 use protocol::{ErrorCode, Event};
 use router::Delivery;
 use serde::Deserialize;
-use serde_json::json;
 use storage::model::{ChatId, UserId};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -39,19 +37,17 @@ struct TypingRequest {
 }
 
 async fn announce(gateway: &Gateway, chat_id: ChatId, user_id: UserId, is_typing: bool) {
-    let members = match gateway.inner.store.members(chat_id).await {
-        Ok(members) => members,
+    let services = &gateway.inner.services;
+    let recipients = match services.chats.typing_audience(chat_id, user_id).await {
+        Ok(recipients) => recipients,
         Err(error) => {
-            tracing::warn!(%error, "typing audience unavailable");
+            // Left the chat meanwhile, or the store failed: nobody to tell.
+            tracing::debug!(%error, "typing audience unavailable");
             return;
         }
     };
-    let recipients = members.iter().map(|m| m.user_id).filter(|&member| member != user_id).collect();
-    let event = Event::new(
-        "typing",
-        json!({"chat_id": chat_id, "user_id": user_id, "is_typing": is_typing, "timestamp": to_iso(now_millis())}),
-    );
-    if let Err(error) = gateway.inner.router.publish(Delivery { recipients, event }).await {
+    let event = service::events::typing(chat_id, user_id, is_typing);
+    if let Err(error) = services.router().publish(Delivery { recipients, event }).await {
         tracing::warn!(%error, "typing not published");
     }
 }
@@ -80,7 +76,13 @@ pub(crate) async fn command(
         state.refreshed = now;
         return Ok(Vec::new());
     }
-    crate::commands::member_of(gateway, request.chat_id, user_id).await?;
+    gateway
+        .inner
+        .services
+        .chats
+        .membership(request.chat_id, user_id)
+        .await
+        .map_err(|e| crate::commands::failure(&e))?;
     typing.states.insert(key, State { refreshed: now, announced: now });
     announce(gateway, request.chat_id, user_id, true).await;
     Ok(Vec::new())

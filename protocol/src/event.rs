@@ -33,17 +33,42 @@ impl Event {
     }
 }
 
-/// Event names of the canonical contract (seed 002) and the engine's
-/// additions, in one place.
+/// Frame names of the canonical contract (seed 002) and the engine's
+/// additions, in one place: every crate (the load generator included)
+/// names frames through these.
 pub mod kinds {
+    // ---- server events ----
+    pub const CONNECT: &str = "connect";
+    pub const ERROR: &str = "error";
+    pub const PONG: &str = "pong";
     pub const MESSAGE_NEW: &str = "message.new";
+    pub const MESSAGE_ACK: &str = "message.ack";
     pub const MESSAGE_EDIT: &str = "message.edit";
     pub const MESSAGE_DELETE: &str = "message.delete";
     pub const MESSAGE_PIN: &str = "message.pin";
     pub const MESSAGE_STATUS: &str = "message.status";
+    pub const MESSAGE_READ_OK: &str = "message.read.ok";
+    pub const SYNC_BATCH: &str = "sync.batch";
     pub const CHAT_UPDATED: &str = "chat.updated";
     pub const CHAT_MEMBER_ADDED: &str = "chat.member_added";
     pub const CHAT_MEMBER_REMOVED: &str = "chat.member_removed";
+    pub const TYPING: &str = "typing";
+    pub const PRESENCE: &str = "presence";
+    pub const PRESENCE_STATE: &str = "presence.state";
+    pub const CALL_RINGING: &str = "call.ringing";
+    pub const CALL_OFFER: &str = "call.offer";
+    pub const CALL_ANSWER: &str = "call.answer";
+    pub const CALL_ICE: &str = "call.ice";
+    pub const CALL_END: &str = "call.end";
+
+    // ---- client commands (typing and the call frames share their names with events) ----
+    pub const AUTH: &str = "auth";
+    pub const PING: &str = "ping";
+    pub const MESSAGE_SEND: &str = "message.send";
+    pub const MESSAGE_READ: &str = "message.read";
+    pub const MESSAGE_DELIVERED: &str = "message.delivered";
+    pub const SYNC: &str = "sync";
+    pub const PRESENCE_QUERY: &str = "presence.query";
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use protocol::{ApiError, ErrorCode};
-use router::SendError;
+use service::ServiceError;
 use storage::StoreError;
 
 /// A failed request: becomes seed 002's error envelope with the HTTP
@@ -47,35 +47,20 @@ impl IntoResponse for ApiFailure {
     }
 }
 
-impl From<StoreError> for ApiFailure {
-    fn from(error: StoreError) -> Self {
-        let code = match &error {
-            StoreError::PhoneTaken => ErrorCode::PhoneExists,
-            StoreError::UsernameTaken => ErrorCode::UsernameExists,
-            StoreError::UserNotFound(_) => ErrorCode::UserNotFound,
-            StoreError::ChatNotFound(_) => ErrorCode::ChatNotFound,
-            StoreError::MessageNotFound(_) => ErrorCode::MessageNotFound,
-            StoreError::NotMember { .. } => ErrorCode::NotChatMember,
-            StoreError::ContactExists | StoreError::Invalid(_) | StoreError::SeqTaken { .. } => ErrorCode::BadRequest,
-            StoreError::Closed => ErrorCode::Unavailable,
-            _ => ErrorCode::Internal,
-        };
-        if code == ErrorCode::Internal {
-            // The detail stays in the log; the client learns only that it failed.
-            tracing::error!(%error, "store failure");
-            return Self::new(code, "internal error");
-        }
-        Self::new(code, error.to_string())
+/// The one mapping of the service layer's error to seed 002's envelope:
+/// its code (the same one the gateway's `error` event carries) and the
+/// status that code maps to.
+impl From<ServiceError> for ApiFailure {
+    fn from(error: ServiceError) -> Self {
+        Self::new(error.code(), error.detail())
     }
 }
 
-impl From<SendError> for ApiFailure {
-    fn from(error: SendError) -> Self {
-        match error {
-            // The store's error says more (a phone clash, a missing chat).
-            SendError::Store(store) => store.into(),
-            other => Self::new(other.code(), other.to_string()),
-        }
+/// What handlers that reach the store themselves (auth, files) meet: the
+/// service layer's reading of it.
+impl From<StoreError> for ApiFailure {
+    fn from(error: StoreError) -> Self {
+        ServiceError::from(error).into()
     }
 }
 

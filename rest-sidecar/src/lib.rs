@@ -16,7 +16,6 @@ mod routes;
 pub mod sms;
 mod state;
 pub mod tokens;
-mod validate;
 mod web;
 
 use std::net::SocketAddr;
@@ -134,7 +133,7 @@ pub async fn run_with(
     extra: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let scheduler = tokio::spawn(router::run_scheduler(state.pipeline.clone(), shutdown.clone()));
+    let scheduler = tokio::spawn(service::run_scheduler(state.services.pipeline().clone(), shutdown.clone()));
     let housekeeping = tokio::spawn(housekeeping(state.clone(), shutdown.clone()));
     // The extra routes get request ids too (the sidecar's own already have them).
     let app = extra.layer(request_id::layer()).merge(router(state));

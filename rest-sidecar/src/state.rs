@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use router::redis::RedisConnection;
-use router::{Router, SendLimits, SendPipeline, Sequencer};
+use service::Services;
 use storage::{Store, StoreError};
 
 use crate::rate_limit::{RateConfig, RateLimits};
@@ -29,9 +29,6 @@ pub struct SidecarConfig {
     pub refresh_ttl: Duration,
     pub rates: RateConfig,
     pub sms: SmsRules,
-    pub send: SendLimits,
-    /// Most members a group may have.
-    pub max_group_members: usize,
     /// STUN/TURN servers handed to call peers.
     pub ice: IceConfig,
     /// Proxies (addresses or networks) whose `X-Forwarded-For` is believed
@@ -65,8 +62,6 @@ impl SidecarConfig {
             refresh_ttl: Duration::from_secs(30 * 86_400),
             rates: RateConfig::default(),
             sms: SmsRules::default(),
-            send: SendLimits::default(),
-            max_group_members: 1_000,
             trusted_proxies: Vec::new(),
             ice: IceConfig {
                 stun_urls: Vec::new(),
@@ -79,11 +74,13 @@ impl SidecarConfig {
 }
 
 /// Shared state of the HTTP handlers: cheap handles over `Arc`s, one per
-/// domain.
+/// domain. The use cases are the service layer's; what is here besides is
+/// HTTP's own (tokens, codes, rate limits).
 #[derive(Clone)]
 pub struct SidecarState {
+    pub(crate) services: Services,
+    /// The services' store, for what is not a use case yet (auth, files).
     pub(crate) store: Arc<dyn Store>,
-    pub(crate) pipeline: SendPipeline,
     pub(crate) tokens: TokenService,
     pub(crate) sms: SmsCodes,
     pub(crate) limits: Arc<RateLimits>,
@@ -100,18 +97,14 @@ impl std::fmt::Debug for SidecarState {
 }
 
 impl SidecarState {
-    /// State over `store`, publishing through `router`, delivering codes
-    /// with `sms`. Loads the access-token denylist.
-    pub async fn new(
-        store: Arc<dyn Store>,
-        router: Arc<dyn Router>,
-        sms: Arc<dyn SmsSender>,
-        config: SidecarConfig,
-    ) -> Result<Self, StoreError> {
+    /// State over `services`, delivering codes with `sms`. Loads the
+    /// access-token denylist.
+    pub async fn new(services: Services, sms: Arc<dyn SmsSender>, config: SidecarConfig) -> Result<Self, StoreError> {
+        let store = services.store().clone();
         let tokens =
             TokenService::load(store.clone(), &config.jwt_secret, config.access_ttl, config.refresh_ttl).await?;
         Ok(Self {
-            pipeline: SendPipeline::new(store.clone(), router, config.send.clone()),
+            services,
             tokens,
             sms: SmsCodes::new(sms, config.sms.clone()),
             limits: Arc::new(RateLimits::new(config.rates)),
@@ -122,17 +115,16 @@ impl SidecarState {
         })
     }
 
-    /// Cluster mode: sends take seqs from `sequencer`, and `/health` checks `redis`.
+    /// Cluster mode: `/health` checks `redis`.
     #[must_use]
-    pub fn with_cluster(mut self, redis: RedisConnection, sequencer: Arc<dyn Sequencer>) -> Self {
-        self.pipeline = self.pipeline.with_sequencer(sequencer);
+    pub fn with_redis(mut self, redis: RedisConnection) -> Self {
         self.redis = Some(redis);
         self
     }
 
-    /// The send pipeline (shared with the gateway in one process).
-    pub fn pipeline(&self) -> &SendPipeline {
-        &self.pipeline
+    /// The service layer the handlers call.
+    pub fn services(&self) -> &Services {
+        &self.services
     }
 
     /// The token service (the gateway checks tokens with it).

@@ -28,9 +28,13 @@ async fn start() -> Server {
         body_limit: 1024,
         ..rest_sidecar::SidecarConfig::new(files.clone(), b"test secret of at least 32 bytes!!".to_vec())
     };
-    let router = Arc::new(router::LocalRouter::new());
-    let state =
-        SidecarState::new(Arc::new(store.clone()), router, Arc::new(rest_sidecar::sms::LogSms), config).await.unwrap();
+    let services = service::Services::new(
+        Arc::new(store.clone()),
+        Arc::new(router::LocalRouter::new()),
+        Arc::new(router::LocalPresence::new()),
+        service::ServiceConfig::default(),
+    );
+    let state = SidecarState::new(services, Arc::new(rest_sidecar::sms::LogSms), config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();

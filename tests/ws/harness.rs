@@ -50,19 +50,17 @@ pub(crate) async fn start_with(configure: impl FnOnce(&mut GatewayConfig)) -> Se
     let config =
         SidecarConfig { dev: true, ..SidecarConfig::new(files, b"test secret of at least 32 bytes!!".to_vec()) };
     let router: Arc<dyn Router> = Arc::new(LocalRouter::new());
-    let state =
-        SidecarState::new(store.clone(), router.clone(), Arc::new(rest_sidecar::sms::LogSms), config).await.unwrap();
+    let services = service::Services::new(
+        store,
+        router.clone(),
+        Arc::new(router::LocalPresence::new()),
+        service::ServiceConfig::default(),
+    );
+    let state = SidecarState::new(services.clone(), Arc::new(rest_sidecar::sms::LogSms), config).await.unwrap();
     let mut gateway_config = GatewayConfig::default();
     configure(&mut gateway_config);
     let tokens = Arc::new(Tokens(state.tokens().clone()));
-    let gateway = Gateway::new(
-        gateway_config,
-        store,
-        state.pipeline().clone(),
-        router.clone(),
-        Arc::new(router::LocalPresence::new()),
-        tokens,
-    );
+    let gateway = Gateway::new(gateway_config, services, tokens);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();

@@ -12,7 +12,9 @@ use crate::extract::{Body, Caller, ClientAddr};
 use crate::rate_limit::Class;
 use crate::sms::{CodePurpose, SendCodeError};
 use crate::tokens::RefreshError;
-use crate::{ApiFailure, SidecarState, passwords, validate};
+use service::validate;
+
+use crate::{ApiFailure, SidecarState, passwords};
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct SendCodeBody {
@@ -76,7 +78,7 @@ pub(crate) struct Session {
 async fn session(state: &SidecarState, user: &storage::model::User) -> Result<Session, ApiFailure> {
     let tokens = state.tokens.issue(user.id).await?;
     Ok(Session {
-        user: router::views::user_private(user, false),
+        user: service::views::user_private(user, false),
         access_token: tokens.access_token,
         refresh_token: tokens.refresh_token,
         expires_in: tokens.expires_in,

@@ -1,29 +1,14 @@
+//! `/api` contact routes: adapters over `service::Contacts`.
+
 use axum::Json;
 use axum::extract::State;
-use protocol::time::{now_millis, to_iso};
+use protocol::ApiResponse;
 use protocol::views::ContactView;
-use protocol::{ApiResponse, ErrorCode};
 use serde::{Deserialize, Serialize};
-use storage::StoreError;
-use storage::model::{Contact, ContactUpdate};
 
 use super::{Empty, ok};
 use crate::extract::{Body, Caller, Path};
-use crate::{ApiFailure, SidecarState, validate};
-
-async fn view(state: &SidecarState, contact: Contact) -> Result<ContactView, ApiFailure> {
-    let user = state.store.user(contact.contact_id).await?;
-    Ok(ContactView {
-        id: contact.id,
-        user_id: contact.user_id,
-        contact_id: contact.contact_id,
-        nickname: contact.nickname,
-        is_blocked: contact.is_blocked,
-        is_muted: contact.is_muted,
-        created_at: to_iso(contact.created_at),
-        contact: user.as_ref().map(|user| router::views::user_public(user, false)),
-    })
-}
+use crate::{ApiFailure, SidecarState};
 
 #[derive(Debug, Serialize)]
 pub(crate) struct ContactList {
@@ -36,10 +21,7 @@ pub(crate) async fn list(
     State(state): State<SidecarState>,
     caller: Caller,
 ) -> Result<Json<ApiResponse<ContactList>>, ApiFailure> {
-    let mut contacts = Vec::new();
-    for contact in state.store.contacts(caller.user_id).await? {
-        contacts.push(view(&state, contact).await?);
-    }
+    let contacts = state.services.contacts.list(caller.user_id).await?;
     Ok(ok("获取联系人列表成功", ContactList { total: contacts.len(), contacts }))
 }
 
@@ -56,18 +38,8 @@ pub(crate) async fn add(
     caller: Caller,
     Body(body): Body<AddContact>,
 ) -> Result<Json<ApiResponse<ContactView>>, ApiFailure> {
-    let phone = validate::phone(&body.phone)?;
-    validate::text("nickname", &body.nickname, 64)?;
-    let other = state
-        .store
-        .user_by_phone(phone)
-        .await?
-        .ok_or_else(|| ApiFailure::new(ErrorCode::UserNotFound, "no user with this phone number"))?;
-    let contact = match state.store.add_contact(caller.user_id, other.id, body.nickname, now_millis()).await {
-        Err(StoreError::ContactExists) => return Err(ApiFailure::new(ErrorCode::Conflict, "already a contact")),
-        other => other?,
-    };
-    Ok(ok("联系人添加成功", view(&state, contact).await?))
+    let contact = state.services.contacts.add(caller.user_id, &body.phone, body.nickname).await?;
+    Ok(ok("联系人添加成功", contact))
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,19 +57,12 @@ pub(crate) async fn update(
     Path(contact_id): Path<i64>,
     Body(body): Body<UpdateContact>,
 ) -> Result<Json<ApiResponse<ContactView>>, ApiFailure> {
-    validate::text("nickname", body.nickname.as_deref().unwrap_or_default(), 64)?;
-    let update = ContactUpdate {
-        nickname: body.nickname,
-        is_blocked: body.is_blocked,
-        is_muted: body.is_muted,
-        updated_at: now_millis(),
-    };
     let contact = state
-        .store
-        .update_contact(caller.user_id, contact_id, update)
-        .await?
-        .ok_or_else(|| ApiFailure::new(ErrorCode::NotFound, format!("user {contact_id} is not a contact")))?;
-    Ok(ok("联系人更新成功", view(&state, contact).await?))
+        .services
+        .contacts
+        .update(caller.user_id, contact_id, body.nickname, body.is_blocked, body.is_muted)
+        .await?;
+    Ok(ok("联系人更新成功", contact))
 }
 
 /// `DELETE /api/contacts/{contact_id}`.
@@ -106,8 +71,6 @@ pub(crate) async fn remove(
     caller: Caller,
     Path(contact_id): Path<i64>,
 ) -> Result<Json<ApiResponse<Empty>>, ApiFailure> {
-    if !state.store.delete_contact(caller.user_id, contact_id).await? {
-        return Err(ApiFailure::new(ErrorCode::NotFound, format!("user {contact_id} is not a contact")));
-    }
+    state.services.contacts.remove(caller.user_id, contact_id).await?;
     Ok(ok("联系人删除成功", Empty {}))
 }

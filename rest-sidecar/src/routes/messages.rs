@@ -1,39 +1,17 @@
+//! `/api` message routes: adapters over `service::Messages`.
+
 use axum::Json;
 use axum::extract::State;
+use protocol::ApiResponse;
 use protocol::commands::SendMessage;
-use protocol::time::{now_millis, to_iso};
 use protocol::views::MessageView;
-use protocol::{ApiResponse, ErrorCode, Event, kinds};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
-use storage::model::{ChatKind, Cursor, Member, MemberRole, Message, MessageKind, MessageQuery};
+use service::HistoryQuery as PageQuery;
+use storage::model::Cursor;
 
-use super::chats::membership;
 use super::{Empty, ok};
 use crate::extract::{Body, Caller, Path, Query};
 use crate::{ApiFailure, SidecarState};
-
-/// Builds the views of `messages` as `viewer` sees them: `is_read` means
-/// "read by me" for others' messages and "read by someone else" for mine.
-async fn views(
-    state: &SidecarState,
-    chat_id: i64,
-    viewer: i64,
-    messages: &[Message],
-) -> Result<Vec<MessageView>, ApiFailure> {
-    let members = state.store.members(chat_id).await?;
-    views_with(state, &members, viewer, messages).await
-}
-
-/// [`views`] when the chat's members are already at hand.
-async fn views_with(
-    state: &SidecarState,
-    members: &[Member],
-    viewer: i64,
-    messages: &[Message],
-) -> Result<Vec<MessageView>, ApiFailure> {
-    Ok(router::views::messages_seen_by(state.store.as_ref(), members, viewer, messages).await?)
-}
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct HistoryQuery {
@@ -74,49 +52,16 @@ pub(crate) async fn history(
     Path(chat_id): Path<i64>,
     Query(query): Query<HistoryQuery>,
 ) -> Result<Json<ApiResponse<History>>, ApiFailure> {
-    if !(1..=100).contains(&query.limit) {
-        return Err(ApiFailure::bad_request("limit must be 1 to 100"));
-    }
-    let kind = match query.kind.as_deref() {
-        Some(text) => Some(
-            MessageKind::parse(text)
-                .ok_or_else(|| ApiFailure::bad_request(format!("unknown message type {text:?}")))?,
-        ),
-        None => None,
-    };
-    if query.search.as_ref().is_some_and(|search| search.chars().count() > 100) {
-        return Err(ApiFailure::bad_request("search must be at most 100 characters"));
-    }
-    // The member list answers membership and feeds the read markers.
-    let members = state.store.members(chat_id).await?;
-    if !members.iter().any(|member| member.user_id == caller.user_id) {
-        membership(&state, chat_id, caller.user_id).await?;
-    }
-    let before = query.before.map(Cursor::Id).or(query.before_seq.map(Cursor::Seq));
-    let after = query.after.map(Cursor::Id).or(query.after_seq.map(Cursor::Seq));
-    let store_query = MessageQuery {
-        before,
-        after,
-        // One more than asked tells whether there is more.
-        limit: query.limit + 1,
+    let query = PageQuery {
+        limit: query.limit,
         offset: query.offset,
-        kind,
-        search: query.search.filter(|search| !search.trim().is_empty()),
-        now: now_millis(),
+        before: query.before.map(Cursor::Id).or(query.before_seq.map(Cursor::Seq)),
+        after: query.after.map(Cursor::Id).or(query.after_seq.map(Cursor::Seq)),
+        search: query.search,
+        kind: query.kind,
     };
-    let ascending = after.is_some() && before.is_none();
-    let mut page = state.store.messages(chat_id, store_query).await?;
-    let has_more = page.len() > query.limit as usize;
-    if has_more {
-        // Drop the extra from the far end of the page's direction.
-        if ascending {
-            page.pop();
-        } else {
-            page.remove(0);
-        }
-    }
-    let messages = views_with(&state, &members, caller.user_id, &page).await?;
-    Ok(ok("获取消息列表成功", History { total: messages.len(), messages, has_more }))
+    let page = state.services.messages.history(caller.user_id, chat_id, query).await?;
+    Ok(ok("获取消息列表成功", History { total: page.messages.len(), messages: page.messages, has_more: page.has_more }))
 }
 
 /// `POST /api/chats/{id}/messages`: through the send pipeline, so the
@@ -127,24 +72,8 @@ pub(crate) async fn send(
     Path(chat_id): Path<i64>,
     Body(body): Body<SendMessage>,
 ) -> Result<Json<ApiResponse<MessageView>>, ApiFailure> {
-    let request = router::new_message(body, chat_id, caller.user_id)?;
-    let sent = state.pipeline.send(request).await?;
-    let view = if sent.duplicate {
-        // The original may have been read or reacted to since.
-        views(&state, chat_id, caller.user_id, std::slice::from_ref(&sent.message)).await?.remove(0)
-    } else {
-        sent.view
-    };
-    Ok(ok("消息发送成功", view))
-}
-
-/// A message the caller may see: 20003 if it does not exist or is in a
-/// chat the caller is not in (no existence leak), with the caller's membership.
-async fn visible_message(state: &SidecarState, id: i64, user_id: i64) -> Result<(Message, Member), ApiFailure> {
-    let not_found = || ApiFailure::new(ErrorCode::MessageNotFound, format!("message {id} not found"));
-    let message = state.store.message(id).await?.ok_or_else(not_found)?;
-    let member = state.store.member(message.chat_id, user_id).await?.ok_or_else(not_found)?;
-    Ok((message, member))
+    let sent = state.services.messages.send(caller.user_id, chat_id, body).await?;
+    Ok(ok("消息发送成功", sent.view))
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,30 +88,7 @@ pub(crate) async fn edit(
     Path(id): Path<i64>,
     Body(body): Body<EditBody>,
 ) -> Result<Json<ApiResponse<MessageView>>, ApiFailure> {
-    let (message, _) = visible_message(&state, id, caller.user_id).await?;
-    if message.sender_id != caller.user_id {
-        return Err(ApiFailure::new(ErrorCode::MessageForbidden, "only the sender may edit a message"));
-    }
-    if message.is_deleted {
-        return Err(ApiFailure::new(ErrorCode::MessageForbidden, "a deleted message cannot be edited"));
-    }
-    if body.content.trim().is_empty() || body.content.chars().count() > state.pipeline.limits().max_content_chars {
-        return Err(ApiFailure::bad_request(format!(
-            "content must be 1 to {} characters",
-            state.pipeline.limits().max_content_chars
-        )));
-    }
-    let edited = state
-        .store
-        .edit_message(id, body.content, now_millis())
-        .await?
-        .ok_or_else(|| ApiFailure::new(ErrorCode::MessageNotFound, "message not found"))?;
-    let event = Event::new(
-        kinds::MESSAGE_EDIT,
-        json!({"id": edited.id, "chat_id": edited.chat_id, "seq": edited.seq, "content": edited.content, "updated_at": to_iso(edited.updated_at)}),
-    );
-    state.pipeline.publish_to_chat(edited.chat_id, event, &[]).await?;
-    let view = views(&state, edited.chat_id, caller.user_id, std::slice::from_ref(&edited)).await?.remove(0);
+    let view = state.services.messages.edit(caller.user_id, id, body.content).await?;
     Ok(ok("消息编辑成功", view))
 }
 
@@ -193,27 +99,7 @@ pub(crate) async fn delete(
     caller: Caller,
     Path(id): Path<i64>,
 ) -> Result<Json<ApiResponse<Empty>>, ApiFailure> {
-    if let Some(held) = state.store.scheduled_message(id).await?
-        && held.sender_id == caller.user_id
-    {
-        state.store.cancel_scheduled(id).await?;
-        return Ok(ok("消息删除成功", Empty {}));
-    }
-    let (message, _) = visible_message(&state, id, caller.user_id).await?;
-    if message.sender_id != caller.user_id {
-        return Err(ApiFailure::new(ErrorCode::MessageForbidden, "only the sender may delete a message"));
-    }
-    let deleted = state
-        .store
-        .delete_message(id, now_millis())
-        .await?
-        .ok_or_else(|| ApiFailure::new(ErrorCode::MessageNotFound, "message not found"))?;
-    let deleted_at = deleted.deleted_at.unwrap_or(deleted.updated_at);
-    let event = Event::new(
-        kinds::MESSAGE_DELETE,
-        json!({"id": deleted.id, "chat_id": deleted.chat_id, "seq": deleted.seq, "deleted_at": to_iso(deleted_at)}),
-    );
-    state.pipeline.publish_to_chat(deleted.chat_id, event, &[]).await?;
+    state.services.messages.delete(caller.user_id, id).await?;
     Ok(ok("消息删除成功", Empty {}))
 }
 
@@ -230,35 +116,8 @@ pub(crate) async fn read(
     caller: Caller,
     Path(id): Path<i64>,
 ) -> Result<Json<ApiResponse<ReadReply>>, ApiFailure> {
-    let (message, member) = visible_message(&state, id, caller.user_id).await?;
-    let marker = state.store.mark_read(message.chat_id, caller.user_id, message.seq).await?;
-    if marker > member.last_read_seq {
-        let event = Event::new(
-            kinds::MESSAGE_STATUS,
-            json!({"chat_id": message.chat_id, "message_id": message.id, "seq": marker, "user_id": caller.user_id, "status": "read"}),
-        );
-        state.pipeline.publish_to_chat(message.chat_id, event, &[]).await?;
-    }
-    Ok(ok("消息已标记为已读", ReadReply { chat_id: message.chat_id, last_read_seq: marker }))
-}
-
-async fn set_pin(state: &SidecarState, caller: &Caller, id: i64, pinned: bool) -> Result<(), ApiFailure> {
-    let (message, member) = visible_message(state, id, caller.user_id).await?;
-    let chat = state.store.chat(message.chat_id).await?;
-    let may_pin = chat.is_some_and(|chat| chat.kind == ChatKind::Private) || member.role != MemberRole::Member;
-    if !may_pin {
-        return Err(ApiFailure::new(ErrorCode::MessageForbidden, "only a group's owner or admins may pin messages"));
-    }
-    if message.is_deleted {
-        return Err(ApiFailure::new(ErrorCode::MessageForbidden, "a deleted message cannot be pinned"));
-    }
-    state.store.set_message_pinned(id, pinned, now_millis()).await?;
-    let event = Event::new(
-        kinds::MESSAGE_PIN,
-        json!({"id": id, "chat_id": message.chat_id, "is_pinned": pinned, "by": caller.user_id}),
-    );
-    state.pipeline.publish_to_chat(message.chat_id, event, &[]).await?;
-    Ok(())
+    let marker = state.services.messages.read(caller.user_id, None, id).await?;
+    Ok(ok("消息已标记为已读", ReadReply { chat_id: marker.chat_id, last_read_seq: marker.last_read_seq }))
 }
 
 /// `POST /api/messages/{id}/pin`.
@@ -267,7 +126,7 @@ pub(crate) async fn pin(
     caller: Caller,
     Path(id): Path<i64>,
 ) -> Result<Json<ApiResponse<Empty>>, ApiFailure> {
-    set_pin(&state, &caller, id, true).await?;
+    state.services.messages.set_pinned(caller.user_id, id, true).await?;
     Ok(ok("消息已置顶", Empty {}))
 }
 
@@ -277,6 +136,6 @@ pub(crate) async fn unpin(
     caller: Caller,
     Path(id): Path<i64>,
 ) -> Result<Json<ApiResponse<Empty>>, ApiFailure> {
-    set_pin(&state, &caller, id, false).await?;
+    state.services.messages.set_pinned(caller.user_id, id, false).await?;
     Ok(ok("消息已取消置顶", Empty {}))
 }

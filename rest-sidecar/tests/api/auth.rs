@@ -120,14 +120,10 @@ async fn revoked_tokens_stay_revoked_across_a_restart() {
     // A second server over the same database loads the denylist.
     let store = server.store.clone();
     let config = rest_sidecar::SidecarConfig::new(server.dir.path().join("files"), SECRET.to_vec());
-    let state = rest_sidecar::SidecarState::new(
-        std::sync::Arc::new(store),
-        std::sync::Arc::new(router::LocalRouter::new()),
-        std::sync::Arc::new(rest_sidecar::sms::LogSms),
-        config,
-    )
-    .await
-    .unwrap();
+    let services = super::harness::services(&store, std::sync::Arc::new(router::LocalRouter::new()));
+    let state = rest_sidecar::SidecarState::new(services, std::sync::Arc::new(rest_sidecar::sms::LogSms), config)
+        .await
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = tokio_util::sync::CancellationToken::new();

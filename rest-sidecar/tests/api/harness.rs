@@ -43,15 +43,20 @@ pub(crate) async fn start_with(configure: impl FnOnce(&mut SidecarConfig)) -> Se
     configure(&mut config);
     let router = LocalRouter::new();
     let events = router.subscribe();
-    let state =
-        SidecarState::new(Arc::new(store.clone()), Arc::new(router), Arc::new(rest_sidecar::sms::LogSms), config)
-            .await
-            .unwrap();
+    let state = SidecarState::new(services(&store, Arc::new(router)), Arc::new(rest_sidecar::sms::LogSms), config)
+        .await
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();
     tokio::spawn(rest_sidecar::run(listener, state, shutdown.clone()));
     Server { base, http: reqwest::Client::new(), events, store, shutdown, dir }
+}
+
+/// The service layer over `store` on one node.
+pub(crate) fn services(store: &SqliteStore, router: Arc<dyn Router>) -> service::Services {
+    let presence = Arc::new(router::LocalPresence::new());
+    service::Services::new(Arc::new(store.clone()), router, presence, service::ServiceConfig::default())
 }
 
 /// A registered user with live tokens.

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use protocol::time::now_millis;
-use router::{LocalRouter, Router, SendError, SendLimits, SendPipeline};
+use router::{LocalRouter, Router};
+use service::{SendLimits, SendPipeline, ServiceError};
 use storage::model::{ChatKind, ContactUpdate, MessageKind, NewChat, NewMessage, NewUser};
 use storage::{SqliteConfig, SqliteStore, Store};
 use tokio::sync::broadcast::Receiver;
@@ -81,27 +82,27 @@ async fn refusals_say_why() {
     let elsewhere = chat(&w.store, ChatKind::Group, mallory, &[]).await;
     let secret = w.pipeline.send(text(elsewhere, mallory, "secret")).await.unwrap().message;
 
-    assert!(matches!(w.pipeline.send(text(999, alice, "x")).await, Err(SendError::ChatNotFound(999))));
-    assert!(matches!(w.pipeline.send(text(direct, mallory, "x")).await, Err(SendError::NotMember(_))));
-    assert!(matches!(w.pipeline.send(text(direct, alice, "   ")).await, Err(SendError::Invalid(_))));
+    assert!(matches!(w.pipeline.send(text(999, alice, "x")).await, Err(ServiceError::ChatNotFound(999))));
+    assert!(matches!(w.pipeline.send(text(direct, mallory, "x")).await, Err(ServiceError::NotMember(_))));
+    assert!(matches!(w.pipeline.send(text(direct, alice, "   ")).await, Err(ServiceError::Invalid(_))));
     let long = "字".repeat(4_097);
-    assert!(matches!(w.pipeline.send(text(direct, alice, long)).await, Err(SendError::Invalid(_))));
+    assert!(matches!(w.pipeline.send(text(direct, alice, long)).await, Err(ServiceError::Invalid(_))));
     let mut system = text(direct, alice, "fake");
     system.kind = MessageKind::System;
-    assert!(matches!(w.pipeline.send(system).await, Err(SendError::Invalid(_))));
+    assert!(matches!(w.pipeline.send(system).await, Err(ServiceError::Invalid(_))));
     let mut forever = text(direct, alice, "x");
     forever.ttl = 10 * 365 * 24 * 3600;
-    assert!(matches!(w.pipeline.send(forever).await, Err(SendError::Invalid(_))));
+    assert!(matches!(w.pipeline.send(forever).await, Err(ServiceError::Invalid(_))));
     let mut empty_key = text(direct, alice, "x");
     empty_key.client_message_id = Some(String::new());
-    assert!(matches!(w.pipeline.send(empty_key).await, Err(SendError::Invalid(_))));
+    assert!(matches!(w.pipeline.send(empty_key).await, Err(ServiceError::Invalid(_))));
     let mut stray_reply = text(direct, alice, "re");
     stray_reply.reply_to_id = Some(secret.id);
-    assert!(matches!(w.pipeline.send(stray_reply).await, Err(SendError::MessageNotFound(_))));
+    assert!(matches!(w.pipeline.send(stray_reply).await, Err(ServiceError::MessageNotFound(_))));
     let mut leak = text(direct, alice, "");
     leak.forward_from = Some(secret.id);
     assert!(
-        matches!(w.pipeline.send(leak).await, Err(SendError::MessageNotFound(_))),
+        matches!(w.pipeline.send(leak).await, Err(ServiceError::MessageNotFound(_))),
         "cannot forward what one cannot read"
     );
 
@@ -109,7 +110,7 @@ async fn refusals_say_why() {
     w.store.add_contact(bob, alice, String::new(), now_millis()).await.unwrap();
     let block = ContactUpdate { is_blocked: Some(true), updated_at: now_millis(), ..ContactUpdate::default() };
     w.store.update_contact(bob, alice, block).await.unwrap();
-    assert!(matches!(w.pipeline.send(text(direct, alice, "hi")).await, Err(SendError::Blocked)));
+    assert!(matches!(w.pipeline.send(text(direct, alice, "hi")).await, Err(ServiceError::Blocked)));
     assert!(w.pipeline.send(text(direct, bob, "I can still write")).await.is_ok());
 }
 

@@ -1,50 +1,50 @@
-//! Input rules shared by the handlers; each failure is a 400 that says
-//! which field and why.
+//! Input rules of the domain, shared by every use case and dialect; each
+//! failure is [`ServiceError::Invalid`] saying which field and why.
 
-use crate::ApiFailure;
+use crate::ServiceError;
 
 /// Digits, optionally with a leading `+`, 6 to 20 of them.
-pub(crate) fn phone(phone: &str) -> Result<&str, ApiFailure> {
+pub fn phone(phone: &str) -> Result<&str, ServiceError> {
     let digits = phone.strip_prefix('+').unwrap_or(phone);
     if (6..=20).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
         Ok(phone)
     } else {
-        Err(ApiFailure::bad_request("phone must be 6 to 20 digits, optionally starting with +"))
+        Err(ServiceError::Invalid("phone must be 6 to 20 digits, optionally starting with +".into()))
     }
 }
 
-pub(crate) fn password(password: &str) -> Result<(), ApiFailure> {
+pub fn password(password: &str) -> Result<(), ServiceError> {
     let length = password.chars().count();
     if (6..=128).contains(&length) {
         Ok(())
     } else {
-        Err(ApiFailure::bad_request("password must be 6 to 128 characters"))
+        Err(ServiceError::Invalid("password must be 6 to 128 characters".into()))
     }
 }
 
 /// Letters, digits and underscores, 3 to 32.
-pub(crate) fn username(username: &str) -> Result<(), ApiFailure> {
+pub fn username(username: &str) -> Result<(), ServiceError> {
     if (3..=32).contains(&username.len()) && username.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
         Ok(())
     } else {
-        Err(ApiFailure::bad_request("username must be 3 to 32 letters, digits or underscores"))
+        Err(ServiceError::Invalid("username must be 3 to 32 letters, digits or underscores".into()))
     }
 }
 
 /// At most `max` characters.
-pub(crate) fn text(field: &str, value: &str, max: usize) -> Result<(), ApiFailure> {
+pub fn text(field: &str, value: &str, max: usize) -> Result<(), ServiceError> {
     if value.chars().count() <= max {
         Ok(())
     } else {
-        Err(ApiFailure::bad_request(format!("{field} must be at most {max} characters")))
+        Err(ServiceError::Invalid(format!("{field} must be at most {max} characters")))
     }
 }
 
-pub(crate) fn theme(theme: &str) -> Result<(), ApiFailure> {
+pub fn theme(theme: &str) -> Result<(), ServiceError> {
     if matches!(theme, "auto" | "light" | "dark") {
         Ok(())
     } else {
-        Err(ApiFailure::bad_request("theme must be auto, light or dark"))
+        Err(ServiceError::Invalid("theme must be auto, light or dark".into()))
     }
 }
 

@@ -1,15 +1,17 @@
 use std::sync::Arc;
 
+use protocol::Event;
 use protocol::time::now_millis;
-use protocol::{Event, kinds};
 use storage::model::{Appended, ChatId, ChatKind, Message, MessageId, MessageKind, Millis, NewMessage, UserId};
 use storage::{Store, StoreError};
 
 use protocol::views::MessageView;
 use storage::model::SendContext;
 
-use crate::sequencer::StoreSequencer;
-use crate::{Delivery, Router, Sequencer, views};
+use router::{Delivery, Router, Sequencer, StoreSequencer};
+
+use crate::error::{ServiceError, ServiceResult};
+use crate::{events, views};
 
 /// Writes that find their seq taken (the sequencer lost its counter) are
 /// re-sequenced this many times before the send fails.
@@ -58,13 +60,13 @@ pub fn new_message(
     command: protocol::commands::SendMessage,
     chat_id: ChatId,
     sender_id: UserId,
-) -> Result<NewMessage, SendError> {
+) -> ServiceResult<NewMessage> {
     let kind = MessageKind::parse(&command.kind)
-        .ok_or_else(|| SendError::Invalid(format!("unknown message type {:?}", command.kind)))?;
+        .ok_or_else(|| ServiceError::Invalid(format!("unknown message type {:?}", command.kind)))?;
     let send_at = match command.send_at.as_deref() {
         Some(text) => Some(
             protocol::time::from_iso(text)
-                .ok_or_else(|| SendError::Invalid("send_at must be an ISO 8601 time".into()))?,
+                .ok_or_else(|| ServiceError::Invalid("send_at must be an ISO 8601 time".into()))?,
         ),
         None => None,
     };
@@ -86,51 +88,6 @@ pub fn new_message(
         seq: None,
         created_at: 0,
     })
-}
-
-/// Why a send was refused.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SendError {
-    #[error("chat {0} not found")]
-    ChatNotFound(ChatId),
-    #[error("not a member of chat {0}")]
-    NotMember(ChatId),
-    #[error("the recipient does not accept your messages")]
-    Blocked,
-    #[error("message {0} not found")]
-    MessageNotFound(MessageId),
-    #[error("{0}")]
-    Invalid(String),
-    /// A cluster dependency (Redis) is unreachable: nothing was written;
-    /// the client may retry with the same `client_message_id`.
-    #[error("{0}")]
-    Unavailable(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-impl From<crate::SequencerError> for SendError {
-    fn from(error: crate::SequencerError) -> Self {
-        Self::Unavailable(format!("message not sent: {error}"))
-    }
-}
-
-impl SendError {
-    /// The seed 002 code a client is told. A store failure is an internal
-    /// error here; callers that can say more about it map it themselves.
-    pub fn code(&self) -> protocol::ErrorCode {
-        use protocol::ErrorCode;
-        match self {
-            Self::ChatNotFound(_) => ErrorCode::ChatNotFound,
-            Self::NotMember(_) => ErrorCode::NotChatMember,
-            Self::Blocked => ErrorCode::BlockedByRecipient,
-            Self::MessageNotFound(_) => ErrorCode::MessageNotFound,
-            Self::Invalid(_) => ErrorCode::BadRequest,
-            Self::Unavailable(_) => ErrorCode::Unavailable,
-            Self::Store(_) => ErrorCode::Internal,
-        }
-    }
 }
 
 /// Validate, dedupe, sequence, persist, publish: the one way a message
@@ -164,29 +121,32 @@ impl SendPipeline {
         &self.limits
     }
 
-    fn check_shape(&self, request: &NewMessage, now: Millis) -> Result<(), SendError> {
+    fn check_shape(&self, request: &NewMessage, now: Millis) -> Result<(), ServiceError> {
         let limits = &self.limits;
         if request.kind == MessageKind::System {
-            return Err(SendError::Invalid("system messages are sent by the server only".into()));
+            return Err(ServiceError::Invalid("system messages are sent by the server only".into()));
         }
         if request.content.chars().count() > limits.max_content_chars {
-            return Err(SendError::Invalid(format!("content is longer than {} characters", limits.max_content_chars)));
+            return Err(ServiceError::Invalid(format!(
+                "content is longer than {} characters",
+                limits.max_content_chars
+            )));
         }
         let has_body = !request.content.trim().is_empty() || !request.file_url.is_empty();
         if !has_body && request.forward_from.is_none() {
-            return Err(SendError::Invalid("a message needs content or a file_url".into()));
+            return Err(ServiceError::Invalid("a message needs content or a file_url".into()));
         }
         if request.client_message_id.as_ref().is_some_and(|id| id.is_empty() || id.len() > limits.max_client_id_bytes) {
-            return Err(SendError::Invalid(format!(
+            return Err(ServiceError::Invalid(format!(
                 "client_message_id must be 1 to {} bytes",
                 limits.max_client_id_bytes
             )));
         }
         if request.ttl > limits.max_ttl_secs {
-            return Err(SendError::Invalid(format!("ttl may be at most {} seconds", limits.max_ttl_secs)));
+            return Err(ServiceError::Invalid(format!("ttl may be at most {} seconds", limits.max_ttl_secs)));
         }
         if request.send_at.is_some_and(|at| at > now + limits.max_schedule_ahead_ms) {
-            return Err(SendError::Invalid("send_at is too far in the future".into()));
+            return Err(ServiceError::Invalid("send_at is too far in the future".into()));
         }
         Ok(())
     }
@@ -195,22 +155,22 @@ impl SendPipeline {
     /// answers, and every member's devices have been handed `message.new`
     /// (unless it was a duplicate or is scheduled for later). The pipeline
     /// sets `seq` and `created_at` itself; what the caller put there is ignored.
-    pub async fn send(&self, request: NewMessage) -> Result<Sent, SendError> {
+    pub async fn send(&self, request: NewMessage) -> Result<Sent, ServiceError> {
         let now = now_millis();
         self.check_shape(&request, now)?;
         let context = self.store.send_context(request.chat_id, request.sender_id).await?;
-        let context = context.ok_or(SendError::ChatNotFound(request.chat_id))?;
+        let context = context.ok_or(ServiceError::ChatNotFound(request.chat_id))?;
         let new = self.prepare(request, now, &context).await?;
         let appended =
             if new.send_at.is_some() { self.store.schedule_message(new).await? } else { self.append_one(new).await? };
-        Ok(self.finish(appended, &context).await)
+        self.finish(appended, &context).await
     }
 
     /// Appends one message, with a seq from the sequencer when it hands
     /// them out. A retry is answered from the store before a seq is taken,
     /// so duplicates leave no holes; a seq found taken is repaired and
     /// taken again.
-    async fn append_one(&self, new: NewMessage) -> Result<Appended, SendError> {
+    async fn append_one(&self, new: NewMessage) -> Result<Appended, ServiceError> {
         if !self.sequencer.assigns() {
             return Ok(self.store.append_message(new).await?);
         }
@@ -225,7 +185,7 @@ impl SendPipeline {
     /// Runs `write` with a seq from the sequencer; a seq the store finds
     /// taken is repaired and `write` runs again with a new one, up to
     /// [`SEQ_ATTEMPTS`] times.
-    async fn with_sequencer_seq<T, W, F>(&self, chat_id: ChatId, mut write: W) -> Result<T, SendError>
+    async fn with_sequencer_seq<T, W, F>(&self, chat_id: ChatId, mut write: W) -> Result<T, ServiceError>
     where
         W: FnMut(storage::model::Seq) -> F,
         F: Future<Output = Result<T, StoreError>>,
@@ -244,14 +204,14 @@ impl SendPipeline {
     }
 
     /// The message this sender already sent with the same `client_message_id`.
-    async fn already_sent(&self, new: &NewMessage) -> Result<Option<Message>, SendError> {
+    async fn already_sent(&self, new: &NewMessage) -> Result<Option<Message>, ServiceError> {
         let Some(client_id) = new.client_message_id.as_deref() else { return Ok(None) };
         Ok(self.store.message_by_client_id(new.sender_id, client_id).await?)
     }
 
     /// Gives every message of `batch` its seq: one range per chat, handed
     /// out in batch order.
-    async fn sequence(&self, batch: &mut [NewMessage]) -> Result<(), SendError> {
+    async fn sequence(&self, batch: &mut [NewMessage]) -> Result<(), ServiceError> {
         let mut counts: Vec<(ChatId, u64)> = Vec::new();
         for new in batch.iter() {
             match counts.iter_mut().find(|(chat, _)| *chat == new.chat_id) {
@@ -278,18 +238,14 @@ impl SendPipeline {
     /// together. Answers each request's outcome, in order.
     ///
     /// [`send`]: Self::send
-    pub async fn send_many(&self, requests: Vec<NewMessage>) -> Vec<Result<Sent, SendError>> {
+    pub async fn send_many(&self, requests: Vec<NewMessage>) -> Vec<Result<Sent, ServiceError>> {
         // Scheduled messages take another path in the store: keep it simple and exact.
         if requests.len() < 2 || requests.iter().any(|request| request.send_at.is_some()) {
-            let mut outcomes = Vec::with_capacity(requests.len());
-            for request in requests {
-                outcomes.push(self.send(request).await);
-            }
-            return outcomes;
+            return self.send_each(requests).await;
         }
         let now = now_millis();
         let assigns = self.sequencer.assigns();
-        let mut outcomes: Vec<Option<Result<Sent, SendError>>> = requests.iter().map(|_| None).collect();
+        let mut outcomes: Vec<Option<Result<Sent, ServiceError>>> = requests.iter().map(|_| None).collect();
         // With sequencer seqs, a retry inside the batch waits for its
         // original, so it is answered as a duplicate instead of taking a seq.
         let (mut seen, mut later) = (Vec::new(), Vec::new());
@@ -305,12 +261,12 @@ impl SendPipeline {
                     context.clone()
                 } else {
                     let context = self.store.send_context(request.chat_id, request.sender_id).await?;
-                    let context = Arc::new(context.ok_or(SendError::ChatNotFound(request.chat_id))?);
+                    let context = Arc::new(context.ok_or(ServiceError::ChatNotFound(request.chat_id))?);
                     contexts.push((key.0, key.1, context.clone()));
                     context
                 };
                 let new = self.prepare(request, now, &context).await?;
-                Ok::<_, SendError>((new, context))
+                Ok::<_, ServiceError>((new, context))
             };
             let (new, context) = match prepared.await {
                 Ok(prepared) => prepared,
@@ -329,7 +285,7 @@ impl SendPipeline {
                 match self.already_sent(&new).await {
                     Ok(None) => {}
                     Ok(Some(original)) => {
-                        outcomes[index] = Some(Ok(self.finish(Appended::Duplicate(original), &context).await));
+                        outcomes[index] = Some(self.finish(Appended::Duplicate(original), &context).await);
                         continue;
                     }
                     Err(error) => {
@@ -344,7 +300,7 @@ impl SendPipeline {
         if assigns && let Err(error) = self.sequence(&mut batch).await {
             let message = error.to_string();
             for (index, _) in slots.drain(..) {
-                outcomes[index] = Some(Err(SendError::Unavailable(message.clone())));
+                outcomes[index] = Some(Err(ServiceError::Unavailable(message.clone())));
             }
             batch.clear();
         }
@@ -360,58 +316,63 @@ impl SendPipeline {
                                 Err(error) => Err(error.into()),
                             }
                         }
-                        (appended, _) => appended.map_err(SendError::from),
+                        (appended, _) => appended.map_err(ServiceError::from),
                     };
                     outcomes[index] = Some(match appended {
-                        Ok(appended) => Ok(self.finish(appended, &context).await),
+                        Ok(appended) => self.finish(appended, &context).await,
                         Err(error) => Err(error),
                     });
                 }
             }
             Err(error) => {
+                let failures = batch_failed(&error);
                 for (index, _) in slots {
-                    outcomes[index] = Some(Err(SendError::Store(StoreError::Worker(error.to_string()))));
+                    outcomes[index] = Some(Err(failures()));
                 }
             }
         }
         for (index, new, context) in later {
             outcomes[index] = Some(match self.append_one(new).await {
-                Ok(appended) => Ok(self.finish(appended, &context).await),
+                Ok(appended) => self.finish(appended, &context).await,
                 Err(error) => Err(error),
             });
         }
         // A backend answering fewer outcomes than requests would be a bug: say so, never panic.
-        let unanswered = || Err(SendError::Store(StoreError::Worker("the store left a send unanswered".into())));
+        let unanswered = || Err(ServiceError::Internal(StoreError::Worker("the store left a send unanswered".into())));
         outcomes.into_iter().map(|outcome| outcome.unwrap_or_else(unanswered)).collect()
+    }
+
+    /// [`send`](Self::send) for each request in turn.
+    async fn send_each(&self, requests: Vec<NewMessage>) -> Vec<ServiceResult<Sent>> {
+        let mut outcomes = Vec::with_capacity(requests.len());
+        for request in requests {
+            outcomes.push(self.send(request).await);
+        }
+        outcomes
     }
 
     /// The checks that need the store (membership, blocks, the replied-to
     /// and forwarded messages); answers what to append.
-    async fn prepare(
-        &self,
-        mut request: NewMessage,
-        now: Millis,
-        context: &SendContext,
-    ) -> Result<NewMessage, SendError> {
+    async fn prepare(&self, mut request: NewMessage, now: Millis, context: &SendContext) -> ServiceResult<NewMessage> {
         let SendContext { chat, members, blockers, .. } = context;
         if !members.iter().any(|member| member.user_id == request.sender_id) {
-            return Err(SendError::NotMember(chat.id));
+            return Err(ServiceError::not_member());
         }
         if chat.kind == ChatKind::Private && !blockers.is_empty() {
-            return Err(SendError::Blocked);
+            return Err(ServiceError::Blocked);
         }
         if let Some(reply_to) = request.reply_to_id {
             let original = self.store.message(reply_to).await?;
             if original.is_none_or(|original| original.chat_id != chat.id) {
-                return Err(SendError::MessageNotFound(reply_to));
+                return Err(ServiceError::MessageNotFound(reply_to));
             }
         }
         if let Some(forwarded) = request.forward_from {
             let original = self.store.message(forwarded).await?.filter(|original| !original.is_deleted);
-            let Some(original) = original else { return Err(SendError::MessageNotFound(forwarded)) };
+            let Some(original) = original else { return Err(ServiceError::MessageNotFound(forwarded)) };
             if self.store.member(original.chat_id, request.sender_id).await?.is_none() {
                 // Forwarding what one cannot read would leak it.
-                return Err(SendError::MessageNotFound(forwarded));
+                return Err(ServiceError::MessageNotFound(forwarded));
             }
             request.kind = original.kind;
             request.content = original.content;
@@ -426,16 +387,29 @@ impl SendPipeline {
 
     /// After the store answered: the view, and `message.new` to the members
     /// who have not blocked the sender (unless a duplicate or scheduled).
-    async fn finish(&self, appended: Appended, context: &SendContext) -> Sent {
+    /// A duplicate's view is read again, as the sender sees it now: the
+    /// original may have been read or reacted to since.
+    async fn finish(&self, appended: Appended, context: &SendContext) -> ServiceResult<Sent> {
         let duplicate = matches!(appended, Appended::Duplicate(_));
         let message = appended.into_message();
         let scheduled = message.seq == 0;
         metrics::counter!("switchboard_messages_sent_total", "outcome" => if duplicate { "duplicate" } else if scheduled { "scheduled" } else { "new" }).increment(1);
-        let view = views::message(&message, context.sender.as_ref(), false, &[]);
+        let view = if duplicate && !scheduled {
+            let seen = views::messages_seen_by(
+                self.store.as_ref(),
+                &context.members,
+                message.sender_id,
+                std::slice::from_ref(&message),
+            )
+            .await?;
+            seen.into_iter().next().unwrap_or_else(|| views::message(&message, context.sender.as_ref(), false, &[]))
+        } else {
+            views::message(&message, context.sender.as_ref(), false, &[])
+        };
         if !duplicate && !scheduled {
             self.publish_new(&view, context).await;
         }
-        Sent { message, view, duplicate, scheduled }
+        Ok(Sent { message, view, duplicate, scheduled })
     }
 
     /// `message.new` to every member of the context's chat (the sender's
@@ -447,12 +421,17 @@ impl SendPipeline {
             .map(|member| member.user_id)
             .filter(|user| !context.blockers.contains(user))
             .collect();
-        self.publish(recipients, Event::new(kinds::MESSAGE_NEW, view)).await;
+        self.publish(recipients, events::message_new(view)).await;
     }
 
     /// Appends a `system` message (call records and the like), which
     /// clients may not send themselves, and announces it.
-    pub async fn post_system(&self, chat_id: ChatId, sender_id: UserId, content: String) -> Result<Message, SendError> {
+    pub async fn post_system(
+        &self,
+        chat_id: ChatId,
+        sender_id: UserId,
+        content: String,
+    ) -> Result<Message, ServiceError> {
         let mut new = NewMessage::text(chat_id, sender_id, content, now_millis());
         new.kind = MessageKind::System;
         let message = self.append_one(new).await?.into_message();
@@ -463,7 +442,7 @@ impl SendPipeline {
     /// Publishes `message.new` for a stored message to every member of its
     /// chat (the sender's other devices included), except members who have
     /// blocked the sender.
-    pub async fn announce_new(&self, message: &Message) -> Result<(), SendError> {
+    pub async fn announce_new(&self, message: &Message) -> Result<(), ServiceError> {
         // A chat deleted meanwhile has no one left to tell.
         if let Some(context) = self.store.send_context(message.chat_id, message.sender_id).await? {
             let view = views::message(message, context.sender.as_ref(), false, &[]);
@@ -474,7 +453,7 @@ impl SendPipeline {
 
     /// Publishes `event` to every member of `chat_id` and to `also` (for
     /// example a member who was just removed).
-    pub async fn publish_to_chat(&self, chat_id: ChatId, event: Event, also: &[UserId]) -> Result<(), SendError> {
+    pub async fn publish_to_chat(&self, chat_id: ChatId, event: Event, also: &[UserId]) -> Result<(), ServiceError> {
         let mut recipients: Vec<UserId> = self.store.members(chat_id).await?.iter().map(|m| m.user_id).collect();
         for &user in also {
             if !recipients.contains(&user) {
@@ -497,7 +476,7 @@ impl SendPipeline {
     /// hands them out (repairing it if the seq turns out taken). Two
     /// releasers racing for one message leave a hole in the seqs: run the
     /// releaser on one process per deployment.
-    async fn release_one(&self, id: MessageId, chat_id: ChatId) -> Result<Option<Message>, SendError> {
+    async fn release_one(&self, id: MessageId, chat_id: ChatId) -> Result<Option<Message>, ServiceError> {
         if !self.sequencer.assigns() {
             return Ok(self.store.release_scheduled(id, now_millis(), None).await?);
         }
@@ -506,7 +485,7 @@ impl SendPipeline {
 
     /// Releases every scheduled message due at `now`, announcing each;
     /// answers how many were released.
-    pub async fn release_due(&self, now: Millis) -> Result<usize, SendError> {
+    pub async fn release_due(&self, now: Millis) -> Result<usize, ServiceError> {
         let mut released = 0;
         loop {
             let due = self.store.due_scheduled(now, 100).await?;
@@ -524,6 +503,23 @@ impl SendPipeline {
                     released += 1;
                 }
             }
+        }
+    }
+}
+
+/// Errors for every send of a batch the store refused as a whole: the same
+/// meaning for each (a `StoreError` is not `Clone`), logged once.
+fn batch_failed(error: &StoreError) -> impl Fn() -> ServiceError {
+    let closed = matches!(error, StoreError::Closed);
+    if !closed {
+        tracing::error!(%error, "store refused a batch of sends");
+    }
+    let detail = error.to_string();
+    move || {
+        if closed {
+            ServiceError::Unavailable("the store is shutting down; retry".into())
+        } else {
+            ServiceError::Internal(StoreError::Worker(detail.clone()))
         }
     }
 }

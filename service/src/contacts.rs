@@ -1,0 +1,99 @@
+//! The caller's contact list: adding by phone number, aliases, blocks,
+//! mutes. A block also stops the blocked user's messages to a private
+//! chat and their calls (see the pipeline and the call rule).
+
+use protocol::time::{now_millis, to_iso};
+use protocol::views::ContactView;
+use storage::model::{Contact, ContactUpdate, UserId};
+
+use crate::{Deps, ServiceError, ServiceResult, validate, views};
+
+/// Contact use cases. Cheap to clone.
+#[derive(Clone)]
+pub struct Contacts {
+    deps: Deps,
+}
+
+impl std::fmt::Debug for Contacts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Contacts").finish_non_exhaustive()
+    }
+}
+
+impl Contacts {
+    pub(crate) fn new(deps: Deps) -> Self {
+        Self { deps }
+    }
+
+    /// The entry with the contact's public profile (and whether they are
+    /// online: the owner of a contact list sees their contacts' presence).
+    async fn view(&self, contact: Contact) -> ServiceResult<ContactView> {
+        let user = self.deps.store.user(contact.contact_id).await?;
+        let online = match &user {
+            Some(user) => crate::users::online_as_seen_by(&self.deps, contact.user_id, user.id).await?,
+            None => false,
+        };
+        Ok(ContactView {
+            id: contact.id,
+            user_id: contact.user_id,
+            contact_id: contact.contact_id,
+            nickname: contact.nickname,
+            is_blocked: contact.is_blocked,
+            is_muted: contact.is_muted,
+            created_at: to_iso(contact.created_at),
+            contact: user.as_ref().map(|user| views::user_public(user, online)),
+        })
+    }
+
+    pub async fn list(&self, caller: UserId) -> ServiceResult<Vec<ContactView>> {
+        let mut contacts = Vec::new();
+        for contact in self.deps.store.contacts(caller).await? {
+            contacts.push(self.view(contact).await?);
+        }
+        Ok(contacts)
+    }
+
+    /// Adds the user with `phone` to the caller's list, never the caller.
+    pub async fn add(&self, caller: UserId, phone: &str, nickname: String) -> ServiceResult<ContactView> {
+        let phone = validate::phone(phone)?;
+        validate::text("nickname", &nickname, 64)?;
+        let other = self
+            .deps
+            .store
+            .user_by_phone(phone)
+            .await?
+            .ok_or_else(|| ServiceError::UserNotFound("no user with this phone number".into()))?;
+        if other.id == caller {
+            return Err(ServiceError::Invalid("you cannot add yourself as a contact".into()));
+        }
+        let contact = self.deps.store.add_contact(caller, other.id, nickname, now_millis()).await?;
+        self.view(contact).await
+    }
+
+    /// Sets a contact's alias, block or mute.
+    pub async fn update(
+        &self,
+        caller: UserId,
+        contact_id: UserId,
+        nickname: Option<String>,
+        is_blocked: Option<bool>,
+        is_muted: Option<bool>,
+    ) -> ServiceResult<ContactView> {
+        validate::text("nickname", nickname.as_deref().unwrap_or_default(), 64)?;
+        let update = ContactUpdate { nickname, is_blocked, is_muted, updated_at: now_millis() };
+        let contact = self
+            .deps
+            .store
+            .update_contact(caller, contact_id, update)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("user {contact_id} is not a contact")))?;
+        self.view(contact).await
+    }
+
+    pub async fn remove(&self, caller: UserId, contact_id: UserId) -> ServiceResult<()> {
+        if !self.deps.store.delete_contact(caller, contact_id).await? {
+            return Err(ServiceError::NotFound(format!("user {contact_id} is not a contact")));
+        }
+        Ok(())
+    }
+}

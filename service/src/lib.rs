@@ -1,0 +1,134 @@
+//! Every use case of Switchboard, written once: sending, editing,
+//! deleting and pinning messages, read and delivery receipts, history and
+//! sync, chats and members, contacts and blocks, profiles and presence,
+//! and the rules of typing and calls.
+//!
+//! Transports are adapters over this crate: the REST sidecar, the
+//! WebSocket gateway and each seed dialect decode a request into a call
+//! here and encode what it answers (or its [`ServiceError`]) in their own
+//! shapes. Nothing here knows an HTTP status or a close code, and nothing
+//! above here knows a business rule.
+//!
+//! [`Services`] is the composition: one cheap handle per domain over the
+//! same store, router and presence registry.
+
+mod chats;
+mod contacts;
+mod error;
+pub mod events;
+mod messages;
+mod pipeline;
+mod scheduler;
+mod users;
+pub mod validate;
+pub mod views;
+
+use std::sync::Arc;
+
+use router::{PresenceRegistry, Router, Sequencer};
+use storage::Store;
+
+pub use chats::{ChatList, Chats, CreateChat};
+pub use contacts::Contacts;
+pub use error::{ServiceError, ServiceResult};
+pub use messages::{HistoryQuery, MessagePage, Messages, ReadMarker};
+pub use pipeline::{SendLimits, SendPipeline, Sent, new_message};
+pub use scheduler::run_scheduler;
+pub use users::{PresenceState, ProfileUpdate, Users};
+
+/// Limits of the domain, each with a default a messenger can live by.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub send: SendLimits,
+    /// Most members a group may have.
+    pub max_group_members: usize,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self { send: SendLimits::default(), max_group_members: 1_000 }
+    }
+}
+
+/// What every domain handle shares. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Deps {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) router: Arc<dyn Router>,
+    pub(crate) presence: Arc<dyn PresenceRegistry>,
+    pub(crate) pipeline: SendPipeline,
+    pub(crate) config: Arc<ServiceConfig>,
+}
+
+/// The service layer of one process: a handle per domain. Cheap to clone.
+#[derive(Clone)]
+pub struct Services {
+    pub messages: Messages,
+    pub chats: Chats,
+    pub contacts: Contacts,
+    pub users: Users,
+    deps: Deps,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services").field("config", &self.deps.config).finish_non_exhaustive()
+    }
+}
+
+impl Services {
+    /// The services over `store`, publishing through `router`, asking
+    /// `presence` who is online. Seqs come from the store; see
+    /// [`Services::with_sequencer`] for a cluster.
+    pub fn new(
+        store: Arc<dyn Store>,
+        router: Arc<dyn Router>,
+        presence: Arc<dyn PresenceRegistry>,
+        config: ServiceConfig,
+    ) -> Self {
+        let pipeline = SendPipeline::new(store.clone(), router.clone(), config.send.clone());
+        Self::assemble(Deps { store, router, presence, pipeline, config: Arc::new(config) })
+    }
+
+    /// The same services taking seqs from `sequencer` (Redis in a cluster).
+    #[must_use]
+    pub fn with_sequencer(self, sequencer: Arc<dyn Sequencer>) -> Self {
+        let deps = Deps { pipeline: self.deps.pipeline.clone().with_sequencer(sequencer), ..self.deps };
+        Self::assemble(deps)
+    }
+
+    fn assemble(deps: Deps) -> Self {
+        Self {
+            messages: Messages::new(deps.clone()),
+            chats: Chats::new(deps.clone()),
+            contacts: Contacts::new(deps.clone()),
+            users: Users::new(deps.clone()),
+            deps,
+        }
+    }
+
+    /// The send pipeline (the scheduler and call records use it directly).
+    pub fn pipeline(&self) -> &SendPipeline {
+        &self.deps.pipeline
+    }
+
+    /// The store behind every use case (for what is not a use case yet:
+    /// auth flows and files).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.deps.store
+    }
+
+    /// The router events are published through.
+    pub fn router(&self) -> &Arc<dyn Router> {
+        &self.deps.router
+    }
+
+    /// The presence registry.
+    pub fn presence(&self) -> &Arc<dyn PresenceRegistry> {
+        &self.deps.presence
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.deps.config
+    }
+}
