@@ -8,4 +8,5 @@ mod cluster;
 mod connect;
 mod harness;
 mod load;
+mod parity;
 mod realtime;

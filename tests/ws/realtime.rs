@@ -71,6 +71,47 @@ async fn presence_follows_the_first_and_last_device() {
 }
 
 #[tokio::test]
+async fn rest_user_views_report_a_live_connection_as_online() {
+    let server = start().await;
+    let (alice, bob, _) = server.pair("private").await;
+    let eve = server.register("13800000003", "eve").await;
+    let get = |user: &crate::harness::User, path: String| {
+        let token = user.token.clone();
+        let server = &server;
+        async move { server.api(reqwest::Method::GET, &path, &token, serde_json::Value::Null).await }
+    };
+    assert_eq!(get(&alice, format!("/api/users/{}", bob.id)).await["data"]["online"], false);
+
+    let mut bobs = server.connect(&bob).await;
+    bobs.expect("connect").await;
+    // Bob's private-chat peer sees him online; so does Bob himself.
+    let seen = get(&alice, format!("/api/users/{}", bob.id)).await;
+    assert_eq!(seen["data"]["online"], true, "{seen}");
+    assert_eq!(get(&bob, "/api/users/me".into()).await["data"]["online"], true);
+    // A stranger, who would not be told of Bob's presence, is not told here either.
+    assert_eq!(get(&eve, format!("/api/users/{}", bob.id)).await["data"]["online"], false);
+    // Bob's contacts list shows Alice's presence once she is connected.
+    let added = server.api(reqwest::Method::POST, "/api/contacts", &bob.token, json!({"phone": "13800000001"})).await;
+    assert_eq!(added["data"]["contact"]["online"], false, "{added}");
+    let alices = server.connect(&alice).await;
+    bobs.expect("presence").await;
+    let contacts = get(&bob, "/api/contacts".into()).await;
+    assert_eq!(contacts["data"]["contacts"][0]["contact"]["online"], true, "{contacts}");
+
+    drop(alices);
+    drop(bobs);
+    // Offline once the connection is gone (the server notices the close).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if get(&alice, format!("/api/users/{}", bob.id)).await["data"]["online"] == false {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "bob still online 5 s after he left");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
 async fn a_slow_consumer_is_closed_and_others_are_unaffected() {
     let server = start_with(|config| config.outbound_queue = 8).await;
     let alice = server.register("13800000001", "alice").await;
