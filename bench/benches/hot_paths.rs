@@ -1,6 +1,7 @@
 //! `cargo bench -p bench`: the hot pieces of a message's way through the
 //! engine, each on its own.
-//! - `codec`: a `message.new` frame encoded and decoded, JSON and MessagePack;
+//! - `codec`: a `message.new` frame encoded, and a `message.send` frame decoded
+//!   into its typed command, JSON and MessagePack;
 //! - `fanout`: the real fan-out step queuing one event on 1,000 local connections;
 //! - `sequencer`: durable appends to one hot chat, seq handed out in the
 //!   writer's transaction (SQLite, `synchronous = FULL`), 64 senders at once;
@@ -10,46 +11,81 @@
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use gateway::Encoding;
 use gateway::bench_support::LocalConnections;
-use protocol::Event;
 use protocol::time::now_millis;
+use protocol::views::{MessageView, SenderView};
+use protocol::{Encoding, ServerEvent};
 use router::Delivery;
 use serde_json::json;
 use storage::model::{NewChat, NewMessage, NewUser};
 use storage::{SqliteConfig, SqliteStore, Store};
+use tokio_tungstenite::tungstenite::Message;
 
 /// A `message.new` as the gateway sends it (the full message view).
-fn message_new() -> Event {
-    Event::new(
-        "message.new",
-        json!({
-            "id": 373_504_966_967_296_i64, "chat_id": 42, "seq": 1234, "sender_id": 7,
-            "client_message_id": "7-1763719000000000-1234", "kind": "text",
-            "content": "t:123456789:7 a message of ordinary length, with a little text",
-            "created_at": "2026-11-21T09:55:36.076Z", "expires_at": null, "file_name": "", "file_size": 0,
-            "file_url": "", "forward_from": null, "is_deleted": false, "is_edited": false, "is_pinned": false,
-            "is_read": false, "is_silent": false, "reactions": [], "reply_to_id": null, "send_at": null,
-            "sender": {"avatar": "", "id": 7, "nickname": "sender seven", "online": true},
+fn message_new() -> ServerEvent {
+    ServerEvent::MessageNew(Box::new(MessageView {
+        id: 373_504_966_967_296,
+        chat_id: 42,
+        seq: 1234,
+        sender_id: 7,
+        client_message_id: Some("7-1763719000000000-1234".into()),
+        content: "t:123456789:7 a message of ordinary length, with a little text".into(),
+        kind: "text".into(),
+        file_name: String::new(),
+        file_size: 0,
+        file_url: String::new(),
+        thumbnail: String::new(),
+        is_read: false,
+        is_edited: false,
+        is_deleted: false,
+        is_pinned: false,
+        reply_to_id: None,
+        forward_from: None,
+        ttl: 0,
+        expires_at: None,
+        send_at: None,
+        is_silent: false,
+        created_at: "2026-11-21T09:55:36.076Z".into(),
+        updated_at: "2026-11-21T09:55:36.076Z".into(),
+        sender: Some(SenderView {
+            id: 7,
+            username: "seven".into(),
+            nickname: "sender seven".into(),
+            avatar: String::new(),
         }),
-    )
+        reactions: Vec::new(),
+    }))
+}
+
+/// A `message.send` as the load generator sends it.
+fn message_send() -> serde_json::Value {
+    json!({"type": "message.send", "id": "1234", "data": {"chat_id": 42,
+        "content": "t:123456789:7 a message of ordinary length, with a little text",
+        "client_message_id": "7-1763719000000000-1234"}})
 }
 
 fn codec(c: &mut Criterion) {
     let event = message_new();
+    let send = message_send();
     let mut group = c.benchmark_group("codec");
     group.throughput(Throughput::Elements(1));
     for (name, encoding) in [("json", Encoding::Json), ("msgpack", Encoding::MsgPack)] {
-        group.bench_function(format!("encode_{name}"), |b| b.iter(|| gateway::encode(&event, encoding)));
-        let frame = gateway::encode(&event, encoding);
-        group.bench_function(format!("decode_{name}"), |b| b.iter(|| gateway::decode(&frame).unwrap()));
+        group.bench_function(format!("encode_{name}"), |b| {
+            b.iter(|| protocol::frame::encode(&event, None, 0, encoding));
+        });
+        let frame = match encoding {
+            Encoding::Json => Message::Text(send.to_string().into()),
+            Encoding::MsgPack => Message::Binary(rmp_serde::to_vec_named(&send).unwrap().into()),
+        };
+        group.bench_function(format!("decode_send_{name}"), |b| b.iter(|| gateway::decode(&frame).unwrap()));
     }
     group.finish();
 }
 
 fn fanout(c: &mut Criterion) {
     const CONNECTIONS: usize = 1_000;
-    let delivery = Delivery { recipients: (1..=CONNECTIONS as i64).collect(), event: message_new() };
+    let recipients: Vec<i64> = (1..=CONNECTIONS as i64).collect();
+    let event = message_new();
     let mut group = c.benchmark_group("fanout");
     group.throughput(Throughput::Elements(CONNECTIONS as u64));
     for (name, msgpack_every) in [("1000_json", 0), ("1000_mixed_json_msgpack", 2)] {
@@ -58,6 +94,8 @@ fn fanout(c: &mut Criterion) {
             b.iter_custom(|iterations| {
                 let mut spent = Duration::ZERO;
                 for _ in 0..iterations {
+                    // A fresh frame each time: its encoding is part of the fan-out.
+                    let delivery = Delivery::new(recipients.clone(), event.clone());
                     let started = Instant::now();
                     assert_eq!(connections.deliver(&delivery), CONNECTIONS as u64);
                     spent += started.elapsed();

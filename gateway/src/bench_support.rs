@@ -10,9 +10,9 @@ use storage::model::UserId;
 use tokio::sync::{Notify, mpsc};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::codec::Encoding;
 use crate::fanout::deliver;
 use crate::registry::{Handle, Registry};
+use protocol::Encoding;
 
 /// `connections` local connections, one per user `1..=connections`.
 #[derive(Debug)]

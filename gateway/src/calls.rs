@@ -12,17 +12,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
+use protocol::client::{CallAnswer, CallEnd, CallIce, CallOffer};
+use protocol::server::{CallAnswered, CallEnded, CallIceRelayed, CallOffered, CallRinging};
 use protocol::time::{now_millis, to_iso};
-use protocol::{ErrorCode, Event};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use protocol::{ErrorCode, Frame, ServerEvent};
 use storage::model::UserId;
 use tokio::time::Instant;
 
 use crate::Gateway;
-use crate::codec;
-
-type Handled = Result<Vec<Event>, (ErrorCode, String)>;
+use crate::codec::SharedMessages;
+use crate::commands::{Failure, Handled, Reply, failure};
 
 /// Reasons a party may give in `call.end`.
 const CLIENT_REASONS: [&str; 4] = ["user_hangup", "rejected", "busy", "failed"];
@@ -51,51 +50,47 @@ pub(crate) struct Calls {
     minted: AtomicU64,
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(event: &Event) -> Result<T, (ErrorCode, String)> {
-    serde_json::from_value(event.data.clone())
-        .map_err(|error| (ErrorCode::BadRequest, format!("invalid {} data: {error}", event.kind)))
-}
-
 /// Sends `event` to one device of `user`, or to all of them.
-fn deliver(gateway: &Gateway, user: UserId, device: Option<u64>, event: &Event) {
+fn deliver(gateway: &Gateway, user: UserId, device: Option<u64>, event: ServerEvent) {
+    let frame = Frame::new(event);
+    let messages = SharedMessages::new(&frame);
     for handle in gateway.inner.registry.devices(user) {
         if device.is_none_or(|device| device == handle.id)
-            && handle.outbound.try_send(codec::encode(event, handle.encoding)).is_err()
+            && handle.outbound.try_send(messages.get(handle.encoding)).is_err()
         {
             handle.close(crate::close_codes::SLOW_CONSUMER);
         }
     }
 }
 
+fn ended(call_id: &str, reason: &str, duration: Option<u64>) -> ServerEvent {
+    ServerEvent::CallEnd(CallEnded {
+        call_id: call_id.to_owned(),
+        reason: reason.to_owned(),
+        duration,
+        timestamp: to_iso(now_millis()),
+    })
+}
+
 fn valid_call_id(id: &str) -> bool {
     (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-#[derive(Deserialize)]
-struct Offer {
-    to_user_id: UserId,
-    call_type: String,
-    sdp: String,
-    #[serde(default)]
-    call_id: Option<String>,
-}
-
 /// `call.offer` from the caller's device.
-pub(crate) async fn offer(gateway: &Gateway, user: UserId, device: u64, event: &Event) -> Handled {
-    let offer: Offer = parse(event)?;
+pub(crate) async fn offer(
+    gateway: &Gateway,
+    user: UserId,
+    device: u64,
+    reference: Option<&str>,
+    offer: CallOffer,
+) -> Handled {
     if !matches!(offer.call_type.as_str(), "audio" | "video") {
         return Err((ErrorCode::BadRequest, "call_type must be audio or video".into()));
     }
     if offer.sdp.trim().is_empty() {
         return Err((ErrorCode::BadRequest, "sdp must not be empty".into()));
     }
-    gateway
-        .inner
-        .services
-        .users
-        .may_call(user, offer.to_user_id)
-        .await
-        .map_err(|error| crate::commands::failure(&error))?;
+    gateway.inner.services.users.may_call(user, offer.to_user_id).await.map_err(|error| failure(&error))?;
     let id = match offer.call_id {
         Some(id) if !valid_call_id(&id) => {
             return Err((ErrorCode::BadRequest, "call_id must be 1 to 64 letters, digits, '-' or '_'".into()));
@@ -123,12 +118,10 @@ pub(crate) async fn offer(gateway: &Gateway, user: UserId, device: u64, event: &
             "the callee is connected to another gateway node; calls across nodes are not supported yet".into(),
         ));
     }
-    let mut ringing = Event::new("call.ringing", json!({"call_id": id}));
-    ringing.reference.clone_from(&event.id);
+    let ringing = Reply::to(reference, ServerEvent::CallRinging(CallRinging { call_id: id.clone() }));
     if calls.by_user.contains_key(&offer.to_user_id) {
         record(gateway, user, offer.to_user_id, &offer.call_type, "busy", None).await;
-        let busy = Event::new("call.end", json!({"call_id": id, "reason": "busy", "timestamp": to_iso(now_millis())}));
-        return Ok(vec![ringing, busy]);
+        return Ok(vec![ringing, Reply::to(None, ended(&id, "busy", None))]);
     }
     let call = Call {
         id: id.clone(),
@@ -144,17 +137,20 @@ pub(crate) async fn offer(gateway: &Gateway, user: UserId, device: u64, event: &
     calls.by_user.insert(offer.to_user_id, id.clone());
     calls.by_id.insert(id.clone(), call);
     metrics::counter!("switchboard_calls_total", "type" => offer.call_type.clone()).increment(1);
-    let incoming = Event::new(
-        "call.offer",
-        json!({"call_id": id, "from_user_id": user, "to_user_id": offer.to_user_id, "call_type": offer.call_type,
-               "sdp": offer.sdp, "timestamp": to_iso(now_millis())}),
-    );
-    deliver(gateway, offer.to_user_id, None, &incoming);
+    let incoming = ServerEvent::CallOffer(CallOffered {
+        call_id: id,
+        from_user_id: user,
+        to_user_id: offer.to_user_id,
+        call_type: offer.call_type,
+        sdp: offer.sdp,
+        timestamp: to_iso(now_millis()),
+    });
+    deliver(gateway, offer.to_user_id, None, incoming);
     Ok(vec![ringing])
 }
 
 /// The call, if `user` is one of its two parties (strangers learn nothing).
-fn party_call(gateway: &Gateway, id: &str, user: UserId) -> Result<Call, (ErrorCode, String)> {
+fn party_call(gateway: &Gateway, id: &str, user: UserId) -> Result<Call, Failure> {
     let call = gateway.inner.calls.by_id.get(id).map(|call| call.clone());
     match call {
         Some(call) if call.caller == user || call.callee == user => Ok(call),
@@ -162,15 +158,8 @@ fn party_call(gateway: &Gateway, id: &str, user: UserId) -> Result<Call, (ErrorC
     }
 }
 
-#[derive(Deserialize)]
-struct Answer {
-    call_id: String,
-    sdp: String,
-}
-
 /// `call.answer` from one of the callee's devices.
-pub(crate) fn answer(gateway: &Gateway, user: UserId, device: u64, event: &Event) -> Handled {
-    let answer: Answer = parse(event)?;
+pub(crate) fn answer(gateway: &Gateway, user: UserId, device: u64, answer: &CallAnswer) -> Handled {
     if answer.sdp.trim().is_empty() {
         return Err((ErrorCode::BadRequest, "sdp must not be empty".into()));
     }
@@ -188,32 +177,27 @@ pub(crate) fn answer(gateway: &Gateway, user: UserId, device: u64, event: &Event
         live.callee_device = Some(device);
         live.answered_at = Some(Instant::now());
     }
-    let now = to_iso(now_millis());
-    let answered = Event::new(
-        "call.answer",
-        json!({"call_id": call.id, "from_user_id": user, "to_user_id": call.caller, "sdp": answer.sdp, "timestamp": now}),
-    );
-    deliver(gateway, call.caller, Some(call.caller_device), &answered);
-    let elsewhere =
-        Event::new("call.end", json!({"call_id": call.id, "reason": "answered_elsewhere", "timestamp": now}));
+    let answered = ServerEvent::CallAnswer(CallAnswered {
+        call_id: call.id.clone(),
+        from_user_id: user,
+        to_user_id: call.caller,
+        sdp: answer.sdp.clone(),
+        timestamp: to_iso(now_millis()),
+    });
+    deliver(gateway, call.caller, Some(call.caller_device), answered);
+    let elsewhere = Frame::new(ended(&call.id, "answered_elsewhere", None));
+    let messages = SharedMessages::new(&elsewhere);
     for handle in gateway.inner.registry.devices(user) {
-        if handle.id != device {
-            deliver(gateway, user, Some(handle.id), &elsewhere);
+        if handle.id != device && handle.outbound.try_send(messages.get(handle.encoding)).is_err() {
+            handle.close(crate::close_codes::SLOW_CONSUMER);
         }
     }
     Ok(Vec::new())
 }
 
-#[derive(Deserialize)]
-struct Ice {
-    call_id: String,
-    candidate: Value,
-}
-
 /// `call.ice`, relayed in order to the other party's device (to every
 /// ringing device before the answer).
-pub(crate) fn ice(gateway: &Gateway, user: UserId, device: u64, event: &Event) -> Handled {
-    let ice: Ice = parse(event)?;
+pub(crate) fn ice(gateway: &Gateway, user: UserId, device: u64, ice: CallIce) -> Handled {
     if !(ice.candidate.is_string() || ice.candidate.is_object()) {
         return Err((ErrorCode::BadRequest, "candidate must be a string or an object".into()));
     }
@@ -229,29 +213,19 @@ pub(crate) fn ice(gateway: &Gateway, user: UserId, device: u64, event: &Event) -
         }
         (call.caller, Some(call.caller_device))
     };
-    let relayed = Event::new(
-        "call.ice",
-        json!({"call_id": call.id, "from_user_id": user, "to_user_id": to, "candidate": ice.candidate,
-               "timestamp": to_iso(now_millis())}),
-    );
-    deliver(gateway, to, to_device, &relayed);
+    let relayed = ServerEvent::CallIce(CallIceRelayed {
+        call_id: call.id,
+        from_user_id: user,
+        to_user_id: to,
+        candidate: ice.candidate,
+        timestamp: to_iso(now_millis()),
+    });
+    deliver(gateway, to, to_device, relayed);
     Ok(Vec::new())
 }
 
-#[derive(Deserialize)]
-struct End {
-    call_id: String,
-    #[serde(default = "hangup")]
-    reason: String,
-}
-
-fn hangup() -> String {
-    "user_hangup".into()
-}
-
 /// `call.end` from a party.
-pub(crate) async fn end(gateway: &Gateway, user: UserId, device: u64, event: &Event) -> Handled {
-    let end: End = parse(event)?;
+pub(crate) async fn end(gateway: &Gateway, user: UserId, device: u64, end: &CallEnd) -> Handled {
     if !CLIENT_REASONS.contains(&end.reason.as_str()) {
         return Err((ErrorCode::BadRequest, format!("reason must be one of {}", CLIENT_REASONS.join(", "))));
     }
@@ -282,14 +256,10 @@ async fn finish(gateway: &Gateway, id: &str, reason: &str) {
     };
     // The record is stored before anyone hears the call ended.
     record(gateway, call.caller, call.callee, &call.kind, status, duration).await;
-    let mut data = json!({"call_id": call.id, "reason": reason, "timestamp": to_iso(now_millis())});
-    if let Some(duration) = duration {
-        data["duration"] = json!(duration);
-    }
-    let ended = Event::new("call.end", data);
-    deliver(gateway, call.caller, Some(call.caller_device), &ended);
+    let ended = ended(&call.id, reason, duration);
+    deliver(gateway, call.caller, Some(call.caller_device), ended.clone());
     // While ringing, every callee device rings and must stop.
-    deliver(gateway, call.callee, call.callee_device, &ended);
+    deliver(gateway, call.callee, call.callee_device, ended);
     metrics::counter!("switchboard_calls_ended_total", "reason" => reason.to_owned()).increment(1);
 }
 
@@ -303,7 +273,8 @@ async fn record(gateway: &Gateway, from: UserId, to: UserId, call_type: &str, st
             return;
         }
     };
-    let content = json!({"event": "call", "call_type": call_type, "status": status, "duration": duration}).to_string();
+    let content = serde_json::json!({"event": "call", "call_type": call_type, "status": status, "duration": duration})
+        .to_string();
     if let Err(error) = gateway.inner.services.pipeline().post_system(chat, from, content).await {
         tracing::warn!(%error, "call record not stored");
     }
@@ -341,8 +312,8 @@ pub(crate) async fn expire_ringing(gateway: &Gateway, timeout: Duration) {
 mod tests {
     use std::time::Duration;
 
-    use protocol::Event;
-    use serde_json::json;
+    use protocol::ServerEvent;
+    use protocol::client::CallOffer;
 
     use super::{expire_ringing, offer};
     use crate::GatewayConfig;
@@ -354,9 +325,10 @@ mod tests {
         let timeout = f.gateway.inner.config.ring_timeout;
         assert_eq!(timeout, Duration::from_secs(45));
         let ring =
-            Event::new("call.offer", json!({"to_user_id": f.bob, "call_type": "audio", "sdp": "v=0", "call_id": "c1"}));
-        let replies = offer(&f.gateway, f.alice, 7, &ring).await.unwrap();
-        assert_eq!(replies[0].kind, "call.ringing");
+            CallOffer { to_user_id: f.bob, call_type: "audio".into(), sdp: "v=0".into(), call_id: Some("c1".into()) };
+        let replies = offer(&f.gateway, f.alice, 7, Some("r1"), ring).await.unwrap();
+        assert!(matches!(replies[0].event, ServerEvent::CallRinging(_)));
+        assert_eq!(replies[0].reference.as_deref(), Some("r1"));
         let calls = &f.gateway.inner.calls;
         assert!(calls.by_user.contains_key(&f.alice) && calls.by_user.contains_key(&f.bob), "both are busy");
 

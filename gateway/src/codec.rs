@@ -1,117 +1,93 @@
-//! Frames on the wire: the envelope as JSON text (default) or MessagePack
-//! binary (subprotocol `switchboard.msgpack`), the same fields both ways.
+//! WebSocket messages from and to protocol's frames: the codecs
+//! themselves are `protocol`'s; this is where their bytes become text or
+//! binary WebSocket messages. A frame's kind says its encoding: text is
+//! JSON, binary is MessagePack.
 
 use bytes::Bytes;
-use protocol::Event;
+use protocol::client::{ClientFrame, FrameError, decode as decode_frame};
+use protocol::{Encoding, Frame, ServerEvent};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-/// The subprotocol a client offers to speak MessagePack.
-pub const MSGPACK_PROTOCOL: &str = "switchboard.msgpack";
-/// The explicit name of the default JSON encoding.
-pub const JSON_PROTOCOL: &str = "switchboard.json";
-
-/// How a connection encodes frames.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
-    Json,
-    MsgPack,
-}
-
-impl Encoding {
-    /// Picks from a `Sec-WebSocket-Protocol` offer; answers the encoding
-    /// and the protocol name to echo, if any.
-    pub fn negotiate(offer: Option<&str>) -> (Self, Option<&'static str>) {
-        let offered = |name: &str| offer.is_some_and(|offer| offer.split(',').any(|item| item.trim() == name));
-        if offered(MSGPACK_PROTOCOL) {
-            (Self::MsgPack, Some(MSGPACK_PROTOCOL))
-        } else if offered(JSON_PROTOCOL) {
-            (Self::Json, Some(JSON_PROTOCOL))
-        } else {
-            (Self::Json, None)
-        }
-    }
-}
-
-/// Why a client frame was not understood.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DecodeError {
-    #[error("malformed frame: {0}")]
-    Malformed(String),
-    #[error("binary frames need the {MSGPACK_PROTOCOL} subprotocol; text frames are JSON")]
-    WrongKind,
-}
-
-/// Parses a client frame in either encoding (a frame's kind says which).
-pub fn decode(message: &Message) -> Result<Event, DecodeError> {
+/// Decodes a client frame, straight from its bytes into the typed command.
+pub fn decode(message: &Message) -> Result<ClientFrame, FrameError> {
     match message {
-        Message::Text(text) => serde_json::from_str(text.as_str()).map_err(|e| DecodeError::Malformed(e.to_string())),
-        Message::Binary(bytes) => rmp_serde::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string())),
-        _ => Err(DecodeError::WrongKind),
+        Message::Text(text) => decode_frame(text.as_bytes(), Encoding::Json),
+        Message::Binary(bytes) => decode_frame(bytes, Encoding::MsgPack),
+        _ => Err(FrameError::Malformed(format!(
+            "binary frames need the {} subprotocol; text frames are JSON",
+            protocol::frame::MSGPACK_PROTOCOL
+        ))),
     }
 }
 
-/// Encodes `event` once for `encoding`; the result is shared by every
-/// recipient speaking it.
-pub fn encode(event: &Event, encoding: Encoding) -> Message {
+/// The WebSocket message carrying encoded `bytes`.
+fn message(bytes: Bytes, encoding: Encoding) -> Message {
     match encoding {
-        Encoding::Json => {
-            let text = serde_json::to_string(event).unwrap_or_else(|_| "{}".to_owned());
-            Message::Text(text.into())
-        }
-        Encoding::MsgPack => {
-            let bytes = rmp_serde::to_vec_named(event).unwrap_or_default();
-            Message::Binary(Bytes::from(bytes))
-        }
+        Encoding::MsgPack => Message::Binary(bytes),
+        // JSON from serde_json (or from another node's serde_json) is UTF-8;
+        // the check runs once per frame, not once per recipient.
+        Encoding::Json => match Utf8Bytes::try_from(bytes) {
+            Ok(text) => Message::Text(text),
+            Err(error) => {
+                tracing::error!(%error, "a JSON frame was not UTF-8; dropped");
+                Message::Text(Utf8Bytes::from_static("{}"))
+            }
+        },
     }
 }
 
-/// A frame encoded lazily once per encoding: a fan-out to many recipients
-/// serialises the event at most twice, whatever the number of recipients.
+/// `event` as a reply to the command `reference`, for one connection.
+pub fn encode(event: &ServerEvent, reference: Option<&str>, encoding: Encoding) -> Message {
+    message(protocol::frame::encode(event, reference, protocol::time::now_millis(), encoding), encoding)
+}
+
+/// A shared frame's WebSocket messages, made at most once per encoding for
+/// one delivery and cloned (by reference) for each recipient.
 #[derive(Debug)]
-pub(crate) struct SharedFrame {
-    event: Event,
+pub(crate) struct SharedMessages<'a> {
+    frame: &'a Frame,
     json: std::sync::OnceLock<Message>,
     msgpack: std::sync::OnceLock<Message>,
 }
 
-impl SharedFrame {
-    pub(crate) fn new(event: Event) -> Self {
-        Self { event, json: std::sync::OnceLock::new(), msgpack: std::sync::OnceLock::new() }
+impl<'a> SharedMessages<'a> {
+    pub(crate) fn new(frame: &'a Frame) -> Self {
+        Self { frame, json: std::sync::OnceLock::new(), msgpack: std::sync::OnceLock::new() }
     }
 
-    /// The frame for `encoding` (a cheap, reference-counted clone).
     pub(crate) fn get(&self, encoding: Encoding) -> Message {
         let cell = match encoding {
             Encoding::Json => &self.json,
             Encoding::MsgPack => &self.msgpack,
         };
-        cell.get_or_init(|| encode(&self.event, encoding)).clone()
+        cell.get_or_init(|| message(self.frame.bytes(encoding), encoding)).clone()
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use protocol::Event;
-    use serde_json::json;
+    use protocol::server::CallRinging;
+    use protocol::{ClientCommand, Encoding, Event, Frame, ServerEvent};
+    use tokio_tungstenite::tungstenite::Message;
 
-    use super::{Encoding, decode, encode};
-
-    #[test]
-    fn both_encodings_round_trip() {
-        let mut event = Event::new("message.send", json!({"chat_id": 1, "content": "你好"}));
-        event.id = Some("c1".into());
-        for encoding in [Encoding::Json, Encoding::MsgPack] {
-            let decoded = decode(&encode(&event, encoding)).unwrap();
-            assert_eq!(decoded, event);
-        }
-    }
+    use super::{SharedMessages, decode, encode};
 
     #[test]
-    fn negotiation() {
-        assert_eq!(Encoding::negotiate(None), (Encoding::Json, None));
-        assert_eq!(Encoding::negotiate(Some("chat, switchboard.msgpack")).0, Encoding::MsgPack);
-        assert_eq!(Encoding::negotiate(Some("switchboard.json")), (Encoding::Json, Some("switchboard.json")));
-        assert_eq!(Encoding::negotiate(Some("other")), (Encoding::Json, None));
+    fn text_is_json_and_binary_is_msgpack() {
+        let ping = decode(&Message::Text(r#"{"type":"ping","id":"1"}"#.into())).unwrap();
+        assert_eq!((ping.id.as_deref(), ping.command), (Some("1"), ClientCommand::Ping));
+        let packed = rmp_serde::to_vec_named(&serde_json::json!({"type": "ping"})).unwrap();
+        assert_eq!(decode(&Message::Binary(packed.into())).unwrap().command, ClientCommand::Ping);
+        assert!(decode(&Message::Ping(Vec::new().into())).is_err());
+
+        let event = ServerEvent::CallRinging(CallRinging { call_id: "c".into() });
+        let Message::Text(text) = encode(&event, Some("9"), Encoding::Json) else { panic!("JSON is text") };
+        let reply: Event = serde_json::from_str(text.as_str()).unwrap();
+        assert_eq!((reply.kind.as_str(), reply.reference.as_deref()), ("call.ringing", Some("9")));
+        let frame = Frame::new(event);
+        let shared = SharedMessages::new(&frame);
+        assert!(matches!(shared.get(Encoding::MsgPack), Message::Binary(_)));
+        assert_eq!(shared.get(Encoding::Json), shared.get(Encoding::Json));
     }
 }

@@ -1,15 +1,15 @@
-//! What a connection does with each client frame. Replies carry the
-//! command's `id` as `ref`; events for others go through the router.
+//! What a connection does with each client frame: decoded once into a
+//! typed command, run through the service layer, answered with typed
+//! events. Replies carry the command's `id` as `ref`; events for others go
+//! through the router.
 
-use std::time::Instant;
-
-use protocol::commands::SendMessage;
+use protocol::client::{ClientCommand, ClientFrame, FrameError};
+use protocol::server::{MessageAck, Pong, PresenceEntry, PresenceStates, ReadOk, SyncBatch};
 use protocol::time::{now_millis, to_iso};
-use protocol::{ErrorCode, Event, kinds};
-use serde::Deserialize;
-use serde_json::json;
+use protocol::{ErrorCode, ServerEvent};
 use service::ServiceError;
 use storage::model::{NewMessage, UserId};
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::codec;
@@ -20,10 +20,24 @@ const BAD_FRAMES_BEFORE_CLOSE: u32 = 20;
 /// Consecutive rate-limited commands before closing.
 const THROTTLED_BEFORE_CLOSE: u32 = 100;
 
+/// An event for the connection itself, answering the command `reference`
+/// (or none, for an event the command caused).
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub(crate) event: ServerEvent,
+    pub(crate) reference: Option<String>,
+}
+
+impl Reply {
+    pub(crate) fn to(reference: Option<&str>, event: ServerEvent) -> Self {
+        Self { event, reference: reference.map(str::to_owned) }
+    }
+}
+
 /// What the connection should do after a frame.
 pub(crate) enum Outcome {
     /// Send these to the client.
-    Reply(Vec<Event>),
+    Reply(Vec<Reply>),
     /// Close with this code and reason.
     Close(u16, &'static str),
 }
@@ -32,7 +46,7 @@ pub(crate) enum Outcome {
 pub(crate) struct Session {
     user_id: UserId,
     connection: u64,
-    /// Token bucket for commands.
+    /// Token bucket for commands, on tokio's clock (tests pause it).
     tokens: f64,
     refilled: Instant,
     rate: f64,
@@ -60,20 +74,23 @@ impl Session {
     }
 }
 
-fn error(reference: Option<String>, code: ErrorCode, message: impl Into<String>) -> Event {
-    let mut event = Event::new(kinds::ERROR, json!({"code": code.code(), "message": message.into()}));
-    event.reference = reference;
-    event
+/// A failed command: seed 002's code and what went wrong.
+pub(crate) type Failure = (ErrorCode, String);
+/// A command's replies, or its failure.
+pub(crate) type Handled = Result<Vec<Reply>, Failure>;
+
+/// The one mapping of the service layer's error to an `error` event: the
+/// same seed 002 code REST answers for the same failure.
+pub(crate) fn failure(error: &ServiceError) -> Failure {
+    (error.code(), error.detail())
 }
 
-fn reply(reference: Option<String>, kind: &str, data: impl serde::Serialize) -> Event {
-    let mut event = Event::new(kind, data);
-    event.reference = reference;
-    event
+fn error(reference: Option<&str>, code: ErrorCode, message: String) -> Reply {
+    Reply::to(reference, ServerEvent::error(code, message))
 }
 
 /// A bad frame: an `error`, or a close once they keep coming.
-fn bad_frame(session: &mut Session, reference: Option<String>, code: ErrorCode, message: String) -> Outcome {
+fn bad_frame(session: &mut Session, reference: Option<&str>, code: ErrorCode, message: String) -> Outcome {
     session.bad_frames += 1;
     metrics::counter!("switchboard_ws_bad_frames_total").increment(1);
     if session.bad_frames >= BAD_FRAMES_BEFORE_CLOSE {
@@ -82,33 +99,29 @@ fn bad_frame(session: &mut Session, reference: Option<String>, code: ErrorCode, 
     Outcome::Reply(vec![error(reference, code, message)])
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(event: &Event) -> Result<T, String> {
-    serde_json::from_value(event.data.clone()).map_err(|error| format!("invalid {} data: {error}", event.kind))
-}
-
 /// Handles frames that arrived together, in order; consecutive
 /// `message.send`s go through the pipeline as one batch (one store trip),
 /// so a client that pipelines its sends is not held to one commit each.
 pub(crate) async fn handle_many(gateway: &Gateway, session: &mut Session, frames: &[Message]) -> Vec<Outcome> {
     let mut outcomes: Vec<Option<Outcome>> = frames.iter().map(|_| None).collect();
-    let mut sends: Vec<(usize, Event, NewMessage)> = Vec::new();
+    let mut sends: Vec<(usize, Option<String>, NewMessage)> = Vec::new();
     for (index, frame) in frames.iter().enumerate() {
-        let event = match admit(gateway, session, frame) {
-            Ok(event) => event,
+        let ClientFrame { id, command } = match admit(gateway, session, frame) {
+            Ok(frame) => frame,
             Err(refused) => {
                 outcomes[index] = Some(refused);
                 continue;
             }
         };
-        if event.kind == kinds::MESSAGE_SEND {
-            match send_request(gateway, session, &event) {
-                Ok(new) => sends.push((index, event, new)),
-                Err(failure) => outcomes[index] = Some(conclude(session, event.id.clone(), Err(failure))),
+        if let ClientCommand::Send(send) = command {
+            match send_request(gateway, session, *send) {
+                Ok(new) => sends.push((index, id, new)),
+                Err(failed) => outcomes[index] = Some(conclude(session, id.as_deref(), Err(failed))),
             }
             continue;
         }
         send_batch(gateway, session, &mut sends, &mut outcomes).await;
-        outcomes[index] = Some(handle_event(gateway, session, &event).await);
+        outcomes[index] = Some(handle(gateway, session, id.as_deref(), command).await);
     }
     send_batch(gateway, session, &mut sends, &mut outcomes).await;
     outcomes.into_iter().map(|outcome| outcome.expect("every frame has an outcome")).collect()
@@ -117,82 +130,108 @@ pub(crate) async fn handle_many(gateway: &Gateway, session: &mut Session, frames
 async fn send_batch(
     gateway: &Gateway,
     session: &mut Session,
-    sends: &mut Vec<(usize, Event, NewMessage)>,
+    sends: &mut Vec<(usize, Option<String>, NewMessage)>,
     outcomes: &mut [Option<Outcome>],
 ) {
     if sends.is_empty() {
         return;
     }
-    let started = Instant::now();
-    let (slots, requests): (Vec<(usize, Event)>, Vec<NewMessage>) =
-        sends.drain(..).map(|(index, event, new)| ((index, event), new)).unzip();
+    let started = std::time::Instant::now();
+    let (slots, requests): (Vec<(usize, Option<String>)>, Vec<NewMessage>) =
+        sends.drain(..).map(|(index, id, new)| ((index, id), new)).unzip();
     let results = gateway.inner.services.messages.send_many(requests).await;
     let elapsed = started.elapsed().as_secs_f64();
-    for ((index, event), result) in slots.into_iter().zip(results) {
-        let handled = result.map(|sent| vec![ack(&event, &sent)]).map_err(|error| failure(&error));
+    for ((index, id), result) in slots.into_iter().zip(results) {
+        let handled = result.map(|sent| vec![ack(id.as_deref(), sent)]).map_err(|error| failure(&error));
         if handled.is_ok() {
             metrics::histogram!("switchboard_ws_ack_seconds").record(elapsed);
         }
-        outcomes[index] = Some(conclude(session, event.id.clone(), handled));
+        outcomes[index] = Some(conclude(session, id.as_deref(), handled));
     }
 }
 
-/// Size, decoding and the rate limit: the event to run, or what to answer
-/// a frame refused before it runs.
-fn admit(gateway: &Gateway, session: &mut Session, frame: &Message) -> Result<Event, Outcome> {
+/// Size, decoding and the rate limit: the command to run, or what to
+/// answer a frame refused before it runs.
+fn admit(gateway: &Gateway, session: &mut Session, frame: &Message) -> Result<ClientFrame, Outcome> {
     if frame.len() > gateway.inner.config.max_frame_bytes {
         let limit = gateway.inner.config.max_frame_bytes;
-        return Err(bad_frame(
-            session,
-            None,
-            ErrorCode::PayloadTooLarge,
-            format!("frames may be at most {limit} bytes"),
-        ));
+        let message = format!("frames may be at most {limit} bytes");
+        return Err(bad_frame(session, None, ErrorCode::PayloadTooLarge, message));
     }
-    let event = match codec::decode(frame) {
-        Ok(event) => event,
-        Err(error) => return Err(bad_frame(session, None, ErrorCode::BadRequest, error.to_string())),
+    let decoded = match codec::decode(frame) {
+        Ok(decoded) => decoded,
+        Err(refused) => return Err(refuse(session, &refused)),
     };
-    let reference = event.id.clone();
     if !session.take_token() {
         session.throttled += 1;
         metrics::counter!("switchboard_ws_throttled_total").increment(1);
         if session.throttled >= THROTTLED_BEFORE_CLOSE {
             return Err(Outcome::Close(close_codes::TOO_FAST, "too many commands"));
         }
-        return Err(Outcome::Reply(vec![error(reference, ErrorCode::TooManyRequests, "too many commands; slow down")]));
+        let slow_down = error(decoded.id.as_deref(), ErrorCode::TooManyRequests, "too many commands; slow down".into());
+        return Err(Outcome::Reply(vec![slow_down]));
     }
     session.throttled = 0;
-    metrics::counter!("switchboard_ws_commands_total", "type" => event.kind.clone()).increment(1);
-    Ok(event)
+    metrics::counter!("switchboard_ws_commands_total", "type" => decoded.command.kind()).increment(1);
+    Ok(decoded)
+}
+
+/// A frame that did not decode: unknown types and bad data are answered
+/// to their `id` when it could be read.
+fn refuse(session: &mut Session, refused: &FrameError) -> Outcome {
+    bad_frame(session, refused.id(), ErrorCode::BadRequest, refused.to_string())
 }
 
 /// Runs an admitted command (`message.send` is not one of them here:
 /// [`handle_many`] sends those in batches).
-async fn handle_event(gateway: &Gateway, session: &mut Session, event: &Event) -> Outcome {
-    let reference = event.id.clone();
-    let outcome = match event.kind.as_str() {
-        kinds::PING => Ok(vec![reply(reference.clone(), kinds::PONG, json!({"timestamp": to_iso(now_millis())}))]),
-        kinds::AUTH => Err((ErrorCode::BadRequest, "already authenticated".to_owned())),
-        kinds::SYNC => sync(gateway, session, event).await,
-        kinds::MESSAGE_READ => read(gateway, session, event).await,
-        kinds::MESSAGE_DELIVERED => delivered(gateway, session, event).await,
-        kinds::TYPING => crate::typing::command(gateway, session.user_id, event).await,
-        kinds::PRESENCE_QUERY => presence_query(gateway, session, event).await,
-        kinds::CALL_OFFER => crate::calls::offer(gateway, session.user_id, session.connection, event).await,
-        kinds::CALL_ANSWER => crate::calls::answer(gateway, session.user_id, session.connection, event),
-        kinds::CALL_ICE => crate::calls::ice(gateway, session.user_id, session.connection, event),
-        kinds::CALL_END => crate::calls::end(gateway, session.user_id, session.connection, event).await,
-        other => {
-            let message = format!("unknown command {other:?}");
-            return bad_frame(session, reference, ErrorCode::BadRequest, message);
+async fn handle(gateway: &Gateway, session: &mut Session, reference: Option<&str>, command: ClientCommand) -> Outcome {
+    let services = &gateway.inner.services;
+    let user = session.user_id;
+    let device = session.connection;
+    let outcome = match command {
+        ClientCommand::Ping => {
+            Ok(vec![Reply::to(reference, ServerEvent::Pong(Pong { timestamp: to_iso(now_millis()) }))])
         }
+        ClientCommand::Auth(_) => Err((ErrorCode::BadRequest, "already authenticated".to_owned())),
+        ClientCommand::Sync(sync) => services
+            .messages
+            .sync(user, sync.chat_id, sync.after_seq, sync.limit)
+            .await
+            .map(|page| {
+                let batch = SyncBatch { chat_id: page.chat_id, messages: page.messages, has_more: page.has_more };
+                vec![Reply::to(reference, ServerEvent::SyncBatch(batch))]
+            })
+            .map_err(|error| failure(&error)),
+        ClientCommand::Read(read) => services
+            .messages
+            .read(user, Some(read.chat_id), read.message_id)
+            .await
+            .map(|marker| {
+                let ok = ReadOk { chat_id: marker.chat_id, last_read_seq: marker.last_read_seq };
+                vec![Reply::to(reference, ServerEvent::MessageReadOk(ok))]
+            })
+            .map_err(|error| failure(&error)),
+        ClientCommand::Delivered(delivered) => services
+            .messages
+            .delivered(user, delivered.chat_id, &delivered.message_ids)
+            .await
+            .map(|()| Vec::new())
+            .map_err(|error| failure(&error)),
+        ClientCommand::Typing(typing) => crate::typing::command(gateway, user, &typing).await,
+        ClientCommand::PresenceQuery(query) => presence_query(gateway, user, reference, &query.user_ids).await,
+        ClientCommand::CallOffer(offer) => crate::calls::offer(gateway, user, device, reference, offer).await,
+        ClientCommand::CallAnswer(answer) => crate::calls::answer(gateway, user, device, &answer),
+        ClientCommand::CallIce(ice) => crate::calls::ice(gateway, user, device, ice),
+        ClientCommand::CallEnd(end) => crate::calls::end(gateway, user, device, &end).await,
+        // Sends are batched by `handle_many`; a new command type lands here
+        // until it is wired.
+        other => Err((ErrorCode::BadRequest, format!("{} is not accepted here", other.kind()))),
     };
     conclude(session, reference, outcome)
 }
 
 /// A command's result as what the connection does next.
-fn conclude(session: &mut Session, reference: Option<String>, handled: Handled) -> Outcome {
+fn conclude(session: &mut Session, reference: Option<&str>, handled: Handled) -> Outcome {
     match handled {
         Ok(replies) => {
             session.bad_frames = 0;
@@ -207,117 +246,35 @@ fn conclude(session: &mut Session, reference: Option<String>, handled: Handled) 
     }
 }
 
-type Handled = Result<Vec<Event>, (ErrorCode, String)>;
-
-/// The one mapping of the service layer's error to an `error` event: the
-/// same seed 002 code REST answers for the same failure.
-pub(crate) fn failure(error: &ServiceError) -> (ErrorCode, String) {
-    (error.code(), error.detail())
-}
-
 /// A `message.send` command as what the pipeline sends.
-fn send_request(gateway: &Gateway, session: &Session, event: &Event) -> Result<NewMessage, (ErrorCode, String)> {
-    let command: SendMessage = parse(event).map_err(|message| (ErrorCode::BadRequest, message))?;
+fn send_request(
+    gateway: &Gateway,
+    session: &Session,
+    command: protocol::commands::SendMessage,
+) -> Result<NewMessage, Failure> {
     let chat_id = command.chat_id.ok_or((ErrorCode::BadRequest, "chat_id is required".to_owned()))?;
     gateway.inner.services.messages.request(command, chat_id, session.user_id).map_err(|error| failure(&error))
 }
 
-fn ack(event: &Event, sent: &service::Sent) -> Event {
-    let client_message_id = &sent.message.client_message_id;
-    reply(
-        event.id.clone(),
-        kinds::MESSAGE_ACK,
-        json!({"client_message_id": client_message_id, "message": sent.view, "duplicate": sent.duplicate}),
-    )
-}
-
-#[derive(Deserialize)]
-struct SyncRequest {
-    chat_id: i64,
-    #[serde(default)]
-    after_seq: u64,
-    #[serde(default)]
-    limit: Option<u32>,
-}
-
-async fn sync(gateway: &Gateway, session: &Session, event: &Event) -> Handled {
-    let request: SyncRequest = parse(event).map_err(|message| (ErrorCode::BadRequest, message))?;
-    let page = gateway
-        .inner
-        .services
-        .messages
-        .sync(session.user_id, request.chat_id, request.after_seq, request.limit)
-        .await
-        .map_err(|error| failure(&error))?;
-    Ok(vec![reply(
-        event.id.clone(),
-        kinds::SYNC_BATCH,
-        json!({"chat_id": page.chat_id, "messages": page.messages, "has_more": page.has_more}),
-    )])
-}
-
-#[derive(Deserialize)]
-struct ReadRequest {
-    chat_id: i64,
-    message_id: i64,
-}
-
-async fn read(gateway: &Gateway, session: &Session, event: &Event) -> Handled {
-    let request: ReadRequest = parse(event).map_err(|message| (ErrorCode::BadRequest, message))?;
-    let marker = gateway
-        .inner
-        .services
-        .messages
-        .read(session.user_id, Some(request.chat_id), request.message_id)
-        .await
-        .map_err(|error| failure(&error))?;
-    Ok(vec![reply(
-        event.id.clone(),
-        kinds::MESSAGE_READ_OK,
-        json!({"chat_id": marker.chat_id, "last_read_seq": marker.last_read_seq}),
-    )])
-}
-
-#[derive(Deserialize)]
-struct DeliveredRequest {
-    chat_id: i64,
-    message_ids: Vec<i64>,
-}
-
-/// Tells each message's sender it reached one of the caller's devices.
-async fn delivered(gateway: &Gateway, session: &Session, event: &Event) -> Handled {
-    let request: DeliveredRequest = parse(event).map_err(|message| (ErrorCode::BadRequest, message))?;
-    gateway
-        .inner
-        .services
-        .messages
-        .delivered(session.user_id, request.chat_id, &request.message_ids)
-        .await
-        .map_err(|error| failure(&error))?;
-    Ok(Vec::new())
-}
-
-#[derive(Deserialize)]
-struct PresenceQuery {
-    user_ids: Vec<i64>,
+fn ack(reference: Option<&str>, sent: service::Sent) -> Reply {
+    let ack =
+        MessageAck { client_message_id: sent.message.client_message_id, message: sent.view, duplicate: sent.duplicate };
+    Reply::to(reference, ServerEvent::MessageAck(Box::new(ack)))
 }
 
 /// The presence of the asked users the caller may see (the same rule as
 /// the `presence` events: they would be told of it).
-async fn presence_query(gateway: &Gateway, session: &Session, event: &Event) -> Handled {
-    let request: PresenceQuery = parse(event).map_err(|message| (ErrorCode::BadRequest, message))?;
-    let states = gateway
-        .inner
-        .services
-        .users
-        .presence(session.user_id, &request.user_ids)
-        .await
-        .map_err(|error| failure(&error))?;
-    let users: Vec<_> = states
-        .iter()
-        .map(|state| json!({"user_id": state.user_id, "is_online": state.is_online, "last_seen": state.last_seen.map(to_iso)}))
+async fn presence_query(gateway: &Gateway, user: UserId, reference: Option<&str>, user_ids: &[i64]) -> Handled {
+    let states = gateway.inner.services.users.presence(user, user_ids).await.map_err(|error| failure(&error))?;
+    let users = states
+        .into_iter()
+        .map(|state| PresenceEntry {
+            user_id: state.user_id,
+            is_online: state.is_online,
+            last_seen: state.last_seen.map(to_iso),
+        })
         .collect();
-    Ok(vec![reply(event.id.clone(), kinds::PRESENCE_STATE, json!({"users": users}))])
+    Ok(vec![Reply::to(reference, ServerEvent::PresenceState(PresenceStates { users }))])
 }
 
 /// Announces the presence changes the registry found on its own: the users

@@ -9,9 +9,10 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use protocol::Event;
+use protocol::client::{ClientCommand, ClientFrame};
+use protocol::server::Connected;
 use protocol::time::{now_millis, to_iso};
-use serde_json::json;
+use protocol::{Encoding, ServerEvent};
 use storage::model::UserId;
 use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, mpsc};
@@ -22,7 +23,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::WaitForCancellationFuture;
 use tracing::Instrument;
 
-use crate::codec::{self, Encoding};
+use crate::codec;
 use crate::commands::{self, Outcome, Session};
 use crate::registry::Handle;
 use crate::{Gateway, close_codes};
@@ -54,10 +55,10 @@ async fn authenticate(gateway: &Gateway, stream: &mut Stream, sink: &mut Sink) -
         }
         return None;
     };
-    let token = codec::decode(&frame)
-        .ok()
-        .filter(|event| event.kind == "auth")
-        .and_then(|event| event.data.get("token").and_then(|token| token.as_str()).map(str::to_owned));
+    let token = match codec::decode(&frame) {
+        Ok(ClientFrame { command: ClientCommand::Auth(auth), .. }) => Some(auth.token),
+        _ => None,
+    };
     if let Some(Ok(user)) = token.map(|token| gateway.inner.tokens.verify(&token)) {
         return Some(user);
     }
@@ -90,7 +91,8 @@ async fn on_frames(
                 match outcome {
                     Outcome::Reply(replies) => {
                         for reply in &replies {
-                            if sink.feed(codec::encode(reply, encoding)).await.is_err() {
+                            let message = codec::encode(&reply.event, reply.reference.as_deref(), encoding);
+                            if sink.feed(message).await.is_err() {
                                 return false;
                             }
                         }
@@ -218,22 +220,19 @@ async fn run(gateway: Gateway, mut sink: Sink, mut stream: Stream, encoding: Enc
     if first_device {
         gateway.inner.services.users.announce_presence(user_id, true).await;
     }
-    let connect = Event::new(
-        protocol::kinds::CONNECT,
-        json!({
-            "status": "connected",
-            "user_id": user_id,
-            "session_id": id.to_string(),
-            "heartbeat_interval": gateway.inner.config.heartbeat_interval.as_secs(),
-            "timestamp": to_iso(now_millis()),
-        }),
-    );
+    let connect = ServerEvent::Connect(Connected {
+        status: "connected",
+        user_id,
+        session_id: id.to_string(),
+        heartbeat_interval: gateway.inner.config.heartbeat_interval.as_secs(),
+        timestamp: to_iso(now_millis()),
+    });
     let mut session = Session::new(&gateway, user_id, id);
     let kicked = handle.kick.notified();
     let stopping = gateway.inner.shutdown.cancelled();
     tokio::pin!(kicked, stopping);
     let mut alarms = Alarms { kicked, stopping };
-    if sink.send(codec::encode(&connect, encoding)).await.is_ok() {
+    if sink.send(codec::encode(&connect, None, encoding)).await.is_ok() {
         loop {
             tokio::select! {
                 incoming = stream.next() => {

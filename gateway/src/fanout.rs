@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use router::Delivery;
 
-use crate::codec::SharedFrame;
+use crate::codec::SharedMessages;
 use crate::registry::Registry;
 use crate::{Gateway, close_codes};
 
@@ -43,8 +43,7 @@ pub(crate) async fn run(gateway: Gateway, shutdown: CancellationToken) {
         };
         let started = now_millis();
         let delivered = deliver(&gateway.inner.registry, &delivery);
-        metrics::counter!("switchboard_ws_deliveries_total", "type" => delivery.event.kind.clone())
-            .increment(delivered);
+        metrics::counter!("switchboard_ws_deliveries_total", "type" => delivery.frame.kind()).increment(delivered);
         metrics::histogram!("switchboard_ws_fanout_seconds").record((now_millis() - started) as f64 / 1000.0);
     }
 }
@@ -71,7 +70,7 @@ fn ask_everyone_to_resync(registry: &Registry) {
 /// Queues `delivery` on every local device of its recipients, encoded at
 /// most once per wire format; answers how many connections it reached.
 pub(crate) fn deliver(registry: &Registry, delivery: &Delivery) -> u64 {
-    let frame = SharedFrame::new(delivery.event.clone());
+    let frame = SharedMessages::new(&delivery.frame);
     let mut delivered = 0u64;
     for &user in &delivery.recipients {
         for handle in registry.devices(user) {

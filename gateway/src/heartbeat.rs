@@ -47,10 +47,10 @@ mod tests {
     use tokio::sync::{Notify, mpsc};
 
     use super::sweep_once;
-    use crate::codec::Encoding;
     use crate::fixture::fixture;
     use crate::registry::Handle;
     use crate::{GatewayConfig, close_codes};
+    use protocol::Encoding;
 
     #[tokio::test(start_paused = true)]
     async fn a_connection_silent_for_90_seconds_is_closed() {

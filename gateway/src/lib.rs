@@ -34,7 +34,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use codec::{DecodeError, Encoding, JSON_PROTOCOL, MSGPACK_PROTOCOL, decode, encode};
+pub use codec::{decode, encode};
+pub use protocol::Encoding;
+pub use protocol::frame::{JSON_PROTOCOL, MSGPACK_PROTOCOL};
 
 /// Close codes the gateway uses, each saying why.
 pub mod close_codes {

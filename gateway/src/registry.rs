@@ -9,7 +9,7 @@ use storage::model::UserId;
 use tokio::sync::{Notify, mpsc};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::codec::Encoding;
+use protocol::Encoding;
 
 /// What a fan-out or sweeper can do to a connection.
 #[derive(Debug)]

@@ -5,14 +5,13 @@
 use std::time::Duration;
 
 use dashmap::DashMap;
-use protocol::{ErrorCode, Event};
 use router::Delivery;
-use serde::Deserialize;
 use storage::model::{ChatId, UserId};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::Gateway;
+use crate::commands::Handled;
 
 /// How often expired states are looked for.
 const SWEEP: Duration = Duration::from_millis(250);
@@ -30,12 +29,6 @@ pub(crate) struct Typing {
     states: DashMap<(ChatId, UserId), State>,
 }
 
-#[derive(Deserialize)]
-struct TypingRequest {
-    chat_id: ChatId,
-    is_typing: bool,
-}
-
 async fn announce(gateway: &Gateway, chat_id: ChatId, user_id: UserId, is_typing: bool) {
     let services = &gateway.inner.services;
     let recipients = match services.chats.typing_audience(chat_id, user_id).await {
@@ -47,19 +40,13 @@ async fn announce(gateway: &Gateway, chat_id: ChatId, user_id: UserId, is_typing
         }
     };
     let event = service::events::typing(chat_id, user_id, is_typing);
-    if let Err(error) = services.router().publish(Delivery { recipients, event }).await {
+    if let Err(error) = services.router().publish(Delivery::new(recipients, event)).await {
         tracing::warn!(%error, "typing not published");
     }
 }
 
 /// The `typing` command.
-pub(crate) async fn command(
-    gateway: &Gateway,
-    user_id: UserId,
-    event: &Event,
-) -> Result<Vec<Event>, (ErrorCode, String)> {
-    let request: TypingRequest = serde_json::from_value(event.data.clone())
-        .map_err(|error| (ErrorCode::BadRequest, format!("invalid typing data: {error}")))?;
+pub(crate) async fn command(gateway: &Gateway, user_id: UserId, request: &protocol::client::Typing) -> Handled {
     let key = (request.chat_id, user_id);
     let now = Instant::now();
     let typing = &gateway.inner.typing;
@@ -121,20 +108,23 @@ pub(crate) async fn expire_due(gateway: &Gateway) {
 mod tests {
     use std::time::Duration;
 
-    use protocol::Event;
-    use serde_json::json;
+    use protocol::client::Typing;
 
     use super::{command, expire_due};
     use crate::GatewayConfig;
     use crate::fixture::fixture;
 
+    fn typing_of(delivery: &router::Delivery) -> Option<bool> {
+        delivery.frame.to_event().and_then(|event| event.data["is_typing"].as_bool())
+    }
+
     #[tokio::test(start_paused = true)]
     async fn typing_ends_six_seconds_after_the_last_refresh() {
         let mut f = fixture(GatewayConfig::default()).await;
-        let typing = |on: bool| Event::new("typing", json!({"chat_id": f.chat, "is_typing": on}));
+        let typing = |on: bool| Typing { chat_id: f.chat, is_typing: on };
         command(&f.gateway, f.alice, &typing(true)).await.unwrap();
         let started = f.events.try_recv().unwrap();
-        assert_eq!((started.recipients.clone(), started.event.data["is_typing"].as_bool()), (vec![f.bob], Some(true)));
+        assert_eq!((started.recipients.clone(), typing_of(&started)), (vec![f.bob], Some(true)));
 
         // A refresh inside the 3 s throttle is not announced, but extends the state.
         tokio::time::advance(Duration::from_secs(2)).await;
@@ -149,7 +139,7 @@ mod tests {
         tokio::time::advance(Duration::from_millis(100)).await;
         expire_due(&f.gateway).await;
         let ended = f.events.try_recv().unwrap();
-        assert_eq!((ended.recipients.clone(), ended.event.data["is_typing"].as_bool()), (vec![f.bob], Some(false)));
+        assert_eq!((ended.recipients.clone(), typing_of(&ended)), (vec![f.bob], Some(false)));
         expire_due(&f.gateway).await;
         assert!(f.events.try_recv().is_err(), "ended once");
     }
@@ -157,12 +147,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_refresh_after_the_throttle_is_announced_again() {
         let mut f = fixture(GatewayConfig::default()).await;
-        let typing = Event::new("typing", json!({"chat_id": f.chat, "is_typing": true}));
+        let typing = Typing { chat_id: f.chat, is_typing: true };
         command(&f.gateway, f.alice, &typing).await.unwrap();
         f.events.try_recv().unwrap();
         tokio::time::advance(Duration::from_secs(3)).await;
         command(&f.gateway, f.alice, &typing).await.unwrap();
-        assert_eq!(f.events.try_recv().unwrap().event.data["is_typing"], true);
+        assert_eq!(typing_of(&f.events.try_recv().unwrap()), Some(true));
         let stranger = command(&f.gateway, 999, &typing).await;
         assert!(stranger.is_err(), "non-members cannot type in a chat");
     }

@@ -10,8 +10,8 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-use crate::codec::Encoding;
 use crate::{Gateway, connection};
+use protocol::Encoding;
 
 /// Bytes a connection collects before writing without a flush: the frames
 /// of one fan-out pass leave in one write.

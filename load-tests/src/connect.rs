@@ -80,7 +80,7 @@ pub async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
                 tokio::select! {
                     () = released(&mut release) => break,
                     () = tokio::time::sleep(Duration::from_secs(25)) => {
-                        let ping = json!({"type": "ping", "data": {}}).to_string();
+                        let ping = json!({"type": protocol::kinds::PING, "data": {}}).to_string();
                         if socket.send(Message::Text(ping.into())).await.is_err() {
                             counters.disconnects.fetch_add(1, Ordering::Relaxed);
                             break;

@@ -6,6 +6,9 @@
 
 use std::fmt::Write as _;
 
+use protocol::frame::json_kind;
+use protocol::kinds;
+
 /// Which server protocol a connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -73,7 +76,7 @@ impl Dialect {
     /// greeting when `step` is `None`.
     pub fn handshake_done(self, step: Option<usize>, frame: &str) -> bool {
         match (self, step) {
-            (Self::Switchboard, None) => frame.starts_with(r#"{"type":"connect""#),
+            (Self::Switchboard, None) => json_kind(frame) == Some(kinds::CONNECT),
             (Self::SocketIo, None) => frame.starts_with("0{"),
             (Self::SocketIo, Some(0)) => frame.starts_with("40{"),
             (Self::SocketIo, Some(1)) => frame.starts_with("430[") && !frame.contains("error"),
@@ -105,14 +108,13 @@ impl Dialect {
     pub fn classify(self, frame: &str, me: i64) -> Inbound {
         match self {
             Self::Switchboard => {
-                if frame.starts_with(r#"{"type":"message.new""#) {
-                    delivery(frame, me)
-                } else if frame.starts_with(r#"{"type":"message.ack""#) {
-                    Inbound::Ack
-                } else if frame.starts_with(r#"{"type":"error""#) {
-                    Inbound::Error
-                } else {
-                    Inbound::Other
+                // The server writes `type` first (protocol's encoder
+                // guarantees it), so the kind is read off the frame's head.
+                match json_kind(frame) {
+                    Some(kinds::MESSAGE_NEW) => delivery(frame, me),
+                    Some(kinds::MESSAGE_ACK) => Inbound::Ack,
+                    Some(kinds::ERROR) => Inbound::Error,
+                    _ => Inbound::Other,
                 }
             }
             Self::SocketIo => {

@@ -3,8 +3,13 @@ use serde::{Deserialize, Serialize};
 use crate::time;
 
 /// The one envelope of every realtime frame, both ways:
-/// `{type, id?, ref?, data, timestamp}`. Events the server pushes carry no
-/// `id`; a reply to a client command carries the command's `id` as `ref`.
+/// `{type, id?, ref?, data, timestamp}`, with `data` as an untyped value.
+/// Events the server pushes carry no `id`; a reply to a client command
+/// carries the command's `id` as `ref`.
+///
+/// This is the client's view of a frame (tests, tools): the server decodes
+/// commands into [`crate::ClientCommand`] and sends [`crate::ServerEvent`]s,
+/// never this.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// `message.new`, `typing`, `presence`, ...
@@ -69,6 +74,37 @@ pub mod kinds {
     pub const MESSAGE_DELIVERED: &str = "message.delivered";
     pub const SYNC: &str = "sync";
     pub const PRESENCE_QUERY: &str = "presence.query";
+
+    /// Every event name the server sends.
+    pub const SERVER: [&str; 22] = [
+        CONNECT,
+        ERROR,
+        PONG,
+        MESSAGE_NEW,
+        MESSAGE_ACK,
+        MESSAGE_EDIT,
+        MESSAGE_DELETE,
+        MESSAGE_PIN,
+        MESSAGE_STATUS,
+        MESSAGE_READ_OK,
+        SYNC_BATCH,
+        CHAT_UPDATED,
+        CHAT_MEMBER_ADDED,
+        CHAT_MEMBER_REMOVED,
+        TYPING,
+        PRESENCE,
+        PRESENCE_STATE,
+        CALL_RINGING,
+        CALL_OFFER,
+        CALL_ANSWER,
+        CALL_ICE,
+        CALL_END,
+    ];
+
+    /// The server event named `name`, as the static name.
+    pub fn server_kind(name: &str) -> Option<&'static str> {
+        SERVER.into_iter().find(|kind| *kind == name)
+    }
 }
 
 #[cfg(test)]

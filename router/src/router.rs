@@ -1,16 +1,56 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use protocol::Event;
+use bytes::Bytes;
+use protocol::time::Millis;
+use protocol::{Encoding, Frame, ServerEvent};
 use serde::{Deserialize, Serialize};
 use storage::model::UserId;
 use tokio::sync::{broadcast, watch};
 
 /// An event and the users who should receive it (every device of each).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The event travels as a [`Frame`]: encoded at most once per wire format
+/// on the node that made it, and never decoded again on its way.
+#[derive(Debug, Clone)]
 pub struct Delivery {
     pub recipients: Vec<UserId>,
-    pub event: Event,
+    pub frame: Frame,
+}
+
+impl Delivery {
+    /// `event`, stamped now, for `recipients`.
+    pub fn new(recipients: Vec<UserId>, event: ServerEvent) -> Self {
+        Self { recipients, frame: Frame::new(event) }
+    }
+
+    /// The delivery as it crosses nodes: the recipients and the frame in
+    /// both encodings (MessagePack around two opaque byte strings).
+    pub(crate) fn to_wire(&self) -> Result<Vec<u8>, RouterError> {
+        let wire = Wire {
+            recipients: self.recipients.clone(),
+            kind: self.frame.kind().to_owned(),
+            at: self.frame.at(),
+            json: self.frame.bytes(Encoding::Json),
+            msgpack: self.frame.bytes(Encoding::MsgPack),
+        };
+        rmp_serde::to_vec(&wire).map_err(|error| RouterError::Unavailable(format!("delivery not encoded: {error}")))
+    }
+
+    /// A delivery read from another node: its frame is kept as the bytes it came as.
+    pub(crate) fn from_wire(bytes: &[u8]) -> Result<Self, rmp_serde::decode::Error> {
+        let wire: Wire = rmp_serde::from_slice(bytes)?;
+        Ok(Self { recipients: wire.recipients, frame: Frame::encoded(&wire.kind, wire.at, wire.json, wire.msgpack) })
+    }
+}
+
+/// [`Delivery`] on the wire between nodes.
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    recipients: Vec<UserId>,
+    kind: String,
+    at: Millis,
+    json: Bytes,
+    msgpack: Bytes,
 }
 
 /// Why a publish failed.
@@ -69,7 +109,7 @@ impl LocalRouter {
 #[async_trait]
 impl Router for LocalRouter {
     async fn publish(&self, delivery: Delivery) -> Result<(), RouterError> {
-        metrics::counter!("switchboard_router_published_total", "type" => delivery.event.kind.clone()).increment(1);
+        metrics::counter!("switchboard_router_published_total", "type" => delivery.frame.kind()).increment(1);
         // No subscriber (no gateway yet, or none connected) is not an error:
         // the store holds the message and clients sync it.
         let _ = self.sender.send(Arc::new(delivery));
@@ -83,21 +123,42 @@ impl Router for LocalRouter {
 
 #[cfg(test)]
 mod tests {
-    use protocol::Event;
+    use protocol::server::{CallRinging, TypingState};
+    use protocol::{Encoding, ServerEvent};
 
     use super::{Delivery, LocalRouter, Router};
+
+    fn ringing(id: &str) -> ServerEvent {
+        ServerEvent::CallRinging(CallRinging { call_id: id.into() })
+    }
 
     #[tokio::test]
     async fn every_subscriber_gets_every_delivery() {
         let router = LocalRouter::new();
-        router.publish(Delivery { recipients: vec![1], event: Event::new("nobody.listens", ()) }).await.unwrap();
+        router.publish(Delivery::new(vec![1], ringing("nobody listens"))).await.unwrap();
         let mut first = router.subscribe();
         let mut second = router.subscribe();
-        let delivery =
-            Delivery { recipients: vec![1, 2], event: Event::new("message.new", serde_json::json!({"id": 7})) };
+        let delivery = Delivery::new(vec![1, 2], ringing("c7"));
         router.publish(delivery.clone()).await.unwrap();
-        assert_eq!(*first.recv().await.unwrap(), delivery);
-        assert_eq!(*second.recv().await.unwrap(), delivery);
+        for subscriber in [&mut first, &mut second] {
+            let got = subscriber.recv().await.unwrap();
+            assert_eq!(got.recipients, vec![1, 2]);
+            assert_eq!(got.frame.event(), Some(&ringing("c7")), "in process, the event itself");
+        }
         assert!(first.try_recv().is_err(), "nothing published before subscribing arrives");
+    }
+
+    #[test]
+    fn a_delivery_crosses_nodes_as_the_bytes_it_was_encoded_to() {
+        let event = ServerEvent::Typing(TypingState { chat_id: 3, user_id: 4, is_typing: true, timestamp: "t".into() });
+        let delivery = Delivery::new(vec![4, 5], event);
+        let arrived = Delivery::from_wire(&delivery.to_wire().unwrap()).unwrap();
+        assert_eq!(arrived.recipients, vec![4, 5]);
+        assert_eq!((arrived.frame.kind(), arrived.frame.at()), ("typing", delivery.frame.at()));
+        assert!(arrived.frame.event().is_none(), "the payload is not decoded");
+        for encoding in [Encoding::Json, Encoding::MsgPack] {
+            assert_eq!(arrived.frame.bytes(encoding), delivery.frame.bytes(encoding));
+        }
+        assert!(Delivery::from_wire(b"\x93garbage").is_err());
     }
 }

@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use protocol::Event;
+use protocol::server::CallRinging;
 use protocol::time::now_millis;
+use protocol::{Encoding, ServerEvent};
 use router::redis::{RedisConfig, RedisConnection, RedisPresence, RedisRouter, RedisSequencer};
 use router::{Delivery, PresenceChange, PresenceRegistry, Router, Sequencer};
 use service::{SendLimits, SendPipeline};
@@ -43,6 +44,10 @@ fn redis_url() -> &'static str {
 }
 
 /// A fresh key prefix per call.
+fn ringing(call_id: &str) -> ServerEvent {
+    ServerEvent::CallRinging(CallRinging { call_id: call_id.into() })
+}
+
 fn prefix() -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     format!("sbtest:{}:{}:{}", std::process::id(), now_millis(), NEXT.fetch_add(1, Ordering::Relaxed))
@@ -179,7 +184,7 @@ async fn deliveries_reach_only_the_nodes_holding_recipients() {
     let bob_on_second = RedisPresence::new(two);
     assert!(bob_on_second.connected(42).await.unwrap());
     // The subscriber tasks subscribe in the background: publish until one arrives.
-    let delivery = Delivery { recipients: vec![42], event: Event::new("message.new", serde_json::json!({"id": 1})) };
+    let delivery = Delivery::new(vec![42], ringing("c1"));
     let arrived = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
             first.publish(delivery.clone()).await.unwrap();
@@ -190,8 +195,17 @@ async fn deliveries_reach_only_the_nodes_holding_recipients() {
     })
     .await
     .expect("delivered across nodes");
-    assert_eq!(*arrived, delivery);
-    assert_eq!(*on_first.recv().await.unwrap(), delivery, "the publishing node's own subscribers get it too");
+    assert_eq!(arrived.recipients, vec![42]);
+    assert!(arrived.frame.event().is_none(), "across nodes the frame is bytes, not decoded");
+    for encoding in [Encoding::Json, Encoding::MsgPack] {
+        assert_eq!(
+            arrived.frame.bytes(encoding),
+            delivery.frame.bytes(encoding),
+            "written as the publisher encoded it"
+        );
+    }
+    let own = on_first.recv().await.unwrap();
+    assert_eq!(own.frame.event(), Some(&ringing("c1")), "the publishing node's own subscribers get it too");
     assert!(on_third.try_recv().is_err(), "a node without recipients gets nothing");
     shutdown.cancel();
 }
@@ -237,9 +251,8 @@ async fn an_unreachable_redis_fails_fast_and_local_delivery_goes_on() {
     let router = RedisRouter::new(redis.clone());
     let mut local = router.subscribe();
     let started = std::time::Instant::now();
-    let delivery = Delivery { recipients: vec![1], event: Event::new("typing", serde_json::json!({})) };
-    router.publish(delivery.clone()).await.unwrap();
-    assert_eq!(*local.recv().await.unwrap(), delivery, "this node's clients still get it");
+    router.publish(Delivery::new(vec![1], ringing("c2"))).await.unwrap();
+    assert_eq!(local.recv().await.unwrap().frame.event(), Some(&ringing("c2")), "this node's clients still get it");
     let world = world().await;
     let sequencer = RedisSequencer::new(redis.clone(), world.store.clone());
     assert!(sequencer.next(world.chat, 1).await.is_err());

@@ -252,7 +252,7 @@ impl Messages {
                 continue;
             };
             let status = events::message_status(chat_id, id, message.seq, caller, Receipt::Delivered);
-            let delivery = router::Delivery { recipients: vec![message.sender_id], event: status };
+            let delivery = router::Delivery::new(vec![message.sender_id], status);
             if let Err(error) = self.deps.router.publish(delivery).await {
                 tracing::warn!(%error, "delivered status not published");
             }

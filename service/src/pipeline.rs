@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use protocol::Event;
+use protocol::ServerEvent;
 use protocol::time::now_millis;
 use storage::model::{Appended, ChatId, ChatKind, Message, MessageId, MessageKind, Millis, NewMessage, UserId};
 use storage::{Store, StoreError};
@@ -453,7 +453,12 @@ impl SendPipeline {
 
     /// Publishes `event` to every member of `chat_id` and to `also` (for
     /// example a member who was just removed).
-    pub async fn publish_to_chat(&self, chat_id: ChatId, event: Event, also: &[UserId]) -> Result<(), ServiceError> {
+    pub async fn publish_to_chat(
+        &self,
+        chat_id: ChatId,
+        event: ServerEvent,
+        also: &[UserId],
+    ) -> Result<(), ServiceError> {
         let mut recipients: Vec<UserId> = self.store.members(chat_id).await?.iter().map(|m| m.user_id).collect();
         for &user in also {
             if !recipients.contains(&user) {
@@ -464,9 +469,9 @@ impl SendPipeline {
         Ok(())
     }
 
-    async fn publish(&self, recipients: Vec<UserId>, event: Event) {
-        let kind = event.kind.clone();
-        if let Err(error) = self.router.publish(Delivery { recipients, event }).await {
+    async fn publish(&self, recipients: Vec<UserId>, event: ServerEvent) {
+        let kind = event.kind();
+        if let Err(error) = self.router.publish(Delivery::new(recipients, event)).await {
             // The store has it; clients recover it with sync.
             tracing::warn!(%error, kind, "event not published");
         }

@@ -160,7 +160,7 @@ impl Users {
         if audience.is_empty() {
             return;
         }
-        let delivery = router::Delivery { recipients: audience, event: events::presence(user_id, online, now) };
+        let delivery = router::Delivery::new(audience, events::presence(user_id, online, now));
         if let Err(error) = self.deps.router.publish(delivery).await {
             tracing::warn!(%error, "presence not published");
         }

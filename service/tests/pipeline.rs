@@ -58,14 +58,15 @@ async fn a_send_is_stored_then_delivered_to_every_member() {
     assert_eq!(w.store.message(sent.message.id).await.unwrap().unwrap().content, "hello all");
 
     let delivery = w.deliveries.recv().await.unwrap();
-    assert_eq!(delivery.event.kind, "message.new");
+    let event = delivery.frame.to_event().unwrap();
+    assert_eq!(event.kind, "message.new");
     let mut recipients = delivery.recipients.clone();
     recipients.sort_unstable();
     assert_eq!(recipients, vec![alice, bob, carol], "the sender's other devices too");
-    assert_eq!(delivery.event.data["seq"], 1);
-    assert_eq!(delivery.event.data["content"], "hello all");
-    assert_eq!(delivery.event.data["sender"]["username"], "u1");
-    assert_eq!(delivery.event.data["client_message_id"], "c1");
+    assert_eq!(event.data["seq"], 1);
+    assert_eq!(event.data["content"], "hello all");
+    assert_eq!(event.data["sender"]["username"], "u1");
+    assert_eq!(event.data["client_message_id"], "c1");
 
     // A retry returns the original and delivers nothing again.
     let again = w.pipeline.send(request).await.unwrap();
@@ -164,9 +165,9 @@ async fn scheduled_messages_are_held_then_delivered_with_the_next_seq() {
 
     assert_eq!(w.pipeline.release_due(now_millis()).await.unwrap(), 0);
     assert_eq!(w.pipeline.release_due(now_millis() + 61_000).await.unwrap(), 1);
-    let delivery = w.deliveries.recv().await.unwrap();
-    assert_eq!(delivery.event.data["id"], held.message.id);
-    assert_eq!(delivery.event.data["seq"], 2);
+    let released = w.deliveries.recv().await.unwrap().frame.to_event().unwrap();
+    assert_eq!(released.data["id"], held.message.id);
+    assert_eq!(released.data["seq"], 2);
 
     // A sender who left before the time sends nothing.
     let mut orphan = text(group, bob, "bye");

@@ -1,7 +1,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use protocol::Event;
+use protocol::ServerEvent;
+use protocol::server::CallRinging;
 use router::Delivery;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -125,15 +126,15 @@ async fn a_slow_consumer_is_closed_and_others_are_unaffected() {
     // buffers and his queue are full.
     let payload = "x".repeat(64 * 1024);
     for n in 0..2_000 {
-        let event = Event::new("flood", json!({"n": n, "payload": payload}));
-        server.router.publish(Delivery { recipients: vec![bob.id], event }).await.unwrap();
+        let event = ServerEvent::CallRinging(CallRinging { call_id: format!("{n}:{payload}") });
+        server.router.publish(Delivery::new(vec![bob.id], event)).await.unwrap();
         if n % 100 == 0 {
             tokio::task::yield_now().await;
         }
     }
-    let event = Event::new("hello", json!({"to": "alice"}));
-    server.router.publish(Delivery { recipients: vec![alice.id], event }).await.unwrap();
-    assert_eq!(healthy.expect("hello").await.data["to"], "alice", "alice is unaffected");
+    let event = ServerEvent::CallRinging(CallRinging { call_id: "to alice".into() });
+    server.router.publish(Delivery::new(vec![alice.id], event)).await.unwrap();
+    assert_eq!(healthy.expect("call.ringing").await.data["call_id"], "to alice", "alice is unaffected");
     let code = stalled.closed(Duration::from_secs(30)).await;
     assert!(code.is_none() || code == Some(CloseCode::from(4008)), "closed as slow: {code:?}");
     let _ = Arc::clone(&server.router);

@@ -133,15 +133,16 @@ impl Server {
     }
 
     /// The next published event of `kind`, skipping others (5 s at most).
-    pub(crate) async fn event(&mut self, kind: &str) -> Arc<Delivery> {
+    pub(crate) async fn event(&mut self, kind: &str) -> Published {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         loop {
             let delivery = tokio::time::timeout_at(deadline, self.events.recv())
                 .await
                 .unwrap_or_else(|_| panic!("no {kind} event within 5 s"))
                 .unwrap();
-            if delivery.event.kind == kind {
-                return delivery;
+            if delivery.frame.kind() == kind {
+                let event = delivery.frame.to_event().expect("a published frame reads as an envelope");
+                return Published { recipients: delivery.recipients.clone(), event };
             }
         }
     }
@@ -150,6 +151,13 @@ impl Server {
     pub(crate) fn drain_events(&mut self) {
         while self.events.try_recv().is_ok() {}
     }
+}
+
+/// A published event, read back as a client would.
+#[derive(Debug)]
+pub(crate) struct Published {
+    pub(crate) recipients: Vec<i64>,
+    pub(crate) event: protocol::Event,
 }
 
 /// Asserts an error envelope with `status` and business `code`.

@@ -144,7 +144,7 @@ impl RedisRouter {
                 message = messages.next() => message,
             };
             let Some(message) = message else { return false };
-            match rmp_serde::from_slice::<Delivery>(message.get_payload_bytes()) {
+            match Delivery::from_wire(message.get_payload_bytes()) {
                 Ok(delivery) => {
                     metrics::counter!("switchboard_router_received_total").increment(1);
                     let _ = self.local.send(Arc::new(delivery));
@@ -197,9 +197,10 @@ async fn publish(redis: RedisConnection, mut queued: mpsc::Receiver<Outgoing>) {
 #[async_trait]
 impl Router for RedisRouter {
     async fn publish(&self, delivery: Delivery) -> Result<(), RouterError> {
-        metrics::counter!("switchboard_router_published_total", "type" => delivery.event.kind.clone()).increment(1);
-        let payload =
-            rmp_serde::to_vec_named(&delivery).map_err(|error| RouterError::Unavailable(error.to_string()))?;
+        metrics::counter!("switchboard_router_published_total", "type" => delivery.frame.kind()).increment(1);
+        // Encoded once, here, in both formats: receiving nodes write these
+        // bytes as they come.
+        let payload = delivery.to_wire()?;
         let outgoing = Outgoing { recipients: delivery.recipients.clone(), payload };
         // Local subscribers first: they need nothing from Redis.
         let _ = self.local.send(Arc::new(delivery));

@@ -1,0 +1,219 @@
+//! Frames on the wire: the envelope as JSON text (the default) or
+//! MessagePack binary (subprotocol `switchboard.msgpack`), the same fields
+//! both ways, and [`Frame`], a server event encoded at most once per wire
+//! format and shared by every recipient.
+
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::server::{Data, ServerEvent};
+use crate::time::{Millis, now_millis, to_iso};
+
+/// The subprotocol a client offers to speak MessagePack.
+pub const MSGPACK_PROTOCOL: &str = "switchboard.msgpack";
+/// The explicit name of the default JSON encoding.
+pub const JSON_PROTOCOL: &str = "switchboard.json";
+
+/// How a connection encodes frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Encoding {
+    /// Text frames of JSON.
+    Json,
+    /// Binary frames of MessagePack (maps with field names).
+    MsgPack,
+}
+
+impl Encoding {
+    /// Picks from a `Sec-WebSocket-Protocol` offer; answers the encoding
+    /// and the protocol name to echo, if any.
+    pub fn negotiate(offer: Option<&str>) -> (Self, Option<&'static str>) {
+        let offered = |name: &str| offer.is_some_and(|offer| offer.split(',').any(|item| item.trim() == name));
+        if offered(MSGPACK_PROTOCOL) {
+            (Self::MsgPack, Some(MSGPACK_PROTOCOL))
+        } else if offered(JSON_PROTOCOL) {
+            (Self::Json, Some(JSON_PROTOCOL))
+        } else {
+            (Self::Json, None)
+        }
+    }
+}
+
+/// The envelope as it is serialised: `type` first, then `ref` (replies
+/// only), `data` and `timestamp`.
+#[derive(Serialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    reference: Option<&'a str>,
+    data: Data<'a>,
+    timestamp: String,
+}
+
+/// The `type` of a JSON frame this server encoded, read without parsing
+/// the frame: [`encode`] always writes `type` first, so a client that
+/// needs only the kind (the load generator) looks at the frame's head.
+pub fn json_kind(frame: &str) -> Option<&str> {
+    let rest = frame.strip_prefix(r#"{"type":""#)?;
+    rest.find('"').map(|end| &rest[..end])
+}
+
+/// Encodes `event` (a reply to command `reference`, if any) stamped `at`.
+/// Serialising these types cannot fail; an empty frame would only mean a
+/// bug, and is logged.
+pub fn encode(event: &ServerEvent, reference: Option<&str>, at: Millis, encoding: Encoding) -> Bytes {
+    let envelope = Envelope { kind: event.kind(), reference, data: Data(event), timestamp: to_iso(at) };
+    let encoded = match encoding {
+        Encoding::Json => serde_json::to_vec(&envelope).map_err(|error| error.to_string()),
+        Encoding::MsgPack => rmp_serde::to_vec_named(&envelope).map_err(|error| error.to_string()),
+    };
+    match encoded {
+        Ok(bytes) => Bytes::from(bytes),
+        Err(error) => {
+            tracing::error!(%error, kind = event.kind(), "event not encoded");
+            Bytes::new()
+        }
+    }
+}
+
+/// A server event for many recipients: encoded lazily, at most once per
+/// wire format, and shared by reference (`Bytes`) afterwards. A frame that
+/// crossed nodes arrives with both encodings already made and no event:
+/// it is written as it came, never decoded. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    inner: Arc<FrameInner>,
+}
+
+#[derive(Debug)]
+struct FrameInner {
+    kind: &'static str,
+    event: Option<ServerEvent>,
+    at: Millis,
+    json: OnceLock<Bytes>,
+    msgpack: OnceLock<Bytes>,
+}
+
+impl Frame {
+    /// A frame of `event`, stamped now.
+    pub fn new(event: ServerEvent) -> Self {
+        Self::stamped(event, now_millis())
+    }
+
+    /// A frame of `event` stamped `at`.
+    pub fn stamped(event: ServerEvent, at: Millis) -> Self {
+        let kind = event.kind();
+        Self {
+            inner: Arc::new(FrameInner {
+                kind,
+                event: Some(event),
+                at,
+                json: OnceLock::new(),
+                msgpack: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// A frame encoded elsewhere (another node): `json` and `msgpack` are
+    /// the same event in each format. `kind` is looked up among the known
+    /// event names (for metrics labels); an unknown one reads `unknown`.
+    pub fn encoded(kind: &str, at: Millis, json: Bytes, msgpack: Bytes) -> Self {
+        Self {
+            inner: Arc::new(FrameInner {
+                kind: crate::kinds::server_kind(kind).unwrap_or("unknown"),
+                event: None,
+                at,
+                json: OnceLock::from(json),
+                msgpack: OnceLock::from(msgpack),
+            }),
+        }
+    }
+
+    /// The event's `type`.
+    pub fn kind(&self) -> &'static str {
+        self.inner.kind
+    }
+
+    /// When the event was made.
+    pub fn at(&self) -> Millis {
+        self.inner.at
+    }
+
+    /// The event, when this frame was made on this node.
+    pub fn event(&self) -> Option<&ServerEvent> {
+        self.inner.event.as_ref()
+    }
+
+    /// The frame read back as a client would (tests and tools; the server
+    /// itself never decodes a frame it sends).
+    pub fn to_event(&self) -> Option<crate::Event> {
+        serde_json::from_slice(&self.bytes(Encoding::Json)).ok()
+    }
+
+    /// The frame in `encoding` (a cheap, reference-counted clone).
+    pub fn bytes(&self, encoding: Encoding) -> Bytes {
+        let inner = &*self.inner;
+        let cell = match encoding {
+            Encoding::Json => &inner.json,
+            Encoding::MsgPack => &inner.msgpack,
+        };
+        cell.get_or_init(|| match &inner.event {
+            Some(event) => encode(event, None, inner.at, encoding),
+            // `encoded` fills both cells: unreachable, but never a panic.
+            None => Bytes::new(),
+        })
+        .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Encoding, Frame, encode};
+    use crate::Event;
+    use crate::server::{CallRinging, ServerEvent};
+
+    fn decode(bytes: &[u8], encoding: Encoding) -> Event {
+        match encoding {
+            Encoding::Json => serde_json::from_slice(bytes).unwrap(),
+            Encoding::MsgPack => rmp_serde::from_slice(bytes).unwrap(),
+        }
+    }
+
+    #[test]
+    fn both_encodings_carry_one_envelope() {
+        let event = ServerEvent::CallRinging(CallRinging { call_id: "c1".into() });
+        for encoding in [Encoding::Json, Encoding::MsgPack] {
+            let reply = decode(&encode(&event, Some("7"), 0, encoding), encoding);
+            assert_eq!(reply.kind, "call.ringing");
+            assert_eq!(reply.reference.as_deref(), Some("7"));
+            assert_eq!(reply.data["call_id"], "c1");
+            assert_eq!(reply.timestamp, "1970-01-01T00:00:00.000Z");
+            let pushed = decode(&Frame::stamped(event.clone(), 0).bytes(encoding), encoding);
+            assert_eq!(pushed.reference, None, "a shared frame answers nobody");
+        }
+        let json = encode(&event, None, 0, Encoding::Json);
+        assert!(json.starts_with(br#"{"type":"call.ringing","data":"#), "type first: {json:?}");
+        assert_eq!(super::json_kind(std::str::from_utf8(&json).unwrap()), Some("call.ringing"));
+        assert_eq!(super::json_kind(r#"{"data":{},"type":"x"}"#), None, "only this encoder's frames");
+    }
+
+    #[test]
+    fn a_frame_from_another_node_is_written_as_it_came() {
+        let frame = Frame::encoded("message.new", 5, "{\"a\":1}".into(), vec![0x80].into());
+        assert_eq!((frame.kind(), frame.at()), ("message.new", 5));
+        assert_eq!(&frame.bytes(Encoding::Json)[..], b"{\"a\":1}");
+        assert_eq!(&frame.bytes(Encoding::MsgPack)[..], &[0x80]);
+        assert!(frame.event().is_none());
+        assert_eq!(Frame::encoded("no.such", 0, "{}".into(), "".into()).kind(), "unknown");
+    }
+
+    #[test]
+    fn negotiation() {
+        assert_eq!(Encoding::negotiate(None), (Encoding::Json, None));
+        assert_eq!(Encoding::negotiate(Some("chat, switchboard.msgpack")).0, Encoding::MsgPack);
+        assert_eq!(Encoding::negotiate(Some("switchboard.json")), (Encoding::Json, Some("switchboard.json")));
+        assert_eq!(Encoding::negotiate(Some("other")), (Encoding::Json, None));
+    }
+}
