@@ -8,16 +8,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use gateway::{Gateway, GatewayConfig, TokenVerifier};
+use gateway::{Gateway, GatewayConfig};
 use rest_sidecar::rate_limit::{Rate, RateConfig};
 use rest_sidecar::sms::LogSms;
 use rest_sidecar::{IceConfig, SidecarConfig, SidecarState};
 use router::redis::{RedisConfig, RedisConnection, RedisPresence, RedisRouter, RedisSequencer};
 use router::{LocalPresence, LocalRouter, PresenceRegistry, Router};
-use service::{ServiceConfig, Services};
+use service::{ServiceConfig, Services, TokenService};
 use storage::{ScyllaConfig, ScyllaStore, SqliteConfig, SqliteStore, Store};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use cli::{Cli, Command, LogFormat, Role, ServeArgs, StoreKind};
 
@@ -145,37 +146,48 @@ async fn serve(role: Role, args: ServeArgs) -> anyhow::Result<()> {
     if let Some(redis) = &cluster.redis {
         services = services.with_sequencer(Arc::new(RedisSequencer::new(redis.clone(), store.clone())));
     }
-    let mut state =
-        SidecarState::new(services.clone(), Arc::new(LogSms), config).await.context("loading auth state")?;
-    if let Some(redis) = &cluster.redis {
-        state = state.with_redis(redis.clone());
-    }
-    let tokens = state.tokens().clone();
-    let gateway = Gateway::new(gateway_config(&args), services, Arc::new(Tokens(state.tokens().clone())));
+    // One token service per process: the sidecar issues and revokes with
+    // it, the gateway verifies with it, so a logout here is refused here at once.
+    let tokens = TokenService::load(store.clone(), &config.jwt_secret, config.access_ttl, config.refresh_ttl)
+        .await
+        .context("loading auth state")?;
+    let gateway = Gateway::new(gateway_config(&args), services.clone(), Arc::new(tokens.clone()));
+    let sidecar = || {
+        let state = SidecarState::with_tokens(services.clone(), tokens.clone(), Arc::new(LogSms), config.clone());
+        match &cluster.redis {
+            Some(redis) => state.with_redis(redis.clone()),
+            None => state,
+        }
+    };
     let shutdown = CancellationToken::new();
     let grace = Duration::from_secs(args.shutdown_grace_secs);
+    // Every background task of the process, drained on shutdown.
+    let tasks = TaskTracker::new();
     let mut http = match role {
-        Role::All => tokio::spawn(rest_sidecar::run_with(listener, state, gateway.routes(), shutdown.clone())),
-        Role::Gateway => tokio::spawn(rest_sidecar::run_node(listener, state, gateway.routes(), shutdown.clone())),
-        Role::Sidecar => tokio::spawn(rest_sidecar::run(listener, state, shutdown.clone())),
+        Role::All => {
+            tasks.spawn(gateway.clone().run(shutdown.clone(), grace));
+            tokio::spawn(rest_sidecar::run_with(listener, sidecar(), gateway.routes(), shutdown.clone()))
+        }
+        Role::Gateway => tokio::spawn(gateway::run(listener, gateway, cluster.redis.clone(), shutdown.clone(), grace)),
+        Role::Sidecar => tokio::spawn(rest_sidecar::run(listener, sidecar(), shutdown.clone())),
     };
     // A sidecar holds no connections: it publishes, and reads nothing.
-    let holds_connections = role != Role::Sidecar;
-    let subscriber = cluster
-        .subscriber
-        .filter(|_| holds_connections)
-        .map(|subscriber| tokio::spawn(subscriber.run(shutdown.clone())));
-    let realtime = holds_connections.then(|| tokio::spawn(gateway.run(shutdown.clone(), grace)));
+    if let Some(subscriber) = cluster.subscriber.filter(|_| role != Role::Sidecar) {
+        tasks.spawn(subscriber.run(shutdown.clone()));
+    }
     // Logouts on other processes reach this one through the store.
-    let denylist = cluster.redis.is_some().then(|| {
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move { tokens.follow_revocations(REVOCATION_POLL, shutdown).await })
-    });
+    if cluster.redis.is_some() {
+        let (tokens, shutdown) = (tokens.clone(), shutdown.clone());
+        tasks.spawn(async move { tokens.follow_revocations(REVOCATION_POLL, shutdown).await });
+    }
+    tasks.close();
 
     tokio::select! {
         signal = shutdown_signal() => tracing::info!(signal, "shutting down: no new connections"),
         finished = &mut http => {
             // The server stopped on its own: that is a failure to report.
+            shutdown.cancel();
+            drain(&tasks, grace).await;
             store.shutdown().await.ok();
             return match finished {
                 Ok(Ok(())) => Err(anyhow::anyhow!("http server stopped unexpectedly")),
@@ -186,27 +198,28 @@ async fn serve(role: Role, args: ServeArgs) -> anyhow::Result<()> {
     }
     shutdown.cancel();
     // WebSocket clients get 1001 first: every acknowledged write is already durable.
-    if let Some(realtime) = realtime {
-        let _ = realtime.await;
-    }
-    for task in [subscriber, denylist].into_iter().flatten() {
-        let _ = task.await;
-    }
+    drain(&tasks, grace).await;
     match tokio::time::timeout(grace, &mut http).await {
         Ok(Ok(Ok(()))) => tracing::info!("http drained"),
         Ok(Ok(Err(error))) => tracing::warn!(%error, "http server ended with an error"),
         Ok(Err(error)) => tracing::warn!(%error, "http server task panicked"),
-        Err(_) => {
-            tracing::warn!(
-                grace_secs = args.shutdown_grace_secs,
-                "requests still in flight after the grace period; closing them"
-            );
-            http.abort();
-        }
+        // Not aborted: the requests still running end with the runtime, after the store is flushed.
+        Err(_) => tracing::warn!(
+            grace_secs = args.shutdown_grace_secs,
+            "requests still in flight after the grace period; closing them"
+        ),
     }
     store.shutdown().await.context("flushing the store")?;
     tracing::info!("store flushed; bye");
     Ok(())
+}
+
+/// Waits up to `grace` for the process's background tasks, and says how
+/// many were still running when it gave up.
+async fn drain(tasks: &TaskTracker, grace: Duration) {
+    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+        tracing::warn!(still_running = tasks.len(), "background tasks still running after the grace period");
+    }
 }
 
 /// The store `args` name: SQLite in the data dir, or a ScyllaDB cluster.
@@ -246,7 +259,7 @@ fn sidecar_config(args: &ServeArgs, files_dir: std::path::PathBuf) -> anyhow::Re
         Some(_) => anyhow::bail!("--jwt-secret must be at least 32 bytes"),
         None => {
             let path = args.data_dir.join("jwt.secret");
-            rest_sidecar::tokens::secret_from_file(&path).with_context(|| format!("reading {}", path.display()))?
+            service::auth::secret_from_file(&path).with_context(|| format!("reading {}", path.display()))?
         }
     };
     let rates = RateConfig {
@@ -285,15 +298,6 @@ fn gateway_config(args: &ServeArgs) -> GatewayConfig {
 
 /// How soon a logout on one process of a cluster denies the token on the others.
 const REVOCATION_POLL: Duration = Duration::from_secs(1);
-
-/// The gateway checks tokens with the REST sidecar's token service.
-struct Tokens(rest_sidecar::tokens::TokenService);
-
-impl TokenVerifier for Tokens {
-    fn verify(&self, token: &str) -> Result<i64, protocol::ErrorCode> {
-        self.0.verify(token).map(|claims| claims.sub)
-    }
-}
 
 /// Resolves with the name of the first of SIGINT / SIGTERM to arrive.
 async fn shutdown_signal() -> &'static str {

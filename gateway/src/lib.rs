@@ -3,9 +3,13 @@
 //! connections by user, a fan-out of router deliveries encoded once per
 //! wire format, and a sweeper that closes silent connections.
 //!
-//! [`Gateway::routes`] gives the `/ws` route to serve beside the REST API;
-//! [`Gateway::run`] drives the fan-out and sweeper until shutdown, then
-//! closes every connection with 1001.
+//! A gateway node is a server of its own: [`run`] serves `/ws`, `/health`
+//! and `/metrics` on a listener and drives the node until shutdown. In one
+//! process beside the REST API, [`Gateway::routes`] gives the `/ws` route to
+//! merge into its router and [`Gateway::run`] drives the fan-out, sweepers
+//! and presence lease until shutdown, then closes every connection with 1001.
+//! Every command goes to the `service` crate; nothing here knows a
+//! business rule.
 
 #[cfg(feature = "bench-support")]
 #[doc(hidden)]
@@ -19,6 +23,7 @@ mod fanout;
 mod fixture;
 mod heartbeat;
 mod registry;
+mod server;
 mod typing;
 mod upgrade;
 
@@ -37,6 +42,7 @@ use tokio_util::task::TaskTracker;
 pub use codec::{decode, encode};
 pub use protocol::Encoding;
 pub use protocol::frame::{JSON_PROTOCOL, MSGPACK_PROTOCOL};
+pub use server::run;
 
 /// Close codes the gateway uses, each saying why.
 pub mod close_codes {
@@ -60,10 +66,16 @@ pub mod close_codes {
     pub const TOO_FAST: u16 = 4429;
 }
 
-/// Checks access tokens; implemented over the REST sidecar's token service.
+/// Checks access tokens: the service layer's token service, or a stand-in in tests.
 pub trait TokenVerifier: Send + Sync + 'static {
     /// The user a valid, unrevoked token belongs to.
     fn verify(&self, token: &str) -> Result<UserId, ErrorCode>;
+}
+
+impl TokenVerifier for service::TokenService {
+    fn verify(&self, token: &str) -> Result<UserId, ErrorCode> {
+        service::TokenService::verify(self, token).map(|claims| claims.sub)
+    }
 }
 
 /// Limits and timings, with seed 000's heartbeat numbers as defaults.

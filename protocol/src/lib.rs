@@ -7,6 +7,7 @@
 //! Gateway, sidecar and load generator all depend on this crate so that
 //! none of them grows its own copy of the contract.
 
+pub mod claims;
 pub mod client;
 pub mod commands;
 mod envelope;
@@ -17,6 +18,7 @@ pub mod server;
 pub mod time;
 pub mod views;
 
+pub use claims::Claims;
 pub use client::{ClientCommand, ClientFrame, FrameError};
 pub use envelope::{ApiError, ApiResponse};
 pub use error_code::ErrorCode;

@@ -84,13 +84,3 @@ impl From<PathRejection> for ApiFailure {
         Self::bad_request(rejection.body_text())
     }
 }
-
-pub(crate) async fn not_found(uri: axum::http::Uri) -> ApiFailure {
-    ApiFailure::new(ErrorCode::NotFound, format!("no route for {}", uri.path()))
-}
-
-pub(crate) async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
-    let mut response = ApiFailure::bad_request(format!("{method} is not allowed on {}", uri.path())).into_response();
-    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-    response
-}

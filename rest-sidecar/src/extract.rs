@@ -27,7 +27,7 @@ pub(crate) struct Path<T>(pub(crate) T);
 #[derive(Debug, Clone)]
 pub(crate) struct Caller {
     pub(crate) user_id: i64,
-    pub(crate) claims: crate::tokens::Claims,
+    pub(crate) claims: protocol::Claims,
 }
 
 /// The bearer token of a request, if it carries one.

@@ -8,17 +8,13 @@
 mod error;
 mod extract;
 mod health;
-mod metrics_endpoint;
 mod passwords;
 pub mod rate_limit;
-mod request_id;
 mod routes;
 pub mod sms;
 mod state;
-pub mod tokens;
 mod web;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
@@ -31,7 +27,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use error::ApiFailure;
-pub use metrics_endpoint::install_recorder;
+pub use ops::install_recorder;
 pub use state::{IceConfig, SidecarConfig, SidecarState};
 
 /// Default cap on a JSON request body; uploads have their own limit.
@@ -92,17 +88,17 @@ pub fn router(state: SidecarState) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         .merge(upload_routes(state.config.upload_limit))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), limit_requests));
+    let ops = ops::routes(std::sync::Arc::new(health::SidecarHealth(state.clone())));
     Router::new()
-        .route("/health", get(health::health))
-        .route("/metrics", get(metrics_endpoint::metrics))
         .nest("/api", api)
         .merge(web::routes())
         // Inside routing, so the matched route is known to label by.
-        .route_layer(axum::middleware::from_fn(metrics_endpoint::track_requests))
-        .fallback(error::not_found)
-        .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(request_id::layer())
+        .route_layer(axum::middleware::from_fn(ops::track_requests))
         .with_state(state)
+        .merge(ops)
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(ops::request_id_layer())
 }
 
 /// The general limit of seed 003's table: per user when the request
@@ -136,50 +132,9 @@ pub async fn run_with(
     let scheduler = tokio::spawn(service::run_scheduler(state.services.pipeline().clone(), shutdown.clone()));
     let housekeeping = tokio::spawn(housekeeping(state.clone(), shutdown.clone()));
     // The extra routes get request ids too (the sidecar's own already have them).
-    let app = extra.layer(request_id::layer()).merge(router(state));
-    let served = serve(listener, app, shutdown.clone()).await;
+    let app = extra.layer(ops::request_id_layer()).merge(router(state));
+    let served = ops::serve(listener, app, shutdown.clone()).await;
     let _ = tokio::join!(scheduler, housekeeping);
-    served
-}
-
-/// A gateway node of a cluster: serves `extra` (the gateway's `/ws`) with
-/// `/health` and `/metrics`, and no REST API (the sidecars serve that, and
-/// release scheduled messages).
-pub async fn run_node(
-    listener: TcpListener,
-    state: SidecarState,
-    extra: Router,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    let housekeeping = tokio::spawn(housekeeping(state.clone(), shutdown.clone()));
-    let ops = Router::new()
-        .route("/health", get(health::health))
-        .route("/metrics", get(metrics_endpoint::metrics))
-        .route_layer(axum::middleware::from_fn(metrics_endpoint::track_requests))
-        .fallback(error::not_found)
-        .method_not_allowed_fallback(error::method_not_allowed)
-        .with_state(state);
-    let app = extra.merge(ops).layer(request_id::layer());
-    let served = serve(listener, app, shutdown.clone()).await;
-    let _ = housekeeping.await;
-    served
-}
-
-/// Serves `app` on `listener` until `shutdown`; cancels `shutdown` when the
-/// server stops on its own (an error), so the caller's helpers stop too.
-async fn serve(listener: TcpListener, app: Router, shutdown: CancellationToken) -> std::io::Result<()> {
-    tracing::info!(addr = %listener.local_addr()?, "http listening");
-    // Realtime frames are small: without TCP_NODELAY, Nagle's algorithm holds
-    // a frame back until the client's delayed ACK (40 ms on Linux) arrives.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |stream: &mut tokio::net::TcpStream| {
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "TCP_NODELAY not set");
-        }
-    });
-    let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await;
-    shutdown.cancel();
     served
 }
 

@@ -8,7 +8,7 @@ use storage::{Store, StoreError};
 
 use crate::rate_limit::{RateConfig, RateLimits};
 use crate::sms::{SmsCodes, SmsRules, SmsSender};
-use crate::tokens::TokenService;
+use service::TokenService;
 
 /// What the sidecar is configured with.
 #[derive(Debug, Clone)]
@@ -97,22 +97,34 @@ impl std::fmt::Debug for SidecarState {
 }
 
 impl SidecarState {
-    /// State over `services`, delivering codes with `sms`. Loads the
-    /// access-token denylist.
+    /// State over `services`, delivering codes with `sms`, with a token
+    /// service of its own loaded from `config` (the denylist included).
     pub async fn new(services: Services, sms: Arc<dyn SmsSender>, config: SidecarConfig) -> Result<Self, StoreError> {
-        let store = services.store().clone();
         let tokens =
-            TokenService::load(store.clone(), &config.jwt_secret, config.access_ttl, config.refresh_ttl).await?;
-        Ok(Self {
+            TokenService::load(services.store().clone(), &config.jwt_secret, config.access_ttl, config.refresh_ttl)
+                .await?;
+        Ok(Self::with_tokens(services, tokens, sms, config))
+    }
+
+    /// State over `services` sharing `tokens` with the rest of the process
+    /// (the gateway verifies with the same service, so a logout here is
+    /// refused there at once).
+    pub fn with_tokens(
+        services: Services,
+        tokens: TokenService,
+        sms: Arc<dyn SmsSender>,
+        config: SidecarConfig,
+    ) -> Self {
+        Self {
+            store: services.store().clone(),
             services,
             tokens,
             sms: SmsCodes::new(sms, config.sms.clone()),
             limits: Arc::new(RateLimits::new(config.rates)),
-            store,
             config: Arc::new(config),
             redis: None,
             started: Instant::now(),
-        })
+        }
     }
 
     /// Cluster mode: `/health` checks `redis`.

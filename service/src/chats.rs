@@ -28,15 +28,9 @@ pub struct CreateChat {
 }
 
 /// Chat use cases. Cheap to clone.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Chats {
     deps: Deps,
-}
-
-impl std::fmt::Debug for Chats {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Chats").finish_non_exhaustive()
-    }
 }
 
 /// The chat and `user_id`'s membership: 20001 if there is no such chat,

@@ -9,15 +9,9 @@ use storage::model::{Contact, ContactUpdate, UserId};
 use crate::{Deps, ServiceError, ServiceResult, validate, views};
 
 /// Contact use cases. Cheap to clone.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Contacts {
     deps: Deps,
-}
-
-impl std::fmt::Debug for Contacts {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Contacts").finish_non_exhaustive()
-    }
 }
 
 impl Contacts {

@@ -12,6 +12,7 @@
 //! [`Services`] is the composition: one cheap handle per domain over the
 //! same store, router and presence registry.
 
+pub mod auth;
 mod chats;
 mod contacts;
 mod error;
@@ -28,6 +29,7 @@ use std::sync::Arc;
 use router::{PresenceRegistry, Router, Sequencer};
 use storage::Store;
 
+pub use auth::TokenService;
 pub use chats::{ChatList, Chats, CreateChat};
 pub use contacts::Contacts;
 pub use error::{ServiceError, ServiceResult};
@@ -60,20 +62,20 @@ pub(crate) struct Deps {
     pub(crate) config: Arc<ServiceConfig>,
 }
 
+impl std::fmt::Debug for Deps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deps").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
 /// The service layer of one process: a handle per domain. Cheap to clone.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Services {
     pub messages: Messages,
     pub chats: Chats,
     pub contacts: Contacts,
     pub users: Users,
     deps: Deps,
-}
-
-impl std::fmt::Debug for Services {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Services").field("config", &self.deps.config).finish_non_exhaustive()
-    }
 }
 
 impl Services {

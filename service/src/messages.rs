@@ -50,15 +50,9 @@ pub struct ReadMarker {
 }
 
 /// Message use cases. Cheap to clone.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Messages {
     deps: Deps,
-}
-
-impl std::fmt::Debug for Messages {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Messages").finish_non_exhaustive()
-    }
 }
 
 impl Messages {

@@ -56,15 +56,9 @@ pub(crate) async fn online_as_seen_by(deps: &Deps, viewer: UserId, subject: User
 }
 
 /// User use cases. Cheap to clone.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Users {
     deps: Deps,
-}
-
-impl std::fmt::Debug for Users {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Users").finish_non_exhaustive()
-    }
 }
 
 impl Users {

@@ -2,7 +2,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use gateway::{Gateway, GatewayConfig, TokenVerifier};
+use gateway::{Gateway, GatewayConfig};
 use protocol::Event;
 use rest_sidecar::{SidecarConfig, SidecarState};
 use router::{LocalRouter, Router};
@@ -13,14 +13,6 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
-
-struct Tokens(rest_sidecar::tokens::TokenService);
-
-impl TokenVerifier for Tokens {
-    fn verify(&self, token: &str) -> Result<i64, protocol::ErrorCode> {
-        self.0.verify(token).map(|claims| claims.sub)
-    }
-}
 
 pub(crate) struct Server {
     pub(crate) base: String,
@@ -59,7 +51,7 @@ pub(crate) async fn start_with(configure: impl FnOnce(&mut GatewayConfig)) -> Se
     let state = SidecarState::new(services.clone(), Arc::new(rest_sidecar::sms::LogSms), config).await.unwrap();
     let mut gateway_config = GatewayConfig::default();
     configure(&mut gateway_config);
-    let tokens = Arc::new(Tokens(state.tokens().clone()));
+    let tokens = Arc::new(state.tokens().clone());
     let gateway = Gateway::new(gateway_config, services, tokens);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -11,7 +11,7 @@ use super::{Empty, ok};
 use crate::extract::{Body, Caller, ClientAddr};
 use crate::rate_limit::Class;
 use crate::sms::{CodePurpose, SendCodeError};
-use crate::tokens::RefreshError;
+use service::auth::RefreshError;
 use service::validate;
 
 use crate::{ApiFailure, SidecarState, passwords};

@@ -95,7 +95,7 @@ async fn bearer_tokens_are_checked() {
     assert_error(&server.get("/api/users/me", &forged).await, 401, 10008);
 
     let now = protocol::time::now_millis() / 1000;
-    let expired = rest_sidecar::tokens::Claims { sub: alice.id, jti: "old".into(), iat: now - 7_200, exp: now - 3_600 };
+    let expired = protocol::Claims { sub: alice.id, jti: "old".into(), iat: now - 7_200, exp: now - 3_600 };
     let expired = jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &expired,
@@ -105,7 +105,7 @@ async fn bearer_tokens_are_checked() {
     assert_error(&server.get("/api/users/me", &expired).await, 401, 10007);
     let other_key = jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
-        &rest_sidecar::tokens::Claims { sub: alice.id, jti: "x".into(), iat: now, exp: now + 60 },
+        &protocol::Claims { sub: alice.id, jti: "x".into(), iat: now, exp: now + 60 },
         &jsonwebtoken::EncodingKey::from_secret(b"someone else's secret, 32+ bytes long"),
     )
     .unwrap();

@@ -17,9 +17,10 @@ fn documented(doc: &Value) -> BTreeSet<(String, String)> {
     operations
 }
 
-/// The `(METHOD, path)` pairs `src/lib.rs` registers with `.route(...)`.
+/// The `(METHOD, path)` pairs `src/lib.rs` registers with `.route(...)`,
+/// and the `/health` and `/metrics` it serves from the `ops` crate.
 fn registered() -> BTreeSet<(String, String)> {
-    let source = include_str!("../../src/lib.rs");
+    let source = [include_str!("../../src/lib.rs"), include_str!("../../../ops/src/lib.rs")].concat();
     let mut operations = BTreeSet::new();
     for chunk in source.split(".route(\"").skip(1) {
         let (path, rest) = chunk.split_once('"').unwrap();

@@ -12,7 +12,7 @@ const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 /// Mints `<process start in ms, hex>-<counter>`: unique per process and
 /// across restarts, without a random source per request.
 #[derive(Clone, Debug)]
-pub(crate) struct MintRequestId {
+pub struct MintRequestId {
     prefix: &'static str,
     counter: &'static AtomicU64,
 }
@@ -24,7 +24,8 @@ impl MakeRequestId for MintRequestId {
     }
 }
 
-pub(crate) fn layer()
+/// Sets `X-Request-ID` on each request that lacks one and copies it to the response.
+pub fn layer()
 -> ServiceBuilder<Stack<PropagateRequestIdLayer, Stack<SetRequestIdLayer<MintRequestId>, tower::layer::util::Identity>>>
 {
     static COUNTER: AtomicU64 = AtomicU64::new(1);

@@ -1,4 +1,6 @@
-//! Access and refresh tokens.
+//! Access and refresh tokens: the one auth module both servers use (the
+//! sidecar issues and revokes, the gateway verifies, every process follows
+//! revocations made by the others).
 //!
 //! Access tokens are HS256 JWTs with a `jti`; logout denies the `jti`
 //! until the token would have expired (kept in the store, so a restart
@@ -14,25 +16,14 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use dashmap::DashMap;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+pub use protocol::Claims;
 use protocol::ErrorCode;
 use protocol::time::now_millis;
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use storage::model::{RefreshRotation, RefreshToken, UserId};
 use storage::{Store, StoreError};
-
-/// What an access token says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Claims {
-    /// The user id.
-    pub sub: UserId,
-    /// This token's id, for revocation.
-    pub jti: String,
-    pub iat: i64,
-    /// Expiry, seconds since the epoch.
-    pub exp: i64,
-}
 
 /// A freshly issued pair.
 #[derive(Debug, Clone, Serialize)]
@@ -208,7 +199,8 @@ impl TokenService {
     }
 
     /// Reloads the denylist from the store every `every` until `shutdown`,
-    /// so a token revoked by another process of a cluster is refused here too.
+    /// so a token revoked by another process of a cluster is refused here
+    /// too; entries of tokens expired anyway are dropped on the way.
     pub async fn follow_revocations(&self, every: Duration, shutdown: tokio_util::sync::CancellationToken) {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -217,6 +209,7 @@ impl TokenService {
                 () = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
+            self.prune();
             match self.reload_denied().await {
                 Ok(0) => {}
                 Ok(added) => tracing::debug!(added, "revocations from other processes"),

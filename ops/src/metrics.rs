@@ -41,14 +41,14 @@ pub fn install_recorder() {
 
 /// `GET /metrics`: Prometheus text exposition, with process metrics
 /// (CPU, RSS, open fds) sampled at scrape time.
-pub(crate) async fn metrics() -> Response {
+pub async fn metrics() -> Response {
     let exporter = exporter();
     exporter.process.collect();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], exporter.handle.render()).into_response()
 }
 
 /// Counts and times every request by method, matched route and status.
-pub(crate) async fn track_requests(request: Request, next: Next) -> Response {
+pub async fn track_requests(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().to_string();
     let route = request

@@ -1,0 +1,30 @@
+//! What every Switchboard server serves besides its own API, the same way:
+//! `GET /health` (seed 003's body, 503 when a service fails), `GET
+//! /metrics` (Prometheus text), request metrics by route, and
+//! `X-Request-ID` on every response.
+//!
+//! [`routes`] gives the two endpoints over a [`HealthProbe`]; the REST
+//! sidecar and the gateway each implement the probe for what they depend on.
+
+mod fallback;
+mod health;
+mod metrics;
+mod request_id;
+mod serve;
+
+pub use fallback::{method_not_allowed, not_found};
+pub use health::{HealthProbe, health};
+pub use metrics::{install_recorder, metrics, track_requests};
+pub use request_id::layer as request_id_layer;
+pub use serve::serve;
+
+use std::sync::Arc;
+
+/// `/health` and `/metrics` over `probe`, with request metrics.
+pub fn routes(probe: Arc<dyn HealthProbe>) -> axum::Router {
+    axum::Router::new()
+        .route("/health", axum::routing::get(health))
+        .route("/metrics", axum::routing::get(metrics))
+        .route_layer(axum::middleware::from_fn(track_requests))
+        .with_state(probe)
+}

@@ -1,0 +1,17 @@
+//! What an access token says: the claims of the HS256 JWT every surface
+//! (REST, WebSocket, each dialect) accepts.
+
+use serde::{Deserialize, Serialize};
+
+/// An access token's claims.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user id.
+    pub sub: i64,
+    /// This token's id, for revocation.
+    pub jti: String,
+    /// Issued at, seconds since the epoch.
+    pub iat: i64,
+    /// Expiry, seconds since the epoch.
+    pub exp: i64,
+}
