@@ -24,7 +24,9 @@ struct Running {
 fn start(command: &mut Command) -> Running {
     let mut child =
         command.env("SWITCHBOARD_LOG_FORMAT", "json").stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
-    let (tx, logs) = mpsc::channel();
+    // Far more lines than a test's short-lived server writes: the reader
+    // never waits, so the child never blocks on its stderr pipe.
+    let (tx, logs) = mpsc::sync_channel(4096);
     let stderr = child.stderr.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -52,6 +54,7 @@ fn wait_exit(running: &mut Running) -> std::process::ExitStatus {
         if let Some(status) = running.child.try_wait().unwrap() {
             return status;
         }
+        #[expect(clippy::disallowed_methods, reason = "a synchronous helper waiting for a child process to exit")]
         std::thread::sleep(Duration::from_millis(50));
     }
     running.child.kill().unwrap();

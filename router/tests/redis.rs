@@ -229,6 +229,10 @@ async fn a_dead_nodes_users_go_offline_once() {
     assert_eq!(living.online(&[7, 8, 9]).await.unwrap(), vec![true, true, false]);
 
     // The node dies without a goodbye: its lease stops being renewed.
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the test kills the lease task to play a node dying without a goodbye"
+    )]
     lease.abort();
     let (changes, mut found) = tokio::sync::mpsc::channel(16);
     tokio::spawn({
@@ -319,6 +323,10 @@ async fn a_node_id_held_by_a_live_process_cannot_be_claimed() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(matches!(twin.claim().await, Err(router::PresenceError::NodeIdInUse(4))));
     // The holder dies without a goodbye: its lease stops moving and is taken over.
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the test kills the lease task to play a node dying without a goodbye"
+    )]
     lease.abort();
     assert!(twin.claim().await.is_ok());
 }

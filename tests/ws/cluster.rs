@@ -63,6 +63,10 @@ impl PrivateRedis {
                     return;
                 }
             }
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "a synchronous helper polling a child process it just started"
+            )]
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!("redis-server did not start on port {}", self.port);
@@ -104,7 +108,8 @@ impl Process {
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
-        let (tx, logs) = mpsc::channel::<Value>();
+        // Read only while the process starts, then dropped (sends then fail at once).
+        let (tx, logs) = mpsc::sync_channel::<Value>(1024);
         let stderr = child.stderr.take().unwrap();
         // Keeps reading to the end, so the process never blocks on a full
         // pipe; warnings are shown with a failing test's output.

@@ -23,7 +23,7 @@ pub(crate) const WRITER_AUTOCHECKPOINT_PAGES: i64 = 50_000;
 
 pub(crate) struct Checkpointer {
     /// Dropping (or sending on) it tells the thread to stop.
-    stop: Mutex<Option<mpsc::Sender<()>>>,
+    stop: Mutex<Option<mpsc::SyncSender<()>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -37,7 +37,8 @@ impl Checkpointer {
     pub(crate) fn spawn(path: &Path, writer: Nudger) -> Result<Self, StoreError> {
         let conn = rusqlite::Connection::open(path)?;
         super::configure(&conn)?;
-        let (stop, stopped) = mpsc::channel::<()>();
+        // One message ever: the stop.
+        let (stop, stopped) = mpsc::sync_channel::<()>(1);
         let thread = std::thread::Builder::new().name("sqlite-checkpoint".into()).spawn(move || {
             while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(INTERVAL) {
                 let started = Instant::now();

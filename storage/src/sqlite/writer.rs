@@ -193,6 +193,10 @@ fn writer_loop(conn: &Connection, mut rx: mpsc::Receiver<Command>, mut backgroun
                     if since.elapsed() >= IDLE_GRACE {
                         background_due = background(conn, true);
                     } else {
+                        #[expect(
+                            clippy::disallowed_methods,
+                            reason = "the writer is a dedicated thread, not a runtime one"
+                        )]
                         std::thread::sleep(IDLE_POLL);
                     }
                     continue;
