@@ -12,8 +12,8 @@ use gateway::{Gateway, GatewayConfig};
 use rest_sidecar::rate_limit::{Rate, RateConfig};
 use rest_sidecar::sms::LogSms;
 use rest_sidecar::{IceConfig, SidecarConfig, SidecarState};
-use router::redis::{RedisConfig, RedisConnection, RedisPresence, RedisRouter, RedisSequencer};
-use router::{LocalPresence, LocalRouter, PresenceRegistry, Router};
+use router::redis::{RedisCalls, RedisConfig, RedisConnection, RedisPresence, RedisRouter, RedisSequencer};
+use router::{CallRegistry, LocalCalls, LocalPresence, LocalRouter, PresenceRegistry, Router};
 use service::{ServiceConfig, Services, TokenService};
 use storage::{ScyllaConfig, ScyllaStore, SqliteConfig, SqliteStore, Store};
 use tokio::net::TcpListener;
@@ -151,7 +151,11 @@ async fn serve(role: Role, args: ServeArgs) -> anyhow::Result<()> {
     let tokens = TokenService::load(store.clone(), &config.jwt_secret, config.access_ttl, config.refresh_ttl)
         .await
         .context("loading auth state")?;
-    let gateway = Gateway::new(gateway_config(&args), services.clone(), Arc::new(tokens.clone()));
+    let calls: Arc<dyn CallRegistry> = match &cluster.redis {
+        Some(redis) => Arc::new(RedisCalls::new(redis.clone())),
+        None => Arc::new(LocalCalls::new()),
+    };
+    let gateway = Gateway::new(gateway_config(&args), services.clone(), Arc::new(tokens.clone()), calls);
     let sidecar = || {
         let state = SidecarState::with_tokens(services.clone(), tokens.clone(), Arc::new(LogSms), config.clone());
         match &cluster.redis {
@@ -292,6 +296,7 @@ fn gateway_config(args: &ServeArgs) -> GatewayConfig {
         heartbeat_timeout: Duration::from_secs(args.ws_heartbeat_timeout_secs),
         max_frame_bytes: args.ws_max_frame_kib.saturating_mul(1024),
         ring_timeout: Duration::from_secs(args.ring_timeout_secs),
+        node_id: args.node_id,
         ..GatewayConfig::default()
     }
 }

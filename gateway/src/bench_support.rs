@@ -45,7 +45,7 @@ impl LocalConnections {
 
     /// The real fan-out step; answers the connections reached.
     pub fn deliver(&self, delivery: &Delivery) -> u64 {
-        deliver(&self.registry, delivery)
+        deliver(&self.registry, delivery, 0)
     }
 
     /// Empties every queue (what connection tasks would do); answers the frames taken.

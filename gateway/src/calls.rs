@@ -1,12 +1,18 @@
 //! WebRTC call signalling: the server relays SDP and ICE between exactly
-//! two devices and keeps the state machine honest.
+//! two devices and keeps the state machine honest, whichever nodes the
+//! parties are connected to.
 //!
-//! A call rings every online device of the callee; the device that answers
-//! is the one in the call (the others get `call.end` `answered_elsewhere`),
-//! and from then on signalling flows only between the caller's device and
-//! that one. Ends: `user_hangup`, `rejected`, `busy`, `failed` (from a
-//! party), `timeout` (unanswered), `disconnected` (a party's device left).
-//! Each call leaves a `system` message in the pair's private chat.
+//! A call rings every online device of the callee, on every node; the
+//! device that answers is the one in the call (the others get `call.end`
+//! `answered_elsewhere`), and from then on signalling flows only between
+//! the caller's device and that one. Ends: `user_hangup`, `rejected`,
+//! `busy`, `failed` (from a party), `timeout` (unanswered), `disconnected`
+//! (a party's device left, or its node died). Each call leaves a `system`
+//! message in the pair's private chat.
+//!
+//! The call's state lives in the [`CallRegistry`] (this process, or Redis
+//! in a cluster); every event goes through the router, aimed at one device
+//! when it is for one. The node that started a call keeps its ring timer.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -15,51 +21,40 @@ use dashmap::DashMap;
 use protocol::client::{CallAnswer, CallEnd, CallIce, CallOffer};
 use protocol::server::{CallAnswered, CallEnded, CallIceRelayed, CallOffered, CallRinging};
 use protocol::time::{now_millis, to_iso};
-use protocol::{ErrorCode, Frame, ServerEvent};
+use protocol::{ErrorCode, ServerEvent};
+use router::calls::{Answered, Begin, CallRecord, DeviceRef};
+use router::{Delivery, Devices};
 use storage::model::UserId;
 use tokio::time::Instant;
 
 use crate::Gateway;
-use crate::codec::SharedMessages;
 use crate::commands::{Failure, Handled, Reply, failure};
 
 /// Reasons a party may give in `call.end`.
 const CLIENT_REASONS: [&str; 4] = ["user_hangup", "rejected", "busy", "failed"];
 
-#[derive(Debug, Clone)]
-struct Call {
-    id: String,
-    /// `audio` or `video`.
-    kind: String,
-    caller: UserId,
-    caller_device: u64,
-    callee: UserId,
-    /// The device that answered; `None` while ringing.
-    callee_device: Option<u64>,
-    rang_at: Instant,
-    answered_at: Option<Instant>,
-}
-
-/// Live calls on this node.
+/// This node's part of call signalling: the ring timers of the calls it
+/// started, the calls a device of this node is in (whose other party's
+/// node it watches), and the counter of the ids it mints.
 #[derive(Debug, Default)]
 pub(crate) struct Calls {
-    by_id: DashMap<String, Call>,
-    /// Who is in (or ringing in) which call: a second call is `busy`.
-    by_user: DashMap<UserId, String>,
-    /// Server-assigned call ids.
+    /// Call id -> when it started ringing (tokio's clock, so tests pause it).
+    ringing: DashMap<String, Instant>,
+    /// Calls a party device of this node is in.
+    hosted: DashMap<String, ()>,
     minted: AtomicU64,
 }
 
-/// Sends `event` to one device of `user`, or to all of them.
-fn deliver(gateway: &Gateway, user: UserId, device: Option<u64>, event: ServerEvent) {
-    let frame = Frame::new(event);
-    let messages = SharedMessages::new(&frame);
-    for handle in gateway.inner.registry.devices(user) {
-        if device.is_none_or(|device| device == handle.id)
-            && handle.outbound.try_send(messages.get(handle.encoding)).is_err()
-        {
-            handle.close(crate::close_codes::SLOW_CONSUMER);
-        }
+fn unavailable(error: &router::calls::CallError) -> Failure {
+    tracing::warn!(%error, "call registry unavailable");
+    (ErrorCode::Unavailable, "calls are unavailable right now; try again".into())
+}
+
+/// Publishes `event` to `user`'s `devices`, on whichever nodes they are.
+async fn send(gateway: &Gateway, user: UserId, devices: Devices, event: ServerEvent) {
+    let delivery = Delivery { devices, ..Delivery::new(vec![user], event) };
+    if let Err(error) = gateway.inner.services.router().publish(delivery).await {
+        tracing::warn!(%error, "call signalling not published");
     }
 }
 
@@ -90,52 +85,36 @@ pub(crate) async fn offer(
     if offer.sdp.trim().is_empty() {
         return Err((ErrorCode::BadRequest, "sdp must not be empty".into()));
     }
+    if offer.call_id.as_deref().is_some_and(|id| !valid_call_id(id)) {
+        return Err((ErrorCode::BadRequest, "call_id must be 1 to 64 letters, digits, '-' or '_'".into()));
+    }
     gateway.inner.services.users.may_call(user, offer.to_user_id).await.map_err(|error| failure(&error))?;
-    let id = match offer.call_id {
-        Some(id) if !valid_call_id(&id) => {
-            return Err((ErrorCode::BadRequest, "call_id must be 1 to 64 letters, digits, '-' or '_'".into()));
-        }
-        Some(id) if gateway.inner.calls.by_id.contains_key(&id) => {
-            return Err((ErrorCode::Conflict, "this call_id is in use".into()));
-        }
-        Some(id) => id,
-        // Ids need only be unique: the party check is what protects a call.
-        None => format!("call_{}_{}", now_millis(), gateway.inner.calls.minted.fetch_add(1, Ordering::Relaxed)),
-    };
-    let calls = &gateway.inner.calls;
-    if calls.by_user.contains_key(&user) {
-        return Err((ErrorCode::Conflict, "you are already in a call".into()));
-    }
-    // Call state lives on one node: a callee whose devices are all on
-    // other nodes of a cluster cannot be rung from here. Say so at once
-    // rather than ring nobody until the timeout.
-    if !gateway.inner.registry.is_online(offer.to_user_id)
-        && gateway.inner.services.presence().online(&[offer.to_user_id]).await.is_ok_and(|online| online == [true])
-    {
-        metrics::counter!("switchboard_calls_refused_total", "reason" => "other_node").increment(1);
-        return Err((
-            ErrorCode::Unavailable,
-            "the callee is connected to another gateway node; calls across nodes are not supported yet".into(),
-        ));
-    }
-    let ringing = Reply::to(reference, ServerEvent::CallRinging(CallRinging { call_id: id.clone() }));
-    if calls.by_user.contains_key(&offer.to_user_id) {
-        record(gateway, user, offer.to_user_id, &offer.call_type, "busy", None).await;
-        return Ok(vec![ringing, Reply::to(None, ended(&id, "busy", None))]);
-    }
-    let call = Call {
+    let node = gateway.inner.config.node_id;
+    // Ids need only be unique: the party check is what protects a call.
+    let id = offer.call_id.unwrap_or_else(|| {
+        format!("call_{node}_{}_{}", now_millis(), gateway.inner.calls.minted.fetch_add(1, Ordering::Relaxed))
+    });
+    let call = CallRecord {
         id: id.clone(),
         kind: offer.call_type.clone(),
         caller: user,
-        caller_device: device,
+        caller_device: DeviceRef { node, connection: device },
         callee: offer.to_user_id,
         callee_device: None,
-        rang_at: Instant::now(),
         answered_at: None,
     };
-    calls.by_user.insert(user, id.clone());
-    calls.by_user.insert(offer.to_user_id, id.clone());
-    calls.by_id.insert(id.clone(), call);
+    let ringing = Reply::to(reference, ServerEvent::CallRinging(CallRinging { call_id: id.clone() }));
+    match gateway.inner.registry_of_calls().begin(&call).await.map_err(|error| unavailable(&error))? {
+        Begin::IdTaken => return Err((ErrorCode::Conflict, "this call_id is in use".into())),
+        Begin::CallerBusy => return Err((ErrorCode::Conflict, "you are already in a call".into())),
+        Begin::CalleeBusy => {
+            record(gateway, user, offer.to_user_id, &offer.call_type, "busy", None).await;
+            return Ok(vec![ringing, Reply::to(None, ended(&id, "busy", None))]);
+        }
+        Begin::Started => {}
+    }
+    gateway.inner.calls.ringing.insert(id.clone(), Instant::now());
+    gateway.inner.calls.hosted.insert(id.clone(), ());
     metrics::counter!("switchboard_calls_total", "type" => offer.call_type.clone()).increment(1);
     let incoming = ServerEvent::CallOffer(CallOffered {
         call_id: id,
@@ -145,13 +124,13 @@ pub(crate) async fn offer(
         sdp: offer.sdp,
         timestamp: to_iso(now_millis()),
     });
-    deliver(gateway, offer.to_user_id, None, incoming);
+    send(gateway, offer.to_user_id, Devices::All, incoming).await;
     Ok(vec![ringing])
 }
 
 /// The call, if `user` is one of its two parties (strangers learn nothing).
-fn party_call(gateway: &Gateway, id: &str, user: UserId) -> Result<Call, Failure> {
-    let call = gateway.inner.calls.by_id.get(id).map(|call| call.clone());
+async fn party_call(gateway: &Gateway, id: &str, user: UserId) -> Result<CallRecord, Failure> {
+    let call = gateway.inner.registry_of_calls().get(id).await.map_err(|error| unavailable(&error))?;
     match call {
         Some(call) if call.caller == user || call.callee == user => Ok(call),
         _ => Err((ErrorCode::Forbidden, "no such call of yours".into())),
@@ -159,24 +138,21 @@ fn party_call(gateway: &Gateway, id: &str, user: UserId) -> Result<Call, Failure
 }
 
 /// `call.answer` from one of the callee's devices.
-pub(crate) fn answer(gateway: &Gateway, user: UserId, device: u64, answer: &CallAnswer) -> Handled {
+pub(crate) async fn answer(gateway: &Gateway, user: UserId, device: u64, answer: &CallAnswer) -> Handled {
     if answer.sdp.trim().is_empty() {
         return Err((ErrorCode::BadRequest, "sdp must not be empty".into()));
     }
-    let call = party_call(gateway, &answer.call_id, user)?;
+    let call = party_call(gateway, &answer.call_id, user).await?;
     if call.callee != user {
         return Err((ErrorCode::Forbidden, "only the callee answers".into()));
     }
-    {
-        let Some(mut live) = gateway.inner.calls.by_id.get_mut(&answer.call_id) else {
-            return Err((ErrorCode::Forbidden, "no such call of yours".into()));
-        };
-        if live.callee_device.is_some() {
-            return Err((ErrorCode::Conflict, "the call was already answered".into()));
-        }
-        live.callee_device = Some(device);
-        live.answered_at = Some(Instant::now());
-    }
+    let me = DeviceRef { node: gateway.inner.config.node_id, connection: device };
+    let registry = gateway.inner.registry_of_calls();
+    let call = match registry.answer(&call.id, me, now_millis()).await.map_err(|error| unavailable(&error))? {
+        Answered::Now(call) => call,
+        Answered::Already => return Err((ErrorCode::Conflict, "the call was already answered".into())),
+        Answered::Gone => return Err((ErrorCode::Forbidden, "no such call of yours".into())),
+    };
     let answered = ServerEvent::CallAnswer(CallAnswered {
         call_id: call.id.clone(),
         from_user_id: user,
@@ -184,34 +160,30 @@ pub(crate) fn answer(gateway: &Gateway, user: UserId, device: u64, answer: &Call
         sdp: answer.sdp.clone(),
         timestamp: to_iso(now_millis()),
     });
-    deliver(gateway, call.caller, Some(call.caller_device), answered);
-    let elsewhere = Frame::new(ended(&call.id, "answered_elsewhere", None));
-    let messages = SharedMessages::new(&elsewhere);
-    for handle in gateway.inner.registry.devices(user) {
-        if handle.id != device && handle.outbound.try_send(messages.get(handle.encoding)).is_err() {
-            handle.close(crate::close_codes::SLOW_CONSUMER);
-        }
-    }
+    gateway.inner.calls.hosted.insert(call.id.clone(), ());
+    send(gateway, call.caller, Devices::Only(call.caller_device), answered).await;
+    send(gateway, user, Devices::AllBut(me), ended(&call.id, "answered_elsewhere", None)).await;
     Ok(Vec::new())
 }
 
 /// `call.ice`, relayed in order to the other party's device (to every
 /// ringing device before the answer).
-pub(crate) fn ice(gateway: &Gateway, user: UserId, device: u64, ice: CallIce) -> Handled {
+pub(crate) async fn ice(gateway: &Gateway, user: UserId, device: u64, ice: CallIce) -> Handled {
     if !(ice.candidate.is_string() || ice.candidate.is_object()) {
         return Err((ErrorCode::BadRequest, "candidate must be a string or an object".into()));
     }
-    let call = party_call(gateway, &ice.call_id, user)?;
-    let (to, to_device) = if user == call.caller {
-        if device != call.caller_device {
+    let call = party_call(gateway, &ice.call_id, user).await?;
+    let me = DeviceRef { node: gateway.inner.config.node_id, connection: device };
+    let (to, to_devices) = if user == call.caller {
+        if me != call.caller_device {
             return Err((ErrorCode::Forbidden, "this device is not in the call".into()));
         }
-        (call.callee, call.callee_device)
+        (call.callee, call.callee_device.map_or(Devices::All, Devices::Only))
     } else {
-        if call.callee_device.is_some_and(|answering| answering != device) {
+        if call.callee_device.is_some_and(|answering| answering != me) {
             return Err((ErrorCode::Forbidden, "this device is not in the call".into()));
         }
-        (call.caller, Some(call.caller_device))
+        (call.caller, Devices::Only(call.caller_device))
     };
     let relayed = ServerEvent::CallIce(CallIceRelayed {
         call_id: call.id,
@@ -220,7 +192,7 @@ pub(crate) fn ice(gateway: &Gateway, user: UserId, device: u64, ice: CallIce) ->
         candidate: ice.candidate,
         timestamp: to_iso(now_millis()),
     });
-    deliver(gateway, to, to_device, relayed);
+    send(gateway, to, to_devices, relayed).await;
     Ok(Vec::new())
 }
 
@@ -229,11 +201,12 @@ pub(crate) async fn end(gateway: &Gateway, user: UserId, device: u64, end: &Call
     if !CLIENT_REASONS.contains(&end.reason.as_str()) {
         return Err((ErrorCode::BadRequest, format!("reason must be one of {}", CLIENT_REASONS.join(", "))));
     }
-    let call = party_call(gateway, &end.call_id, user)?;
+    let call = party_call(gateway, &end.call_id, user).await?;
+    let me = DeviceRef { node: gateway.inner.config.node_id, connection: device };
     let in_call = if user == call.caller {
-        device == call.caller_device
+        me == call.caller_device
     } else {
-        call.callee_device.is_none_or(|answering| answering == device)
+        call.callee_device.is_none_or(|answering| answering == me)
     };
     if !in_call {
         return Err((ErrorCode::Forbidden, "this device is not in the call".into()));
@@ -242,13 +215,20 @@ pub(crate) async fn end(gateway: &Gateway, user: UserId, device: u64, end: &Call
     Ok(Vec::new())
 }
 
-/// Ends call `id` (once), tells both parties' devices and records it.
+/// Ends call `id` (once, whichever node asks first), tells both parties'
+/// devices and records it.
 async fn finish(gateway: &Gateway, id: &str, reason: &str) {
-    let Some((_, call)) = gateway.inner.calls.by_id.remove(id) else { return };
-    let calls = &gateway.inner.calls;
-    calls.by_user.remove_if(&call.caller, |_, current| current == id);
-    calls.by_user.remove_if(&call.callee, |_, current| current == id);
-    let duration = call.answered_at.map(|at| at.elapsed().as_secs());
+    gateway.inner.calls.ringing.remove(id);
+    gateway.inner.calls.hosted.remove(id);
+    let call = match gateway.inner.registry_of_calls().finish(id).await {
+        Ok(Some(call)) => call,
+        Ok(None) => return,
+        Err(error) => {
+            tracing::warn!(%error, call_id = id, "call not ended: registry unavailable");
+            return;
+        }
+    };
+    let duration = call.answered_at.map(|at| u64::try_from((now_millis() - at) / 1000).unwrap_or(0));
     let status = match (duration, reason) {
         (Some(_), _) => "answered",
         (None, "rejected" | "busy" | "failed") => reason,
@@ -257,15 +237,16 @@ async fn finish(gateway: &Gateway, id: &str, reason: &str) {
     // The record is stored before anyone hears the call ended.
     record(gateway, call.caller, call.callee, &call.kind, status, duration).await;
     let ended = ended(&call.id, reason, duration);
-    deliver(gateway, call.caller, Some(call.caller_device), ended.clone());
+    send(gateway, call.caller, Devices::Only(call.caller_device), ended.clone()).await;
     // While ringing, every callee device rings and must stop.
-    deliver(gateway, call.callee, call.callee_device, ended);
+    send(gateway, call.callee, call.callee_device.map_or(Devices::All, Devices::Only), ended).await;
     metrics::counter!("switchboard_calls_ended_total", "reason" => reason.to_owned()).increment(1);
 }
 
 /// Leaves the call's `system` message in the pair's private chat.
 async fn record(gateway: &Gateway, from: UserId, to: UserId, call_type: &str, status: &str, duration: Option<u64>) {
-    let chat = match gateway.inner.services.store().private_chat_between(from, to).await {
+    let services = &gateway.inner.services;
+    let chat = match services.store().private_chat_between(from, to).await {
         Ok(Some(chat)) => chat.id,
         Ok(None) => return,
         Err(error) => {
@@ -275,36 +256,80 @@ async fn record(gateway: &Gateway, from: UserId, to: UserId, call_type: &str, st
     };
     let content = serde_json::json!({"event": "call", "call_type": call_type, "status": status, "duration": duration})
         .to_string();
-    if let Err(error) = gateway.inner.services.pipeline().post_system(chat, from, content).await {
+    if let Err(error) = services.pipeline().post_system(chat, from, content).await {
         tracing::warn!(%error, "call record not stored");
     }
 }
 
-/// A device left: calls it was in end `disconnected`; so does a ringing
-/// call whose callee has no device left.
-pub(crate) async fn device_left(gateway: &Gateway, user: UserId, device: u64, last_device: bool) {
-    let Some(id) = gateway.inner.calls.by_user.get(&user).map(|id| id.clone()) else { return };
-    let Some(call) = gateway.inner.calls.by_id.get(&id).map(|call| call.clone()) else { return };
-    let in_it = (call.caller == user && call.caller_device == device)
+/// A device of `user` on this node left: the call it was in ends
+/// `disconnected`; so does a ringing call whose callee has no device left
+/// anywhere (`gone_everywhere`).
+pub(crate) async fn device_left(gateway: &Gateway, user: UserId, device: u64, gone_everywhere: bool) {
+    let registry = gateway.inner.registry_of_calls();
+    let Ok(Some(id)) = registry.call_of(user).await else { return };
+    let Ok(Some(call)) = registry.get(&id).await else { return };
+    let me = DeviceRef { node: gateway.inner.config.node_id, connection: device };
+    let in_it = (call.caller == user && call.caller_device == me)
         || (call.callee == user
-            && (call.callee_device == Some(device) || (call.callee_device.is_none() && last_device)));
+            && (call.callee_device == Some(me) || (call.callee_device.is_none() && gone_everywhere)));
     if in_it {
         finish(gateway, &id, "disconnected").await;
     }
 }
 
-/// Ends calls that rang for longer than the ring timeout.
+/// `user` has no device anywhere any more (their node died): their call ends
+/// `disconnected`.
+pub(crate) async fn user_gone(gateway: &Gateway, user: UserId) {
+    if let Ok(Some(id)) = gateway.inner.registry_of_calls().call_of(user).await {
+        finish(gateway, &id, "disconnected").await;
+    }
+}
+
+/// Ends the calls this node started that rang for longer than the ring
+/// timeout; forgets the timers of calls answered or ended meanwhile.
 pub(crate) async fn expire_ringing(gateway: &Gateway, timeout: Duration) {
     let due: Vec<String> = gateway
         .inner
         .calls
-        .by_id
+        .ringing
         .iter()
-        .filter(|call| call.callee_device.is_none() && call.rang_at.elapsed() >= timeout)
-        .map(|call| call.id.clone())
+        .filter(|entry| entry.value().elapsed() >= timeout)
+        .map(|entry| entry.key().clone())
         .collect();
     for id in due {
-        finish(gateway, &id, "timeout").await;
+        gateway.inner.calls.ringing.remove(&id);
+        match gateway.inner.registry_of_calls().get(&id).await {
+            Ok(Some(call)) if call.callee_device.is_none() => finish(gateway, &id, "timeout").await,
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, call_id = id, "ring timeout not checked"),
+        }
+    }
+}
+
+/// Ends the calls of this node's devices whose other party was on a node
+/// that died (its presence lease ran out): that device is gone with it.
+/// Calls ended elsewhere are forgotten.
+pub(crate) async fn watch_parties(gateway: &Gateway) {
+    let node = gateway.inner.config.node_id;
+    let hosted: Vec<String> = gateway.inner.calls.hosted.iter().map(|entry| entry.key().clone()).collect();
+    for id in hosted {
+        let call = match gateway.inner.registry_of_calls().get(&id).await {
+            Ok(Some(call)) => call,
+            Ok(None) => {
+                gateway.inner.calls.hosted.remove(&id);
+                continue;
+            }
+            Err(error) => {
+                tracing::debug!(%error, "call parties not checked");
+                return;
+            }
+        };
+        let other = if call.caller_device.node == node { call.callee_device } else { Some(call.caller_device) };
+        let Some(other) = other.filter(|device| device.node != node) else { continue };
+        if let Ok(false) = gateway.inner.services.presence().node_alive(other.node).await {
+            tracing::info!(call_id = id, node = other.node, "a call party's node died");
+            finish(gateway, &id, "disconnected").await;
+        }
     }
 }
 
@@ -329,16 +354,17 @@ mod tests {
         let replies = offer(&f.gateway, f.alice, 7, Some("r1"), ring).await.unwrap();
         assert!(matches!(replies[0].event, ServerEvent::CallRinging(_)));
         assert_eq!(replies[0].reference.as_deref(), Some("r1"));
-        let calls = &f.gateway.inner.calls;
-        assert!(calls.by_user.contains_key(&f.alice) && calls.by_user.contains_key(&f.bob), "both are busy");
+        let registry = f.gateway.inner.registry_of_calls();
+        assert_eq!(registry.call_of(f.alice).await.unwrap().as_deref(), Some("c1"), "the caller is busy");
+        assert_eq!(registry.call_of(f.bob).await.unwrap().as_deref(), Some("c1"), "so is the callee");
 
         tokio::time::advance(Duration::from_secs(44)).await;
         expire_ringing(&f.gateway, timeout).await;
-        assert!(calls.by_id.contains_key("c1"), "still ringing at 44 s");
+        assert!(registry.get("c1").await.unwrap().is_some(), "still ringing at 44 s");
 
         tokio::time::advance(Duration::from_secs(1)).await;
         expire_ringing(&f.gateway, timeout).await;
-        assert!(!calls.by_id.contains_key("c1"), "ended at 45 s");
-        assert!(calls.by_user.is_empty(), "both are free again");
+        assert!(registry.get("c1").await.unwrap().is_none(), "ended at 45 s");
+        assert!(registry.call_of(f.alice).await.unwrap().is_none() && registry.call_of(f.bob).await.unwrap().is_none());
     }
 }

@@ -220,8 +220,8 @@ async fn handle(gateway: &Gateway, session: &mut Session, reference: Option<&str
         ClientCommand::Typing(typing) => crate::typing::command(gateway, user, &typing).await,
         ClientCommand::PresenceQuery(query) => presence_query(gateway, user, reference, &query.user_ids).await,
         ClientCommand::CallOffer(offer) => crate::calls::offer(gateway, user, device, reference, offer).await,
-        ClientCommand::CallAnswer(answer) => crate::calls::answer(gateway, user, device, &answer),
-        ClientCommand::CallIce(ice) => crate::calls::ice(gateway, user, device, ice),
+        ClientCommand::CallAnswer(answer) => crate::calls::answer(gateway, user, device, &answer).await,
+        ClientCommand::CallIce(ice) => crate::calls::ice(gateway, user, device, ice).await,
         ClientCommand::CallEnd(end) => crate::calls::end(gateway, user, device, &end).await,
         // Sends are batched by `handle_many`; a new command type lands here
         // until it is wired.
@@ -285,6 +285,10 @@ pub(crate) async fn announce_found_presence(
 ) {
     while let Some(changes) = found.recv().await {
         for change in changes {
+            if !change.online {
+                // Gone from every node (theirs died): their call is over.
+                crate::calls::user_gone(&gateway, change.user_id).await;
+            }
             gateway.inner.services.users.announce_presence(change.user_id, change.online).await;
         }
     }

@@ -271,7 +271,6 @@ async fn run(gateway: Gateway, mut sink: Sink, mut stream: Stream, encoding: Enc
         }
     }
     let last_here = gateway.inner.registry.remove(user_id, id);
-    crate::calls::device_left(&gateway, user_id, id, last_here).await;
     metrics::gauge!("switchboard_ws_connections").decrement(1);
     let last_device = match gateway.inner.services.presence().disconnected(user_id).await {
         Ok(last_anywhere) => last_anywhere,
@@ -281,6 +280,7 @@ async fn run(gateway: Gateway, mut sink: Sink, mut stream: Stream, encoding: Enc
         }
     };
     tracing::debug!(last_device, "disconnected");
+    crate::calls::device_left(&gateway, user_id, id, last_device).await;
     if last_device {
         gateway.inner.services.users.announce_presence(user_id, false).await;
     }

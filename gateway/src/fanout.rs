@@ -42,7 +42,7 @@ pub(crate) async fn run(gateway: Gateway, shutdown: CancellationToken) {
             Err(RecvError::Closed) => return,
         };
         let started = now_millis();
-        let delivered = deliver(&gateway.inner.registry, &delivery);
+        let delivered = deliver(&gateway.inner.registry, &delivery, gateway.inner.config.node_id);
         metrics::counter!("switchboard_ws_deliveries_total", "type" => delivery.frame.kind()).increment(delivered);
         metrics::histogram!("switchboard_ws_fanout_seconds").record((now_millis() - started) as f64 / 1000.0);
     }
@@ -69,11 +69,14 @@ fn ask_everyone_to_resync(registry: &Registry) {
 
 /// Queues `delivery` on every local device of its recipients, encoded at
 /// most once per wire format; answers how many connections it reached.
-pub(crate) fn deliver(registry: &Registry, delivery: &Delivery) -> u64 {
+pub(crate) fn deliver(registry: &Registry, delivery: &Delivery, node: u16) -> u64 {
     let frame = SharedMessages::new(&delivery.frame);
     let mut delivered = 0u64;
     for &user in &delivery.recipients {
         for handle in registry.devices(user) {
+            if !delivery.devices.include(node, handle.id) {
+                continue;
+            }
             match handle.outbound.try_send(frame.get(handle.encoding)) {
                 Ok(()) => delivered += 1,
                 Err(TrySendError::Full(_)) => {

@@ -41,6 +41,6 @@ pub(crate) async fn fixture(config: GatewayConfig) -> Fixture {
     let router: Arc<dyn Router> = Arc::new(LocalRouter::new());
     let events = router.subscribe();
     let services = Services::new(store, router, Arc::new(router::LocalPresence::new()), ServiceConfig::default());
-    let gateway = Gateway::new(config, services, Arc::new(NoTokens));
+    let gateway = Gateway::new(config, services, Arc::new(NoTokens), Arc::new(router::LocalCalls::new()));
     Fixture { gateway, events, alice, bob, chat, _dir: dir }
 }

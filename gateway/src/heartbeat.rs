@@ -16,6 +16,7 @@ pub(crate) async fn sweep(gateway: Gateway, shutdown: CancellationToken) {
             _ = tick.tick() => {
                 sweep_once(&gateway);
                 crate::calls::expire_ringing(&gateway, gateway.inner.config.ring_timeout).await;
+                crate::calls::watch_parties(&gateway).await;
             }
         }
     }

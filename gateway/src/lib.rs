@@ -32,7 +32,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use protocol::ErrorCode;
-use router::PRESENCE_CHANGES_CAPACITY;
+use router::{CallRegistry, PRESENCE_CHANGES_CAPACITY};
 use service::Services;
 use storage::model::UserId;
 use tokio::sync::Semaphore;
@@ -105,6 +105,9 @@ pub struct GatewayConfig {
     pub typing_throttle: Duration,
     /// A call nobody answers ends (`timeout`) after this long.
     pub ring_timeout: Duration,
+    /// This node's id in its deployment (0-15): names its devices in call
+    /// signalling that crosses nodes.
+    pub node_id: u16,
 }
 
 impl Default for GatewayConfig {
@@ -122,6 +125,7 @@ impl Default for GatewayConfig {
             typing_expiry: Duration::from_secs(6),
             typing_throttle: Duration::from_secs(3),
             ring_timeout: Duration::from_secs(45),
+            node_id: 0,
         }
     }
 }
@@ -141,6 +145,8 @@ struct Inner {
     registry: registry::Registry,
     typing: typing::Typing,
     calls: calls::Calls,
+    /// Live calls of the deployment (this process, or Redis in a cluster).
+    call_registry: Arc<dyn CallRegistry>,
     next_connection: AtomicU64,
     /// One permit per live connection: the connection limit.
     permits: Arc<Semaphore>,
@@ -151,6 +157,13 @@ struct Inner {
     epoch: tokio::time::Instant,
 }
 
+impl Inner {
+    /// The deployment's live calls.
+    fn registry_of_calls(&self) -> &dyn CallRegistry {
+        self.call_registry.as_ref()
+    }
+}
+
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gateway").field("config", &self.inner.config).finish_non_exhaustive()
@@ -158,7 +171,12 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    pub fn new(config: GatewayConfig, services: Services, tokens: Arc<dyn TokenVerifier>) -> Self {
+    pub fn new(
+        config: GatewayConfig,
+        services: Services,
+        tokens: Arc<dyn TokenVerifier>,
+        call_registry: Arc<dyn CallRegistry>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 permits: Arc::new(Semaphore::new(config.max_connections)),
@@ -168,6 +186,7 @@ impl Gateway {
                 registry: registry::Registry::default(),
                 typing: typing::Typing::default(),
                 calls: calls::Calls::default(),
+                call_registry,
                 next_connection: AtomicU64::new(1),
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),

@@ -67,10 +67,6 @@ impl Registry {
         self.by_user.get(&user_id).map(|devices| devices.clone()).unwrap_or_default()
     }
 
-    pub(crate) fn is_online(&self, user_id: UserId) -> bool {
-        self.by_user.contains_key(&user_id)
-    }
-
     /// Every connection (for the sweeper and shutdown).
     pub(crate) fn all(&self) -> Vec<Arc<Handle>> {
         self.by_user.iter().flat_map(|entry| entry.value().clone()).collect()

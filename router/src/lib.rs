@@ -8,15 +8,19 @@
 //!   ([`redis::RedisSequencer`]) in a cluster.
 //! - [`PresenceRegistry`]: who is online anywhere; [`LocalPresence`] or
 //!   [`redis::RedisPresence`].
+//! - [`CallRegistry`]: live calls and who is busy; [`LocalCalls`] or
+//!   [`redis::RedisCalls`].
 //!
 //! The use cases that publish (sending, reading, calls) live in the
 //! `service` crate.
 
+pub mod calls;
 mod presence;
 pub mod redis;
 mod router;
 mod sequencer;
 
+pub use calls::{CallRegistry, DeviceRef, LocalCalls};
 pub use presence::{LocalPresence, PRESENCE_CHANGES_CAPACITY, PresenceChange, PresenceError, PresenceRegistry};
-pub use router::{Delivery, LocalRouter, ROUTER_CAPACITY, Router, RouterError};
+pub use router::{Delivery, Devices, LocalRouter, ROUTER_CAPACITY, Router, RouterError};
 pub use sequencer::{Sequencer, SequencerError, StoreSequencer};

@@ -61,6 +61,12 @@ pub trait PresenceRegistry: Send + Sync + 'static {
     /// `shutdown`, sending the changes it finds to `changes` (the gateway
     /// announces them). Deregisters this node on the way out.
     async fn run(&self, changes: mpsc::Sender<Vec<PresenceChange>>, shutdown: CancellationToken);
+
+    /// Whether gateway node `node` is alive (its lease is being renewed).
+    /// A single process is the only node there is.
+    async fn node_alive(&self, _node: u16) -> Result<bool, PresenceError> {
+        Ok(true)
+    }
 }
 
 /// The single-node registry: device counts in memory.

@@ -8,19 +8,45 @@ use serde::{Deserialize, Serialize};
 use storage::model::UserId;
 use tokio::sync::{broadcast, watch};
 
-/// An event and the users who should receive it (every device of each).
-/// The event travels as a [`Frame`]: encoded at most once per wire format
-/// on the node that made it, and never decoded again on its way.
+/// An event and the users who should receive it (every device of each,
+/// unless `devices` narrows it). The event travels as a [`Frame`]: encoded
+/// at most once per wire format on the node that made it, and never decoded
+/// again on its way.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub recipients: Vec<UserId>,
+    pub devices: Devices,
     pub frame: Frame,
+}
+
+/// Which of the recipients' devices get a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Devices {
+    /// Every device, on every node.
+    #[default]
+    All,
+    /// Only this one (call signalling to the device in the call).
+    Only(crate::DeviceRef),
+    /// Every device but this one (`answered_elsewhere`).
+    AllBut(crate::DeviceRef),
+}
+
+impl Devices {
+    /// Whether connection `connection` of node `node` is among them.
+    pub fn include(self, node: u16, connection: u64) -> bool {
+        let this = crate::DeviceRef { node, connection };
+        match self {
+            Self::All => true,
+            Self::Only(device) => device == this,
+            Self::AllBut(device) => device != this,
+        }
+    }
 }
 
 impl Delivery {
     /// `event`, stamped now, for `recipients`.
     pub fn new(recipients: Vec<UserId>, event: ServerEvent) -> Self {
-        Self { recipients, frame: Frame::new(event) }
+        Self { recipients, devices: Devices::All, frame: Frame::new(event) }
     }
 
     /// The delivery as it crosses nodes: the recipients and the frame in
@@ -28,6 +54,7 @@ impl Delivery {
     pub(crate) fn to_wire(&self) -> Result<Vec<u8>, RouterError> {
         let wire = Wire {
             recipients: self.recipients.clone(),
+            devices: self.devices,
             kind: self.frame.kind().to_owned(),
             at: self.frame.at(),
             json: self.frame.bytes(Encoding::Json),
@@ -39,7 +66,8 @@ impl Delivery {
     /// A delivery read from another node: its frame is kept as the bytes it came as.
     pub(crate) fn from_wire(bytes: &[u8]) -> Result<Self, rmp_serde::decode::Error> {
         let wire: Wire = rmp_serde::from_slice(bytes)?;
-        Ok(Self { recipients: wire.recipients, frame: Frame::encoded(&wire.kind, wire.at, wire.json, wire.msgpack) })
+        let frame = Frame::encoded(&wire.kind, wire.at, wire.json, wire.msgpack);
+        Ok(Self { recipients: wire.recipients, devices: wire.devices, frame })
     }
 }
 
@@ -47,6 +75,7 @@ impl Delivery {
 #[derive(Serialize, Deserialize)]
 struct Wire {
     recipients: Vec<UserId>,
+    devices: Devices,
     kind: String,
     at: Millis,
     json: Bytes,
@@ -126,7 +155,7 @@ mod tests {
     use protocol::server::{CallRinging, TypingState};
     use protocol::{Encoding, ServerEvent};
 
-    use super::{Delivery, LocalRouter, Router};
+    use super::{Delivery, Devices, LocalRouter, Router};
 
     fn ringing(id: &str) -> ServerEvent {
         ServerEvent::CallRinging(CallRinging { call_id: id.into() })
@@ -151,9 +180,13 @@ mod tests {
     #[test]
     fn a_delivery_crosses_nodes_as_the_bytes_it_was_encoded_to() {
         let event = ServerEvent::Typing(TypingState { chat_id: 3, user_id: 4, is_typing: true, timestamp: "t".into() });
-        let delivery = Delivery::new(vec![4, 5], event);
+        let answering = crate::DeviceRef { node: 2, connection: 9 };
+        let delivery = Delivery { devices: Devices::AllBut(answering), ..Delivery::new(vec![4, 5], event) };
         let arrived = Delivery::from_wire(&delivery.to_wire().unwrap()).unwrap();
         assert_eq!(arrived.recipients, vec![4, 5]);
+        assert_eq!(arrived.devices, Devices::AllBut(answering), "aimed at the same devices");
+        assert!(!arrived.devices.include(2, 9) && arrived.devices.include(2, 8) && arrived.devices.include(1, 9));
+        assert!(Devices::Only(answering).include(2, 9) && !Devices::Only(answering).include(1, 9));
         assert_eq!((arrived.frame.kind(), arrived.frame.at()), ("typing", delivery.frame.at()));
         assert!(arrived.frame.event().is_none(), "the payload is not decoded");
         for encoding in [Encoding::Json, Encoding::MsgPack] {

@@ -308,11 +308,16 @@ async fn clients_on_different_nodes_chat_type_and_see_each_other() {
     assert_eq!(no_api.status(), 404, "a gateway node serves no REST API");
     let body: Value = no_api.json().await.unwrap();
     assert_eq!(body["code"], 404, "{body}");
-    // Call state lives on one node: a call across nodes is refused at once, clearly.
+    // A call rings across nodes (the rest of calls: `calls_connect_across_nodes`).
     let offer = json!({"to_user_id": bob.id, "call_type": "audio", "sdp": "v=0"});
     let id = alices.send("call.offer", offer).await;
-    let refused = alices.reply(&id).await;
-    assert_eq!((refused.kind.as_str(), &refused.data["code"]), ("error", &json!(503)), "{refused:?}");
+    let ringing = alices.reply(&id).await;
+    assert_eq!(ringing.kind, "call.ringing", "{ringing:?}");
+    let call_id = ringing.data["call_id"].clone();
+    wait_for(&mut bobs, Duration::from_secs(5), |event| event.kind == "call.offer" && event.data["call_id"] == call_id)
+        .await;
+    alices.send("call.end", json!({"call_id": call_id, "reason": "user_hangup"})).await;
+    wait_for(&mut bobs, Duration::from_secs(5), |event| event.kind == "call.end").await;
     let health: Value = reqwest::get(format!("{}/health", cluster.first.base())).await.unwrap().json().await.unwrap();
     assert_eq!(health["data"]["services"]["redis"], "healthy", "{health}");
 
@@ -334,6 +339,94 @@ async fn clients_on_different_nodes_chat_type_and_see_each_other() {
         other => panic!("refused for another reason: {other}"),
     };
     assert_eq!(status, 401);
+}
+
+/// The next event of `kind` on `client` for call `call_id`.
+async fn call_event(client: &mut Client, kind: &str, call_id: &Value) -> Event {
+    wait_for(client, Duration::from_secs(5), |event| event.kind == kind && event.data["call_id"] == *call_id).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_connect_across_nodes() {
+    let mut cluster = Cluster::start();
+    let alice = cluster.register("13900000021", "alice").await;
+    let bob = cluster.register("13900000022", "bob").await;
+    let carol = cluster.register("13900000023", "carol").await;
+    let chat = cluster.chat(&alice, "private", &[&bob]).await;
+    cluster.chat(&carol, "private", &[&alice]).await;
+    // Alice calls from node 1; Bob has his phone on node 1 and his laptop on node 2.
+    let mut alices = cluster.first.connect(&alice).await;
+    let mut phone = cluster.first.connect(&bob).await;
+    let mut laptop = cluster.second.connect(&bob).await;
+    let mut carols = cluster.second.connect(&carol).await;
+    for client in [&mut alices, &mut phone, &mut laptop, &mut carols] {
+        client.expect("connect").await;
+    }
+
+    let id = alices.send("call.offer", json!({"to_user_id": bob.id, "call_type": "video", "sdp": "v=0 offer"})).await;
+    let ringing = alices.reply(&id).await;
+    assert_eq!(ringing.kind, "call.ringing", "{ringing:?}");
+    let call_id = ringing.data["call_id"].clone();
+    for device in [&mut phone, &mut laptop] {
+        let offer = call_event(device, "call.offer", &call_id).await;
+        assert_eq!(
+            (offer.data["from_user_id"].as_i64(), offer.data["sdp"].as_str()),
+            (Some(alice.id), Some("v=0 offer"))
+        );
+    }
+    // The node-2 device answers; the node-1 device hears it was answered elsewhere.
+    laptop.send("call.answer", json!({"call_id": call_id, "sdp": "v=0 answer"})).await;
+    assert_eq!(call_event(&mut alices, "call.answer", &call_id).await.data["sdp"], "v=0 answer");
+    assert_eq!(call_event(&mut phone, "call.end", &call_id).await.data["reason"], "answered_elsewhere");
+    // A second answer, from the other node, is refused: one device is in the call.
+    let id = phone.send("call.answer", json!({"call_id": call_id, "sdp": "v=0 late"})).await;
+    assert_eq!(phone.reply(&id).await.data["code"], 409);
+
+    // ICE flows both ways between the two nodes.
+    alices.send("call.ice", json!({"call_id": call_id, "candidate": "candidate:from-alice"})).await;
+    assert_eq!(call_event(&mut laptop, "call.ice", &call_id).await.data["candidate"], "candidate:from-alice");
+    laptop.send("call.ice", json!({"call_id": call_id, "candidate": {"candidate": "candidate:from-bob"}})).await;
+    let ice = call_event(&mut alices, "call.ice", &call_id).await;
+    assert_eq!(ice.data["candidate"]["candidate"], "candidate:from-bob");
+
+    // Alice is in a call on node 1: Carol, calling from node 2, hears busy.
+    let id = carols.send("call.offer", json!({"to_user_id": alice.id, "call_type": "audio", "sdp": "v=0"})).await;
+    let busy_call = carols.reply(&id).await.data["call_id"].clone();
+    assert_eq!(call_event(&mut carols, "call.end", &busy_call).await.data["reason"], "busy");
+
+    // Alice hangs up: both parties hear it, and the call is recorded.
+    alices.send("call.end", json!({"call_id": call_id, "reason": "user_hangup"})).await;
+    let ended = call_event(&mut laptop, "call.end", &call_id).await;
+    assert_eq!(ended.data["reason"], "user_hangup");
+    assert!(ended.data["duration"].is_u64(), "answered calls say how long: {ended:?}");
+    call_event(&mut alices, "call.end", &call_id).await;
+    let history = cluster.api(reqwest::Method::GET, &format!("/api/chats/{chat}/messages"), &alice, Value::Null).await;
+    let records: Vec<Value> = history["data"]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|message| message["type"] == "system")
+        .map(|message| serde_json::from_str(message["content"].as_str().unwrap()).unwrap())
+        .collect();
+    assert_eq!(records.len(), 1, "{history}");
+    assert_eq!((records[0]["status"].as_str(), records[0]["call_type"].as_str()), (Some("answered"), Some("video")));
+
+    // A party's node dies mid-call: the other party's call ends `disconnected`.
+    let id = alices.send("call.offer", json!({"to_user_id": bob.id, "call_type": "audio", "sdp": "v=0 again"})).await;
+    let call_id = alices.reply(&id).await.data["call_id"].clone();
+    call_event(&mut laptop, "call.offer", &call_id).await;
+    laptop.send("call.answer", json!({"call_id": call_id, "sdp": "v=0"})).await;
+    call_event(&mut alices, "call.answer", &call_id).await;
+    cluster.second.child.kill().unwrap(); // SIGKILL: no goodbye to Redis
+    cluster.second.child.wait().unwrap();
+    let killed = Instant::now();
+    let ended = wait_for(&mut alices, Duration::from_secs(40), |event| {
+        event.kind == "call.end" && event.data["call_id"] == call_id
+    })
+    .await;
+    assert_eq!(ended.data["reason"], "disconnected");
+    let noticed = killed.elapsed();
+    assert!(noticed <= Duration::from_secs(30), "ended within the presence timeout, took {noticed:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -52,7 +52,7 @@ pub(crate) async fn start_with(configure: impl FnOnce(&mut GatewayConfig)) -> Se
     let mut gateway_config = GatewayConfig::default();
     configure(&mut gateway_config);
     let tokens = Arc::new(state.tokens().clone());
-    let gateway = Gateway::new(gateway_config, services, tokens);
+    let gateway = Gateway::new(gateway_config, services, tokens, Arc::new(router::LocalCalls::new()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();

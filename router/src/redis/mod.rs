@@ -17,6 +17,7 @@
 //! Redis (or a primary with replicas) allows; Redis Cluster would need the
 //! keys hash-tagged to one slot.
 
+mod calls;
 mod presence;
 mod router;
 mod scripts;
@@ -26,6 +27,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+pub use calls::RedisCalls;
 pub use presence::RedisPresence;
 pub use router::RedisRouter;
 pub use sequencer::RedisSequencer;

@@ -140,6 +140,13 @@ impl RedisPresence {
 
 #[async_trait]
 impl PresenceRegistry for RedisPresence {
+    async fn node_alive(&self, node: u16) -> Result<bool, PresenceError> {
+        let mut invocation = SCRIPTS.node_alive.prepare_invoke();
+        invocation.arg(&self.redis().config().prefix).arg(node);
+        let alive: u8 = self.redis().run(&invocation, Retry::IfDropped).await.map_err(unavailable)?;
+        Ok(alive == 1)
+    }
+
     async fn connected(&self, user_id: UserId) -> Result<bool, PresenceError> {
         let mut devices = self.inner.devices.lock().await;
         let count = devices.entry(user_id).or_default();

@@ -52,6 +52,8 @@ pub(super) struct Scripts {
     pub(super) lease: Script,
     /// ARGV: p, node. The node's lease expiry, or nil when it has none.
     pub(super) lease_of: Script,
+    /// ARGV: p, node. Answers 1 while the node's lease has not run out.
+    pub(super) node_alive: Script,
     /// ARGV: p, node, user. The user's first device on this node: answers 1
     /// when no node had the user before.
     pub(super) user_online: Script,
@@ -116,6 +118,14 @@ return known
 "
     )),
     lease_of: Script::new("return redis.call('HGET', ARGV[1] .. ':nodes', ARGV[2])"),
+    node_alive: Script::new(concat!(
+        lua_helpers!(),
+        r"
+local expiry = redis.call('HGET', ARGV[1] .. ':nodes', ARGV[2])
+if expiry and tonumber(expiry) >= now_ms() then return 1 end
+return 0
+"
+    )),
     user_online: Script::new(
         r"
 local p, node, user = ARGV[1], ARGV[2], ARGV[3]
