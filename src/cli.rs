@@ -1,3 +1,6 @@
+//! The command line: subcommands (roles) and every flag, each also read
+//! from the environment.
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -8,15 +11,15 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// With no subcommand it runs `serve`.
 #[derive(Debug, Parser)]
 #[command(version, args_conflicts_with_subcommands = true)]
-pub(crate) struct Cli {
+pub struct Cli {
     #[command(subcommand)]
-    pub(crate) command: Option<Command>,
+    pub command: Option<Command>,
     #[command(flatten)]
-    pub(crate) serve: ServeArgs,
+    pub serve: ServeArgs,
 }
 
 #[derive(Debug, Subcommand)]
-pub(crate) enum Command {
+pub enum Command {
     /// Gateway and REST sidecar in one process over the embedded SQLite store
     /// (with `--redis-url`, one process that can join a cluster).
     Serve(ServeArgs),
@@ -30,7 +33,7 @@ pub(crate) enum Command {
 
 /// What one process serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Role {
+pub enum Role {
     /// Gateway and sidecar together.
     All,
     Gateway,
@@ -38,7 +41,7 @@ pub(crate) enum Role {
 }
 
 impl Command {
-    pub(crate) fn into_parts(self) -> (Role, ServeArgs) {
+    pub fn into_parts(self) -> (Role, ServeArgs) {
         match self {
             Self::Serve(args) => (Role::All, args),
             Self::Gateway(args) => (Role::Gateway, args),
@@ -49,7 +52,7 @@ impl Command {
 
 /// Which [`storage::Store`] a process runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum StoreKind {
+pub enum StoreKind {
     /// The embedded SQLite database in --data-dir.
     Sqlite,
     /// A ScyllaDB cluster (--scylla-uri, --scylla-keyspace).
@@ -57,7 +60,7 @@ pub(crate) enum StoreKind {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub(crate) enum LogFormat {
+pub enum LogFormat {
     /// Readable lines for a terminal.
     Human,
     /// One JSON object per line, for log shippers.
@@ -65,28 +68,28 @@ pub(crate) enum LogFormat {
 }
 
 #[derive(Debug, Clone, Args)]
-pub(crate) struct ServeArgs {
+pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "127.0.0.1:8080")]
-    pub(crate) listen: SocketAddr,
+    pub listen: SocketAddr,
     /// Folder for the database and uploaded files (created if missing).
     #[arg(long, env = "SWITCHBOARD_DATA_DIR", default_value = "./data")]
-    pub(crate) data_dir: PathBuf,
+    pub data_dir: PathBuf,
 
     /// Where messages, users and chats live: the embedded SQLite database in
     /// --data-dir, or a ScyllaDB cluster (--scylla-uri). Uploaded files stay
     /// in --data-dir either way.
     #[arg(long, env = "SWITCHBOARD_STORE", value_enum, default_value = "sqlite")]
-    pub(crate) store: StoreKind,
+    pub store: StoreKind,
 
     /// ScyllaDB contact points, `host:port` separated by commas (the driver
     /// finds the rest of the cluster). Required with `--store scylla`.
     #[arg(long, env = "SWITCHBOARD_SCYLLA_URI", value_delimiter = ',')]
-    pub(crate) scylla_uri: Vec<String>,
+    pub scylla_uri: Vec<String>,
 
     /// The ScyllaDB keyspace; created, and its schema migrated, on start.
     #[arg(long, env = "SWITCHBOARD_SCYLLA_KEYSPACE", default_value = "switchboard")]
-    pub(crate) scylla_keyspace: String,
+    pub scylla_keyspace: String,
 
     /// The replication of a keyspace created on start, in CQL.
     #[arg(
@@ -94,82 +97,82 @@ pub(crate) struct ServeArgs {
         env = "SWITCHBOARD_SCYLLA_REPLICATION",
         default_value = "{'class': 'NetworkTopologyStrategy', 'replication_factor': 3}"
     )]
-    pub(crate) scylla_replication: String,
+    pub scylla_replication: String,
     /// Development conveniences, such as SMS codes returned in responses.
     /// Never in production.
     #[arg(long, env = "SWITCHBOARD_DEV")]
-    pub(crate) dev: bool,
+    pub dev: bool,
     /// Log output format.
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value = "human")]
-    pub(crate) log_format: LogFormat,
+    pub log_format: LogFormat,
     /// Redis for cluster mode: routing between nodes, seqs and presence.
     /// Without it, one process is the whole deployment.
     #[arg(long, env = "SWITCHBOARD_REDIS_URL")]
-    pub(crate) redis_url: Option<String>,
+    pub redis_url: Option<String>,
     /// Prefix of Switchboard's Redis keys and channels (deployments sharing
     /// a Redis need distinct ones).
     #[arg(long, env = "SWITCHBOARD_REDIS_PREFIX", default_value = "sb")]
-    pub(crate) redis_prefix: String,
+    pub redis_prefix: String,
     /// This node's id (0-15): in message ids, and its Redis channel and
     /// presence registrations. Distinct per process of a deployment.
     #[arg(long, env = "SWITCHBOARD_NODE_ID", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=i64::from(storage::MAX_NODE_ID)))]
-    pub(crate) node_id: u16,
+    pub node_id: u16,
     /// HS256 secret for access tokens (at least 32 bytes). Without it, one
     /// is generated and kept in `<data-dir>/jwt.secret`.
     #[arg(long, env = "SWITCHBOARD_JWT_SECRET", hide_env_values = true)]
-    pub(crate) jwt_secret: Option<String>,
+    pub jwt_secret: Option<String>,
     /// Seconds an access token lives.
     #[arg(long, env = "SWITCHBOARD_ACCESS_TTL_SECS", default_value_t = 86_400)]
-    pub(crate) access_ttl_secs: u64,
+    pub access_ttl_secs: u64,
     /// API requests per hour per user (per address before login).
     #[arg(long, env = "SWITCHBOARD_RATE_API_PER_HOUR", default_value_t = 1_000)]
-    pub(crate) rate_api_per_hour: u32,
+    pub rate_api_per_hour: u32,
     /// Login attempts per 15 minutes per phone.
     #[arg(long, env = "SWITCHBOARD_RATE_LOGIN_PER_15MIN", default_value_t = 10)]
-    pub(crate) rate_login_per_15min: u32,
+    pub rate_login_per_15min: u32,
     /// SMS code requests per hour per client address.
     #[arg(long, env = "SWITCHBOARD_RATE_SEND_CODE_PER_HOUR", default_value_t = 20)]
-    pub(crate) rate_send_code_per_hour: u32,
+    pub rate_send_code_per_hour: u32,
     /// Uploads per hour per user.
     #[arg(long, env = "SWITCHBOARD_RATE_UPLOAD_PER_HOUR", default_value_t = 50)]
-    pub(crate) rate_upload_per_hour: u32,
+    pub rate_upload_per_hour: u32,
     /// Largest upload, in MiB.
     #[arg(long, env = "SWITCHBOARD_UPLOAD_LIMIT_MIB", default_value_t = 50)]
-    pub(crate) upload_limit_mib: u64,
+    pub upload_limit_mib: u64,
     /// Most concurrent WebSocket connections.
     #[arg(long, env = "SWITCHBOARD_WS_MAX_CONNECTIONS", default_value_t = 100_000)]
-    pub(crate) ws_max_connections: usize,
+    pub ws_max_connections: usize,
     /// Commands per second per WebSocket connection (burst: twice that).
     #[arg(long, env = "SWITCHBOARD_WS_COMMANDS_PER_SECOND", default_value_t = 50)]
-    pub(crate) ws_commands_per_second: u32,
+    pub ws_commands_per_second: u32,
     /// Seconds a silent WebSocket connection lives (clients ping every 30 s).
     #[arg(long, env = "SWITCHBOARD_WS_HEARTBEAT_TIMEOUT_SECS", default_value_t = 90)]
-    pub(crate) ws_heartbeat_timeout_secs: u64,
+    pub ws_heartbeat_timeout_secs: u64,
     /// Largest WebSocket frame, in KiB (larger ones get an error).
     #[arg(long, env = "SWITCHBOARD_WS_MAX_FRAME_KIB", default_value_t = 64)]
-    pub(crate) ws_max_frame_kib: usize,
+    pub ws_max_frame_kib: usize,
     /// Seconds a call may ring unanswered before it ends (`timeout`).
     #[arg(long, env = "SWITCHBOARD_RING_TIMEOUT_SECS", default_value_t = 45)]
-    pub(crate) ring_timeout_secs: u64,
+    pub ring_timeout_secs: u64,
     /// STUN server URLs for call peers (repeat, or comma-separate in the environment).
     #[arg(long = "stun-url", env = "SWITCHBOARD_STUN_URLS", value_delimiter = ',')]
-    pub(crate) stun_urls: Vec<String>,
+    pub stun_urls: Vec<String>,
     /// TURN server URLs for call peers.
     #[arg(long = "turn-url", env = "SWITCHBOARD_TURN_URLS", value_delimiter = ',')]
-    pub(crate) turn_urls: Vec<String>,
+    pub turn_urls: Vec<String>,
     /// Secret shared with the TURN server (coturn `static-auth-secret`).
     #[arg(long, env = "SWITCHBOARD_TURN_SECRET", hide_env_values = true)]
-    pub(crate) turn_secret: Option<String>,
+    pub turn_secret: Option<String>,
     /// Seconds a TURN credential is valid.
     #[arg(long, env = "SWITCHBOARD_TURN_TTL_SECS", default_value_t = 86_400)]
-    pub(crate) turn_ttl_secs: u64,
+    pub turn_ttl_secs: u64,
     /// A proxy (address or network) whose X-Forwarded-For is believed for
     /// per-address rate limits (repeat, or comma-separate in the environment).
     #[arg(long = "trusted-proxy", env = "SWITCHBOARD_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
-    pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Seconds to let in-flight requests finish after SIGINT/SIGTERM.
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
-    pub(crate) shutdown_grace_secs: u64,
+    pub shutdown_grace_secs: u64,
 }
 
 /// A network (`10.0.0.0/8`) or a single address (`10.0.0.5`).

@@ -1,13 +1,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
-use gateway::{Gateway, GatewayConfig};
+use gateway::GatewayConfig;
 use protocol::Event;
-use rest_sidecar::{SidecarConfig, SidecarState};
-use router::{LocalRouter, Router};
+use router::Router;
 use serde_json::{Value, json};
-use storage::SqliteStore;
+use switchboard::Config;
+use switchboard::cli::Cli;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -35,29 +36,18 @@ pub(crate) async fn start() -> Server {
 
 pub(crate) async fn start_with(configure: impl FnOnce(&mut GatewayConfig)) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = SqliteStore::open(&storage::SqliteConfig::new(dir.path())).unwrap();
-    let store: Arc<dyn storage::Store> = Arc::new(sqlite);
-    let files = dir.path().join("files");
-    std::fs::create_dir_all(&files).unwrap();
-    let config =
-        SidecarConfig { dev: true, ..SidecarConfig::new(files, b"test secret of at least 32 bytes!!".to_vec()) };
-    let router: Arc<dyn Router> = Arc::new(LocalRouter::new());
-    let services = service::Services::new(
-        store,
-        router.clone(),
-        Arc::new(router::LocalPresence::new()),
-        service::ServiceConfig::default(),
-    );
-    let state = SidecarState::new(services.clone(), Arc::new(rest_sidecar::sms::LogSms), config).await.unwrap();
-    let mut gateway_config = GatewayConfig::default();
-    configure(&mut gateway_config);
-    let tokens = Arc::new(state.tokens().clone());
-    let gateway = Gateway::new(gateway_config, services, tokens, Arc::new(router::LocalCalls::new()));
+    let data_dir = dir.path().to_str().unwrap();
+    // The process as `switchboard serve --dev` runs it, through the same composition root.
+    let cli = Cli::parse_from(["switchboard", "serve", "--dev", "--data-dir", data_dir, "--jwt-secret", SECRET]);
+    let (role, args) = cli.command.expect("serve").into_parts();
+    let mut config = Config::from_args(args).unwrap();
+    configure(&mut config.gateway);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    tokio::spawn(rest_sidecar::run_with(listener, state, gateway.routes(), shutdown.clone()));
-    tokio::spawn(gateway.run(shutdown.clone(), Duration::from_secs(5)));
+    let node = switchboard::start(role, config, listener, shutdown.clone()).await.unwrap();
+    let router = node.router().clone();
+    tokio::spawn(node.wait());
     Server {
         base: format!("http://{addr}"),
         ws: format!("ws://{addr}/ws"),
@@ -67,6 +57,9 @@ pub(crate) async fn start_with(configure: impl FnOnce(&mut GatewayConfig)) -> Se
         _dir: dir,
     }
 }
+
+/// The signing key of the test servers.
+const SECRET: &str = "test secret of at least 32 bytes!!";
 
 #[derive(Debug, Clone)]
 pub(crate) struct User {
