@@ -9,6 +9,7 @@
 //!   with the original from the unique index.
 
 use std::time::{Duration, Instant};
+use storage::prelude::*;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use gateway::bench_support::LocalConnections;
@@ -18,7 +19,7 @@ use protocol::{Encoding, ServerEvent};
 use router::Delivery;
 use serde_json::json;
 use storage::model::{NewChat, NewMessage, NewUser};
-use storage::{SqliteConfig, SqliteStore, Store};
+use storage::{SqliteConfig, SqliteStore};
 use tokio_tungstenite::tungstenite::Message;
 
 /// A `message.new` as the gateway sends it (the full message view).

@@ -1,12 +1,13 @@
 //! The send pipeline over the real SQLite store and the in-process router.
 
 use std::sync::Arc;
+use storage::prelude::*;
 
 use protocol::time::now_millis;
 use router::{LocalRouter, Router};
 use service::{SendLimits, SendPipeline, ServiceError};
 use storage::model::{ChatKind, ContactUpdate, MessageKind, NewChat, NewMessage, NewUser};
-use storage::{SqliteConfig, SqliteStore, Store};
+use storage::{SqliteConfig, SqliteStore};
 use tokio::sync::broadcast::Receiver;
 
 /// A text message; the pipeline stamps its time.

@@ -1,11 +1,17 @@
 //! Switchboard's storage layer: the domain model, the async [`Store`]
-//! trait every backend implements, and [`SqliteStore`], the embedded
-//! default.
+//! every backend implements (one trait per domain: [`AccountStore`],
+//! [`ContactStore`], [`ChatStore`], [`MessageStore`], [`FileStore`],
+//! [`NotificationStore`]), [`SqliteStore`], the embedded default, and
+//! [`ScyllaStore`] for clusters.
 //!
-//! Every backend must pass the suite in [`conformance`]; the SQLite
-//! backend runs it in `tests/conformance_sqlite.rs`.
+//! Callers bring the domain traits into scope with `use storage::prelude::*`.
+//!
+//! Every backend must pass the conformance suite (`conformance_suite!`,
+//! behind the `conformance` feature, which only this crate's tests turn
+//! on); the SQLite backend runs it in `tests/conformance_sqlite.rs`.
 
 pub mod buckets;
+#[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
 mod ids;
@@ -14,8 +20,17 @@ pub mod scylla;
 pub mod sqlite;
 mod store;
 
+/// The store traits, for callers of their methods.
+pub mod prelude {
+    pub use crate::store::{
+        AccountStore, ChatStore, ContactStore, FileStore, MessageStore, NotificationStore, Store, StoreResult,
+    };
+}
+
 pub use error::StoreError;
 pub use ids::{IdGenerator, MAX_NODE_ID};
 pub use scylla::{ScyllaConfig, ScyllaStore};
 pub use sqlite::{SqliteConfig, SqliteStore};
-pub use store::{Store, StoreResult};
+pub use store::{
+    AccountStore, ChatStore, ContactStore, FileStore, MessageStore, NotificationStore, Store, StoreResult,
+};

@@ -10,23 +10,9 @@ use crate::model::{
 /// The result type of every store operation.
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Everything Switchboard keeps. A write resolves only once it is durable:
-/// a caller that saw `Ok` may tell a client "stored" and the data survives
-/// a crash of the process.
-///
-/// Lookups of a missing row answer `Ok(None)` (or `false`); domain rule
-/// breaks answer the matching [`StoreError`] variant.
+/// Users, their credentials, refresh tokens and the access-token denylist.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    // ---- health and lifecycle ----
-
-    /// Answers `Ok` when the backend can serve reads and writes.
-    async fn health(&self) -> StoreResult<()>;
-
-    /// Finishes every write already submitted, makes it durable and stops
-    /// taking new work. Later calls answer [`StoreError::Closed`].
-    async fn shutdown(&self) -> StoreResult<()>;
-
+pub trait AccountStore: Send + Sync + 'static {
     // ---- users and credentials ----
 
     /// Registers a user, with their password hash if any.
@@ -40,7 +26,6 @@ pub trait Store: Send + Sync + 'static {
     async fn set_last_seen(&self, id: UserId, at: Millis) -> StoreResult<()>;
     async fn password_hash(&self, id: UserId) -> StoreResult<Option<String>>;
     async fn set_password_hash(&self, id: UserId, hash: String, at: Millis) -> StoreResult<()>;
-
     // ---- refresh tokens ----
 
     async fn insert_refresh_token(&self, token: RefreshToken) -> StoreResult<()>;
@@ -61,7 +46,11 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_access_token(&self, jti: &str, expires_at: Millis, now: Millis) -> StoreResult<()>;
     /// Every access token still denied at `now`: `(jti, expires_at)`.
     async fn revoked_access_tokens(&self, now: Millis) -> StoreResult<Vec<(String, Millis)>>;
+}
 
+/// Contact lists, blocks, and who may hear of whom (presence, calls).
+#[async_trait]
+pub trait ContactStore: Send + Sync + 'static {
     // ---- contacts ----
 
     async fn add_contact(
@@ -92,7 +81,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether `a` and `b` are members of at least one common chat.
     async fn share_a_chat(&self, a: UserId, b: UserId) -> StoreResult<bool>;
+}
 
+/// Chats and their members.
+#[async_trait]
+pub trait ChatStore: Send + Sync + 'static {
     // ---- chats and members ----
 
     /// Creates a chat with its creator as owner. A private chat between two
@@ -129,21 +122,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<Member>>;
     async fn member(&self, chat_id: ChatId, user_id: UserId) -> StoreResult<Option<Member>>;
     async fn members(&self, chat_id: ChatId) -> StoreResult<Vec<Member>>;
+}
 
-    /// What a send by `sender` into `chat_id` must know before it appends,
-    /// read together (`None` when there is no such chat): the chat, its
-    /// members, which of the other members block the sender, and the
-    /// sender's profile. A backend that can answer in one round trip
-    /// overrides this; the default asks for each part in turn.
-    async fn send_context(&self, chat_id: ChatId, sender: UserId) -> StoreResult<Option<SendContext>> {
-        let Some(chat) = self.chat(chat_id).await? else { return Ok(None) };
-        let members = self.members(chat_id).await?;
-        let others: Vec<UserId> = members.iter().map(|m| m.user_id).filter(|&user| user != sender).collect();
-        let blockers = self.blockers_of(sender, &others).await?;
-        let sender = self.user(sender).await?;
-        Ok(Some(SendContext { chat, members, blockers, sender }))
-    }
-
+/// Messages: appends, history, edits, scheduled messages, reactions and read markers.
+#[async_trait]
+pub trait MessageStore: Send + Sync + 'static {
     // ---- messages ----
 
     /// Appends `messages` in their order, as [`Store::append_message`] would
@@ -175,7 +158,6 @@ pub trait Store: Send + Sync + 'static {
     /// The highest seq stored for the chat (0 for none): what an external
     /// sequencer re-seeds from.
     async fn max_seq(&self, chat_id: ChatId) -> StoreResult<Seq>;
-
     // ---- scheduled messages ----
 
     /// Holds a message with a future `send_at` without giving it a seq. A
@@ -192,7 +174,6 @@ pub trait Store: Send + Sync + 'static {
     async fn release_scheduled(&self, id: MessageId, now: Millis, seq: Option<Seq>) -> StoreResult<Option<Message>>;
     /// Drops a scheduled message before its time; answers it if it existed.
     async fn cancel_scheduled(&self, id: MessageId) -> StoreResult<Option<Message>>;
-
     // ---- reactions ----
 
     /// Adds a reaction; answers `false` if it was already there.
@@ -205,7 +186,6 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
     async fn remove_reaction(&self, message_id: MessageId, user_id: UserId, emoji: &str) -> StoreResult<bool>;
     async fn reactions(&self, message_ids: &[MessageId]) -> StoreResult<Vec<Reaction>>;
-
     // ---- read markers ----
 
     /// Moves the member's read marker to `seq` (clamped to the chat's last
@@ -213,7 +193,11 @@ pub trait Store: Send + Sync + 'static {
     async fn mark_read(&self, chat_id: ChatId, user_id: UserId, seq: Seq) -> StoreResult<Seq>;
     /// Visible messages from others after the member's read marker.
     async fn unread_count(&self, chat_id: ChatId, user_id: UserId, now: Millis) -> StoreResult<u64>;
+}
 
+/// Uploaded files' metadata and who may read them.
+#[async_trait]
+pub trait FileStore: Send + Sync + 'static {
     // ---- files ----
 
     async fn insert_file(&self, file: NewFile) -> StoreResult<FileMeta>;
@@ -225,7 +209,11 @@ pub trait Store: Send + Sync + 'static {
     /// Whether `user_id` may read the file: they own it, or it was sent
     /// (as `file_url`) in a chat they are a member of.
     async fn file_visible_to(&self, file_id: FileId, file_url: &str, user_id: UserId) -> StoreResult<bool>;
+}
 
+/// Notifications kept for users.
+#[async_trait]
+pub trait NotificationStore: Send + Sync + 'static {
     // ---- notifications ----
 
     async fn insert_notification(&self, notification: NewNotification) -> StoreResult<Notification>;
@@ -233,4 +221,40 @@ pub trait Store: Send + Sync + 'static {
     async fn mark_notification_read(&self, user_id: UserId, id: i64) -> StoreResult<bool>;
     async fn mark_all_notifications_read(&self, user_id: UserId) -> StoreResult<u64>;
     async fn unread_notification_count(&self, user_id: UserId) -> StoreResult<u64>;
+}
+
+/// Everything Switchboard keeps. A write resolves only once it is durable:
+/// a caller that saw `Ok` may tell a client "stored" and the data survives
+/// a crash of the process.
+///
+/// Lookups of a missing row answer `Ok(None)` (or `false`); domain rule
+/// breaks answer the matching [`StoreError`] variant.
+///
+/// Split by domain: each part is a trait of its own, and `Store` is all of
+/// them plus what spans domains.
+#[async_trait]
+pub trait Store:
+    AccountStore + ContactStore + ChatStore + MessageStore + FileStore + NotificationStore + Send + Sync + 'static
+{
+    // ---- health and lifecycle ----
+
+    /// Answers `Ok` when the backend can serve reads and writes.
+    async fn health(&self) -> StoreResult<()>;
+
+    /// Finishes every write already submitted, makes it durable and stops
+    /// taking new work. Later calls answer [`StoreError::Closed`].
+    async fn shutdown(&self) -> StoreResult<()>;
+    /// What a send by `sender` into `chat_id` must know before it appends,
+    /// read together (`None` when there is no such chat): the chat, its
+    /// members, which of the other members block the sender, and the
+    /// sender's profile. A backend that can answer in one round trip
+    /// overrides this; the default asks for each part in turn.
+    async fn send_context(&self, chat_id: ChatId, sender: UserId) -> StoreResult<Option<SendContext>> {
+        let Some(chat) = self.chat(chat_id).await? else { return Ok(None) };
+        let members = self.members(chat_id).await?;
+        let others: Vec<UserId> = members.iter().map(|m| m.user_id).filter(|&user| user != sender).collect();
+        let blockers = self.blockers_of(sender, &others).await?;
+        let sender = self.user(sender).await?;
+        Ok(Some(SendContext { chat, members, blockers, sender }))
+    }
 }

@@ -11,6 +11,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use storage::prelude::*;
 
 use protocol::time::now_millis;
 use storage::model::{MessageQuery, NewChat, NewMessage, NewUser};

@@ -18,13 +18,14 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use storage::prelude::*;
 
 use scylla::client::session_builder::SessionBuilder;
 use scylla::errors::DbError;
 use scylla::statement::Consistency;
 use scylla_proxy::{Condition, Node, Proxy, RequestOpcode, RequestReaction, RequestRule, ShardAwareness};
 use storage::model::NewNotification;
-use storage::{ScyllaConfig, ScyllaStore, Store, StoreError};
+use storage::{ScyllaConfig, ScyllaStore, StoreError};
 
 const PROBE: &str = "write-timeout-probe";
 

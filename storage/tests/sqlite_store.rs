@@ -2,6 +2,7 @@
 //! indexing, reopening, and concurrent readers beside the writer.
 
 use std::time::Duration;
+use storage::prelude::*;
 
 use protocol::time::now_millis;
 use storage::model::{MessageQuery, NewChat, NewMessage, NewUser};

@@ -1,0 +1,196 @@
+//! [`crate::ChatStore`] for [`ScyllaStore`].
+
+use super::{
+    Chat, ChatId, ChatKind, ChatStore, ChatSummary, ChatUpdate, LIST_CONCURRENCY, Member, MemberRole, Millis, NewChat,
+    ScyllaStore, StoreError, StoreResult, UserId, async_trait, private_pair, try_join, try_join_all,
+};
+
+#[async_trait]
+impl ChatStore for ScyllaStore {
+    async fn create_chat(&self, new: NewChat) -> StoreResult<(Chat, bool)> {
+        let _open = self.open_guard().await?;
+        let mut others: Vec<UserId> = new.members.iter().copied().filter(|&id| id != new.created_by).collect();
+        others.sort_unstable();
+        others.dedup();
+        let pair = match new.kind {
+            ChatKind::Private => {
+                let [other] = others[..] else {
+                    return Err(StoreError::Invalid("a private chat has exactly one other member".into()));
+                };
+                Some(private_pair(new.created_by, other))
+            }
+            ChatKind::Group => None,
+        };
+        if let Some(missing) = self.missing_user(&[new.created_by]).await?.or(self.missing_user(&others).await?) {
+            return Err(StoreError::UserNotFound(missing));
+        }
+        if let Some(pair) = &pair
+            && let Some(existing) = self.private_chat_id(pair).await?
+        {
+            return self.rejoin_private(existing, &new, &others).await;
+        }
+        let id = self.inner.ids.next_id();
+        let values = (
+            id,
+            new.kind.as_str(),
+            new.name.as_str(),
+            new.description.as_str(),
+            new.avatar.as_str(),
+            new.created_by,
+            true,
+            new.created_at,
+            new.created_at,
+        );
+        // chat_seqs at write time 0, so every real seq (written at its own
+        // seq as the time) supersedes it.
+        try_join(self.run(&self.st().insert_chat, values), self.run(&self.st().init_last_seq, (id, 0_i64))).await?;
+        if let Some(pair) = &pair
+            && !self.applied(&self.st().claim_private, (pair.as_str(), id)).await?
+        {
+            // Another request created the pair's chat first: use theirs.
+            self.run(&self.st().delete_chat, (id,)).await?;
+            let existing = self.private_chat_id(pair).await?.ok_or(StoreError::ChatNotFound(id))?;
+            return self.rejoin_private(existing, &new, &others).await;
+        }
+        self.join(id, new.kind, new.created_by, MemberRole::Owner, new.created_at).await?;
+        for &user in &others {
+            self.join(id, new.kind, user, MemberRole::Member, new.created_at).await?;
+        }
+        let chat = self.load_chat(id).await?.ok_or(StoreError::ChatNotFound(id))?;
+        Ok((chat, true))
+    }
+
+    async fn chat(&self, id: ChatId) -> StoreResult<Option<Chat>> {
+        let _open = self.open_guard().await?;
+        self.load_chat(id).await
+    }
+
+    async fn private_chat_between(&self, a: UserId, b: UserId) -> StoreResult<Option<Chat>> {
+        let _open = self.open_guard().await?;
+        match self.private_chat_id(&private_pair(a, b)).await? {
+            Some(id) => self.load_chat(id).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn update_chat(&self, id: ChatId, update: ChatUpdate) -> StoreResult<Option<Chat>> {
+        let _open = self.open_guard().await?;
+        let Some(mut chat) = self.load_chat(id).await? else { return Ok(None) };
+        for (field, value) in [
+            (&mut chat.name, update.name),
+            (&mut chat.description, update.description),
+            (&mut chat.avatar, update.avatar),
+        ] {
+            if let Some(value) = value {
+                *field = value;
+            }
+        }
+        chat.updated_at = update.updated_at;
+        let values = (chat.name.as_str(), chat.description.as_str(), chat.avatar.as_str(), chat.updated_at, id);
+        self.run(&self.st().update_chat, values).await?;
+        Ok(Some(chat))
+    }
+
+    async fn chats_of_user(
+        &self,
+        user_id: UserId,
+        limit: u32,
+        offset: u32,
+        now: Millis,
+    ) -> StoreResult<Vec<ChatSummary>> {
+        let _open = self.open_guard().await?;
+        let ids: Vec<ChatId> = self.chats_of(user_id).await?.into_iter().map(|(chat, _)| chat).collect();
+        // The order needs every chat and membership; the expensive parts
+        // (latest message, unread count) are read for the page only.
+        let mut listed = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(LIST_CONCURRENCY) {
+            let pairs =
+                try_join_all(chunk.iter().map(|&chat| try_join(self.load_chat(chat), self.load_member(chat, user_id))));
+            listed.extend(pairs.await?.into_iter().filter_map(|(chat, member)| Some((chat?, member?))));
+        }
+        listed.sort_unstable_by(|(a, am), (b, bm)| {
+            (bm.is_pinned, b.updated_at, b.id).cmp(&(am.is_pinned, a.updated_at, a.id))
+        });
+        let page = listed.into_iter().skip(offset as usize).take(limit as usize);
+        let summaries = page.map(|(chat, member)| async move {
+            let (last_message, unread_count) =
+                try_join(self.latest(chat.id, now), self.unread(chat.id, user_id, now)).await?;
+            Ok::<_, StoreError>(ChatSummary { chat, member, last_message, unread_count })
+        });
+        try_join_all(summaries).await
+    }
+
+    async fn count_chats_of_user(&self, user_id: UserId) -> StoreResult<u64> {
+        let _open = self.open_guard().await?;
+        self.count(&self.st().chat_ids_of_user, (user_id,)).await
+    }
+
+    async fn add_members(
+        &self,
+        chat_id: ChatId,
+        users: &[UserId],
+        role: MemberRole,
+        at: Millis,
+    ) -> StoreResult<Vec<Member>> {
+        let _open = self.open_guard().await?;
+        let chat = self.load_chat(chat_id).await?.ok_or(StoreError::ChatNotFound(chat_id))?;
+        if chat.kind == ChatKind::Private {
+            return Err(StoreError::Invalid("a private chat cannot take more members".into()));
+        }
+        if let Some(missing) = self.missing_user(users).await? {
+            return Err(StoreError::UserNotFound(missing));
+        }
+        let mut added = Vec::new();
+        for &user_id in users {
+            if self.join(chat_id, chat.kind, user_id, role, at).await? {
+                added.push(Member {
+                    chat_id,
+                    user_id,
+                    role,
+                    is_pinned: false,
+                    is_muted: false,
+                    last_read_seq: 0,
+                    joined_at: at,
+                });
+            }
+        }
+        Ok(added)
+    }
+
+    async fn remove_member(&self, chat_id: ChatId, user_id: UserId) -> StoreResult<bool> {
+        let _open = self.open_guard().await?;
+        let removed = self.applied(&self.st().delete_member, (chat_id, user_id)).await?;
+        self.run(&self.st().delete_chat_of_user, (user_id, chat_id)).await?;
+        Ok(removed)
+    }
+
+    async fn set_member_role(&self, chat_id: ChatId, user_id: UserId, role: MemberRole) -> StoreResult<bool> {
+        let _open = self.open_guard().await?;
+        self.applied(&self.st().set_member_role, (role.as_str(), chat_id, user_id)).await
+    }
+
+    async fn set_member_flags(
+        &self,
+        chat_id: ChatId,
+        user_id: UserId,
+        is_pinned: Option<bool>,
+        is_muted: Option<bool>,
+    ) -> StoreResult<Option<Member>> {
+        let _open = self.open_guard().await?;
+        let Some(mut member) = self.load_member(chat_id, user_id).await? else { return Ok(None) };
+        member.is_pinned = is_pinned.unwrap_or(member.is_pinned);
+        member.is_muted = is_muted.unwrap_or(member.is_muted);
+        let values = (member.is_pinned, member.is_muted, chat_id, user_id);
+        Ok(self.applied(&self.st().set_member_flags, values).await?.then_some(member))
+    }
+
+    async fn member(&self, chat_id: ChatId, user_id: UserId) -> StoreResult<Option<Member>> {
+        let _open = self.open_guard().await?;
+        self.load_member(chat_id, user_id).await
+    }
+
+    async fn members(&self, chat_id: ChatId) -> StoreResult<Vec<Member>> {
+        let _open = self.open_guard().await?;
+        self.load_members(chat_id).await
+    }
+}

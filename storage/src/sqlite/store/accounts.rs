@@ -1,0 +1,214 @@
+//! [`crate::AccountStore`] for [`SqliteStore`].
+
+use super::{
+    AccountStore, Millis, NewUser, OptionalExtension, RefreshRotation, RefreshToken, SqliteStore, StoreError,
+    StoreResult, USER_COLUMNS, User, UserId, UserUpdate, async_trait, constraint_message, params, rotate, rows,
+    user_by,
+};
+
+#[async_trait]
+impl AccountStore for SqliteStore {
+    async fn create_user(&self, new: NewUser) -> StoreResult<User> {
+        self.write(move |conn| {
+            // The phone is the account: when both clash, that is the error to report.
+            if conn.prepare_cached("SELECT 1 FROM users WHERE phone = ?1")?.exists([&new.phone])? {
+                return Err(StoreError::PhoneTaken);
+            }
+            let inserted = conn
+                .prepare_cached(
+                    "INSERT INTO users (phone, username, nickname, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+                )?
+                .execute(params![new.phone, new.username, new.nickname, new.created_at]);
+            if let Err(error) = inserted {
+                return Err(match constraint_message(&error) {
+                    Some(text) if text.contains("users.phone") => StoreError::PhoneTaken,
+                    Some(text) if text.contains("users.username") => StoreError::UsernameTaken,
+                    _ => error.into(),
+                });
+            }
+            let id = conn.last_insert_rowid();
+            if let Some(hash) = new.password_hash {
+                conn.prepare_cached(
+                    "INSERT INTO credentials (user_id, password_hash, updated_at) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![id, hash, new.created_at])?;
+            }
+            user_by(conn, "id", &id)?.ok_or(StoreError::UserNotFound(id))
+        })
+        .await
+    }
+
+    async fn user(&self, id: UserId) -> StoreResult<Option<User>> {
+        self.read(move |conn| user_by(conn, "id", &id)).await
+    }
+
+    async fn users(&self, ids: &[UserId]) -> StoreResult<Vec<User>> {
+        let ids = ids.to_vec();
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))?;
+            let mut users = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(user) = statement.query_row([id], rows::user).optional()? {
+                    users.push(user);
+                }
+            }
+            Ok(users)
+        })
+        .await
+    }
+
+    async fn user_by_phone(&self, phone: &str) -> StoreResult<Option<User>> {
+        let phone = phone.to_owned();
+        self.read(move |conn| user_by(conn, "phone", &phone)).await
+    }
+
+    async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>> {
+        let username = username.to_owned();
+        self.read(move |conn| user_by(conn, "username", &username)).await
+    }
+
+    async fn update_user(&self, id: UserId, update: UserUpdate) -> StoreResult<Option<User>> {
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE users SET username = COALESCE(?1, username), nickname = COALESCE(?2, nickname), \
+                     bio = COALESCE(?3, bio), avatar = COALESCE(?4, avatar), language = COALESCE(?5, language), \
+                     theme = COALESCE(?6, theme), is_disabled = COALESCE(?7, is_disabled), updated_at = ?8 \
+                     WHERE id = ?9",
+                )?
+                .execute(params![
+                    update.username,
+                    update.nickname,
+                    update.bio,
+                    update.avatar,
+                    update.language,
+                    update.theme,
+                    update.is_disabled,
+                    update.updated_at,
+                    id
+                ]);
+            match changed {
+                Ok(0) => Ok(None),
+                Ok(_) => user_by(conn, "id", &id),
+                Err(error) if constraint_message(&error).is_some_and(|t| t.contains("users.username")) => {
+                    Err(StoreError::UsernameTaken)
+                }
+                Err(error) => Err(error.into()),
+            }
+        })
+        .await
+    }
+
+    async fn set_last_seen(&self, id: UserId, at: Millis) -> StoreResult<()> {
+        self.write(move |conn| {
+            conn.prepare_cached("UPDATE users SET last_seen = MAX(COALESCE(last_seen, 0), ?1) WHERE id = ?2")?
+                .execute(params![at, id])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn password_hash(&self, id: UserId) -> StoreResult<Option<String>> {
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT password_hash FROM credentials WHERE user_id = ?1")?
+                .query_row([id], |row| row.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn set_password_hash(&self, id: UserId, hash: String, at: Millis) -> StoreResult<()> {
+        self.write(move |conn| {
+            let result = conn
+                .prepare_cached(
+                    "INSERT INTO credentials (user_id, password_hash, updated_at) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (user_id) DO UPDATE SET password_hash = excluded.password_hash, \
+                     updated_at = excluded.updated_at",
+                )?
+                .execute(params![id, hash, at]);
+            match result {
+                Err(error) if constraint_message(&error).is_some() => Err(StoreError::UserNotFound(id)),
+                other => other.map(drop).map_err(Into::into),
+            }
+        })
+        .await
+    }
+
+    async fn insert_refresh_token(&self, token: RefreshToken) -> StoreResult<()> {
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO refresh_tokens (token_hash, user_id, family_id, expires_at, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                token.token_hash,
+                token.user_id,
+                token.family_id,
+                token.expires_at,
+                token.created_at
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        presented_hash: &str,
+        next_hash: String,
+        next_expires_at: Millis,
+        now: Millis,
+    ) -> StoreResult<RefreshRotation> {
+        let presented = presented_hash.to_owned();
+        self.write(move |conn| rotate(conn, &presented, &next_hash, next_expires_at, now)).await
+    }
+
+    async fn revoke_refresh_token(&self, token_hash: &str, now: Millis) -> StoreResult<bool> {
+        let hash = token_hash.to_owned();
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE refresh_tokens SET revoked_at = COALESCE(revoked_at, ?1) WHERE token_hash = ?2",
+                )?
+                .execute(params![now, hash])?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn revoke_refresh_family(&self, family_id: &str, now: Millis) -> StoreResult<u64> {
+        let family = family_id.to_owned();
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE refresh_tokens SET revoked_at = ?1 WHERE family_id = ?2 AND revoked_at IS NULL",
+                )?
+                .execute(params![now, family])?;
+            Ok(changed as u64)
+        })
+        .await
+    }
+
+    async fn revoke_access_token(&self, jti: &str, expires_at: Millis, now: Millis) -> StoreResult<()> {
+        let jti = jti.to_owned();
+        self.write(move |conn| {
+            conn.prepare_cached("DELETE FROM revoked_access_tokens WHERE expires_at <= ?1")?.execute([now])?;
+            conn.prepare_cached("INSERT OR REPLACE INTO revoked_access_tokens (jti, expires_at) VALUES (?1, ?2)")?
+                .execute(params![jti, expires_at])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn revoked_access_tokens(&self, now: Millis) -> StoreResult<Vec<(String, Millis)>> {
+        self.read(move |conn| {
+            let rows = conn
+                .prepare_cached("SELECT jti, expires_at FROM revoked_access_tokens WHERE expires_at > ?1")?
+                .query_map([now], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+}
