@@ -4,8 +4,11 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::clock::Clock;
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
 
 use crate::ApiFailure;
 
@@ -62,27 +65,53 @@ pub enum Class {
     Other,
 }
 
+/// governor's clock on tokio's time, so a test can pause and advance it.
+#[derive(Debug, Clone)]
+pub struct TokioClock {
+    epoch: tokio::time::Instant,
+}
+
+impl Default for TokioClock {
+    fn default() -> Self {
+        Self { epoch: tokio::time::Instant::now() }
+    }
+}
+
+impl Clock for TokioClock {
+    type Instant = Nanos;
+
+    fn now(&self) -> Nanos {
+        Nanos::from(self.epoch.elapsed())
+    }
+}
+
+type Limiter = RateLimiter<String, DefaultKeyedStateStore<String>, TokioClock, NoOpMiddleware<Nanos>>;
+
 /// The limiters. Memory grows with distinct keys; [`RateLimits::prune`]
 /// forgets keys that are back at full allowance.
 #[derive(Debug)]
 pub struct RateLimits {
-    send_code: DefaultKeyedRateLimiter<String>,
-    login: DefaultKeyedRateLimiter<String>,
-    upload: DefaultKeyedRateLimiter<String>,
-    other: DefaultKeyedRateLimiter<String>,
+    send_code: Limiter,
+    login: Limiter,
+    upload: Limiter,
+    other: Limiter,
+    clock: TokioClock,
 }
 
 impl RateLimits {
     pub fn new(config: RateConfig) -> Self {
+        let clock = TokioClock::default();
+        let limiter = |rate: Rate| RateLimiter::new(rate.quota(), DefaultKeyedStateStore::default(), clock.clone());
         Self {
-            send_code: RateLimiter::keyed(config.send_code.quota()),
-            login: RateLimiter::keyed(config.login.quota()),
-            upload: RateLimiter::keyed(config.upload.quota()),
-            other: RateLimiter::keyed(config.other.quota()),
+            send_code: limiter(config.send_code),
+            login: limiter(config.login),
+            upload: limiter(config.upload),
+            other: limiter(config.other),
+            clock,
         }
     }
 
-    fn limiter(&self, class: Class) -> &DefaultKeyedRateLimiter<String> {
+    fn limiter(&self, class: Class) -> &Limiter {
         match class {
             Class::SendCode => &self.send_code,
             Class::Login => &self.login,
@@ -95,7 +124,7 @@ impl RateLimits {
     /// the allowance is spent.
     pub fn check(&self, class: Class, key: &str) -> Result<(), ApiFailure> {
         self.limiter(class).check_key(&key.to_owned()).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let wait = not_until.wait_time_from(self.clock.now());
             metrics::counter!("switchboard_rate_limited_total", "class" => format!("{class:?}")).increment(1);
             ApiFailure::too_many(
                 format!("too many requests ({class:?}); retry later"),
@@ -110,5 +139,28 @@ impl RateLimits {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{Class, Rate, RateConfig, RateLimits};
+
+    #[tokio::test(start_paused = true)]
+    async fn an_allowance_refills_with_time_and_says_when() {
+        let hour = Duration::from_secs(3_600);
+        let limits = RateLimits::new(RateConfig { login: Rate::new(2, hour), ..RateConfig::default() });
+        assert!(limits.check(Class::Login, "13800000000").is_ok());
+        assert!(limits.check(Class::Login, "13800000000").is_ok());
+        let refused = limits.check(Class::Login, "13800000000").unwrap_err();
+        assert_eq!(refused.retry_after, Some(1_800), "one request back every half hour");
+        assert!(limits.check(Class::Login, "another phone").is_ok(), "keys are counted apart");
+
+        tokio::time::advance(Duration::from_secs(1_799)).await;
+        assert!(limits.check(Class::Login, "13800000000").is_err(), "not yet");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(limits.check(Class::Login, "13800000000").is_ok(), "refilled on tokio's clock");
     }
 }

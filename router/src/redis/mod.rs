@@ -113,8 +113,8 @@ pub struct RedisConnection {
 /// otherwise cost every send a full timeout); then one call probes again.
 #[derive(Debug)]
 struct Breaker {
-    /// Time zero of `open_until_ms`.
-    epoch: std::time::Instant,
+    /// Time zero of `open_until_ms` (tokio's clock, so tests can pause it).
+    epoch: tokio::time::Instant,
     /// Calls fail at once until this many ms after `epoch` (0: closed).
     open_until_ms: std::sync::atomic::AtomicU64,
 }
@@ -171,7 +171,8 @@ impl RedisConnection {
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(config.timeout);
         let commands = ConnectionManager::new_lazy_with_config(client.clone(), manager).map_err(bad_url)?;
-        let breaker = Breaker { epoch: std::time::Instant::now(), open_until_ms: std::sync::atomic::AtomicU64::new(0) };
+        let breaker =
+            Breaker { epoch: tokio::time::Instant::now(), open_until_ms: std::sync::atomic::AtomicU64::new(0) };
         Ok(Self { client, commands, config: std::sync::Arc::new(config), breaker: std::sync::Arc::new(breaker) })
     }
 
