@@ -306,6 +306,22 @@ pub(crate) async fn expire_ringing(gateway: &Gateway, timeout: Duration) {
     }
 }
 
+/// The calls' own sweeper, until `shutdown`: ring timeouts of the calls
+/// this node started, and the other parties' nodes of the calls its
+/// devices are in.
+pub(crate) async fn sweep(gateway: Gateway, shutdown: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(gateway.inner.config.sweep_interval);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                expire_ringing(&gateway, gateway.inner.config.ring_timeout).await;
+                watch_parties(&gateway).await;
+            }
+        }
+    }
+}
+
 /// Ends the calls of this node's devices whose other party was on a node
 /// that died (its presence lease ran out): that device is gone with it.
 /// Calls ended elsewhere are forgotten.

@@ -8,19 +8,15 @@ use tokio_util::sync::CancellationToken;
 use crate::{Gateway, close_codes};
 
 pub(crate) async fn sweep(gateway: Gateway, shutdown: CancellationToken) {
-    let typing = tokio::spawn(crate::typing::expire(gateway.clone(), shutdown.clone()));
     let mut tick = tokio::time::interval(gateway.inner.config.sweep_interval);
     loop {
         tokio::select! {
-            () = shutdown.cancelled() => break,
+            () = shutdown.cancelled() => return,
             _ = tick.tick() => {
                 sweep_once(&gateway);
-                crate::calls::expire_ringing(&gateway, gateway.inner.config.ring_timeout).await;
-                crate::calls::watch_parties(&gateway).await;
             }
         }
     }
-    let _ = typing.await;
 }
 
 /// Closes every connection silent for longer than the heartbeat timeout;

@@ -215,7 +215,13 @@ impl Gateway {
     /// `grace`) for their tasks to finish.
     pub async fn run(self, shutdown: CancellationToken, grace: Duration) {
         let fanout = tokio::spawn(fanout::run(self.clone(), shutdown.clone()));
-        let sweeper = tokio::spawn(heartbeat::sweep(self.clone(), shutdown.clone()));
+        // Each domain's state has its own sweeper: connections (heartbeats),
+        // typing states, calls.
+        let sweepers = [
+            tokio::spawn(heartbeat::sweep(self.clone(), shutdown.clone())),
+            tokio::spawn(typing::expire(self.clone(), shutdown.clone())),
+            tokio::spawn(calls::sweep(self.clone(), shutdown.clone())),
+        ];
         // Presence outlives the connections, so their goodbyes still reach it.
         let presence_stop = CancellationToken::new();
         let (changes, found) = tokio::sync::mpsc::channel(PRESENCE_CHANGES_CAPACITY);
@@ -232,6 +238,6 @@ impl Gateway {
             tracing::warn!(left = self.inner.tasks.len(), "connections still closing after the grace period");
         }
         presence_stop.cancel();
-        let _ = tokio::join!(fanout, sweeper, lease, announcer);
+        let _ = tokio::join!(fanout, futures_util::future::join_all(sweepers), lease, announcer);
     }
 }
