@@ -1,3 +1,4 @@
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -5,21 +6,51 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use protocol::time::{now_millis, to_iso};
+use router::redis::RedisConnection;
 use serde::Serialize;
+use storage::Store;
 
-/// What a server's health depends on. `None` for a service it does not use.
-#[async_trait::async_trait]
-pub trait HealthProbe: Send + Sync + 'static {
+/// What a server's health depends on: the store always, Redis in a
+/// cluster, and the files dir where the server keeps uploads.
+#[derive(Clone)]
+pub struct HealthProbe {
     /// Reported as `version`.
-    fn version(&self) -> &'static str;
+    pub version: &'static str,
     /// When the server started serving (for `uptime`).
-    fn started(&self) -> Instant;
-    /// Whether the store answers.
-    async fn database(&self) -> bool;
-    /// Whether Redis answers, in cluster mode.
-    async fn redis(&self) -> Option<bool>;
-    /// Whether uploaded files can be kept, where the server keeps them.
-    async fn storage(&self) -> Option<bool>;
+    pub started: Instant,
+    pub store: Arc<dyn Store>,
+    pub redis: Option<RedisConnection>,
+    pub files_dir: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for HealthProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HealthProbe").field("version", &self.version).finish_non_exhaustive()
+    }
+}
+
+impl HealthProbe {
+    async fn database(&self) -> bool {
+        match self.store.health().await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%error, "health: database check failed");
+                false
+            }
+        }
+    }
+
+    async fn redis(&self) -> Option<bool> {
+        match &self.redis {
+            Some(redis) => Some(redis.ping().await),
+            None => None,
+        }
+    }
+
+    async fn storage(&self) -> Option<bool> {
+        let dir = self.files_dir.as_ref()?;
+        Some(tokio::fs::metadata(dir).await.is_ok_and(|meta| meta.is_dir() && !meta.permissions().readonly()))
+    }
 }
 
 /// Seed 003's health body.
@@ -54,7 +85,7 @@ fn verdict(ok: bool) -> &'static str {
 
 /// `GET /health`: 200 when every configured service answers, 503 (same
 /// body shape) when one does not. Services that are not configured say so.
-pub async fn health(State(probe): State<Arc<dyn HealthProbe>>) -> (StatusCode, Json<impl Serialize>) {
+pub async fn health(State(probe): State<Arc<HealthProbe>>) -> (StatusCode, Json<impl Serialize>) {
     let database = probe.database().await;
     let storage = probe.storage().await;
     let redis = probe.redis().await;
@@ -66,8 +97,8 @@ pub async fn health(State(probe): State<Arc<dyn HealthProbe>>) -> (StatusCode, J
         data: Health {
             status: verdict(healthy),
             timestamp: now.clone(),
-            version: probe.version(),
-            uptime: probe.started().elapsed().as_secs(),
+            version: probe.version,
+            uptime: probe.started.elapsed().as_secs(),
             services: Services {
                 database: verdict(database),
                 redis: redis.map_or("not_configured", verdict),

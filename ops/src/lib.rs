@@ -3,8 +3,8 @@
 //! /metrics` (Prometheus text), request metrics by route, and
 //! `X-Request-ID` on every response.
 //!
-//! [`routes`] gives the two endpoints over a [`HealthProbe`]; the REST
-//! sidecar and the gateway each implement the probe for what they depend on.
+//! [`routes`] gives the two endpoints over a [`HealthProbe`]: the REST
+//! sidecar and the gateway each fill one with what they depend on.
 
 mod fallback;
 mod health;
@@ -21,10 +21,10 @@ pub use serve::serve;
 use std::sync::Arc;
 
 /// `/health` and `/metrics` over `probe`, with request metrics.
-pub fn routes(probe: Arc<dyn HealthProbe>) -> axum::Router {
+pub fn routes(probe: HealthProbe) -> axum::Router {
     axum::Router::new()
         .route("/health", axum::routing::get(health))
         .route("/metrics", axum::routing::get(metrics))
         .route_layer(axum::middleware::from_fn(track_requests))
-        .with_state(probe)
+        .with_state(Arc::new(probe))
 }

@@ -7,7 +7,6 @@
 
 mod error;
 mod extract;
-mod health;
 mod passwords;
 pub mod rate_limit;
 mod routes;
@@ -88,7 +87,13 @@ pub fn router(state: SidecarState) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         .merge(upload_routes(state.config.upload_limit))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), limit_requests));
-    let ops = ops::routes(std::sync::Arc::new(health::SidecarHealth(state.clone())));
+    let ops = ops::routes(ops::HealthProbe {
+        version: state.config.version,
+        started: state.started,
+        store: state.store.clone(),
+        redis: state.redis.clone(),
+        files_dir: Some(state.config.files_dir.clone()),
+    });
     Router::new()
         .nest("/api", api)
         .merge(web::routes())
