@@ -40,8 +40,8 @@ const CLIENT_REASONS: [&str; 4] = ["user_hangup", "rejected", "busy", "failed"];
 pub(crate) struct Calls {
     /// Call id -> when it started ringing (tokio's clock, so tests pause it).
     ringing: DashMap<String, Instant>,
-    /// Calls a party device of this node is in.
-    hosted: DashMap<String, ()>,
+    /// Calls a party device of this node is in -> that party.
+    hosted: DashMap<String, UserId>,
     minted: AtomicU64,
 }
 
@@ -114,7 +114,7 @@ pub(crate) async fn offer(
         Begin::Started => {}
     }
     gateway.inner.calls.ringing.insert(id.clone(), Instant::now());
-    gateway.inner.calls.hosted.insert(id.clone(), ());
+    gateway.inner.calls.hosted.insert(id.clone(), user);
     metrics::counter!("switchboard_calls_total", "type" => offer.call_type.clone()).increment(1);
     let incoming = ServerEvent::CallOffer(CallOffered {
         call_id: id,
@@ -160,7 +160,7 @@ pub(crate) async fn answer(gateway: &Gateway, user: UserId, device: u64, answer:
         sdp: answer.sdp.clone(),
         timestamp: to_iso(now_millis()),
     });
-    gateway.inner.calls.hosted.insert(call.id.clone(), ());
+    gateway.inner.calls.hosted.insert(call.id.clone(), user);
     send(gateway, call.caller, Devices::Only(call.caller_device), answered).await;
     send(gateway, user, Devices::AllBut(me), ended(&call.id, "answered_elsewhere", None)).await;
     Ok(Vec::new())
@@ -266,7 +266,19 @@ async fn record(gateway: &Gateway, from: UserId, to: UserId, call_type: &str, st
 /// anywhere (`gone_everywhere`).
 pub(crate) async fn device_left(gateway: &Gateway, user: UserId, device: u64, gone_everywhere: bool) {
     let registry = gateway.inner.registry_of_calls();
-    let Ok(Some(id)) = registry.call_of(user).await else { return };
+    // A device of this node is in a call only when this node placed or
+    // answered it; a ringing callee matters only once their last device
+    // anywhere is gone. So most disconnects ask the registry nothing.
+    let hosted =
+        gateway.inner.calls.hosted.iter().find(|entry| *entry.value() == user).map(|entry| entry.key().clone());
+    let id = match hosted {
+        Some(id) => id,
+        None if gone_everywhere => {
+            let Ok(Some(id)) = registry.call_of(user).await else { return };
+            id
+        }
+        None => return,
+    };
     let Ok(Some(call)) = registry.get(&id).await else { return };
     let me = DeviceRef { node: gateway.inner.config.node_id, connection: device };
     let in_it = (call.caller == user && call.caller_device == me)
