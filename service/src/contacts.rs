@@ -19,32 +19,42 @@ impl Contacts {
         Self { deps }
     }
 
-    /// The entry with the contact's public profile (and whether they are
-    /// online: the owner of a contact list sees their contacts' presence).
+    /// The entries of one owner's list with the contacts' public profiles,
+    /// and whether each is online as far as the owner may know: one read of
+    /// the users and one presence question for the whole list.
+    async fn views(&self, contacts: Vec<Contact>) -> ServiceResult<Vec<ContactView>> {
+        let ids: Vec<UserId> = contacts.iter().map(|contact| contact.contact_id).collect();
+        let users = self.deps.store.users(&ids).await?;
+        let online = crate::users::online_of(&self.deps, &ids).await;
+        let mut views = Vec::with_capacity(contacts.len());
+        for (contact, online) in contacts.into_iter().zip(online) {
+            // Holding someone as an unblocked contact is what puts the owner in
+            // their presence audience; a blocked one may still be a private-chat peer.
+            let may_see = !contact.is_blocked
+                || crate::users::may_see_presence(&self.deps, contact.user_id, contact.contact_id).await?;
+            let user = users.iter().find(|user| user.id == contact.contact_id);
+            views.push(ContactView {
+                id: contact.id,
+                user_id: contact.user_id,
+                contact_id: contact.contact_id,
+                nickname: contact.nickname,
+                is_blocked: contact.is_blocked,
+                is_muted: contact.is_muted,
+                created_at: to_iso(contact.created_at),
+                contact: user.map(|user| views::user_public(user, online && may_see)),
+            });
+        }
+        Ok(views)
+    }
+
     async fn view(&self, contact: Contact) -> ServiceResult<ContactView> {
-        let user = self.deps.store.user(contact.contact_id).await?;
-        let online = match &user {
-            Some(user) => crate::users::online_as_seen_by(&self.deps, contact.user_id, user.id).await?,
-            None => false,
-        };
-        Ok(ContactView {
-            id: contact.id,
-            user_id: contact.user_id,
-            contact_id: contact.contact_id,
-            nickname: contact.nickname,
-            is_blocked: contact.is_blocked,
-            is_muted: contact.is_muted,
-            created_at: to_iso(contact.created_at),
-            contact: user.as_ref().map(|user| views::user_public(user, online)),
-        })
+        let mut views = self.views(vec![contact]).await?;
+        views.pop().ok_or_else(|| ServiceError::NotFound("contact not found".into()))
     }
 
     pub async fn list(&self, caller: UserId) -> ServiceResult<Vec<ContactView>> {
-        let mut contacts = Vec::new();
-        for contact in self.deps.store.contacts(caller).await? {
-            contacts.push(self.view(contact).await?);
-        }
-        Ok(contacts)
+        let contacts = self.deps.store.contacts(caller).await?;
+        self.views(contacts).await
     }
 
     /// Adds the user with `phone` to the caller's list, never the caller.
