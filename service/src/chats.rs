@@ -172,7 +172,10 @@ impl Chats {
         view.members = Some(self.member_views(&members).await?);
         if created {
             let everyone: Vec<UserId> = members.iter().map(|member| member.user_id).collect();
-            self.deps.pipeline.publish_to_chat(chat.id, events::member_added(chat.id, &everyone, caller), &[]).await?;
+            self.deps
+                .pipeline
+                .publish_to_members(&members, events::member_added(chat.id, &everyone, caller), &[])
+                .await;
         }
         Ok(view)
     }

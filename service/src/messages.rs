@@ -166,8 +166,8 @@ impl Messages {
         }
         let edited =
             self.deps.store.edit_message(id, content, now_millis()).await?.ok_or(ServiceError::MessageNotFound(id))?;
-        self.deps.pipeline.publish_to_chat(edited.chat_id, events::message_edit(&edited), &[]).await?;
         let members = self.deps.store.members(edited.chat_id).await?;
+        self.deps.pipeline.publish_to_members(&members, events::message_edit(&edited), &[]).await;
         let seen =
             views::messages_seen_by(self.deps.store.as_ref(), &members, caller, std::slice::from_ref(&edited)).await?;
         seen.into_iter().next().ok_or(ServiceError::MessageNotFound(id))

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use protocol::ServerEvent;
 use protocol::time::now_millis;
-use storage::model::{Appended, ChatId, ChatKind, Message, MessageId, MessageKind, Millis, NewMessage, UserId};
+use storage::model::{Appended, ChatId, ChatKind, Member, Message, MessageId, MessageKind, Millis, NewMessage, UserId};
 use storage::{Store, StoreError};
 
 use protocol::views::MessageView;
@@ -459,14 +459,21 @@ impl SendPipeline {
         event: ServerEvent,
         also: &[UserId],
     ) -> Result<(), ServiceError> {
-        let mut recipients: Vec<UserId> = self.store.members(chat_id).await?.iter().map(|m| m.user_id).collect();
+        let members = self.store.members(chat_id).await?;
+        self.publish_to_members(&members, event, also).await;
+        Ok(())
+    }
+
+    /// [`publish_to_chat`](Self::publish_to_chat) when the chat's members
+    /// are already at hand.
+    pub async fn publish_to_members(&self, members: &[Member], event: ServerEvent, also: &[UserId]) {
+        let mut recipients: Vec<UserId> = members.iter().map(|m| m.user_id).collect();
         for &user in also {
             if !recipients.contains(&user) {
                 recipients.push(user);
             }
         }
         self.publish(recipients, event).await;
-        Ok(())
     }
 
     async fn publish(&self, recipients: Vec<UserId>, event: ServerEvent) {
