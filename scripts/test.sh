@@ -44,9 +44,19 @@ start_private_redis() {
 
 stop_private_redis() {
     if [ -n "${redis_dir:-}" ] && [ -f "$redis_dir/redis.pid" ]; then
-        kill "$(cat "$redis_dir/redis.pid")" 2>/dev/null || true
+        local pid
+        pid=$(cat "$redis_dir/redis.pid")
+        kill "$pid" 2>/dev/null || true
+        # Redis writes its last log lines while it exits: wait for it (5 s
+        # at most) before removing its folder, or the removal races them.
+        for _ in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
     fi
-    [ -n "${redis_dir:-}" ] && rm -rf "$redis_dir"
+    if [ -n "${redis_dir:-}" ]; then
+        rm -rf "$redis_dir" || true
+    fi
     redis_dir=""
 }
 
