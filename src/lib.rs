@@ -137,10 +137,10 @@ pub async fn start(
     ops::install_recorder();
     let Config { args, gateway: gateway_config, sidecar: config } = config;
     let node_id = args.node_id;
-    let store = open_store(&args).await?;
+    let cluster = Cluster::new(&args)?;
+    let store = open_store(&args, cluster.redis.as_ref()).await?;
     let files_dir = config.files_dir.clone();
     tokio::fs::create_dir_all(&files_dir).await.with_context(|| format!("creating {}", files_dir.display()))?;
-    let cluster = Cluster::new(&args)?;
     if let (Some(redis), Some(registrations)) = (&cluster.redis, &cluster.registrations) {
         if !redis.ping().await {
             tracing::warn!(url = args.redis_url.as_deref(), "Redis is not answering; serving local users and retrying");
@@ -157,11 +157,8 @@ pub async fn start(
     let addr = listener.local_addr()?;
     tracing::info!(%addr, role = role.name(), node_id, cluster = cluster.redis.is_some(), data_dir = %args.data_dir.display(), dev = args.dev, version = env!("CARGO_PKG_VERSION"), "switchboard serving");
 
-    let mut services =
+    let services =
         Services::new(store.clone(), cluster.router.clone(), cluster.presence.clone(), ServiceConfig::default());
-    if let Some(redis) = &cluster.redis {
-        services = services.with_sequencer(Arc::new(RedisSequencer::new(redis.clone(), store.clone())));
-    }
     // One token service per process: the sidecar issues and revokes with
     // it, the gateway verifies with it, so a logout here is refused here at once.
     let tokens = TokenService::load(store.clone(), &config.jwt_secret, config.access_ttl, config.refresh_ttl)
@@ -244,7 +241,10 @@ async fn drain(tasks: &TaskTracker, grace: Duration) {
 }
 
 /// The store `args` name: SQLite in the data dir, or a ScyllaDB cluster.
-async fn open_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn Store>> {
+/// The store `args` name. SQLite sequences inside its write transaction,
+/// which serialises every process sharing the file; a ScyllaDB keyspace
+/// written by a cluster takes its seqs from Redis.
+async fn open_store(args: &ServeArgs, redis: Option<&RedisConnection>) -> anyhow::Result<Arc<dyn Store>> {
     let node_id = args.node_id;
     match args.store {
         StoreKind::Sqlite => {
@@ -267,8 +267,16 @@ async fn open_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn Store>> {
             let scylla = ScyllaStore::open(&config)
                 .await
                 .with_context(|| format!("opening ScyllaDB keyspace {} at {nodes}", args.scylla_keyspace))?;
-            tracing::info!(nodes, keyspace = args.scylla_keyspace, "ScyllaDB store open");
-            Ok(Arc::new(scylla))
+            tracing::info!(
+                nodes,
+                keyspace = args.scylla_keyspace,
+                seqs_from_redis = redis.is_some(),
+                "ScyllaDB store open"
+            );
+            match redis {
+                Some(redis) => Ok(Arc::new(scylla.with_seq_counter(Arc::new(RedisSequencer::new(redis.clone()))))),
+                None => Ok(Arc::new(scylla)),
+            }
         }
     }
 }

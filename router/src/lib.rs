@@ -4,8 +4,9 @@
 //! - [`Router`]: publish/subscribe of [`Delivery`]s. [`LocalRouter`] is the
 //!   in-process implementation of the single-node default; the cluster's
 //!   Redis implementation ([`redis::RedisRouter`]) plugs in behind the same trait.
-//! - [`Sequencer`]: per-chat seqs; the store's own on one node, Redis's
-//!   ([`redis::RedisSequencer`]) in a cluster.
+//! - [`redis::RedisSequencer`]: per-chat seq counters in Redis, the
+//!   [`storage::SeqCounter`] a ScyllaDB store written by several nodes takes
+//!   its seqs from.
 //! - [`PresenceRegistry`]: who is online anywhere; [`LocalPresence`] or
 //!   [`redis::RedisPresence`].
 //! - [`CallRegistry`]: live calls and who is busy; [`LocalCalls`] or
@@ -18,9 +19,7 @@ pub mod calls;
 mod presence;
 pub mod redis;
 mod router;
-mod sequencer;
 
 pub use calls::{CallRegistry, DeviceRef, LocalCalls};
 pub use presence::{LocalPresence, PRESENCE_CHANGES_CAPACITY, PresenceChange, PresenceError, PresenceRegistry};
 pub use router::{Delivery, Devices, LocalRouter, ROUTER_CAPACITY, Router, RouterError};
-pub use sequencer::{Sequencer, SequencerError, StoreSequencer};

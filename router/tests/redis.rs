@@ -1,4 +1,4 @@
-//! The Redis router, sequencer and presence registry against a real Redis:
+//! The Redis router, seq counter and presence registry against a real Redis:
 //! `REDIS_URL` when set (the test command starts a private one), otherwise
 //! a `redis-server` this binary starts on a free port. Every test works
 //! under its own key prefix, so tests never see each other's keys.
@@ -11,10 +11,10 @@ use protocol::server::CallRinging;
 use protocol::time::now_millis;
 use protocol::{Encoding, ServerEvent};
 use router::redis::{RedisConfig, RedisConnection, RedisPresence, RedisRouter, RedisSequencer};
-use router::{Delivery, PresenceChange, PresenceRegistry, Router, Sequencer};
+use router::{Delivery, PresenceChange, PresenceRegistry, Router};
 use service::{SendLimits, SendPipeline};
 use storage::model::{NewChat, NewMessage, NewUser};
-use storage::{SqliteConfig, SqliteStore, Store};
+use storage::{SeqCounter, SqliteConfig, SqliteStore, Store};
 use tokio_util::sync::CancellationToken;
 
 /// The Redis every test here uses.
@@ -87,10 +87,9 @@ async fn world() -> World {
     World { store, chat, alice, _dir: dir }
 }
 
-/// The cluster's send pipeline: Redis routing and sequencing over `world`'s store.
+/// The cluster's send pipeline: Redis routing over `world`'s store.
 fn redis_pipeline(world: &World, redis: RedisConnection) -> SendPipeline {
-    SendPipeline::new(world.store.clone(), Arc::new(RedisRouter::new(redis.clone())), SendLimits::default())
-        .with_sequencer(Arc::new(RedisSequencer::new(redis, world.store.clone())))
+    SendPipeline::new(world.store.clone(), Arc::new(RedisRouter::new(redis)), SendLimits::default())
 }
 
 /// Sets a raw key, as an operator (or a failover to a stale replica) would.
@@ -108,42 +107,38 @@ async fn set_raw(redis_prefix: &str, key: &str, value: &str) {
 
 #[tokio::test]
 async fn nodes_share_one_contiguous_sequence() {
-    let world = world().await;
     let prefix = prefix();
-    let first = RedisSequencer::new(connection(1, &prefix).await, world.store.clone());
-    let second = RedisSequencer::new(connection(2, &prefix).await, world.store.clone());
-    assert!(first.assigns());
-    let mut seqs = vec![first.next(world.chat, 1).await.unwrap(), second.next(world.chat, 1).await.unwrap()];
-    let range = first.next(world.chat, 3).await.unwrap();
+    let first = RedisSequencer::new(connection(1, &prefix).await);
+    let second = RedisSequencer::new(connection(2, &prefix).await);
+    let chat = 7;
+    assert_eq!(first.take(chat, 1).await.unwrap(), None, "a counter never seeded counts nothing");
+    let mut seqs = vec![first.seed(chat, 0, 1).await.unwrap(), second.take(chat, 1).await.unwrap().unwrap()];
+    let range = first.take(chat, 3).await.unwrap().unwrap();
     seqs.extend(range..range + 3);
-    seqs.push(second.next(world.chat, 1).await.unwrap());
+    seqs.push(second.take(chat, 1).await.unwrap().unwrap());
     assert_eq!(seqs, (1..=6).collect::<Vec<_>>());
+    assert_eq!(first.take(8, 1).await.unwrap(), None, "each chat counts on its own");
 }
 
 #[tokio::test]
-async fn a_lost_counter_is_seeded_above_the_store() {
-    let world = world().await;
+async fn a_lost_or_stale_counter_is_raised_above_the_floor() {
     let prefix = prefix();
-    let redis = connection(1, &prefix).await;
-    let pipeline = redis_pipeline(&world, redis);
-    for n in 0..5 {
-        let sent = pipeline.send(NewMessage::text(world.chat, world.alice, format!("m{n}"), 0)).await.unwrap();
-        assert_eq!(sent.message.seq, n + 1);
-    }
-    // Redis restarted without persistence: the counter is gone.
-    set_raw(&prefix, &format!("seq:{}", world.chat), "").await;
-    let sent = pipeline.send(NewMessage::text(world.chat, world.alice, "after the loss", 0)).await.unwrap();
-    assert_eq!(sent.message.seq, 6, "seeded from the store's highest seq");
-
-    // A counter that went backwards (a stale replica promoted): the taken
-    // seq is refused by the store, repaired, and the send still lands.
-    set_raw(&prefix, &format!("seq:{}", world.chat), "2").await;
-    let sent = pipeline.send(NewMessage::text(world.chat, world.alice, "after the rollback", 0)).await.unwrap();
-    assert_eq!(sent.message.seq, 7);
-    let third = world.store.messages(world.chat, storage::model::MessageQuery::latest(10, now_millis())).await.unwrap();
-    let contents: Vec<(u64, String)> = third.iter().map(|m| (m.seq, m.content.clone())).collect();
-    assert!(contents.contains(&(3, "m2".into())), "nothing was overwritten: {contents:?}");
-    assert_eq!(world.store.max_seq(world.chat).await.unwrap(), 7);
+    let counter = RedisSequencer::new(connection(1, &prefix).await);
+    let chat = 9;
+    assert_eq!(counter.seed(chat, 5, 1).await.unwrap(), 6, "seeded above the store's highest seq");
+    assert_eq!(counter.take(chat, 2).await.unwrap(), Some(7));
+    // Redis restarted without persistence: the counter is gone, and says so.
+    set_raw(&prefix, &format!("seq:{chat}"), "").await;
+    assert_eq!(counter.take(chat, 1).await.unwrap(), None);
+    assert_eq!(counter.seed(chat, 8, 1).await.unwrap(), 9);
+    // A counter that went backwards (a stale replica promoted) hands out a
+    // taken seq; the store refuses it and raises the counter above its top.
+    set_raw(&prefix, &format!("seq:{chat}"), "2").await;
+    assert_eq!(counter.take(chat, 1).await.unwrap(), Some(3));
+    assert_eq!(counter.seed(chat, 9, 0).await.unwrap(), 10, "0 only raises");
+    assert_eq!(counter.take(chat, 1).await.unwrap(), Some(10));
+    // A floor below the counter never lowers it.
+    assert_eq!(counter.seed(chat, 1, 1).await.unwrap(), 11);
 }
 
 #[tokio::test]
@@ -257,9 +252,8 @@ async fn an_unreachable_redis_fails_fast_and_local_delivery_goes_on() {
     let started = std::time::Instant::now();
     router.publish(Delivery::new(vec![1], ringing("c2"))).await.unwrap();
     assert_eq!(local.recv().await.unwrap().frame.event(), Some(&ringing("c2")), "this node's clients still get it");
-    let world = world().await;
-    let sequencer = RedisSequencer::new(redis.clone(), world.store.clone());
-    assert!(sequencer.next(world.chat, 1).await.is_err());
+    let sequencer = RedisSequencer::new(redis.clone());
+    assert!(matches!(sequencer.take(1, 1).await, Err(storage::StoreError::Unavailable(_))));
     assert!(RedisPresence::new(redis).connected(1).await.is_err());
     assert!(started.elapsed() < Duration::from_secs(5), "failed fast: {:?}", started.elapsed());
 }
@@ -277,21 +271,20 @@ async fn a_silent_redis_costs_one_timeout_then_calls_fail_at_once() {
     });
     let config = RedisConfig { timeout: Duration::from_millis(300), ..RedisConfig::new(url, 1) };
     let redis = RedisConnection::open(config).unwrap();
-    let world = world().await;
-    let sequencer = RedisSequencer::new(redis, world.store.clone());
+    let sequencer = RedisSequencer::new(redis);
     let started = std::time::Instant::now();
-    assert!(sequencer.next(world.chat, 1).await.is_err());
+    assert!(sequencer.take(1, 1).await.is_err());
     let first = started.elapsed();
     assert!(first >= Duration::from_millis(250), "the first call waited for an answer: {first:?}");
     let started = std::time::Instant::now();
     for _ in 0..20 {
-        assert!(sequencer.next(world.chat, 1).await.is_err());
+        assert!(sequencer.take(1, 1).await.is_err());
     }
     assert!(started.elapsed() < Duration::from_millis(250), "then failed at once: {:?}", started.elapsed());
 }
 
 #[tokio::test]
-async fn scheduled_messages_take_their_seq_from_the_sequencer() {
+async fn released_scheduled_messages_take_the_next_seq() {
     let world = world().await;
     let redis = connection(1, &prefix()).await;
     let pipeline = redis_pipeline(&world, redis);
@@ -303,7 +296,7 @@ async fn scheduled_messages_take_their_seq_from_the_sequencer() {
     tokio::time::sleep(Duration::from_millis(60)).await;
     assert_eq!(pipeline.release_due(now_millis()).await.unwrap(), 1);
     let after = pipeline.send(NewMessage::text(world.chat, world.alice, "after", 0)).await.unwrap();
-    assert_eq!(after.message.seq, 3, "the released message took seq 2 from the same counter");
+    assert_eq!(after.message.seq, 3, "the released message took seq 2");
     let page = world.store.messages(world.chat, storage::model::MessageQuery::latest(10, now_millis())).await.unwrap();
     let order: Vec<(u64, &str)> = page.iter().map(|m| (m.seq, m.content.as_str())).collect();
     assert_eq!(order, vec![(1, "now"), (2, "later"), (3, "after")]);

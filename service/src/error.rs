@@ -106,18 +106,13 @@ impl From<StoreError> for ServiceError {
             StoreError::ContactExists => Self::Conflict("already a contact".into()),
             StoreError::Invalid(detail) => Self::Invalid(detail),
             StoreError::Closed => Self::Unavailable("the store is shutting down; retry".into()),
+            StoreError::Unavailable(detail) => Self::Unavailable(format!("not written: {detail}")),
             other => {
                 tracing::error!(error = %other, "store failure");
                 metrics::counter!("switchboard_store_failures_total").increment(1);
                 Self::Internal(other)
             }
         }
-    }
-}
-
-impl From<router::SequencerError> for ServiceError {
-    fn from(error: router::SequencerError) -> Self {
-        Self::Unavailable(format!("message not sent: {error}"))
     }
 }
 

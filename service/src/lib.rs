@@ -26,7 +26,7 @@ pub mod views;
 
 use std::sync::Arc;
 
-use router::{PresenceRegistry, Router, Sequencer};
+use router::{PresenceRegistry, Router};
 use storage::Store;
 
 pub use auth::TokenService;
@@ -80,8 +80,7 @@ pub struct Services {
 
 impl Services {
     /// The services over `store`, publishing through `router`, asking
-    /// `presence` who is online. Seqs come from the store; see
-    /// [`Services::with_sequencer`] for a cluster.
+    /// `presence` who is online. Seqs and duplicates are the store's.
     pub fn new(
         store: Arc<dyn Store>,
         router: Arc<dyn Router>,
@@ -90,13 +89,6 @@ impl Services {
     ) -> Self {
         let pipeline = SendPipeline::new(store.clone(), router.clone(), config.send.clone());
         Self::assemble(Deps { store, router, presence, pipeline, config: Arc::new(config) })
-    }
-
-    /// The same services taking seqs from `sequencer` (Redis in a cluster).
-    #[must_use]
-    pub fn with_sequencer(self, sequencer: Arc<dyn Sequencer>) -> Self {
-        let deps = Deps { pipeline: self.deps.pipeline.clone().with_sequencer(sequencer), ..self.deps };
-        Self::assemble(deps)
     }
 
     fn assemble(deps: Deps) -> Self {

@@ -2,20 +2,16 @@ use std::sync::Arc;
 
 use protocol::ServerEvent;
 use protocol::time::now_millis;
-use storage::model::{Appended, ChatId, ChatKind, Member, Message, MessageId, MessageKind, Millis, NewMessage, UserId};
+use storage::model::{Appended, ChatId, ChatKind, Member, Message, MessageKind, Millis, NewMessage, UserId};
 use storage::{Store, StoreError};
 
 use protocol::views::MessageView;
 use storage::model::SendContext;
 
-use router::{Delivery, Router, Sequencer, StoreSequencer};
+use router::{Delivery, Router};
 
 use crate::error::{ServiceError, ServiceResult};
 use crate::{events, views};
-
-/// Writes that find their seq taken (the sequencer lost its counter) are
-/// re-sequenced this many times before the send fails.
-const SEQ_ATTEMPTS: u32 = 3;
 
 /// Limits on what a client may send, with defaults a messenger can live by.
 #[derive(Debug, Clone)]
@@ -85,18 +81,16 @@ pub fn new_message(
         ttl: command.ttl,
         send_at,
         is_silent: command.is_silent,
-        seq: None,
         created_at: 0,
     })
 }
 
-/// Validate, dedupe, sequence, persist, publish: the one way a message
-/// enters the system. Cheap to clone.
+/// Validate, persist, publish: the one way a message enters the system.
+/// The store dedupes and sequences inside its write. Cheap to clone.
 #[derive(Clone)]
 pub struct SendPipeline {
     store: Arc<dyn Store>,
     router: Arc<dyn Router>,
-    sequencer: Arc<dyn Sequencer>,
     limits: Arc<SendLimits>,
 }
 
@@ -108,13 +102,7 @@ impl std::fmt::Debug for SendPipeline {
 
 impl SendPipeline {
     pub fn new(store: Arc<dyn Store>, router: Arc<dyn Router>, limits: SendLimits) -> Self {
-        Self { store, router, sequencer: Arc::new(StoreSequencer), limits: Arc::new(limits) }
-    }
-
-    /// The same pipeline taking seqs from `sequencer` instead of the store.
-    #[must_use]
-    pub fn with_sequencer(self, sequencer: Arc<dyn Sequencer>) -> Self {
-        Self { sequencer, ..self }
+        Self { store, router, limits: Arc::new(limits) }
     }
 
     pub fn limits(&self) -> &SendLimits {
@@ -161,75 +149,12 @@ impl SendPipeline {
         let context = self.store.send_context(request.chat_id, request.sender_id).await?;
         let context = context.ok_or(ServiceError::ChatNotFound(request.chat_id))?;
         let new = self.prepare(request, now, &context).await?;
-        let appended =
-            if new.send_at.is_some() { self.store.schedule_message(new).await? } else { self.append_one(new).await? };
+        let appended = if new.send_at.is_some() {
+            self.store.schedule_message(new).await?
+        } else {
+            self.store.append_message(new).await?
+        };
         self.finish(appended, &context).await
-    }
-
-    /// Appends one message, with a seq from the sequencer when it hands
-    /// them out. A retry is answered from the store before a seq is taken,
-    /// so duplicates leave no holes; a seq found taken is repaired and
-    /// taken again.
-    async fn append_one(&self, new: NewMessage) -> Result<Appended, ServiceError> {
-        if !self.sequencer.assigns() {
-            return Ok(self.store.append_message(new).await?);
-        }
-        if let Some(original) = self.already_sent(&new).await? {
-            return Ok(Appended::Duplicate(original));
-        }
-        let chat_id = new.chat_id;
-        self.with_sequencer_seq(chat_id, |seq| self.store.append_message(NewMessage { seq: Some(seq), ..new.clone() }))
-            .await
-    }
-
-    /// Runs `write` with a seq from the sequencer; a seq the store finds
-    /// taken is repaired and `write` runs again with a new one, up to
-    /// [`SEQ_ATTEMPTS`] times.
-    async fn with_sequencer_seq<T, W, F>(&self, chat_id: ChatId, mut write: W) -> Result<T, ServiceError>
-    where
-        W: FnMut(storage::model::Seq) -> F,
-        F: Future<Output = Result<T, StoreError>>,
-    {
-        let mut attempt = 1;
-        loop {
-            let seq = self.sequencer.next(chat_id, 1).await?;
-            match write(seq).await {
-                Err(StoreError::SeqTaken { seq, .. }) if attempt < SEQ_ATTEMPTS => {
-                    attempt += 1;
-                    self.sequencer.repair(chat_id, seq).await?;
-                }
-                outcome => return Ok(outcome?),
-            }
-        }
-    }
-
-    /// The message this sender already sent with the same `client_message_id`.
-    async fn already_sent(&self, new: &NewMessage) -> Result<Option<Message>, ServiceError> {
-        let Some(client_id) = new.client_message_id.as_deref() else { return Ok(None) };
-        Ok(self.store.message_by_client_id(new.sender_id, client_id).await?)
-    }
-
-    /// Gives every message of `batch` its seq: one range per chat, handed
-    /// out in batch order.
-    async fn sequence(&self, batch: &mut [NewMessage]) -> Result<(), ServiceError> {
-        let mut counts: Vec<(ChatId, u64)> = Vec::new();
-        for new in batch.iter() {
-            match counts.iter_mut().find(|(chat, _)| *chat == new.chat_id) {
-                Some((_, count)) => *count += 1,
-                None => counts.push((new.chat_id, 1)),
-            }
-        }
-        let mut next = Vec::with_capacity(counts.len());
-        for (chat, count) in counts {
-            next.push((chat, self.sequencer.next(chat, count).await?));
-        }
-        for new in batch.iter_mut() {
-            if let Some((_, seq)) = next.iter_mut().find(|(chat, _)| *chat == new.chat_id) {
-                new.seq = Some(*seq);
-                *seq += 1;
-            }
-        }
-        Ok(())
     }
 
     /// Sends several requests of one connection in their order, as [`send`]
@@ -244,11 +169,7 @@ impl SendPipeline {
             return self.send_each(requests).await;
         }
         let now = now_millis();
-        let assigns = self.sequencer.assigns();
         let mut outcomes: Vec<Option<Result<Sent, ServiceError>>> = requests.iter().map(|_| None).collect();
-        // With sequencer seqs, a retry inside the batch waits for its
-        // original, so it is answered as a duplicate instead of taking a seq.
-        let (mut seen, mut later) = (Vec::new(), Vec::new());
         // Read once per (chat, sender) in the batch.
         let mut contexts: Vec<(ChatId, UserId, Arc<SendContext>)> = Vec::new();
         let (mut batch, mut slots) = (Vec::new(), Vec::new());
@@ -268,59 +189,20 @@ impl SendPipeline {
                 let new = self.prepare(request, now, &context).await?;
                 Ok::<_, ServiceError>((new, context))
             };
-            let (new, context) = match prepared.await {
-                Ok(prepared) => prepared,
-                Err(error) => {
-                    outcomes[index] = Some(Err(error));
-                    continue;
+            match prepared.await {
+                Ok((new, context)) => {
+                    batch.push(new);
+                    slots.push((index, context));
                 }
-            };
-            if assigns && let Some(client_id) = new.client_message_id.clone() {
-                let key = (new.sender_id, client_id);
-                if seen.contains(&key) {
-                    later.push((index, new, context));
-                    continue;
-                }
-                seen.push(key);
-                match self.already_sent(&new).await {
-                    Ok(None) => {}
-                    Ok(Some(original)) => {
-                        outcomes[index] = Some(self.finish(Appended::Duplicate(original), &context).await);
-                        continue;
-                    }
-                    Err(error) => {
-                        outcomes[index] = Some(Err(error));
-                        continue;
-                    }
-                }
+                Err(error) => outcomes[index] = Some(Err(error)),
             }
-            batch.push(new);
-            slots.push((index, context));
         }
-        if assigns && let Err(error) = self.sequence(&mut batch).await {
-            let message = error.to_string();
-            for (index, _) in slots.drain(..) {
-                outcomes[index] = Some(Err(ServiceError::Unavailable(message.clone())));
-            }
-            batch.clear();
-        }
-        // Kept to re-sequence a write whose seq turns out taken.
-        let originals = if assigns { batch.clone() } else { Vec::new() };
         match self.store.append_messages(batch).await {
             Ok(appended) => {
-                for (position, ((index, context), appended)) in slots.into_iter().zip(appended).enumerate() {
-                    let appended = match (appended, originals.get(position)) {
-                        (Err(StoreError::SeqTaken { seq, chat_id }), Some(original)) => {
-                            match self.sequencer.repair(chat_id, seq).await {
-                                Ok(()) => self.append_one(NewMessage { seq: None, ..original.clone() }).await,
-                                Err(error) => Err(error.into()),
-                            }
-                        }
-                        (appended, _) => appended.map_err(ServiceError::from),
-                    };
+                for ((index, context), appended) in slots.into_iter().zip(appended) {
                     outcomes[index] = Some(match appended {
                         Ok(appended) => self.finish(appended, &context).await,
-                        Err(error) => Err(error),
+                        Err(error) => Err(error.into()),
                     });
                 }
             }
@@ -330,12 +212,6 @@ impl SendPipeline {
                     outcomes[index] = Some(Err(failures()));
                 }
             }
-        }
-        for (index, new, context) in later {
-            outcomes[index] = Some(match self.append_one(new).await {
-                Ok(appended) => self.finish(appended, &context).await,
-                Err(error) => Err(error),
-            });
         }
         // A backend answering fewer outcomes than requests would be a bug: say so, never panic.
         let unanswered = || Err(ServiceError::Internal(StoreError::Worker("the store left a send unanswered".into())));
@@ -382,7 +258,7 @@ impl SendPipeline {
             request.thumbnail = original.thumbnail;
         }
         let scheduled = request.send_at.is_some_and(|at| at > now);
-        Ok(NewMessage { send_at: request.send_at.filter(|_| scheduled), seq: None, created_at: now, ..request })
+        Ok(NewMessage { send_at: request.send_at.filter(|_| scheduled), created_at: now, ..request })
     }
 
     /// After the store answered: the view, and `message.new` to the members
@@ -434,7 +310,7 @@ impl SendPipeline {
     ) -> Result<Message, ServiceError> {
         let mut new = NewMessage::text(chat_id, sender_id, content, now_millis());
         new.kind = MessageKind::System;
-        let message = self.append_one(new).await?.into_message();
+        let message = self.store.append_message(new).await?.into_message();
         self.announce_new(&message).await?;
         Ok(message)
     }
@@ -484,17 +360,6 @@ impl SendPipeline {
         }
     }
 
-    /// Releases one held message with a seq from the sequencer when it
-    /// hands them out (repairing it if the seq turns out taken). Two
-    /// releasers racing for one message leave a hole in the seqs: run the
-    /// releaser on one process per deployment.
-    async fn release_one(&self, id: MessageId, chat_id: ChatId) -> Result<Option<Message>, ServiceError> {
-        if !self.sequencer.assigns() {
-            return Ok(self.store.release_scheduled(id, now_millis(), None).await?);
-        }
-        self.with_sequencer_seq(chat_id, |seq| self.store.release_scheduled(id, now_millis(), Some(seq))).await
-    }
-
     /// Releases every scheduled message due at `now`, announcing each;
     /// answers how many were released.
     pub async fn release_due(&self, now: Millis) -> Result<usize, ServiceError> {
@@ -510,7 +375,7 @@ impl SendPipeline {
                     self.store.cancel_scheduled(held.id).await?;
                     continue;
                 }
-                if let Some(message) = self.release_one(held.id, held.chat_id).await? {
+                if let Some(message) = self.store.release_scheduled(held.id, now_millis()).await? {
                     self.announce_new(&message).await?;
                     released += 1;
                 }

@@ -30,8 +30,8 @@ pub enum StoreError {
     /// The contact is already in the user's list.
     #[error("contact already exists")]
     ContactExists,
-    /// An externally sequenced message carried a seq that is already used;
-    /// nothing was overwritten.
+    /// A seq taken from a [`crate::SeqCounter`] is already used in the
+    /// chat; nothing was overwritten.
     #[error("seq {seq} of chat {chat_id} is already taken")]
     SeqTaken {
         /// The chat.
@@ -46,6 +46,10 @@ pub enum StoreError {
     /// The store has been shut down and takes no more work.
     #[error("store is closed")]
     Closed,
+    /// A service the store depends on (the seq counter) cannot be
+    /// reached; nothing was written, and a retry may succeed.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// The write was applied inside a batch whose commit failed; it is not
     /// durable and must be retried.
     #[error("commit failed: {0}")]

@@ -17,6 +17,7 @@ mod error;
 mod ids;
 pub mod model;
 pub mod scylla;
+mod seq;
 pub mod sqlite;
 mod store;
 
@@ -30,6 +31,7 @@ pub mod prelude {
 pub use error::StoreError;
 pub use ids::{IdGenerator, MAX_NODE_ID};
 pub use scylla::{ScyllaConfig, ScyllaStore};
+pub use seq::SeqCounter;
 pub use sqlite::{SqliteConfig, SqliteStore};
 pub use store::{
     AccountStore, ChatStore, ContactStore, FileStore, MessageStore, NotificationStore, Store, StoreResult,

@@ -294,9 +294,6 @@ pub struct NewMessage {
     pub ttl: u64,
     pub send_at: Option<Millis>,
     pub is_silent: bool,
-    /// A seq from an external sequencer (Redis in cluster mode). `None`
-    /// lets the store hand out the next one itself.
-    pub seq: Option<Seq>,
     pub created_at: Millis,
 }
 
@@ -318,7 +315,6 @@ impl NewMessage {
             ttl: 0,
             send_at: None,
             is_silent: false,
-            seq: None,
             created_at,
         }
     }
@@ -360,10 +356,9 @@ impl NewMessage {
 }
 
 impl Message {
-    /// A held scheduled message, to be sent now: at `seq` if the caller's
-    /// sequencer gave one, its ttl and its place in the list counting from
-    /// `now`.
-    pub fn release(self, now: Millis, seq: Option<Seq>) -> NewMessage {
+    /// A held scheduled message, to be sent now: its ttl and its place in
+    /// the list count from `now`.
+    pub fn release(self, now: Millis) -> NewMessage {
         NewMessage {
             chat_id: self.chat_id,
             sender_id: self.sender_id,
@@ -379,7 +374,6 @@ impl Message {
             ttl: self.ttl,
             send_at: self.send_at,
             is_silent: self.is_silent,
-            seq,
             created_at: now,
         }
     }

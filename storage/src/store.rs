@@ -141,12 +141,11 @@ pub trait MessageStore: Send + Sync + 'static {
         Ok(outcomes)
     }
 
-    /// Appends a message with the next seq of its chat (or the seq the
-    /// caller's sequencer gave it). A `(sender, client_message_id)` seen
-    /// before answers the original instead.
+    /// Appends a message with the next seq of its chat: the store is the
+    /// one owner of seqs and of duplicates. A `(sender, client_message_id)`
+    /// seen before answers the original instead, without taking a seq.
     async fn append_message(&self, message: NewMessage) -> StoreResult<Appended>;
     async fn message(&self, id: MessageId) -> StoreResult<Option<Message>>;
-    async fn message_by_client_id(&self, sender_id: UserId, client_message_id: &str) -> StoreResult<Option<Message>>;
     async fn messages(&self, chat_id: ChatId, query: MessageQuery) -> StoreResult<Vec<Message>>;
     /// The newest visible message of the chat.
     async fn latest_message(&self, chat_id: ChatId, now: Millis) -> StoreResult<Option<Message>>;
@@ -155,9 +154,6 @@ pub trait MessageStore: Send + Sync + 'static {
     async fn delete_message(&self, id: MessageId, at: Millis) -> StoreResult<Option<Message>>;
     async fn set_message_pinned(&self, id: MessageId, pinned: bool, at: Millis) -> StoreResult<Option<Message>>;
     async fn pinned_messages(&self, chat_id: ChatId, now: Millis) -> StoreResult<Vec<Message>>;
-    /// The highest seq stored for the chat (0 for none): what an external
-    /// sequencer re-seeds from.
-    async fn max_seq(&self, chat_id: ChatId) -> StoreResult<Seq>;
     // ---- scheduled messages ----
 
     /// Holds a message with a future `send_at` without giving it a seq. A
@@ -167,11 +163,9 @@ pub trait MessageStore: Send + Sync + 'static {
     async fn scheduled_message(&self, id: MessageId) -> StoreResult<Option<Message>>;
     /// Scheduled messages whose time has come, earliest first.
     async fn due_scheduled(&self, now: Millis, limit: u32) -> StoreResult<Vec<Message>>;
-    /// Moves a scheduled message into its chat, keeping its id, with `seq`
-    /// (from the caller's sequencer) or else the chat's next seq; `None` if
-    /// it was released or cancelled already. A taken `seq` answers
-    /// [`StoreError::SeqTaken`] and leaves the message scheduled.
-    async fn release_scheduled(&self, id: MessageId, now: Millis, seq: Option<Seq>) -> StoreResult<Option<Message>>;
+    /// Moves a scheduled message into its chat, keeping its id, with the
+    /// chat's next seq; `None` if it was released or cancelled already.
+    async fn release_scheduled(&self, id: MessageId, now: Millis) -> StoreResult<Option<Message>>;
     /// Drops a scheduled message before its time; answers it if it existed.
     async fn cancel_scheduled(&self, id: MessageId) -> StoreResult<Option<Message>>;
     // ---- reactions ----

@@ -11,10 +11,16 @@
 //! `SCYLLA_REPLICATION` overrides the test keyspaces' replication map
 //! (default: `SimpleStrategy`, one replica, for a single test node).
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use async_trait::async_trait;
+use protocol::time::now_millis;
+use storage::model::{Appended, MessageQuery, NewChat, NewMessage, NewUser};
+use storage::prelude::*;
 use storage::scylla::connect;
-use storage::{ScyllaConfig, ScyllaStore};
+use storage::{ScyllaConfig, ScyllaStore, SeqCounter};
 
 /// Drops its keyspace when the case ends, on a thread of its own (the
 /// case's runtime is going away).
@@ -55,3 +61,83 @@ async fn fresh() -> Option<(ScyllaStore, Keyspace)> {
 }
 
 storage::conformance_suite!(optional fresh());
+
+/// Seq counters in memory that a case can set back, as a Redis that lost
+/// or rolled back its counters would.
+#[derive(Debug, Default)]
+struct MemoryCounter(std::sync::Mutex<HashMap<i64, u64>>);
+
+impl MemoryCounter {
+    fn set(&self, chat: i64, last: Option<u64>) {
+        let mut counters = self.0.lock().unwrap();
+        match last {
+            Some(last) => counters.insert(chat, last),
+            None => counters.remove(&chat),
+        };
+    }
+
+    fn last(&self, chat: i64) -> Option<u64> {
+        self.0.lock().unwrap().get(&chat).copied()
+    }
+}
+
+#[async_trait]
+impl SeqCounter for MemoryCounter {
+    async fn take(&self, chat_id: i64, count: u64) -> StoreResult<Option<u64>> {
+        let mut counters = self.0.lock().unwrap();
+        Ok(counters.get_mut(&chat_id).map(|last| {
+            *last += count;
+            *last + 1 - count
+        }))
+    }
+
+    async fn seed(&self, chat_id: i64, floor: u64, count: u64) -> StoreResult<u64> {
+        let mut counters = self.0.lock().unwrap();
+        let last = counters.entry(chat_id).or_insert(0);
+        *last = (*last).max(floor) + count;
+        Ok(*last + 1 - count)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a server: see this test file's header"]
+async fn counter_seqs_are_seeded_repaired_and_never_overwrite() {
+    let Some((store, _keyspace)) = fresh().await else {
+        panic!("this case needs a server, and none is configured");
+    };
+    let counter = Arc::new(MemoryCounter::default());
+    let store = store.with_seq_counter(counter.clone());
+    let user = |phone: &str| NewUser { phone: phone.into(), created_at: now_millis(), ..NewUser::default() };
+    let alice = store.create_user(user("1")).await.unwrap().id;
+    let chat = store.create_chat(NewChat::group(alice, "g", vec![], now_millis())).await.unwrap().0.id;
+    let send = |text: &str, client_id: Option<&str>| {
+        let mut new = NewMessage::text(chat, alice, text, now_millis());
+        new.client_message_id = client_id.map(str::to_owned);
+        store.append_message(new)
+    };
+    for n in 1..=3 {
+        assert_eq!(send(&format!("m{n}"), None).await.unwrap().message().seq, n, "seeded, then counted");
+    }
+    // Lost: seeded again from the store's top.
+    counter.set(chat, None);
+    assert_eq!(send("after the loss", Some("c1")).await.unwrap().message().seq, 4);
+    // Rolled back: the taken seq is refused, the counter raised, the send lands.
+    counter.set(chat, Some(1));
+    assert_eq!(send("after the rollback", None).await.unwrap().message().seq, 5);
+    // A retry is answered from its claim and takes no seq.
+    let retry = send("after the loss", Some("c1")).await.unwrap();
+    assert!(matches!(retry, Appended::Duplicate(ref m) if m.seq == 4), "{retry:?}");
+    assert_eq!(counter.last(chat), Some(5));
+    // A scheduled message is released on the counter too.
+    let mut later = NewMessage::text(chat, alice, "later", now_millis());
+    later.send_at = Some(now_millis());
+    let held = store.schedule_message(later).await.unwrap().into_message();
+    assert_eq!(store.release_scheduled(held.id, now_millis()).await.unwrap().unwrap().seq, 6);
+    let page = store.messages(chat, MessageQuery::latest(10, now_millis() + 1)).await.unwrap();
+    let order: Vec<(u64, &str)> = page.iter().map(|m| (m.seq, m.content.as_str())).collect();
+    assert_eq!(
+        order,
+        vec![(1, "m1"), (2, "m2"), (3, "m3"), (4, "after the loss"), (5, "after the rollback"), (6, "later")],
+        "nothing was overwritten"
+    );
+}

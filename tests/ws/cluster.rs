@@ -581,7 +581,10 @@ async fn restarting_redis_mid_stream_loses_no_acknowledged_message() {
     }
     stop.send(true).unwrap();
     let seen = sender.await.unwrap();
-    assert!(seen.refused > 0, "sends during the outage were refused, not queued");
+    // The store sequences its own writes: sends are stored and acknowledged
+    // through the outage, and only their live delivery to other nodes waits
+    // for the resync.
+    assert_eq!(seen.refused, 0, "sends went on while Redis was down");
     assert!(seen.slowest < Duration::from_secs(5), "refusals come fast: slowest reply {:?}", seen.slowest);
 
     // Cross-node delivery works again, and the store has every acked message once.

@@ -30,8 +30,8 @@ use crate::model::{
     UserUpdate,
 };
 use crate::{
-    AccountStore, ChatStore, ContactStore, FileStore, IdGenerator, MessageStore, NotificationStore, Store, StoreError,
-    StoreResult,
+    AccountStore, ChatStore, ContactStore, FileStore, IdGenerator, MessageStore, NotificationStore, SeqCounter, Store,
+    StoreError, StoreResult,
 };
 
 mod accounts;
@@ -56,6 +56,11 @@ const SEQ_STRIPES: usize = 64;
 const SEQ_PROBES: u32 = 3;
 /// How many times it reads the top again before giving up.
 const SEQ_ROUNDS: u32 = 8;
+
+/// How many seqs an append takes from a [`SeqCounter`] that keeps handing
+/// out taken ones (it is raised above the store's top after each) before
+/// the append fails.
+const SEQ_ATTEMPTS: u32 = 3;
 
 /// How long a retry waits for the send that holds its `client_message_id`
 /// to land before deciding that send died half-way and taking it over.
@@ -83,6 +88,8 @@ const LIST_CONCURRENCY: usize = 64;
 #[derive(Debug, Clone)]
 pub struct ScyllaStore {
     inner: Arc<Inner>,
+    /// Where seqs come from when several processes write (see [`SeqCounter`]).
+    counter: Option<Arc<dyn SeqCounter>>,
 }
 
 #[derive(Debug)]
@@ -174,6 +181,16 @@ impl Filter {
     }
 }
 
+/// Where [`ScyllaStore::place`] writes a message.
+#[derive(Clone, Copy)]
+enum Slot {
+    /// Right above the chat's top as last read, probing upward past
+    /// writes that landed since.
+    Above(Seq),
+    /// Exactly this seq, from the counter: a taken one is refused.
+    At(Seq),
+}
+
 /// How [`ScyllaStore::place`] claims the message id.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum IdClaim {
@@ -204,7 +221,15 @@ impl ScyllaStore {
                 closed: RwLock::new(false),
                 seq_stripes: (0..SEQ_STRIPES).map(|_| Mutex::new(())).collect(),
             }),
+            counter: None,
         })
+    }
+
+    /// The same store taking its seqs from `counter`: for a keyspace that
+    /// several processes write to, so they stop racing for one seq.
+    #[must_use]
+    pub fn with_seq_counter(self, counter: Arc<dyn SeqCounter>) -> Self {
+        Self { counter: Some(counter), ..self }
     }
 
     /// Every statement the store prepares: its name, its CQL, and whether
@@ -437,15 +462,6 @@ impl ScyllaStore {
         Ok(row.and_then(|(id,)| id))
     }
 
-    /// The message or scheduled message this sender already sent with this key.
-    async fn original_of(&self, sender_id: UserId, client_id: Option<&str>) -> StoreResult<Option<Message>> {
-        let Some(client_id) = client_id else { return Ok(None) };
-        match self.client_holder(sender_id, client_id).await? {
-            Some(id) => self.message_or_scheduled(id).await,
-            None => Ok(None),
-        }
-    }
-
     /// Claims `(sender, client_id)` for message `id`. `Err(original)` when
     /// another send holds it: its message, once it has landed. A holder that
     /// never lands (its writer died between the claim and the write) is
@@ -484,25 +500,24 @@ impl ScyllaStore {
         Ok(())
     }
 
-    /// Writes message `id` at `new.seq`, or else right above `top` (the
-    /// chat's top seq as last read; `recorded` is its `chat_seqs` floor).
-    /// The seq is claimed with `IF NOT EXISTS`: a taken one is never
-    /// overwritten. `None` when `claim` is [`IdClaim::Release`] and the
-    /// message was released already.
+    /// Writes message `id` at `slot`; `recorded` is the chat's
+    /// `chat_seqs` floor. The seq is claimed with `IF NOT EXISTS`: a taken
+    /// one is never overwritten. `None` when `claim` is
+    /// [`IdClaim::Release`] and the message was released already.
     async fn place(
         &self,
         id: MessageId,
         new: &NewMessage,
-        top: Seq,
+        slot: Slot,
         recorded: Seq,
         claim: IdClaim,
     ) -> StoreResult<Option<Message>> {
         let chat_id = new.chat_id;
         let expires_at = new.expires_at();
-        let mut seq = new.seq.unwrap_or(top + 1);
-        if seq == 0 {
-            return Err(StoreError::Invalid("seq starts at 1".into()));
-        }
+        let (mut seq, exact) = match slot {
+            Slot::Above(top) => (top + 1, false),
+            Slot::At(seq) => (seq, true),
+        };
         // Everything that finds the message is written before the message:
         // once it is in history, it can be found by id and its file read by
         // the chat's members, even if this process dies right after.
@@ -528,9 +543,9 @@ impl ScyllaStore {
                 break;
             }
             tries += 1;
-            if new.seq.is_some() || tries > SEQ_PROBES * SEQ_ROUNDS {
+            if exact || tries > SEQ_PROBES * SEQ_ROUNDS {
                 self.unplace(id, new).await?;
-                if new.seq.is_some() {
+                if exact {
                     return Err(StoreError::SeqTaken { chat_id, seq });
                 }
                 return Err(StoreError::Scylla(format!("no free seq found in chat {chat_id} after {tries} tries")));
@@ -561,42 +576,79 @@ impl ScyllaStore {
         Ok(())
     }
 
-    /// What an append into `chat_id` needs before it writes: the chat's
-    /// turn when the store assigns the seq (`seq` is `None`; held until the
-    /// append ends), the top to append above (for a caller's seq, the floor
-    /// stands in: it is not used), and the floor. `ChatNotFound` for no chat.
-    async fn seq_slot(&self, chat_id: ChatId, seq: Option<Seq>) -> StoreResult<(Option<MutexGuard<'_, ()>>, Seq, Seq)> {
-        let turn = match seq {
-            None => Some(self.inner.seq_stripes[chat_id.rem_euclid(SEQ_STRIPES as i64) as usize].lock().await),
-            Some(_) => None,
+    /// The chat's turn: held from before its top is read until the append
+    /// ends, so this process's own senders never race each other for a
+    /// seq. Not taken with a counter, which hands every sender its own.
+    async fn turn(&self, chat_id: ChatId) -> Option<MutexGuard<'_, ()>> {
+        if self.counter.is_some() {
+            return None;
+        }
+        Some(self.inner.seq_stripes[chat_id.rem_euclid(SEQ_STRIPES as i64) as usize].lock().await)
+    }
+
+    /// Places `id` at its chat's next seq: right above the top (read under
+    /// the chat's turn, which the caller holds) or, with a counter, at the
+    /// seq the counter hands out. A counter with nothing for the chat is
+    /// seeded from the store's top; a counter seq found taken (the counter
+    /// was lost and fell behind) raises the counter above the top and takes
+    /// the next, up to [`SEQ_ATTEMPTS`] times.
+    async fn place_next(
+        &self,
+        id: MessageId,
+        new: &NewMessage,
+        recorded: Seq,
+        claim: IdClaim,
+    ) -> StoreResult<Option<Message>> {
+        let chat_id = new.chat_id;
+        let Some(counter) = &self.counter else {
+            let top = self.top(chat_id, recorded).await?.0;
+            return self.place(id, new, Slot::Above(top), recorded, claim).await;
         };
-        let recorded = self.recorded_seq(chat_id).await?.ok_or(StoreError::ChatNotFound(chat_id))?;
-        // A store-assigned seq goes right above the chat's top.
-        let top = if seq.is_none() { self.top(chat_id, recorded).await?.0 } else { recorded };
-        Ok((turn, top, recorded))
+        let mut seq = if let Some(seq) = counter.take(chat_id, 1).await? {
+            seq
+        } else {
+            metrics::counter!("switchboard_sequencer_seeded_total").increment(1);
+            tracing::debug!(chat_id, "the seq counter has nothing for this chat; seeding it from the store");
+            counter.seed(chat_id, self.top(chat_id, recorded).await?.0, 1).await?
+        };
+        let mut attempt = 1;
+        loop {
+            match self.place(id, new, Slot::At(seq), recorded, claim).await {
+                Err(StoreError::SeqTaken { seq: taken, .. }) if attempt < SEQ_ATTEMPTS => {
+                    attempt += 1;
+                    metrics::counter!("switchboard_sequencer_repaired_total").increment(1);
+                    tracing::warn!(
+                        chat_id,
+                        taken,
+                        "seq from the counter already used; raising the counter above the top"
+                    );
+                    seq = counter.seed(chat_id, self.top(chat_id, recorded).await?.0, 1).await?;
+                }
+                outcome => return outcome,
+            }
+        }
     }
 
     async fn append(&self, new: NewMessage) -> StoreResult<Appended> {
-        if let Some(original) = self.original_of(new.sender_id, new.client_message_id.as_deref()).await? {
-            return Ok(Appended::Duplicate(original));
-        }
-        if new.seq == Some(0) {
-            return Err(StoreError::Invalid("seq starts at 1".into()));
-        }
-        let (_turn, next, recorded) = self.seq_slot(new.chat_id, new.seq).await?;
+        let recorded = self.recorded_seq(new.chat_id).await?.ok_or(StoreError::ChatNotFound(new.chat_id))?;
+        let turn = self.turn(new.chat_id).await;
         // Taken under the chat's turn, so ids rise with store-assigned seqs.
         let id = self.inner.ids.next_id();
+        // The one duplicate check: the claim answers the original if the
+        // key is held, before any seq is taken.
         if let Some(client_id) = new.client_message_id.as_deref()
             && let Err(original) = self.claim_client_id(new.sender_id, client_id, id).await?
         {
             return Ok(Appended::Duplicate(original));
         }
-        match self.place(id, &new, next, recorded, IdClaim::Fresh).await {
+        let placed = self.place_next(id, &new, recorded, IdClaim::Fresh).await;
+        drop(turn);
+        match placed {
             Ok(Some(message)) => Ok(Appended::New(message)),
             Ok(None) => Err(StoreError::Scylla("a fresh message id was taken".into())),
-            // The seq was refused: nothing was written, so a retry may
-            // claim the key afresh.
-            Err(error @ StoreError::SeqTaken { .. }) => {
+            // No seq was won: nothing was written, so a retry may claim
+            // the key afresh.
+            Err(error @ (StoreError::SeqTaken { .. } | StoreError::Unavailable(_))) => {
                 self.release_client_id(new.sender_id, new.client_message_id.as_deref(), id).await?;
                 Err(error)
             }

@@ -236,10 +236,10 @@ fn schedule(conn: &Connection, ids: &crate::IdGenerator, new: &NewMessage) -> St
     scheduled_by_id(conn, id)?.map(Appended::New).ok_or(StoreError::MessageNotFound(id))
 }
 
-fn release(conn: &Connection, id: MessageId, now: Millis, seq: Option<Seq>) -> StoreResult<Option<Message>> {
+fn release(conn: &Connection, id: MessageId, now: Millis) -> StoreResult<Option<Message>> {
     let Some(held) = scheduled_by_id(conn, id)? else { return Ok(None) };
     conn.prepare_cached("DELETE FROM scheduled_messages WHERE id = ?1")?.execute([id])?;
-    let new = held.release(now, seq);
+    let new = held.release(now);
     append_with_id(conn, id, new).map(|appended| Some(appended.into_message()))
 }
 
@@ -256,10 +256,9 @@ fn append_with_id(conn: &Connection, id: MessageId, new: NewMessage) -> StoreRes
         .query_row([new.chat_id], |row| row.get(0))
         .optional()?
         .ok_or(StoreError::ChatNotFound(new.chat_id))?;
-    let seq = new.seq.unwrap_or(last_seq as u64 + 1);
-    if seq == 0 {
-        return Err(StoreError::Invalid("seq starts at 1".into()));
-    }
+    // The write transaction holds the file: no other writer, in this
+    // process or another, reads `last_seq` until it commits.
+    let seq = last_seq as u64 + 1;
     let expires_at = new.expires_at();
     let inserted = conn
         .prepare_cached(
@@ -288,14 +287,12 @@ fn append_with_id(conn: &Connection, id: MessageId, new: NewMessage) -> StoreRes
             new.is_silent,
             new.created_at,
         ]);
-    if let Err(error) = inserted {
-        if constraint_message(&error).is_some_and(|text| text.contains("messages.seq")) {
-            return Err(StoreError::SeqTaken { chat_id: new.chat_id, seq });
-        }
-        return Err(error.into());
-    }
-    conn.prepare_cached("UPDATE chats SET last_seq = MAX(last_seq, ?1), updated_at = ?2 WHERE id = ?3")?
-        .execute(params![seq as i64, new.created_at, new.chat_id])?;
+    inserted?;
+    conn.prepare_cached("UPDATE chats SET last_seq = ?1, updated_at = ?2 WHERE id = ?3")?.execute(params![
+        seq as i64,
+        new.created_at,
+        new.chat_id
+    ])?;
     Ok(Appended::New(new.into_stored(id, seq)))
 }
 
@@ -393,6 +390,18 @@ fn rotate(
 }
 
 impl SqliteStore {
+    /// The highest seq stored in the chat (0 for none), for checks of the
+    /// file after a crash or a restart.
+    pub async fn max_seq(&self, chat_id: ChatId) -> StoreResult<Seq> {
+        self.read(move |conn| {
+            let max: Option<i64> = conn
+                .prepare_cached("SELECT MAX(seq) FROM messages WHERE chat_id = ?1")?
+                .query_row([chat_id], |row| row.get(0))?;
+            Ok(max.unwrap_or(0) as u64)
+        })
+        .await
+    }
+
     async fn read<T, F>(&self, work: F) -> StoreResult<T>
     where
         T: Send + 'static,

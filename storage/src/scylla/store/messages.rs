@@ -42,14 +42,6 @@ impl MessageStore for ScyllaStore {
         self.load_message(id).await
     }
 
-    async fn message_by_client_id(&self, sender_id: UserId, client_message_id: &str) -> StoreResult<Option<Message>> {
-        let _open = self.open_guard().await?;
-        match self.client_holder(sender_id, client_message_id).await? {
-            Some(id) => self.load_message(id).await,
-            None => Ok(None),
-        }
-    }
-
     async fn messages(&self, chat_id: ChatId, query: MessageQuery) -> StoreResult<Vec<Message>> {
         let _open = self.open_guard().await?;
         let after = match query.after {
@@ -157,19 +149,11 @@ impl MessageStore for ScyllaStore {
         Ok(pinned)
     }
 
-    async fn max_seq(&self, chat_id: ChatId) -> StoreResult<Seq> {
-        let _open = self.open_guard().await?;
-        Ok(self.top_seq(chat_id).await?.unwrap_or(0))
-    }
-
     async fn schedule_message(&self, new: NewMessage) -> StoreResult<Appended> {
         let _open = self.open_guard().await?;
         let Some(send_at) = new.send_at else {
             return Err(StoreError::Invalid("a scheduled message needs send_at".into()));
         };
-        if let Some(original) = self.original_of(new.sender_id, new.client_message_id.as_deref()).await? {
-            return Ok(Appended::Duplicate(original));
-        }
         if self.recorded_seq(new.chat_id).await?.is_none() {
             return Err(StoreError::ChatNotFound(new.chat_id));
         }
@@ -198,12 +182,15 @@ impl MessageStore for ScyllaStore {
         self.due(now, limit).await
     }
 
-    async fn release_scheduled(&self, id: MessageId, now: Millis, seq: Option<Seq>) -> StoreResult<Option<Message>> {
+    async fn release_scheduled(&self, id: MessageId, now: Millis) -> StoreResult<Option<Message>> {
         let _open = self.open_guard().await?;
         let Some(held) = self.load_scheduled(id).await? else { return Ok(None) };
-        let new = held.clone().release(now, seq);
-        let (_turn, next, recorded) = self.seq_slot(new.chat_id, seq).await?;
-        let released = self.place(id, &new, next, recorded, IdClaim::Release).await?;
+        let new = held.clone().release(now);
+        let recorded = self.recorded_seq(new.chat_id).await?.ok_or(StoreError::ChatNotFound(new.chat_id))?;
+        let turn = self.turn(new.chat_id).await;
+        let released = self.place_next(id, &new, recorded, IdClaim::Release).await;
+        drop(turn);
+        let released = released?;
         self.unschedule(&held).await?;
         Ok(released)
     }

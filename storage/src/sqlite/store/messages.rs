@@ -3,8 +3,8 @@
 use super::{
     Appended, ChatId, MESSAGE_COLUMNS, MESSAGE_VISIBLE, Message, MessageId, MessageQuery, MessageStore, Millis,
     NewMessage, OptionalExtension, Reaction, SCHEDULED_SELECT, Seq, SqliteStore, StoreError, StoreResult, UserId,
-    append, async_trait, exec_cached, latest_visible, message_by_client, message_by_id, named_params, page_sql, params,
-    params_from_iter, release, rows, schedule, scheduled_by_id, unread,
+    append, async_trait, exec_cached, latest_visible, message_by_id, named_params, page_sql, params, params_from_iter,
+    release, rows, schedule, scheduled_by_id, unread,
 };
 
 #[async_trait]
@@ -37,11 +37,6 @@ impl MessageStore for SqliteStore {
 
     async fn message(&self, id: MessageId) -> StoreResult<Option<Message>> {
         self.read(move |conn| message_by_id(conn, id)).await
-    }
-
-    async fn message_by_client_id(&self, sender_id: UserId, client_message_id: &str) -> StoreResult<Option<Message>> {
-        let client_message_id = client_message_id.to_owned();
-        self.read(move |conn| message_by_client(conn, sender_id, &client_message_id)).await
     }
 
     async fn messages(&self, chat_id: ChatId, query: MessageQuery) -> StoreResult<Vec<Message>> {
@@ -120,16 +115,6 @@ impl MessageStore for SqliteStore {
         .await
     }
 
-    async fn max_seq(&self, chat_id: ChatId) -> StoreResult<Seq> {
-        self.read(move |conn| {
-            let max: Option<i64> = conn
-                .prepare_cached("SELECT MAX(seq) FROM messages WHERE chat_id = ?1")?
-                .query_row([chat_id], |row| row.get(0))?;
-            Ok(max.unwrap_or(0) as u64)
-        })
-        .await
-    }
-
     async fn schedule_message(&self, message: NewMessage) -> StoreResult<Appended> {
         let ids = self.inner.ids.clone();
         self.write(move |conn| schedule(conn, &ids, &message)).await
@@ -149,8 +134,8 @@ impl MessageStore for SqliteStore {
         .await
     }
 
-    async fn release_scheduled(&self, id: MessageId, now: Millis, seq: Option<Seq>) -> StoreResult<Option<Message>> {
-        self.write(move |conn| release(conn, id, now, seq)).await
+    async fn release_scheduled(&self, id: MessageId, now: Millis) -> StoreResult<Option<Message>> {
+        self.write(move |conn| release(conn, id, now)).await
     }
 
     async fn cancel_scheduled(&self, id: MessageId) -> StoreResult<Option<Message>> {
