@@ -147,14 +147,6 @@ impl Chats {
         if kind == ChatKind::Group && new.members.len() + 1 > max {
             return Err(ServiceError::Invalid(format!("a group has at most {max} members")));
         }
-        if kind == ChatKind::Private {
-            let mut others: Vec<UserId> = new.members.iter().copied().filter(|&user| user != caller).collect();
-            others.sort_unstable();
-            others.dedup();
-            if others.len() != 1 {
-                return Err(ServiceError::Invalid("a private chat has exactly one other member".into()));
-            }
-        }
         let request = NewChat {
             kind,
             name: new.name,

@@ -67,9 +67,6 @@ impl Contacts {
             .user_by_phone(phone)
             .await?
             .ok_or_else(|| ServiceError::UserNotFound("no user with this phone number".into()))?;
-        if other.id == caller {
-            return Err(ServiceError::Invalid("you cannot add yourself as a contact".into()));
-        }
         let contact = self.deps.store.add_contact(caller, other.id, nickname, now_millis()).await?;
         self.view(contact).await
     }

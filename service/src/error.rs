@@ -102,6 +102,7 @@ impl From<StoreError> for ServiceError {
             StoreError::UserNotFound(id) => Self::user_not_found(id),
             StoreError::ChatNotFound(id) => Self::ChatNotFound(id),
             StoreError::MessageNotFound(id) => Self::MessageNotFound(id),
+            StoreError::MessageDeleted(id) => Self::MessageForbidden(format!("message {id} is deleted")),
             StoreError::NotMember { user_id, .. } => Self::NotMember(format!("user {user_id} is not a member")),
             StoreError::ContactExists => Self::Conflict("already a contact".into()),
             StoreError::Invalid(detail) => Self::Invalid(detail),

@@ -157,9 +157,6 @@ impl Messages {
         if message.sender_id != caller {
             return Err(ServiceError::MessageForbidden("only the sender may edit a message".into()));
         }
-        if message.is_deleted {
-            return Err(ServiceError::MessageForbidden("a deleted message cannot be edited".into()));
-        }
         let max = self.deps.config.send.max_content_chars;
         if content.trim().is_empty() || content.chars().count() > max {
             return Err(ServiceError::Invalid(format!("content must be 1 to {max} characters")));
@@ -199,9 +196,6 @@ impl Messages {
         let may_pin = chat.is_some_and(|chat| chat.kind == ChatKind::Private) || member.role != MemberRole::Member;
         if !may_pin {
             return Err(ServiceError::MessageForbidden("only a group's owner or admins may pin messages".into()));
-        }
-        if message.is_deleted {
-            return Err(ServiceError::MessageForbidden("a deleted message cannot be pinned".into()));
         }
         self.deps.store.set_message_pinned(id, pinned, now_millis()).await?;
         let event = events::message_pin(id, message.chat_id, pinned, caller);

@@ -728,8 +728,12 @@ pub async fn edit_delete_pin_and_react<S: Store>(store: &S) {
     let page = store.messages(chat, MessageQuery::latest(10, at)).await.unwrap();
     assert_eq!(page.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![1, 2]);
     assert!(page[0].is_deleted);
-    assert!(matches!(store.edit_message(message.id, "again".into(), at).await, Err(StoreError::Invalid(_))));
-    assert!(matches!(store.set_message_pinned(message.id, true, at).await, Err(StoreError::Invalid(_))));
+    assert!(
+        matches!(store.edit_message(message.id, "again".into(), at).await, Err(StoreError::MessageDeleted(id)) if id == message.id)
+    );
+    assert!(
+        matches!(store.set_message_pinned(message.id, true, at).await, Err(StoreError::MessageDeleted(id)) if id == message.id)
+    );
     assert!(store.delete_message(1, at).await.unwrap().is_none());
 }
 

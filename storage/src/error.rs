@@ -19,6 +19,9 @@ pub enum StoreError {
     /// The referenced message does not exist.
     #[error("message {0} not found")]
     MessageNotFound(i64),
+    /// The message is deleted: it can't be edited or pinned.
+    #[error("message {0} is deleted")]
+    MessageDeleted(i64),
     /// The user is not a member of the chat.
     #[error("user {user_id} is not a member of chat {chat_id}")]
     NotMember {

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::StoreError;
+
 pub use protocol::time::Millis;
 
 /// A user id.
@@ -90,6 +92,13 @@ pub struct NewUser {
     /// An argon2id PHC string, or `None` for SMS-code-only accounts.
     pub password_hash: Option<String>,
     pub created_at: Millis,
+}
+
+impl NewUser {
+    /// A new user's language until they choose one.
+    pub const DEFAULT_LANGUAGE: &str = "zh-CN";
+    /// A new user's theme until they choose one.
+    pub const DEFAULT_THEME: &str = "auto";
 }
 
 /// A partial update of a user's profile; `None` leaves a field alone.
@@ -187,7 +196,53 @@ pub struct NewChat {
     pub created_at: Millis,
 }
 
+impl Chat {
+    /// Whether members may be added: a private chat keeps its two.
+    pub fn check_takes_members(&self) -> Result<(), StoreError> {
+        match self.kind {
+            ChatKind::Private => Err(StoreError::Invalid("a private chat cannot take more members".into())),
+            ChatKind::Group => Ok(()),
+        }
+    }
+}
+
+/// Whether `user_id` may hold `contact_id` in their list: anyone but
+/// themselves.
+pub fn check_contact(user_id: UserId, contact_id: UserId) -> Result<(), StoreError> {
+    if user_id == contact_id {
+        return Err(StoreError::Invalid("a user cannot add themselves as a contact".into()));
+    }
+    Ok(())
+}
+
+/// The key that makes a private chat one per pair of users, the same
+/// whichever of the two asks.
+pub fn private_pair_key(a: UserId, b: UserId) -> String {
+    format!("{}:{}", a.min(b), a.max(b))
+}
+
 impl NewChat {
+    /// The members other than the creator, each once, in id order.
+    pub fn others(&self) -> Vec<UserId> {
+        let mut others: Vec<UserId> = self.members.iter().copied().filter(|&id| id != self.created_by).collect();
+        others.sort_unstable();
+        others.dedup();
+        others
+    }
+
+    /// For a private chat, its pair key ([`private_pair_key`]); `None` for
+    /// a group. The rule that a private chat has exactly one other member
+    /// lives here, for every backend and the service alike.
+    pub fn private_key(&self) -> Result<Option<String>, StoreError> {
+        match self.kind {
+            ChatKind::Private => match self.others()[..] {
+                [other] => Ok(Some(private_pair_key(self.created_by, other))),
+                _ => Err(StoreError::Invalid("a private chat has exactly one other member".into())),
+            },
+            ChatKind::Group => Ok(None),
+        }
+    }
+
     /// A group named `name` with no description or avatar.
     pub fn group(created_by: UserId, name: impl Into<String>, members: Vec<UserId>, created_at: Millis) -> Self {
         Self {
@@ -319,6 +374,12 @@ impl NewMessage {
         }
     }
 
+    /// When a message to be held is due: its `send_at`, which holding one
+    /// needs.
+    pub fn due_at(&self) -> Result<Millis, StoreError> {
+        self.send_at.ok_or_else(|| StoreError::Invalid("a scheduled message needs send_at".into()))
+    }
+
     /// When a message with a `ttl` expires: `ttl` seconds after it is sent.
     pub fn expires_at(&self) -> Option<Millis> {
         (self.ttl > 0).then(|| self.created_at + (self.ttl as i64).saturating_mul(1000))
@@ -356,6 +417,18 @@ impl NewMessage {
 }
 
 impl Message {
+    /// Whether this message may be edited: a deleted one may not. Checked
+    /// by every backend inside the write that edits.
+    pub fn check_editable(&self) -> Result<(), StoreError> {
+        if self.is_deleted { Err(StoreError::MessageDeleted(self.id)) } else { Ok(()) }
+    }
+
+    /// Whether this message may be pinned (`pinned`) or unpinned: a
+    /// deleted one may only be unpinned.
+    pub fn check_pinnable(&self, pinned: bool) -> Result<(), StoreError> {
+        if self.is_deleted && pinned { Err(StoreError::MessageDeleted(self.id)) } else { Ok(()) }
+    }
+
     /// A held scheduled message, to be sent now: its ttl and its place in
     /// the list count from `now`.
     pub fn release(self, now: Millis) -> NewMessage {

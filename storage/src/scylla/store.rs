@@ -76,10 +76,6 @@ const UNREAD_SCAN: u64 = 1_000;
 /// and cannot know how many rows it needs.
 const FILTERED_PAGE: i32 = 1_000;
 
-/// A new user's settings until they change them (as the SQLite schema's defaults).
-const DEFAULT_LANGUAGE: &str = "zh-CN";
-const DEFAULT_THEME: &str = "auto";
-
 /// How many chats of a user's list are read at once.
 const LIST_CONCURRENCY: usize = 64;
 
@@ -142,10 +138,6 @@ fn blockers_among(holders: Vec<(UserId, Option<bool>)>, among: &[UserId]) -> Vec
 
 fn shard_of_id(id: i64) -> i32 {
     id.rem_euclid(i64::from(SHARDS)) as i32
-}
-
-fn private_pair(a: UserId, b: UserId) -> String {
-    format!("{}:{}", a.min(b), a.max(b))
 }
 
 /// A `refresh_tokens` row: hash, user, family, expiry, creation, use, revocation.

@@ -12,9 +12,9 @@ use super::rows::{
 };
 use super::writer::exec_cached;
 use crate::model::{
-    Appended, Chat, ChatId, ChatKind, ChatSummary, ChatUpdate, Contact, ContactUpdate, Cursor, FileId, FileMeta,
-    Member, MemberRole, Message, MessageId, MessageQuery, Millis, NewChat, NewFile, NewMessage, NewNotification,
-    NewUser, Notification, Reaction, RefreshRotation, RefreshToken, SendContext, Seq, User, UserId, UserUpdate,
+    Appended, Chat, ChatId, ChatSummary, ChatUpdate, Contact, ContactUpdate, Cursor, FileId, FileMeta, Member,
+    MemberRole, Message, MessageId, MessageQuery, Millis, NewChat, NewFile, NewMessage, NewNotification, NewUser,
+    Notification, Reaction, RefreshRotation, RefreshToken, SendContext, Seq, User, UserId, UserUpdate,
 };
 use crate::{
     AccountStore, ChatStore, ContactStore, FileStore, MessageStore, NotificationStore, Store, StoreError, StoreResult,
@@ -200,9 +200,7 @@ fn original_of(conn: &Connection, sender_id: UserId, client_id: Option<&str>) ->
 }
 
 fn schedule(conn: &Connection, ids: &crate::IdGenerator, new: &NewMessage) -> StoreResult<Appended> {
-    let Some(send_at) = new.send_at else {
-        return Err(StoreError::Invalid("a scheduled message needs send_at".into()));
-    };
+    let send_at = new.due_at()?;
     if let Some(original) = original_of(conn, new.sender_id, new.client_message_id.as_deref())? {
         return Ok(Appended::Duplicate(original));
     }
@@ -297,19 +295,8 @@ fn append_with_id(conn: &Connection, id: MessageId, new: NewMessage) -> StoreRes
 }
 
 fn create_chat_in(conn: &Connection, new: &NewChat) -> StoreResult<(Chat, bool)> {
-    let mut others: Vec<UserId> = new.members.iter().copied().filter(|&id| id != new.created_by).collect();
-    others.sort_unstable();
-    others.dedup();
-    let private_key = match new.kind {
-        ChatKind::Private => {
-            let [other] = others[..] else {
-                return Err(StoreError::Invalid("a private chat has exactly one other member".into()));
-            };
-            let (low, high) = (new.created_by.min(other), new.created_by.max(other));
-            Some(format!("{low}:{high}"))
-        }
-        ChatKind::Group => None,
-    };
+    let private_key = new.private_key()?;
+    let others = new.others();
     if let Some(missing) = missing_user(conn, &[new.created_by])?.or(missing_user(conn, &others)?) {
         return Err(StoreError::UserNotFound(missing));
     }

@@ -1,8 +1,8 @@
 //! [`crate::AccountStore`] for [`ScyllaStore`].
 
 use super::{
-    AccountStore, DEFAULT_LANGUAGE, DEFAULT_THEME, Millis, NewUser, RefreshRotation, RefreshToken, SHARDS, ScyllaStore,
-    StoreError, StoreResult, TokenRow, User, UserId, UserUpdate, async_trait, shard_of, try_join, try_join_all,
+    AccountStore, Millis, NewUser, RefreshRotation, RefreshToken, SHARDS, ScyllaStore, StoreError, StoreResult,
+    TokenRow, User, UserId, UserUpdate, async_trait, shard_of, try_join, try_join_all,
 };
 
 #[async_trait]
@@ -26,8 +26,8 @@ impl AccountStore for ScyllaStore {
             new.nickname.as_str(),
             "",
             "",
-            DEFAULT_LANGUAGE,
-            DEFAULT_THEME,
+            NewUser::DEFAULT_LANGUAGE,
+            NewUser::DEFAULT_THEME,
             false,
             0_i64,
             new.password_hash.as_deref(),

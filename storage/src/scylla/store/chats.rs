@@ -1,26 +1,17 @@
 //! [`crate::ChatStore`] for [`ScyllaStore`].
 
 use super::{
-    Chat, ChatId, ChatKind, ChatStore, ChatSummary, ChatUpdate, LIST_CONCURRENCY, Member, MemberRole, Millis, NewChat,
-    ScyllaStore, StoreError, StoreResult, UserId, async_trait, private_pair, try_join, try_join_all,
+    Chat, ChatId, ChatStore, ChatSummary, ChatUpdate, LIST_CONCURRENCY, Member, MemberRole, Millis, NewChat,
+    ScyllaStore, StoreError, StoreResult, UserId, async_trait, try_join, try_join_all,
 };
+use crate::model::private_pair_key;
 
 #[async_trait]
 impl ChatStore for ScyllaStore {
     async fn create_chat(&self, new: NewChat) -> StoreResult<(Chat, bool)> {
         let _open = self.open_guard().await?;
-        let mut others: Vec<UserId> = new.members.iter().copied().filter(|&id| id != new.created_by).collect();
-        others.sort_unstable();
-        others.dedup();
-        let pair = match new.kind {
-            ChatKind::Private => {
-                let [other] = others[..] else {
-                    return Err(StoreError::Invalid("a private chat has exactly one other member".into()));
-                };
-                Some(private_pair(new.created_by, other))
-            }
-            ChatKind::Group => None,
-        };
+        let pair = new.private_key()?;
+        let others = new.others();
         if let Some(missing) = self.missing_user(&[new.created_by]).await?.or(self.missing_user(&others).await?) {
             return Err(StoreError::UserNotFound(missing));
         }
@@ -67,7 +58,7 @@ impl ChatStore for ScyllaStore {
 
     async fn private_chat_between(&self, a: UserId, b: UserId) -> StoreResult<Option<Chat>> {
         let _open = self.open_guard().await?;
-        match self.private_chat_id(&private_pair(a, b)).await? {
+        match self.private_chat_id(&private_pair_key(a, b)).await? {
             Some(id) => self.load_chat(id).await,
             None => Ok(None),
         }
@@ -134,9 +125,7 @@ impl ChatStore for ScyllaStore {
     ) -> StoreResult<Vec<Member>> {
         let _open = self.open_guard().await?;
         let chat = self.load_chat(chat_id).await?.ok_or(StoreError::ChatNotFound(chat_id))?;
-        if chat.kind == ChatKind::Private {
-            return Err(StoreError::Invalid("a private chat cannot take more members".into()));
-        }
+        chat.check_takes_members()?;
         if let Some(missing) = self.missing_user(users).await? {
             return Err(StoreError::UserNotFound(missing));
         }

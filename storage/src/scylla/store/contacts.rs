@@ -15,9 +15,7 @@ impl ContactStore for ScyllaStore {
         at: Millis,
     ) -> StoreResult<Contact> {
         let _open = self.open_guard().await?;
-        if user_id == contact_id {
-            return Err(StoreError::Invalid("a user cannot add themselves as a contact".into()));
-        }
+        crate::model::check_contact(user_id, contact_id)?;
         if let Some(missing) = self.missing_user(&[user_id, contact_id]).await? {
             return Err(StoreError::UserNotFound(missing));
         }

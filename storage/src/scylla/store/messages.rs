@@ -82,9 +82,7 @@ impl MessageStore for ScyllaStore {
     async fn edit_message(&self, id: MessageId, content: String, at: Millis) -> StoreResult<Option<Message>> {
         let _open = self.open_guard().await?;
         let Some(mut message) = self.load_message(id).await? else { return Ok(None) };
-        if message.is_deleted {
-            return Err(StoreError::Invalid("a deleted message cannot be edited".into()));
-        }
+        message.check_editable()?;
         let bucket = self.inner.buckets.of(message.seq) as i64;
         let values = (content.as_str(), true, at, message.chat_id, bucket, message.seq as i64);
         self.run(&self.st().edit_message, values).await?;
@@ -113,9 +111,7 @@ impl MessageStore for ScyllaStore {
     async fn set_message_pinned(&self, id: MessageId, pinned: bool, at: Millis) -> StoreResult<Option<Message>> {
         let _open = self.open_guard().await?;
         let Some(mut message) = self.load_message(id).await? else { return Ok(None) };
-        if message.is_deleted && pinned {
-            return Err(StoreError::Invalid("a deleted message cannot be pinned".into()));
-        }
+        message.check_pinnable(pinned)?;
         let (chat, seq) = (message.chat_id, message.seq as i64);
         let bucket = self.inner.buckets.of(message.seq) as i64;
         let pin = async {
@@ -151,9 +147,7 @@ impl MessageStore for ScyllaStore {
 
     async fn schedule_message(&self, new: NewMessage) -> StoreResult<Appended> {
         let _open = self.open_guard().await?;
-        let Some(send_at) = new.send_at else {
-            return Err(StoreError::Invalid("a scheduled message needs send_at".into()));
-        };
+        let send_at = new.due_at()?;
         if self.recorded_seq(new.chat_id).await?.is_none() {
             return Err(StoreError::ChatNotFound(new.chat_id));
         }

@@ -16,9 +16,17 @@ impl AccountStore for SqliteStore {
             }
             let inserted = conn
                 .prepare_cached(
-                    "INSERT INTO users (phone, username, nickname, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+                    "INSERT INTO users (phone, username, nickname, language, theme, created_at, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
                 )?
-                .execute(params![new.phone, new.username, new.nickname, new.created_at]);
+                .execute(params![
+                    new.phone,
+                    new.username,
+                    new.nickname,
+                    NewUser::DEFAULT_LANGUAGE,
+                    NewUser::DEFAULT_THEME,
+                    new.created_at
+                ]);
             if let Err(error) = inserted {
                 return Err(match constraint_message(&error) {
                     Some(text) if text.contains("users.phone") => StoreError::PhoneTaken,

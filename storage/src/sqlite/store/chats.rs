@@ -1,11 +1,11 @@
 //! [`crate::ChatStore`] for [`SqliteStore`].
 
 use super::{
-    CHAT_SELECT, CHAT_WIDTH, Chat, ChatId, ChatKind, ChatStore, ChatSummary, ChatUpdate, MEMBER_COLUMNS, Member,
-    MemberRole, Millis, NewChat, OptionalExtension, SqliteStore, StoreError, StoreResult, UserId, async_trait,
-    chat_by_id, create_chat_in, insert_member, latest_visible, member_of, members_of, missing_user, params, rows,
-    unread,
+    CHAT_SELECT, CHAT_WIDTH, Chat, ChatId, ChatStore, ChatSummary, ChatUpdate, MEMBER_COLUMNS, Member, MemberRole,
+    Millis, NewChat, OptionalExtension, SqliteStore, StoreError, StoreResult, UserId, async_trait, chat_by_id,
+    create_chat_in, insert_member, latest_visible, member_of, members_of, missing_user, params, rows, unread,
 };
+use crate::model::private_pair_key;
 
 #[async_trait]
 impl ChatStore for SqliteStore {
@@ -18,7 +18,7 @@ impl ChatStore for SqliteStore {
     }
 
     async fn private_chat_between(&self, a: UserId, b: UserId) -> StoreResult<Option<Chat>> {
-        let key = format!("{}:{}", a.min(b), a.max(b));
+        let key = private_pair_key(a, b);
         self.read(move |conn| {
             let sql = format!("{CHAT_SELECT} WHERE c.private_key = ?1");
             Ok(conn.prepare_cached(&sql)?.query_row([key], rows::chat).optional()?)
@@ -95,9 +95,7 @@ impl ChatStore for SqliteStore {
         let users = users.to_vec();
         self.write(move |conn| {
             let chat = chat_by_id(conn, chat_id)?.ok_or(StoreError::ChatNotFound(chat_id))?;
-            if chat.kind == ChatKind::Private {
-                return Err(StoreError::Invalid("a private chat cannot take more members".into()));
-            }
+            chat.check_takes_members()?;
             if let Some(missing) = missing_user(conn, &users)? {
                 return Err(StoreError::UserNotFound(missing));
             }

@@ -14,9 +14,7 @@ impl ContactStore for SqliteStore {
         nickname: String,
         at: Millis,
     ) -> StoreResult<Contact> {
-        if user_id == contact_id {
-            return Err(StoreError::Invalid("a user cannot add themselves as a contact".into()));
-        }
+        crate::model::check_contact(user_id, contact_id)?;
         self.write(move |conn| {
             if let Some(missing) = missing_user(conn, &[user_id, contact_id])? {
                 return Err(StoreError::UserNotFound(missing));

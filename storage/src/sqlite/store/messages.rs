@@ -59,9 +59,7 @@ impl MessageStore for SqliteStore {
     async fn edit_message(&self, id: MessageId, content: String, at: Millis) -> StoreResult<Option<Message>> {
         self.write(move |conn| {
             let Some(message) = message_by_id(conn, id)? else { return Ok(None) };
-            if message.is_deleted {
-                return Err(StoreError::Invalid("a deleted message cannot be edited".into()));
-            }
+            message.check_editable()?;
             conn.prepare_cached("UPDATE messages SET content = ?1, is_edited = 1, updated_at = ?2 WHERE id = ?3")?
                 .execute(params![content, at, id])?;
             message_by_id(conn, id)
@@ -90,9 +88,7 @@ impl MessageStore for SqliteStore {
     async fn set_message_pinned(&self, id: MessageId, pinned: bool, at: Millis) -> StoreResult<Option<Message>> {
         self.write(move |conn| {
             let Some(message) = message_by_id(conn, id)? else { return Ok(None) };
-            if message.is_deleted && pinned {
-                return Err(StoreError::Invalid("a deleted message cannot be pinned".into()));
-            }
+            message.check_pinnable(pinned)?;
             conn.prepare_cached("UPDATE messages SET is_pinned = ?1, updated_at = ?2 WHERE id = ?3")?
                 .execute(params![pinned, at, id])?;
             message_by_id(conn, id)
