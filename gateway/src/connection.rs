@@ -209,8 +209,10 @@ async fn run(gateway: Gateway, mut sink: Sink, mut stream: Stream, encoding: Enc
     metrics::gauge!("switchboard_ws_connections").increment(1);
     // Registered before `connect` goes out: from then on, deliveries from
     // any node find this connection.
-    let first_device = match gateway.inner.services.presence().connected(user_id).await {
-        Ok(first_anywhere) => first_anywhere,
+    let registry = &gateway.inner.registry;
+    let here = || registry.holds(user_id);
+    let first_device = match gateway.inner.services.presence().sync(user_id, &here).await {
+        Ok(change) => change == Some(true),
         Err(error) => {
             tracing::warn!(%error, "presence not registered; announcing from this node's view");
             first_here
@@ -272,8 +274,8 @@ async fn run(gateway: Gateway, mut sink: Sink, mut stream: Stream, encoding: Enc
     }
     let last_here = gateway.inner.registry.remove(user_id, id);
     metrics::gauge!("switchboard_ws_connections").decrement(1);
-    let last_device = match gateway.inner.services.presence().disconnected(user_id).await {
-        Ok(last_anywhere) => last_anywhere,
+    let last_device = match gateway.inner.services.presence().sync(user_id, &here).await {
+        Ok(change) => change == Some(false),
         Err(error) => {
             tracing::warn!(%error, "presence not deregistered; announcing from this node's view");
             last_here

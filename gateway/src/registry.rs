@@ -62,6 +62,11 @@ impl Registry {
         last
     }
 
+    /// Whether the user has a connection here: what presence registers.
+    pub(crate) fn holds(&self, user_id: UserId) -> bool {
+        self.by_user.contains_key(&user_id)
+    }
+
     /// The user's connections (cloned handles; no guard kept).
     pub(crate) fn devices(&self, user_id: UserId) -> Vec<Arc<Handle>> {
         self.by_user.get(&user_id).map(|devices| devices.clone()).unwrap_or_default()

@@ -1,14 +1,16 @@
 //! Who is online, across every node.
 //!
-//! A gateway tells the registry when a device connects and disconnects;
-//! the registry answers whether that changed the user's presence for the
-//! whole deployment (first device anywhere, last device gone), which is
-//! when `presence` events are sent. [`LocalPresence`] counts devices in
-//! this process; [`crate::redis::RedisPresence`] registers users per node
-//! in Redis under a lease, so the users of a node that dies without a
-//! goodbye go offline for everyone when its lease runs out.
+//! The gateway's registry is the one counter of a node's devices. When a
+//! device connects or leaves, the gateway asks this registry to bring the
+//! user's registration in line with it ([`PresenceRegistry::sync`]); the
+//! answer says whether that changed the user's presence for the whole
+//! deployment (first device anywhere, last device gone), which is when
+//! `presence` events are sent. [`LocalPresence`] keeps the set of online
+//! users in this process; [`crate::redis::RedisPresence`] registers users
+//! per node in Redis under a lease, so the users of a node that dies
+//! without a goodbye go offline for everyone when its lease runs out.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -43,16 +45,22 @@ pub struct PresenceChange {
 /// wait costs nothing but delay).
 pub const PRESENCE_CHANGES_CAPACITY: usize = 1_024;
 
-/// User -> live devices, for the whole deployment.
+/// Reads whether a user has a device on this node now: the gateway's
+/// registry, asked at the moment of the sync.
+pub type Here<'a> = &'a (dyn Fn() -> bool + Send + Sync);
+
+/// Who is online, for the whole deployment.
 #[async_trait]
 pub trait PresenceRegistry: Send + Sync + 'static {
-    /// A device of `user_id` connected to this node. Answers whether the
-    /// user had no device anywhere before (they came online).
-    async fn connected(&self, user_id: UserId) -> Result<bool, PresenceError>;
-
-    /// A device of `user_id` left this node. Answers whether the user has
-    /// no device anywhere now (they went offline).
-    async fn disconnected(&self, user_id: UserId) -> Result<bool, PresenceError>;
+    /// A device of `user_id` connected to this node or left it: registers
+    /// or deregisters the user on this node as `here` says now. `here` is
+    /// read inside the sync, one sync at a time, so syncs that race each
+    /// other still leave the registration as the registry stands, never
+    /// as it stood when a late one started. Answers the user's change for
+    /// the whole deployment: `Some(true)` when they had no device anywhere
+    /// before (they came online), `Some(false)` when they have none
+    /// anywhere now (they went offline), `None` for no change.
+    async fn sync(&self, user_id: UserId, here: Here<'_>) -> Result<Option<bool>, PresenceError>;
 
     /// Whether each of `user_ids` has a device anywhere, in order.
     async fn online(&self, user_ids: &[UserId]) -> Result<Vec<bool>, PresenceError>;
@@ -69,12 +77,27 @@ pub trait PresenceRegistry: Send + Sync + 'static {
     }
 }
 
-/// The single-node registry: device counts in memory.
+/// What [`PresenceRegistry::sync`] does to a set of registered users:
+/// adds or removes `user_id` as `here` says; answers the change.
+pub(crate) fn reconcile(users: &mut HashSet<UserId>, user_id: UserId, here: bool) -> Option<bool> {
+    match (here, users.contains(&user_id)) {
+        (true, false) => {
+            users.insert(user_id);
+            Some(true)
+        }
+        (false, true) => {
+            users.remove(&user_id);
+            Some(false)
+        }
+        _ => None,
+    }
+}
+
+/// The single-node registry: the set of online users, in memory.
 #[derive(Debug, Default)]
 pub struct LocalPresence {
-    /// Devices per online user. A std mutex: held for one map operation,
-    /// never across an await.
-    devices: Mutex<HashMap<UserId, u32>>,
+    /// A std mutex: held for one set operation, never across an await.
+    users: Mutex<HashSet<UserId>>,
 }
 
 impl LocalPresence {
@@ -82,35 +105,22 @@ impl LocalPresence {
         Self::default()
     }
 
-    fn devices(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, u32>> {
-        // A panic while holding it cannot leave a count half-written.
-        self.devices.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn users(&self) -> std::sync::MutexGuard<'_, HashSet<UserId>> {
+        // A panic while holding it cannot leave the set half-written.
+        self.users.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
 #[async_trait]
 impl PresenceRegistry for LocalPresence {
-    async fn connected(&self, user_id: UserId) -> Result<bool, PresenceError> {
-        let mut devices = self.devices();
-        let count = devices.entry(user_id).or_default();
-        *count += 1;
-        Ok(*count == 1)
-    }
-
-    async fn disconnected(&self, user_id: UserId) -> Result<bool, PresenceError> {
-        let mut devices = self.devices();
-        let Some(count) = devices.get_mut(&user_id) else { return Ok(false) };
-        *count -= 1;
-        if *count == 0 {
-            devices.remove(&user_id);
-            return Ok(true);
-        }
-        Ok(false)
+    async fn sync(&self, user_id: UserId, here: Here<'_>) -> Result<Option<bool>, PresenceError> {
+        let mut users = self.users();
+        Ok(reconcile(&mut users, user_id, here()))
     }
 
     async fn online(&self, user_ids: &[UserId]) -> Result<Vec<bool>, PresenceError> {
-        let devices = self.devices();
-        Ok(user_ids.iter().map(|user| devices.contains_key(user)).collect())
+        let users = self.users();
+        Ok(user_ids.iter().map(|user| users.contains(user)).collect())
     }
 
     async fn run(&self, _changes: mpsc::Sender<Vec<PresenceChange>>, shutdown: CancellationToken) {
@@ -124,14 +134,14 @@ mod tests {
     use super::{LocalPresence, PresenceRegistry};
 
     #[tokio::test]
-    async fn first_and_last_device_change_presence() {
+    async fn presence_follows_what_the_registry_says_now() {
         let presence = LocalPresence::new();
-        assert!(presence.connected(1).await.unwrap());
-        assert!(!presence.connected(1).await.unwrap(), "a second device is not news");
+        let (here, gone) = (|| true, || false);
+        assert_eq!(presence.sync(1, &here).await.unwrap(), Some(true), "the first device");
+        assert_eq!(presence.sync(1, &here).await.unwrap(), None, "a second device is not news");
         assert_eq!(presence.online(&[1, 2]).await.unwrap(), vec![true, false]);
-        assert!(!presence.disconnected(1).await.unwrap());
-        assert!(presence.disconnected(1).await.unwrap(), "the last device leaving is");
-        assert!(!presence.disconnected(1).await.unwrap(), "an unknown device changes nothing");
+        assert_eq!(presence.sync(1, &gone).await.unwrap(), Some(false), "the last device leaving is");
+        assert_eq!(presence.sync(1, &gone).await.unwrap(), None, "a late sync of a departure changes nothing");
         assert_eq!(presence.online(&[1]).await.unwrap(), vec![false]);
     }
 }

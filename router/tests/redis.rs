@@ -177,7 +177,7 @@ async fn deliveries_reach_only_the_nodes_holding_recipients() {
     let mut on_first = first.subscribe();
     let (mut on_second, mut on_third) = (second.subscribe(), third.subscribe());
     let bob_on_second = RedisPresence::new(two);
-    assert!(bob_on_second.connected(42).await.unwrap());
+    assert_eq!(bob_on_second.sync(42, &|| true).await.unwrap(), Some(true));
     // The subscriber tasks subscribe in the background: publish until one arrives.
     let delivery = Delivery::new(vec![42], ringing("c1"));
     let arrived = tokio::time::timeout(Duration::from_secs(5), async {
@@ -217,10 +217,11 @@ async fn a_dead_nodes_users_go_offline_once() {
         async move { dying.run(dying_changes, stop).await }
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(dying.connected(7).await.unwrap(), "user 7 comes online on the dying node");
-    assert!(dying.connected(8).await.unwrap());
-    assert!(!dying.connected(8).await.unwrap(), "a second device is not news");
-    assert!(!living.connected(8).await.unwrap(), "user 8 is online elsewhere already");
+    let here = || true;
+    assert_eq!(dying.sync(7, &here).await.unwrap(), Some(true), "user 7 comes online on the dying node");
+    assert_eq!(dying.sync(8, &here).await.unwrap(), Some(true));
+    assert_eq!(dying.sync(8, &here).await.unwrap(), None, "a second device is not news");
+    assert_eq!(living.sync(8, &here).await.unwrap(), None, "user 8 is online elsewhere already");
     assert_eq!(living.online(&[7, 8, 9]).await.unwrap(), vec![true, true, false]);
 
     // The node dies without a goodbye: its lease stops being renewed.
@@ -237,7 +238,7 @@ async fn a_dead_nodes_users_go_offline_once() {
     let gone = tokio::time::timeout(Duration::from_secs(5), found.recv()).await.expect("reaped in time").unwrap();
     assert_eq!(gone, vec![PresenceChange { user_id: 7, online: false }], "user 8 is still on the living node");
     assert_eq!(living.online(&[7, 8]).await.unwrap(), vec![false, true]);
-    assert!(living.disconnected(8).await.unwrap(), "the last device anywhere");
+    assert_eq!(living.sync(8, &|| false).await.unwrap(), Some(false), "the last device anywhere");
     stop_living.cancel();
     stop_dying.cancel();
 }
@@ -254,7 +255,7 @@ async fn an_unreachable_redis_fails_fast_and_local_delivery_goes_on() {
     assert_eq!(local.recv().await.unwrap().frame.event(), Some(&ringing("c2")), "this node's clients still get it");
     let sequencer = RedisSequencer::new(redis.clone());
     assert!(matches!(sequencer.take(1, 1).await, Err(storage::StoreError::Unavailable(_))));
-    assert!(RedisPresence::new(redis).connected(1).await.is_err());
+    assert!(RedisPresence::new(redis).sync(1, &|| true).await.is_err());
     assert!(started.elapsed() < Duration::from_secs(5), "failed fast: {:?}", started.elapsed());
 }
 

@@ -1,6 +1,6 @@
 //! The cluster's Redis implementations of [`crate::Router`],
-//! [`crate::Sequencer`] and [`crate::PresenceRegistry`], over one shared
-//! connection per process.
+//! [`crate::PresenceRegistry`], [`crate::CallRegistry`] and
+//! [`storage::SeqCounter`], over one shared connection per process.
 //!
 //! Keys, under a configurable prefix (`sb` by default):
 //!
@@ -8,7 +8,7 @@
 //! | --- | --- | --- |
 //! | `{p}:nodes` | hash | node id -> lease expiry (Redis clock, ms) |
 //! | `{p}:node:{n}:users` | set | users with a device on node `n` |
-//! | `{p}:user:{u}` | hash | node id -> that node's device count of user `u` |
+//! | `{p}:user:{u}` | hash | node id -> 1, for each node holding a device of user `u` |
 //! | `{p}:seq:{chat}` | string | the chat's last handed-out seq (expires when idle) |
 //! | `{p}:node:{n}` | pub/sub channel | deliveries for users on node `n` (MessagePack) |
 //!

@@ -5,13 +5,14 @@
 //! and announces the users it left with no node as offline.
 //!
 //! Only a user's first device on this node and last device leaving it touch
-//! Redis; other devices are counted here. Those transitions run one at a
-//! time under an async lock, so Redis sees them in the order they happened.
-//! When a transition could not reach Redis, or Redis lost the node's
-//! registrations (a restart), the next lease refresh rewrites the node's
-//! registrations from the local counts and reports who came back online.
+//! Redis; the gateway's registry counts the devices. Syncs run one at a
+//! time under an async lock and read the registry inside it, so Redis
+//! always ends as the registry stands. When a transition could not reach
+//! Redis, or Redis lost the node's registrations (a restart), the next
+//! lease refresh rewrites the node's registrations from the users
+//! registered here and reports who came back online.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -22,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::scripts::SCRIPTS;
 use super::{RedisConnection, Retry};
-use crate::presence::{PresenceChange, PresenceError, PresenceRegistry};
+use crate::presence::{Here, PresenceChange, PresenceError, PresenceRegistry, reconcile};
 
 /// The cluster's presence registry. Cheap to clone.
 #[derive(Clone)]
@@ -32,9 +33,9 @@ pub struct RedisPresence {
 
 struct Inner {
     redis: RedisConnection,
-    /// Devices on this node per user. An async lock held across the Redis
-    /// call of a transition, so transitions reach Redis in order.
-    devices: Mutex<HashMap<UserId, u32>>,
+    /// The users registered on this node. An async lock held across the
+    /// Redis call of a transition, so transitions reach Redis in order.
+    users: Mutex<HashSet<UserId>>,
     /// A transition failed to reach Redis: rewrite the registrations.
     dirty: AtomicBool,
 }
@@ -55,7 +56,7 @@ fn changes(users: Vec<UserId>, online: bool) -> Vec<PresenceChange> {
 
 impl RedisPresence {
     pub fn new(redis: RedisConnection) -> Self {
-        Self { inner: Arc::new(Inner { redis, devices: Mutex::default(), dirty: AtomicBool::new(true) }) }
+        Self { inner: Arc::new(Inner { redis, users: Mutex::default(), dirty: AtomicBool::new(true) }) }
     }
 
     fn redis(&self) -> &RedisConnection {
@@ -115,16 +116,16 @@ impl RedisPresence {
             }
             tracing::warn!(node = config.node_id, "Redis lost this node's registrations; registering again");
         }
-        let devices = self.inner.devices.lock().await;
+        let users = self.inner.users.lock().await;
         let mut invocation = self.redis().node_call(&SCRIPTS.reregister);
         invocation.arg(ttl_ms);
-        for user in devices.keys() {
+        for user in users.iter() {
             invocation.arg(*user);
         }
         let (came, went): (Vec<UserId>, Vec<UserId>) =
             self.redis().run(&invocation, Retry::IfDropped).await.map_err(unavailable)?;
         self.inner.dirty.store(false, Ordering::Release);
-        drop(devices);
+        drop(users);
         metrics::counter!("switchboard_presence_reregistered_total").increment(1);
         let mut found = changes(came, true);
         found.extend(changes(went, false));
@@ -147,25 +148,14 @@ impl PresenceRegistry for RedisPresence {
         Ok(alive == 1)
     }
 
-    async fn connected(&self, user_id: UserId) -> Result<bool, PresenceError> {
-        let mut devices = self.inner.devices.lock().await;
-        let count = devices.entry(user_id).or_default();
-        *count += 1;
-        if *count > 1 {
-            return Ok(false);
-        }
-        self.transition(&SCRIPTS.user_online, user_id).await
-    }
-
-    async fn disconnected(&self, user_id: UserId) -> Result<bool, PresenceError> {
-        let mut devices = self.inner.devices.lock().await;
-        let Some(count) = devices.get_mut(&user_id) else { return Ok(false) };
-        *count -= 1;
-        if *count > 0 {
-            return Ok(false);
-        }
-        devices.remove(&user_id);
-        self.transition(&SCRIPTS.user_offline, user_id).await
+    async fn sync(&self, user_id: UserId, here: Here<'_>) -> Result<Option<bool>, PresenceError> {
+        let mut users = self.inner.users.lock().await;
+        // The registration changes here even when Redis cannot be told:
+        // the next lease refresh rewrites Redis from this set.
+        let Some(arrived) = reconcile(&mut users, user_id, here()) else { return Ok(None) };
+        let script = if arrived { &SCRIPTS.user_online } else { &SCRIPTS.user_offline };
+        // Whether the user came online (or went offline) for everyone.
+        Ok(self.transition(script, user_id).await?.then_some(arrived))
     }
 
     async fn online(&self, user_ids: &[UserId]) -> Result<Vec<bool>, PresenceError> {
