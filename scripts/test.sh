@@ -3,10 +3,13 @@
 #
 # Tests that need Redis use REDIS_URL when it is set; otherwise this script
 # starts a private redis-server on a free port (installing it with apt-get
-# if it is missing) and stops it afterwards. Node and npm are installed if
+# if it is missing) and stops it afterwards. The ScyllaDB store's
+# conformance suite runs against SCYLLA_URI when it is set; otherwise this
+# script starts a private Apache Cassandra node (scripts/cassandra.sh, from
+# Maven Central) and stops it afterwards. Node and npm are installed if
 # missing: the bench's Socket.IO peer test and the browser test need them.
-# Then: cargo test --workspace, clippy with warnings as errors, and the
-# browser test.
+# Then: cargo test --workspace, the CQL conformance suite, clippy with
+# warnings as errors, and the browser test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -68,13 +71,38 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq nodejs npm >/dev/null
 fi
 
+cassandra_dir=""
+stop_private_cassandra() {
+    if [ -n "$cassandra_dir" ]; then
+        bash scripts/cassandra.sh stop "$cassandra_dir" || true
+        rm -rf "$cassandra_dir" || true
+        cassandra_dir=""
+    fi
+}
+
+cleanup() {
+    stop_private_cassandra
+    stop_private_redis
+}
+trap cleanup EXIT
+
 if [ -z "${REDIS_URL:-}" ]; then
-    trap stop_private_redis EXIT
     start_private_redis
 fi
 
 say "cargo test --workspace"
 cargo test --workspace --locked
+
+# Started after the workspace's tests, so that it takes no CPU from them.
+if [ -z "${SCYLLA_URI:-}" ]; then
+    cassandra_dir=$(mktemp -d)
+    say "starting a private Cassandra node for the CQL store's conformance suite"
+    SCYLLA_URI=$(bash scripts/cassandra.sh start "$cassandra_dir")
+    export SCYLLA_URI
+fi
+say "the ScyllaDB store's conformance suite on the CQL node at $SCYLLA_URI"
+cargo test --locked -p storage --test conformance_scylla -- --ignored
+stop_private_cassandra
 
 say "cargo clippy --workspace --all-targets (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
