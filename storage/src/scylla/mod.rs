@@ -111,7 +111,12 @@ pub async fn connect(config: &ScyllaConfig) -> Result<Session, StoreError> {
 /// applied again.
 pub async fn migrate(session: &Session, config: &ScyllaConfig) -> Result<usize, StoreError> {
     check_keyspace(&config.keyspace)?;
-    let create = format!("CREATE KEYSPACE IF NOT EXISTS {} WITH replication = {}", config.keyspace, config.replication);
+    // ScyllaDB serves lightweight transactions only in keyspaces without
+    // tablets, and since 2025.1 makes new keyspaces with tablets unless told
+    // otherwise; Apache Cassandra has no such option and refuses it.
+    let options = if has_tablets(session).await { " AND tablets = {'enabled': false}" } else { "" };
+    let create =
+        format!("CREATE KEYSPACE IF NOT EXISTS {} WITH replication = {}{options}", config.keyspace, config.replication);
     session.query_unpaged(create, &[]).await.map_err(|error| failed("creating the keyspace")(&error))?;
     session.use_keyspace(&config.keyspace, false).await.map_err(|error| failed("using the keyspace")(&error))?;
     // The record of what ran comes first (001 declares it too; both are idempotent).
@@ -139,6 +144,16 @@ pub async fn migrate(session: &Session, config: &ScyllaConfig) -> Result<usize, 
         applied += 1;
     }
     Ok(applied)
+}
+
+/// Whether the cluster knows keyspace tablets: a ScyllaDB recent enough to
+/// keep their settings in `system_schema.scylla_keyspaces`, which neither
+/// Apache Cassandra nor older ScyllaDB has.
+async fn has_tablets(session: &Session) -> bool {
+    let probe = "SELECT keyspace_name, initial_tablets FROM system_schema.scylla_keyspaces LIMIT 1";
+    let tablets = session.query_unpaged(probe, &[]).await.is_ok();
+    tracing::debug!(tablets, "probed the cluster for keyspace tablets");
+    tablets
 }
 
 async fn recorded(session: &Session, version: i32) -> Result<bool, StoreError> {
