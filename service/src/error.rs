@@ -108,6 +108,13 @@ impl From<StoreError> for ServiceError {
             StoreError::Invalid(detail) => Self::Invalid(detail),
             StoreError::Closed => Self::Unavailable("the store is shutting down; retry".into()),
             StoreError::Unavailable(detail) => Self::Unavailable(format!("not written: {detail}")),
+            StoreError::Unanswered(detail) => {
+                tracing::warn!(%detail, "the store did not answer in time");
+                metrics::counter!("switchboard_store_unanswered_total").increment(1);
+                Self::Unavailable(
+                    "the store did not answer in time; send again (with the same client_message_id)".into(),
+                )
+            }
             other => {
                 tracing::error!(error = %other, "store failure");
                 metrics::counter!("switchboard_store_failures_total").increment(1);
@@ -132,6 +139,10 @@ mod tests {
         assert_eq!(ServiceError::from(StoreError::PhoneTaken).code(), ErrorCode::PhoneExists);
         assert_eq!(ServiceError::from(StoreError::ChatNotFound(3)).code(), ErrorCode::ChatNotFound);
         assert_eq!(ServiceError::from(StoreError::Closed).code(), ErrorCode::Unavailable);
+        let unanswered = ServiceError::from(StoreError::Unanswered("insert_message: timed out at 10.0.0.7".into()));
+        assert_eq!(unanswered.code(), ErrorCode::Unavailable, "a timeout asks the client to send again");
+        assert!(!unanswered.detail().contains("10.0.0.7"), "no store detail reaches a client");
+        assert_eq!(ServiceError::from(StoreError::MessageDeleted(4)).code(), ErrorCode::MessageForbidden);
         let internal = ServiceError::from(StoreError::Worker("disk on fire at /var/x".into()));
         assert_eq!(internal.code(), ErrorCode::Internal);
         assert_eq!(internal.detail(), "internal error", "no store detail reaches a client");

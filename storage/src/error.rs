@@ -66,6 +66,12 @@ pub enum StoreError {
     /// File-system work around the database failed.
     #[error("io error: {0}")]
     Io(#[from] std::io::Error),
+    /// The database did not answer in time, or too few of its replicas
+    /// were up: nothing is wrong with the request, and a write may have
+    /// been applied. Sending it again (with the same `client_message_id`)
+    /// is safe.
+    #[error("not answered: {0}")]
+    Unanswered(String),
     /// ScyllaDB refused or failed a request (connecting, migrating, a query).
     #[error("scylla: {0}")]
     Scylla(String),

@@ -115,10 +115,11 @@ async fn check(real: SocketAddr) {
     let user = store.user(user_id).await.expect("a retried read succeeds");
     assert_eq!(user.map(|u| u.nickname).as_deref(), Some("probe"));
 
-    // A write that times out: a clear error, and nothing listed as stored.
+    // A write that times out: a clear error saying it may be sent again,
+    // and nothing listed as stored.
     let timed_out = store.insert_notification(notification(user_id, PROBE)).await;
     match timed_out {
-        Err(StoreError::Scylla(message)) => {
+        Err(StoreError::Unanswered(message)) => {
             assert!(message.contains("write request in time"), "says what happened: {message}");
             assert!(message.starts_with("insert_notification: "), "and in which statement: {message}");
         }

@@ -21,25 +21,25 @@ use crate::harness::{self, Client, User};
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 const SECRET: &str = "cluster test secret, at least 32 bytes long";
 
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A `redis-server` of the test's own, without persistence.
-struct PrivateRedis {
+pub(super) struct PrivateRedis {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
 
 impl PrivateRedis {
-    fn start() -> Self {
+    pub(super) fn start() -> Self {
         let mut redis = Self { port: free_port(), dir: tempfile::tempdir().unwrap(), child: None };
         redis.launch();
         redis
     }
 
-    fn url(&self) -> String {
+    pub(super) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
@@ -88,7 +88,7 @@ impl Drop for PrivateRedis {
 }
 
 /// One `switchboard` process of the cluster.
-struct Process {
+pub(super) struct Process {
     child: Child,
     addr: String,
 }
@@ -97,12 +97,18 @@ impl Process {
     /// Starts `switchboard <role>` and waits until it serves (a gateway:
     /// also until it has subscribed to its Redis channel).
     fn start(role: &str, node_id: u16, redis: &str, data_dir: &Path) -> Self {
+        Self::start_with(role, node_id, redis, data_dir, &[])
+    }
+
+    /// [`Process::start`] with more flags (another store).
+    pub(super) fn start_with(role: &str, node_id: u16, redis: &str, data_dir: &Path, flags: &[&str]) -> Self {
         let mut child = Command::new(BIN)
             .arg(role)
             .args(["--listen", "127.0.0.1:0", "--node-id", &node_id.to_string(), "--redis-url", redis])
             .args(["--jwt-secret", SECRET, "--ws-commands-per-second", "100000"])
             .arg("--data-dir")
             .arg(data_dir)
+            .args(flags)
             .env("SWITCHBOARD_LOG_FORMAT", "json")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
@@ -127,7 +133,9 @@ impl Process {
         let mut addr = None;
         let mut subscribed = role == "sidecar";
         while addr.is_none() || !subscribed {
-            let line = logs.recv_timeout(Duration::from_secs(30)).expect("the process starts");
+            // A keyspace created and migrated on a three-node CQL cluster
+            // waits for schema agreement at each step.
+            let line = logs.recv_timeout(Duration::from_secs(120)).expect("the process starts");
             if line["message"] == "switchboard serving" {
                 addr = line["addr"].as_str().map(str::to_owned);
             }
@@ -136,15 +144,15 @@ impl Process {
         Self { child, addr: addr.unwrap() }
     }
 
-    fn base(&self) -> String {
+    pub(super) fn base(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    fn ws(&self) -> String {
+    pub(super) fn ws(&self) -> String {
         format!("ws://{}/ws", self.addr)
     }
 
-    async fn connect(&self, user: &User) -> Client {
+    pub(super) async fn connect(&self, user: &User) -> Client {
         harness::connect_url(&self.ws(), Some(&user.token), None).await.unwrap()
     }
 
@@ -224,7 +232,7 @@ async fn wait_for(client: &mut Client, within: Duration, wanted: impl Fn(&Event)
 }
 
 /// Every message of `chat` after `after_seq`, paged through `sync`.
-async fn sync_all(client: &mut Client, chat: i64) -> Vec<Value> {
+pub(super) async fn sync_all(client: &mut Client, chat: i64) -> Vec<Value> {
     let mut messages: Vec<Value> = Vec::new();
     loop {
         let after = messages.last().map_or(0, |message| message["seq"].as_u64().unwrap());
@@ -238,7 +246,7 @@ async fn sync_all(client: &mut Client, chat: i64) -> Vec<Value> {
     }
 }
 
-fn seqs(messages: &[Value]) -> Vec<u64> {
+pub(super) fn seqs(messages: &[Value]) -> Vec<u64> {
     messages.iter().map(|message| message["seq"].as_u64().unwrap()).collect()
 }
 

@@ -6,6 +6,7 @@ mod calls;
 mod chat;
 mod cluster;
 mod connect;
+mod cql_cluster;
 mod harness;
 mod load;
 mod parity;

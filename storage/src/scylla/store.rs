@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use futures_util::future::{try_join, try_join_all, try_join3, try_join4};
 use scylla::client::session::Session;
 use scylla::deserialize::row::DeserializeRow;
+use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
 use scylla::response::PagingState;
 use scylla::serialize::row::SerializeRow;
 use scylla::statement::prepared::PreparedStatement;
@@ -62,6 +63,10 @@ const SEQ_ROUNDS: u32 = 8;
 /// the append fails.
 const SEQ_ATTEMPTS: u32 = 3;
 
+/// How many times a conditional write of a message that went unanswered
+/// is sent again at the same seq before the append gives up.
+const SEQ_RESENDS: u32 = 4;
+
 /// How long a retry waits for the send that holds its `client_message_id`
 /// to land before deciding that send died half-way and taking it over.
 const CLAIM_WAIT: Duration = Duration::from_secs(2);
@@ -104,6 +109,28 @@ struct Inner {
 
 fn failed(error: impl std::fmt::Display) -> StoreError {
     StoreError::Scylla(error.to_string())
+}
+
+/// Whether a failed request met a cluster too slow or too short of replicas
+/// (a timeout, an unavailable or overloaded or bootstrapping replica, a
+/// connection lost under the request) rather than a fault of the request.
+fn unanswered(error: &ExecutionError) -> bool {
+    match error {
+        ExecutionError::RequestTimeout(_) | ExecutionError::ConnectionPoolError(_) => true,
+        ExecutionError::LastAttemptError(attempt) => matches!(
+            attempt,
+            RequestAttemptError::DbError(
+                DbError::WriteTimeout { .. }
+                    | DbError::ReadTimeout { .. }
+                    | DbError::Unavailable { .. }
+                    | DbError::Overloaded
+                    | DbError::IsBootstrapping,
+                _
+            ) | RequestAttemptError::BrokenConnectionError(_)
+                | RequestAttemptError::UnableToAllocStreamId
+        ),
+        _ => false,
+    }
 }
 
 /// The first column of a lightweight transaction's answer: whether it applied.
@@ -249,7 +276,7 @@ impl ScyllaStore {
         &self,
         statement: &PreparedStatement,
         started: Instant,
-        result: Result<T, scylla::errors::ExecutionError>,
+        result: Result<T, ExecutionError>,
     ) -> StoreResult<T> {
         let name = self.st().name_of(statement);
         metrics::histogram!("switchboard_store_scylla_request_seconds", "statement" => name)
@@ -257,7 +284,11 @@ impl ScyllaStore {
         result.map_err(|error| {
             metrics::counter!("switchboard_store_scylla_errors_total", "statement" => name).increment(1);
             tracing::debug!(statement = name, %error, "scylla request failed");
-            StoreError::Scylla(format!("{name}: {error}"))
+            if unanswered(&error) {
+                StoreError::Unanswered(format!("{name}: {error}"))
+            } else {
+                StoreError::Scylla(format!("{name}: {error}"))
+            }
         })
     }
 
@@ -530,8 +561,7 @@ impl ScyllaStore {
                 self.run(&self.st().point_message_id, (id, chat_id, seq as i64)).await?;
             }
             pointed = false;
-            let bucket = self.inner.buckets.of(seq) as i64;
-            if self.applied(&self.st().insert_message, MessageInsert::of(id, new, bucket, seq, expires_at)).await? {
+            if self.claim_seq(id, new, seq, expires_at).await? {
                 break;
             }
             tries += 1;
@@ -556,6 +586,41 @@ impl ScyllaStore {
             }
         }
         Ok(Some(new.clone().into_stored(id, seq)))
+    }
+
+    /// Writes message `id` at `seq` if the seq is free; answers whether it
+    /// is the message's now. A conditional write that goes unanswered (a
+    /// timeout, often Paxos contention on the chat's partition) may still
+    /// have been applied: it is sent again at the same seq, and a seq found
+    /// taken by this very id means the first one landed. So a seq is never
+    /// left as a hole because an answer was lost.
+    async fn claim_seq(
+        &self,
+        id: MessageId,
+        new: &NewMessage,
+        seq: Seq,
+        expires_at: Option<Millis>,
+    ) -> StoreResult<bool> {
+        let bucket = self.inner.buckets.of(seq) as i64;
+        let mut unanswered = 0;
+        loop {
+            let insert = MessageInsert::of(id, new, bucket, seq, expires_at);
+            match self.applied(&self.st().insert_message, insert).await {
+                Ok(true) => return Ok(true),
+                Ok(false) if unanswered == 0 => return Ok(false),
+                Ok(false) => {
+                    let row =
+                        self.row::<MessageRow>(&self.st().select_message, (new.chat_id, bucket, seq as i64)).await?;
+                    return Ok(row.and_then(MessageRow::into_message).is_some_and(|message| message.id == id));
+                }
+                Err(StoreError::Unanswered(detail)) if unanswered < SEQ_RESENDS => {
+                    unanswered += 1;
+                    metrics::counter!("switchboard_store_scylla_resent_total").increment(1);
+                    tracing::debug!(chat_id = new.chat_id, seq, %detail, "a seq claim went unanswered; sending it again");
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     /// Takes back what [`ScyllaStore::place`] wrote before a seq it could
