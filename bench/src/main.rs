@@ -16,6 +16,8 @@ struct Cli {
 enum Command {
     /// Fan-out against switchboard, a Socket.IO 4 peer and the ceiling, one after another.
     Compare(bench::compare::Args),
+    /// Time message appends in a store (SQLite, or a CQL cluster).
+    Append(bench::append::Args),
     /// Serve the bare broadcast ceiling.
     Ceiling {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -31,6 +33,7 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("open-file limit: {limit}");
             bench::compare::run(args).await
         }
+        Command::Append(args) => bench::append::run(args).await,
         Command::Ceiling { listen } => {
             let listener = tokio::net::TcpListener::bind(listen).await?;
             eprintln!("ceiling listening on {}", listener.local_addr()?);
