@@ -104,7 +104,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
 async fn measure(store: Arc<dyn Store>, args: &Args) -> anyhow::Result<Summary> {
     let now = protocol::time::now_millis();
-    let user = store.create_user(NewUser { phone: "13800000001".into(), created_at: now, ..NewUser::default() }).await?;
+    let user =
+        store.create_user(NewUser { phone: "13800000001".into(), created_at: now, ..NewUser::default() }).await?;
     let mut chats = Vec::with_capacity(args.chats);
     for n in 0..args.chats {
         chats.push(store.create_chat(NewChat::group(user.id, format!("bench {n}"), vec![], now)).await?.0.id);
