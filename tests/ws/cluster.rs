@@ -246,6 +246,16 @@ pub(super) async fn sync_all(client: &mut Client, chat: i64) -> Vec<Value> {
     }
 }
 
+/// Connects `user` to `ws` again, trying every 100 ms until the node takes it.
+pub(super) async fn reconnect(ws: &str, user: &User) -> Client {
+    loop {
+        if let Ok(client) = harness::connect_url(ws, Some(&user.token), None).await {
+            return client;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 pub(super) fn seqs(messages: &[Value]) -> Vec<u64> {
     messages.iter().map(|message| message["seq"].as_u64().unwrap()).collect()
 }
@@ -546,12 +556,7 @@ async fn stream(
             }
             None => {
                 seen.resyncs += 1;
-                client = loop {
-                    if let Ok(client) = harness::connect_url(&node_ws, Some(&user.token), None).await {
-                        break client;
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                };
+                client = reconnect(&node_ws, &user).await;
             }
         }
     }

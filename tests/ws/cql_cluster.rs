@@ -22,7 +22,7 @@ use protocol::Event;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::cluster::{PrivateRedis, Process, free_port, seqs, sync_all};
+use super::cluster::{PrivateRedis, Process, free_port, reconnect, seqs, sync_all};
 use crate::harness::{self, Client, User};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/cassandra.sh");
@@ -143,12 +143,7 @@ async fn send_until(
             }
             None => {
                 sent.reconnects += 1;
-                client = loop {
-                    if let Ok(client) = harness::connect_url(&ws, Some(&user.token), None).await {
-                        break client;
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                };
+                client = reconnect(&ws, &user).await;
             }
         }
     }
