@@ -173,6 +173,32 @@ pub struct ServeArgs {
     /// Seconds to let in-flight requests finish after SIGINT/SIGTERM.
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
+    /// The seed contracts served, by seed number: 002 (the canonical `/api`
+    /// and `/ws`, always served), 000 (`/v1`), 001 (`/api/v1`).
+    #[arg(long, env = "SWITCHBOARD_DIALECTS", value_delimiter = ',', value_parser = parse_seed, default_value = "002,000,001")]
+    pub dialects: Vec<Seed>,
+}
+
+/// A seed contract named on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seed(pub Option<protocol::dialect::Dialect>);
+
+impl ServeArgs {
+    /// The dialects chosen (the canonical contract is not one).
+    pub fn dialects(&self) -> Vec<protocol::dialect::Dialect> {
+        let mut dialects: Vec<_> = self.dialects.iter().filter_map(|seed| seed.0).collect();
+        dialects.dedup();
+        dialects
+    }
+}
+
+fn parse_seed(text: &str) -> Result<Seed, String> {
+    if text.trim().trim_start_matches('0') == "2" {
+        return Ok(Seed(None));
+    }
+    protocol::dialect::Dialect::from_seed(text)
+        .map(|dialect| Seed(Some(dialect)))
+        .ok_or_else(|| format!("{text:?} is not a served seed: choose from 002, 000, 001"))
 }
 
 /// A network (`10.0.0.0/8`) or a single address (`10.0.0.5`).

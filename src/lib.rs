@@ -303,6 +303,7 @@ pub fn sidecar_config(args: &ServeArgs, files_dir: std::path::PathBuf) -> anyhow
         upload_limit: args.upload_limit_mib.saturating_mul(1024 * 1024),
         rates,
         trusted_proxies: args.trusted_proxies.clone(),
+        dialects: args.dialects(),
         ice: IceConfig {
             stun_urls: args.stun_urls.clone(),
             turn_urls: args.turn_urls.clone(),
@@ -322,6 +323,7 @@ pub fn gateway_config(args: &ServeArgs) -> GatewayConfig {
         max_frame_bytes: args.ws_max_frame_kib.saturating_mul(1024),
         ring_timeout: Duration::from_secs(args.ring_timeout_secs),
         node_id: args.node_id,
+        dialects: args.dialects(),
         ..GatewayConfig::default()
     }
 }

@@ -55,6 +55,10 @@ fn message_new() -> ServerEvent {
             avatar: String::new(),
         }),
         reactions: Vec::new(),
+        width: None,
+        height: None,
+        duration: None,
+        extra: None,
     }))
 }
 
@@ -65,20 +69,31 @@ fn message_send() -> serde_json::Value {
         "client_message_id": "7-1763719000000000-1234"}})
 }
 
+/// Seed 000's `message` frame, as a dating client sends it.
+fn dating_message() -> serde_json::Value {
+    json!({"type": "message", "data": {"conversation_id": 42,
+        "content": "t:123456789:7 a message of ordinary length, with a little text",
+        "client_message_id": "7-1763719000000000-1234"}, "timestamp": 1_763_719_000_000_i64})
+}
+
 fn codec(c: &mut Criterion) {
     let event = message_new();
     let send = message_send();
     let mut group = c.benchmark_group("codec");
     group.throughput(Throughput::Elements(1));
-    for (name, encoding) in [("json", Encoding::Json), ("msgpack", Encoding::MsgPack)] {
+    let dating = Encoding::Dialect(protocol::dialect::Dialect::Dating);
+    for (name, encoding) in [("json", Encoding::Json), ("msgpack", Encoding::MsgPack), ("dating", dating)] {
         group.bench_function(format!("encode_{name}"), |b| {
             b.iter(|| protocol::frame::encode(&event, None, 0, encoding));
         });
         let frame = match encoding {
             Encoding::Json => Message::Text(send.to_string().into()),
             Encoding::MsgPack => Message::Binary(rmp_serde::to_vec_named(&send).unwrap().into()),
+            Encoding::Dialect(_) => Message::Text(dating_message().to_string().into()),
         };
-        group.bench_function(format!("decode_send_{name}"), |b| b.iter(|| gateway::decode(&frame).unwrap()));
+        group.bench_function(format!("decode_send_{name}"), |b| {
+            b.iter(|| gateway::decode_as(&frame, encoding).unwrap())
+        });
     }
     group.finish();
 }

@@ -11,7 +11,14 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// Decodes a client frame, straight from its bytes into the typed command.
 pub fn decode(message: &Message) -> Result<ClientFrame, FrameError> {
+    decode_as(message, Encoding::Json)
+}
+
+/// Decodes a client frame of a connection speaking `encoding` (a dialect's
+/// connection reads its text frames as that dialect's).
+pub fn decode_as(message: &Message, encoding: Encoding) -> Result<ClientFrame, FrameError> {
     match message {
+        Message::Text(text) if matches!(encoding, Encoding::Dialect(_)) => decode_frame(text.as_bytes(), encoding),
         Message::Text(text) => decode_frame(text.as_bytes(), Encoding::Json),
         Message::Binary(bytes) => decode_frame(bytes, Encoding::MsgPack),
         _ => Err(FrameError::Malformed(format!(
@@ -21,24 +28,29 @@ pub fn decode(message: &Message) -> Result<ClientFrame, FrameError> {
     }
 }
 
-/// The WebSocket message carrying encoded `bytes`.
-fn message(bytes: Bytes, encoding: Encoding) -> Message {
-    match encoding {
+/// The WebSocket message carrying encoded `bytes`; `None` for a dialect
+/// with no frame for the event (empty bytes).
+fn message(bytes: Bytes, encoding: Encoding) -> Option<Message> {
+    if bytes.is_empty() && matches!(encoding, Encoding::Dialect(_)) {
+        return None;
+    }
+    Some(match encoding {
         Encoding::MsgPack => Message::Binary(bytes),
         // JSON from serde_json (or from another node's serde_json) is UTF-8;
         // the check runs once per frame, not once per recipient.
-        Encoding::Json => match Utf8Bytes::try_from(bytes) {
+        Encoding::Json | Encoding::Dialect(_) => match Utf8Bytes::try_from(bytes) {
             Ok(text) => Message::Text(text),
             Err(error) => {
                 tracing::error!(%error, "a JSON frame was not UTF-8; dropped");
                 Message::Text(Utf8Bytes::from_static("{}"))
             }
         },
-    }
+    })
 }
 
-/// `event` as a reply to the command `reference`, for one connection.
-pub fn encode(event: &ServerEvent, reference: Option<&str>, encoding: Encoding) -> Message {
+/// `event` as a reply to the command `reference`, for one connection
+/// (`None`: the connection's dialect has no frame for it).
+pub fn encode(event: &ServerEvent, reference: Option<&str>, encoding: Encoding) -> Option<Message> {
     message(protocol::frame::encode(event, reference, protocol::time::now_millis(), encoding), encoding)
 }
 
@@ -49,19 +61,35 @@ pub(crate) struct SharedMessages<'a> {
     frame: &'a Frame,
     json: std::sync::OnceLock<Message>,
     msgpack: std::sync::OnceLock<Message>,
+    dialects: [std::sync::OnceLock<Option<Message>>; protocol::dialect::Dialect::ALL.len()],
 }
 
 impl<'a> SharedMessages<'a> {
     pub(crate) fn new(frame: &'a Frame) -> Self {
-        Self { frame, json: std::sync::OnceLock::new(), msgpack: std::sync::OnceLock::new() }
+        Self {
+            frame,
+            json: std::sync::OnceLock::new(),
+            msgpack: std::sync::OnceLock::new(),
+            dialects: Default::default(),
+        }
     }
 
-    pub(crate) fn get(&self, encoding: Encoding) -> Message {
+    /// The frame's message in `encoding`; `None` when that dialect has no
+    /// frame for the event.
+    pub(crate) fn get(&self, encoding: Encoding) -> Option<Message> {
         let cell = match encoding {
             Encoding::Json => &self.json,
             Encoding::MsgPack => &self.msgpack,
+            Encoding::Dialect(dialect) => {
+                let index = protocol::dialect::Dialect::ALL.iter().position(|known| *known == dialect)?;
+                return self.dialects[index].get_or_init(|| message(self.frame.bytes(encoding), encoding)).clone();
+            }
         };
-        cell.get_or_init(|| message(self.frame.bytes(encoding), encoding)).clone()
+        let made = cell.get_or_init(|| {
+            // Canonical encodings always have a frame.
+            message(self.frame.bytes(encoding), encoding).unwrap_or_else(|| Message::Text(Utf8Bytes::from_static("{}")))
+        });
+        Some(made.clone())
     }
 }
 
@@ -82,12 +110,21 @@ mod tests {
         assert!(decode(&Message::Ping(Vec::new().into())).is_err());
 
         let event = ServerEvent::CallRinging(CallRinging { call_id: "c".into() });
-        let Message::Text(text) = encode(&event, Some("9"), Encoding::Json) else { panic!("JSON is text") };
+        let Some(Message::Text(text)) = encode(&event, Some("9"), Encoding::Json) else { panic!("JSON is text") };
         let reply: Event = serde_json::from_str(text.as_str()).unwrap();
         assert_eq!((reply.kind.as_str(), reply.reference.as_deref()), ("call.ringing", Some("9")));
-        let frame = Frame::new(event);
+        let frame = Frame::new(event.clone());
         let shared = SharedMessages::new(&frame);
-        assert!(matches!(shared.get(Encoding::MsgPack), Message::Binary(_)));
+        assert!(matches!(shared.get(Encoding::MsgPack), Some(Message::Binary(_))));
+        let dating = Encoding::Dialect(protocol::dialect::Dialect::Dating);
+        assert_eq!(shared.get(dating), None, "seed 000 has no frame for calls");
+        assert_eq!(encode(&event, None, dating), None);
+        let Some(Message::Text(pong)) =
+            encode(&ServerEvent::Pong(protocol::server::Pong { timestamp: "t".into() }), None, dating)
+        else {
+            panic!("a dating pong is text")
+        };
+        assert!(pong.as_str().starts_with(r#"{"type":"pong","timestamp":"#), "{pong}");
         assert_eq!(shared.get(Encoding::Json), shared.get(Encoding::Json));
     }
 }

@@ -45,6 +45,8 @@ pub(crate) enum Outcome {
 /// Per-connection command state.
 pub(crate) struct Session {
     user_id: UserId,
+    /// How the connection's frames read (a dialect's, or canonical).
+    encoding: protocol::Encoding,
     connection: u64,
     /// Token bucket for commands, on tokio's clock (tests pause it).
     tokens: f64,
@@ -55,9 +57,18 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(gateway: &Gateway, user_id: UserId, connection: u64) -> Self {
+    pub(crate) fn new(gateway: &Gateway, user_id: UserId, connection: u64, encoding: protocol::Encoding) -> Self {
         let rate = f64::from(gateway.inner.config.commands_per_second.max(1));
-        Self { user_id, connection, tokens: rate * 2.0, refilled: Instant::now(), rate, bad_frames: 0, throttled: 0 }
+        Self {
+            user_id,
+            encoding,
+            connection,
+            tokens: rate * 2.0,
+            refilled: Instant::now(),
+            rate,
+            bad_frames: 0,
+            throttled: 0,
+        }
     }
 
     fn take_token(&mut self) -> bool {
@@ -158,7 +169,7 @@ fn admit(gateway: &Gateway, session: &mut Session, frame: &Message) -> Result<Cl
         let message = format!("frames may be at most {limit} bytes");
         return Err(bad_frame(session, None, ErrorCode::PayloadTooLarge, message));
     }
-    let decoded = match codec::decode(frame) {
+    let decoded = match codec::decode_as(frame, session.encoding) {
         Ok(decoded) => decoded,
         Err(refused) => return Err(refuse(session, &refused)),
     };

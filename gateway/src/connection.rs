@@ -47,7 +47,7 @@ async fn close(sink: &mut Sink, code: u16, reason: &str) {
 }
 
 /// Waits for `{"type":"auth","data":{"token":...}}`.
-async fn authenticate(gateway: &Gateway, stream: &mut Stream, sink: &mut Sink) -> Option<UserId> {
+async fn authenticate(gateway: &Gateway, stream: &mut Stream, sink: &mut Sink, encoding: Encoding) -> Option<UserId> {
     let first = tokio::time::timeout(gateway.inner.config.auth_timeout, stream.next()).await;
     let Ok(Some(Ok(frame))) = first else {
         if first.is_err() {
@@ -55,7 +55,7 @@ async fn authenticate(gateway: &Gateway, stream: &mut Stream, sink: &mut Sink) -
         }
         return None;
     };
-    let token = match codec::decode(&frame) {
+    let token = match codec::decode_as(&frame, encoding) {
         Ok(ClientFrame { command: ClientCommand::Auth(auth), .. }) => Some(auth.token),
         _ => None,
     };
@@ -91,7 +91,10 @@ async fn on_frames(
                 match outcome {
                     Outcome::Reply(replies) => {
                         for reply in &replies {
-                            let message = codec::encode(&reply.event, reply.reference.as_deref(), encoding);
+                            let Some(message) = codec::encode(&reply.event, reply.reference.as_deref(), encoding)
+                            else {
+                                continue;
+                            };
                             if sink.feed(message).await.is_err() {
                                 return false;
                             }
@@ -184,7 +187,7 @@ pub(crate) async fn serve(gateway: Gateway, socket: Socket, encoding: Encoding, 
     let (mut sink, mut stream) = socket.split();
     let user_id = match user {
         Some(user) => user,
-        None => match authenticate(&gateway, &mut stream, &mut sink).await {
+        None => match authenticate(&gateway, &mut stream, &mut sink, encoding).await {
             Some(user) => user,
             None => return,
         },
@@ -229,12 +232,14 @@ async fn run(gateway: Gateway, mut sink: Sink, mut stream: Stream, encoding: Enc
         heartbeat_interval: gateway.inner.config.heartbeat_interval.as_secs(),
         timestamp: to_iso(now_millis()),
     });
-    let mut session = Session::new(&gateway, user_id, id);
+    let mut session = Session::new(&gateway, user_id, id, encoding);
     let kicked = handle.kick.notified();
     let stopping = gateway.inner.shutdown.cancelled();
     tokio::pin!(kicked, stopping);
     let mut alarms = Alarms { kicked, stopping };
-    if sink.send(codec::encode(&connect, None, encoding)).await.is_ok() {
+    // Every encoding has a first frame (`connect`, seed 000's `auth_success`, ...).
+    let greeting = codec::encode(&connect, None, encoding).unwrap_or_else(|| Message::Text("{}".into()));
+    if sink.send(greeting).await.is_ok() {
         loop {
             tokio::select! {
                 incoming = stream.next() => {

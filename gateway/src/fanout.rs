@@ -77,7 +77,9 @@ pub(crate) fn deliver(registry: &Registry, delivery: &Delivery, node: u16) -> u6
             if !delivery.devices.include(node, handle.id) {
                 continue;
             }
-            match handle.outbound.try_send(frame.get(handle.encoding)) {
+            // A dialect with no frame for this event: nothing to send this device.
+            let Some(message) = frame.get(handle.encoding) else { continue };
+            match handle.outbound.try_send(message) {
                 Ok(()) => delivered += 1,
                 Err(TrySendError::Full(_)) => {
                     metrics::counter!("switchboard_ws_slow_consumers_total").increment(1);

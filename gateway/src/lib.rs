@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use axum::extract::State;
 use protocol::ErrorCode;
 use router::{CallRegistry, PRESENCE_CHANGES_CAPACITY};
 use service::Services;
@@ -39,8 +40,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use codec::{decode, encode};
+pub use codec::{decode, decode_as, encode};
 pub use protocol::Encoding;
+pub use protocol::dialect::Dialect;
 pub use protocol::frame::{JSON_PROTOCOL, MSGPACK_PROTOCOL};
 pub use server::run;
 
@@ -108,6 +110,8 @@ pub struct GatewayConfig {
     /// This node's id in its deployment (0-15): names its devices in call
     /// signalling that crosses nodes.
     pub node_id: u16,
+    /// The seed dialects whose WebSockets this node serves besides `/ws`.
+    pub dialects: Vec<Dialect>,
 }
 
 impl Default for GatewayConfig {
@@ -126,6 +130,7 @@ impl Default for GatewayConfig {
             typing_throttle: Duration::from_secs(3),
             ring_timeout: Duration::from_secs(45),
             node_id: 0,
+            dialects: Dialect::ALL.to_vec(),
         }
     }
 }
@@ -195,9 +200,21 @@ impl Gateway {
         }
     }
 
-    /// The `/ws` route.
+    /// The `/ws` route, and the WebSocket of each configured dialect: seed 000
+    /// at `GET /v1?token=`, seed 001 at `GET /api/v1/ws`.
     pub fn routes(&self) -> axum::Router {
-        axum::Router::new().route("/ws", axum::routing::get(upgrade::upgrade)).with_state(self.clone())
+        let mut routes = axum::Router::new().route("/ws", axum::routing::get(upgrade::upgrade));
+        for &dialect in &self.inner.config.dialects {
+            let path = match dialect {
+                Dialect::Dating => "/v1",
+                Dialect::Simple => "/api/v1/ws",
+            };
+            let handler = move |State(gateway): State<Gateway>, request: axum::extract::Request| {
+                upgrade::upgrade_dialect(gateway, request, dialect)
+            };
+            routes = routes.route(path, axum::routing::get(handler));
+        }
+        routes.with_state(self.clone())
     }
 
     /// Milliseconds since this gateway started, on tokio's clock.

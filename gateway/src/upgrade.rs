@@ -12,14 +12,23 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::{Gateway, connection};
 use protocol::Encoding;
+use protocol::dialect::{Dialect, dating, simple};
 
 /// Bytes a connection collects before writing without a flush: the frames
 /// of one fan-out pass leave in one write.
 const WRITE_BUFFER_BYTES: usize = 8 * 1024;
 
-fn refuse(code: ErrorCode, detail: &str) -> Response {
-    let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-    (status, axum::Json(ApiError::new(code, detail))).into_response()
+/// A refused upgrade, in the envelope of the contract the client speaks.
+fn refuse(encoding: Encoding, code: ErrorCode, detail: &str) -> Response {
+    let (status, body) = match encoding {
+        Encoding::Dialect(Dialect::Dating) => dating::error_body(code, detail, Vec::new(), ""),
+        Encoding::Dialect(Dialect::Simple) => simple::error_body(code, detail),
+        Encoding::Json | Encoding::MsgPack => {
+            (code.http_status(), serde_json::to_value(ApiError::new(code, detail)).unwrap_or_default())
+        }
+    };
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    (status, axum::Json(body)).into_response()
 }
 
 /// The token from `Authorization: Bearer` or `?token=`.
@@ -31,7 +40,24 @@ fn token(request: &Request) -> Option<String> {
     header.or_else(|| request.uri().query()?.split('&').find_map(|pair| pair.strip_prefix("token=").map(str::to_owned)))
 }
 
-pub(crate) async fn upgrade(State(gateway): State<Gateway>, mut request: Request) -> Response {
+/// `GET /ws`: the canonical contract.
+pub(crate) async fn upgrade(State(gateway): State<Gateway>, request: Request) -> Response {
+    let offer = request.headers().get(header::SEC_WEBSOCKET_PROTOCOL).and_then(|value| value.to_str().ok());
+    let (encoding, protocol) = Encoding::negotiate(offer);
+    upgrade_as(gateway, request, encoding, protocol).await
+}
+
+/// A dialect's WebSocket (`/v1?token=`, `/api/v1/ws`): its frames are JSON text.
+pub(crate) async fn upgrade_dialect(gateway: Gateway, request: Request, dialect: Dialect) -> Response {
+    upgrade_as(gateway, request, Encoding::Dialect(dialect), None).await
+}
+
+async fn upgrade_as(
+    gateway: Gateway,
+    mut request: Request,
+    encoding: Encoding,
+    protocol: Option<&'static str>,
+) -> Response {
     let headers = request.headers();
     let is_upgrade = headers
         .get(header::UPGRADE)
@@ -39,27 +65,25 @@ pub(crate) async fn upgrade(State(gateway): State<Gateway>, mut request: Request
         .is_some_and(|value| value.eq_ignore_ascii_case("websocket"));
     let version_ok = headers.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|value| value == "13");
     let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY).cloned() else {
-        return refuse(ErrorCode::BadRequest, "a WebSocket upgrade is required");
+        return refuse(encoding, ErrorCode::BadRequest, "a WebSocket upgrade is required");
     };
     if !is_upgrade || !version_ok {
-        return refuse(ErrorCode::BadRequest, "a WebSocket (version 13) upgrade is required");
+        return refuse(encoding, ErrorCode::BadRequest, "a WebSocket (version 13) upgrade is required");
     }
     let user = match token(&request) {
         Some(token) => match gateway.inner.tokens.verify(&token) {
             Ok(user) => Some(user),
             Err(code) => {
                 metrics::counter!("switchboard_ws_auth_failures_total").increment(1);
-                return refuse(code, code.message());
+                return refuse(encoding, code, code.message());
             }
         },
         None => None,
     };
     let Ok(permit) = gateway.inner.permits.clone().try_acquire_owned() else {
         metrics::counter!("switchboard_ws_refused_total", "reason" => "capacity").increment(1);
-        return refuse(ErrorCode::Unavailable, "this node is at its connection limit");
+        return refuse(encoding, ErrorCode::Unavailable, "this node is at its connection limit");
     };
-    let offer = request.headers().get(header::SEC_WEBSOCKET_PROTOCOL).and_then(|value| value.to_str().ok());
-    let (encoding, protocol) = Encoding::negotiate(offer);
     let accept = derive_accept_key(key.as_bytes());
     let on_upgrade = hyper::upgrade::on(&mut request);
     let config = WebSocketConfig::default()

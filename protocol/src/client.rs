@@ -186,6 +186,7 @@ fn command_kind(name: &str) -> Option<&'static str> {
 /// Decodes a client frame's bytes in `encoding` into its command.
 pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<ClientFrame, FrameError> {
     let decoded = match encoding {
+        Encoding::Dialect(dialect) => return dialect.decode(bytes),
         Encoding::Json => {
             let mut deserializer = serde_json::Deserializer::from_slice(bytes);
             FrameSeed
@@ -214,6 +215,7 @@ fn explain(bytes: &[u8], encoding: Encoding, detail: String) -> FrameError {
     let header: Option<Header> = match encoding {
         Encoding::Json => serde_json::from_slice(bytes).ok(),
         Encoding::MsgPack => rmp_serde::from_slice(bytes).ok(),
+        Encoding::Dialect(_) => None,
     };
     match header {
         None => FrameError::Malformed(detail),

@@ -35,6 +35,41 @@ pub struct SendMessage {
     pub send_at: Option<String>,
     #[serde(default)]
     pub is_silent: bool,
+    /// Pixels, for images and videos (seed 000's media fields).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// Seconds, for voice and video.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<u32>,
+    /// Anything else the client attaches (a JSON object), stored and shown as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<serde_json::Value>,
+}
+
+impl Default for SendMessage {
+    fn default() -> Self {
+        Self {
+            chat_id: None,
+            content: String::new(),
+            kind: text_kind(),
+            client_message_id: None,
+            file_name: String::new(),
+            file_size: 0,
+            file_url: String::new(),
+            thumbnail: String::new(),
+            reply_to_id: None,
+            forward_from: None,
+            ttl: 0,
+            send_at: None,
+            is_silent: false,
+            width: None,
+            height: None,
+            duration: None,
+            extra: None,
+        }
+    }
 }
 
 fn text_kind() -> String {

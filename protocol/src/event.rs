@@ -65,6 +65,9 @@ pub mod kinds {
     pub const CALL_ANSWER: &str = "call.answer";
     pub const CALL_ICE: &str = "call.ice";
     pub const CALL_END: &str = "call.end";
+    /// A notification for the user (a match, a system notice): made by the
+    /// server API of app backends, re-shaped by each dialect.
+    pub const NOTIFICATION: &str = "notification";
 
     // ---- client commands (typing and the call frames share their names with events) ----
     pub const AUTH: &str = "auth";
@@ -76,7 +79,7 @@ pub mod kinds {
     pub const PRESENCE_QUERY: &str = "presence.query";
 
     /// Every event name the server sends.
-    pub const SERVER: [&str; 22] = [
+    pub const SERVER: [&str; 23] = [
         CONNECT,
         ERROR,
         PONG,
@@ -99,6 +102,7 @@ pub mod kinds {
         CALL_ANSWER,
         CALL_ICE,
         CALL_END,
+        NOTIFICATION,
     ];
 
     /// The server event named `name`, as the static name.

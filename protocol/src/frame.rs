@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use serde::Serialize;
 
+use crate::dialect::{Audience, Dialect};
 use crate::server::{Data, ServerEvent};
 use crate::time::{Millis, now_millis, to_iso};
 
@@ -23,6 +24,8 @@ pub enum Encoding {
     Json,
     /// Binary frames of MessagePack (maps with field names).
     MsgPack,
+    /// Text frames of a seed dialect's JSON (its own names and shapes).
+    Dialect(Dialect),
 }
 
 impl Encoding {
@@ -64,10 +67,18 @@ pub fn json_kind(frame: &str) -> Option<&str> {
 /// Serialising these types cannot fail; an empty frame would only mean a
 /// bug, and is logged.
 pub fn encode(event: &ServerEvent, reference: Option<&str>, at: Millis, encoding: Encoding) -> Bytes {
+    if let Encoding::Dialect(dialect) = encoding {
+        // Empty when the dialect has no frame for the event.
+        return serde_json::to_value(Data(event))
+            .ok()
+            .and_then(|data| dialect.encode(event.kind(), &data, reference, Audience::default(), at))
+            .unwrap_or_default();
+    }
     let envelope = Envelope { kind: event.kind(), reference, data: Data(event), timestamp: to_iso(at) };
     let encoded = match encoding {
         Encoding::Json => serde_json::to_vec(&envelope).map_err(|error| error.to_string()),
         Encoding::MsgPack => rmp_serde::to_vec_named(&envelope).map_err(|error| error.to_string()),
+        Encoding::Dialect(_) => unreachable!("answered above"),
     };
     match encoded {
         Ok(bytes) => Bytes::from(bytes),
@@ -92,8 +103,14 @@ struct FrameInner {
     kind: &'static str,
     event: Option<ServerEvent>,
     at: Millis,
+    /// What dialects need beyond the event (seed 001's `receiver_id`).
+    audience: Audience,
     json: OnceLock<Bytes>,
     msgpack: OnceLock<Bytes>,
+    /// One per dialect, made from the JSON frame on first need: a frame
+    /// from another node is re-shaped on each node with such clients, an
+    /// empty one means the dialect has no frame for the event.
+    dialects: [OnceLock<Bytes>; Dialect::ALL.len()],
 }
 
 impl Frame {
@@ -104,14 +121,21 @@ impl Frame {
 
     /// A frame of `event` stamped `at`.
     pub fn stamped(event: ServerEvent, at: Millis) -> Self {
+        Self::stamped_for(event, at, Audience::default())
+    }
+
+    /// A frame of `event` stamped `at`, about a chat of `audience`.
+    pub fn stamped_for(event: ServerEvent, at: Millis, audience: Audience) -> Self {
         let kind = event.kind();
         Self {
             inner: Arc::new(FrameInner {
                 kind,
                 event: Some(event),
                 at,
+                audience,
                 json: OnceLock::new(),
                 msgpack: OnceLock::new(),
+                dialects: Default::default(),
             }),
         }
     }
@@ -119,16 +143,23 @@ impl Frame {
     /// A frame encoded elsewhere (another node): `json` and `msgpack` are
     /// the same event in each format. `kind` is looked up among the known
     /// event names (for metrics labels); an unknown one reads `unknown`.
-    pub fn encoded(kind: &str, at: Millis, json: Bytes, msgpack: Bytes) -> Self {
+    pub fn encoded(kind: &str, at: Millis, json: Bytes, msgpack: Bytes, audience: Audience) -> Self {
         Self {
             inner: Arc::new(FrameInner {
                 kind: crate::kinds::server_kind(kind).unwrap_or("unknown"),
                 event: None,
                 at,
+                audience,
                 json: OnceLock::from(json),
                 msgpack: OnceLock::from(msgpack),
+                dialects: Default::default(),
             }),
         }
+    }
+
+    /// What dialects need to know beyond the event.
+    pub fn audience(&self) -> Audience {
+        self.inner.audience
     }
 
     /// The event's `type`.
@@ -152,12 +183,26 @@ impl Frame {
         serde_json::from_slice(&self.bytes(Encoding::Json)).ok()
     }
 
+    /// The frame in `dialect`'s shape, from its canonical JSON (the one
+    /// form every node has): empty when the dialect has no frame for it.
+    fn reshape(&self, dialect: Dialect) -> Bytes {
+        let json = self.bytes(Encoding::Json);
+        let Ok(event) = serde_json::from_slice::<crate::Event>(&json) else {
+            tracing::error!(kind = self.kind(), "a frame's JSON did not read back; not re-shaped");
+            return Bytes::new();
+        };
+        dialect.encode(&event.kind, &event.data, None, self.inner.audience, self.inner.at).unwrap_or_default()
+    }
+
     /// The frame in `encoding` (a cheap, reference-counted clone).
     pub fn bytes(&self, encoding: Encoding) -> Bytes {
         let inner = &*self.inner;
         let cell = match encoding {
             Encoding::Json => &inner.json,
             Encoding::MsgPack => &inner.msgpack,
+            Encoding::Dialect(dialect) => {
+                return inner.dialects[dialect.index()].get_or_init(|| self.reshape(dialect)).clone();
+            }
         };
         cell.get_or_init(|| match &inner.event {
             Some(event) => encode(event, None, inner.at, encoding),
@@ -172,12 +217,14 @@ impl Frame {
 mod tests {
     use super::{Encoding, Frame, encode};
     use crate::Event;
+    use crate::dialect::{Audience, Dialect};
     use crate::server::{CallRinging, ServerEvent};
 
     fn decode(bytes: &[u8], encoding: Encoding) -> Event {
         match encoding {
             Encoding::Json => serde_json::from_slice(bytes).unwrap(),
             Encoding::MsgPack => rmp_serde::from_slice(bytes).unwrap(),
+            Encoding::Dialect(_) => unreachable!("canonical encodings only"),
         }
     }
 
@@ -201,12 +248,35 @@ mod tests {
 
     #[test]
     fn a_frame_from_another_node_is_written_as_it_came() {
-        let frame = Frame::encoded("message.new", 5, "{\"a\":1}".into(), vec![0x80].into());
+        let frame = Frame::encoded("message.new", 5, "{\"a\":1}".into(), vec![0x80].into(), Audience::default());
         assert_eq!((frame.kind(), frame.at()), ("message.new", 5));
         assert_eq!(&frame.bytes(Encoding::Json)[..], b"{\"a\":1}");
         assert_eq!(&frame.bytes(Encoding::MsgPack)[..], &[0x80]);
         assert!(frame.event().is_none());
-        assert_eq!(Frame::encoded("no.such", 0, "{}".into(), "".into()).kind(), "unknown");
+        assert_eq!(Frame::encoded("no.such", 0, "{}".into(), "".into(), Audience::default()).kind(), "unknown");
+    }
+
+    #[test]
+    fn a_frame_is_reshaped_once_per_dialect_even_after_crossing_nodes() {
+        let event = ServerEvent::Typing(crate::server::TypingState {
+            chat_id: 9,
+            user_id: 2,
+            is_typing: true,
+            timestamp: "t".into(),
+        });
+        let local = Frame::stamped(event, 42);
+        let remote = Frame::encoded("typing", 42, local.bytes(Encoding::Json), Default::default(), Audience::default());
+        for frame in [&local, &remote] {
+            let dating: serde_json::Value =
+                serde_json::from_slice(&frame.bytes(Encoding::Dialect(Dialect::Dating))).unwrap();
+            assert_eq!((dating["type"].as_str(), dating["timestamp"].as_i64()), (Some("user_typing"), Some(42)));
+            assert_eq!(dating["data"]["conversation_id"], 9);
+            let simple: serde_json::Value =
+                serde_json::from_slice(&frame.bytes(Encoding::Dialect(Dialect::Simple))).unwrap();
+            assert_eq!(simple["data"]["chat_id"], "9");
+        }
+        let calls = Frame::stamped(ServerEvent::CallRinging(CallRinging { call_id: "c".into() }), 0);
+        assert!(calls.bytes(Encoding::Dialect(Dialect::Dating)).is_empty(), "no dating frame for calls");
     }
 
     #[test]

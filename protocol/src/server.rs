@@ -202,6 +202,20 @@ pub struct CallEnded {
     pub timestamp: String,
 }
 
+/// `notification`: stored for the user and pushed live.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NotificationPush {
+    pub id: i64,
+    /// Free text chosen by the app backend: `match` and `system` are the
+    /// two seed 000 has frames for.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub body: String,
+    pub data: serde_json::Value,
+    pub created_at: String,
+}
+
 /// `pong`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Pong {
@@ -234,6 +248,7 @@ pub enum ServerEvent {
     CallAnswer(CallAnswered),
     CallIce(CallIceRelayed),
     CallEnd(CallEnded),
+    Notification(NotificationPush),
 }
 
 impl ServerEvent {
@@ -262,6 +277,7 @@ impl ServerEvent {
             Self::CallAnswer(_) => kinds::CALL_ANSWER,
             Self::CallIce(_) => kinds::CALL_ICE,
             Self::CallEnd(_) => kinds::CALL_END,
+            Self::Notification(_) => kinds::NOTIFICATION,
         }
     }
 
@@ -299,6 +315,7 @@ impl Serialize for Data<'_> {
             ServerEvent::CallAnswer(data) => data.serialize(serializer),
             ServerEvent::CallIce(data) => data.serialize(serializer),
             ServerEvent::CallEnd(data) => data.serialize(serializer),
+            ServerEvent::Notification(data) => data.serialize(serializer),
         }
     }
 }

@@ -19,6 +19,9 @@ pub struct UserPublic {
 pub struct UserPrivate {
     pub id: i64,
     pub phone: String,
+    /// The account's email, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
     pub username: String,
     pub nickname: String,
     pub bio: String,
@@ -78,6 +81,15 @@ pub struct MessageView {
     pub updated_at: String,
     pub sender: Option<SenderView>,
     pub reactions: Vec<ReactionView>,
+    /// Media fields, present only when the sender gave them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<serde_json::Value>,
 }
 
 /// The `last_message` summary of a chat-list row.

@@ -5,6 +5,9 @@
 //! [`run`] serves on a listener until the shutdown token fires, then
 //! stops accepting and lets in-flight requests finish.
 
+mod accounts;
+mod devices;
+mod dialects;
 mod error;
 mod extract;
 mod passwords;
@@ -94,8 +97,20 @@ pub fn router(state: SidecarState) -> Router {
         redis: state.redis.clone(),
         files_dir: Some(state.config.files_dir.clone()),
     });
+    let upload_limit = usize::try_from(state.config.upload_limit).unwrap_or(usize::MAX).saturating_add(64 * 1024);
+    let mut dialects = Router::new();
+    for dialect in &state.config.dialects {
+        dialects = dialects.merge(match dialect {
+            protocol::dialect::Dialect::Dating => dialects::dating::routes(body_limit, upload_limit),
+            protocol::dialect::Dialect::Simple => Router::new(),
+        });
+    }
+    let dialects = dialects
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), limit_requests))
+        .layer(axum::middleware::from_fn(dialects::with_request_id));
     Router::new()
         .nest("/api", api)
+        .merge(dialects)
         .merge(web::routes())
         // Inside routing, so the matched route is known to label by.
         .route_layer(axum::middleware::from_fn(ops::track_requests))

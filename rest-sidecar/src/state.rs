@@ -34,6 +34,8 @@ pub struct SidecarConfig {
     /// Proxies (addresses or networks) whose `X-Forwarded-For` is believed
     /// when keying per-address rate limits; none by default.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The seed dialects whose REST mounts are served besides `/api`.
+    pub dialects: Vec<protocol::dialect::Dialect>,
 }
 
 /// STUN and TURN servers for WebRTC calls.
@@ -63,6 +65,7 @@ impl SidecarConfig {
             rates: RateConfig::default(),
             sms: SmsRules::default(),
             trusted_proxies: Vec::new(),
+            dialects: protocol::dialect::Dialect::ALL.to_vec(),
             ice: IceConfig {
                 stun_urls: Vec::new(),
                 turn_urls: Vec::new(),
@@ -88,6 +91,8 @@ pub struct SidecarState {
     /// Cluster mode's Redis (health checks it); `None` on the embedded default.
     pub(crate) redis: Option<RedisConnection>,
     pub(crate) started: Instant,
+    /// Devices users logged in from (seed 000's `is_new_device`).
+    pub(crate) devices: crate::devices::KnownDevices,
 }
 
 impl std::fmt::Debug for SidecarState {
@@ -124,6 +129,7 @@ impl SidecarState {
             config: Arc::new(config),
             redis: None,
             started: Instant::now(),
+            devices: crate::devices::KnownDevices::default(),
         }
     }
 

@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use protocol::dialect::Audience;
 use protocol::time::Millis;
 use protocol::{Encoding, Frame, ServerEvent};
 use serde::{Deserialize, Serialize};
@@ -49,6 +50,13 @@ impl Delivery {
         Self { recipients, devices: Devices::All, frame: Frame::new(event) }
     }
 
+    /// `event` about a chat of `audience` (what dialects need to know of
+    /// it), stamped now, for `recipients`.
+    pub fn about(recipients: Vec<UserId>, event: ServerEvent, audience: Audience) -> Self {
+        let frame = Frame::stamped_for(event, protocol::time::now_millis(), audience);
+        Self { recipients, devices: Devices::All, frame }
+    }
+
     /// The delivery as it crosses nodes: the recipients and the frame in
     /// both encodings (MessagePack around two opaque byte strings).
     pub(crate) fn to_wire(&self) -> Result<Vec<u8>, RouterError> {
@@ -59,6 +67,7 @@ impl Delivery {
             at: self.frame.at(),
             json: self.frame.bytes(Encoding::Json),
             msgpack: self.frame.bytes(Encoding::MsgPack),
+            audience: self.frame.audience(),
         };
         rmp_serde::to_vec(&wire).map_err(|error| RouterError::Unavailable(format!("delivery not encoded: {error}")))
     }
@@ -66,7 +75,7 @@ impl Delivery {
     /// A delivery read from another node: its frame is kept as the bytes it came as.
     pub(crate) fn from_wire(bytes: &[u8]) -> Result<Self, rmp_serde::decode::Error> {
         let wire: Wire = rmp_serde::from_slice(bytes)?;
-        let frame = Frame::encoded(&wire.kind, wire.at, wire.json, wire.msgpack);
+        let frame = Frame::encoded(&wire.kind, wire.at, wire.json, wire.msgpack, wire.audience);
         Ok(Self { recipients: wire.recipients, devices: wire.devices, frame })
     }
 }
@@ -80,6 +89,9 @@ struct Wire {
     at: Millis,
     json: Bytes,
     msgpack: Bytes,
+    /// Last, and defaulted: a delivery from a node that does not send it reads as no audience.
+    #[serde(default)]
+    audience: Audience,
 }
 
 /// Why a publish failed.

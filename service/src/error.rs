@@ -99,6 +99,7 @@ impl From<StoreError> for ServiceError {
         match error {
             StoreError::PhoneTaken => Self::PhoneTaken,
             StoreError::UsernameTaken => Self::UsernameTaken,
+            StoreError::EmailTaken => Self::Conflict("email already registered".into()),
             StoreError::UserNotFound(id) => Self::user_not_found(id),
             StoreError::ChatNotFound(id) => Self::ChatNotFound(id),
             StoreError::MessageNotFound(id) => Self::MessageNotFound(id),

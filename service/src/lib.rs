@@ -44,11 +44,13 @@ pub struct ServiceConfig {
     pub send: SendLimits,
     /// Most members a group may have.
     pub max_group_members: usize,
+    /// How long after sending its sender may recall a message (seed 000: 2 minutes).
+    pub recall_window_ms: i64,
 }
 
 impl Default for ServiceConfig {
     fn default() -> Self {
-        Self { send: SendLimits::default(), max_group_members: 1_000 }
+        Self { send: SendLimits::default(), max_group_members: 1_000, recall_window_ms: 2 * 60 * 1000 }
     }
 }
 

@@ -188,6 +188,29 @@ impl Messages {
         self.deps.pipeline.publish_to_chat(deleted.chat_id, events::message_delete(&deleted), &[]).await
     }
 
+    /// The sender recalls a message within the recall window: it stays in
+    /// history as deleted, without its content, and every member gets
+    /// `message.delete` live (seed 000 shows it as `recalled`).
+    pub async fn recall(&self, caller: UserId, id: MessageId) -> ServiceResult<()> {
+        let (message, _) = self.visible(id, caller).await?;
+        if message.sender_id != caller {
+            return Err(ServiceError::MessageForbidden("only the sender may recall a message".into()));
+        }
+        if message.is_deleted {
+            return Err(ServiceError::MessageForbidden(format!("message {id} is already recalled")));
+        }
+        let window = self.deps.config.recall_window_ms;
+        if now_millis() - message.created_at > window {
+            return Err(ServiceError::MessageForbidden(format!(
+                "a message may be recalled within {} seconds of sending",
+                window / 1000
+            )));
+        }
+        let deleted =
+            self.deps.store.delete_message(id, now_millis()).await?.ok_or(ServiceError::MessageNotFound(id))?;
+        self.deps.pipeline.publish_to_chat(deleted.chat_id, events::message_delete(&deleted), &[]).await
+    }
+
     /// Pins or unpins a message: anyone in a private chat, a group's owner
     /// and admins in a group; never a deleted message.
     pub async fn set_pinned(&self, caller: UserId, id: MessageId, pinned: bool) -> ServiceResult<()> {

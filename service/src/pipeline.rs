@@ -66,7 +66,9 @@ pub fn new_message(
         ),
         None => None,
     };
+    let media = media(&command)?;
     Ok(NewMessage {
+        media,
         chat_id,
         sender_id,
         client_message_id: command.client_message_id,
@@ -83,6 +85,34 @@ pub fn new_message(
         is_silent: command.is_silent,
         created_at: 0,
     })
+}
+
+/// Longest media object (`width`, `height`, `duration`, `extra`), in bytes of JSON.
+const MAX_MEDIA_BYTES: usize = 4 * 1024;
+
+/// The media fields of a send as the JSON object a message keeps, or
+/// empty when there are none.
+fn media(command: &protocol::commands::SendMessage) -> ServiceResult<String> {
+    if command.extra.as_ref().is_some_and(|extra| !extra.is_object()) {
+        return Err(ServiceError::Invalid("extra must be a JSON object".into()));
+    }
+    let mut media = serde_json::Map::new();
+    for (name, value) in [("width", command.width), ("height", command.height), ("duration", command.duration)] {
+        if let Some(value) = value {
+            media.insert(name.into(), value.into());
+        }
+    }
+    if let Some(extra) = &command.extra {
+        media.insert("extra".into(), extra.clone());
+    }
+    if media.is_empty() {
+        return Ok(String::new());
+    }
+    let text = serde_json::Value::Object(media).to_string();
+    if text.len() > MAX_MEDIA_BYTES {
+        return Err(ServiceError::Invalid(format!("media fields may be at most {MAX_MEDIA_BYTES} bytes of JSON")));
+    }
+    Ok(text)
 }
 
 /// Validate, persist, publish: the one way a message enters the system.
@@ -297,7 +327,12 @@ impl SendPipeline {
             .map(|member| member.user_id)
             .filter(|user| !context.blockers.contains(user))
             .collect();
-        self.publish(recipients, events::message_new(view)).await;
+        let audience = audience(&context.chat, &context.members);
+        if let Err(error) = self.router.publish(Delivery::about(recipients, events::message_new(view), audience)).await
+        {
+            // The store has it; clients recover it with sync.
+            tracing::warn!(%error, "message.new not published");
+        }
     }
 
     /// Appends a `system` message (call records and the like), which
@@ -382,6 +417,16 @@ impl SendPipeline {
             }
         }
     }
+}
+
+/// What dialects need to know of a chat's events: a private chat's two
+/// members (seed 001 names the chat by the other person).
+pub(crate) fn audience(chat: &storage::model::Chat, members: &[Member]) -> protocol::dialect::Audience {
+    let private_pair = match (chat.kind, members) {
+        (ChatKind::Private, [a, b]) => Some([a.user_id, b.user_id]),
+        _ => None,
+    };
+    protocol::dialect::Audience { private_pair }
 }
 
 /// Errors for every send of a batch the store refused as a whole: the same

@@ -22,6 +22,25 @@ pub fn password(password: &str) -> Result<(), ServiceError> {
     }
 }
 
+/// An address of the shape `local@domain.tld`, at most 254 characters,
+/// no spaces: enough to refuse typos and abuse; delivery is not tried.
+pub fn email(email: &str) -> Result<(), ServiceError> {
+    let email = email.trim();
+    let well_formed = email.len() <= 254
+        && !email.chars().any(char::is_whitespace)
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && !domain.contains('@')
+                && domain.split('.').count() >= 2
+                && domain.split('.').all(|label| !label.is_empty())
+        });
+    if well_formed {
+        Ok(())
+    } else {
+        Err(ServiceError::Invalid("email must be an address like ann@example.com".into()))
+    }
+}
+
 /// Letters, digits and underscores, 3 to 32.
 pub fn username(username: &str) -> Result<(), ServiceError> {
     if (3..=32).contains(&username.len()) && username.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {

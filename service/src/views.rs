@@ -22,6 +22,7 @@ pub fn user_private(user: &User, online: bool) -> UserPrivate {
     UserPrivate {
         id: user.id,
         phone: user.phone.clone(),
+        email: user.email.clone(),
         username: user.username.clone().unwrap_or_default(),
         nickname: user.nickname.clone(),
         bio: user.bio.clone(),
@@ -45,9 +46,18 @@ pub fn sender(user: &User) -> SenderView {
     }
 }
 
+fn media_field(media: &serde_json::Map<String, serde_json::Value>, name: &str) -> Option<u32> {
+    media.get(name).and_then(serde_json::Value::as_u64).and_then(|value| u32::try_from(value).ok())
+}
+
 /// A message as clients see it. `is_read` is from the viewer's side (see
 /// the REST handlers); `sender` is `None` if the user no longer exists.
 pub fn message(message: &Message, sender_user: Option<&User>, is_read: bool, reactions: &[Reaction]) -> MessageView {
+    let media: serde_json::Map<String, serde_json::Value> = if message.media.is_empty() {
+        serde_json::Map::new()
+    } else {
+        serde_json::from_str(&message.media).unwrap_or_default()
+    };
     MessageView {
         id: message.id,
         chat_id: message.chat_id,
@@ -78,6 +88,10 @@ pub fn message(message: &Message, sender_user: Option<&User>, is_read: bool, rea
             .filter(|reaction| reaction.message_id == message.id)
             .map(|reaction| ReactionView { user_id: reaction.user_id, emoji: reaction.emoji.clone() })
             .collect(),
+        width: media_field(&media, "width"),
+        height: media_field(&media, "height"),
+        duration: media_field(&media, "duration"),
+        extra: media.get("extra").cloned(),
     }
 }
 

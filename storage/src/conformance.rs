@@ -56,6 +56,7 @@ macro_rules! conformance_suite {
     (@all $mode:ident $make:expr) => {
         $crate::conformance_suite!(@cases $mode $make;
             users_register_update_and_lookup,
+            emails_are_unique_and_case_insensitive,
             refresh_tokens_rotate_and_detect_reuse,
             contacts_add_update_block_delete,
             send_context_reads_what_a_send_needs,
@@ -92,6 +93,7 @@ async fn user<S: Store>(store: &S, phone: &str) -> i64 {
             nickname: format!("nick {phone}"),
             password_hash: None,
             created_at: now_millis(),
+            email: None,
         })
         .await
         .unwrap()
@@ -121,6 +123,7 @@ pub async fn users_register_update_and_lookup<S: Store>(store: &S) {
             nickname: "Alice".into(),
             password_hash: Some("$argon2id$hash".into()),
             created_at: now,
+            email: None,
         })
         .await
         .unwrap();
@@ -174,6 +177,40 @@ pub async fn users_register_update_and_lookup<S: Store>(store: &S) {
     store.set_last_seen(alice.id, now + 10).await.unwrap();
     store.set_last_seen(alice.id, now + 1).await.unwrap();
     assert_eq!(store.user(alice.id).await.unwrap().unwrap().last_seen, Some(now + 10));
+}
+
+pub async fn emails_are_unique_and_case_insensitive<S: Store>(store: &S) {
+    let now = now_millis();
+    let by_email = |email: &str, username: &str| NewUser {
+        email: Some(email.into()),
+        username: Some(username.into()),
+        created_at: now,
+        ..NewUser::default()
+    };
+    // An account by email alone has no phone.
+    let ann = store.create_user(by_email(" Ann@Example.com", "ann")).await.unwrap();
+    assert_eq!((ann.phone.as_str(), ann.email.as_deref()), ("", Some("ann@example.com")));
+    assert_eq!(store.user_by_email("ANN@example.COM").await.unwrap().map(|user| user.id), Some(ann.id));
+    assert_eq!(store.user(ann.id).await.unwrap().unwrap().email.as_deref(), Some("ann@example.com"));
+    assert!(store.user_by_email("").await.unwrap().is_none());
+    assert!(store.user_by_email("nobody@example.com").await.unwrap().is_none());
+    // Another case of the same address is the same address.
+    let again = store.create_user(by_email("ann@EXAMPLE.com", "ann2")).await;
+    assert!(matches!(again, Err(StoreError::EmailTaken)), "{again:?}");
+    // Two accounts without a phone, and one with both.
+    let ben = store.create_user(by_email("ben@example.com", "ben")).await.unwrap();
+    assert_eq!(ben.phone, "");
+    let both = NewUser { phone: "13800000009".into(), ..by_email("cat@example.com", "cat") };
+    let cat = store.create_user(both).await.unwrap();
+    assert_eq!(store.user_by_phone("13800000009").await.unwrap().map(|user| user.id), Some(cat.id));
+    assert_eq!(store.user_by_email("cat@example.com").await.unwrap().map(|user| user.id), Some(cat.id));
+    // A taken username gives the email back for the next try.
+    let clash = store.create_user(by_email("dan@example.com", "ann")).await;
+    assert!(matches!(clash, Err(StoreError::UsernameTaken)), "{clash:?}");
+    store.create_user(by_email("dan@example.com", "dan")).await.unwrap();
+    // Neither a phone nor an email: nothing to find the account by.
+    let nameless = store.create_user(NewUser { created_at: now, ..NewUser::default() }).await;
+    assert!(matches!(nameless, Err(StoreError::Invalid(_))), "{nameless:?}");
 }
 
 pub async fn refresh_tokens_rotate_and_detect_reuse<S: Store>(store: &S) {

@@ -7,6 +7,9 @@ pub enum StoreError {
     /// A user with this phone number already exists.
     #[error("phone number already registered")]
     PhoneTaken,
+    /// A user with this email already exists.
+    #[error("email already registered")]
+    EmailTaken,
     /// A user with this username already exists.
     #[error("username already taken")]
     UsernameTaken,

@@ -70,7 +70,10 @@ text_enum!(
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     pub id: UserId,
+    /// Empty for an account registered by email alone.
     pub phone: String,
+    /// Lower-case; `None` for an account registered by phone.
+    pub email: Option<String>,
     pub username: Option<String>,
     pub nickname: String,
     pub bio: String,
@@ -86,7 +89,10 @@ pub struct User {
 /// What registering a user takes.
 #[derive(Debug, Clone, Default)]
 pub struct NewUser {
+    /// Empty when the account has an email instead.
     pub phone: String,
+    /// Stored as [`email_key`] makes it: unique, case-insensitive.
+    pub email: Option<String>,
     pub username: Option<String>,
     pub nickname: String,
     /// An argon2id PHC string, or `None` for SMS-code-only accounts.
@@ -99,6 +105,21 @@ impl NewUser {
     pub const DEFAULT_LANGUAGE: &str = "zh-CN";
     /// A new user's theme until they choose one.
     pub const DEFAULT_THEME: &str = "auto";
+
+    /// Whether the account can be found again: it needs a phone number or
+    /// an email. Checked by every backend before it writes.
+    pub fn check_identity(&self) -> Result<(), StoreError> {
+        if self.phone.is_empty() && self.email.as_deref().is_none_or(str::is_empty) {
+            return Err(StoreError::Invalid("a user needs a phone number or an email".into()));
+        }
+        Ok(())
+    }
+}
+
+/// An email as it is stored and looked up: trimmed and lower-cased, so
+/// `Ann@Example.com` and `ann@example.com` are one account.
+pub fn email_key(email: &str) -> String {
+    email.trim().to_lowercase()
 }
 
 /// A partial update of a user's profile; `None` leaves a field alone.
@@ -328,6 +349,9 @@ pub struct Message {
     pub created_at: Millis,
     pub updated_at: Millis,
     pub deleted_at: Option<Millis>,
+    /// The media fields (`width`, `height`, `duration`, `extra`) as a JSON
+    /// object, or empty: kept as the client sent them, never interpreted.
+    pub media: String,
 }
 
 /// What sending a message takes.
@@ -350,6 +374,8 @@ pub struct NewMessage {
     pub send_at: Option<Millis>,
     pub is_silent: bool,
     pub created_at: Millis,
+    /// See [`Message::media`].
+    pub media: String,
 }
 
 impl NewMessage {
@@ -371,6 +397,7 @@ impl NewMessage {
             send_at: None,
             is_silent: false,
             created_at,
+            media: String::new(),
         }
     }
 
@@ -412,6 +439,7 @@ impl NewMessage {
             created_at: self.created_at,
             updated_at: self.created_at,
             deleted_at: None,
+            media: self.media,
         }
     }
 }
@@ -448,6 +476,7 @@ impl Message {
             send_at: self.send_at,
             is_silent: self.is_silent,
             created_at: now,
+            media: self.media,
         }
     }
 }

@@ -22,6 +22,8 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn users(&self, ids: &[UserId]) -> StoreResult<Vec<User>>;
     async fn user_by_phone(&self, phone: &str) -> StoreResult<Option<User>>;
     async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>>;
+    /// The user with this email, compared as [`crate::model::email_key`] makes it.
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
     async fn update_user(&self, id: UserId, update: UserUpdate) -> StoreResult<Option<User>>;
     async fn set_last_seen(&self, id: UserId, at: Millis) -> StoreResult<()>;
     async fn password_hash(&self, id: UserId) -> StoreResult<Option<String>>;

@@ -7,6 +7,7 @@ mod chat;
 mod cluster;
 mod connect;
 mod cql_cluster;
+mod dating;
 mod harness;
 mod load;
 mod parity;

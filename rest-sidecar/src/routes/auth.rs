@@ -1,20 +1,16 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use protocol::time::now_millis;
+use protocol::ApiResponse;
 use protocol::views::UserPrivate;
-use protocol::{ApiResponse, ErrorCode};
 use serde::{Deserialize, Serialize};
-use storage::model::NewUser;
 
 use super::{Empty, ok};
+use crate::accounts::{self, Registration};
 use crate::extract::{Body, Caller, ClientAddr};
-use crate::rate_limit::Class;
-use crate::sms::{CodePurpose, SendCodeError};
-use service::auth::RefreshError;
-use service::validate;
+use crate::sms::CodePurpose;
 
-use crate::{ApiFailure, SidecarState, passwords};
+use crate::{ApiFailure, SidecarState};
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct SendCodeBody {
@@ -37,15 +33,7 @@ pub(crate) async fn send_code(
     addr: ClientAddr,
     Body(body): Body<SendCodeBody>,
 ) -> Result<Json<ApiResponse<SendCodeReply>>, ApiFailure> {
-    let phone = validate::phone(&body.phone)?;
-    state.limits.check(Class::SendCode, &addr.key())?;
-    if body.purpose == CodePurpose::Register && state.store.user_by_phone(phone).await?.is_some() {
-        return Err(ApiFailure::new(ErrorCode::PhoneExists, "this phone number is already registered"));
-    }
-    let sent = state.sms.send(phone, body.purpose, now_millis()).await.map_err(|error| match error {
-        SendCodeError::TooSoon(wait) | SendCodeError::TooMany(wait) => ApiFailure::too_many(error.to_string(), wait),
-        SendCodeError::Delivery(_) => ApiFailure::new(ErrorCode::Unavailable, error.to_string()),
-    })?;
+    let sent = accounts::send_code(&state, &addr, &body.phone, body.purpose).await?;
     let reply = SendCodeReply {
         expires_in: sent.expires_in_secs,
         retry_after: sent.retry_after_secs,
@@ -76,7 +64,7 @@ pub(crate) struct Session {
 }
 
 async fn session(state: &SidecarState, user: &storage::model::User) -> Result<Session, ApiFailure> {
-    let tokens = state.tokens.issue(user.id).await?;
+    let tokens = accounts::issue(state, user).await?;
     Ok(Session {
         user: service::views::user_private(user, false),
         access_token: tokens.access_token,
@@ -90,30 +78,15 @@ pub(crate) async fn register(
     State(state): State<SidecarState>,
     Body(body): Body<RegisterBody>,
 ) -> Result<Json<ApiResponse<Session>>, ApiFailure> {
-    let phone = validate::phone(&body.phone)?.to_owned();
-    validate::password(&body.password)?;
-    if let Some(username) = &body.username {
-        validate::username(username)?;
-    }
-    let nickname = match body.nickname {
-        Some(nickname) => {
-            validate::text("nickname", &nickname, 64)?;
-            nickname
-        }
-        None => body.username.clone().unwrap_or_else(|| format!("用户{}", &phone[phone.len() - 4..])),
+    let registration = Registration {
+        phone: body.phone,
+        password: body.password,
+        username: body.username,
+        nickname: body.nickname,
+        code: body.code,
+        email: None,
     };
-    if let Some(code) = &body.code
-        && !state.sms.verify(&phone, CodePurpose::Register, code, now_millis())
-    {
-        return Err(ApiFailure::new(ErrorCode::WrongCode, "the code is wrong or expired"));
-    }
-    let hash = passwords::hash(body.password).await.map_err(|error| {
-        tracing::error!(%error, "password hashing failed");
-        ApiFailure::new(ErrorCode::Internal, "internal error")
-    })?;
-    let new = NewUser { phone, username: body.username, nickname, password_hash: Some(hash), created_at: now_millis() };
-    let user = state.store.create_user(new).await?;
-    tracing::info!(user_id = user.id, "user registered");
+    let user = accounts::register(&state, registration).await?;
     Ok(ok("注册成功", session(&state, &user).await?))
 }
 
@@ -131,33 +104,7 @@ pub(crate) async fn login(
     State(state): State<SidecarState>,
     Body(body): Body<LoginBody>,
 ) -> Result<Json<ApiResponse<Session>>, ApiFailure> {
-    let phone = validate::phone(&body.phone)?;
-    if body.password.is_none() && body.code.is_none() {
-        return Err(ApiFailure::bad_request("give a password or an SMS code"));
-    }
-    state.limits.check(Class::Login, phone)?;
-    let user = state
-        .store
-        .user_by_phone(phone)
-        .await?
-        .ok_or_else(|| ApiFailure::new(ErrorCode::UserNotFound, "no user with this phone number"))?;
-    if user.is_disabled {
-        return Err(ApiFailure::new(ErrorCode::UserDisabled, "this account is disabled"));
-    }
-    if let Some(password) = body.password {
-        let stored = state.store.password_hash(user.id).await?;
-        let matches = match stored {
-            Some(stored) => passwords::verify(stored, password).await,
-            None => false,
-        };
-        if !matches {
-            return Err(ApiFailure::new(ErrorCode::WrongPassword, "wrong password"));
-        }
-    } else if let Some(code) = body.code
-        && !state.sms.verify(phone, CodePurpose::Login, &code, now_millis())
-    {
-        return Err(ApiFailure::new(ErrorCode::WrongCode, "the code is wrong or expired"));
-    }
+    let user = accounts::login_by_phone(&state, &body.phone, body.password, body.code).await?;
     Ok(ok("登录成功", session(&state, &user).await?))
 }
 
@@ -178,11 +125,7 @@ pub(crate) async fn refresh(
     State(state): State<SidecarState>,
     Body(body): Body<RefreshBody>,
 ) -> Result<Json<ApiResponse<Refreshed>>, ApiFailure> {
-    let (_, tokens) = state.tokens.refresh(&body.refresh_token).await.map_err(|error| match error {
-        RefreshError::Expired => ApiFailure::new(ErrorCode::TokenExpired, "refresh token expired"),
-        RefreshError::Invalid => ApiFailure::new(ErrorCode::TokenInvalid, "refresh token invalid"),
-        RefreshError::Store(store) => store.into(),
-    })?;
+    let tokens = accounts::refresh(&state, &body.refresh_token).await?;
     let reply = Refreshed {
         access_token: tokens.access_token,
         refresh_token: tokens.refresh_token,

@@ -80,12 +80,8 @@ fn view(file: &FileMeta) -> FileView {
         size: file.size,
         kind: file.kind.as_str().to_owned(),
         mime: file.mime.clone(),
-        url: format!("/api/files/{}", file.id),
-        thumbnail: if file.thumbnail_sha256.is_some() {
-            format!("/api/files/{}/thumbnail", file.id)
-        } else {
-            String::new()
-        },
+        url: url(file),
+        thumbnail: thumbnail_url(file),
         created_at: to_iso(file.created_at),
     }
 }
@@ -183,26 +179,48 @@ async fn store_blob(files_dir: &FsPath, sha256: &str, from: &FsPath) -> Result<(
     tokio::fs::rename(from, &path).await.map_err(io_failure)
 }
 
-/// `POST /api/files/upload` (multipart: `file`, `type`).
-pub(crate) async fn upload(
-    State(state): State<SidecarState>,
-    caller: Caller,
+/// An upload as stored, with the pixel size of an image.
+#[derive(Debug)]
+pub(crate) struct Uploaded {
+    pub(crate) file: FileMeta,
+    pub(crate) width: Option<u32>,
+    pub(crate) height: Option<u32>,
+    /// Every multipart text field other than `file` and `type`, as sent.
+    pub(crate) fields: Vec<(String, String)>,
+}
+
+/// Most other text fields an upload may carry, and their longest value.
+const MAX_UPLOAD_FIELDS: usize = 8;
+const MAX_UPLOAD_FIELD_BYTES: usize = 1024;
+
+/// Receives a multipart upload (`file`, and a `type` read by `parse_kind`)
+/// for `owner`: streamed to disk, its type taken from its bytes (and
+/// checked against `type`), a thumbnail made for images, stored by hash.
+/// Every contract's upload route runs this.
+pub(crate) async fn store_upload(
+    state: &SidecarState,
+    owner: i64,
     multipart: Result<Multipart, MultipartRejection>,
-) -> Result<Json<ApiResponse<FileView>>, ApiFailure> {
+    parse_kind: fn(&str) -> Option<FileKind>,
+) -> Result<Uploaded, ApiFailure> {
     let mut multipart = multipart.map_err(|rejection| ApiFailure::bad_request(rejection.body_text()))?;
-    state.limits.check(Class::Upload, &format!("user:{}", caller.user_id))?;
+    state.limits.check(Class::Upload, &format!("user:{owner}"))?;
     let mut guard = TempGuard(None);
-    let (mut received, mut declared) = (None, None);
+    let (mut received, mut declared, mut fields) = (None, None, Vec::new());
     while let Some(mut field) = multipart.next_field().await.map_err(|error| multipart_failure(&error))? {
-        match field.name() {
-            Some("file") if received.is_none() => received = Some(receive(&state, &mut field, &mut guard).await?),
+        match field.name().map(str::to_owned).as_deref() {
+            Some("file") if received.is_none() => received = Some(receive(state, &mut field, &mut guard).await?),
             Some("type") => {
-                let text = field.text().await.map_err(|error| multipart_failure(&error))?;
-                declared = Some(FileKind::parse(text.trim()).ok_or_else(|| {
-                    ApiFailure::new(ErrorCode::FileTypeUnsupported, "type must be image, video, audio or document")
+                let text = small_text(&mut field).await?;
+                declared = Some(parse_kind(text.trim()).ok_or_else(|| {
+                    ApiFailure::new(ErrorCode::FileTypeUnsupported, format!("type {:?} is not accepted", text.trim()))
                 })?);
             }
-            _ => {} // unknown fields are ignored
+            Some(name) if fields.len() < MAX_UPLOAD_FIELDS => {
+                let name = name.to_owned();
+                fields.push((name, small_text(&mut field).await?));
+            }
+            _ => {} // more fields than that are ignored
         }
     }
     let received = received.ok_or_else(|| ApiFailure::bad_request("a `file` part is required"))?;
@@ -219,10 +237,13 @@ pub(crate) async fn upload(
             format!("the content is {} ({mime}), not {}", kind.as_str(), declared.as_str()),
         ));
     }
+    let (mut width, mut height) = (None, None);
     let thumbnail_sha256 = if kind == FileKind::Image {
         let source = received.temp.clone();
-        let made = tokio::task::spawn_blocking(move || thumbnail(&source)).await.ok().flatten();
-        match made {
+        let made = tokio::task::spawn_blocking(move || (dimensions(&source), thumbnail(&source))).await.ok();
+        let (size, thumb) = made.unwrap_or((None, None));
+        (width, height) = (size.map(|(w, _)| w), size.map(|(_, h)| h));
+        match thumb {
             Some(bytes) => {
                 let sha = hex::encode(Sha256::digest(&bytes));
                 let temp = received.temp.with_extension("thumb");
@@ -240,7 +261,7 @@ pub(crate) async fn upload(
     let file = state
         .store
         .insert_file(NewFile {
-            owner_id: caller.user_id,
+            owner_id: owner,
             name: received.name,
             size: received.size,
             mime,
@@ -251,7 +272,47 @@ pub(crate) async fn upload(
         })
         .await?;
     metrics::counter!("switchboard_files_uploaded_total", "type" => kind.as_str()).increment(1);
-    Ok(ok("文件上传成功", view(&file)))
+    Ok(Uploaded { file, width, height, fields })
+}
+
+/// A short text field of a multipart body; longer ones are refused, never buffered whole.
+async fn small_text(field: &mut axum::extract::multipart::Field<'_>) -> Result<String, ApiFailure> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(|error| multipart_failure(&error))? {
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() > MAX_UPLOAD_FIELD_BYTES {
+            return Err(ApiFailure::bad_request(format!(
+                "upload fields may be at most {MAX_UPLOAD_FIELD_BYTES} bytes"
+            )));
+        }
+    }
+    String::from_utf8(bytes).map_err(|_| ApiFailure::bad_request("upload fields must be UTF-8 text"))
+}
+
+/// An image's pixel size, read from its header (no decoding).
+fn dimensions(source: &FsPath) -> Option<(u32, u32)> {
+    image::ImageReader::open(source).ok()?.with_guessed_format().ok()?.into_dimensions().ok()
+}
+
+/// The URL a file is downloaded from (`/api/files/{id}`: one per file,
+/// whichever contract uploaded it).
+pub(crate) fn url(file: &FileMeta) -> String {
+    format!("/api/files/{}", file.id)
+}
+
+/// The URL of a file's thumbnail, or empty.
+pub(crate) fn thumbnail_url(file: &FileMeta) -> String {
+    if file.thumbnail_sha256.is_some() { format!("/api/files/{}/thumbnail", file.id) } else { String::new() }
+}
+
+/// `POST /api/files/upload` (multipart: `file`, `type`).
+pub(crate) async fn upload(
+    State(state): State<SidecarState>,
+    caller: Caller,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Json<ApiResponse<FileView>>, ApiFailure> {
+    let uploaded = store_upload(&state, caller.user_id, multipart, FileKind::parse).await?;
+    Ok(ok("文件上传成功", view(&uploaded.file)))
 }
 
 /// The file, if the caller may read it; 30001 otherwise (no existence leak).

@@ -19,7 +19,11 @@ use scylla::client::session_builder::SessionBuilder;
 use crate::StoreError;
 
 /// The schema, oldest first: `(version, name, CQL)`.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "initial", include_str!("migrations/001_initial.cql"))];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "initial", include_str!("migrations/001_initial.cql")),
+    (2, "media", include_str!("migrations/002_media.cql")),
+    (3, "email", include_str!("migrations/003_email.cql")),
+];
 
 const SCHEMA_MIGRATIONS: &str =
     "CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, name text, applied_at bigint)";
@@ -130,10 +134,14 @@ pub async fn migrate(session: &Session, config: &ScyllaConfig) -> Result<usize, 
             continue;
         }
         for statement in statements(cql) {
-            session
-                .query_unpaged(statement.as_str(), &[])
-                .await
-                .map_err(|error| failed(&format!("migration {version} ({name})"))(&error))?;
+            match session.query_unpaged(statement.as_str(), &[]).await {
+                Ok(_) => {}
+                // An `ALTER TABLE ... ADD` of a migration interrupted after it ran.
+                Err(error) if is_added_already(&statement, &error.to_string()) => {
+                    tracing::info!(%statement, "column already added");
+                }
+                Err(error) => return Err(failed(&format!("migration {version} ({name})"))(&error)),
+            }
         }
         let record = "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)";
         session
@@ -144,6 +152,16 @@ pub async fn migrate(session: &Session, config: &ScyllaConfig) -> Result<usize, 
         applied += 1;
     }
     Ok(applied)
+}
+
+/// Whether `error` says that the column an `ALTER TABLE ... ADD` adds is
+/// there already (Cassandra: "already exists"; ScyllaDB: "conflicts with an
+/// existing column"): CQL has no `ADD IF NOT EXISTS` everywhere.
+fn is_added_already(statement: &str, error: &str) -> bool {
+    let statement = statement.to_ascii_uppercase();
+    statement.starts_with("ALTER TABLE")
+        && statement.contains(" ADD ")
+        && (error.contains("already exist") || error.contains("conflicts with an existing column"))
 }
 
 /// Whether the cluster knows keyspace tablets: a ScyllaDB recent enough to

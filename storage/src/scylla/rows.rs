@@ -33,6 +33,7 @@ pub(crate) struct UserRow {
     last_seen: Option<i64>,
     created_at: Option<i64>,
     updated_at: Option<i64>,
+    email: Option<String>,
 }
 
 impl UserRow {
@@ -42,6 +43,7 @@ impl UserRow {
         Some(User {
             id: self.id,
             phone: text(self.phone),
+            email: self.email,
             username: self.username,
             nickname: text(self.nickname),
             bio: text(self.bio),
@@ -171,6 +173,7 @@ pub(crate) struct MessageRow {
     created_at: Option<i64>,
     updated_at: Option<i64>,
     deleted_at: Option<i64>,
+    media: Option<String>,
 }
 
 impl MessageRow {
@@ -200,6 +203,7 @@ impl MessageRow {
             created_at,
             updated_at: self.updated_at.unwrap_or(created_at),
             deleted_at: self.deleted_at,
+            media: text(self.media),
         })
     }
 }
@@ -231,6 +235,7 @@ pub(crate) struct MessageInsert {
     pub(crate) is_pinned: bool,
     pub(crate) created_at: i64,
     pub(crate) updated_at: i64,
+    pub(crate) media: String,
 }
 
 /// A held message, in `scheduled_by_id`; also the bound values of
@@ -253,6 +258,7 @@ pub(crate) struct ScheduledRow {
     pub(crate) send_at: Option<i64>,
     pub(crate) is_silent: Option<bool>,
     pub(crate) created_at: Option<i64>,
+    pub(crate) media: Option<String>,
 }
 
 impl MessageInsert {
@@ -281,6 +287,7 @@ impl MessageInsert {
             is_pinned: false,
             created_at: new.created_at,
             updated_at: new.created_at,
+            media: new.media.clone(),
         }
     }
 }
@@ -304,6 +311,7 @@ impl ScheduledRow {
             send_at: Some(send_at),
             is_silent: Some(new.is_silent),
             created_at: Some(new.created_at),
+            media: Some(new.media.clone()),
         }
     }
 
@@ -334,6 +342,7 @@ impl ScheduledRow {
             created_at,
             updated_at: created_at,
             deleted_at: None,
+            media: text(self.media),
         })
     }
 }

@@ -15,7 +15,8 @@ use crate::StoreError;
 
 macro_rules! user_columns {
     () => {
-        "id, phone, username, nickname, bio, avatar, language, theme, is_disabled, last_seen, created_at, updated_at"
+        "id, phone, username, nickname, bio, avatar, language, theme, is_disabled, last_seen, created_at, updated_at, \
+         email"
     };
 }
 macro_rules! contact_columns {
@@ -32,13 +33,13 @@ macro_rules! message_columns {
     () => {
         "chat_id, bucket, seq, id, sender_id, client_message_id, kind, content, file_name, file_size, file_url, \
          thumbnail, reply_to_id, forward_from, ttl, expires_at, send_at, is_silent, is_edited, is_deleted, \
-         is_pinned, created_at, updated_at, deleted_at"
+         is_pinned, created_at, updated_at, deleted_at, media"
     };
 }
 macro_rules! scheduled_columns {
     () => {
         "id, chat_id, sender_id, client_message_id, kind, content, file_name, file_size, file_url, thumbnail, \
-         reply_to_id, forward_from, ttl, send_at, is_silent, created_at"
+         reply_to_id, forward_from, ttl, send_at, is_silent, created_at, media"
     };
 }
 
@@ -89,8 +90,11 @@ statements! {
 
     // ---- users ----
     insert_user: true => "INSERT INTO users (id, phone, username, nickname, bio, avatar, language, theme, \
-         is_disabled, last_seen, password_hash, created_at, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+         is_disabled, last_seen, password_hash, created_at, updated_at, email) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    claim_email: false => "INSERT INTO users_by_email (email, user_id) VALUES (?, ?) IF NOT EXISTS";
+    release_email: false => "DELETE FROM users_by_email WHERE email = ? IF user_id = ?";
+    user_by_email: true => "SELECT user_id FROM users_by_email WHERE email = ?";
     claim_phone: false => "INSERT INTO users_by_phone (phone, user_id) VALUES (?, ?) IF NOT EXISTS";
     release_phone: false => "DELETE FROM users_by_phone WHERE phone = ? IF user_id = ?";
     claim_username: false => "INSERT INTO users_by_username (username, user_id) VALUES (?, ?) IF NOT EXISTS";
@@ -173,8 +177,8 @@ statements! {
     // The claim of a seq: a taken one is refused, never overwritten.
     insert_message: false => "INSERT INTO messages (chat_id, bucket, seq, id, sender_id, client_message_id, kind, \
          content, file_name, file_size, file_url, thumbnail, reply_to_id, forward_from, ttl, expires_at, send_at, \
-         is_silent, is_edited, is_deleted, is_pinned, created_at, updated_at) VALUES \
-         (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS";
+         is_silent, is_edited, is_deleted, is_pinned, created_at, updated_at, media) VALUES \
+         (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS";
     point_message_id: true => "INSERT INTO message_ids (id, chat_id, seq) VALUES (?, ?, ?)";
     claim_message_id: false => "INSERT INTO message_ids (id, chat_id, seq) VALUES (?, ?, ?) IF NOT EXISTS";
     delete_message_id: true => "DELETE FROM message_ids WHERE id = ?";
@@ -204,7 +208,7 @@ statements! {
 
     // ---- scheduled messages ----
     insert_scheduled: true => concat!("INSERT INTO scheduled_by_id (", scheduled_columns!(), ") \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     insert_due: true => "INSERT INTO scheduled_messages (shard, send_at, id, chat_id) VALUES (?, ?, ?, ?)";
     select_scheduled: true => concat!("SELECT ", scheduled_columns!(), " FROM scheduled_by_id WHERE id = ?");
     select_due: true => "SELECT send_at, id FROM scheduled_messages WHERE shard = ? AND send_at <= ? LIMIT ?";

@@ -31,8 +31,13 @@ const BUSY_TIMEOUT_MS: u32 = 5_000;
 /// Held while a process opens and migrates the database.
 const OPEN_LOCK_FILE: &str = "switchboard.db.open-lock";
 
-static MIGRATIONS: LazyLock<Migrations<'static>> =
-    LazyLock::new(|| Migrations::new(vec![M::up(include_str!("migrations/001_initial.sql"))]));
+static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
+    Migrations::new(vec![
+        M::up(include_str!("migrations/001_initial.sql")),
+        M::up(include_str!("migrations/002_media.sql")),
+        M::up(include_str!("migrations/003_email.sql")),
+    ])
+});
 
 /// How to open a [`SqliteStore`].
 #[derive(Debug, Clone)]

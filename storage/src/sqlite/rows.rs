@@ -15,13 +15,18 @@ fn text_enum<T>(row: &Row<'_>, index: usize, parse: fn(&str) -> Option<T>) -> ru
     })
 }
 
-pub(crate) const USER_COLUMNS: &str =
-    "id, phone, username, nickname, bio, avatar, language, theme, is_disabled, last_seen, created_at, updated_at";
+pub(crate) const USER_COLUMNS: &str = "id, phone, username, nickname, bio, avatar, language, theme, is_disabled, last_seen, created_at, updated_at, email";
+
+/// The phone column of an account that has only an email (see migration 003).
+pub(crate) fn phone_placeholder(email: &str) -> String {
+    format!("@{email}")
+}
 
 pub(crate) fn user(row: &Row<'_>) -> rusqlite::Result<User> {
     Ok(User {
         id: row.get(0)?,
-        phone: row.get(1)?,
+        phone: row.get::<_, String>(1).map(|phone| if phone.starts_with('@') { String::new() } else { phone })?,
+        email: row.get(12)?,
         username: row.get(2)?,
         nickname: row.get(3)?,
         bio: row.get(4)?,
@@ -96,7 +101,7 @@ pub(crate) fn member(row: &Row<'_>) -> rusqlite::Result<Member> {
 pub(crate) const MESSAGE_COLUMNS: &str = "m.id, m.chat_id, m.seq, m.sender_id, m.client_message_id, m.kind, \
      m.content, m.file_name, m.file_size, m.file_url, m.thumbnail, m.reply_to_id, m.forward_from, m.ttl, \
      m.expires_at, m.send_at, m.is_silent, m.is_edited, m.is_deleted, m.is_pinned, m.created_at, \
-     m.updated_at, m.deleted_at";
+     m.updated_at, m.deleted_at, m.media";
 
 /// Visible at `?now` (named parameter `:now`): not expired, not scheduled later.
 pub(crate) const MESSAGE_VISIBLE: &str =
@@ -127,6 +132,7 @@ pub(crate) fn message(row: &Row<'_>) -> rusqlite::Result<Message> {
         created_at: row.get(20)?,
         updated_at: row.get(21)?,
         deleted_at: row.get(22)?,
+        media: row.get(23)?,
     })
 }
 

@@ -182,7 +182,7 @@ fn page_sql(chat_id: ChatId, query: &MessageQuery) -> (String, Vec<(&'static str
 /// Selects scheduled messages in the shape of [`MESSAGE_COLUMNS`] (seq 0).
 const SCHEDULED_SELECT: &str = "SELECT m.id, m.chat_id, 0, m.sender_id, m.client_message_id, m.kind, m.content, \
      m.file_name, m.file_size, m.file_url, m.thumbnail, m.reply_to_id, m.forward_from, m.ttl, NULL, m.send_at, \
-     m.is_silent, 0, 0, 0, m.created_at, m.created_at, NULL FROM scheduled_messages m";
+     m.is_silent, 0, 0, 0, m.created_at, m.created_at, NULL, m.media FROM scheduled_messages m";
 
 fn scheduled_by_id(conn: &Connection, id: MessageId) -> StoreResult<Option<Message>> {
     let sql = format!("{SCHEDULED_SELECT} WHERE m.id = ?1");
@@ -210,8 +210,8 @@ fn schedule(conn: &Connection, ids: &crate::IdGenerator, new: &NewMessage) -> St
     let id = ids.next_id();
     conn.prepare_cached(
         "INSERT INTO scheduled_messages (id, chat_id, sender_id, client_message_id, kind, content, file_name, \
-         file_size, file_url, thumbnail, reply_to_id, forward_from, ttl, send_at, is_silent, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+         file_size, file_url, thumbnail, reply_to_id, forward_from, ttl, send_at, is_silent, created_at, media) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
     )?
     .execute(params![
         id,
@@ -230,6 +230,7 @@ fn schedule(conn: &Connection, ids: &crate::IdGenerator, new: &NewMessage) -> St
         send_at,
         new.is_silent,
         new.created_at,
+        new.media,
     ])?;
     scheduled_by_id(conn, id)?.map(Appended::New).ok_or(StoreError::MessageNotFound(id))
 }
@@ -262,8 +263,8 @@ fn append_with_id(conn: &Connection, id: MessageId, new: NewMessage) -> StoreRes
         .prepare_cached(
             "INSERT INTO messages (id, chat_id, seq, sender_id, client_message_id, kind, content, file_name, \
              file_size, file_url, thumbnail, reply_to_id, forward_from, ttl, expires_at, send_at, is_silent, \
-             created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?18)",
+             created_at, updated_at, media) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?18, ?19)",
         )?
         .execute(params![
             id,
@@ -284,6 +285,7 @@ fn append_with_id(conn: &Connection, id: MessageId, new: NewMessage) -> StoreRes
             new.send_at,
             new.is_silent,
             new.created_at,
+            new.media,
         ]);
     inserted?;
     conn.prepare_cached("UPDATE chats SET last_seq = ?1, updated_at = ?2 WHERE id = ?3")?.execute(params![

@@ -4,19 +4,39 @@ use super::{
     AccountStore, Millis, NewUser, RefreshRotation, RefreshToken, SHARDS, ScyllaStore, StoreError, StoreResult,
     TokenRow, User, UserId, UserUpdate, async_trait, shard_of, try_join, try_join_all,
 };
+use crate::model::email_key;
 
 #[async_trait]
 impl AccountStore for ScyllaStore {
     async fn create_user(&self, new: NewUser) -> StoreResult<User> {
+        new.check_identity()?;
         let _open = self.open_guard().await?;
         let id = self.inner.ids.next_id();
-        if !self.applied(&self.st().claim_phone, (new.phone.as_str(), id)).await? {
+        let email = new.email.as_deref().map(email_key);
+        let has_phone = !new.phone.is_empty();
+        if has_phone && !self.applied(&self.st().claim_phone, (new.phone.as_str(), id)).await? {
             return Err(StoreError::PhoneTaken);
+        }
+        // Each claim made is given back when a later one fails.
+        let release_phone = async {
+            if has_phone {
+                self.applied(&self.st().release_phone, (new.phone.as_str(), id)).await?;
+            }
+            Ok::<_, StoreError>(())
+        };
+        if let Some(email) = email.as_deref()
+            && !self.applied(&self.st().claim_email, (email, id)).await?
+        {
+            release_phone.await?;
+            return Err(StoreError::EmailTaken);
         }
         if let Some(username) = new.username.as_deref()
             && !self.applied(&self.st().claim_username, (username, id)).await?
         {
-            self.applied(&self.st().release_phone, (new.phone.as_str(), id)).await?;
+            release_phone.await?;
+            if let Some(email) = email.as_deref() {
+                self.applied(&self.st().release_email, (email, id)).await?;
+            }
             return Err(StoreError::UsernameTaken);
         }
         let values = (
@@ -33,6 +53,7 @@ impl AccountStore for ScyllaStore {
             new.password_hash.as_deref(),
             new.created_at,
             new.created_at,
+            email.as_deref(),
         );
         self.run(&self.st().insert_user, values).await?;
         self.load_user(id).await?.ok_or(StoreError::UserNotFound(id))
@@ -56,6 +77,15 @@ impl AccountStore for ScyllaStore {
     async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>> {
         let _open = self.open_guard().await?;
         self.user_by_key(&self.st().user_by_username, username).await
+    }
+
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+        let email = email_key(email);
+        if email.is_empty() {
+            return Ok(None);
+        }
+        let _open = self.open_guard().await?;
+        self.user_by_key(&self.st().user_by_email, &email).await
     }
 
     async fn update_user(&self, id: UserId, update: UserUpdate) -> StoreResult<Option<User>> {

@@ -5,30 +5,43 @@ use super::{
     StoreResult, USER_COLUMNS, User, UserId, UserUpdate, async_trait, constraint_message, params, rotate, rows,
     user_by,
 };
+use crate::model::email_key;
 
 #[async_trait]
 impl AccountStore for SqliteStore {
     async fn create_user(&self, new: NewUser) -> StoreResult<User> {
+        new.check_identity()?;
+        let email = new.email.as_deref().map(email_key);
         self.write(move |conn| {
             // The phone is the account: when both clash, that is the error to report.
-            if conn.prepare_cached("SELECT 1 FROM users WHERE phone = ?1")?.exists([&new.phone])? {
+            if !new.phone.is_empty()
+                && conn.prepare_cached("SELECT 1 FROM users WHERE phone = ?1")?.exists([&new.phone])?
+            {
                 return Err(StoreError::PhoneTaken);
             }
+            let phone = match (&email, new.phone.is_empty()) {
+                (Some(email), true) => rows::phone_placeholder(email),
+                _ => new.phone.clone(),
+            };
             let inserted = conn
                 .prepare_cached(
-                    "INSERT INTO users (phone, username, nickname, language, theme, created_at, updated_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                    "INSERT INTO users (phone, username, nickname, language, theme, created_at, updated_at, email) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
                 )?
                 .execute(params![
-                    new.phone,
+                    phone,
                     new.username,
                     new.nickname,
                     NewUser::DEFAULT_LANGUAGE,
                     NewUser::DEFAULT_THEME,
-                    new.created_at
+                    new.created_at,
+                    email,
                 ]);
             if let Err(error) = inserted {
                 return Err(match constraint_message(&error) {
+                    Some(text) if text.contains("users.email") => StoreError::EmailTaken,
+                    // A placeholder clashes only when the email does.
+                    Some(text) if text.contains("users.phone") && new.phone.is_empty() => StoreError::EmailTaken,
                     Some(text) if text.contains("users.phone") => StoreError::PhoneTaken,
                     Some(text) if text.contains("users.username") => StoreError::UsernameTaken,
                     _ => error.into(),
@@ -73,6 +86,14 @@ impl AccountStore for SqliteStore {
     async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>> {
         let username = username.to_owned();
         self.read(move |conn| user_by(conn, "username", &username)).await
+    }
+
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+        let email = email_key(email);
+        if email.is_empty() {
+            return Ok(None);
+        }
+        self.read(move |conn| user_by(conn, "email", &email)).await
     }
 
     async fn update_user(&self, id: UserId, update: UserUpdate) -> StoreResult<Option<User>> {

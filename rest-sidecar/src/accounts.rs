@@ -1,0 +1,167 @@
+//! The account flows every HTTP contract shares: sending a code,
+//! registering, logging in and refreshing. The canonical `/api/auth`
+//! routes and each dialect's auth routes decode their own bodies and shape
+//! their own replies; the rules (who may register, what a login checks)
+//! are written here once.
+
+use protocol::ErrorCode;
+use protocol::time::now_millis;
+use service::auth::{IssuedTokens, RefreshError};
+use service::validate;
+use storage::model::{NewUser, User};
+
+use crate::extract::ClientAddr;
+use crate::rate_limit::Class;
+use crate::sms::{CodePurpose, SendCodeError, SentCode};
+use crate::{ApiFailure, SidecarState, passwords};
+
+/// Sends a code of `purpose` to `phone`, under the per-address send limit;
+/// a `register` code is refused for a number already registered.
+pub(crate) async fn send_code(
+    state: &SidecarState,
+    addr: &ClientAddr,
+    phone: &str,
+    purpose: CodePurpose,
+) -> Result<SentCode, ApiFailure> {
+    let phone = validate::phone(phone)?;
+    state.limits.check(Class::SendCode, &addr.key())?;
+    if purpose == CodePurpose::Register && state.store.user_by_phone(phone).await?.is_some() {
+        return Err(ApiFailure::new(ErrorCode::PhoneExists, "this phone number is already registered"));
+    }
+    state.sms.send(phone, purpose, now_millis()).await.map_err(|error| match error {
+        SendCodeError::TooSoon(wait) | SendCodeError::TooMany(wait) => ApiFailure::too_many(error.to_string(), wait),
+        SendCodeError::Delivery(_) => ApiFailure::new(ErrorCode::Unavailable, error.to_string()),
+    })
+}
+
+/// What registering takes, whichever contract asked.
+#[derive(Debug, Default)]
+pub(crate) struct Registration {
+    /// Required unless there is an email.
+    pub(crate) phone: String,
+    pub(crate) email: Option<String>,
+    pub(crate) password: String,
+    pub(crate) username: Option<String>,
+    pub(crate) nickname: Option<String>,
+    /// A `register` SMS code, when the contract verifies the phone at sign-up.
+    pub(crate) code: Option<String>,
+}
+
+/// Registers a user: the fields checked, the code (if given) verified, the
+/// password hashed; a taken phone or username is refused by the store.
+pub(crate) async fn register(state: &SidecarState, new: Registration) -> Result<User, ApiFailure> {
+    let phone = match (&new.email, new.phone.is_empty()) {
+        (Some(_), true) => String::new(),
+        _ => validate::phone(&new.phone)?.to_owned(),
+    };
+    if let Some(email) = &new.email {
+        validate::email(email)?;
+    }
+    validate::password(&new.password)?;
+    if let Some(username) = &new.username {
+        validate::username(username)?;
+    }
+    let nickname = match new.nickname {
+        Some(nickname) => {
+            validate::text("nickname", &nickname, 64)?;
+            nickname
+        }
+        None => new.username.clone().unwrap_or_else(|| match phone.len() {
+            4.. => format!("用户{}", &phone[phone.len() - 4..]),
+            _ => "用户".to_owned(),
+        }),
+    };
+    if let Some(code) = &new.code
+        && !state.sms.verify(&phone, CodePurpose::Register, code, now_millis())
+    {
+        return Err(ApiFailure::new(ErrorCode::WrongCode, "the code is wrong or expired"));
+    }
+    let hash = passwords::hash(new.password).await.map_err(|error| {
+        tracing::error!(%error, "password hashing failed");
+        ApiFailure::new(ErrorCode::Internal, "internal error")
+    })?;
+    let new = NewUser {
+        phone,
+        username: new.username,
+        nickname,
+        password_hash: Some(hash),
+        created_at: now_millis(),
+        email: new.email,
+    };
+    let user = state.store.create_user(new).await?;
+    tracing::info!(user_id = user.id, "user registered");
+    Ok(user)
+}
+
+/// Logs in by phone with a password or an SMS code, under the login limit;
+/// a disabled account is refused.
+pub(crate) async fn login_by_phone(
+    state: &SidecarState,
+    phone: &str,
+    password: Option<String>,
+    code: Option<String>,
+) -> Result<User, ApiFailure> {
+    let phone = validate::phone(phone)?;
+    if password.is_none() && code.is_none() {
+        return Err(ApiFailure::bad_request("give a password or an SMS code"));
+    }
+    state.limits.check(Class::Login, phone)?;
+    let user = state
+        .store
+        .user_by_phone(phone)
+        .await?
+        .ok_or_else(|| ApiFailure::new(ErrorCode::UserNotFound, "no user with this phone number"))?;
+    if user.is_disabled {
+        return Err(ApiFailure::new(ErrorCode::UserDisabled, "this account is disabled"));
+    }
+    if let Some(password) = password {
+        let stored = state.store.password_hash(user.id).await?;
+        let matches = match stored {
+            Some(stored) => passwords::verify(stored, password).await,
+            None => false,
+        };
+        if !matches {
+            return Err(ApiFailure::new(ErrorCode::WrongPassword, "wrong password"));
+        }
+    } else if let Some(code) = code
+        && !state.sms.verify(phone, CodePurpose::Login, &code, now_millis())
+    {
+        return Err(ApiFailure::new(ErrorCode::WrongCode, "the code is wrong or expired"));
+    }
+    Ok(user)
+}
+
+/// Logs in by email and password, under the login limit (keyed by the
+/// address); a disabled account is refused.
+pub(crate) async fn login_by_email(state: &SidecarState, email: &str, password: String) -> Result<User, ApiFailure> {
+    validate::email(email)?;
+    let key = storage::model::email_key(email);
+    state.limits.check(Class::Login, &key)?;
+    let user = state.store.user_by_email(&key).await?;
+    // One answer for an unknown address and a wrong password.
+    let refused = || ApiFailure::new(ErrorCode::WrongPassword, "wrong email or password");
+    let Some(user) = user else { return Err(refused()) };
+    if user.is_disabled {
+        return Err(ApiFailure::new(ErrorCode::UserDisabled, "this account is disabled"));
+    }
+    let matches = match state.store.password_hash(user.id).await? {
+        Some(stored) => passwords::verify(stored, password).await,
+        None => false,
+    };
+    if matches { Ok(user) } else { Err(refused()) }
+}
+
+/// A new access and refresh pair for `user`.
+pub(crate) async fn issue(state: &SidecarState, user: &User) -> Result<IssuedTokens, ApiFailure> {
+    Ok(state.tokens.issue(user.id).await?)
+}
+
+/// Rotates a refresh token.
+pub(crate) async fn refresh(state: &SidecarState, refresh_token: &str) -> Result<IssuedTokens, ApiFailure> {
+    let (_, tokens) = state.tokens.refresh(refresh_token).await.map_err(|error| match error {
+        RefreshError::Expired => ApiFailure::new(ErrorCode::TokenExpired, "refresh token expired"),
+        RefreshError::Invalid => ApiFailure::new(ErrorCode::TokenInvalid, "refresh token invalid"),
+        RefreshError::Store(store) => store.into(),
+    })?;
+    Ok(tokens)
+}
