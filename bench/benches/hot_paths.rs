@@ -92,7 +92,7 @@ fn codec(c: &mut Criterion) {
             Encoding::Dialect(_) => Message::Text(dating_message().to_string().into()),
         };
         group.bench_function(format!("decode_send_{name}"), |b| {
-            b.iter(|| gateway::decode_as(&frame, encoding).unwrap())
+            b.iter(|| gateway::decode_as(&frame, encoding).unwrap());
         });
     }
     group.finish();

@@ -119,12 +119,12 @@ mod tests {
         let dating = Encoding::Dialect(protocol::dialect::Dialect::Dating);
         assert_eq!(shared.get(dating), None, "seed 000 has no frame for calls");
         assert_eq!(encode(&event, None, dating), None);
-        let Some(Message::Text(pong)) =
+        let Some(Message::Text(dating_pong)) =
             encode(&ServerEvent::Pong(protocol::server::Pong { timestamp: "t".into() }), None, dating)
         else {
             panic!("a dating pong is text")
         };
-        assert!(pong.as_str().starts_with(r#"{"type":"pong","timestamp":"#), "{pong}");
+        assert!(dating_pong.as_str().starts_with(r#"{"type":"pong","timestamp":"#), "{dating_pong}");
         assert_eq!(shared.get(Encoding::Json), shared.get(Encoding::Json));
     }
 }

@@ -110,7 +110,7 @@ pub struct GatewayConfig {
     /// This node's id in its deployment (0-15): names its devices in call
     /// signalling that crosses nodes.
     pub node_id: u16,
-    /// The seed dialects whose WebSockets this node serves besides `/ws`.
+    /// The seed dialects whose WebSocket endpoints this node serves besides `/ws`.
     pub dialects: Vec<Dialect>,
 }
 
@@ -209,8 +209,8 @@ impl Gateway {
                 Dialect::Dating => "/v1",
                 Dialect::Simple => "/api/v1/ws",
             };
-            let handler = move |State(gateway): State<Gateway>, request: axum::extract::Request| {
-                upgrade::upgrade_dialect(gateway, request, dialect)
+            let handler = move |State(gateway): State<Gateway>, request: axum::extract::Request| async move {
+                upgrade::upgrade_dialect(&gateway, request, dialect)
             };
             routes = routes.route(path, axum::routing::get(handler));
         }

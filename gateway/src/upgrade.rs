@@ -21,7 +21,7 @@ const WRITE_BUFFER_BYTES: usize = 8 * 1024;
 /// A refused upgrade, in the envelope of the contract the client speaks.
 fn refuse(encoding: Encoding, code: ErrorCode, detail: &str) -> Response {
     let (status, body) = match encoding {
-        Encoding::Dialect(Dialect::Dating) => dating::error_body(code, detail, Vec::new(), ""),
+        Encoding::Dialect(Dialect::Dating) => dating::error_body(code, detail, &[], ""),
         Encoding::Dialect(Dialect::Simple) => simple::error_body(code, detail),
         Encoding::Json | Encoding::MsgPack => {
             (code.http_status(), serde_json::to_value(ApiError::new(code, detail)).unwrap_or_default())
@@ -44,20 +44,15 @@ fn token(request: &Request) -> Option<String> {
 pub(crate) async fn upgrade(State(gateway): State<Gateway>, request: Request) -> Response {
     let offer = request.headers().get(header::SEC_WEBSOCKET_PROTOCOL).and_then(|value| value.to_str().ok());
     let (encoding, protocol) = Encoding::negotiate(offer);
-    upgrade_as(gateway, request, encoding, protocol).await
+    upgrade_as(&gateway, request, encoding, protocol)
 }
 
 /// A dialect's WebSocket (`/v1?token=`, `/api/v1/ws`): its frames are JSON text.
-pub(crate) async fn upgrade_dialect(gateway: Gateway, request: Request, dialect: Dialect) -> Response {
-    upgrade_as(gateway, request, Encoding::Dialect(dialect), None).await
+pub(crate) fn upgrade_dialect(gateway: &Gateway, request: Request, dialect: Dialect) -> Response {
+    upgrade_as(gateway, request, Encoding::Dialect(dialect), None)
 }
 
-async fn upgrade_as(
-    gateway: Gateway,
-    mut request: Request,
-    encoding: Encoding,
-    protocol: Option<&'static str>,
-) -> Response {
+fn upgrade_as(gateway: &Gateway, mut request: Request, encoding: Encoding, protocol: Option<&'static str>) -> Response {
     let headers = request.headers();
     let is_upgrade = headers
         .get(header::UPGRADE)
@@ -95,6 +90,7 @@ async fn upgrade_as(
         .max_message_size(Some(gateway.inner.config.hard_frame_bytes))
         .max_frame_size(Some(gateway.inner.config.hard_frame_bytes));
     let tracker = gateway.inner.tasks.clone();
+    let gateway = gateway.clone();
     tracker.spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,

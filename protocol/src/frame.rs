@@ -215,6 +215,8 @@ impl Frame {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::{Encoding, Frame, encode};
     use crate::Event;
     use crate::dialect::{Audience, Dialect};
@@ -265,7 +267,7 @@ mod tests {
             timestamp: "t".into(),
         });
         let local = Frame::stamped(event, 42);
-        let remote = Frame::encoded("typing", 42, local.bytes(Encoding::Json), Default::default(), Audience::default());
+        let remote = Frame::encoded("typing", 42, local.bytes(Encoding::Json), Bytes::default(), Audience::default());
         for frame in [&local, &remote] {
             let dating: serde_json::Value =
                 serde_json::from_slice(&frame.bytes(Encoding::Dialect(Dialect::Dating))).unwrap();

@@ -102,7 +102,7 @@ pub fn router(state: SidecarState) -> Router {
     for dialect in &state.config.dialects {
         dialects = dialects.merge(match dialect {
             protocol::dialect::Dialect::Dating => dialects::dating::routes(body_limit, upload_limit),
-            protocol::dialect::Dialect::Simple => Router::new(),
+            protocol::dialect::Dialect::Simple => dialects::simple::routes(body_limit),
         });
     }
     let dialects = dialects

@@ -364,6 +364,63 @@ async fn call_event(client: &mut Client, kind: &str, call_id: &Value) -> Event {
     wait_for(client, Duration::from_secs(5), |event| event.kind == kind && event.data["call_id"] == *call_id).await
 }
 
+/// Seed 000 and seed 001 clients on different gateway nodes of a cluster:
+/// their frames cross Redis in the canonical form and are re-shaped on the
+/// node that holds each client (seed 001's `receiver_id` included).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dialect_clients_on_different_nodes_see_each_other() {
+    let cluster = Cluster::start();
+    let sidecar = cluster.sidecar.base();
+    let post = |path: &str, token: Option<&str>, body: Value| {
+        let mut request = cluster.http.post(format!("{sidecar}{path}")).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    // A dater, registered through /api and logged in through /v1 (one account).
+    let dater = cluster.register("13900000031", "dater").await;
+    let login = post("/v1/auth/login", None, json!({"phone": "13900000031", "password": "password123"})).await;
+    let dater_token = login["data"]["access_token"].as_str().unwrap_or_else(|| panic!("{login}")).to_owned();
+    // A simple-chat user, by email.
+    let body = json!({"username": "chatter", "email": "chatter@example.com", "password": "secret123"});
+    let joined = post("/api/v1/register", None, body).await;
+    let chatter_id = joined["data"]["user_id"].as_str().unwrap_or_else(|| panic!("{joined}")).to_owned();
+    let login = post("/api/v1/login", None, json!({"email": "chatter@example.com", "password": "secret123"})).await;
+    let chatter_token = login["data"]["token"].as_str().unwrap().to_owned();
+
+    let mut dating = crate::dating::Socket::connect(&cluster.first.base(), &dater_token).await;
+    dating.expect("auth_success").await;
+    let mut simple = crate::simple::Socket::connect(&cluster.second.base(), &chatter_token).await;
+    simple.expect("connected").await;
+
+    // Seed 001 → seed 000 across nodes: the private chat is made by the send.
+    let body = json!({"content": "from node 2", "receiver_id": dater.id.to_string()});
+    let sent = post("/api/v1/chat/message", Some(&chatter_token), body).await;
+    let chat: i64 = sent["data"]["chat_id"].as_str().unwrap_or_else(|| panic!("{sent}")).parse().unwrap();
+    let arrived = dating.expect("new_message").await;
+    let data = &arrived["data"];
+    assert_eq!((data["conversation_id"].as_i64(), data["content"].as_str()), (Some(chat), Some("from node 2")));
+
+    // Seed 000 → seed 001 across nodes, with seed 001's receiver_id.
+    let frame = json!({"type": "message", "data": {"conversation_id": chat, "content": "from node 1",
+        "client_message_id": "n1"}, "timestamp": 1});
+    dating.send(frame).await;
+    let pushed = simple.expect_message("from node 1").await;
+    let sender = dater.id.to_string();
+    let names = (pushed["data"]["receiver_id"].as_str(), pushed["data"]["sender_id"].as_str());
+    assert_eq!(names, (Some(chatter_id.as_str()), Some(sender.as_str())));
+
+    // Typing and read across nodes, each in its own shape.
+    simple.send(json!({"type": "typing", "data": {"chat_id": chat.to_string()}})).await;
+    assert_eq!(dating.expect("user_typing").await["data"]["conversation_id"], chat);
+    let first = data["message_id"].as_i64().unwrap();
+    let read =
+        json!({"type": "read", "data": {"conversation_id": chat, "last_read_message_id": first}, "timestamp": 1});
+    dating.send(read).await;
+    assert_eq!(simple.expect("read").await["data"]["message_id"], first.to_string());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_connect_across_nodes() {
     let mut cluster = Cluster::start();

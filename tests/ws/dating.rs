@@ -249,8 +249,50 @@ async fn matched(server: &Server) -> (Dater, Dater, i64) {
     (her, him, conversation)
 }
 
+/// Her, him, the conversation their match opened, and each one's socket.
+struct Scene {
+    server: Server,
+    her: Dater,
+    him: Dater,
+    conversation: i64,
+    hers: Socket,
+    his: Socket,
+}
+
+impl Scene {
+    async fn start() -> Self {
+        let server = harness::start().await;
+        let (her, him, conversation) = matched(&server).await;
+        let mut hers = Socket::connect(&server.base, &her.token).await;
+        hers.expect("auth_success").await;
+        let mut his = Socket::connect(&server.base, &him.token).await;
+        his.expect("auth_success").await;
+        Self { server, her, him, conversation, hers, his }
+    }
+
+    fn messages(&self) -> String {
+        format!("/conversations/{}/messages", self.conversation)
+    }
+
+    /// Sends over REST as `who`; answers the message.
+    async fn send(&self, who: &Dater, body: Value) -> Value {
+        let sent = call(&self.server, Method::POST, &self.messages(), Some(&who.token), Some(body)).await;
+        assert_eq!(sent.body["code"], 200, "{}", sent.body);
+        sent.body["data"].clone()
+    }
+}
+
+/// 5.4: an upload of `file` as `kind`.
+async fn upload(server: &Server, token: &str, kind: &str) -> Value {
+    let form = reqwest::multipart::Form::new()
+        .part("file", reqwest::multipart::Part::bytes(PNG_4X3.to_vec()).file_name("photo.png"))
+        .text("type", kind.to_owned());
+    let request = server.http.post(format!("{}/v1/messages/upload", server.base)).bearer_auth(token).multipart(form);
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 #[tokio::test]
-async fn section_five_and_seven_messaging_works_live_and_in_history() {
+async fn section_seven_frames_and_section_five_sends_flow_live() {
     let server = harness::start().await;
     let (her, him, conversation) = matched(&server).await;
 
@@ -311,21 +353,33 @@ async fn section_five_and_seven_messaging_works_live_and_in_history() {
     assert_eq!(hers.expect("new_message").await["data"]["message_id"], second["message_id"]);
     hers.quiet("new_message", Duration::from_millis(300)).await;
 
+    // 5.5: his read reaches her as `message_status` read.
+    let read = call(
+        &server,
+        Method::PUT,
+        &format!("/conversations/{conversation}/read"),
+        Some(&him.token),
+        Some(json!({"last_read_message_id": first_id})),
+    )
+    .await;
+    assert_eq!(read.body["code"], 200, "{}", read.body);
+    let status = hers.expect("message_status").await;
+    assert_eq!((status["data"]["status"].as_str(), status["data"]["user_id"].as_i64()), (Some("read"), Some(him.id)));
+}
+
+#[tokio::test]
+async fn section_five_media_conversations_history_and_recall() {
+    let Scene { server, her, him, conversation, mut hers, mut his } = Scene::start().await;
+    let scene_path = format!("/conversations/{conversation}/messages");
+    let path = scene_path.as_str();
+    let first = call(&server, Method::POST, path, Some(&her.token), Some(json!({"content": "你好！"}))).await;
+    let first_id = first.body["data"]["message_id"].as_i64().unwrap();
+    let sent =
+        call(&server, Method::POST, path, Some(&him.token), Some(json!({"content": "周末有空一起吃饭吗？"}))).await;
+    let second = sent.body["data"].clone();
+
     // 5.4 then 5.3 with media: the size comes from the file.
-    let form = reqwest::multipart::Form::new()
-        .part("file", reqwest::multipart::Part::bytes(PNG_4X3.to_vec()).file_name("photo.png"))
-        .text("type", "image");
-    let upload: Value = server
-        .http
-        .post(format!("{}/v1/messages/upload", server.base))
-        .bearer_auth(&her.token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let upload = upload(&server, &her.token, "image").await;
     assert_eq!(upload["code"], 200, "{upload}");
     let media = &upload["data"];
     assert_eq!(
@@ -333,7 +387,7 @@ async fn section_five_and_seven_messaging_works_live_and_in_history() {
         (Some(4), Some(3), Some(73))
     );
     let image = json!({"type": "image", "media_url": media["url"], "width": 4, "height": 3, "client_message_id": "client_msg_003"});
-    let sent = call(&server, Method::POST, &path, Some(&her.token), Some(image)).await;
+    let sent = call(&server, Method::POST, path, Some(&her.token), Some(image)).await;
     assert_eq!(sent.body["data"]["media_url"], media["url"], "{}", sent.body);
     let pushed = his.expect_message(&sent.body["data"]["message_id"]).await;
     assert_eq!((pushed["data"]["width"].as_u64(), pushed["data"]["height"].as_u64()), (Some(4), Some(3)));
@@ -348,7 +402,7 @@ async fn section_five_and_seven_messaging_works_live_and_in_history() {
     )
     .await;
     assert_eq!(read.body["code"], 200, "{}", read.body);
-    let status = hers.expect("message_status").await;
+    let status = hers.expect_status("read").await;
     assert_eq!((status["data"]["status"].as_str(), status["data"]["user_id"].as_i64()), (Some("read"), Some(him.id)));
 
     // 5.1: the conversation with the peer's real presence and unread counts.
@@ -377,7 +431,7 @@ async fn section_five_and_seven_messaging_works_live_and_in_history() {
         (items[0]["message_id"].as_i64(), items[0]["status"].as_str()),
         (second["message_id"].as_i64(), Some("delivered"))
     );
-    let history = call(&server, Method::GET, &path, Some(&her.token), None).await;
+    let history = call(&server, Method::GET, path, Some(&her.token), None).await;
     let items = history.body["data"]["items"].as_array().unwrap();
     assert_eq!(
         (items[0]["status"].as_str(), items[0]["is_me"].as_bool()),
@@ -396,43 +450,44 @@ async fn section_five_and_seven_messaging_works_live_and_in_history() {
         let status = socket.expect_status("recalled").await;
         assert_eq!(status["data"]["message_id"], third);
     }
-    let history = call(&server, Method::GET, &path, Some(&him.token), None).await;
-    let last = &history.body["data"]["items"][2];
-    assert_eq!((last["is_recalled"].as_bool(), last["content"].as_str()), (Some(true), Some("")), "{last}");
-    assert!(last.get("media_url").is_none(), "a recalled message keeps no media");
+    let history = call(&server, Method::GET, path, Some(&him.token), None).await;
+    let recalled_item = &history.body["data"]["items"][2];
+    assert_eq!(
+        (recalled_item["is_recalled"].as_bool(), recalled_item["content"].as_str()),
+        (Some(true), Some("")),
+        "{recalled_item}"
+    );
+    assert!(recalled_item.get("media_url").is_none(), "a recalled message keeps no media");
+}
 
+#[tokio::test]
+async fn section_five_and_seven_refuse_bad_input_with_their_codes() {
+    let scene = Scene::start().await;
+    let Scene { server, her, conversation, .. } = &scene;
+    let mut hers = Socket::connect(&server.base, &her.token).await;
+    hers.expect("auth_success").await;
+    let path = scene.messages();
+    let third = scene.send(her, json!({"content": "mine"})).await["message_id"].as_i64().unwrap();
+    let not_his = call(server, Method::PUT, &format!("/messages/{third}/recall"), Some(&scene.him.token), None).await;
+    assert_eq!((not_his.status, not_his.body["code"].as_u64()), (403, Some(40301)), "{}", not_his.body);
     // Bad input on each messaging endpoint.
-    let outsider = register(&server, "13800138003").await;
-    let peek = call(&server, Method::GET, &path, Some(&outsider.token), None).await;
+    let outsider = register(server, "13800138003").await;
+    let peek = call(server, Method::GET, &path, Some(&outsider.token), None).await;
     assert_eq!((peek.status, peek.body["code"].as_u64()), (403, Some(40301)), "{}", peek.body);
-    let nan = call(&server, Method::GET, "/conversations/abc/messages", Some(&her.token), None).await;
+    let nan = call(server, Method::GET, "/conversations/abc/messages", Some(&her.token), None).await;
     assert_eq!(nan.body["code"], 40001, "{}", nan.body);
-    let empty =
-        call(&server, Method::POST, &path, Some(&her.token), Some(json!({"type": "text", "content": ""}))).await;
+    let empty = call(server, Method::POST, &path, Some(&her.token), Some(json!({"type": "text", "content": ""}))).await;
     assert_eq!(empty.body["code"], 40001, "{}", empty.body);
     let unknown =
-        call(&server, Method::POST, &path, Some(&her.token), Some(json!({"type": "hologram", "content": "x"}))).await;
+        call(server, Method::POST, &path, Some(&her.token), Some(json!({"type": "hologram", "content": "x"}))).await;
     assert_eq!(unknown.body["code"], 40001, "{}", unknown.body);
     let no_marker =
-        call(&server, Method::PUT, &format!("/conversations/{conversation}/read"), Some(&her.token), Some(json!({})))
+        call(server, Method::PUT, &format!("/conversations/{conversation}/read"), Some(&her.token), Some(json!({})))
             .await;
     assert_eq!(no_marker.body["code"], 40002, "{}", no_marker.body);
-    let gone = call(&server, Method::PUT, "/messages/999999/recall", Some(&her.token), None).await;
+    let gone = call(server, Method::PUT, "/messages/999999/recall", Some(&her.token), None).await;
     assert_eq!((gone.status, gone.body["code"].as_u64()), (404, Some(40401)), "{}", gone.body);
-    let form = reqwest::multipart::Form::new()
-        .part("file", reqwest::multipart::Part::bytes(PNG_4X3.to_vec()).file_name("photo.png"))
-        .text("type", "document");
-    let refused: Value = server
-        .http
-        .post(format!("{}/v1/messages/upload", server.base))
-        .bearer_auth(&her.token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let refused = upload(server, &her.token, "document").await;
     assert_eq!(refused["code"], 40001, "only image, voice and video: {refused}");
 
     // Bad frames: an error frame with 1.3's codes, and the connection stays.

@@ -12,3 +12,4 @@ mod harness;
 mod load;
 mod parity;
 mod realtime;
+mod simple;

@@ -50,9 +50,10 @@ pub fn error_code(code: ErrorCode) -> (u32, u16) {
 
 /// Section 1.2's error body for a canonical error: `{code, message, data,
 /// timestamp, request_id}`, with field errors in `data.errors`.
-pub fn error_body(code: ErrorCode, detail: &str, errors: Vec<Value>, request_id: &str) -> (u16, Value) {
+pub fn error_body(code: ErrorCode, detail: &str, errors: &[Value], request_id: &str) -> (u16, Value) {
     let (ours, status) = error_code(code);
     let data = if errors.is_empty() { Value::Null } else { json!({ "errors": errors }) };
+
     let body = json!({
         "code": ours,
         "message": detail,
@@ -171,11 +172,11 @@ pub fn decode(bytes: &[u8]) -> Result<ClientFrame, FrameError> {
             // `{"type":"auth","data":{"token":...}}`, or the token beside the type.
             let data = super::data_of(&mut value);
             let token = data.get("token").or_else(|| value.get("token")).cloned().unwrap_or(Value::Null);
-            let auth: Auth = super::typed(json!({ "token": token }), &id, kinds::AUTH)?;
+            let auth: Auth = super::typed(json!({ "token": token }), id.as_ref(), kinds::AUTH)?;
             ClientCommand::Auth(auth)
         }
         MESSAGE => {
-            let data: MessageData = super::typed(super::data_of(&mut value), &id, kinds::MESSAGE_SEND)?;
+            let data: MessageData = super::typed(super::data_of(&mut value), id.as_ref(), kinds::MESSAGE_SEND)?;
             let media = Media {
                 url: data.media_url,
                 thumbnail: data.thumbnail,
@@ -188,11 +189,11 @@ pub fn decode(bytes: &[u8]) -> Result<ClientFrame, FrameError> {
             ClientCommand::Send(Box::new(command))
         }
         TYPING => {
-            let data: TypingData = super::typed(super::data_of(&mut value), &id, kinds::TYPING)?;
+            let data: TypingData = super::typed(super::data_of(&mut value), id.as_ref(), kinds::TYPING)?;
             ClientCommand::Typing(Typing { chat_id: data.conversation_id, is_typing: data.is_typing })
         }
         READ => {
-            let data: ReadData = super::typed(super::data_of(&mut value), &id, kinds::MESSAGE_READ)?;
+            let data: ReadData = super::typed(super::data_of(&mut value), id.as_ref(), kinds::MESSAGE_READ)?;
             ClientCommand::Read(Read { chat_id: data.conversation_id, message_id: data.last_read_message_id })
         }
         _ => return Err(FrameError::Unknown { id, kind }),

@@ -125,7 +125,7 @@ pub struct Audience {
 
 /// The `data` of a client frame, or `{}` when it has none.
 fn data_of(value: &mut serde_json::Value) -> serde_json::Value {
-    value.get_mut("data").map(serde_json::Value::take).unwrap_or_else(|| serde_json::json!({}))
+    value.get_mut("data").map_or_else(|| serde_json::json!({}), serde_json::Value::take)
 }
 
 /// A frame's `type` and optional `id`, read before its data.
@@ -148,11 +148,11 @@ fn header(bytes: &[u8]) -> Result<(serde_json::Value, String, Option<String>), F
 /// Decodes `data` as `T`, or says which command's data was wrong.
 fn typed<T: serde::de::DeserializeOwned>(
     data: serde_json::Value,
-    id: &Option<String>,
+    id: Option<&String>,
     kind: &'static str,
 ) -> Result<T, FrameError> {
     serde_json::from_value(data).map_err(|error| FrameError::Invalid {
-        id: id.clone(),
+        id: id.cloned(),
         kind,
         detail: error.to_string(),
     })

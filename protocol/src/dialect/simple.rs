@@ -98,7 +98,7 @@ pub fn decode(bytes: &[u8]) -> Result<ClientFrame, FrameError> {
     let command = match kind.as_str() {
         PING => ClientCommand::Ping,
         TYPING => {
-            let data: TypingData = super::typed(super::data_of(&mut value), &id, kinds::TYPING)?;
+            let data: TypingData = super::typed(super::data_of(&mut value), id.as_ref(), kinds::TYPING)?;
             let Some(WireId(chat_id)) = data.chat_id.or(data.group_id) else {
                 let detail = "typing needs chat_id or group_id".to_owned();
                 return Err(FrameError::Invalid { id, kind: kinds::TYPING, detail });
@@ -106,7 +106,7 @@ pub fn decode(bytes: &[u8]) -> Result<ClientFrame, FrameError> {
             ClientCommand::Typing(Typing { chat_id, is_typing: data.is_typing })
         }
         READ => {
-            let data: ReadData = super::typed(super::data_of(&mut value), &id, kinds::MESSAGE_READ)?;
+            let data: ReadData = super::typed(super::data_of(&mut value), id.as_ref(), kinds::MESSAGE_READ)?;
             ClientCommand::Read(Read { chat_id: data.chat_id.0, message_id: data.message_id.0 })
         }
         _ => return Err(FrameError::Unknown { id, kind }),

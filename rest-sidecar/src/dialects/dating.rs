@@ -38,7 +38,7 @@ impl Shape for Dating {
         } else {
             Vec::new()
         };
-        let (status, mut body) = dating::error_body(code, &detail, errors, &super::request_id());
+        let (status, mut body) = dating::error_body(code, &detail, &errors, &super::request_id());
         if code == ErrorCode::BadRequest && super::is_missing(&detail) {
             body["code"] = dating::MISSING_PARAMETER.into();
         }

@@ -8,6 +8,7 @@
 //! the dialect's [`Shape`] turns it into its own body and status.
 
 pub(crate) mod dating;
+pub(crate) mod simple;
 
 use std::marker::PhantomData;
 

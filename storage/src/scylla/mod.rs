@@ -134,14 +134,18 @@ pub async fn migrate(session: &Session, config: &ScyllaConfig) -> Result<usize, 
             continue;
         }
         for statement in statements(cql) {
-            match session.query_unpaged(statement.as_str(), &[]).await {
-                Ok(_) => {}
-                // An `ALTER TABLE ... ADD` of a migration interrupted after it ran.
-                Err(error) if is_added_already(&statement, &error.to_string()) => {
-                    tracing::info!(%statement, "column already added");
-                }
-                Err(error) => return Err(failed(&format!("migration {version} ({name})"))(&error)),
+            // CQL has no `ADD IF NOT EXISTS` everywhere: a column that is
+            // there already (a fresh keyspace made by 001 has every column;
+            // a migration may have stopped half-way) is not added again.
+            if let Some((table, column)) = added_column(&statement)
+                && has_column(session, &config.keyspace, table, column).await?
+            {
+                continue;
             }
+            session
+                .query_unpaged(statement.as_str(), &[])
+                .await
+                .map_err(|error| failed(&format!("migration {version} ({name})"))(&error))?;
         }
         let record = "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)";
         session
@@ -154,14 +158,31 @@ pub async fn migrate(session: &Session, config: &ScyllaConfig) -> Result<usize, 
     Ok(applied)
 }
 
-/// Whether `error` says that the column an `ALTER TABLE ... ADD` adds is
-/// there already (Cassandra: "already exists"; ScyllaDB: "conflicts with an
-/// existing column"): CQL has no `ADD IF NOT EXISTS` everywhere.
-fn is_added_already(statement: &str, error: &str) -> bool {
-    let statement = statement.to_ascii_uppercase();
-    statement.starts_with("ALTER TABLE")
-        && statement.contains(" ADD ")
-        && (error.contains("already exist") || error.contains("conflicts with an existing column"))
+/// The table and column of an `ALTER TABLE <table> ADD <column> <type>`.
+fn added_column(statement: &str) -> Option<(&str, &str)> {
+    let words: Vec<&str> = statement.split_whitespace().collect();
+    match words.as_slice() {
+        [alter, kind, table, add, column, ..]
+            if alter.eq_ignore_ascii_case("ALTER")
+                && kind.eq_ignore_ascii_case("TABLE")
+                && add.eq_ignore_ascii_case("ADD") =>
+        {
+            Some((table, column))
+        }
+        _ => None,
+    }
+}
+
+/// Whether `table` of `keyspace` has `column`, by the schema tables.
+async fn has_column(session: &Session, keyspace: &str, table: &str, column: &str) -> Result<bool, StoreError> {
+    let probe = "SELECT column_name FROM system_schema.columns \
+                 WHERE keyspace_name = ? AND table_name = ? AND column_name = ?";
+    let result = session
+        .query_unpaged(probe, (keyspace, table, column))
+        .await
+        .map_err(|error| failed("reading system_schema.columns")(&error))?;
+    let rows = result.into_rows_result().map_err(|error| failed("reading system_schema.columns")(&error))?;
+    Ok(rows.rows_num() > 0)
 }
 
 /// Whether the cluster knows keyspace tablets: a ScyllaDB recent enough to
