@@ -141,3 +141,40 @@ async fn counter_seqs_are_seeded_repaired_and_never_overwrite() {
         "nothing was overwritten"
     );
 }
+
+/// A keyspace made before migrations 2 and 3 (no `media`, no `email`)
+/// gains their columns through the `ALTER TABLE`s; running them again
+/// changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a server: see this test file's header"]
+async fn an_earlier_keyspace_gains_the_columns_later_migrations_add() {
+    let Some((store, keyspace)) = fresh().await else {
+        panic!("this case needs a server, and none is configured");
+    };
+    store.shutdown().await.unwrap();
+    let config = keyspace.0.clone();
+    let session = connect(&config).await.unwrap();
+    session.use_keyspace(&config.keyspace, false).await.unwrap();
+    // Back to the schema of version 1.
+    for undo in [
+        "ALTER TABLE messages DROP media",
+        "ALTER TABLE scheduled_by_id DROP media",
+        "ALTER TABLE users DROP email",
+        "DROP TABLE users_by_email",
+        "DELETE FROM schema_migrations WHERE version IN (2, 3)",
+    ] {
+        session.query_unpaged(undo, &[]).await.unwrap_or_else(|error| panic!("{undo}: {error}"));
+    }
+    assert_eq!(storage::scylla::migrate(&session, &config).await.unwrap(), 2, "migrations 2 and 3 ran");
+    assert_eq!(storage::scylla::migrate(&session, &config).await.unwrap(), 0, "and are recorded");
+    let store = ScyllaStore::open(&config).await.unwrap();
+    let by_email = NewUser { email: Some("Ann@Example.com".into()), created_at: now_millis(), ..NewUser::default() };
+    let ann = store.create_user(by_email).await.unwrap();
+    assert_eq!(store.user_by_email("ann@example.com").await.unwrap().map(|user| user.id), Some(ann.id));
+    let chat = store.create_chat(NewChat::group(ann.id, "g", vec![], now_millis())).await.unwrap().0.id;
+    let mut new = NewMessage::text(chat, ann.id, "a photo", now_millis());
+    new.media = r#"{"width":4,"height":3}"#.into();
+    let sent = store.append_message(new).await.unwrap().into_message();
+    assert_eq!(store.message(sent.id).await.unwrap().unwrap().media, r#"{"width":4,"height":3}"#);
+    store.shutdown().await.unwrap();
+}
