@@ -58,6 +58,8 @@ pub struct Args {
 #[serde(rename_all = "lowercase")]
 pub enum System {
     Switchboard,
+    /// The same engine, spoken to in seed 000's dialect.
+    Dating,
     #[value(name = "socketio")]
     #[serde(rename = "socketio")]
     SocketIo,
@@ -68,6 +70,7 @@ impl System {
     fn name(self) -> &'static str {
         match self {
             Self::Switchboard => "switchboard",
+            Self::Dating => "switchboard-dating",
             Self::SocketIo => "socketio",
             Self::Ceiling => "ceiling",
         }
@@ -76,6 +79,7 @@ impl System {
     fn dialect(self) -> Dialect {
         match self {
             Self::Switchboard => Dialect::Switchboard,
+            Self::Dating => Dialect::Dating,
             Self::SocketIo => Dialect::SocketIo,
             Self::Ceiling => Dialect::Ceiling,
         }
@@ -229,7 +233,7 @@ pub async fn start(system: System, switchboard: &Path, secret: &str) -> anyhow::
     let port = free_port()?;
     let url = format!("http://127.0.0.1:{port}");
     let (mut child, data) = match system {
-        System::Switchboard => {
+        System::Switchboard | System::Dating => {
             let data = tempfile::tempdir()?;
             let child = Command::new(switchboard)
                 .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--log-format", "json"])
@@ -363,7 +367,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(args.group_size >= 2 && args.groups >= 1, "groups of at least 2 members");
     std::fs::create_dir_all(&args.out)?;
     let systems = if args.systems.is_empty() {
-        vec![System::Switchboard, System::SocketIo, System::Ceiling]
+        vec![System::Switchboard, System::Dating, System::SocketIo, System::Ceiling]
     } else {
         args.systems.clone()
     };

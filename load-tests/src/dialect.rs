@@ -6,6 +6,7 @@
 
 use std::fmt::Write as _;
 
+use protocol::dialect::dating;
 use protocol::frame::json_kind;
 use protocol::kinds;
 
@@ -23,6 +24,9 @@ pub enum Dialect {
     /// The bare broadcast server of the bench crate: `/ws?room=`, text in,
     /// text out to the rest of the room, `a` back to the sender.
     Ceiling,
+    /// Switchboard's seed 000 (dating app) WebSocket: `/v1?token=`,
+    /// `message` / `message_ack` / `new_message`, against the same engine.
+    Dating,
 }
 
 /// What one inbound frame means to the generator.
@@ -50,6 +54,7 @@ impl Dialect {
             Self::Switchboard => format!("{ws}/ws?token={token}"),
             Self::SocketIo => format!("{ws}/socket.io/?EIO=4&transport=websocket"),
             Self::Ceiling => format!("{ws}/ws?room={chat}"),
+            Self::Dating => format!("{ws}/v1?token={token}"),
         }
     }
 
@@ -58,7 +63,7 @@ impl Dialect {
     pub fn handshake(self, token: &str, chat: i64) -> Vec<String> {
         match self {
             // The server speaks first (`connect`); nothing to send.
-            Self::Switchboard | Self::Ceiling => Vec::new(),
+            Self::Switchboard | Self::Ceiling | Self::Dating => Vec::new(),
             // CONNECT to the main namespace with the token, then join the chat's room.
             Self::SocketIo => {
                 vec![format!(r#"40{{"token":"{token}"}}"#), format!(r#"420["join",{{"chat_id":{chat}}}]"#)]
@@ -69,7 +74,7 @@ impl Dialect {
     /// Frames the server sends before the first handshake step (Switchboard's
     /// `connect` event, Engine.IO's OPEN packet).
     pub fn greets(self) -> bool {
-        matches!(self, Self::Switchboard | Self::SocketIo)
+        matches!(self, Self::Switchboard | Self::SocketIo | Self::Dating)
     }
 
     /// Whether `frame` answers handshake step `step` (0-based), or is the
@@ -77,6 +82,7 @@ impl Dialect {
     pub fn handshake_done(self, step: Option<usize>, frame: &str) -> bool {
         match (self, step) {
             (Self::Switchboard, None) => json_kind(frame) == Some(kinds::CONNECT),
+            (Self::Dating, None) => json_kind(frame) == Some(dating::AUTH_SUCCESS),
             (Self::SocketIo, None) => frame.starts_with("0{"),
             (Self::SocketIo, Some(0)) => frame.starts_with("40{"),
             (Self::SocketIo, Some(1)) => frame.starts_with("430[") && !frame.contains("error"),
@@ -100,6 +106,11 @@ impl Dialect {
                 r#"42{n}["message.send",{{"chat_id":{chat},"content":"t:{sent_at_micros}:{sender}","client_message_id":"{sender}-{run}-{n}"}}]"#
             ),
             Self::Ceiling => write!(frame, r#"{{"content":"t:{sent_at_micros}:{sender}"}}"#),
+            Self::Dating => write!(
+                frame,
+                r#"{{"type":"message","id":"{n}","data":{{"conversation_id":{chat},"content":"t:{sent_at_micros}:{sender}","client_message_id":"{sender}-{run}-{n}"}},"timestamp":{}}}"#,
+                sent_at_micros / 1000
+            ),
         };
         frame
     }
@@ -137,6 +148,13 @@ impl Dialect {
                     delivery(frame, me)
                 }
             }
+            // Dialect frames are written `type` first too.
+            Self::Dating => match json_kind(frame) {
+                Some(dating::NEW_MESSAGE) => delivery(frame, me),
+                Some(dating::MESSAGE_ACK) => Inbound::Ack,
+                Some(dating::ERROR) => Inbound::Error,
+                _ => Inbound::Other,
+            },
         }
     }
 }
@@ -192,6 +210,21 @@ mod tests {
         assert!(d.handshake_done(Some(0), r#"40{"sid":"y"}"#));
         assert!(d.handshake_done(Some(1), r#"430[{"ok":true}]"#));
         assert!(!d.handshake_done(Some(1), r#"430[{"error":"bad chat"}]"#));
+    }
+
+    #[test]
+    fn dating_frames() {
+        let d = Dialect::Dating;
+        let sent: serde_json::Value = serde_json::from_str(&d.send_frame(7, 3, 9, 1, 42_000)).unwrap();
+        assert_eq!((sent["type"].as_str(), sent["data"]["conversation_id"].as_i64()), (Some("message"), Some(7)));
+        assert_eq!(sent["data"]["content"], "t:42000:3");
+        let new = r#"{"type":"new_message","data":{"message_id":1,"content":"t:42:3","sender_id":3},"timestamp":1}"#;
+        assert_eq!(d.classify(new, 4), Inbound::Delivery { sent_at_micros: 42 });
+        assert_eq!(d.classify(new, 3), Inbound::Echo);
+        assert_eq!(d.classify(r#"{"type":"message_ack","data":{"content":"t:42:3"}}"#, 3), Inbound::Ack);
+        assert_eq!(d.classify(r#"{"type":"error","data":{"code":40001}}"#, 3), Inbound::Error);
+        assert!(d.handshake_done(None, r#"{"type":"auth_success","data":{"user_id":3}}"#));
+        assert_eq!(d.ws_url("http://h:1", "tok", 7), "ws://h:1/v1?token=tok");
     }
 
     #[test]

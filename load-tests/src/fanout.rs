@@ -57,13 +57,16 @@ pub async fn connections(common: &Common, args: &Args) -> anyhow::Result<Vec<Con
     let count = args.group_size * args.groups;
     let http = reqwest::Client::new();
     let users: Vec<User> = match args.dialect {
-        Dialect::Switchboard => api::users(&http, &common.url, 17_000_000_000, count).await?,
+        // One account base: a dating client uses a token of /api.
+        Dialect::Switchboard | Dialect::Dating => api::users(&http, &common.url, 17_000_000_000, count).await?,
         Dialect::SocketIo | Dialect::Ceiling => api::signed_users(&args.socketio_secret, count),
     };
     let mut connections = Vec::with_capacity(count);
     for (index, group) in users.chunks(args.group_size).enumerate() {
         let chat = match args.dialect {
-            Dialect::Switchboard => api::group_chat(&http, &common.url, &group[0], &group[1..]).await?,
+            Dialect::Switchboard | Dialect::Dating => {
+                api::group_chat(&http, &common.url, &group[0], &group[1..]).await?
+            }
             Dialect::SocketIo | Dialect::Ceiling => index as i64 + 1,
         };
         for (member, user) in group.iter().enumerate() {

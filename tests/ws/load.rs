@@ -44,6 +44,20 @@ async fn fanout_delivers_every_message_to_every_other_member() {
     assert!(!measured.timeline.is_empty());
 }
 
+/// The same scenario in seed 000's dialect (`--dialect dating`): every
+/// delivery counted through `/v1`'s frames.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_in_the_dating_dialect_delivers_every_message() {
+    let server = harness::start_with(|config| config.commands_per_second = 1_000_000).await;
+    let common = common(&server);
+    let args = fanout::Args { dialect: Dialect::Dating, ..small_closed_loop() };
+    let connections = fanout::connections(&common, &args).await.unwrap();
+    let measured = fanout::measure(&common, &args, connections).await.unwrap();
+    assert_eq!((measured.errors, measured.disconnects, measured.failed_connections), (0, 0, 0));
+    assert!(measured.acked > 0 && measured.acked == measured.sent, "{measured:?}");
+    assert_eq!(measured.delivered, measured.acked * 3, "{measured:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_loop_rate_is_kept_and_reported() {
     let server = harness::start().await;
