@@ -8,7 +8,7 @@ use protocol::ErrorCode;
 use protocol::time::now_millis;
 use service::auth::{IssuedTokens, RefreshError};
 use service::validate;
-use storage::model::{NewUser, User};
+use storage::model::{DeviceSeen, NewUser, User};
 
 use crate::extract::ClientAddr;
 use crate::rate_limit::Class;
@@ -156,12 +156,32 @@ pub(crate) async fn issue(state: &SidecarState, user: &User) -> Result<IssuedTok
     Ok(state.tokens.issue(user.id).await?)
 }
 
-/// Rotates a refresh token.
-pub(crate) async fn refresh(state: &SidecarState, refresh_token: &str) -> Result<IssuedTokens, ApiFailure> {
-    let (_, tokens) = state.tokens.refresh(refresh_token).await.map_err(|error| match error {
+/// Rotates a refresh token; answers whose it is and the new pair.
+pub(crate) async fn refresh(state: &SidecarState, refresh_token: &str) -> Result<(i64, IssuedTokens), ApiFailure> {
+    state.tokens.refresh(refresh_token).await.map_err(|error| match error {
         RefreshError::Expired => ApiFailure::new(ErrorCode::TokenExpired, "refresh token expired"),
         RefreshError::Invalid => ApiFailure::new(ErrorCode::TokenInvalid, "refresh token invalid"),
         RefreshError::Store(store) => store.into(),
-    })?;
-    Ok(tokens)
+    })
+}
+
+/// Records the device a session was opened or renewed from; answers
+/// whether it is new to the user. Ids and platforms are short printable
+/// names, refused otherwise.
+pub(crate) async fn record_device(
+    state: &SidecarState,
+    user_id: i64,
+    device_id: &str,
+    platform: &str,
+) -> Result<bool, ApiFailure> {
+    let printable = |text: &str, max: usize| text.chars().count() <= max && !text.chars().any(char::is_control);
+    if device_id.is_empty() || !printable(device_id, 128) {
+        return Err(ApiFailure::bad_request("device_id must be 1 to 128 printable characters"));
+    }
+    if !printable(platform, 32) {
+        return Err(ApiFailure::bad_request("platform must be at most 32 printable characters"));
+    }
+    let device =
+        DeviceSeen { user_id, device_id: device_id.to_owned(), platform: platform.to_owned(), at: now_millis() };
+    Ok(state.store.record_device(device).await?)
 }

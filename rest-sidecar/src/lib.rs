@@ -6,7 +6,6 @@
 //! stops accepting and lets in-flight requests finish.
 
 mod accounts;
-mod devices;
 mod dialects;
 mod error;
 mod extract;

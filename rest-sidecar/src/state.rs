@@ -91,8 +91,6 @@ pub struct SidecarState {
     /// Cluster mode's Redis (health checks it); `None` on the embedded default.
     pub(crate) redis: Option<RedisConnection>,
     pub(crate) started: Instant,
-    /// Devices users logged in from (seed 000's `is_new_device`).
-    pub(crate) devices: crate::devices::KnownDevices,
 }
 
 impl std::fmt::Debug for SidecarState {
@@ -129,7 +127,6 @@ impl SidecarState {
             config: Arc::new(config),
             redis: None,
             started: Instant::now(),
-            devices: crate::devices::KnownDevices::default(),
         }
     }
 

@@ -19,8 +19,8 @@ use std::collections::BTreeSet;
 use protocol::time::now_millis;
 
 use crate::model::{
-    Appended, ChatKind, ContactUpdate, Cursor, FileKind, MemberRole, MessageKind, MessageQuery, NewChat, NewFile,
-    NewMessage, NewNotification, NewUser, RefreshRotation, RefreshToken, UserUpdate,
+    Appended, ChatKind, ContactUpdate, Cursor, DeviceSeen, FileKind, MemberRole, MessageKind, MessageQuery, NewChat,
+    NewFile, NewMessage, NewNotification, NewUser, RefreshRotation, RefreshToken, UserUpdate,
 };
 use crate::{Store, StoreError};
 
@@ -57,6 +57,7 @@ macro_rules! conformance_suite {
         $crate::conformance_suite!(@cases $mode $make;
             users_register_update_and_lookup,
             emails_are_unique_and_case_insensitive,
+            devices_are_new_once_per_user,
             refresh_tokens_rotate_and_detect_reuse,
             contacts_add_update_block_delete,
             send_context_reads_what_a_send_needs,
@@ -177,6 +178,23 @@ pub async fn users_register_update_and_lookup<S: Store>(store: &S) {
     store.set_last_seen(alice.id, now + 10).await.unwrap();
     store.set_last_seen(alice.id, now + 1).await.unwrap();
     assert_eq!(store.user(alice.id).await.unwrap().unwrap().last_seen, Some(now + 10));
+}
+
+pub async fn devices_are_new_once_per_user<S: Store>(store: &S) {
+    let ann = user(store, "13800000001").await;
+    let bob = user(store, "13800000002").await;
+    let seen = |user_id: i64, device: &str, platform: &str, at: i64| DeviceSeen {
+        user_id,
+        device_id: device.into(),
+        platform: platform.into(),
+        at,
+    };
+    assert!(store.record_device(seen(ann, "phone-1", "ios", 10)).await.unwrap(), "first sighting");
+    assert!(!store.record_device(seen(ann, "phone-1", "", 20)).await.unwrap(), "seen before");
+    assert!(store.record_device(seen(ann, "tablet", "android", 30)).await.unwrap());
+    assert!(store.record_device(seen(bob, "phone-1", "ios", 40)).await.unwrap(), "another user's device is theirs");
+    let ghost = store.record_device(seen(999_999, "x", "web", 50)).await;
+    assert!(matches!(ghost, Err(StoreError::UserNotFound(999_999))), "{ghost:?}");
 }
 
 pub async fn emails_are_unique_and_case_insensitive<S: Store>(store: &S) {

@@ -135,6 +135,17 @@ pub struct UserUpdate {
     pub updated_at: Millis,
 }
 
+/// A device a user signed in from, as a client names it (seed 000's
+/// `X-Device-ID` and `X-Platform`, or `device_info`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceSeen {
+    pub user_id: UserId,
+    pub device_id: String,
+    /// `ios`, `android`, `web`, ... or empty when the client did not say.
+    pub platform: String,
+    pub at: Millis,
+}
+
 /// A refresh token as stored: only its hash, never the token itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshToken {

@@ -2,9 +2,9 @@ use async_trait::async_trait;
 
 use crate::StoreError;
 use crate::model::{
-    Appended, Chat, ChatId, ChatSummary, ChatUpdate, Contact, ContactUpdate, FileId, FileMeta, Member, MemberRole,
-    Message, MessageId, MessageQuery, Millis, NewChat, NewFile, NewMessage, NewNotification, NewUser, Notification,
-    Reaction, RefreshRotation, RefreshToken, SendContext, Seq, User, UserId, UserUpdate,
+    Appended, Chat, ChatId, ChatSummary, ChatUpdate, Contact, ContactUpdate, DeviceSeen, FileId, FileMeta, Member,
+    MemberRole, Message, MessageId, MessageQuery, Millis, NewChat, NewFile, NewMessage, NewNotification, NewUser,
+    Notification, Reaction, RefreshRotation, RefreshToken, SendContext, Seq, User, UserId, UserUpdate,
 };
 
 /// The result type of every store operation.
@@ -28,6 +28,10 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn set_last_seen(&self, id: UserId, at: Millis) -> StoreResult<()>;
     async fn password_hash(&self, id: UserId) -> StoreResult<Option<String>>;
     async fn set_password_hash(&self, id: UserId, hash: String, at: Millis) -> StoreResult<()>;
+    /// Records that the user signed in from `device` (its platform and
+    /// time kept up to date); answers whether the device is new to them.
+    async fn record_device(&self, device: DeviceSeen) -> StoreResult<bool>;
+
     // ---- refresh tokens ----
 
     async fn insert_refresh_token(&self, token: RefreshToken) -> StoreResult<()>;

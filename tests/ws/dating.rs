@@ -190,6 +190,12 @@ async fn section_two_auth_works_as_written_and_refuses_bad_input_with_its_codes(
     )
     .await;
     assert_eq!((taken.status, taken.body["code"].as_u64()), (409, Some(40901)), "{}", taken.body);
+    // 2.1 twice within send_interval: 42901.
+    let code = json!({"phone": "13700137000", "type": "login"});
+    let first = call(&server, Method::POST, "/auth/sms-code/send", None, Some(code.clone())).await;
+    assert_eq!(first.body["code"], 200, "{}", first.body);
+    let soon = call(&server, Method::POST, "/auth/sms-code/send", None, Some(code)).await;
+    assert_eq!((soon.status, soon.body["code"].as_u64()), (429, Some(42901)), "{}", soon.body);
     // 2.2 without the code: a missing parameter.
     let no_code = json!({"phone": "13900139000", "password": "Abc123!@#"});
     let refused = call(&server, Method::POST, "/auth/register", None, Some(no_code)).await;
@@ -213,6 +219,20 @@ async fn section_two_auth_works_as_written_and_refuses_bad_input_with_its_codes(
     assert!(data["user"]["nickname"].is_string() && data["user"]["avatar_url"].is_string());
     let again = call(&server, Method::POST, "/auth/login", None, Some(login)).await;
     assert_eq!(again.body["data"]["is_new_device"], false, "the same device again");
+    // Without device_info, X-Device-ID names the device: the one registered from.
+    let plain = json!({"phone": "13800138000", "password": "Abc123!@#"});
+    let by_header = call(&server, Method::POST, "/auth/login", None, Some(plain.clone())).await;
+    assert_eq!(by_header.body["data"]["is_new_device"], false, "{}", by_header.body);
+    let long = server
+        .http
+        .post(format!("{}/v1/auth/login", server.base))
+        .header("X-Device-ID", "d".repeat(200))
+        .json(&plain)
+        .send()
+        .await
+        .unwrap();
+    let long: Value = long.json().await.unwrap();
+    assert_eq!(long["code"], 40001, "{long}");
     let wrong = json!({"phone": "13800138000", "password": "wrong-password"});
     let wrong = call(&server, Method::POST, "/auth/login", None, Some(wrong)).await;
     assert_eq!(wrong.body["code"], 40001, "{}", wrong.body);

@@ -164,8 +164,46 @@ async fn session(state: &SidecarState, stored: &StoredUser, is_new_device: Optio
     Ok(data)
 }
 
+/// Section 1.1's `X-Device-ID` and `X-Platform`, recorded with the
+/// sessions they open or renew.
+#[derive(Debug, Default)]
+struct DeviceHeaders {
+    device_id: Option<String>,
+    platform: Option<String>,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for DeviceHeaders {
+    type Rejection = Fail;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Fail> {
+        let header = |name: &str| -> Result<Option<String>, Fail> {
+            match parts.headers.get(name) {
+                None => Ok(None),
+                Some(value) => value
+                    .to_str()
+                    .map(|text| Some(text.trim().to_owned()).filter(|text| !text.is_empty()))
+                    .map_err(|_| Fail::new(ErrorCode::BadRequest, format!("{name} must be printable ASCII"))),
+            }
+        };
+        Ok(Self { device_id: header("x-device-id")?, platform: header("x-platform")? })
+    }
+}
+
+/// Records the session's device, if one is named; answers whether it is new.
+async fn note_device(
+    state: &SidecarState,
+    user_id: i64,
+    device_id: Option<&str>,
+    platform: Option<&str>,
+) -> Result<Option<bool>, Fail> {
+    match device_id {
+        Some(device) => Ok(Some(accounts::record_device(state, user_id, device, platform.unwrap_or("")).await?)),
+        None => Ok(None),
+    }
+}
+
 /// `POST /v1/auth/register`: the code is required.
-async fn register(State(state): State<SidecarState>, body: Body<RegisterBody, Dating>) -> Reply {
+async fn register(State(state): State<SidecarState>, device: DeviceHeaders, body: Body<RegisterBody, Dating>) -> Reply {
     let body = body.0;
     let registration = accounts::Registration {
         phone: body.phone,
@@ -176,6 +214,7 @@ async fn register(State(state): State<SidecarState>, body: Body<RegisterBody, Da
         email: None,
     };
     let stored = accounts::register(&state, registration).await?;
+    note_device(&state, stored.id, device.device_id.as_deref(), device.platform.as_deref()).await?;
     ok("注册成功", session(&state, &stored, None).await?)
 }
 
@@ -183,6 +222,8 @@ async fn register(State(state): State<SidecarState>, body: Body<RegisterBody, Da
 struct DeviceInfo {
     #[serde(default)]
     device_id: Option<String>,
+    #[serde(default)]
+    device_type: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -196,15 +237,15 @@ struct LoginBody {
     device_info: Option<DeviceInfo>,
 }
 
-/// `POST /v1/auth/login`.
-async fn login(State(state): State<SidecarState>, body: Body<LoginBody, Dating>) -> Reply {
+/// `POST /v1/auth/login`: `is_new_device` from `device_info.device_id`
+/// (or `X-Device-ID`), kept per user in the store.
+async fn login(State(state): State<SidecarState>, headers: DeviceHeaders, body: Body<LoginBody, Dating>) -> Reply {
     let body = body.0;
     let stored = accounts::login_by_phone(&state, &body.phone, body.password, body.code).await?;
-    let device = body.device_info.and_then(|info| info.device_id).filter(|id| !id.is_empty());
-    let is_new_device = match device {
-        Some(device) => Some(state.devices.remember(stored.id, &device)),
-        None => None,
-    };
+    let info = body.device_info.unwrap_or(DeviceInfo { device_id: None, device_type: None });
+    let device = info.device_id.filter(|id| !id.is_empty()).or(headers.device_id);
+    let platform = headers.platform.or(info.device_type);
+    let is_new_device = note_device(&state, stored.id, device.as_deref(), platform.as_deref()).await?;
     ok("登录成功", session(&state, &stored, is_new_device).await?)
 }
 
@@ -214,8 +255,9 @@ struct RefreshBody {
 }
 
 /// `POST /v1/auth/refresh`.
-async fn refresh(State(state): State<SidecarState>, body: Body<RefreshBody, Dating>) -> Reply {
-    let tokens = accounts::refresh(&state, &body.0.refresh_token).await?;
+async fn refresh(State(state): State<SidecarState>, device: DeviceHeaders, body: Body<RefreshBody, Dating>) -> Reply {
+    let (user_id, tokens) = accounts::refresh(&state, &body.0.refresh_token).await?;
+    note_device(&state, user_id, device.device_id.as_deref(), device.platform.as_deref()).await?;
     let data = json!({
         "access_token": tokens.access_token,
         "refresh_token": tokens.refresh_token,

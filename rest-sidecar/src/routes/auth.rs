@@ -125,7 +125,7 @@ pub(crate) async fn refresh(
     State(state): State<SidecarState>,
     Body(body): Body<RefreshBody>,
 ) -> Result<Json<ApiResponse<Refreshed>>, ApiFailure> {
-    let tokens = accounts::refresh(&state, &body.refresh_token).await?;
+    let (_, tokens) = accounts::refresh(&state, &body.refresh_token).await?;
     let reply = Refreshed {
         access_token: tokens.access_token,
         refresh_token: tokens.refresh_token,

@@ -23,6 +23,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "initial", include_str!("migrations/001_initial.cql")),
     (2, "media", include_str!("migrations/002_media.cql")),
     (3, "email", include_str!("migrations/003_email.cql")),
+    (4, "devices", include_str!("migrations/004_devices.cql")),
 ];
 
 const SCHEMA_MIGRATIONS: &str =

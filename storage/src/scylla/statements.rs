@@ -95,6 +95,11 @@ statements! {
     claim_email: false => "INSERT INTO users_by_email (email, user_id) VALUES (?, ?) IF NOT EXISTS";
     release_email: false => "DELETE FROM users_by_email WHERE email = ? IF user_id = ?";
     user_by_email: true => "SELECT user_id FROM users_by_email WHERE email = ?";
+    claim_device: false => "INSERT INTO user_devices (user_id, device_id, platform, first_seen, last_seen) \
+         VALUES (?, ?, ?, ?, ?) IF NOT EXISTS";
+    touch_device: true => "UPDATE user_devices SET last_seen = ? WHERE user_id = ? AND device_id = ?";
+    touch_device_platform: true =>
+        "UPDATE user_devices SET last_seen = ?, platform = ? WHERE user_id = ? AND device_id = ?";
     claim_phone: false => "INSERT INTO users_by_phone (phone, user_id) VALUES (?, ?) IF NOT EXISTS";
     release_phone: false => "DELETE FROM users_by_phone WHERE phone = ? IF user_id = ?";
     claim_username: false => "INSERT INTO users_by_username (username, user_id) VALUES (?, ?) IF NOT EXISTS";

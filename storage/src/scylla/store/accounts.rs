@@ -4,7 +4,7 @@ use super::{
     AccountStore, Millis, NewUser, RefreshRotation, RefreshToken, SHARDS, ScyllaStore, StoreError, StoreResult,
     TokenRow, User, UserId, UserUpdate, async_trait, shard_of, try_join, try_join_all,
 };
-use crate::model::email_key;
+use crate::model::{DeviceSeen, email_key};
 
 #[async_trait]
 impl AccountStore for ScyllaStore {
@@ -151,6 +151,24 @@ impl AccountStore for ScyllaStore {
         } else {
             Err(StoreError::UserNotFound(id))
         }
+    }
+
+    async fn record_device(&self, device: DeviceSeen) -> StoreResult<bool> {
+        let _open = self.open_guard().await?;
+        if self.load_user(device.user_id).await?.is_none() {
+            return Err(StoreError::UserNotFound(device.user_id));
+        }
+        let DeviceSeen { user_id, device_id, platform, at } = device;
+        let claim = (user_id, device_id.as_str(), platform.as_str(), at, at);
+        if self.applied(&self.st().claim_device, claim).await? {
+            return Ok(true);
+        }
+        if platform.is_empty() {
+            self.run(&self.st().touch_device, (at, user_id, device_id.as_str())).await?;
+        } else {
+            self.run(&self.st().touch_device_platform, (at, platform.as_str(), user_id, device_id.as_str())).await?;
+        }
+        Ok(false)
     }
 
     async fn insert_refresh_token(&self, token: RefreshToken) -> StoreResult<()> {

@@ -5,7 +5,7 @@ use super::{
     StoreResult, USER_COLUMNS, User, UserId, UserUpdate, async_trait, constraint_message, params, rotate, rows,
     user_by,
 };
-use crate::model::email_key;
+use crate::model::{DeviceSeen, email_key};
 
 #[async_trait]
 impl AccountStore for SqliteStore {
@@ -160,6 +160,33 @@ impl AccountStore for SqliteStore {
                 Err(error) if constraint_message(&error).is_some() => Err(StoreError::UserNotFound(id)),
                 other => other.map(drop).map_err(Into::into),
             }
+        })
+        .await
+    }
+
+    async fn record_device(&self, device: DeviceSeen) -> StoreResult<bool> {
+        self.write(move |conn| {
+            let inserted = conn
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO user_devices (user_id, device_id, platform, first_seen, last_seen) \
+                     VALUES (?1, ?2, ?3, ?4, ?4)",
+                )?
+                .execute(params![device.user_id, device.device_id, device.platform, device.at]);
+            let inserted = match inserted {
+                Ok(rows) => rows,
+                Err(error) if constraint_message(&error).is_some() => {
+                    return Err(StoreError::UserNotFound(device.user_id));
+                }
+                Err(error) => return Err(error.into()),
+            };
+            if inserted == 0 {
+                conn.prepare_cached(
+                    "UPDATE user_devices SET last_seen = MAX(last_seen, ?3), \
+                     platform = CASE WHEN ?4 = '' THEN platform ELSE ?4 END WHERE user_id = ?1 AND device_id = ?2",
+                )?
+                .execute(params![device.user_id, device.device_id, device.at, device.platform])?;
+            }
+            Ok(inserted == 1)
         })
         .await
     }
