@@ -33,7 +33,7 @@ pub use auth::TokenService;
 pub use chats::{ChatList, Chats, CreateChat};
 pub use contacts::Contacts;
 pub use error::{ServiceError, ServiceResult};
-pub use messages::{HistoryQuery, MessagePage, Messages, ReadMarker};
+pub use messages::{HistoryQuery, MemberReceipt, MessagePage, MessageReceipts, Messages, ReadMarker};
 pub use pipeline::{SendLimits, SendPipeline, Sent, new_message};
 pub use scheduler::run_scheduler;
 pub use users::{PresenceState, ProfileUpdate, Users};

@@ -5,8 +5,8 @@ use protocol::commands::SendMessage;
 use protocol::time::now_millis;
 use protocol::views::MessageView;
 use storage::model::{
-    ChatId, ChatKind, Cursor, Member, MemberRole, Message, MessageId, MessageKind, MessageQuery, NewMessage, Seq,
-    UserId,
+    ChatId, ChatKind, Cursor, Member, MemberRole, Message, MessageId, MessageKind, MessageQuery, Millis, NewMessage,
+    ReceiptKind, ReceiptMark, Seq, UserId,
 };
 
 use crate::events::{self, Receipt};
@@ -40,6 +40,25 @@ pub struct MessagePage {
     pub messages: Vec<MessageView>,
     /// Whether more messages lie beyond this page in its direction.
     pub has_more: bool,
+}
+
+/// Where one member stands with one message: delivered to one of their
+/// devices, read, and since when (a time is unknown for an advance made
+/// before times were kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberReceipt {
+    pub user_id: UserId,
+    pub delivered: bool,
+    pub delivered_at: Option<Millis>,
+    pub read: bool,
+    pub read_at: Option<Millis>,
+}
+
+/// Every member but its sender who has received or read a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageReceipts {
+    pub message_id: MessageId,
+    pub receipts: Vec<MemberReceipt>,
 }
 
 /// The caller's read marker after a `read`.
@@ -242,7 +261,7 @@ impl Messages {
         if chat_id.is_some_and(|chat_id| chat_id != message.chat_id) {
             return Err(ServiceError::MessageNotFound(message_id));
         }
-        let marker = self.deps.store.mark_read(message.chat_id, caller, message.seq).await?;
+        let marker = self.deps.store.mark_read(message.chat_id, caller, message.seq, now_millis()).await?;
         if marker > member.last_read_seq {
             let event = events::message_status(message.chat_id, message.id, marker, caller, Receipt::Read);
             self.deps.pipeline.publish_to_chat(message.chat_id, event, &[]).await?;
@@ -250,24 +269,74 @@ impl Messages {
         Ok(ReadMarker { chat_id: message.chat_id, last_read_seq: marker })
     }
 
-    /// Tells each message's sender it reached one of the caller's devices.
+    /// Tells each message's sender it reached one of the caller's devices,
+    /// and moves the caller's delivered marker up to the newest of them.
     /// Ids of other chats, unknown ids and the caller's own are skipped.
     pub async fn delivered(&self, caller: UserId, chat_id: ChatId, message_ids: &[MessageId]) -> ServiceResult<()> {
         if message_ids.len() > DELIVERED_MAX {
             return Err(ServiceError::Invalid(format!("at most {DELIVERED_MAX} message_ids at once")));
         }
         crate::chats::membership(&self.deps, chat_id, caller).await?;
+        let mut newest = 0;
         for &id in message_ids {
             let message = self.deps.store.message(id).await?;
             let Some(message) = message.filter(|m| m.chat_id == chat_id && m.sender_id != caller) else {
                 continue;
             };
+            newest = newest.max(message.seq);
             let status = events::message_status(chat_id, id, message.seq, caller, Receipt::Delivered);
             let delivery = router::Delivery::new(vec![message.sender_id], status);
             if let Err(error) = self.deps.router.publish(delivery).await {
                 tracing::warn!(%error, "delivered status not published");
             }
         }
+        if newest > 0 {
+            self.deps.store.mark_delivered(chat_id, caller, newest, now_millis()).await?;
+        }
         Ok(())
     }
+
+    /// Who has received and read each of `messages` (a page of `chat_id`
+    /// the caller may read), and when: derived from the members' receipt
+    /// markers and the advances they made, one store read per page.
+    pub async fn receipts(
+        &self,
+        caller: UserId,
+        chat_id: ChatId,
+        messages: &[MessageView],
+    ) -> ServiceResult<Vec<MessageReceipts>> {
+        let members = self.members_for(caller, chat_id).await?;
+        let (Some(from), Some(to)) =
+            (messages.iter().map(|m| m.seq).filter(|&seq| seq > 0).min(), messages.iter().map(|m| m.seq).max())
+        else {
+            return Ok(Vec::new());
+        };
+        let marks = self.deps.store.receipts(chat_id, from, to).await?;
+        Ok(messages.iter().map(|message| receipts_of(message, &members, &marks)).collect())
+    }
+}
+
+/// The earliest advance of `user`'s `kind` marker that covers `seq`.
+fn earliest(marks: &[ReceiptMark], user: UserId, kind: ReceiptKind, seq: Seq) -> Option<Millis> {
+    marks.iter().filter(|mark| mark.user_id == user && mark.kind == kind && mark.seq >= seq).map(|mark| mark.at).min()
+}
+
+/// One message's receipts: a read implies delivery, and a read marker past
+/// the message counts as read even without a kept advance.
+fn receipts_of(message: &MessageView, members: &[Member], marks: &[ReceiptMark]) -> MessageReceipts {
+    let receipts = members
+        .iter()
+        .filter(|member| member.user_id != message.sender_id && message.seq > 0)
+        .filter_map(|member| {
+            let read_at = earliest(marks, member.user_id, ReceiptKind::Read, message.seq);
+            let read = member.last_read_seq >= message.seq || read_at.is_some();
+            let delivered_at = match (earliest(marks, member.user_id, ReceiptKind::Delivered, message.seq), read_at) {
+                (Some(delivered), Some(read)) => Some(delivered.min(read)),
+                (delivered, read) => delivered.or(read),
+            };
+            let delivered = read || delivered_at.is_some();
+            delivered.then_some(MemberReceipt { user_id: member.user_id, delivered, delivered_at, read, read_at })
+        })
+        .collect();
+    MessageReceipts { message_id: message.id, receipts }
 }

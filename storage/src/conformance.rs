@@ -20,7 +20,7 @@ use protocol::time::now_millis;
 
 use crate::model::{
     Appended, ChatKind, ContactUpdate, Cursor, DeviceSeen, FileKind, MemberRole, MessageKind, MessageQuery, NewChat,
-    NewFile, NewMessage, NewNotification, NewUser, RefreshRotation, RefreshToken, UserUpdate,
+    NewFile, NewMessage, NewNotification, NewUser, ReceiptKind, ReceiptMark, RefreshRotation, RefreshToken, UserUpdate,
 };
 use crate::{Store, StoreError};
 
@@ -72,6 +72,7 @@ macro_rules! conformance_suite {
             ttl_and_scheduled_messages_are_hidden,
             edit_delete_pin_and_react,
             read_markers_and_unread_counts,
+            receipts_date_each_message_from_marker_advances,
             files_share_content,
             notifications_page_and_mark_read,
             scheduled_messages_take_their_seq_when_released,
@@ -792,6 +793,40 @@ pub async fn edit_delete_pin_and_react<S: Store>(store: &S) {
     assert!(store.delete_message(1, at).await.unwrap().is_none());
 }
 
+pub async fn receipts_date_each_message_from_marker_advances<S: Store>(store: &S) {
+    let (alice, bob, carol, dan) =
+        (user(store, "1").await, user(store, "2").await, user(store, "3").await, user(store, "4").await);
+    let chat = group(store, alice, &[bob, carol]).await;
+    for n in 1..=6 {
+        send(store, chat, alice, &format!("m{n}")).await;
+    }
+    assert_eq!(store.mark_read(chat, bob, 3, 100).await.unwrap(), 3);
+    assert_eq!(store.mark_read(chat, bob, 5, 200).await.unwrap(), 5);
+    assert_eq!(store.mark_read(chat, bob, 2, 300).await.unwrap(), 5, "no advance, no row");
+    assert_eq!(store.mark_delivered(chat, carol, 4, 150).await.unwrap(), 4);
+    assert_eq!(store.mark_delivered(chat, carol, 1, 160).await.unwrap(), 4, "never backwards");
+    assert_eq!(store.mark_delivered(chat, carol, 1_000, 170).await.unwrap(), 6, "clamped to the chat's last seq");
+    assert!(matches!(store.mark_delivered(chat, dan, 1, 180).await, Err(StoreError::NotMember { .. })));
+    let marks = |mut found: Vec<ReceiptMark>| {
+        found.sort_by_key(|mark| (mark.user_id, mark.kind.as_str(), mark.seq));
+        found.into_iter().map(|mark| (mark.user_id, mark.kind, mark.seq, mark.at)).collect::<Vec<_>>()
+    };
+    // What dates seqs 2..=3: bob's advance to 3, and each member's first advance past 3.
+    let found = marks(store.receipts(chat, 2, 3).await.unwrap());
+    assert_eq!(
+        found,
+        vec![
+            (bob, ReceiptKind::Read, 3, 100),
+            (bob, ReceiptKind::Read, 5, 200),
+            (carol, ReceiptKind::Delivered, 4, 150)
+        ]
+    );
+    // Past every advance: nothing.
+    assert!(store.receipts(chat, 7, 9).await.unwrap().is_empty());
+    let found = marks(store.receipts(chat, 6, 6).await.unwrap());
+    assert_eq!(found, vec![(carol, ReceiptKind::Delivered, 6, 170)]);
+}
+
 pub async fn read_markers_and_unread_counts<S: Store>(store: &S) {
     let (alice, bob, carol) = (user(store, "1").await, user(store, "2").await, user(store, "3").await);
     let chat = group(store, alice, &[bob]).await;
@@ -802,13 +837,13 @@ pub async fn read_markers_and_unread_counts<S: Store>(store: &S) {
     let now = now_millis() + 1;
     assert_eq!(store.unread_count(chat, bob, now).await.unwrap(), 5);
     assert_eq!(store.unread_count(chat, alice, now).await.unwrap(), 1);
-    assert_eq!(store.mark_read(chat, bob, 3).await.unwrap(), 3);
+    assert_eq!(store.mark_read(chat, bob, 3, now).await.unwrap(), 3);
     assert_eq!(store.unread_count(chat, bob, now).await.unwrap(), 2);
-    assert_eq!(store.mark_read(chat, bob, 2).await.unwrap(), 3, "a read marker never goes backwards");
-    assert_eq!(store.mark_read(chat, bob, 1_000).await.unwrap(), 6, "clamped to the chat's last seq");
+    assert_eq!(store.mark_read(chat, bob, 2, now).await.unwrap(), 3, "a read marker never goes backwards");
+    assert_eq!(store.mark_read(chat, bob, 1_000, now).await.unwrap(), 6, "clamped to the chat's last seq");
     assert_eq!(store.unread_count(chat, bob, now).await.unwrap(), 0);
     assert_eq!(store.member(chat, bob).await.unwrap().unwrap().last_read_seq, 6);
-    assert!(matches!(store.mark_read(chat, carol, 1).await, Err(StoreError::NotMember { .. })));
+    assert!(matches!(store.mark_read(chat, carol, 1, now).await, Err(StoreError::NotMember { .. })));
     assert_eq!(store.unread_count(chat, carol, now).await.unwrap(), 0);
     // Deleted messages are not unread.
     let gone = send(store, chat, alice, "oops").await;

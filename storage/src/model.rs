@@ -62,6 +62,15 @@ text_enum!(
     }
 );
 text_enum!(
+    /// What a member's receipt says of the messages up to its seq.
+    ReceiptKind {
+        /// They reached one of the member's devices.
+        Delivered = "delivered",
+        /// The member read them.
+        Read = "read",
+    }
+);
+text_enum!(
     /// The class of an uploaded file.
     FileKind { Image = "image", Video = "video", Audio = "audio", Document = "document" }
 );
@@ -133,6 +142,18 @@ pub struct UserUpdate {
     pub theme: Option<String>,
     pub is_disabled: Option<bool>,
     pub updated_at: Millis,
+}
+
+/// One advance of a member's receipt marker: from `at` on, every message
+/// of the chat up to `seq` was delivered to (or read by) `user_id`. A
+/// message's delivery and read times are the earliest advance that covers
+/// its seq: one row per advance, never one per message and member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceiptMark {
+    pub user_id: UserId,
+    pub kind: ReceiptKind,
+    pub seq: Seq,
+    pub at: Millis,
 }
 
 /// A device a user signed in from, as a client names it (seed 000's

@@ -4,7 +4,7 @@ use crate::StoreError;
 use crate::model::{
     Appended, Chat, ChatId, ChatSummary, ChatUpdate, Contact, ContactUpdate, DeviceSeen, FileId, FileMeta, Member,
     MemberRole, Message, MessageId, MessageQuery, Millis, NewChat, NewFile, NewMessage, NewNotification, NewUser,
-    Notification, Reaction, RefreshRotation, RefreshToken, SendContext, Seq, User, UserId, UserUpdate,
+    Notification, Reaction, ReceiptMark, RefreshRotation, RefreshToken, SendContext, Seq, User, UserId, UserUpdate,
 };
 
 /// The result type of every store operation.
@@ -189,8 +189,17 @@ pub trait MessageStore: Send + Sync + 'static {
     // ---- read markers ----
 
     /// Moves the member's read marker to `seq` (clamped to the chat's last
-    /// seq); it never goes backwards. Answers the marker now in force.
-    async fn mark_read(&self, chat_id: ChatId, user_id: UserId, seq: Seq) -> StoreResult<Seq>;
+    /// seq); it never goes backwards. Answers the marker now in force. An
+    /// advance is kept with its time `at` (see [`ReceiptMark`]).
+    async fn mark_read(&self, chat_id: ChatId, user_id: UserId, seq: Seq, at: Millis) -> StoreResult<Seq>;
+    /// Moves the member's delivered marker up to `seq` (never back, never
+    /// past the chat's last seq); answers the marker. An advance is kept
+    /// with its time, like a read's.
+    async fn mark_delivered(&self, chat_id: ChatId, user_id: UserId, seq: Seq, at: Millis) -> StoreResult<Seq>;
+    /// What dates the messages `from..=to` of a chat: each member's
+    /// advances within that range, and their first advance of each kind
+    /// past it.
+    async fn receipts(&self, chat_id: ChatId, from: Seq, to: Seq) -> StoreResult<Vec<ReceiptMark>>;
     /// Visible messages from others after the member's read marker.
     async fn unread_count(&self, chat_id: ChatId, user_id: UserId, now: Millis) -> StoreResult<u64>;
 }

@@ -373,6 +373,15 @@ async fn section_seven_frames_and_section_five_sends_flow_live() {
     assert_eq!(hers.expect("new_message").await["data"]["message_id"], second["message_id"]);
     hers.quiet("new_message", Duration::from_millis(300)).await;
 
+    // His device says it has her first message (a frame this engine adds):
+    // her history shows it delivered, with the time.
+    his.send(json!({"type": "delivered", "data": {"conversation_id": conversation, "message_ids": [first_id]}, "timestamp": now_ms()}))
+        .await;
+    assert_eq!(hers.expect_status("delivered").await["data"]["message_id"], first_id);
+    let mine = call(&server, Method::GET, &path, Some(&her.token), None).await;
+    let first_item = &mine.body["data"]["items"][0];
+    assert_eq!((first_item["status"].as_str(), first_item["delivered_at"].is_string()), (Some("delivered"), true));
+
     // 5.5: his read reaches her as `message_status` read.
     let read = call(
         &server,
@@ -458,6 +467,7 @@ async fn section_five_media_conversations_history_and_recall() {
         (Some("read"), Some(true)),
         "he read her first"
     );
+    assert!(items[0]["read_at"].is_string(), "with the time he read it: {}", items[0]);
     assert_eq!(items[2]["status"], "sent", "her image is not read yet");
 
     // 5.6: recall within 2 minutes, by the sender only.
@@ -580,6 +590,15 @@ async fn a_dating_user_and_a_messenger_user_share_one_chat_live() {
     dating.send(json!({"type": "typing", "data": {"conversation_id": chat}, "timestamp": now_ms()})).await;
     let typing = canonical.expect("typing").await;
     assert_eq!((typing.data["user_id"].as_i64(), typing.data["is_typing"].as_bool()), (Some(dater.id), Some(true)));
+
+    // Delivery state: the messenger's device acknowledges the dater's message.
+    canonical.send("message.delivered", json!({"chat_id": chat, "message_ids": [from_dater]})).await;
+    let delivered = dating.expect_status("delivered").await;
+    assert_eq!(delivered["data"]["message_id"], from_dater);
+    let path = format!("/conversations/{chat}/messages");
+    let before_read = call(&server, Method::GET, &path, Some(&dater.token), None).await;
+    let first = &before_read.body["data"]["items"][0];
+    assert_eq!((first["status"].as_str(), first["delivered_at"].is_string()), (Some("delivered"), true), "{first}");
 
     // Read state: the messenger reads the dater's message.
     canonical.send("message.read", json!({"chat_id": chat, "message_id": from_dater})).await;

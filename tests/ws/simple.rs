@@ -257,6 +257,7 @@ async fn messages_to_a_person_flow_live_with_read_state() {
     assert_eq!(history.body["data"]["total"], 2, "{}", history.body);
     let messages = history.body["data"]["messages"].as_array().unwrap();
     assert_eq!(messages[0]["read_by"][0]["user_id"], bob.id.as_str(), "bob read it");
+    assert!(messages[0]["read_by"][0]["read_at"].is_string(), "and when: {}", messages[0]);
     assert_eq!(messages[1]["read_by"], json!([]), "ann has not read bob's reply");
     let paged = call(&server, Method::GET, &format!("{path}&limit=1&offset=0"), Some(&ann.token), None).await;
     assert_eq!(paged.body["data"]["messages"].as_array().unwrap().len(), 1);

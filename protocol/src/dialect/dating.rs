@@ -9,6 +9,7 @@
 //! | `message` `{conversation_id, content, client_message_id, type?, media_url?, thumbnail?, width?, height?, duration?, extra?}` | `message_ack` back; the others get `new_message` |
 //! | `typing` `{conversation_id, is_typing?}` | the others get `user_typing` |
 //! | `read` `{conversation_id, last_read_message_id}` (an addition) | `read_ok` back; the sender gets `message_status` `read` |
+//! | `delivered` `{conversation_id, message_ids}` (an addition) | each sender gets `message_status` `delivered` |
 //!
 //! Server pushes: `new_message`, `message_status` (`delivered`, `read`,
 //! `recalled`), `user_typing`, `match_notification`, `system_notification`,
@@ -17,7 +18,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::client::{Auth, ClientCommand, ClientFrame, FrameError, Read, Typing};
+use crate::client::{Auth, ClientCommand, ClientFrame, Delivered, FrameError, Read, Typing};
 use crate::commands::SendMessage;
 use crate::time::Millis;
 use crate::{ErrorCode, kinds};
@@ -80,6 +81,7 @@ pub const TYPING: &str = "typing";
 pub const USER_TYPING: &str = "user_typing";
 pub const READ: &str = "read";
 pub const READ_OK: &str = "read_ok";
+pub const DELIVERED: &str = "delivered";
 pub const MATCH_NOTIFICATION: &str = "match_notification";
 pub const SYSTEM_NOTIFICATION: &str = "system_notification";
 pub const ERROR: &str = "error";
@@ -120,6 +122,12 @@ struct TypingData {
 
 fn yes() -> bool {
     true
+}
+
+#[derive(Deserialize)]
+struct DeliveredData {
+    conversation_id: i64,
+    message_ids: Vec<i64>,
 }
 
 #[derive(Deserialize)]
@@ -195,6 +203,10 @@ pub fn decode(bytes: &[u8]) -> Result<ClientFrame, FrameError> {
         READ => {
             let data: ReadData = super::typed(super::data_of(&mut value), id.as_ref(), kinds::MESSAGE_READ)?;
             ClientCommand::Read(Read { chat_id: data.conversation_id, message_id: data.last_read_message_id })
+        }
+        DELIVERED => {
+            let data: DeliveredData = super::typed(super::data_of(&mut value), id.as_ref(), kinds::MESSAGE_DELIVERED)?;
+            ClientCommand::Delivered(Delivered { chat_id: data.conversation_id, message_ids: data.message_ids })
         }
         _ => return Err(FrameError::Unknown { id, kind }),
     };
@@ -341,6 +353,8 @@ mod tests {
         .unwrap();
         let ClientCommand::Send(image) = image.command else { panic!("a send") };
         assert_eq!((image.file_url.as_str(), image.width, image.height), ("/f/1", Some(4), Some(3)));
+        let delivered = decode(br#"{"type":"delivered","data":{"conversation_id":7,"message_ids":[1,2]}}"#).unwrap();
+        assert!(matches!(delivered.command, ClientCommand::Delivered(d) if d.chat_id == 7 && d.message_ids == [1, 2]));
         let typing = decode(br#"{"type":"typing","data":{"conversation_id":7}}"#).unwrap();
         assert!(matches!(typing.command, ClientCommand::Typing(typing) if typing.chat_id == 7 && typing.is_typing));
     }

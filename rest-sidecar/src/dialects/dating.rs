@@ -12,10 +12,11 @@ use axum::routing::{any, get, post, put};
 use protocol::ErrorCode;
 use protocol::dialect::dating;
 use protocol::time::now_millis;
+use protocol::time::to_iso;
 use protocol::views::MessageView;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use service::HistoryQuery;
+use service::{HistoryQuery, MessageReceipts};
 use storage::model::{ChatKind, Cursor, FileKind, User as StoredUser};
 
 use super::{Body, Failure, Path, Query, Shape, User};
@@ -366,20 +367,37 @@ async fn conversations(
     ok("success", data)
 }
 
-/// A message as section 5 shows it to `me`: `status` is `read` once the
-/// other side read it (or, for theirs, once I did), `delivered` for
-/// theirs I have not read (I am reading it now), `sent` otherwise.
-fn message(view: &MessageView, me: i64) -> Value {
+/// A message as section 5 shows it to `me`, with its `status` from the
+/// receipts: mine are `read` (with `read_at`) once the other side read
+/// them, `delivered` once one of their devices had them, `sent` before;
+/// theirs are `read` once I read them, `delivered` before (I have them).
+fn message(view: &MessageView, me: i64, receipts: Option<&MessageReceipts>) -> Value {
     let value = serde_json::to_value(view).unwrap_or_default();
     let mut out = dating::message(&value);
     let mine = view.sender_id == me;
-    let status = match (view.is_read, mine) {
-        (true, _) => "read",
-        (false, false) => "delivered",
-        (false, true) => "sent",
+    let receipts = receipts.map_or(&[][..], |receipts| receipts.receipts.as_slice());
+    let others = || receipts.iter().filter(|receipt| receipt.user_id != me);
+    let (status, at) = if mine {
+        if others().any(|receipt| receipt.read) {
+            ("read", others().filter_map(|receipt| receipt.read_at).min())
+        } else if others().any(|receipt| receipt.delivered) {
+            ("delivered", others().filter_map(|receipt| receipt.delivered_at).min())
+        } else {
+            ("sent", None)
+        }
+    } else {
+        match receipts.iter().find(|receipt| receipt.user_id == me && receipt.read) {
+            Some(receipt) => ("read", receipt.read_at),
+            None => ("delivered", None),
+        }
     };
     out.insert("is_me".into(), mine.into());
     out.insert("status".into(), status.into());
+    match (status, at) {
+        ("read", Some(at)) => out.insert("read_at".into(), to_iso(at).into()),
+        ("delivered", Some(at)) if mine => out.insert("delivered_at".into(), to_iso(at).into()),
+        _ => None,
+    };
     Value::Object(out)
 }
 
@@ -401,7 +419,13 @@ async fn history(
     let HistoryParams { before_id, page_size } = query.0;
     let query = HistoryQuery { limit: page_size, before: before_id.map(Cursor::Id), ..HistoryQuery::default() };
     let page = state.services.messages.history(caller.id(), id.0, query).await?;
-    let items: Vec<Value> = page.messages.iter().map(|view| message(view, caller.id())).collect();
+    let receipts = state.services.messages.receipts(caller.id(), id.0, &page.messages).await?;
+    let items: Vec<Value> = page
+        .messages
+        .iter()
+        .zip(&receipts)
+        .map(|(view, receipts)| message(view, caller.id(), Some(receipts)))
+        .collect();
     ok("success", json!({ "items": items, "has_more": page.has_more }))
 }
 
@@ -450,7 +474,7 @@ async fn send(
     };
     let command = dating::send_command(id.0, body.kind, body.content, body.client_message_id, media);
     let sent = state.services.messages.send(caller.id(), id.0, command).await?;
-    ok("success", message(&sent.view, caller.id()))
+    ok("success", message(&sent.view, caller.id(), None))
 }
 
 /// Seed 000 names audio `voice`.

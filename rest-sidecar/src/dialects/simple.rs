@@ -310,21 +310,23 @@ async fn messages(
     };
     let page_query = HistoryQuery { limit: query.limit, offset: query.offset, ..HistoryQuery::default() };
     let page = state.services.messages.history(me, chat_id, page_query).await?;
+    let receipts = state.services.messages.receipts(me, chat_id, &page.messages).await?;
     let (chat, _) = state.services.chats.membership(chat_id, me).await?;
     let members = state.store.members(chat_id).await?;
     let shown: Vec<Value> = page
         .messages
         .iter()
-        .map(|view| {
+        .zip(&receipts)
+        .map(|(view, receipts)| {
             let mut shown = message(view, chat.kind, &members);
             if view.kind != "text" {
                 shown["content"] = view.file_url.clone().into();
             }
-            // Read state from the members' read markers.
-            let read_by: Vec<Value> = members
+            let read_by: Vec<Value> = receipts
+                .receipts
                 .iter()
-                .filter(|member| member.user_id != view.sender_id && member.last_read_seq >= view.seq)
-                .map(|member| json!({ "user_id": id(member.user_id), "read_at": Value::Null }))
+                .filter(|receipt| receipt.read)
+                .map(|receipt| json!({ "user_id": id(receipt.user_id), "read_at": receipt.read_at.map(to_iso) }))
                 .collect();
             shown["read_by"] = read_by.into();
             shown

@@ -24,6 +24,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (2, "media", include_str!("migrations/002_media.cql")),
     (3, "email", include_str!("migrations/003_email.cql")),
     (4, "devices", include_str!("migrations/004_devices.cql")),
+    (5, "receipts", include_str!("migrations/005_receipts.cql")),
 ];
 
 const SCHEMA_MIGRATIONS: &str =

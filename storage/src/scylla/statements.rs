@@ -95,6 +95,15 @@ statements! {
     claim_email: false => "INSERT INTO users_by_email (email, user_id) VALUES (?, ?) IF NOT EXISTS";
     release_email: false => "DELETE FROM users_by_email WHERE email = ? IF user_id = ?";
     user_by_email: true => "SELECT user_id FROM users_by_email WHERE email = ?";
+    insert_receipt: true => "INSERT INTO receipts (chat_id, user_id, kind, seq, at) VALUES (?, ?, ?, ?, ?)";
+    claim_receipt: false =>
+        "INSERT INTO receipts (chat_id, user_id, kind, seq, at) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS";
+    top_receipt: true =>
+        "SELECT seq FROM receipts WHERE chat_id = ? AND user_id = ? AND kind = ? ORDER BY seq DESC LIMIT 1";
+    receipts_within: true =>
+        "SELECT seq, at FROM receipts WHERE chat_id = ? AND user_id = ? AND kind = ? AND seq >= ? AND seq <= ?";
+    receipt_after: true =>
+        "SELECT seq, at FROM receipts WHERE chat_id = ? AND user_id = ? AND kind = ? AND seq > ? LIMIT 1";
     claim_device: false => "INSERT INTO user_devices (user_id, device_id, platform, first_seen, last_seen) \
          VALUES (?, ?, ?, ?, ?) IF NOT EXISTS";
     touch_device: true => "UPDATE user_devices SET last_seen = ? WHERE user_id = ? AND device_id = ?";

@@ -37,6 +37,7 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         M::up(include_str!("migrations/002_media.sql")),
         M::up(include_str!("migrations/003_email.sql")),
         M::up(include_str!("migrations/004_devices.sql")),
+        M::up(include_str!("migrations/005_receipts.sql")),
     ])
 });
 

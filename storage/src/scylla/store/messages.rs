@@ -5,6 +5,7 @@ use super::{
     Reaction, ReactionRow, ScheduledRow, ScyllaStore, Seq, StoreError, StoreResult, UserId, async_trait, shard_of_id,
     try_join, try_join_all, visible,
 };
+use crate::model::{ReceiptKind, ReceiptMark};
 
 #[async_trait]
 impl MessageStore for ScyllaStore {
@@ -226,7 +227,7 @@ impl MessageStore for ScyllaStore {
         Ok(reactions)
     }
 
-    async fn mark_read(&self, chat_id: ChatId, user_id: UserId, seq: Seq) -> StoreResult<Seq> {
+    async fn mark_read(&self, chat_id: ChatId, user_id: UserId, seq: Seq, at: Millis) -> StoreResult<Seq> {
         let _open = self.open_guard().await?;
         for _ in 0..8 {
             let (member, top) = try_join(self.load_member(chat_id, user_id), self.top_seq(chat_id)).await?;
@@ -238,11 +239,66 @@ impl MessageStore for ScyllaStore {
             }
             let values = (target as i64, chat_id, user_id, target as i64);
             if self.applied(&self.st().raise_read_marker, values).await? {
+                // Only the raise that applied keeps the advance: one row per seq.
+                let advance = (chat_id, user_id, ReceiptKind::Read.as_str(), target as i64, at);
+                self.run(&self.st().insert_receipt, advance).await?;
                 return Ok(target);
             }
             // Someone moved it meanwhile (or the member left): read again.
         }
         Err(StoreError::Scylla(format!("the read marker of user {user_id} in chat {chat_id} kept moving")))
+    }
+
+    async fn mark_delivered(&self, chat_id: ChatId, user_id: UserId, seq: Seq, at: Millis) -> StoreResult<Seq> {
+        let _open = self.open_guard().await?;
+        let (member, top) = try_join(self.load_member(chat_id, user_id), self.top_seq(chat_id)).await?;
+        if member.is_none() {
+            return Err(StoreError::NotMember { chat_id, user_id });
+        }
+        let kind = ReceiptKind::Delivered.as_str();
+        let before = self.row::<(i64,)>(&self.st().top_receipt, (chat_id, user_id, kind)).await?;
+        let before = before.map_or(0, |(seq,)| seq as u64);
+        let target = seq.min(top.unwrap_or(0));
+        if target <= before {
+            return Ok(before);
+        }
+        // Racing advances each keep a row; a message's time is the earliest covering it.
+        self.applied(&self.st().claim_receipt, (chat_id, user_id, kind, target as i64, at)).await?;
+        Ok(target)
+    }
+
+    async fn receipts(&self, chat_id: ChatId, from: Seq, to: Seq) -> StoreResult<Vec<ReceiptMark>> {
+        let _open = self.open_guard().await?;
+        let members = self.load_members(chat_id).await?;
+        let mut asks = Vec::new();
+        for member in &members {
+            for kind in [ReceiptKind::Delivered, ReceiptKind::Read] {
+                // A read marker below the range has nothing in or past it.
+                if kind == ReceiptKind::Read && member.last_read_seq < from {
+                    continue;
+                }
+                asks.push((member.user_id, kind));
+            }
+        }
+        let found = try_join_all(asks.into_iter().map(|(user_id, kind)| async move {
+            let key = (chat_id, user_id, kind.as_str());
+            let (within, after) = try_join(
+                self.rows::<(i64, Option<i64>)>(
+                    &self.st().receipts_within,
+                    (key.0, key.1, key.2, from as i64, to as i64),
+                ),
+                self.rows::<(i64, Option<i64>)>(&self.st().receipt_after, (key.0, key.1, key.2, to as i64)),
+            )
+            .await?;
+            let marks: Vec<ReceiptMark> = within
+                .into_iter()
+                .chain(after)
+                .filter_map(|(seq, at)| Some(ReceiptMark { user_id, kind, seq: seq as u64, at: at? }))
+                .collect();
+            Ok::<_, StoreError>(marks)
+        }))
+        .await?;
+        Ok(found.into_iter().flatten().collect())
     }
 
     async fn unread_count(&self, chat_id: ChatId, user_id: UserId, now: Millis) -> StoreResult<u64> {

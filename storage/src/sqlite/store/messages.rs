@@ -6,6 +6,7 @@ use super::{
     append, async_trait, exec_cached, latest_visible, message_by_id, named_params, page_sql, params, params_from_iter,
     release, rows, schedule, scheduled_by_id, unread,
 };
+use crate::model::{ReceiptKind, ReceiptMark};
 
 #[async_trait]
 impl MessageStore for SqliteStore {
@@ -197,17 +198,73 @@ impl MessageStore for SqliteStore {
         .await
     }
 
-    async fn mark_read(&self, chat_id: ChatId, user_id: UserId, seq: Seq) -> StoreResult<Seq> {
+    async fn mark_read(&self, chat_id: ChatId, user_id: UserId, seq: Seq, at: Millis) -> StoreResult<Seq> {
         self.write(move |conn| {
-            let marker: Option<i64> = conn
+            let before: Option<i64> = conn
+                .prepare_cached("SELECT last_read_seq FROM members WHERE chat_id = ?1 AND user_id = ?2")?
+                .query_row(params![chat_id, user_id], |row| row.get(0))
+                .optional()?;
+            let Some(before) = before else { return Err(StoreError::NotMember { chat_id, user_id }) };
+            let marker: i64 = conn
                 .prepare_cached(
                     "UPDATE members SET last_read_seq = MAX(last_read_seq, \
                      MIN(?1, (SELECT last_seq FROM chats WHERE id = ?2))) \
                      WHERE chat_id = ?2 AND user_id = ?3 RETURNING last_read_seq",
                 )?
-                .query_row(params![seq as i64, chat_id, user_id], |row| row.get(0))
+                .query_row(params![seq as i64, chat_id, user_id], |row| row.get(0))?;
+            if marker > before {
+                insert_receipt(conn, chat_id, user_id, ReceiptKind::Read, marker, at)?;
+            }
+            Ok(marker as u64)
+        })
+        .await
+    }
+
+    async fn mark_delivered(&self, chat_id: ChatId, user_id: UserId, seq: Seq, at: Millis) -> StoreResult<Seq> {
+        self.write(move |conn| {
+            let top: Option<i64> = conn
+                .prepare_cached(
+                    "SELECT c.last_seq FROM members m JOIN chats c ON c.id = m.chat_id \
+                     WHERE m.chat_id = ?1 AND m.user_id = ?2",
+                )?
+                .query_row(params![chat_id, user_id], |row| row.get(0))
                 .optional()?;
-            marker.map(|seq| seq as u64).ok_or(StoreError::NotMember { chat_id, user_id })
+            let Some(top) = top else { return Err(StoreError::NotMember { chat_id, user_id }) };
+            let before: i64 = conn
+                .prepare_cached(
+                    "SELECT COALESCE(MAX(seq), 0) FROM receipts WHERE chat_id = ?1 AND kind = ?2 AND user_id = ?3",
+                )?
+                .query_row(params![chat_id, ReceiptKind::Delivered.as_str(), user_id], |row| row.get(0))?;
+            let target = (seq as i64).min(top);
+            if target <= before {
+                return Ok(before as u64);
+            }
+            insert_receipt(conn, chat_id, user_id, ReceiptKind::Delivered, target, at)?;
+            Ok(target as u64)
+        })
+        .await
+    }
+
+    async fn receipts(&self, chat_id: ChatId, from: Seq, to: Seq) -> StoreResult<Vec<ReceiptMark>> {
+        self.read(move |conn| {
+            // SQLite gives a bare column of a MIN() aggregate from the row holding the minimum.
+            let mut statement = conn.prepare_cached(
+                "SELECT user_id, kind, seq, at FROM receipts WHERE chat_id = ?1 AND seq BETWEEN ?2 AND ?3 \
+                 UNION ALL \
+                 SELECT user_id, kind, MIN(seq), at FROM receipts WHERE chat_id = ?1 AND seq > ?3 \
+                 GROUP BY kind, user_id",
+            )?;
+            let rows = statement.query_map(params![chat_id, from as i64, to as i64], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?, row.get::<_, i64>(3)?))
+            })?;
+            let mut marks = Vec::new();
+            for row in rows {
+                let (user_id, kind, seq, at) = row?;
+                // Only this store writes the kinds; an unknown one dates nothing.
+                let Some(kind) = ReceiptKind::parse(&kind) else { continue };
+                marks.push(ReceiptMark { user_id, kind, seq: seq as u64, at });
+            }
+            Ok(marks)
         })
         .await
     }
@@ -215,4 +272,20 @@ impl MessageStore for SqliteStore {
     async fn unread_count(&self, chat_id: ChatId, user_id: UserId, now: Millis) -> StoreResult<u64> {
         self.read(move |conn| unread(conn, chat_id, user_id, now)).await
     }
+}
+
+/// Keeps one advance of a receipt marker.
+fn insert_receipt(
+    conn: &rusqlite::Connection,
+    chat_id: ChatId,
+    user_id: UserId,
+    kind: ReceiptKind,
+    seq: i64,
+    at: Millis,
+) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO receipts (chat_id, user_id, kind, seq, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![chat_id, user_id, kind.as_str(), seq, at])?;
+    Ok(())
 }
