@@ -629,3 +629,25 @@ async fn a_dating_user_and_a_messenger_user_share_one_chat_live() {
     assert_eq!((items[0]["status"].as_str(), items[0]["is_recalled"].as_bool()), (Some("read"), Some(true)));
     assert_eq!(canonical_history["data"]["messages"][0]["is_deleted"], true);
 }
+
+#[tokio::test]
+async fn dialects_are_served_only_when_chosen() {
+    let server = harness::start_with_flags(&["--dialects", "002,001"], |_| {}).await;
+    let body = json!({"phone": "13800138000", "type": "login"});
+    let off = server.http.post(format!("{}/v1/auth/sms-code/send", server.base)).json(&body).send().await.unwrap();
+    assert_eq!(off.status().as_u16(), 404, "seed 000 is not mounted");
+    let url = format!("{}/v1?token=x", server.base.replacen("http", "ws", 1));
+    assert!(tokio_tungstenite::connect_async(url).await.is_err(), "nor its WebSocket");
+    let on = server.http.get(format!("{}/api/v1/openapi.json", server.base)).send().await.unwrap();
+    assert_eq!(on.status().as_u16(), 200, "seed 001 is");
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["serve", "--dialects", "002,007"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("not a served seed"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}

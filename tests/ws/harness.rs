@@ -35,10 +35,17 @@ pub(crate) async fn start() -> Server {
 }
 
 pub(crate) async fn start_with(configure: impl FnOnce(&mut GatewayConfig)) -> Server {
+    start_with_flags(&[], configure).await
+}
+
+/// A server started with more command-line `flags`.
+pub(crate) async fn start_with_flags(flags: &[&str], configure: impl FnOnce(&mut GatewayConfig)) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().to_str().unwrap();
     // The process as `switchboard serve --dev` runs it, through the same composition root.
-    let cli = Cli::parse_from(["switchboard", "serve", "--dev", "--data-dir", data_dir, "--jwt-secret", SECRET]);
+    let mut args = vec!["switchboard", "serve", "--dev", "--data-dir", data_dir, "--jwt-secret", SECRET];
+    args.extend_from_slice(flags);
+    let cli = Cli::parse_from(args);
     let (role, args) = cli.command.expect("serve").into_parts();
     let mut config = Config::from_args(args).unwrap();
     configure(&mut config.gateway);

@@ -21,6 +21,59 @@ fn documented(doc: &Value) -> BTreeSet<(String, String)> {
 /// and the `/health` and `/metrics` it serves from the `ops` crate.
 fn registered() -> BTreeSet<(String, String)> {
     let source = [include_str!("../../src/lib.rs"), include_str!("../../../ops/src/lib.rs")].concat();
+    let operations = routes_in(&source, |path| {
+        if path == "/health" || path == "/metrics" { path.to_owned() } else { format!("/api{path}") }
+    });
+    assert!(operations.len() > 20, "the route scan found too little: {operations:?}");
+    operations
+}
+
+/// Path parameters by position only: `{id}` and `{conversation_id}` alike.
+fn shape(path: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for c in path.chars() {
+        match c {
+            '{' => {
+                inside = true;
+                out.push_str("{}");
+            }
+            '}' => inside = false,
+            _ if !inside => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Each dialect's document lists the routes its module registers under
+/// its mount, and only those (the catch-all 404 and the document itself aside).
+#[tokio::test]
+async fn each_dialect_document_lists_its_routes_and_only_those() {
+    let server = start().await;
+    let dialects = [
+        ("/v1", include_str!("../../src/dialects/dating.rs"), 10),
+        ("/api/v1", include_str!("../../src/dialects/simple.rs"), 8),
+    ];
+    for (mount, source, expected) in dialects {
+        let response = server.http.get(format!("{}{mount}/openapi.json", server.base)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{mount}");
+        let doc: Value = response.json().await.unwrap();
+        assert_eq!(doc["servers"][0]["url"], mount);
+        let documented: BTreeSet<_> =
+            documented(&doc).into_iter().map(|(method, path)| (method, shape(&format!("{mount}{path}")))).collect();
+        let registered: BTreeSet<_> = routes_in(source, |path| shape(path))
+            .into_iter()
+            .filter(|(_, path)| !path.ends_with("/openapi.json") && !path.contains('*'))
+            .collect();
+        assert_eq!(registered.len(), expected, "the route scan of {mount}: {registered:?}");
+        assert_eq!(documented, registered, "{mount}/openapi.json against the routes");
+    }
+}
+
+/// The `(METHOD, path)` pairs registered with `.route(...)` in `source`,
+/// each path made full by `full`.
+fn routes_in(source: &str, full: impl Fn(&str) -> String) -> BTreeSet<(String, String)> {
     let mut operations = BTreeSet::new();
     for chunk in source.split(".route(\"").skip(1) {
         let (path, rest) = chunk.split_once('"').unwrap();
@@ -38,7 +91,7 @@ fn registered() -> BTreeSet<(String, String)> {
             })
             .map_or(rest.len(), |(at, _)| at);
         let chain = &rest[..end];
-        let full = if path == "/health" || path == "/metrics" { path.to_owned() } else { format!("/api{path}") };
+        let full = full(path);
         for method in ["get", "post", "put", "delete", "patch"] {
             let called = chain.match_indices(&format!("{method}(")).any(|(at, _)| {
                 at == 0 || !chain.as_bytes()[at - 1].is_ascii_alphanumeric() && chain.as_bytes()[at - 1] != b'_'
@@ -48,7 +101,6 @@ fn registered() -> BTreeSet<(String, String)> {
             }
         }
     }
-    assert!(operations.len() > 20, "the route scan found too little: {operations:?}");
     operations
 }
 
