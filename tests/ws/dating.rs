@@ -302,6 +302,14 @@ impl Scene {
     }
 }
 
+/// 5.5: `reader` has read `conversation` up to `message_id`.
+async fn read_up_to(server: &Server, reader: &Dater, conversation: i64, message_id: i64) {
+    let body = json!({"last_read_message_id": message_id});
+    let path = format!("/conversations/{conversation}/read");
+    let read = call(server, Method::PUT, &path, Some(&reader.token), Some(body)).await;
+    assert_eq!(read.body["code"], 200, "{}", read.body);
+}
+
 /// 5.4: an upload of `file` as `kind`.
 async fn upload(server: &Server, token: &str, kind: &str) -> Value {
     let form = reqwest::multipart::Form::new()
@@ -383,15 +391,7 @@ async fn section_seven_frames_and_section_five_sends_flow_live() {
     assert_eq!((first_item["status"].as_str(), first_item["delivered_at"].is_string()), (Some("delivered"), true));
 
     // 5.5: his read reaches her as `message_status` read.
-    let read = call(
-        &server,
-        Method::PUT,
-        &format!("/conversations/{conversation}/read"),
-        Some(&him.token),
-        Some(json!({"last_read_message_id": first_id})),
-    )
-    .await;
-    assert_eq!(read.body["code"], 200, "{}", read.body);
+    read_up_to(&server, &him, conversation, first_id).await;
     let status = hers.expect("message_status").await;
     assert_eq!((status["data"]["status"].as_str(), status["data"]["user_id"].as_i64()), (Some("read"), Some(him.id)));
 }
@@ -422,15 +422,7 @@ async fn section_five_media_conversations_history_and_recall() {
     assert_eq!((pushed["data"]["width"].as_u64(), pushed["data"]["height"].as_u64()), (Some(4), Some(3)));
 
     // 5.5: his read reaches her as `message_status` read.
-    let read = call(
-        &server,
-        Method::PUT,
-        &format!("/conversations/{conversation}/read"),
-        Some(&him.token),
-        Some(json!({"last_read_message_id": first_id})),
-    )
-    .await;
-    assert_eq!(read.body["code"], 200, "{}", read.body);
+    read_up_to(&server, &him, conversation, first_id).await;
     let status = hers.expect_status("read").await;
     assert_eq!((status["data"]["status"].as_str(), status["data"]["user_id"].as_i64()), (Some("read"), Some(him.id)));
 

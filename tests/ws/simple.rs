@@ -197,16 +197,22 @@ async fn accounts_and_profile_work_as_written_and_refuse_bad_input() {
     assert!(doc["paths"]["/chat/messages"].is_object(), "{doc}");
 }
 
-#[tokio::test]
-async fn messages_to_a_person_flow_live_with_read_state() {
-    let server = harness::start().await;
-    let ann = join(&server, "ann", "ann@example.com").await;
-    let bob = join(&server, "bob", "bob@example.com").await;
-    let cy = join(&server, "cyd", "cy@example.com").await;
+/// Ann, Bob and Cy, with Ann's and Bob's sockets connected.
+async fn trio(server: &Server) -> (Chatter, Chatter, Chatter, Socket, Socket) {
+    let ann = join(server, "ann", "ann@example.com").await;
+    let bob = join(server, "bob", "bob@example.com").await;
+    let cy = join(server, "cyd", "cy@example.com").await;
     let mut anns = Socket::connect(&server.base, &ann.token).await;
     assert_eq!(anns.expect("connected").await["data"]["user_id"], ann.id.as_str());
     let mut bobs = Socket::connect(&server.base, &bob.token).await;
     bobs.expect("connected").await;
+    (ann, bob, cy, anns, bobs)
+}
+
+#[tokio::test]
+async fn messages_to_a_person_flow_live_with_read_state() {
+    let server = harness::start().await;
+    let (ann, bob, cy, mut anns, mut bobs) = trio(&server).await;
 
     // 3.2 to a person: their private chat is found or made.
     let sent = call(
@@ -272,13 +278,7 @@ async fn messages_to_a_person_flow_live_with_read_state() {
 #[tokio::test]
 async fn groups_take_members_and_their_messages_flow_live() {
     let server = harness::start().await;
-    let ann = join(&server, "ann", "ann@example.com").await;
-    let bob = join(&server, "bob", "bob@example.com").await;
-    let cy = join(&server, "cyd", "cy@example.com").await;
-    let mut anns = Socket::connect(&server.base, &ann.token).await;
-    assert_eq!(anns.expect("connected").await["data"]["user_id"], ann.id.as_str());
-    let mut bobs = Socket::connect(&server.base, &bob.token).await;
-    bobs.expect("connected").await;
+    let (ann, bob, cy, mut anns, _bobs) = trio(&server).await;
 
     // 4.1 with the member_ids addition, then the members addition.
     let group = call(
@@ -335,13 +335,7 @@ async fn groups_take_members_and_their_messages_flow_live() {
 #[tokio::test]
 async fn messages_and_groups_refuse_bad_input() {
     let server = harness::start().await;
-    let ann = join(&server, "ann", "ann@example.com").await;
-    let bob = join(&server, "bob", "bob@example.com").await;
-    let cy = join(&server, "cyd", "cy@example.com").await;
-    let mut anns = Socket::connect(&server.base, &ann.token).await;
-    assert_eq!(anns.expect("connected").await["data"]["user_id"], ann.id.as_str());
-    let mut bobs = Socket::connect(&server.base, &bob.token).await;
-    bobs.expect("connected").await;
+    let (ann, bob, cy, mut anns, _bobs) = trio(&server).await;
 
     let bobs_chat = call(
         &server,

@@ -86,9 +86,13 @@ pub const MATCH_NOTIFICATION: &str = "match_notification";
 pub const SYSTEM_NOTIFICATION: &str = "system_notification";
 pub const ERROR: &str = "error";
 
-#[derive(Deserialize)]
-struct MessageData {
-    conversation_id: i64,
+/// Seed 000's message body: the `message` frame's data (which names its
+/// conversation) and the body of `POST /conversations/{id}/messages`.
+#[derive(Debug, Deserialize)]
+pub struct MessageBody {
+    /// Required in the frame; the REST path names it instead.
+    #[serde(default)]
+    pub conversation_id: Option<i64>,
     #[serde(default)]
     content: String,
     #[serde(rename = "type", default = "text")]
@@ -111,6 +115,25 @@ struct MessageData {
 
 fn text() -> String {
     "text".into()
+}
+
+impl MessageBody {
+    /// The canonical send of this body into `chat_id`.
+    pub fn into_command(self, chat_id: i64) -> SendMessage {
+        SendMessage {
+            chat_id: Some(chat_id),
+            kind: self.kind,
+            content: self.content,
+            client_message_id: self.client_message_id,
+            file_url: self.media_url,
+            thumbnail: self.thumbnail,
+            width: self.width,
+            height: self.height,
+            duration: self.duration,
+            extra: self.extra,
+            ..SendMessage::default()
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -136,41 +159,6 @@ struct ReadData {
     last_read_message_id: i64,
 }
 
-/// The seed 000 message body (REST 5.3 and the `message` frame) as the
-/// canonical send command.
-pub fn send_command(
-    chat_id: i64,
-    kind: String,
-    content: String,
-    client_message_id: Option<String>,
-    media: Media,
-) -> SendMessage {
-    SendMessage {
-        chat_id: Some(chat_id),
-        kind,
-        content,
-        client_message_id,
-        file_url: media.url,
-        thumbnail: media.thumbnail,
-        width: media.width,
-        height: media.height,
-        duration: media.duration,
-        extra: media.extra,
-        ..SendMessage::default()
-    }
-}
-
-/// The media fields of a seed 000 message.
-#[derive(Debug, Clone, Default)]
-pub struct Media {
-    pub url: String,
-    pub thumbnail: String,
-    pub width: Option<u32>,
-    pub height: Option<u32>,
-    pub duration: Option<u32>,
-    pub extra: Option<Value>,
-}
-
 /// Decodes a seed 000 client frame.
 pub fn decode(bytes: &[u8]) -> Result<ClientFrame, FrameError> {
     let (mut value, kind, id) = super::header(bytes)?;
@@ -184,17 +172,12 @@ pub fn decode(bytes: &[u8]) -> Result<ClientFrame, FrameError> {
             ClientCommand::Auth(auth)
         }
         MESSAGE => {
-            let data: MessageData = super::typed(super::data_of(&mut value), id.as_ref(), kinds::MESSAGE_SEND)?;
-            let media = Media {
-                url: data.media_url,
-                thumbnail: data.thumbnail,
-                width: data.width,
-                height: data.height,
-                duration: data.duration,
-                extra: data.extra,
+            let data: MessageBody = super::typed(super::data_of(&mut value), id.as_ref(), kinds::MESSAGE_SEND)?;
+            let Some(chat_id) = data.conversation_id else {
+                let detail = "missing field `conversation_id`".to_owned();
+                return Err(FrameError::Invalid { id, kind: kinds::MESSAGE_SEND, detail });
             };
-            let command = send_command(data.conversation_id, data.kind, data.content, data.client_message_id, media);
-            ClientCommand::Send(Box::new(command))
+            ClientCommand::Send(Box::new(data.into_command(chat_id)))
         }
         TYPING => {
             let data: TypingData = super::typed(super::data_of(&mut value), id.as_ref(), kinds::TYPING)?;

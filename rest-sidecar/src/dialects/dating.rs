@@ -6,7 +6,6 @@
 use axum::Json;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post, put};
 use protocol::ErrorCode;
@@ -43,12 +42,7 @@ impl Shape for Dating {
         if code == ErrorCode::BadRequest && super::is_missing(&detail) {
             body["code"] = dating::MISSING_PARAMETER.into();
         }
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
-        let mut response = (status, Json(body)).into_response();
-        if let Some(seconds) = failure.retry_after {
-            response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
-        }
-        response
+        super::failure_response(status, body, failure.retry_after)
     }
 }
 
@@ -429,50 +423,15 @@ async fn history(
     ok("success", json!({ "items": items, "has_more": page.has_more }))
 }
 
-#[derive(Debug, Deserialize)]
-struct SendBody {
-    #[serde(rename = "type", default = "text")]
-    kind: String,
-    #[serde(default)]
-    content: String,
-    #[serde(default)]
-    client_message_id: Option<String>,
-    #[serde(default)]
-    media_url: String,
-    #[serde(default)]
-    thumbnail: String,
-    #[serde(default)]
-    width: Option<u32>,
-    #[serde(default)]
-    height: Option<u32>,
-    #[serde(default)]
-    duration: Option<u32>,
-    #[serde(default)]
-    extra: Option<Value>,
-}
-
-fn text() -> String {
-    "text".into()
-}
-
 /// `POST /v1/conversations/{id}/messages`: a retry with the same
 /// `client_message_id` answers the original.
 async fn send(
     State(state): State<SidecarState>,
     caller: User<Dating>,
     id: Path<i64, Dating>,
-    body: Body<SendBody, Dating>,
+    body: Body<dating::MessageBody, Dating>,
 ) -> Reply {
-    let body = body.0;
-    let media = dating::Media {
-        url: body.media_url,
-        thumbnail: body.thumbnail,
-        width: body.width,
-        height: body.height,
-        duration: body.duration,
-        extra: body.extra,
-    };
-    let command = dating::send_command(id.0, body.kind, body.content, body.client_message_id, media);
+    let command = body.0.into_command(id.0);
     let sent = state.services.messages.send(caller.id(), id.0, command).await?;
     ok("success", message(&sent.view, caller.id(), None))
 }

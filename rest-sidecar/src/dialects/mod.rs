@@ -39,6 +39,17 @@ pub(crate) fn request_id() -> String {
     REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
 }
 
+/// A dialect's error `body` with `status`, and `Retry-After` when the
+/// failure says when to come back.
+pub(crate) fn failure_response(status: u16, body: serde_json::Value, retry_after: Option<u64>) -> Response {
+    let status = axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::BAD_REQUEST);
+    let mut response = (status, axum::Json(body)).into_response();
+    if let Some(seconds) = retry_after {
+        response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
+    }
+    response
+}
+
 /// How a dialect writes a failure.
 pub(crate) trait Shape: Send + Sync + 'static {
     fn failure(failure: ApiFailure) -> Response;

@@ -10,7 +10,6 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use protocol::ErrorCode;
@@ -32,12 +31,7 @@ pub(crate) struct Simple;
 impl Shape for Simple {
     fn failure(failure: ApiFailure) -> Response {
         let (status, body) = simple::error_body(failure.code(), &failure.error.error);
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
-        let mut response = (status, Json(body)).into_response();
-        if let Some(seconds) = failure.retry_after {
-            response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
-        }
-        response
+        super::failure_response(status, body, failure.retry_after)
     }
 }
 
