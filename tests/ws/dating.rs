@@ -132,6 +132,17 @@ impl Socket {
         }
     }
 
+    /// Reads until the server closes; answers the close code.
+    pub(crate) async fn closed(&mut self) -> Option<u16> {
+        loop {
+            match tokio::time::timeout(WAIT, self.socket.next()).await.expect("not closed in time") {
+                Some(Ok(Message::Close(frame))) => return frame.map(|frame| u16::from(frame.code)),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+
     /// The `new_message` of message `id`, skipping others.
     pub(crate) async fn expect_message(&mut self, id: &Value) -> Value {
         loop {
@@ -642,4 +653,65 @@ async fn dialects_are_served_only_when_chosen() {
         "{}",
         String::from_utf8_lossy(&bad.stderr)
     );
+}
+
+/// A voice message: 5.4 takes `voice` and the duration the client gives;
+/// the message keeps it.
+#[tokio::test]
+async fn a_voice_message_keeps_its_duration() {
+    let scene = Scene::start().await;
+    let Scene { server, her, .. } = &scene;
+    // A WAV header and a little silence.
+    let mut wav = b"RIFF\x2c\x01\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00\x40\x1f\x00\x00\x80\x3e\x00\x00\x02\x00\x10\x00data\x08\x01\x00\x00".to_vec();
+    wav.extend_from_slice(&[0; 264]);
+    let form = reqwest::multipart::Form::new()
+        .part("file", reqwest::multipart::Part::bytes(wav).file_name("note.wav"))
+        .text("type", "voice")
+        .text("duration", "15");
+    let request =
+        server.http.post(format!("{}/v1/messages/upload", server.base)).bearer_auth(&her.token).multipart(form);
+    let uploaded: Value = request.send().await.unwrap().json().await.unwrap();
+    assert_eq!(uploaded["code"], 200, "{uploaded}");
+    assert_eq!((uploaded["data"]["duration"].as_u64(), uploaded["data"]["width"].as_u64()), (Some(15), Some(0)));
+    let voice =
+        json!({"type": "voice", "media_url": uploaded["data"]["url"], "duration": 15, "client_message_id": "v1"});
+    let sent = scene.send(her, voice).await;
+    assert_eq!((sent["type"].as_str(), sent["duration"].as_u64()), (Some("voice"), Some(15)), "{sent}");
+    let form = reqwest::multipart::Form::new()
+        .part("file", reqwest::multipart::Part::bytes(PNG_4X3.to_vec()).file_name("x.png"))
+        .text("type", "image")
+        .text("duration", "long");
+    let request =
+        server.http.post(format!("{}/v1/messages/upload", server.base)).bearer_auth(&her.token).multipart(form);
+    let refused: Value = request.send().await.unwrap().json().await.unwrap();
+    assert_eq!(refused["code"], 40001, "{refused}");
+}
+
+/// Bad frames of every kind a dating client sends: each an `error` with
+/// section 1.3's code, or a close for a bad `auth`.
+#[tokio::test]
+async fn every_section_seven_frame_refuses_bad_data() {
+    let scene = Scene::start().await;
+    let Scene { server, her, conversation, .. } = &scene;
+    let mut hers = Socket::connect(&server.base, &her.token).await;
+    hers.expect("auth_success").await;
+    let frames = [
+        (json!({"type": "typing", "data": {}}), 40001),
+        (json!({"type": "typing", "data": {"conversation_id": 999_999}}), 40401),
+        (json!({"type": "read", "data": {"conversation_id": conversation}}), 40001),
+        (json!({"type": "read", "data": {"conversation_id": conversation, "last_read_message_id": 999_999}}), 40401),
+        (json!({"type": "delivered", "data": {"conversation_id": conversation, "message_ids": "all"}}), 40001),
+        (json!({"type": "auth", "data": {"token": "again"}}), 40001),
+    ];
+    for (frame, code) in frames {
+        hers.send(frame.clone()).await;
+        let error = hers.expect("error").await;
+        assert_eq!(error["data"]["code"], code, "{frame}: {error}");
+    }
+    hers.send(json!({"type": "ping", "timestamp": now_ms()})).await;
+    hers.expect("pong").await;
+    // A bad token in the `auth` frame closes with 4001.
+    let mut stranger = Socket::connect_bare(&server.base).await;
+    stranger.send(json!({"type": "auth", "data": {"token": "forged"}, "timestamp": now_ms()})).await;
+    assert_eq!(stranger.closed().await, Some(4001));
 }
