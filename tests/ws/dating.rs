@@ -452,6 +452,10 @@ async fn section_five_media_conversations_history_and_recall() {
     assert_eq!((pagination["total"].as_u64(), pagination["has_next"].as_bool()), (Some(1), Some(false)));
     let bad_page = call(&server, Method::GET, "/conversations?page_size=101", Some(&her.token), None).await;
     assert_eq!(bad_page.body["code"], 40001, "page_size is at most 100");
+    let far = call(&server, Method::GET, "/conversations?page=4294967295&page_size=100", Some(&her.token), None).await;
+    assert_eq!((far.body["code"].as_u64(), far.body["data"]["items"].as_array().map(Vec::len)), (Some(200), Some(0)));
+    let negative = call(&server, Method::GET, "/conversations?page=-1", Some(&her.token), None).await;
+    assert_eq!(negative.body["code"], 40001, "{}", negative.body);
 
     // 5.2: history before an id, with read state from her side.
     let third = sent.body["data"]["message_id"].as_i64().unwrap();

@@ -305,7 +305,7 @@ async fn conversations(
     }
     let total_unread: u64 = chats.iter().filter_map(|chat| chat.unread_count).sum();
     let total = chats.len() as u64;
-    let start = ((page - 1) * page_size) as usize;
+    let start = usize::try_from(u64::from(page - 1) * u64::from(page_size)).unwrap_or(usize::MAX);
     let shown: Vec<_> = chats.into_iter().skip(start).take(page_size as usize).collect();
     let mut peers = Vec::with_capacity(shown.len());
     for chat in &shown {
@@ -453,7 +453,7 @@ async fn upload(
     caller: User<Dating>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Reply {
-    let uploaded = files::store_upload(&state, caller.id(), multipart, upload_kind).await?;
+    let uploaded = files::store_upload(&state, caller.id(), multipart, upload_kind, &["duration"]).await?;
     let duration = match uploaded.fields.iter().find(|(name, _)| name == "duration") {
         Some((_, text)) => text
             .trim()

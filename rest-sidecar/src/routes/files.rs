@@ -185,23 +185,25 @@ pub(crate) struct Uploaded {
     pub(crate) file: FileMeta,
     pub(crate) width: Option<u32>,
     pub(crate) height: Option<u32>,
-    /// Every multipart text field other than `file` and `type`, as sent.
+    /// The text fields the caller asked for besides `file` and `type`, as sent.
     pub(crate) fields: Vec<(String, String)>,
 }
 
-/// Most other text fields an upload may carry, and their longest value.
-const MAX_UPLOAD_FIELDS: usize = 8;
+/// The longest text field of an upload that is read (`type`, and the
+/// fields a contract asks for); longer ones are refused, not buffered.
 const MAX_UPLOAD_FIELD_BYTES: usize = 1024;
 
 /// Receives a multipart upload (`file`, and a `type` read by `parse_kind`)
 /// for `owner`: streamed to disk, its type taken from its bytes (and
 /// checked against `type`), a thumbnail made for images, stored by hash.
+/// The text fields named in `wanted` are read too; others are skipped.
 /// Every contract's upload route runs this.
 pub(crate) async fn store_upload(
     state: &SidecarState,
     owner: i64,
     multipart: Result<Multipart, MultipartRejection>,
     parse_kind: fn(&str) -> Option<FileKind>,
+    wanted: &[&str],
 ) -> Result<Uploaded, ApiFailure> {
     let mut multipart = multipart.map_err(|rejection| ApiFailure::bad_request(rejection.body_text()))?;
     state.limits.check(Class::Upload, &format!("user:{owner}"))?;
@@ -216,11 +218,11 @@ pub(crate) async fn store_upload(
                     ApiFailure::new(ErrorCode::FileTypeUnsupported, format!("type {:?} is not accepted", text.trim()))
                 })?);
             }
-            Some(name) if fields.len() < MAX_UPLOAD_FIELDS => {
+            Some(name) if wanted.contains(&name) => {
                 let name = name.to_owned();
                 fields.push((name, small_text(&mut field).await?));
             }
-            _ => {} // more fields than that are ignored
+            _ => {} // unknown fields are ignored
         }
     }
     let received = received.ok_or_else(|| ApiFailure::bad_request("a `file` part is required"))?;
@@ -311,7 +313,7 @@ pub(crate) async fn upload(
     caller: Caller,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Json<ApiResponse<FileView>>, ApiFailure> {
-    let uploaded = store_upload(&state, caller.user_id, multipart, FileKind::parse).await?;
+    let uploaded = store_upload(&state, caller.user_id, multipart, FileKind::parse, &[]).await?;
     Ok(ok("文件上传成功", view(&uploaded.file)))
 }
 
