@@ -172,10 +172,7 @@ impl Messages {
 
     /// The sender edits the text of a message that is not deleted.
     pub async fn edit(&self, caller: UserId, id: MessageId, content: String) -> ServiceResult<MessageView> {
-        let (message, _) = self.visible(id, caller).await?;
-        if message.sender_id != caller {
-            return Err(ServiceError::MessageForbidden("only the sender may edit a message".into()));
-        }
+        self.own(caller, id, "edit").await?;
         let max = self.deps.config.send.max_content_chars;
         if content.trim().is_empty() || content.chars().count() > max {
             return Err(ServiceError::Invalid(format!("content must be 1 to {max} characters")));
@@ -199,11 +196,25 @@ impl Messages {
             store.cancel_scheduled(id).await?;
             return Ok(());
         }
+        let message = self.own(caller, id, "delete").await?;
+        self.withdraw(message).await
+    }
+
+    /// A message `caller` may see and sent: 20004 when someone else sent it.
+    async fn own(&self, caller: UserId, id: MessageId, verb: &str) -> ServiceResult<Message> {
         let (message, _) = self.visible(id, caller).await?;
         if message.sender_id != caller {
-            return Err(ServiceError::MessageForbidden("only the sender may delete a message".into()));
+            return Err(ServiceError::MessageForbidden(format!("only the sender may {verb} a message")));
         }
-        let deleted = store.delete_message(id, now_millis()).await?.ok_or(ServiceError::MessageNotFound(id))?;
+        Ok(message)
+    }
+
+    /// Deletes a sent message (its slot stays, its content goes) and tells
+    /// every member with `message.delete`.
+    async fn withdraw(&self, message: Message) -> ServiceResult<()> {
+        let id = message.id;
+        let deleted =
+            self.deps.store.delete_message(id, now_millis()).await?.ok_or(ServiceError::MessageNotFound(id))?;
         self.deps.pipeline.publish_to_chat(deleted.chat_id, events::message_delete(&deleted), &[]).await
     }
 
@@ -211,10 +222,7 @@ impl Messages {
     /// history as deleted, without its content, and every member gets
     /// `message.delete` live (seed 000 shows it as `recalled`).
     pub async fn recall(&self, caller: UserId, id: MessageId) -> ServiceResult<()> {
-        let (message, _) = self.visible(id, caller).await?;
-        if message.sender_id != caller {
-            return Err(ServiceError::MessageForbidden("only the sender may recall a message".into()));
-        }
+        let message = self.own(caller, id, "recall").await?;
         if message.is_deleted {
             return Err(ServiceError::MessageForbidden(format!("message {id} is already recalled")));
         }
@@ -225,9 +233,7 @@ impl Messages {
                 window / 1000
             )));
         }
-        let deleted =
-            self.deps.store.delete_message(id, now_millis()).await?.ok_or(ServiceError::MessageNotFound(id))?;
-        self.deps.pipeline.publish_to_chat(deleted.chat_id, events::message_delete(&deleted), &[]).await
+        self.withdraw(message).await
     }
 
     /// Pins or unpins a message: anyone in a private chat, a group's owner
