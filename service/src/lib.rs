@@ -34,7 +34,7 @@ pub use chats::{ChatList, Chats, CreateChat};
 pub use contacts::Contacts;
 pub use error::{ServiceError, ServiceResult};
 pub use messages::{HistoryQuery, MemberReceipt, MessagePage, MessageReceipts, Messages, ReadMarker};
-pub use pipeline::{SendLimits, SendPipeline, Sent, new_message};
+pub use pipeline::{SendLimits, SendPipeline, Sent, audience, new_message};
 pub use scheduler::run_scheduler;
 pub use users::{PresenceState, ProfileUpdate, Users};
 

@@ -31,6 +31,9 @@ pub struct HistoryQuery {
     pub search: Option<String>,
     /// A message type (`text`, `image`, ...).
     pub kind: Option<String>,
+    /// Answer who received and read each message, and when (the
+    /// dialects' per-message state): one more store read.
+    pub receipts: bool,
 }
 
 /// A page of messages in ascending seq order, as the caller sees them.
@@ -40,6 +43,9 @@ pub struct MessagePage {
     pub messages: Vec<MessageView>,
     /// Whether more messages lie beyond this page in its direction.
     pub has_more: bool,
+    /// One per message, in the same order, when the query asked for them;
+    /// empty otherwise.
+    pub receipts: Vec<MessageReceipts>,
 }
 
 /// Where one member stands with one message: delivered to one of their
@@ -134,7 +140,8 @@ impl Messages {
             }
         }
         let messages = views::messages_seen_by(self.deps.store.as_ref(), &members, caller, &page).await?;
-        Ok(MessagePage { chat_id, messages, has_more })
+        let receipts = if query.receipts { self.receipts(chat_id, &members, &messages).await? } else { Vec::new() };
+        Ok(MessagePage { chat_id, messages, has_more, receipts })
     }
 
     /// What `caller` missed in `chat_id` after `after_seq`, oldest first:
@@ -303,22 +310,20 @@ impl Messages {
     }
 
     /// Who has received and read each of `messages` (a page of `chat_id`
-    /// the caller may read), and when: derived from the members' receipt
+    /// with its `members`), and when: derived from the members' receipt
     /// markers and the advances they made, one store read per page.
-    pub async fn receipts(
+    async fn receipts(
         &self,
-        caller: UserId,
         chat_id: ChatId,
+        members: &[Member],
         messages: &[MessageView],
     ) -> ServiceResult<Vec<MessageReceipts>> {
-        let members = self.members_for(caller, chat_id).await?;
-        let (Some(from), Some(to)) =
-            (messages.iter().map(|m| m.seq).filter(|&seq| seq > 0).min(), messages.iter().map(|m| m.seq).max())
-        else {
-            return Ok(Vec::new());
+        let seqs = messages.iter().map(|message| message.seq).filter(|&seq| seq > 0);
+        let marks = match (seqs.clone().min(), seqs.max()) {
+            (Some(from), Some(to)) => self.deps.store.receipts(chat_id, from, to).await?,
+            _ => Vec::new(),
         };
-        let marks = self.deps.store.receipts(chat_id, from, to).await?;
-        Ok(messages.iter().map(|message| receipts_of(message, &members, &marks)).collect())
+        Ok(messages.iter().map(|message| receipts_of(message, members, &marks)).collect())
     }
 }
 

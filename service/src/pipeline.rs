@@ -48,6 +48,8 @@ pub struct Sent {
     pub duplicate: bool,
     /// Held for its `send_at`: no seq yet, delivered when due.
     pub scheduled: bool,
+    /// Who the message's chat is for, as dialects name it.
+    pub audience: protocol::dialect::Audience,
 }
 
 /// Turns the wire command into what the pipeline sends, checking the
@@ -315,7 +317,7 @@ impl SendPipeline {
         if !duplicate && !scheduled {
             self.publish_new(&view, context).await;
         }
-        Ok(Sent { message, view, duplicate, scheduled })
+        Ok(Sent { message, view, duplicate, scheduled, audience: audience(&context.chat, &context.members) })
     }
 
     /// `message.new` to every member of the context's chat (the sender's
@@ -421,7 +423,7 @@ impl SendPipeline {
 
 /// What dialects need to know of a chat's events: a private chat's two
 /// members (seed 001 names the chat by the other person).
-pub(crate) fn audience(chat: &storage::model::Chat, members: &[Member]) -> protocol::dialect::Audience {
+pub fn audience(chat: &storage::model::Chat, members: &[Member]) -> protocol::dialect::Audience {
     let private_pair = match (chat.kind, members) {
         (ChatKind::Private, [a, b]) => Some([a.user_id, b.user_id]),
         _ => None,

@@ -114,9 +114,12 @@ pub fn decode(bytes: &[u8]) -> Result<ClientFrame, FrameError> {
     Ok(ClientFrame { id, command })
 }
 
-/// A canonical message view as section 3.2's message object:
-/// `receiver_id` names the other person of a private chat, `group_id` the
-/// group; `chat_id` is an addition (what `typing` and `read` name).
+/// A canonical message view as section 3.2's message object (the REST
+/// answers and the pushed `message` alike): `receiver_id` names the other
+/// person of a private chat, `group_id` the group; `chat_id` is an
+/// addition (what `typing` and `read` name). A message with a file (an
+/// image, a file) carries its URL as `content`, the one field the
+/// document has for it.
 pub fn message(view: &Value, audience: Audience) -> Map<String, Value> {
     let sender = view["sender_id"].as_i64().unwrap_or_default();
     let (receiver, group) = match audience.private_pair {
@@ -126,7 +129,8 @@ pub fn message(view: &Value, audience: Audience) -> Map<String, Value> {
     let mut out = Map::new();
     out.insert("message_id".into(), id(&view["id"]));
     out.insert("type".into(), view["type"].clone());
-    out.insert("content".into(), view["content"].clone());
+    let url = view["file_url"].as_str().filter(|url| !url.is_empty());
+    out.insert("content".into(), url.map_or_else(|| view["content"].clone(), Value::from));
     out.insert("sender_id".into(), id(&view["sender_id"]));
     out.insert("receiver_id".into(), id(&receiver));
     out.insert("group_id".into(), id(&group));
@@ -218,6 +222,10 @@ mod tests {
             (pushed["data"]["receiver_id"].as_str(), pushed["data"]["group_id"].as_str()),
             (Some("7"), Some(""))
         );
+        let image =
+            json!({"id": 6, "chat_id": 9, "sender_id": 2, "content": "", "file_url": "/api/files/3", "type": "image"});
+        let pushed = encode(kinds::MESSAGE_NEW, &image, None, private, 0).unwrap().to_value();
+        assert_eq!(pushed["data"]["content"], "/api/files/3", "a file's URL is its content");
         let grouped = encode(kinds::MESSAGE_NEW, &view, None, Audience::default(), 0).unwrap().to_value();
         assert_eq!(
             (grouped["data"]["receiver_id"].as_str(), grouped["data"]["group_id"].as_str()),

@@ -411,13 +411,13 @@ async fn history(
     query: Query<HistoryParams, Dating>,
 ) -> Reply {
     let HistoryParams { before_id, page_size } = query.0;
-    let query = HistoryQuery { limit: page_size, before: before_id.map(Cursor::Id), ..HistoryQuery::default() };
+    let query =
+        HistoryQuery { limit: page_size, before: before_id.map(Cursor::Id), receipts: true, ..HistoryQuery::default() };
     let page = state.services.messages.history(caller.id(), id.0, query).await?;
-    let receipts = state.services.messages.receipts(caller.id(), id.0, &page.messages).await?;
     let items: Vec<Value> = page
         .messages
         .iter()
-        .zip(&receipts)
+        .zip(&page.receipts)
         .map(|(view, receipts)| message(view, caller.id(), Some(receipts)))
         .collect();
     ok("success", json!({ "items": items, "has_more": page.has_more }))

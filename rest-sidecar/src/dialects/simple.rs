@@ -13,13 +13,14 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use protocol::ErrorCode;
+use protocol::dialect::Audience;
 use protocol::dialect::simple::{self, WireId};
 use protocol::time::to_iso;
 use protocol::views::MessageView;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use service::{CreateChat, HistoryQuery, ProfileUpdate};
-use storage::model::{ChatKind, Member, User as StoredUser};
+use storage::model::User as StoredUser;
 
 use super::{Body, Failure, Path, Query, Shape, User};
 use crate::{ApiFailure, SidecarState, accounts};
@@ -201,25 +202,9 @@ enum Either {
     Group(i64),
 }
 
-/// Section 3.2's message object.
-fn message(view: &MessageView, kind: ChatKind, members: &[Member]) -> Value {
-    let receiver = match kind {
-        ChatKind::Private => {
-            members.iter().map(|member| member.user_id).find(|user| *user != view.sender_id).map(id).unwrap_or_default()
-        }
-        ChatKind::Group => String::new(),
-    };
-    let group = if kind == ChatKind::Group { id(view.chat_id) } else { String::new() };
-    json!({
-        "message_id": id(view.id),
-        "type": view.kind,
-        "content": view.content,
-        "sender_id": id(view.sender_id),
-        "receiver_id": receiver,
-        "group_id": group,
-        "chat_id": id(view.chat_id),
-        "created_at": view.created_at,
-    })
+/// Section 3.2's message object, as the WebSocket pushes it too.
+fn message(view: &MessageView, audience: Audience) -> Value {
+    Value::Object(simple::message(&serde_json::to_value(view).unwrap_or_default(), audience))
 }
 
 #[derive(Debug, Deserialize)]
@@ -257,13 +242,7 @@ async fn send(State(state): State<SidecarState>, caller: User<Simple>, body: Bod
         command.file_url = body.content;
     }
     let sent = state.services.messages.send(caller.id(), chat_id, command).await?;
-    let (chat, _) = state.services.chats.membership(chat_id, caller.id()).await?;
-    let members = state.store.members(chat_id).await?;
-    let mut shown = message(&sent.view, chat.kind, &members);
-    if sent.view.kind != "text" {
-        shown["content"] = sent.view.file_url.clone().into();
-    }
-    ok(shown)
+    ok(message(&sent.view, sent.audience))
 }
 
 #[derive(Debug, Deserialize)]
@@ -302,20 +281,17 @@ async fn messages(
             None => return ok(json!({ "messages": [], "total": 0 })),
         },
     };
-    let page_query = HistoryQuery { limit: query.limit, offset: query.offset, ..HistoryQuery::default() };
+    let page_query =
+        HistoryQuery { limit: query.limit, offset: query.offset, receipts: true, ..HistoryQuery::default() };
     let page = state.services.messages.history(me, chat_id, page_query).await?;
-    let receipts = state.services.messages.receipts(me, chat_id, &page.messages).await?;
     let (chat, _) = state.services.chats.membership(chat_id, me).await?;
-    let members = state.store.members(chat_id).await?;
+    let audience = service::audience(&chat, &state.store.members(chat_id).await?);
     let shown: Vec<Value> = page
         .messages
         .iter()
-        .zip(&receipts)
+        .zip(&page.receipts)
         .map(|(view, receipts)| {
-            let mut shown = message(view, chat.kind, &members);
-            if view.kind != "text" {
-                shown["content"] = view.file_url.clone().into();
-            }
+            let mut shown = message(view, audience);
             let read_by: Vec<Value> = receipts
                 .receipts
                 .iter()

@@ -59,6 +59,7 @@ pub(crate) async fn history(
         after: query.after.map(Cursor::Id).or(query.after_seq.map(Cursor::Seq)),
         search: query.search,
         kind: query.kind,
+        receipts: false,
     };
     let page = state.services.messages.history(caller.user_id, chat_id, query).await?;
     Ok(ok("获取消息列表成功", History { total: page.messages.len(), messages: page.messages, has_more: page.has_more }))
