@@ -81,8 +81,8 @@ impl<'a> SharedMessages<'a> {
             Encoding::Json => &self.json,
             Encoding::MsgPack => &self.msgpack,
             Encoding::Dialect(dialect) => {
-                let index = protocol::dialect::Dialect::ALL.iter().position(|known| *known == dialect)?;
-                return self.dialects[index].get_or_init(|| message(self.frame.bytes(encoding), encoding)).clone();
+                let cell = &self.dialects[dialect.index()];
+                return cell.get_or_init(|| message(self.frame.bytes(encoding), encoding)).clone();
             }
         };
         let made = cell.get_or_init(|| {

@@ -55,7 +55,8 @@ impl Dialect {
         }
     }
 
-    pub(crate) fn index(self) -> usize {
+    /// The dialect's place in [`Dialect::ALL`] (per-dialect caches index by it).
+    pub fn index(self) -> usize {
         match self {
             Self::Dating => 0,
             Self::Simple => 1,

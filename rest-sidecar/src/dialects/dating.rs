@@ -10,8 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post, put};
 use protocol::ErrorCode;
 use protocol::dialect::dating;
-use protocol::time::now_millis;
-use protocol::time::to_iso;
+use protocol::time::{now_millis, to_iso};
 use protocol::views::MessageView;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -111,7 +110,7 @@ fn user(user: &StoredUser) -> Value {
         "status": i32::from(!user.is_disabled),
         "nickname": user.nickname,
         "avatar_url": user.avatar,
-        "created_at": protocol::time::to_iso(user.created_at),
+        "created_at": to_iso(user.created_at),
     })
 }
 
@@ -161,7 +160,7 @@ async fn session(state: &SidecarState, stored: &StoredUser, is_new_device: Optio
 
 /// Section 1.1's `X-Device-ID` and `X-Platform`, recorded with the
 /// sessions they open or renew.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct DeviceHeaders {
     device_id: Option<String>,
     platform: Option<String>,
@@ -213,7 +212,7 @@ async fn register(State(state): State<SidecarState>, device: DeviceHeaders, body
     ok("注册成功", session(&state, &stored, None).await?)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 struct DeviceInfo {
     #[serde(default)]
     device_id: Option<String>,
@@ -237,7 +236,7 @@ struct LoginBody {
 async fn login(State(state): State<SidecarState>, headers: DeviceHeaders, body: Body<LoginBody, Dating>) -> Reply {
     let body = body.0;
     let stored = accounts::login_by_phone(&state, &body.phone, body.password, body.code).await?;
-    let info = body.device_info.unwrap_or(DeviceInfo { device_id: None, device_type: None });
+    let info = body.device_info.unwrap_or_default();
     let device = info.device_id.filter(|id| !id.is_empty()).or(headers.device_id);
     let platform = headers.platform.or(info.device_type);
     let is_new_device = note_device(&state, stored.id, device.as_deref(), platform.as_deref()).await?;
