@@ -11,6 +11,8 @@ use crate::{Deps, ServiceError, ServiceResult, events, validate};
 #[derive(Debug, Clone)]
 pub struct ChatList {
     pub chats: Vec<ChatView>,
+    /// For each chat, in order: the other member of a private chat.
+    pub peers: Vec<Option<UserId>>,
     pub total: u64,
     pub has_more: bool,
 }
@@ -79,17 +81,25 @@ impl Chats {
 
     /// A private chat shows the peer's name and avatar unless it has its own.
     async fn view(&self, chat: &Chat, me: &Member) -> ServiceResult<ChatView> {
+        Ok(self.view_with_peer(chat, me).await?.0)
+    }
+
+    /// [`Self::view`], and the other member of a private chat.
+    async fn view_with_peer(&self, chat: &Chat, me: &Member) -> ServiceResult<(ChatView, Option<UserId>)> {
         let (mut name, mut avatar) = (chat.name.clone(), chat.avatar.clone());
-        if chat.kind == ChatKind::Private && name.is_empty() {
+        let mut peer_id = None;
+        if chat.kind == ChatKind::Private {
             let members = self.deps.store.members(chat.id).await?;
-            if let Some(peer) = members.iter().find(|member| member.user_id != me.user_id)
-                && let Some(peer) = self.deps.store.user(peer.user_id).await?
+            peer_id = members.iter().map(|member| member.user_id).find(|user| *user != me.user_id);
+            if name.is_empty()
+                && let Some(peer) = peer_id
+                && let Some(peer) = self.deps.store.user(peer).await?
             {
                 name = peer.nickname;
                 avatar = peer.avatar;
             }
         }
-        Ok(ChatView {
+        let view = ChatView {
             id: chat.id,
             name,
             description: chat.description.clone(),
@@ -105,7 +115,8 @@ impl Chats {
             last_message: None,
             unread_count: None,
             members: None,
-        })
+        };
+        Ok((view, peer_id))
     }
 
     async fn member_views(&self, members: &[Member]) -> ServiceResult<Vec<MemberView>> {
@@ -125,14 +136,16 @@ impl Chats {
         let rows = self.deps.store.chats_of_user(caller, limit, offset, now_millis()).await?;
         let total = self.deps.store.count_chats_of_user(caller).await?;
         let mut chats = Vec::with_capacity(rows.len());
+        let mut peers = Vec::with_capacity(rows.len());
         for row in rows {
-            let mut view = self.view(&row.chat, &row.member).await?;
+            let (mut view, peer) = self.view_with_peer(&row.chat, &row.member).await?;
             view.last_message = row.last_message.as_ref().map(last_message);
             view.unread_count = Some(row.unread_count);
             chats.push(view);
+            peers.push(peer);
         }
         let has_more = u64::from(offset) + (chats.len() as u64) < total;
-        Ok(ChatList { chats, total, has_more })
+        Ok(ChatList { chats, peers, total, has_more })
     }
 
     /// A private chat (exactly one other member; an existing one is

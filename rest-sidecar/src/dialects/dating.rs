@@ -292,25 +292,23 @@ async fn conversations(
         return Err(Fail::new(ErrorCode::BadRequest, "page starts at 1; page_size must be 1 to 100"));
     }
     let me = caller.id();
+    // Each private chat with its other member, as the list found them.
     let mut chats = Vec::new();
     let mut offset = 0;
     loop {
         let list = state.services.chats.list(me, 100, offset).await?;
         offset += 100;
-        chats.extend(list.chats.into_iter().filter(|chat| chat.kind == ChatKind::Private.as_str()));
+        let private =
+            list.chats.into_iter().zip(list.peers).filter(|(chat, _)| chat.kind == ChatKind::Private.as_str());
+        chats.extend(private);
         if !list.has_more || offset >= MAX_CONVERSATIONS {
             break;
         }
     }
-    let total_unread: u64 = chats.iter().filter_map(|chat| chat.unread_count).sum();
+    let total_unread: u64 = chats.iter().filter_map(|(chat, _)| chat.unread_count).sum();
     let total = chats.len() as u64;
     let start = usize::try_from(u64::from(page - 1) * u64::from(page_size)).unwrap_or(usize::MAX);
-    let shown: Vec<_> = chats.into_iter().skip(start).take(page_size as usize).collect();
-    let mut peers = Vec::with_capacity(shown.len());
-    for chat in &shown {
-        let members = state.store.members(chat.id).await?;
-        peers.push(members.iter().map(|member| member.user_id).find(|user| *user != me));
-    }
+    let (shown, peers): (Vec<_>, Vec<_>) = chats.into_iter().skip(start).take(page_size as usize).unzip();
     let ids: Vec<i64> = peers.iter().flatten().copied().collect();
     let users = state.store.users(&ids).await?;
     let presence = state.services.users.presence(me, &ids).await?;
