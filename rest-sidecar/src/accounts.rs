@@ -87,6 +87,7 @@ pub(crate) async fn register(state: &SidecarState, new: Registration) -> Result<
         password_hash: Some(hash),
         created_at: now_millis(),
         email: new.email,
+        external_id: None,
     };
     let user = state.store.create_user(new).await?;
     tracing::info!(user_id = user.id, "user registered");

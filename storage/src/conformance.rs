@@ -75,6 +75,8 @@ macro_rules! conformance_suite {
             receipts_date_each_message_from_marker_advances,
             files_share_content,
             notifications_page_and_mark_read,
+            notifications_delete_and_expire,
+            external_ids_and_profile_fields,
             scheduled_messages_take_their_seq_when_released,
             shutdown_finishes_and_refuses_more,
         );
@@ -95,7 +97,7 @@ async fn user<S: Store>(store: &S, phone: &str) -> i64 {
             nickname: format!("nick {phone}"),
             password_hash: None,
             created_at: now_millis(),
-            email: None,
+            ..NewUser::default()
         })
         .await
         .unwrap()
@@ -125,7 +127,7 @@ pub async fn users_register_update_and_lookup<S: Store>(store: &S) {
             nickname: "Alice".into(),
             password_hash: Some("$argon2id$hash".into()),
             created_at: now,
-            email: None,
+            ..NewUser::default()
         })
         .await
         .unwrap();
@@ -888,43 +890,104 @@ pub async fn files_share_content<S: Store>(store: &S) {
     assert!(matches!(store.insert_file(orphan).await, Err(StoreError::UserNotFound(999_999))));
 }
 
+fn notification(user_id: i64, n: usize) -> NewNotification {
+    let now = now_millis();
+    NewNotification {
+        user_id,
+        kind: "match".into(),
+        title: format!("title {n}"),
+        content: format!("n{n}"),
+        data: Some(format!(r#"{{"n":{n}}}"#)),
+        related_resource_type: Some("event".into()),
+        related_resource_id: Some(format!("evt-{n}")),
+        created_at: now,
+        expires_at: now + 86_400_000,
+    }
+}
+
 pub async fn notifications_page_and_mark_read<S: Store>(store: &S) {
     let (alice, bob) = (user(store, "1").await, user(store, "2").await);
     let mut ids = Vec::new();
     for n in 0..3 {
-        let notification = store
-            .insert_notification(NewNotification {
-                user_id: alice,
-                kind: "new_event_from_partner".into(),
-                content: format!("n{n}"),
-                related_resource_type: Some("event".into()),
-                related_resource_id: Some(format!("evt-{n}")),
-                created_at: now_millis(),
-            })
-            .await
-            .unwrap();
+        let notification = store.insert_notification(notification(alice, n)).await.unwrap();
         assert!(!notification.is_read);
+        assert_eq!(
+            (notification.title.as_str(), notification.data.as_deref()),
+            (&*format!("title {n}"), Some(&*format!(r#"{{"n":{n}}}"#)))
+        );
         ids.push(notification.id);
     }
-    let page = store.notifications(alice, 2, 0).await.unwrap();
+    let page = store.notifications(alice, 2, None).await.unwrap();
     assert_eq!(page.iter().map(|n| n.content.as_str()).collect::<Vec<_>>(), vec!["n2", "n1"], "newest first");
-    assert_eq!(store.notifications(alice, 2, 2).await.unwrap().len(), 1);
+    assert_eq!(page[0].title, "title 2");
+    assert_eq!(page[0].data.as_deref(), Some(r#"{"n":2}"#));
+    let older = store.notifications(alice, 2, Some(page[1].id)).await.unwrap();
+    assert_eq!(older.iter().map(|n| n.content.as_str()).collect::<Vec<_>>(), vec!["n0"], "before the last shown");
     assert_eq!(store.unread_notification_count(alice).await.unwrap(), 3);
     assert!(!store.mark_notification_read(bob, ids[0]).await.unwrap(), "only the owner marks it");
     assert!(store.mark_notification_read(alice, ids[0]).await.unwrap());
     assert_eq!(store.unread_notification_count(alice).await.unwrap(), 2);
     assert_eq!(store.mark_all_notifications_read(alice).await.unwrap(), 2);
     assert_eq!(store.unread_notification_count(alice).await.unwrap(), 0);
-    assert!(store.notifications(bob, 10, 0).await.unwrap().is_empty());
-    let orphan = NewNotification {
-        user_id: 999_999,
-        kind: "x".into(),
-        content: String::new(),
-        related_resource_type: None,
-        related_resource_id: None,
-        created_at: 0,
-    };
+    assert!(store.notifications(bob, 10, None).await.unwrap().is_empty());
+    let orphan = notification(999_999, 0);
     assert!(matches!(store.insert_notification(orphan).await, Err(StoreError::UserNotFound(999_999))));
+}
+
+pub async fn notifications_delete_and_expire<S: Store>(store: &S) {
+    let (alice, bob) = (user(store, "1").await, user(store, "2").await);
+    let kept = store.insert_notification(notification(alice, 0)).await.unwrap();
+    let deleted = store.insert_notification(notification(alice, 1)).await.unwrap();
+    assert!(!store.delete_notification(bob, deleted.id).await.unwrap(), "only the owner deletes it");
+    assert!(store.delete_notification(alice, deleted.id).await.unwrap());
+    assert!(!store.delete_notification(alice, deleted.id).await.unwrap(), "once");
+    let now = now_millis();
+    let brief = NewNotification { expires_at: now + 1_000, created_at: now, ..notification(alice, 2) };
+    store.insert_notification(brief).await.unwrap();
+    assert_eq!(store.notifications(alice, 10, None).await.unwrap().len(), 2);
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    // A store either prunes expired rows or lets them expire by themselves.
+    store.prune_notifications(now_millis()).await.unwrap();
+    let left: Vec<i64> = store.notifications(alice, 10, None).await.unwrap().iter().map(|n| n.id).collect();
+    assert_eq!(left, vec![kept.id], "the expired one is gone, the other stays");
+    assert_eq!(store.unread_notification_count(alice).await.unwrap(), 1);
+}
+
+pub async fn external_ids_and_profile_fields<S: Store>(store: &S) {
+    let now = now_millis();
+    let by_openid = |openid: &str| NewUser {
+        external_id: Some(openid.into()),
+        nickname: "wx".into(),
+        created_at: now,
+        ..NewUser::default()
+    };
+    // An account known only by its external id has no phone and no email.
+    let ann = store.create_user(by_openid("oWx-ann")).await.unwrap();
+    assert_eq!((ann.phone.as_str(), ann.email.as_deref(), ann.external_id.as_deref()), ("", None, Some("oWx-ann")));
+    assert_eq!(store.user_by_external_id("oWx-ann").await.unwrap().map(|user| user.id), Some(ann.id));
+    assert!(store.user_by_external_id("oWx-nobody").await.unwrap().is_none());
+    let again = store.create_user(by_openid("oWx-ann")).await;
+    assert!(matches!(again, Err(StoreError::ExternalIdTaken)), "{again:?}");
+    // Linking: an existing phone account gains one; a taken one is refused.
+    let ben = user(store, "13800000001").await;
+    store.set_external_id(ben, "oWx-ben").await.unwrap();
+    store.set_external_id(ben, "oWx-ben").await.unwrap();
+    assert_eq!(store.user_by_external_id("oWx-ben").await.unwrap().map(|user| user.id), Some(ben));
+    assert!(matches!(store.set_external_id(ben, "oWx-ann").await, Err(StoreError::ExternalIdTaken)));
+    assert!(matches!(store.set_external_id(999_999, "oWx-x").await, Err(StoreError::UserNotFound(999_999))));
+    assert_eq!(store.user(ben).await.unwrap().unwrap().external_id.as_deref(), Some("oWx-ben"));
+    // Profile fields: empty until set, then replaced whole.
+    assert!(store.profile_fields(ann.id).await.unwrap().is_empty());
+    let mut fields = serde_json::Map::new();
+    fields.insert("vip_level".into(), serde_json::json!(2));
+    fields.insert("balance".into(), serde_json::json!("12.50"));
+    store.set_profile_fields(ann.id, fields.clone(), now).await.unwrap();
+    assert_eq!(store.profile_fields(ann.id).await.unwrap(), fields);
+    fields.remove("balance");
+    store.set_profile_fields(ann.id, fields.clone(), now).await.unwrap();
+    assert_eq!(store.profile_fields(ann.id).await.unwrap(), fields);
+    assert!(store.profile_fields(ben).await.unwrap().is_empty(), "each user has their own");
+    assert!(matches!(store.set_profile_fields(999_999, fields, now).await, Err(StoreError::UserNotFound(999_999))));
 }
 
 pub async fn scheduled_messages_take_their_seq_when_released<S: Store>(store: &S) {

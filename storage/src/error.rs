@@ -10,6 +10,9 @@ pub enum StoreError {
     /// A user with this email already exists.
     #[error("email already registered")]
     EmailTaken,
+    /// Another user already has this external id.
+    #[error("external id already linked to another user")]
+    ExternalIdTaken,
     /// A user with this username already exists.
     #[error("username already taken")]
     UsernameTaken,

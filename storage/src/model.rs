@@ -83,6 +83,9 @@ pub struct User {
     pub phone: String,
     /// Lower-case; `None` for an account registered by phone.
     pub email: Option<String>,
+    /// The app backend's id for this account (a WeChat openid, an SSO
+    /// subject), unique; `None` for accounts made through a dialect.
+    pub external_id: Option<String>,
     pub username: Option<String>,
     pub nickname: String,
     pub bio: String,
@@ -102,6 +105,8 @@ pub struct NewUser {
     pub phone: String,
     /// Stored as [`email_key`] makes it: unique, case-insensitive.
     pub email: Option<String>,
+    /// Unique; an account may have it instead of a phone or an email.
+    pub external_id: Option<String>,
     pub username: Option<String>,
     pub nickname: String,
     /// An argon2id PHC string, or `None` for SMS-code-only accounts.
@@ -115,11 +120,14 @@ impl NewUser {
     /// A new user's theme until they choose one.
     pub const DEFAULT_THEME: &str = "auto";
 
-    /// Whether the account can be found again: it needs a phone number or
-    /// an email. Checked by every backend before it writes.
+    /// Whether the account can be found again: it needs a phone number,
+    /// an email or an external id. Checked by every backend before it writes.
     pub fn check_identity(&self) -> Result<(), StoreError> {
-        if self.phone.is_empty() && self.email.as_deref().is_none_or(str::is_empty) {
-            return Err(StoreError::Invalid("a user needs a phone number or an email".into()));
+        if self.phone.is_empty()
+            && self.email.as_deref().is_none_or(str::is_empty)
+            && self.external_id.as_deref().is_none_or(str::is_empty)
+        {
+            return Err(StoreError::Invalid("a user needs a phone number, an email or an external id".into()));
         }
         Ok(())
     }
@@ -613,9 +621,13 @@ pub struct NewFile {
 pub struct Notification {
     pub id: i64,
     pub user_id: UserId,
-    /// Free-form, defined by the app backend (`new_message`, `subscription_expiring_soon`, ...).
+    /// Free-form, defined by the app backend (`match`, `system`, `subscription_expiring_soon`, ...).
     pub kind: String,
+    pub title: String,
+    /// The body.
     pub content: String,
+    /// The backend's JSON object for the client, as text; `None` when it sent none.
+    pub data: Option<String>,
     pub is_read: bool,
     pub related_resource_type: Option<String>,
     pub related_resource_id: Option<String>,
@@ -627,8 +639,13 @@ pub struct Notification {
 pub struct NewNotification {
     pub user_id: UserId,
     pub kind: String,
+    pub title: String,
     pub content: String,
+    pub data: Option<String>,
     pub related_resource_type: Option<String>,
     pub related_resource_id: Option<String>,
     pub created_at: Millis,
+    /// When it may be forgotten: [`crate::NotificationStore::prune_notifications`]
+    /// removes it after this (a CQL store lets it expire by TTL).
+    pub expires_at: Millis,
 }

@@ -24,6 +24,21 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>>;
     /// The user with this email, compared as [`crate::model::email_key`] makes it.
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
+    /// The user an app backend knows by `external_id`.
+    async fn user_by_external_id(&self, external_id: &str) -> StoreResult<Option<User>>;
+    /// Links `external_id` to the user (replacing any id they had).
+    /// [`StoreError::ExternalIdTaken`] when another user has it.
+    async fn set_external_id(&self, id: UserId, external_id: &str) -> StoreResult<()>;
+    /// The key-value fields an app backend keeps on the user (`vip_level`,
+    /// `balance`, ...); empty when it set none.
+    async fn profile_fields(&self, id: UserId) -> StoreResult<serde_json::Map<String, serde_json::Value>>;
+    /// Replaces the user's profile fields.
+    async fn set_profile_fields(
+        &self,
+        id: UserId,
+        fields: serde_json::Map<String, serde_json::Value>,
+        at: Millis,
+    ) -> StoreResult<()>;
     async fn update_user(&self, id: UserId, update: UserUpdate) -> StoreResult<Option<User>>;
     async fn set_last_seen(&self, id: UserId, at: Millis) -> StoreResult<()>;
     async fn password_hash(&self, id: UserId) -> StoreResult<Option<String>>;
@@ -226,10 +241,18 @@ pub trait NotificationStore: Send + Sync + 'static {
     // ---- notifications ----
 
     async fn insert_notification(&self, notification: NewNotification) -> StoreResult<Notification>;
-    async fn notifications(&self, user_id: UserId, limit: u32, offset: u32) -> StoreResult<Vec<Notification>>;
+    /// The user's notifications, newest first, older than the id `before` when given.
+    async fn notifications(&self, user_id: UserId, limit: u32, before: Option<i64>) -> StoreResult<Vec<Notification>>;
+    /// Marks one of the user's notifications read; answers whether the user has it.
     async fn mark_notification_read(&self, user_id: UserId, id: i64) -> StoreResult<bool>;
+    /// Marks every notification of the user read; answers how many were unread.
     async fn mark_all_notifications_read(&self, user_id: UserId) -> StoreResult<u64>;
     async fn unread_notification_count(&self, user_id: UserId) -> StoreResult<u64>;
+    /// Deletes one of the user's notifications; answers whether the user had it.
+    async fn delete_notification(&self, user_id: UserId, id: i64) -> StoreResult<bool>;
+    /// Forgets every notification past its `expires_at`; answers how many
+    /// went (a store whose rows expire by themselves answers 0).
+    async fn prune_notifications(&self, now: Millis) -> StoreResult<u64>;
 }
 
 /// Everything Switchboard keeps. A write resolves only once it is durable:

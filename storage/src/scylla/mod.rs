@@ -25,6 +25,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (3, "email", include_str!("migrations/003_email.cql")),
     (4, "devices", include_str!("migrations/004_devices.cql")),
     (5, "receipts", include_str!("migrations/005_receipts.cql")),
+    (6, "server_api", include_str!("migrations/006_server_api.cql")),
 ];
 
 const SCHEMA_MIGRATIONS: &str =

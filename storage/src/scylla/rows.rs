@@ -34,6 +34,7 @@ pub(crate) struct UserRow {
     created_at: Option<i64>,
     updated_at: Option<i64>,
     email: Option<String>,
+    external_id: Option<String>,
 }
 
 impl UserRow {
@@ -44,6 +45,7 @@ impl UserRow {
             id: self.id,
             phone: text(self.phone),
             email: self.email,
+            external_id: self.external_id,
             username: self.username,
             nickname: text(self.nickname),
             bio: text(self.bio),
@@ -405,6 +407,8 @@ pub(crate) struct NotificationRow {
     related_resource_type: Option<String>,
     related_resource_id: Option<String>,
     created_at: Option<i64>,
+    title: Option<String>,
+    data: Option<String>,
 }
 
 impl NotificationRow {
@@ -413,7 +417,9 @@ impl NotificationRow {
             id: self.id,
             user_id: self.user_id,
             kind: text(self.kind),
+            title: text(self.title),
             content: text(self.content),
+            data: self.data,
             is_read: self.is_read.unwrap_or(false),
             related_resource_type: self.related_resource_type,
             related_resource_id: self.related_resource_id,

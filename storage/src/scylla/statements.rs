@@ -16,7 +16,7 @@ use crate::StoreError;
 macro_rules! user_columns {
     () => {
         "id, phone, username, nickname, bio, avatar, language, theme, is_disabled, last_seen, created_at, updated_at, \
-         email"
+         email, external_id"
     };
 }
 macro_rules! contact_columns {
@@ -90,8 +90,15 @@ statements! {
 
     // ---- users ----
     insert_user: true => "INSERT INTO users (id, phone, username, nickname, bio, avatar, language, theme, \
-         is_disabled, last_seen, password_hash, created_at, updated_at, email) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+         is_disabled, last_seen, password_hash, created_at, updated_at, email, external_id) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    claim_external_id: false =>
+        "INSERT INTO users_by_external_id (external_id, user_id) VALUES (?, ?) IF NOT EXISTS";
+    release_external_id: false => "DELETE FROM users_by_external_id WHERE external_id = ? IF user_id = ?";
+    user_by_external_id: true => "SELECT user_id FROM users_by_external_id WHERE external_id = ?";
+    set_external_id: true => "UPDATE users SET external_id = ? WHERE id = ?";
+    select_profile_fields: true => "SELECT fields FROM profile_fields WHERE user_id = ?";
+    upsert_profile_fields: true => "INSERT INTO profile_fields (user_id, fields, updated_at) VALUES (?, ?, ?)";
     claim_email: false => "INSERT INTO users_by_email (email, user_id) VALUES (?, ?) IF NOT EXISTS";
     release_email: false => "DELETE FROM users_by_email WHERE email = ? IF user_id = ?";
     user_by_email: true => "SELECT user_id FROM users_by_email WHERE email = ?";
@@ -249,9 +256,11 @@ statements! {
 
     // ---- notifications ----
     insert_notification: true => "INSERT INTO notifications (user_id, id, kind, content, is_read, \
-         related_resource_type, related_resource_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+         related_resource_type, related_resource_id, created_at, title, data) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?";
     select_notifications: true => "SELECT user_id, id, kind, content, is_read, related_resource_type, \
-         related_resource_id, created_at FROM notifications WHERE user_id = ? LIMIT ?";
+         related_resource_id, created_at, title, data FROM notifications WHERE user_id = ? AND id < ? LIMIT ?";
+    delete_notification: false => "DELETE FROM notifications WHERE user_id = ? AND id = ? IF EXISTS";
     unread_notifications: true => "SELECT id, is_read FROM notifications WHERE user_id = ?";
     read_notification: false => "UPDATE notifications SET is_read = ? WHERE user_id = ? AND id = ? IF EXISTS";
     read_notification_plain: true => "UPDATE notifications SET is_read = ? WHERE user_id = ? AND id = ?";

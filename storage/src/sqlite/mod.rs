@@ -38,6 +38,7 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         M::up(include_str!("migrations/003_email.sql")),
         M::up(include_str!("migrations/004_devices.sql")),
         M::up(include_str!("migrations/005_receipts.sql")),
+        M::up(include_str!("migrations/006_server_api.sql")),
     ])
 });
 

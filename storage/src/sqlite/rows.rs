@@ -15,7 +15,7 @@ fn text_enum<T>(row: &Row<'_>, index: usize, parse: fn(&str) -> Option<T>) -> ru
     })
 }
 
-pub(crate) const USER_COLUMNS: &str = "id, phone, username, nickname, bio, avatar, language, theme, is_disabled, last_seen, created_at, updated_at, email";
+pub(crate) const USER_COLUMNS: &str = "id, phone, username, nickname, bio, avatar, language, theme, is_disabled, last_seen, created_at, updated_at, email, external_id";
 
 /// The phone column of an account that has only an email (see migration 003).
 pub(crate) fn phone_placeholder(email: &str) -> String {
@@ -27,6 +27,7 @@ pub(crate) fn user(row: &Row<'_>) -> rusqlite::Result<User> {
         id: row.get(0)?,
         phone: row.get::<_, String>(1).map(|phone| if phone.starts_with('@') { String::new() } else { phone })?,
         email: row.get(12)?,
+        external_id: row.get(13)?,
         username: row.get(2)?,
         nickname: row.get(3)?,
         bio: row.get(4)?,
@@ -157,14 +158,16 @@ pub(crate) fn file(row: &Row<'_>) -> rusqlite::Result<FileMeta> {
 }
 
 pub(crate) const NOTIFICATION_COLUMNS: &str =
-    "id, user_id, kind, content, is_read, related_resource_type, related_resource_id, created_at";
+    "id, user_id, kind, content, is_read, related_resource_type, related_resource_id, created_at, title, data";
 
 pub(crate) fn notification(row: &Row<'_>) -> rusqlite::Result<Notification> {
     Ok(Notification {
         id: row.get(0)?,
         user_id: row.get(1)?,
         kind: row.get(2)?,
+        title: row.get(8)?,
         content: row.get(3)?,
+        data: row.get(9)?,
         is_read: row.get(4)?,
         related_resource_type: row.get(5)?,
         related_resource_id: row.get(6)?,

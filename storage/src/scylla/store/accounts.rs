@@ -30,12 +30,26 @@ impl AccountStore for ScyllaStore {
             release_phone.await?;
             return Err(StoreError::EmailTaken);
         }
+        let release_email = async {
+            if let Some(email) = email.as_deref() {
+                self.applied(&self.st().release_email, (email, id)).await?;
+            }
+            Ok::<_, StoreError>(())
+        };
+        if let Some(external_id) = new.external_id.as_deref()
+            && !self.applied(&self.st().claim_external_id, (external_id, id)).await?
+        {
+            release_phone.await?;
+            release_email.await?;
+            return Err(StoreError::ExternalIdTaken);
+        }
         if let Some(username) = new.username.as_deref()
             && !self.applied(&self.st().claim_username, (username, id)).await?
         {
             release_phone.await?;
-            if let Some(email) = email.as_deref() {
-                self.applied(&self.st().release_email, (email, id)).await?;
+            release_email.await?;
+            if let Some(external_id) = new.external_id.as_deref() {
+                self.applied(&self.st().release_external_id, (external_id, id)).await?;
             }
             return Err(StoreError::UsernameTaken);
         }
@@ -54,6 +68,7 @@ impl AccountStore for ScyllaStore {
             new.created_at,
             new.created_at,
             email.as_deref(),
+            new.external_id.as_deref(),
         );
         self.run(&self.st().insert_user, values).await?;
         self.load_user(id).await?.ok_or(StoreError::UserNotFound(id))
@@ -86,6 +101,45 @@ impl AccountStore for ScyllaStore {
         }
         let _open = self.open_guard().await?;
         self.user_by_key(&self.st().user_by_email, &email).await
+    }
+
+    async fn user_by_external_id(&self, external_id: &str) -> StoreResult<Option<User>> {
+        let _open = self.open_guard().await?;
+        self.user_by_key(&self.st().user_by_external_id, external_id).await
+    }
+
+    async fn set_external_id(&self, id: UserId, external_id: &str) -> StoreResult<()> {
+        let _open = self.open_guard().await?;
+        let user = self.load_user(id).await?.ok_or(StoreError::UserNotFound(id))?;
+        if user.external_id.as_deref() == Some(external_id) {
+            return Ok(());
+        }
+        if !self.applied(&self.st().claim_external_id, (external_id, id)).await? {
+            return Err(StoreError::ExternalIdTaken);
+        }
+        self.run(&self.st().set_external_id, (external_id, id)).await?;
+        if let Some(previous) = user.external_id.as_deref() {
+            self.applied(&self.st().release_external_id, (previous, id)).await?;
+        }
+        Ok(())
+    }
+
+    async fn profile_fields(&self, id: UserId) -> StoreResult<serde_json::Map<String, serde_json::Value>> {
+        let _open = self.open_guard().await?;
+        let row = self.row::<(Option<String>,)>(&self.st().select_profile_fields, (id,)).await?;
+        Ok(row.and_then(|(text,)| text).and_then(|text| serde_json::from_str(&text).ok()).unwrap_or_default())
+    }
+
+    async fn set_profile_fields(
+        &self,
+        id: UserId,
+        fields: serde_json::Map<String, serde_json::Value>,
+        at: Millis,
+    ) -> StoreResult<()> {
+        let _open = self.open_guard().await?;
+        self.require_user(id).await?;
+        let text = serde_json::Value::Object(fields).to_string();
+        self.run(&self.st().upsert_profile_fields, (id, text, at)).await
     }
 
     async fn update_user(&self, id: UserId, update: UserUpdate) -> StoreResult<Option<User>> {

@@ -1,8 +1,8 @@
 //! [`crate::NotificationStore`] for [`ScyllaStore`].
 
 use super::{
-    NewNotification, Notification, NotificationRow, NotificationStore, ScyllaStore, StoreResult, UserId, async_trait,
-    try_join_all,
+    Millis, NewNotification, Notification, NotificationRow, NotificationStore, ScyllaStore, StoreResult, UserId,
+    async_trait, try_join_all,
 };
 
 #[async_trait]
@@ -20,13 +20,19 @@ impl NotificationStore for ScyllaStore {
             new.related_resource_type.as_deref(),
             new.related_resource_id.as_deref(),
             new.created_at,
+            new.title.as_str(),
+            new.data.as_deref(),
+            // Seconds left to live: at least one (0 would mean forever).
+            i32::try_from(((new.expires_at - new.created_at) / 1000).max(1)).unwrap_or(i32::MAX),
         );
         self.run(&self.st().insert_notification, values).await?;
         Ok(Notification {
             id,
             user_id: new.user_id,
             kind: new.kind,
+            title: new.title,
             content: new.content,
+            data: new.data,
             is_read: false,
             related_resource_type: new.related_resource_type,
             related_resource_id: new.related_resource_id,
@@ -34,16 +40,12 @@ impl NotificationStore for ScyllaStore {
         })
     }
 
-    async fn notifications(&self, user_id: UserId, limit: u32, offset: u32) -> StoreResult<Vec<Notification>> {
+    async fn notifications(&self, user_id: UserId, limit: u32, before: Option<i64>) -> StoreResult<Vec<Notification>> {
         let _open = self.open_guard().await?;
-        let wanted = i32::try_from(u64::from(limit) + u64::from(offset)).unwrap_or(i32::MAX).max(1);
-        let rows = self.rows::<NotificationRow>(&self.st().select_notifications, (user_id, wanted)).await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(NotificationRow::into_notification)
-            .skip(offset as usize)
-            .take(limit as usize)
-            .collect())
+        let wanted = i32::try_from(limit).unwrap_or(i32::MAX).max(1);
+        let values = (user_id, before.unwrap_or(i64::MAX), wanted);
+        let rows = self.rows::<NotificationRow>(&self.st().select_notifications, values).await?;
+        Ok(rows.into_iter().filter_map(NotificationRow::into_notification).take(limit as usize).collect())
     }
 
     async fn mark_notification_read(&self, user_id: UserId, id: i64) -> StoreResult<bool> {
@@ -62,5 +64,15 @@ impl NotificationStore for ScyllaStore {
     async fn unread_notification_count(&self, user_id: UserId) -> StoreResult<u64> {
         let _open = self.open_guard().await?;
         Ok(self.unread_notification_ids(user_id).await?.len() as u64)
+    }
+
+    async fn delete_notification(&self, user_id: UserId, id: i64) -> StoreResult<bool> {
+        let _open = self.open_guard().await?;
+        self.applied(&self.st().delete_notification, (user_id, id)).await
+    }
+
+    async fn prune_notifications(&self, _now: Millis) -> StoreResult<u64> {
+        // Rows carry a TTL from `expires_at`: Cassandra forgets them itself.
+        Ok(0)
     }
 }

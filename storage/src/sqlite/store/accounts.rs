@@ -19,14 +19,15 @@ impl AccountStore for SqliteStore {
             {
                 return Err(StoreError::PhoneTaken);
             }
-            let phone = match (&email, new.phone.is_empty()) {
-                (Some(email), true) => rows::phone_placeholder(email),
+            let phone = match (&email, &new.external_id, new.phone.is_empty()) {
+                (Some(email), _, true) => rows::phone_placeholder(email),
+                (None, Some(external_id), true) => rows::phone_placeholder(&format!("@{external_id}")),
                 _ => new.phone.clone(),
             };
             let inserted = conn
                 .prepare_cached(
-                    "INSERT INTO users (phone, username, nickname, language, theme, created_at, updated_at, email) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
+                    "INSERT INTO users (phone, username, nickname, language, theme, created_at, updated_at, email, \
+                     external_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8)",
                 )?
                 .execute(params![
                     phone,
@@ -36,10 +37,16 @@ impl AccountStore for SqliteStore {
                     NewUser::DEFAULT_THEME,
                     new.created_at,
                     email,
+                    new.external_id,
                 ]);
             if let Err(error) = inserted {
                 return Err(match constraint_message(&error) {
                     Some(text) if text.contains("users.email") => StoreError::EmailTaken,
+                    Some(text) if text.contains("users.external_id") => StoreError::ExternalIdTaken,
+                    // A placeholder of an external id clashes only when the id does.
+                    Some(text) if text.contains("users.phone") && new.phone.is_empty() && email.is_none() => {
+                        StoreError::ExternalIdTaken
+                    }
                     // A placeholder clashes only when the email does.
                     Some(text) if text.contains("users.phone") && new.phone.is_empty() => StoreError::EmailTaken,
                     Some(text) if text.contains("users.phone") => StoreError::PhoneTaken,
@@ -94,6 +101,62 @@ impl AccountStore for SqliteStore {
             return Ok(None);
         }
         self.read(move |conn| user_by(conn, "email", &email)).await
+    }
+
+    async fn user_by_external_id(&self, external_id: &str) -> StoreResult<Option<User>> {
+        let external_id = external_id.to_owned();
+        self.read(move |conn| user_by(conn, "external_id", &external_id)).await
+    }
+
+    async fn set_external_id(&self, id: UserId, external_id: &str) -> StoreResult<()> {
+        let external_id = external_id.to_owned();
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached("UPDATE users SET external_id = ?1 WHERE id = ?2")?
+                .execute(params![external_id, id]);
+            match changed {
+                Ok(0) => Err(StoreError::UserNotFound(id)),
+                Ok(_) => Ok(()),
+                Err(error) if constraint_message(&error).is_some_and(|t| t.contains("users.external_id")) => {
+                    Err(StoreError::ExternalIdTaken)
+                }
+                Err(error) => Err(error.into()),
+            }
+        })
+        .await
+    }
+
+    async fn profile_fields(&self, id: UserId) -> StoreResult<serde_json::Map<String, serde_json::Value>> {
+        self.read(move |conn| {
+            let fields: Option<String> = conn
+                .prepare_cached("SELECT fields FROM profile_fields WHERE user_id = ?1")?
+                .query_row([id], |row| row.get(0))
+                .optional()?;
+            Ok(fields.and_then(|text| serde_json::from_str(&text).ok()).unwrap_or_default())
+        })
+        .await
+    }
+
+    async fn set_profile_fields(
+        &self,
+        id: UserId,
+        fields: serde_json::Map<String, serde_json::Value>,
+        at: Millis,
+    ) -> StoreResult<()> {
+        let text = serde_json::Value::Object(fields).to_string();
+        self.write(move |conn| {
+            let written = conn
+                .prepare_cached(
+                    "INSERT INTO profile_fields (user_id, fields, updated_at) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (user_id) DO UPDATE SET fields = excluded.fields, updated_at = excluded.updated_at",
+                )?
+                .execute(params![id, text, at]);
+            match written {
+                Err(error) if constraint_message(&error).is_some() => Err(StoreError::UserNotFound(id)),
+                other => other.map(drop).map_err(Into::into),
+            }
+        })
+        .await
     }
 
     async fn update_user(&self, id: UserId, update: UserUpdate) -> StoreResult<Option<User>> {

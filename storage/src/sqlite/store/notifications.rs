@@ -1,8 +1,8 @@
 //! [`crate::NotificationStore`] for [`SqliteStore`].
 
 use super::{
-    NOTIFICATION_COLUMNS, NewNotification, Notification, NotificationStore, SqliteStore, StoreError, StoreResult,
-    UserId, async_trait, constraint_message, params, rows,
+    Millis, NOTIFICATION_COLUMNS, NewNotification, Notification, NotificationStore, SqliteStore, StoreError,
+    StoreResult, UserId, async_trait, constraint_message, params, rows,
 };
 
 #[async_trait]
@@ -11,7 +11,8 @@ impl NotificationStore for SqliteStore {
         self.write(move |conn| {
             let sql = format!(
                 "INSERT INTO notifications (user_id, kind, content, related_resource_type, related_resource_id, \
-                 created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING {NOTIFICATION_COLUMNS}"
+                 created_at, title, data, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                 RETURNING {NOTIFICATION_COLUMNS}"
             );
             let inserted = conn.prepare_cached(&sql)?.query_row(
                 params![
@@ -20,7 +21,10 @@ impl NotificationStore for SqliteStore {
                     new.content,
                     new.related_resource_type,
                     new.related_resource_id,
-                    new.created_at
+                    new.created_at,
+                    new.title,
+                    new.data,
+                    new.expires_at,
                 ],
                 rows::notification,
             );
@@ -32,14 +36,15 @@ impl NotificationStore for SqliteStore {
         .await
     }
 
-    async fn notifications(&self, user_id: UserId, limit: u32, offset: u32) -> StoreResult<Vec<Notification>> {
+    async fn notifications(&self, user_id: UserId, limit: u32, before: Option<i64>) -> StoreResult<Vec<Notification>> {
         self.read(move |conn| {
             let sql = format!(
-                "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE user_id = ?1 ORDER BY id DESC LIMIT ?2 OFFSET ?3"
+                "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE user_id = ?1 AND id < ?2 \
+                 ORDER BY id DESC LIMIT ?3"
             );
             let page = conn
                 .prepare_cached(&sql)?
-                .query_map(params![user_id, limit, offset], rows::notification)?
+                .query_map(params![user_id, before.unwrap_or(i64::MAX), limit], rows::notification)?
                 .collect::<Result<_, _>>()?;
             Ok(page)
         })
@@ -72,6 +77,24 @@ impl NotificationStore for SqliteStore {
                 .prepare_cached("SELECT COUNT(*) FROM notifications WHERE user_id = ?1 AND is_read = 0")?
                 .query_row([user_id], |row| row.get(0))?;
             Ok(count as u64)
+        })
+        .await
+    }
+
+    async fn delete_notification(&self, user_id: UserId, id: i64) -> StoreResult<bool> {
+        self.write(move |conn| {
+            let deleted = conn
+                .prepare_cached("DELETE FROM notifications WHERE id = ?1 AND user_id = ?2")?
+                .execute([id, user_id])?;
+            Ok(deleted == 1)
+        })
+        .await
+    }
+
+    async fn prune_notifications(&self, now: Millis) -> StoreResult<u64> {
+        self.write(move |conn| {
+            let deleted = conn.prepare_cached("DELETE FROM notifications WHERE expires_at <= ?1")?.execute([now])?;
+            Ok(deleted as u64)
         })
         .await
     }
