@@ -33,10 +33,13 @@ fn notification(user_id: i64, content: &str) -> NewNotification {
     NewNotification {
         user_id,
         kind: "system".into(),
+        title: String::new(),
         content: content.into(),
+        data: None,
         related_resource_type: None,
         related_resource_id: None,
         created_at: protocol::time::now_millis(),
+        expires_at: protocol::time::now_millis() + 60_000,
     }
 }
 
