@@ -24,23 +24,15 @@ use scylla::client::session_builder::SessionBuilder;
 use scylla::errors::DbError;
 use scylla::statement::Consistency;
 use scylla_proxy::{Condition, Node, Proxy, RequestOpcode, RequestReaction, RequestRule, ShardAwareness};
-use storage::model::NewNotification;
 use storage::{ScyllaConfig, ScyllaStore, StoreError};
 
 const PROBE: &str = "write-timeout-probe";
 
-fn notification(user_id: i64, content: &str) -> NewNotification {
-    NewNotification {
-        user_id,
-        kind: "system".into(),
-        title: String::new(),
-        content: content.into(),
-        data: None,
-        related_resource_type: None,
-        related_resource_id: None,
-        created_at: protocol::time::now_millis(),
-        expires_at: protocol::time::now_millis() + 60_000,
-    }
+/// Profile fields whose text carries `value`.
+fn fields(value: &str) -> serde_json::Map<String, serde_json::Value> {
+    let mut fields = serde_json::Map::new();
+    fields.insert("note".into(), serde_json::Value::String(value.into()));
+    fields
 }
 
 /// Every execution carrying `PROBE` among its values times out on write;
@@ -70,12 +62,11 @@ fn rules(user_id: i64) -> Vec<RequestRule> {
     ]
 }
 
-/// The user's notification ids as the server holds them (read directly:
-/// the store's own page read uses `LIMIT ?`, which kassandra skips).
-async fn stored_ids(store: &ScyllaStore, user_id: i64) -> Vec<i64> {
-    let rows = store.session().query_unpaged("SELECT id FROM notifications WHERE user_id = ?", (user_id,)).await;
+/// The user's profile fields as the server holds them (read directly).
+async fn stored_fields(store: &ScyllaStore, user_id: i64) -> Vec<String> {
+    let rows = store.session().query_unpaged("SELECT fields FROM profile_fields WHERE user_id = ?", (user_id,)).await;
     let rows = rows.unwrap().into_rows_result().unwrap();
-    rows.rows::<(i64,)>().unwrap().map(|row| row.unwrap().0).collect()
+    rows.rows::<(String,)>().unwrap().map(|row| row.unwrap().0).collect()
 }
 
 async fn check(real: SocketAddr) {
@@ -120,20 +111,20 @@ async fn check(real: SocketAddr) {
 
     // A write that times out: a clear error saying it may be sent again,
     // and nothing listed as stored.
-    let timed_out = store.insert_notification(notification(user_id, PROBE)).await;
+    let timed_out = store.set_profile_fields(user_id, fields(PROBE), 1).await;
     match timed_out {
         Err(StoreError::Unanswered(message)) => {
             assert!(message.contains("write request in time"), "says what happened: {message}");
-            assert!(message.starts_with("insert_notification: "), "and in which statement: {message}");
+            assert!(message.starts_with("upsert_profile_fields: "), "and in which statement: {message}");
         }
         other => panic!("a timed-out write must fail, not {other:?}"),
     }
     // The proxy forged the answer and never forwarded the write.
-    assert!(stored_ids(&store, user_id).await.is_empty());
+    assert!(stored_fields(&store, user_id).await.is_empty());
 
     // The same store keeps working for everything else.
-    let stored = store.insert_notification(notification(user_id, "after the timeout")).await.unwrap();
-    assert_eq!(stored_ids(&store, user_id).await, vec![stored.id]);
+    store.set_profile_fields(user_id, fields("after the timeout"), 2).await.unwrap();
+    assert_eq!(stored_fields(&store, user_id).await, vec![r#"{"note":"after the timeout"}"#.to_owned()]);
 
     drop(store);
     // The driver hanging up when the store goes is the only thing the proxy may report.
