@@ -177,6 +177,14 @@ pub struct ServeArgs {
     /// and `/ws`, always served), 000 (`/v1`), 001 (`/api/v1`).
     #[arg(long, env = "SWITCHBOARD_DIALECTS", value_delimiter = ',', value_parser = parse_seed, default_value = "002,000,001")]
     pub dialects: Vec<Seed>,
+    /// A key of the server API for app backends, `Authorization: apikey
+    /// <key>` (repeat, or comma-separate in the environment); with none,
+    /// `/api/server/…` is not served.
+    #[arg(long = "server-api-key", env = "SWITCHBOARD_SERVER_API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    pub server_api_keys: Vec<String>,
+    /// Days a notification is kept.
+    #[arg(long, env = "SWITCHBOARD_NOTIFICATION_RETENTION_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub notification_retention_days: u32,
 }
 
 /// A seed contract named on the command line.

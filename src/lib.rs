@@ -157,8 +157,11 @@ pub async fn start(
     let addr = listener.local_addr()?;
     tracing::info!(%addr, role = role.name(), node_id, cluster = cluster.redis.is_some(), data_dir = %args.data_dir.display(), dev = args.dev, version = env!("CARGO_PKG_VERSION"), "switchboard serving");
 
-    let services =
-        Services::new(store.clone(), cluster.router.clone(), cluster.presence.clone(), ServiceConfig::default());
+    let service_config = ServiceConfig {
+        notification_retention_ms: i64::from(args.notification_retention_days) * 86_400 * 1000,
+        ..ServiceConfig::default()
+    };
+    let services = Services::new(store.clone(), cluster.router.clone(), cluster.presence.clone(), service_config);
     // One token service per process: the sidecar issues and revokes with
     // it, the gateway verifies with it, so a logout here is refused here at once.
     let tokens = TokenService::load(store.clone(), &config.jwt_secret, config.access_ttl, config.refresh_ttl)
@@ -304,6 +307,12 @@ pub fn sidecar_config(args: &ServeArgs, files_dir: std::path::PathBuf) -> anyhow
         rates,
         trusted_proxies: args.trusted_proxies.clone(),
         dialects: args.dialects(),
+        server_api_keys: args
+            .server_api_keys
+            .iter()
+            .map(|key| key.trim().to_owned())
+            .filter(|key| !key.is_empty())
+            .collect(),
         ice: IceConfig {
             stun_urls: args.stun_urls.clone(),
             turn_urls: args.turn_urls.clone(),

@@ -37,6 +37,7 @@ impl LocalConnections {
                 last_seen: AtomicI64::new(0),
                 close_code: AtomicU16::new(0),
                 kick: Notify::new(),
+                close_reason: std::sync::OnceLock::new(),
             }));
             queues.push(receiver);
         }

@@ -230,6 +230,20 @@ async fn handle(gateway: &Gateway, session: &mut Session, reference: Option<&str
             .map_err(|error| failure(&error)),
         ClientCommand::Typing(typing) => crate::typing::command(gateway, user, &typing).await,
         ClientCommand::PresenceQuery(query) => presence_query(gateway, user, reference, &query.user_ids).await,
+        ClientCommand::ReactionAdd(reaction) => {
+            let origin = Some(router::DeviceRef { node: gateway.inner.config.node_id, connection: device });
+            let added = services.reactions.add(user, reaction.message_id, &reaction.emoji, origin).await;
+            added
+                .map(|event| vec![Reply::to(reference, ServerEvent::MessageReaction(event))])
+                .map_err(|error| failure(&error))
+        }
+        ClientCommand::ReactionRemove(reaction) => {
+            let origin = Some(router::DeviceRef { node: gateway.inner.config.node_id, connection: device });
+            let removed = services.reactions.remove(user, reaction.message_id, &reaction.emoji, origin).await;
+            removed
+                .map(|event| vec![Reply::to(reference, ServerEvent::MessageReaction(event))])
+                .map_err(|error| failure(&error))
+        }
         ClientCommand::CallOffer(offer) => crate::calls::offer(gateway, user, device, reference, offer).await,
         ClientCommand::CallAnswer(answer) => crate::calls::answer(gateway, user, device, &answer).await,
         ClientCommand::CallIce(ice) => crate::calls::ice(gateway, user, device, ice).await,

@@ -168,9 +168,14 @@ async fn write_queued(
             code => code,
         };
         // The socket may be full: try briefly, then just drop it.
-        let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, close(sink, code, reason(code))).await;
+        let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, close(sink, code, reason_of(handle, code))).await;
     }
     written
+}
+
+/// The reason someone gave for closing, or the code's usual one.
+fn reason_of(handle: &Handle, code: u16) -> &str {
+    handle.close_reason.get().map_or_else(|| reason(code), String::as_str)
 }
 
 fn reason(code: u16) -> &'static str {
@@ -207,6 +212,7 @@ async fn run(gateway: Gateway, mut sink: Sink, mut stream: Stream, encoding: Enc
         last_seen: AtomicI64::new(gateway.clock_ms()),
         close_code: AtomicU16::new(0),
         kick: Notify::new(),
+        close_reason: std::sync::OnceLock::new(),
     });
     let first_here = gateway.inner.registry.insert(handle.clone());
     metrics::gauge!("switchboard_ws_connections").increment(1);
@@ -222,6 +228,7 @@ async fn run(gateway: Gateway, mut sink: Sink, mut stream: Stream, encoding: Enc
         }
     };
     tracing::debug!(first_device, "connected");
+    count_devices(&gateway, user_id).await;
     if first_device {
         gateway.inner.services.users.announce_presence(user_id, true).await;
     }
@@ -267,7 +274,7 @@ async fn run(gateway: Gateway, mut sink: Sink, mut stream: Stream, encoding: Enc
                 }
                 () = alarms.kicked.as_mut() => {
                     let code = handle.close_code.load(Ordering::Acquire);
-                    close(&mut sink, code, reason(code)).await;
+                    close(&mut sink, code, reason_of(&handle, code)).await;
                     break;
                 }
                 () = alarms.stopping.as_mut() => {
@@ -287,9 +294,20 @@ async fn run(gateway: Gateway, mut sink: Sink, mut stream: Stream, encoding: Enc
         }
     };
     tracing::debug!(last_device, "disconnected");
+    if !last_device {
+        count_devices(&gateway, user_id).await;
+    }
     crate::calls::device_left(&gateway, user_id, id, last_device).await;
     if last_device {
         gateway.inner.services.users.announce_presence(user_id, false).await;
+    }
+}
+
+/// Tells the presence registry how many devices the user has here now.
+async fn count_devices(gateway: &Gateway, user_id: UserId) {
+    let count = u32::try_from(gateway.inner.registry.devices(user_id).len()).unwrap_or(u32::MAX);
+    if let Err(error) = gateway.inner.services.presence().set_devices(user_id, count).await {
+        tracing::debug!(%error, "device count not recorded");
     }
 }
 

@@ -70,6 +70,9 @@ fn ask_everyone_to_resync(registry: &Registry) {
 /// Queues `delivery` on every local device of its recipients, encoded at
 /// most once per wire format; answers how many connections it reached.
 pub(crate) fn deliver(registry: &Registry, delivery: &Delivery, node: u16) -> u64 {
+    if delivery.frame.kind() == protocol::kinds::DISCONNECT {
+        return disconnect(registry, delivery);
+    }
     let frame = SharedMessages::new(&delivery.frame);
     let mut delivered = 0u64;
     for &user in &delivery.recipients {
@@ -91,4 +94,37 @@ pub(crate) fn deliver(registry: &Registry, delivery: &Delivery, node: u16) -> u6
         }
     }
     delivered
+}
+
+/// Closes every local connection of the recipients with the code and
+/// reason the `disconnect` carries (read from its JSON, which every node
+/// has); answers how many it closed.
+fn disconnect(registry: &Registry, delivery: &Delivery) -> u64 {
+    #[derive(serde::Deserialize)]
+    struct Order {
+        data: Data,
+    }
+    #[derive(serde::Deserialize)]
+    struct Data {
+        code: u16,
+        reason: String,
+    }
+    let json = delivery.frame.bytes(protocol::Encoding::Json);
+    let Ok(Order { data }) = serde_json::from_slice::<Order>(&json) else {
+        tracing::warn!("a disconnect order did not decode; ignored");
+        return 0;
+    };
+    let mut closed = 0;
+    for &user in &delivery.recipients {
+        for handle in registry.devices(user) {
+            let _ = handle.close_reason.set(data.reason.clone());
+            handle.close(data.code);
+            closed += 1;
+        }
+        if closed > 0 {
+            tracing::info!(user_id = user, reason = %data.reason, "sessions closed by the server API");
+        }
+    }
+    metrics::counter!("switchboard_ws_disconnected_total", "reason" => "server_api").increment(closed);
+    closed
 }

@@ -61,6 +61,7 @@ mod tests {
             last_seen: AtomicI64::new(f.gateway.clock_ms()),
             close_code: AtomicU16::new(0),
             kick: Notify::new(),
+            close_reason: std::sync::OnceLock::new(),
         });
         f.gateway.inner.registry.insert(handle.clone());
 

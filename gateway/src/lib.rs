@@ -238,6 +238,7 @@ impl Gateway {
             tokio::spawn(heartbeat::sweep(self.clone(), shutdown.clone())),
             tokio::spawn(typing::expire(self.clone(), shutdown.clone())),
             tokio::spawn(calls::sweep(self.clone(), shutdown.clone())),
+            tokio::spawn(report_stats(self.clone(), shutdown.clone())),
         ];
         // Presence outlives the connections, so their goodbyes still reach it.
         let presence_stop = CancellationToken::new();
@@ -256,5 +257,37 @@ impl Gateway {
         }
         presence_stop.cancel();
         let _ = tokio::join!(fanout, futures_util::future::join_all(sweepers), lease, announcer);
+    }
+}
+
+/// How often a node reports its stats (the server API's `stats` reads them).
+const STATS_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Reports this node's connections, online users and send rate every
+/// [`STATS_INTERVAL`] until `shutdown`.
+async fn report_stats(gateway: Gateway, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(STATS_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let services = &gateway.inner.services;
+    let mut last = (std::time::Instant::now(), services.pipeline().sent_count());
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = (std::time::Instant::now(), services.pipeline().sent_count());
+        let elapsed = now.0.duration_since(last.0).as_secs_f64();
+        let rate = if elapsed > 0.0 { (now.1 - last.1) as f64 / elapsed } else { 0.0 };
+        last = now;
+        let report = router::NodeReport {
+            node_id: gateway.inner.config.node_id,
+            connections: gateway.inner.registry.connections() as u64,
+            users_online: gateway.inner.registry.users() as u64,
+            messages_per_second: (rate * 10.0).round() / 10.0,
+            at: protocol::time::now_millis(),
+        };
+        if let Err(error) = services.presence().report(&report).await {
+            tracing::debug!(%error, "node stats not reported");
+        }
     }
 }

@@ -26,6 +26,9 @@ pub(crate) struct Handle {
     /// bell that tells the task to look at it.
     pub(crate) close_code: AtomicU16,
     pub(crate) kick: Notify,
+    /// Why the server closed it, when someone else said (the server API's
+    /// `disconnect`); the close frame carries it.
+    pub(crate) close_reason: std::sync::OnceLock<String>,
 }
 
 impl Handle {
@@ -75,6 +78,11 @@ impl Registry {
     /// Every connection (for the sweeper and shutdown).
     pub(crate) fn all(&self) -> Vec<Arc<Handle>> {
         self.by_user.iter().flat_map(|entry| entry.value().clone()).collect()
+    }
+
+    /// Users with a connection here.
+    pub(crate) fn users(&self) -> usize {
+        self.by_user.len()
     }
 
     pub(crate) fn connections(&self) -> usize {

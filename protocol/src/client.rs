@@ -56,6 +56,13 @@ pub struct PresenceQuery {
     pub user_ids: Vec<i64>,
 }
 
+/// `reaction.add` and `reaction.remove`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Reaction {
+    pub message_id: i64,
+    pub emoji: String,
+}
+
 /// `call.offer` from the caller's device.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct CallOffer {
@@ -105,6 +112,8 @@ pub enum ClientCommand {
     Sync(Sync),
     Typing(Typing),
     PresenceQuery(PresenceQuery),
+    ReactionAdd(Reaction),
+    ReactionRemove(Reaction),
     CallOffer(CallOffer),
     CallAnswer(CallAnswer),
     CallIce(CallIce),
@@ -123,6 +132,8 @@ impl ClientCommand {
             Self::Sync(_) => kinds::SYNC,
             Self::Typing(_) => kinds::TYPING,
             Self::PresenceQuery(_) => kinds::PRESENCE_QUERY,
+            Self::ReactionAdd(_) => kinds::REACTION_ADD,
+            Self::ReactionRemove(_) => kinds::REACTION_REMOVE,
             Self::CallOffer(_) => kinds::CALL_OFFER,
             Self::CallAnswer(_) => kinds::CALL_ANSWER,
             Self::CallIce(_) => kinds::CALL_ICE,
@@ -174,6 +185,8 @@ fn command_kind(name: &str) -> Option<&'static str> {
         kinds::SYNC,
         kinds::TYPING,
         kinds::PRESENCE_QUERY,
+        kinds::REACTION_ADD,
+        kinds::REACTION_REMOVE,
         kinds::CALL_OFFER,
         kinds::CALL_ANSWER,
         kinds::CALL_ICE,
@@ -351,6 +364,8 @@ impl<'de> DeserializeSeed<'de> for DataSeed {
             kinds::SYNC => ClientCommand::Sync(Sync::deserialize(data)?),
             kinds::TYPING => ClientCommand::Typing(Typing::deserialize(data)?),
             kinds::PRESENCE_QUERY => ClientCommand::PresenceQuery(PresenceQuery::deserialize(data)?),
+            kinds::REACTION_ADD => ClientCommand::ReactionAdd(Reaction::deserialize(data)?),
+            kinds::REACTION_REMOVE => ClientCommand::ReactionRemove(Reaction::deserialize(data)?),
             kinds::CALL_OFFER => ClientCommand::CallOffer(CallOffer::deserialize(data)?),
             kinds::CALL_ANSWER => ClientCommand::CallAnswer(CallAnswer::deserialize(data)?),
             kinds::CALL_ICE => ClientCommand::CallIce(CallIce::deserialize(data)?),

@@ -67,7 +67,16 @@ pub mod kinds {
     pub const CALL_END: &str = "call.end";
     /// A notification for the user (a match, a system notice): made by the
     /// server API of app backends, re-shaped by each dialect.
-    pub const NOTIFICATION: &str = "notification";
+    pub const NOTIFICATION_NEW: &str = "notification.new";
+    /// The user read one notification, or all of them (on any device).
+    pub const NOTIFICATION_READ: &str = "notification.read";
+    /// A member added or removed a reaction.
+    pub const MESSAGE_REACTION: &str = "message.reaction";
+    /// A transient event an app backend published; nothing is stored.
+    pub const CUSTOM: &str = "custom";
+    /// Not a frame: tells the gateway to close the user's connections
+    /// (4001 and the reason it carries). Never written to a client.
+    pub const DISCONNECT: &str = "disconnect";
 
     // ---- client commands (typing and the call frames share their names with events) ----
     pub const AUTH: &str = "auth";
@@ -77,9 +86,11 @@ pub mod kinds {
     pub const MESSAGE_DELIVERED: &str = "message.delivered";
     pub const SYNC: &str = "sync";
     pub const PRESENCE_QUERY: &str = "presence.query";
+    pub const REACTION_ADD: &str = "reaction.add";
+    pub const REACTION_REMOVE: &str = "reaction.remove";
 
     /// Every event name the server sends.
-    pub const SERVER: [&str; 23] = [
+    pub const SERVER: [&str; 27] = [
         CONNECT,
         ERROR,
         PONG,
@@ -102,7 +113,11 @@ pub mod kinds {
         CALL_ANSWER,
         CALL_ICE,
         CALL_END,
-        NOTIFICATION,
+        NOTIFICATION_NEW,
+        NOTIFICATION_READ,
+        MESSAGE_REACTION,
+        CUSTOM,
+        DISCONNECT,
     ];
 
     /// The server event named `name`, as the static name.

@@ -202,7 +202,7 @@ pub struct CallEnded {
     pub timestamp: String,
 }
 
-/// `notification`: stored for the user and pushed live.
+/// `notification.new`: stored for the user and pushed live.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NotificationPush {
     pub id: i64,
@@ -214,6 +214,47 @@ pub struct NotificationPush {
     pub body: String,
     pub data: serde_json::Value,
     pub created_at: String,
+}
+
+/// `notification.read`: one notification (or, with no id, all of them)
+/// was read on one of the user's devices.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NotificationRead {
+    /// `None` when every notification was marked read.
+    pub notification_id: Option<i64>,
+    pub unread_count: u64,
+}
+
+/// Whether a reaction came or went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReactionAction {
+    Add,
+    Remove,
+}
+
+/// `message.reaction`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MessageReaction {
+    pub message_id: i64,
+    pub chat_id: i64,
+    pub user_id: i64,
+    pub emoji: String,
+    pub action: ReactionAction,
+}
+
+/// `custom`: an app backend's transient event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CustomEvent {
+    pub event: String,
+    pub data: serde_json::Value,
+}
+
+/// `disconnect` (internal): close the recipients' connections.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Disconnect {
+    pub code: u16,
+    pub reason: String,
 }
 
 /// `pong`.
@@ -249,6 +290,10 @@ pub enum ServerEvent {
     CallIce(CallIceRelayed),
     CallEnd(CallEnded),
     Notification(NotificationPush),
+    NotificationRead(NotificationRead),
+    MessageReaction(MessageReaction),
+    Custom(CustomEvent),
+    Disconnect(Disconnect),
 }
 
 impl ServerEvent {
@@ -277,7 +322,11 @@ impl ServerEvent {
             Self::CallAnswer(_) => kinds::CALL_ANSWER,
             Self::CallIce(_) => kinds::CALL_ICE,
             Self::CallEnd(_) => kinds::CALL_END,
-            Self::Notification(_) => kinds::NOTIFICATION,
+            Self::Notification(_) => kinds::NOTIFICATION_NEW,
+            Self::NotificationRead(_) => kinds::NOTIFICATION_READ,
+            Self::MessageReaction(_) => kinds::MESSAGE_REACTION,
+            Self::Custom(_) => kinds::CUSTOM,
+            Self::Disconnect(_) => kinds::DISCONNECT,
         }
     }
 
@@ -316,6 +365,10 @@ impl Serialize for Data<'_> {
             ServerEvent::CallIce(data) => data.serialize(serializer),
             ServerEvent::CallEnd(data) => data.serialize(serializer),
             ServerEvent::Notification(data) => data.serialize(serializer),
+            ServerEvent::NotificationRead(data) => data.serialize(serializer),
+            ServerEvent::MessageReaction(data) => data.serialize(serializer),
+            ServerEvent::Custom(data) => data.serialize(serializer),
+            ServerEvent::Disconnect(data) => data.serialize(serializer),
         }
     }
 }

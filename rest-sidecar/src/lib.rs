@@ -38,7 +38,7 @@ pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(60);
 
 fn api_routes() -> Router<SidecarState> {
-    use routes::{auth, chats, contacts, files, messages, users};
+    use routes::{auth, chats, contacts, files, messages, notifications, users};
     Router::new()
         .route("/openapi.json", get(openapi))
         .route("/auth/send-code", post(auth::send_code))
@@ -61,6 +61,12 @@ fn api_routes() -> Router<SidecarState> {
         .route("/messages/{id}", put(messages::edit).delete(messages::delete))
         .route("/messages/{id}/read", post(messages::read))
         .route("/messages/{id}/pin", post(messages::pin).delete(messages::unpin))
+        .route("/messages/{id}/reactions", post(messages::react))
+        .route("/messages/{id}/reactions/{emoji}", axum::routing::delete(messages::unreact))
+        .route("/notifications", get(notifications::list))
+        .route("/notifications/read-all", post(notifications::read_all))
+        .route("/notifications/{id}/read", post(notifications::read))
+        .route("/notifications/{id}", axum::routing::delete(notifications::delete))
         .route("/files/{id}", get(files::download).delete(files::delete))
         .route("/files/{id}/thumbnail", get(files::download_thumbnail))
         .route("/calls/ice-servers", get(routes::calls::ice_servers))
@@ -107,9 +113,15 @@ pub fn router(state: SidecarState) -> Router {
     let dialects = dialects
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), limit_requests))
         .layer(axum::middleware::from_fn(dialects::with_request_id));
-    Router::new()
-        .nest("/api", api)
-        .merge(dialects)
+    let mut app = Router::new().nest("/api", api);
+    if !state.config.server_api_keys.is_empty() {
+        // Its own body limit and no per-user rate limit: backends are few and trusted.
+        let server = routes::server::routes()
+            .layer(DefaultBodyLimit::max(body_limit))
+            .route_layer(axum::middleware::from_fn_with_state(state.clone(), routes::server::authenticate));
+        app = app.merge(server);
+    }
+    app.merge(dialects)
         .merge(web::routes())
         // Inside routing, so the matched route is known to label by.
         .route_layer(axum::middleware::from_fn(ops::track_requests))
@@ -166,6 +178,11 @@ async fn housekeeping(state: SidecarState, shutdown: CancellationToken) {
                 state.limits.prune();
                 state.sms.prune(now_millis());
                 state.tokens.prune();
+                match state.services.notifications.prune().await {
+                    Ok(0) => {}
+                    Ok(pruned) => tracing::info!(pruned, "expired notifications pruned"),
+                    Err(error) => tracing::warn!(%error, "pruning notifications failed"),
+                }
             }
         }
     }

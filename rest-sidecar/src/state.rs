@@ -36,6 +36,9 @@ pub struct SidecarConfig {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The seed dialects whose REST mounts are served besides `/api`.
     pub dialects: Vec<protocol::dialect::Dialect>,
+    /// Keys of the server API (`Authorization: apikey <key>`); none, and
+    /// `/api/server/…` is not served.
+    pub server_api_keys: Vec<String>,
 }
 
 /// STUN and TURN servers for WebRTC calls.
@@ -66,6 +69,7 @@ impl SidecarConfig {
             sms: SmsRules::default(),
             trusted_proxies: Vec::new(),
             dialects: protocol::dialect::Dialect::ALL.to_vec(),
+            server_api_keys: Vec::new(),
             ice: IceConfig {
                 stun_urls: Vec::new(),
                 turn_urls: Vec::new(),

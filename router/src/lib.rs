@@ -21,5 +21,7 @@ pub mod redis;
 mod router;
 
 pub use calls::{CallRegistry, DeviceRef, LocalCalls};
-pub use presence::{Here, LocalPresence, PRESENCE_CHANGES_CAPACITY, PresenceChange, PresenceError, PresenceRegistry};
+pub use presence::{
+    Here, LocalPresence, NodeReport, PRESENCE_CHANGES_CAPACITY, PresenceChange, PresenceError, PresenceRegistry,
+};
 pub use router::{Delivery, Devices, LocalRouter, ROUTER_CAPACITY, Router, RouterError};

@@ -10,7 +10,7 @@
 //! per node in Redis under a lease, so the users of a node that dies
 //! without a goodbye go offline for everyone when its lease runs out.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -75,6 +75,34 @@ pub trait PresenceRegistry: Send + Sync + 'static {
     async fn node_alive(&self, _node: u16) -> Result<bool, PresenceError> {
         Ok(true)
     }
+
+    /// Records how many devices `user_id` has on this node now (the
+    /// gateway's registry counts them), while they are registered here.
+    async fn set_devices(&self, user_id: UserId, count: u32) -> Result<(), PresenceError>;
+
+    /// How many devices each of `user_ids` has over every node, in order.
+    async fn devices(&self, user_ids: &[UserId]) -> Result<Vec<u32>, PresenceError>;
+
+    /// Keeps this node's latest [`NodeReport`].
+    async fn report(&self, report: &NodeReport) -> Result<(), PresenceError>;
+
+    /// The latest report of every live node.
+    async fn reports(&self) -> Result<Vec<NodeReport>, PresenceError>;
+}
+
+/// What a gateway node says of itself every few seconds (the server API's
+/// stats read them).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NodeReport {
+    pub node_id: u16,
+    /// Live WebSocket connections.
+    pub connections: u64,
+    /// Users with at least one connection on this node.
+    pub users_online: u64,
+    /// Messages sent through this node per second, over the last interval.
+    pub messages_per_second: f64,
+    /// When it was made, Unix milliseconds.
+    pub at: protocol::time::Millis,
 }
 
 /// What [`PresenceRegistry::sync`] does to a set of registered users:
@@ -98,6 +126,9 @@ pub(crate) fn reconcile(users: &mut HashSet<UserId>, user_id: UserId, here: bool
 pub struct LocalPresence {
     /// A std mutex: held for one set operation, never across an await.
     users: Mutex<HashSet<UserId>>,
+    /// Devices per online user.
+    devices: Mutex<HashMap<UserId, u32>>,
+    report: Mutex<Option<NodeReport>>,
 }
 
 impl LocalPresence {
@@ -126,6 +157,30 @@ impl PresenceRegistry for LocalPresence {
     async fn run(&self, _changes: mpsc::Sender<Vec<PresenceChange>>, shutdown: CancellationToken) {
         // Nothing to keep alive: this process is the whole deployment.
         shutdown.cancelled().await;
+    }
+
+    async fn set_devices(&self, user_id: UserId, count: u32) -> Result<(), PresenceError> {
+        let mut devices = self.devices.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if count == 0 {
+            devices.remove(&user_id);
+        } else {
+            devices.insert(user_id, count);
+        }
+        Ok(())
+    }
+
+    async fn devices(&self, user_ids: &[UserId]) -> Result<Vec<u32>, PresenceError> {
+        let devices = self.devices.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(user_ids.iter().map(|user| devices.get(user).copied().unwrap_or(0)).collect())
+    }
+
+    async fn report(&self, report: &NodeReport) -> Result<(), PresenceError> {
+        *self.report.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(report.clone());
+        Ok(())
+    }
+
+    async fn reports(&self) -> Result<Vec<NodeReport>, PresenceError> {
+        Ok(self.report.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().cloned().collect())
     }
 }
 

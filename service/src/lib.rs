@@ -12,13 +12,17 @@
 //! [`Services`] is the composition: one cheap handle per domain over the
 //! same store, router and presence registry.
 
+pub mod admin;
 pub mod auth;
 mod chats;
 mod contacts;
 mod error;
 pub mod events;
+pub mod hooks;
 mod messages;
+pub mod notifications;
 mod pipeline;
+pub mod reactions;
 mod scheduler;
 mod users;
 pub mod validate;
@@ -29,12 +33,16 @@ use std::sync::Arc;
 use router::{PresenceRegistry, Router};
 use storage::Store;
 
+pub use admin::Admin;
 pub use auth::TokenService;
 pub use chats::{ChatList, Chats, CreateChat};
 pub use contacts::Contacts;
 pub use error::{ServiceError, ServiceResult};
+pub use hooks::{HookEvent, Hooks};
 pub use messages::{HistoryQuery, MemberReceipt, MessagePage, MessageReceipts, Messages, ReadMarker};
+pub use notifications::Notifications;
 pub use pipeline::{SendLimits, SendPipeline, Sent, audience, new_message};
+pub use reactions::Reactions;
 pub use scheduler::run_scheduler;
 pub use users::{PresenceState, ProfileUpdate, Users};
 
@@ -46,11 +54,18 @@ pub struct ServiceConfig {
     pub max_group_members: usize,
     /// How long after sending its sender may recall a message (seed 000: 2 minutes).
     pub recall_window_ms: i64,
+    /// How long a notification is kept (90 days).
+    pub notification_retention_ms: i64,
 }
 
 impl Default for ServiceConfig {
     fn default() -> Self {
-        Self { send: SendLimits::default(), max_group_members: 1_000, recall_window_ms: 2 * 60 * 1000 }
+        Self {
+            send: SendLimits::default(),
+            max_group_members: 1_000,
+            recall_window_ms: 2 * 60 * 1000,
+            notification_retention_ms: 90 * 86_400 * 1000,
+        }
     }
 }
 
@@ -62,6 +77,8 @@ pub(crate) struct Deps {
     pub(crate) presence: Arc<dyn PresenceRegistry>,
     pub(crate) pipeline: SendPipeline,
     pub(crate) config: Arc<ServiceConfig>,
+    /// Where webhook events go (nowhere, unless webhooks are configured).
+    pub(crate) hooks: Hooks,
 }
 
 impl std::fmt::Debug for Deps {
@@ -77,6 +94,10 @@ pub struct Services {
     pub chats: Chats,
     pub contacts: Contacts,
     pub users: Users,
+    pub notifications: Notifications,
+    pub reactions: Reactions,
+    /// What app backends do through the server API.
+    pub admin: Admin,
     deps: Deps,
 }
 
@@ -90,7 +111,16 @@ impl Services {
         config: ServiceConfig,
     ) -> Self {
         let pipeline = SendPipeline::new(store.clone(), router.clone(), config.send.clone());
-        Self::assemble(Deps { store, router, presence, pipeline, config: Arc::new(config) })
+        Self::assemble(Deps { store, router, presence, pipeline, config: Arc::new(config), hooks: Hooks::default() })
+    }
+
+    /// The same services, handing webhook events to `hooks`.
+    #[must_use]
+    pub fn with_hooks(self, hooks: Hooks) -> Self {
+        let mut deps = self.deps;
+        deps.pipeline = deps.pipeline.with_hooks(hooks.clone(), deps.presence.clone());
+        deps.hooks = hooks;
+        Self::assemble(deps)
     }
 
     fn assemble(deps: Deps) -> Self {
@@ -99,6 +129,9 @@ impl Services {
             chats: Chats::new(deps.clone()),
             contacts: Contacts::new(deps.clone()),
             users: Users::new(deps.clone()),
+            notifications: Notifications::new(deps.clone()),
+            reactions: Reactions::new(deps.clone()),
+            admin: Admin::new(deps.clone()),
             deps,
         }
     }
@@ -126,5 +159,10 @@ impl Services {
 
     pub fn config(&self) -> &ServiceConfig {
         &self.deps.config
+    }
+
+    /// Where webhook events go.
+    pub fn hooks(&self) -> &Hooks {
+        &self.deps.hooks
     }
 }

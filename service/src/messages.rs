@@ -278,6 +278,15 @@ impl Messages {
         if marker > member.last_read_seq {
             let event = events::message_status(message.chat_id, message.id, marker, caller, Receipt::Read);
             self.deps.pipeline.publish_to_chat(message.chat_id, event, &[]).await?;
+            if self.deps.hooks.enabled() {
+                let data = serde_json::json!({
+                    "chat_id": message.chat_id,
+                    "user_id": caller,
+                    "message_id": message.id,
+                    "last_read_seq": marker,
+                });
+                self.deps.hooks.emit(crate::hooks::types::MESSAGE_READ, data);
+            }
         }
         Ok(ReadMarker { chat_id: message.chat_id, last_read_seq: marker })
     }

@@ -1,4 +1,5 @@
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use protocol::ServerEvent;
 use protocol::time::now_millis;
@@ -10,6 +11,7 @@ use storage::model::SendContext;
 
 use router::{Delivery, Router};
 
+use crate::Hooks;
 use crate::error::{ServiceError, ServiceResult};
 use crate::{events, views};
 
@@ -124,6 +126,12 @@ pub struct SendPipeline {
     store: Arc<dyn Store>,
     router: Arc<dyn Router>,
     limits: Arc<SendLimits>,
+    /// `message.created` for webhooks, with who was offline (the presence
+    /// registry says); nothing is asked when no webhook listens.
+    hooks: Hooks,
+    presence: Option<Arc<dyn router::PresenceRegistry>>,
+    /// Messages this process has sent (node stats read the rate).
+    sent: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for SendPipeline {
@@ -134,7 +142,28 @@ impl std::fmt::Debug for SendPipeline {
 
 impl SendPipeline {
     pub fn new(store: Arc<dyn Store>, router: Arc<dyn Router>, limits: SendLimits) -> Self {
-        Self { store, router, limits: Arc::new(limits) }
+        Self {
+            store,
+            router,
+            limits: Arc::new(limits),
+            hooks: Hooks::default(),
+            presence: None,
+            sent: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The same pipeline, telling `hooks` of each new message and who of
+    /// its recipients `presence` found offline.
+    #[must_use]
+    pub fn with_hooks(mut self, hooks: Hooks, presence: Arc<dyn router::PresenceRegistry>) -> Self {
+        self.hooks = hooks;
+        self.presence = Some(presence);
+        self
+    }
+
+    /// How many messages this process has sent so far.
+    pub fn sent_count(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
     }
 
     pub fn limits(&self) -> &SendLimits {
@@ -323,18 +352,47 @@ impl SendPipeline {
     /// `message.new` to every member of the context's chat (the sender's
     /// other devices included) except those who have blocked the sender.
     async fn publish_new(&self, view: &MessageView, context: &SendContext) {
-        let recipients = context
+        let recipients: Vec<UserId> = context
             .members
             .iter()
             .map(|member| member.user_id)
             .filter(|user| !context.blockers.contains(user))
             .collect();
         let audience = audience(&context.chat, &context.members);
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        if self.hooks.enabled() {
+            self.tell_hooks(view, &recipients);
+        }
         if let Err(error) = self.router.publish(Delivery::about(recipients, events::message_new(view), audience)).await
         {
             // The store has it; clients recover it with sync.
             tracing::warn!(%error, "message.new not published");
         }
+    }
+
+    /// `message.created` with the recipients (the sender aside) who had no
+    /// live device: asked of the presence registry off the send's path.
+    fn tell_hooks(&self, view: &MessageView, recipients: &[UserId]) {
+        let others: Vec<UserId> = recipients.iter().copied().filter(|&user| user != view.sender_id).collect();
+        let (hooks, presence, view) = (self.hooks.clone(), self.presence.clone(), view.clone());
+        tokio::spawn(async move {
+            let online = match &presence {
+                Some(presence) => presence.online(&others).await.unwrap_or_else(|error| {
+                    tracing::warn!(%error, "presence unavailable; every recipient counted offline");
+                    vec![false; others.len()]
+                }),
+                None => vec![false; others.len()],
+            };
+            let offline: Vec<UserId> =
+                others.iter().zip(online).filter(|(_, online)| !online).map(|(&user, _)| user).collect();
+            let data = serde_json::json!({
+                "chat_id": view.chat_id,
+                "message": view,
+                "recipient_ids": others,
+                "offline_user_ids": offline,
+            });
+            hooks.emit(crate::hooks::types::MESSAGE_CREATED, data);
+        });
     }
 
     /// Appends a `system` message (call records and the like), which
@@ -345,8 +403,21 @@ impl SendPipeline {
         sender_id: UserId,
         content: String,
     ) -> Result<Message, ServiceError> {
+        self.post_system_with(chat_id, sender_id, content, String::new()).await
+    }
+
+    /// [`post_system`](Self::post_system) with media fields (`{"extra": ...}`
+    /// as JSON text, or empty); sender 0 is "no sender" (an app backend's notice).
+    pub async fn post_system_with(
+        &self,
+        chat_id: ChatId,
+        sender_id: UserId,
+        content: String,
+        media: String,
+    ) -> Result<Message, ServiceError> {
         let mut new = NewMessage::text(chat_id, sender_id, content, now_millis());
         new.kind = MessageKind::System;
+        new.media = media;
         let message = self.store.append_message(new).await?.into_message();
         self.announce_new(&message).await?;
         Ok(message)

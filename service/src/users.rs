@@ -144,6 +144,10 @@ impl Users {
         if !online && let Err(error) = self.deps.store.set_last_seen(user_id, now).await {
             tracing::warn!(%error, user_id, "last_seen not recorded");
         }
+        if self.deps.hooks.enabled() {
+            let kind = if online { crate::hooks::types::USER_ONLINE } else { crate::hooks::types::USER_OFFLINE };
+            self.deps.hooks.emit(kind, serde_json::json!({ "user_id": user_id, "at": now }));
+        }
         let audience = match self.deps.store.presence_audience(user_id).await {
             Ok(audience) => audience,
             Err(error) => {

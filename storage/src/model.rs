@@ -83,7 +83,7 @@ pub struct User {
     pub phone: String,
     /// Lower-case; `None` for an account registered by phone.
     pub email: Option<String>,
-    /// The app backend's id for this account (a WeChat openid, an SSO
+    /// The app backend's id for this account (a `WeChat` openid, an SSO
     /// subject), unique; `None` for accounts made through a dialect.
     pub external_id: Option<String>,
     pub username: Option<String>,

@@ -247,3 +247,23 @@ impl Client {
         }
     }
 }
+
+/// Reading a socket until the server closes it.
+pub(crate) trait NextClose {
+    /// The close frame's code and reason, or `None` when the socket just ended.
+    async fn next_close(&mut self) -> Option<(u16, String)>;
+}
+
+impl NextClose for Socket {
+    async fn next_close(&mut self) -> Option<(u16, String)> {
+        loop {
+            match self.next().await {
+                Some(Ok(Message::Close(frame))) => {
+                    return frame.map(|frame| (u16::from(frame.code), frame.reason.to_string()));
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+}

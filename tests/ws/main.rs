@@ -12,4 +12,5 @@ mod harness;
 mod load;
 mod parity;
 mod realtime;
+mod server_api;
 mod simple;

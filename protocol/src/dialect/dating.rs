@@ -295,7 +295,7 @@ pub fn encode(kind: &str, data: &Value, reference: Option<&str>, at: Millis) -> 
                 "is_typing": data["is_typing"],
             })),
         ),
-        kinds::NOTIFICATION => {
+        kinds::NOTIFICATION_NEW => {
             let name = if data["type"] == "match" { MATCH_NOTIFICATION } else { SYSTEM_NOTIFICATION };
             (name, Some(data.clone()))
         }
@@ -382,9 +382,9 @@ mod tests {
         );
 
         let matched = json!({"id": 1, "type": "match", "title": "t", "body": "b", "data": {"match_id": 5001}});
-        assert_eq!(encode(kinds::NOTIFICATION, &matched, None, 0).unwrap().kind, "match_notification");
+        assert_eq!(encode(kinds::NOTIFICATION_NEW, &matched, None, 0).unwrap().kind, "match_notification");
         let system = json!({"id": 2, "type": "maintenance", "title": "t", "body": "b", "data": null});
-        assert_eq!(encode(kinds::NOTIFICATION, &system, None, 0).unwrap().kind, "system_notification");
+        assert_eq!(encode(kinds::NOTIFICATION_NEW, &system, None, 0).unwrap().kind, "system_notification");
         assert!(encode(kinds::PRESENCE, &json!({}), None, 0).is_none(), "no frame for presence");
     }
 }

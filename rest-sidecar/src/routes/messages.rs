@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use protocol::ApiResponse;
 use protocol::commands::SendMessage;
+use protocol::server::MessageReaction;
 use protocol::views::MessageView;
 use serde::{Deserialize, Serialize};
 use service::HistoryQuery as PageQuery;
@@ -139,4 +140,31 @@ pub(crate) async fn unpin(
 ) -> Result<Json<ApiResponse<Empty>>, ApiFailure> {
     state.services.messages.set_pinned(caller.user_id, id, false).await?;
     Ok(ok("消息已取消置顶", Empty {}))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ReactionBody {
+    emoji: String,
+}
+
+/// `POST /api/messages/{id}/reactions`: members react; every member gets
+/// `message.reaction`.
+pub(crate) async fn react(
+    State(state): State<SidecarState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    Body(body): Body<ReactionBody>,
+) -> Result<Json<ApiResponse<MessageReaction>>, ApiFailure> {
+    let event = state.services.reactions.add(caller.user_id, id, &body.emoji, None).await?;
+    Ok(ok("已添加表情回应", event))
+}
+
+/// `DELETE /api/messages/{id}/reactions/{emoji}`.
+pub(crate) async fn unreact(
+    State(state): State<SidecarState>,
+    caller: Caller,
+    Path((id, emoji)): Path<(i64, String)>,
+) -> Result<Json<ApiResponse<MessageReaction>>, ApiFailure> {
+    let event = state.services.reactions.remove(caller.user_id, id, &emoji, None).await?;
+    Ok(ok("已移除表情回应", event))
 }

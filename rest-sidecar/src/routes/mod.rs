@@ -7,6 +7,8 @@ pub(crate) mod chats;
 pub(crate) mod contacts;
 pub(crate) mod files;
 pub(crate) mod messages;
+pub(crate) mod notifications;
+pub(crate) mod server;
 pub(crate) mod users;
 
 use axum::Json;

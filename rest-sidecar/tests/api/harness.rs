@@ -13,6 +13,8 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) const SECRET: &[u8] = b"test secret of at least 32 bytes!!";
+/// The server API key of the test servers.
+pub(crate) const SERVER_KEY: &str = "test-server-api-key";
 
 pub(crate) struct Server {
     pub(crate) base: String,
@@ -39,7 +41,11 @@ pub(crate) async fn start_with(configure: impl FnOnce(&mut SidecarConfig)) -> Se
     let store = SqliteStore::open(&SqliteConfig::new(dir.path())).unwrap();
     let files = dir.path().join("files");
     std::fs::create_dir_all(&files).unwrap();
-    let mut config = SidecarConfig { dev: true, ..SidecarConfig::new(files, SECRET.to_vec()) };
+    let mut config = SidecarConfig {
+        dev: true,
+        server_api_keys: vec![SERVER_KEY.to_owned()],
+        ..SidecarConfig::new(files, SECRET.to_vec())
+    };
     configure(&mut config);
     let router = LocalRouter::new();
     let events = router.subscribe();
@@ -80,6 +86,25 @@ impl Server {
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// [`call`](Self::call) with an `Authorization` header as given.
+    pub(crate) async fn call_as(
+        &self,
+        method: Method,
+        path: &str,
+        authorization: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request =
+            self.http.request(method, format!("{}{path}", self.base)).header("authorization", authorization);
         if let Some(body) = body {
             request = request.json(&body);
         }

@@ -21,9 +21,11 @@ fn documented(doc: &Value) -> BTreeSet<(String, String)> {
 /// and the `/health` and `/metrics` it serves from the `ops` crate.
 fn registered() -> BTreeSet<(String, String)> {
     let source = [include_str!("../../src/lib.rs"), include_str!("../../../ops/src/lib.rs")].concat();
-    let operations = routes_in(&source, |path| {
+    let mut operations = routes_in(&source, |path| {
         if path == "/health" || path == "/metrics" { path.to_owned() } else { format!("/api{path}") }
     });
+    // The server API's routes are written with their full paths.
+    operations.extend(routes_in(include_str!("../../src/routes/server.rs"), str::to_owned));
     assert!(operations.len() > 20, "the route scan found too little: {operations:?}");
     operations
 }
@@ -156,7 +158,11 @@ async fn every_protected_operation_refuses_strangers_and_bad_ids() {
             }
             if path.contains("{id}") {
                 let bad = path.replace("{id}", "abc").replace("{user_id}", "2");
-                let (status, reply) = server.call(method.clone(), &bad, Some(&alice.token), body).await;
+                let (status, reply) = if path.starts_with("/api/server/") {
+                    server.call_as(method.clone(), &bad, &format!("apikey {}", crate::harness::SERVER_KEY), body).await
+                } else {
+                    server.call(method.clone(), &bad, Some(&alice.token), body).await
+                };
                 assert_eq!((status.as_u16(), reply["code"].as_u64()), (400, Some(400)), "{method} {bad}: {reply}");
             }
         }

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::scripts::SCRIPTS;
 use super::{RedisConnection, Retry};
-use crate::presence::{Here, PresenceChange, PresenceError, PresenceRegistry, reconcile};
+use crate::presence::{Here, NodeReport, PresenceChange, PresenceError, PresenceRegistry, reconcile};
 
 /// The cluster's presence registry. Cheap to clone.
 #[derive(Clone)]
@@ -156,6 +156,38 @@ impl PresenceRegistry for RedisPresence {
         let script = if arrived { &SCRIPTS.user_online } else { &SCRIPTS.user_offline };
         // Whether the user came online (or went offline) for everyone.
         Ok(self.transition(script, user_id).await?.then_some(arrived))
+    }
+
+    async fn set_devices(&self, user_id: UserId, count: u32) -> Result<(), PresenceError> {
+        let mut invocation = self.redis().node_call(&SCRIPTS.set_devices);
+        invocation.arg(user_id).arg(count);
+        self.redis().run::<i64>(&invocation, Retry::IfDropped).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn devices(&self, user_ids: &[UserId]) -> Result<Vec<u32>, PresenceError> {
+        let mut invocation = SCRIPTS.devices.prepare_invoke();
+        invocation.arg(&self.redis().config().prefix);
+        for user in user_ids {
+            invocation.arg(*user);
+        }
+        let counts: Vec<i64> = self.redis().run(&invocation, Retry::IfDropped).await.map_err(unavailable)?;
+        Ok(counts.into_iter().map(|count| u32::try_from(count).unwrap_or(0)).collect())
+    }
+
+    async fn report(&self, report: &NodeReport) -> Result<(), PresenceError> {
+        let text = serde_json::to_string(report).map_err(|error| unavailable(error.to_string()))?;
+        let mut invocation = self.redis().node_call(&SCRIPTS.report);
+        invocation.arg(text);
+        self.redis().run::<i64>(&invocation, Retry::IfDropped).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn reports(&self) -> Result<Vec<NodeReport>, PresenceError> {
+        let mut invocation = SCRIPTS.reports.prepare_invoke();
+        invocation.arg(&self.redis().config().prefix);
+        let texts: Vec<String> = self.redis().run(&invocation, Retry::IfDropped).await.map_err(unavailable)?;
+        Ok(texts.iter().filter_map(|text| serde_json::from_str(text).ok()).collect())
     }
 
     async fn online(&self, user_ids: &[UserId]) -> Result<Vec<bool>, PresenceError> {

@@ -72,6 +72,15 @@ pub(super) struct Scripts {
     /// ARGV: p, node. Drops `node` now (a clean exit, or a node id starting
     /// again); answers the users left with no node.
     pub(super) drop_node: Script,
+    /// ARGV: p, node, user, count. The user's devices on this node, kept
+    /// as the value of their registration (only while they have one).
+    pub(super) set_devices: Script,
+    /// ARGV: p, user ids... Answers each user's devices over every node.
+    pub(super) devices: Script,
+    /// ARGV: p, node, report. Keeps the node's latest stats report.
+    pub(super) report: Script,
+    /// ARGV: p. The reports of the nodes whose lease has not run out.
+    pub(super) reports: Script,
 }
 
 pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -197,4 +206,42 @@ return gone
 "
     )),
     drop_node: Script::new(concat!(lua_helpers!(), "\nreturn drop_node(ARGV[1], ARGV[2])\n")),
+    set_devices: Script::new(
+        r"
+local key = ARGV[1] .. ':user:' .. ARGV[3]
+if redis.call('HEXISTS', key, ARGV[2]) == 1 then redis.call('HSET', key, ARGV[2], ARGV[4]) end
+return 1
+",
+    ),
+    devices: Script::new(
+        r"
+local counts = {}
+for i = 2, #ARGV do
+  local total = 0
+  local nodes = redis.call('HVALS', ARGV[1] .. ':user:' .. ARGV[i])
+  for _, count in ipairs(nodes) do total = total + tonumber(count) end
+  counts[i - 1] = total
+end
+return counts
+",
+    ),
+    report: Script::new("return redis.call('HSET', ARGV[1] .. ':stats', ARGV[2], ARGV[3])"),
+    reports: Script::new(concat!(
+        lua_helpers!(),
+        r"
+local p = ARGV[1]
+local now = now_ms()
+local stats = redis.call('HGETALL', p .. ':stats')
+local alive = {}
+for i = 1, #stats, 2 do
+  local expiry = redis.call('HGET', p .. ':nodes', stats[i])
+  if expiry and tonumber(expiry) >= now then
+    table.insert(alive, stats[i + 1])
+  else
+    redis.call('HDEL', p .. ':stats', stats[i])
+  end
+end
+return alive
+"
+    )),
 });
