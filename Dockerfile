@@ -6,7 +6,7 @@ RUN cargo build --release --locked --bin switchboard
 
 FROM debian:bookworm-slim
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates curl \
+    && apt-get install -y --no-install-recommends ca-certificates curl libssl3 \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/switchboard /usr/local/bin/switchboard
 ENV SWITCHBOARD_LISTEN=0.0.0.0:8080 \

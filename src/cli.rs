@@ -185,6 +185,19 @@ pub struct ServeArgs {
     /// Days a notification is kept.
     #[arg(long, env = "SWITCHBOARD_NOTIFICATION_RETENTION_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub notification_retention_days: u32,
+    /// Where webhooks are posted (repeat, or comma-separate in the
+    /// environment); needs `--webhook-secret`.
+    #[arg(long = "webhook-url", env = "SWITCHBOARD_WEBHOOK_URLS", value_delimiter = ',')]
+    pub webhook_urls: Vec<String>,
+    /// The HMAC-SHA256 key of webhook signatures (16+ bytes).
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// Most webhook deliveries waiting; past it new events are dropped (and counted).
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_MAX_PENDING", default_value_t = 100_000)]
+    pub webhook_max_pending: u64,
+    /// The first webhook retry's delay in milliseconds; each later one doubles it (up to an hour).
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_RETRY_BASE_MS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub webhook_retry_base_ms: u64,
 }
 
 /// A seed contract named on the command line.

@@ -162,6 +162,7 @@ pub async fn start(
         ..ServiceConfig::default()
     };
     let services = Services::new(store.clone(), cluster.router.clone(), cluster.presence.clone(), service_config);
+    let (services, webhooks) = with_webhooks(&args, &cluster, services)?;
     // One token service per process: the sidecar issues and revokes with
     // it, the gateway verifies with it, so a logout here is refused here at once.
     let tokens = TokenService::load(store.clone(), &config.jwt_secret, config.access_ttl, config.refresh_ttl)
@@ -194,6 +195,9 @@ pub async fn start(
     // A sidecar holds no connections: it publishes, and reads nothing.
     if let Some(subscriber) = cluster.subscriber.filter(|_| role != Role::Sidecar) {
         tasks.spawn(subscriber.run(shutdown.clone()));
+    }
+    if let Some((config, outbox, events)) = webhooks {
+        tasks.spawn(webhooks::run(config, outbox, events, shutdown.clone()));
     }
     // Logouts on other processes reach this one through the store.
     if cluster.redis.is_some() {
@@ -321,6 +325,48 @@ pub fn sidecar_config(args: &ServeArgs, files_dir: std::path::PathBuf) -> anyhow
         },
         ..SidecarConfig::new(files_dir, jwt_secret)
     })
+}
+
+/// What runs the webhooks, when configured: `services` telling a queue of
+/// their events, and what drains it into the outbox (Redis in a cluster,
+/// a file in the data dir otherwise).
+type Webhooks = (webhooks::WebhookConfig, Arc<dyn webhooks::Outbox>, tokio::sync::mpsc::Receiver<service::HookEvent>);
+
+fn with_webhooks(
+    args: &ServeArgs,
+    cluster: &Cluster,
+    services: Services,
+) -> anyhow::Result<(Services, Option<Webhooks>)> {
+    let Some(config) = webhook_config(args)? else { return Ok((services, None)) };
+    let outbox: Arc<dyn webhooks::Outbox> = match &cluster.redis {
+        Some(redis) => Arc::new(webhooks::RedisOutbox::new(redis.clone())),
+        None => Arc::new(webhooks::SqliteOutbox::open(&args.data_dir).context("opening the webhook outbox")?),
+    };
+    let (hooks, events) = service::Hooks::channel(webhooks::QUEUE_CAPACITY);
+    tracing::info!(urls = config.urls.len(), "webhooks on");
+    Ok((services.with_hooks(hooks), Some((config, outbox, events))))
+}
+
+/// The webhook configuration, when `--webhook-url` names any.
+pub fn webhook_config(args: &ServeArgs) -> anyhow::Result<Option<webhooks::WebhookConfig>> {
+    let urls: Vec<String> =
+        args.webhook_urls.iter().map(|url| url.trim().to_owned()).filter(|url| !url.is_empty()).collect();
+    if urls.is_empty() {
+        return Ok(None);
+    }
+    for url in &urls {
+        webhooks::check_url(url).map_err(|why| anyhow::anyhow!("--webhook-url: {why}"))?;
+    }
+    let secret = match &args.webhook_secret {
+        Some(secret) if secret.len() >= 16 => secret.clone().into_bytes(),
+        Some(_) => anyhow::bail!("--webhook-secret must be at least 16 bytes"),
+        None => anyhow::bail!("--webhook-url needs --webhook-secret (receivers verify signatures with it)"),
+    };
+    Ok(Some(webhooks::WebhookConfig {
+        max_pending: args.webhook_max_pending,
+        retry_base: Duration::from_millis(args.webhook_retry_base_ms),
+        ..webhooks::WebhookConfig::new(urls, secret)
+    }))
 }
 
 /// The gateway's configuration from the command line.

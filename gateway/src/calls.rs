@@ -236,6 +236,19 @@ async fn finish(gateway: &Gateway, id: &str, reason: &str) {
     };
     // The record is stored before anyone hears the call ended.
     record(gateway, call.caller, call.callee, &call.kind, status, duration).await;
+    if status == "missed" {
+        let hooks = gateway.inner.services.hooks();
+        if hooks.enabled() {
+            let data = serde_json::json!({
+                "call_id": call.id,
+                "caller_id": call.caller,
+                "callee_id": call.callee,
+                "call_type": call.kind,
+                "reason": reason,
+            });
+            hooks.emit(service::hooks::types::CALL_MISSED, data);
+        }
+    }
     let ended = ended(&call.id, reason, duration);
     send(gateway, call.caller, Devices::Only(call.caller_device), ended.clone()).await;
     // While ringing, every callee device rings and must stop.

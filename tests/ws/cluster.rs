@@ -102,9 +102,17 @@ impl Process {
 
     /// [`Process::start`] with more flags (another store).
     pub(super) fn start_with(role: &str, node_id: u16, redis: &str, data_dir: &Path, flags: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
-            .arg(role)
-            .args(["--listen", "127.0.0.1:0", "--node-id", &node_id.to_string(), "--redis-url", redis])
+        Self::launch(role, node_id, Some(redis), data_dir, flags)
+    }
+
+    /// `switchboard <role>` on `data_dir`, in a cluster when `redis` is given.
+    pub(super) fn launch(role: &str, node_id: u16, redis: Option<&str>, data_dir: &Path, flags: &[&str]) -> Self {
+        let mut command = Command::new(BIN);
+        command.arg(role).args(["--listen", "127.0.0.1:0", "--node-id", &node_id.to_string()]);
+        if let Some(redis) = redis {
+            command.args(["--redis-url", redis]);
+        }
+        let mut child = command
             .args(["--jwt-secret", SECRET, "--ws-commands-per-second", "100000"])
             .arg("--data-dir")
             .arg(data_dir)
@@ -131,7 +139,7 @@ impl Process {
             }
         });
         let mut addr = None;
-        let mut subscribed = role == "sidecar";
+        let mut subscribed = role == "sidecar" || redis.is_none();
         while addr.is_none() || !subscribed {
             // A keyspace created and migrated on a three-node CQL cluster
             // waits for schema agreement at each step.
@@ -164,6 +172,14 @@ impl Process {
             .and_then(|line| line.rsplit(' ').next())
             .and_then(|value| value.parse().ok())
             .unwrap_or(0.0)
+    }
+}
+
+impl Process {
+    /// SIGKILL, and wait for it to be gone.
+    pub(super) fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 }
 

@@ -14,3 +14,4 @@ mod parity;
 mod realtime;
 mod server_api;
 mod simple;
+mod webhooks;

@@ -225,6 +225,16 @@ impl RedisConnection {
         }
     }
 
+    /// Runs a script of another crate (the webhook outbox) under the same
+    /// timeout, breaker and one retry on a dropped connection; the script
+    /// must be safe to run twice.
+    pub async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, String> {
+        self.run(invocation, Retry::IfDropped).await
+    }
+
     /// A call of `script` whose first arguments are the key prefix and this
     /// node's id, as the node-scoped scripts take them.
     fn node_call<'a>(&self, script: &'a redis::Script) -> redis::ScriptInvocation<'a> {
