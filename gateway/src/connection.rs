@@ -197,6 +197,17 @@ pub(crate) async fn serve(gateway: Gateway, socket: Socket, encoding: Encoding, 
             None => return,
         },
     };
+    // A disabled account's tokens may still be unexpired: it does not get in.
+    match gateway.inner.services.store().user(user_id).await {
+        Ok(Some(user)) if !user.is_disabled => {}
+        Ok(_) => {
+            metrics::counter!("switchboard_ws_refused_total", "reason" => "disabled").increment(1);
+            close(&mut sink, close_codes::AUTH_FAILED, "account disabled").await;
+            return;
+        }
+        // The store cannot say: let them in rather than lock everyone out.
+        Err(error) => tracing::warn!(%error, user_id, "account state unknown; connection allowed"),
+    }
     let id = gateway.inner.next_connection.fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!("ws", user_id, connection = id, ?encoding);
     run(gateway, sink, stream, encoding, user_id, id).instrument(span).await;

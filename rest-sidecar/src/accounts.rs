@@ -159,11 +159,16 @@ pub(crate) async fn issue(state: &SidecarState, user: &User) -> Result<IssuedTok
 
 /// Rotates a refresh token; answers whose it is and the new pair.
 pub(crate) async fn refresh(state: &SidecarState, refresh_token: &str) -> Result<(i64, IssuedTokens), ApiFailure> {
-    state.tokens.refresh(refresh_token).await.map_err(|error| match error {
+    let (user_id, tokens) = state.tokens.refresh(refresh_token).await.map_err(|error| match error {
         RefreshError::Expired => ApiFailure::new(ErrorCode::TokenExpired, "refresh token expired"),
         RefreshError::Invalid => ApiFailure::new(ErrorCode::TokenInvalid, "refresh token invalid"),
         RefreshError::Store(store) => store.into(),
-    })
+    })?;
+    // A disabled account gets no new session (the rotated token is spent either way).
+    if state.store.user(user_id).await?.is_none_or(|user| user.is_disabled) {
+        return Err(ApiFailure::new(ErrorCode::UserDisabled, "this account is disabled"));
+    }
+    Ok((user_id, tokens))
 }
 
 /// Records the device a session was opened or renewed from; answers

@@ -360,6 +360,8 @@ async fn members_react_over_rest_and_websocket_within_the_limits() {
 async fn disconnect_and_disable_close_every_session_at_once() {
     let server = start().await;
     let ann = backend_user(&server, "wx-ann", "Ann").await;
+    let (_, minted) = call(&server, Method::POST, "/api/server/tokens", json!({"user_id": ann.id})).await;
+    let refresh = minted["data"]["refresh_token"].as_str().unwrap().to_owned();
     let mut first = server.connect(&ann).await;
     let mut second = server.connect(&ann).await;
     first.expect("connect").await;
@@ -386,6 +388,12 @@ async fn disconnect_and_disable_close_every_session_at_once() {
     assert_eq!(closed.map(|(code, _)| code), Some(4001));
     let (status, refused) = call(&server, Method::POST, "/api/server/tokens", json!({"user_id": ann.id})).await;
     assert_eq!((status, refused["code"].clone()), (StatusCode::FORBIDDEN, json!(10004)), "{refused}");
+    // Its still-unexpired token does not open a new session, nor does its refresh token.
+    let mut again = server.connect(&ann).await;
+    let closed = tokio::time::timeout(Duration::from_secs(5), again.socket.next_close()).await.unwrap();
+    assert_eq!(closed, Some((4001, "account disabled".to_owned())));
+    let refreshed = server.api(Method::POST, "/api/auth/refresh", "", json!({"refresh_token": refresh})).await;
+    assert_eq!(refreshed["code"], 10004, "{refreshed}");
     let (status, _) = call(&server, Method::POST, &format!("/api/server/users/{}/enable", ann.id), Value::Null).await;
     assert_eq!(status, 200);
     assert_eq!(call(&server, Method::POST, "/api/server/tokens", json!({"user_id": ann.id})).await.0, 200);

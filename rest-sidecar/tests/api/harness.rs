@@ -82,17 +82,8 @@ impl Server {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        let authorization = token.map(|token| format!("Bearer {token}"));
+        self.request(method, path, authorization.as_deref(), body).await
     }
 
     /// [`call`](Self::call) with an `Authorization` header as given.
@@ -103,8 +94,20 @@ impl Server {
         authorization: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut request =
-            self.http.request(method, format!("{}{path}", self.base)).header("authorization", authorization);
+        self.request(method, path, Some(authorization), body).await
+    }
+
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        authorization: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
+        }
         if let Some(body) = body {
             request = request.json(&body);
         }
