@@ -138,6 +138,21 @@ async fn users_are_created_updated_and_found_by_their_external_id() {
     assert_eq!(status, 400, "fields are an object");
     let (status, _) = call(&server, Method::PUT, "/api/server/users/999999/profile-fields", json!({"a": 1})).await;
     assert_eq!(status, 404);
+    // Seed 000 shows the two fields its user object names once the backend set them.
+    let dater = crate::dating::register(&server, "13800000009").await;
+    let login = json!({"phone": "13800000009", "password": "Abc123!@#"});
+    let before = crate::dating::call(&server, Method::POST, "/auth/login", None, Some(login.clone())).await;
+    assert!(before.body["data"]["user"].get("vip_level").is_none(), "absent until set: {}", before.body);
+    let dater_fields = format!("/api/server/users/{}/profile-fields", dater.id);
+    call(&server, Method::PUT, &dater_fields, json!({"vip_level": 2, "profile_completion_rate": 85, "other": 1})).await;
+    let after = crate::dating::call(&server, Method::POST, "/auth/login", None, Some(login)).await;
+    let shown = &after.body["data"]["user"];
+    assert_eq!(
+        (shown["vip_level"].as_i64(), shown["profile_completion_rate"].as_i64()),
+        (Some(2), Some(85)),
+        "{shown}"
+    );
+    assert!(shown.get("other").is_none(), "only the fields the document names");
 }
 
 #[tokio::test]

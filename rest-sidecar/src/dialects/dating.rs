@@ -101,17 +101,26 @@ fn masked(phone: &str) -> String {
     format!("{}****{}", &phone[..3], &phone[phone.len() - 4..])
 }
 
-/// The user as section 2 shows it. `vip_level` and
-/// `profile_completion_rate` are the app backend's and are absent.
-fn user(user: &StoredUser) -> Value {
-    json!({
+/// The profile fields section 2 names, which the app backend sets
+/// through the server API; absent until it does.
+const BACKEND_FIELDS: [&str; 2] = ["vip_level", "profile_completion_rate"];
+
+/// The user as section 2 shows it, with the backend's `fields`.
+fn user(user: &StoredUser, fields: &serde_json::Map<String, Value>) -> Value {
+    let mut shown = json!({
         "id": user.id,
         "phone": masked(&user.phone),
         "status": i32::from(!user.is_disabled),
         "nickname": user.nickname,
         "avatar_url": user.avatar,
         "created_at": to_iso(user.created_at),
-    })
+    });
+    for name in BACKEND_FIELDS {
+        if let Some(value) = fields.get(name) {
+            shown[name] = value.clone();
+        }
+    }
+    shown
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,12 +154,13 @@ struct RegisterBody {
 /// The session section 2 answers with.
 async fn session(state: &SidecarState, stored: &StoredUser, is_new_device: Option<bool>) -> Result<Value, Fail> {
     let tokens = accounts::issue(state, stored).await?;
+    let fields = state.store.profile_fields(stored.id).await?;
     let mut data = json!({
         "user_id": stored.id,
         "access_token": tokens.access_token,
         "refresh_token": tokens.refresh_token,
         "expires_in": tokens.expires_in,
-        "user": user(stored),
+        "user": user(stored, &fields),
     });
     if let Some(is_new_device) = is_new_device {
         data["is_new_device"] = is_new_device.into();
