@@ -24,6 +24,9 @@ use crate::extract::{Caller, Path};
 use crate::rate_limit::Class;
 use crate::{ApiFailure, SidecarState};
 
+/// The MIME type of content served as opaque bytes.
+const OPAQUE: &str = "application/octet-stream";
+
 /// Bytes looked at to recognise a type.
 const SNIFF_BYTES: usize = 8 * 1024;
 /// Longest side of a thumbnail, in pixels.
@@ -229,16 +232,23 @@ pub(crate) async fn store_upload(
     if received.size == 0 {
         return Err(ApiFailure::bad_request("the file is empty"));
     }
-    let (kind, mime) = sniff(&received.head)
-        .ok_or_else(|| ApiFailure::new(ErrorCode::FileTypeUnsupported, "this kind of file is not accepted"))?;
-    if let Some(declared) = declared
-        && declared != kind
-    {
-        return Err(ApiFailure::new(
-            ErrorCode::FileTypeUnsupported,
-            format!("the content is {} ({mime}), not {}", kind.as_str(), declared.as_str()),
-        ));
-    }
+    let (kind, mime) = match (sniff(&received.head), declared) {
+        // Any bytes make a document (served as an attachment, never inline).
+        (Some((_, mime)), Some(FileKind::Document)) => (FileKind::Document, mime),
+        (None, Some(FileKind::Document) | None) => (FileKind::Document, OPAQUE.to_owned()),
+        (Some((kind, mime)), None) => (kind, mime),
+        (Some((kind, mime)), Some(declared)) if kind == declared => (kind, mime),
+        (found, Some(declared)) => {
+            let content = found.map_or_else(
+                || "not a recognised format".to_owned(),
+                |(kind, mime)| format!("{} ({mime})", kind.as_str()),
+            );
+            return Err(ApiFailure::new(
+                ErrorCode::FileTypeUnsupported,
+                format!("the content is {content}, not {}", declared.as_str()),
+            ));
+        }
+    };
     let (mut width, mut height) = (None, None);
     let thumbnail_sha256 = if kind == FileKind::Image {
         let source = received.temp.clone();
@@ -327,13 +337,23 @@ async fn readable(state: &SidecarState, id: i64, user_id: i64) -> Result<FileMet
     Ok(file)
 }
 
-async fn serve(path: PathBuf, mime: &str, name: &str, request: Request) -> Result<Response, ApiFailure> {
+/// Whether content of `kind` with `mime` (both from its magic bytes) may
+/// be shown by a browser: images (not SVG, which runs script), video and
+/// audio. Everything else is downloaded.
+fn shown_inline(kind: FileKind, mime: &str) -> bool {
+    matches!(kind, FileKind::Image | FileKind::Video | FileKind::Audio) && !mime.starts_with("image/svg")
+}
+
+/// Serves a stored blob: inline only when `inline`, otherwise as an opaque
+/// attachment; always sandboxed and never sniffed.
+async fn serve(path: PathBuf, mime: &str, inline: bool, name: &str, request: Request) -> Result<Response, ApiFailure> {
     // ServeFile answers Range and conditional requests.
     let mut response = match ServeFile::new(path).oneshot(request).await {
         Ok(response) => response.into_response(),
         Err(never) => match never {},
     };
-    if let Ok(value) = HeaderValue::from_str(mime) {
+    let content_type = if inline { mime } else { OPAQUE };
+    if let Ok(value) = HeaderValue::from_str(content_type) {
         response.headers_mut().insert(header::CONTENT_TYPE, value);
     }
     let encoded: String = name
@@ -342,10 +362,13 @@ async fn serve(path: PathBuf, mime: &str, name: &str, request: Request) -> Resul
             if b.is_ascii_alphanumeric() || b"._-".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }
         })
         .collect();
-    if let Ok(value) = HeaderValue::from_str(&format!("inline; filename*=UTF-8''{encoded}")) {
+    let disposition = if inline { "inline" } else { "attachment" };
+    if let Ok(value) = HeaderValue::from_str(&format!("{disposition}; filename*=UTF-8''{encoded}")) {
         response.headers_mut().insert(header::CONTENT_DISPOSITION, value);
     }
-    response.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    let headers = response.headers_mut();
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox"));
     Ok(response)
 }
 
@@ -357,7 +380,8 @@ pub(crate) async fn download(
     request: Request,
 ) -> Result<Response, ApiFailure> {
     let file = readable(&state, id, caller.user_id).await?;
-    serve(blob_path(&state.config.files_dir, &file.sha256), &file.mime, &file.name, request).await
+    let inline = shown_inline(file.kind, &file.mime);
+    serve(blob_path(&state.config.files_dir, &file.sha256), &file.mime, inline, &file.name, request).await
 }
 
 /// `GET /api/files/{id}/thumbnail`.
@@ -370,7 +394,8 @@ pub(crate) async fn download_thumbnail(
     let file = readable(&state, id, caller.user_id).await?;
     let sha =
         file.thumbnail_sha256.ok_or_else(|| ApiFailure::new(ErrorCode::FileNotFound, "this file has no thumbnail"))?;
-    serve(blob_path(&state.config.files_dir, &sha), "image/jpeg", &format!("thumb_{}.jpg", file.id), request).await
+    serve(blob_path(&state.config.files_dir, &sha), "image/jpeg", true, &format!("thumb_{}.jpg", file.id), request)
+        .await
 }
 
 /// `DELETE /api/files/{id}`: the owner only; the bytes go when no other

@@ -106,11 +106,21 @@ async fn content_decides_the_type() {
     let alice = server.register("13800000001", "alice").await;
     let (status, reply) = upload(&server, &alice, png(8, 8), "video.mp4", Some("video")).await;
     assert_eq!((status, reply["code"].as_u64()), (400, Some(30002)), "a PNG is not a video whatever it is called");
+    // Any bytes are a document: kept, and only ever downloaded.
     let elf = [0x7F, b'E', b'L', b'F', 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0].repeat(4);
     let (status, reply) = upload(&server, &alice, elf, "tool.png", None).await;
-    assert_eq!((status, reply["code"].as_u64()), (400, Some(30002)), "executables are refused");
-    let (status, reply) = upload(&server, &alice, vec![0u8, 159, 146, 150, 0, 1], "blob.bin", None).await;
-    assert_eq!((status, reply["code"].as_u64()), (400, Some(30002)), "unrecognised binary is refused");
+    assert_eq!(
+        (status, reply["data"]["type"].as_str()),
+        (200, Some("document")),
+        "an executable is a document: {reply}"
+    );
+    let (status, reply) = upload(&server, &alice, vec![0u8, 159, 146, 150, 0, 1], "blob.bin", Some("document")).await;
+    assert_eq!((status, reply["data"]["type"].as_str()), (200, Some("document")), "{reply}");
+    assert_eq!(reply["data"]["mime"], "application/octet-stream");
+    let (status, reply) = upload(&server, &alice, vec![0u8, 159, 146, 150, 0, 1], "blob.bin", Some("image")).await;
+    assert_eq!((status, reply["code"].as_u64()), (400, Some(30002)), "unknown bytes are no image");
+    let (status, reply) = upload(&server, &alice, png(8, 8), "scan.png", Some("document")).await;
+    assert_eq!((status, reply["data"]["type"].as_str()), (200, Some("document")), "a picture sent as a document");
     let (status, reply) = upload(&server, &alice, png(8, 8), "x.png", Some("spreadsheet")).await;
     assert_eq!((status, reply["code"].as_u64()), (400, Some(30002)));
     let (status, reply) = upload(&server, &alice, Vec::new(), "empty.txt", None).await;
@@ -173,4 +183,31 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
         }
     }
     found
+}
+
+/// Uploaded HTML (or anything not verified as media) never renders on the
+/// API's origin: it downloads as opaque bytes, sandboxed; verified images
+/// are shown inline, sandboxed too.
+#[tokio::test]
+async fn only_verified_media_is_served_inline_and_everything_is_sandboxed() {
+    let server = start().await;
+    let alice = server.register("13800000001", "alice").await;
+    let page = b"<!DOCTYPE html><html><script>fetch('/api/users/me')</script></html>".to_vec();
+    let svg = b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>".to_vec();
+    for (bytes, name) in [(page, "page.html"), (svg, "logo.svg")] {
+        let (status, reply) = upload(&server, &alice, bytes, name, None).await;
+        assert_eq!(status, 200, "{reply}");
+        let url = reply["data"]["url"].as_str().unwrap().to_owned();
+        let answer = download(&server, &alice, &url, None).await;
+        let header = |name: &str| answer.headers()[name].to_str().unwrap().to_owned();
+        assert_eq!(header("content-type"), "application/octet-stream", "{name}");
+        assert!(header("content-disposition").starts_with("attachment;"), "{name}");
+        assert_eq!(header("content-security-policy"), "sandbox");
+        assert_eq!(header("x-content-type-options"), "nosniff");
+    }
+    let (_, reply) = upload(&server, &alice, png(8, 8), "cat.png", None).await;
+    let picture = download(&server, &alice, reply["data"]["url"].as_str().unwrap(), None).await;
+    assert_eq!(picture.headers()["content-type"], "image/png");
+    assert!(picture.headers()["content-disposition"].to_str().unwrap().starts_with("inline;"));
+    assert_eq!(picture.headers()["content-security-policy"], "sandbox");
 }
