@@ -299,21 +299,24 @@ impl Messages {
             return Err(ServiceError::Invalid(format!("at most {DELIVERED_MAX} message_ids at once")));
         }
         crate::chats::membership(&self.deps, chat_id, caller).await?;
-        let mut newest = 0;
+        let mut delivered = Vec::new();
         for &id in message_ids {
             let message = self.deps.store.message(id).await?;
-            let Some(message) = message.filter(|m| m.chat_id == chat_id && m.sender_id != caller) else {
-                continue;
-            };
-            newest = newest.max(message.seq);
-            let status = events::message_status(chat_id, id, message.seq, caller, Receipt::Delivered);
+            if let Some(message) = message.filter(|m| m.chat_id == chat_id && m.sender_id != caller) {
+                delivered.push(message);
+            }
+        }
+        // Stored before any sender hears of it: a history read right after
+        // the `message.status` already shows it.
+        if let Some(newest) = delivered.iter().map(|message| message.seq).max() {
+            self.deps.store.mark_delivered(chat_id, caller, newest, now_millis()).await?;
+        }
+        for message in delivered {
+            let status = events::message_status(chat_id, message.id, message.seq, caller, Receipt::Delivered);
             let delivery = router::Delivery::new(vec![message.sender_id], status);
             if let Err(error) = self.deps.router.publish(delivery).await {
                 tracing::warn!(%error, "delivered status not published");
             }
-        }
-        if newest > 0 {
-            self.deps.store.mark_delivered(chat_id, caller, newest, now_millis()).await?;
         }
         Ok(())
     }
