@@ -230,20 +230,8 @@ async fn handle(gateway: &Gateway, session: &mut Session, reference: Option<&str
             .map_err(|error| failure(&error)),
         ClientCommand::Typing(typing) => crate::typing::command(gateway, user, &typing).await,
         ClientCommand::PresenceQuery(query) => presence_query(gateway, user, reference, &query.user_ids).await,
-        ClientCommand::ReactionAdd(reaction) => {
-            let origin = Some(router::DeviceRef { node: gateway.inner.config.node_id, connection: device });
-            let added = services.reactions.add(user, reaction.message_id, &reaction.emoji, origin).await;
-            added
-                .map(|event| vec![Reply::to(reference, ServerEvent::MessageReaction(event))])
-                .map_err(|error| failure(&error))
-        }
-        ClientCommand::ReactionRemove(reaction) => {
-            let origin = Some(router::DeviceRef { node: gateway.inner.config.node_id, connection: device });
-            let removed = services.reactions.remove(user, reaction.message_id, &reaction.emoji, origin).await;
-            removed
-                .map(|event| vec![Reply::to(reference, ServerEvent::MessageReaction(event))])
-                .map_err(|error| failure(&error))
-        }
+        ClientCommand::ReactionAdd(reaction) => react(gateway, user, device, reference, &reaction, true).await,
+        ClientCommand::ReactionRemove(reaction) => react(gateway, user, device, reference, &reaction, false).await,
         ClientCommand::CallOffer(offer) => crate::calls::offer(gateway, user, device, reference, offer).await,
         ClientCommand::CallAnswer(answer) => crate::calls::answer(gateway, user, device, &answer).await,
         ClientCommand::CallIce(ice) => crate::calls::ice(gateway, user, device, ice).await,
@@ -285,6 +273,28 @@ fn ack(reference: Option<&str>, sent: service::Sent) -> Reply {
     let ack =
         MessageAck { client_message_id: sent.message.client_message_id, message: sent.view, duplicate: sent.duplicate };
     Reply::to(reference, ServerEvent::MessageAck(Box::new(ack)))
+}
+
+/// `reaction.add` / `reaction.remove`: the event is this device's reply;
+/// the user's other devices and the other members get it through the router.
+async fn react(
+    gateway: &Gateway,
+    user: UserId,
+    device: u64,
+    reference: Option<&str>,
+    reaction: &protocol::client::Reaction,
+    add: bool,
+) -> Handled {
+    let reactions = &gateway.inner.services.reactions;
+    let origin = Some(router::DeviceRef { node: gateway.inner.config.node_id, connection: device });
+    let changed = if add {
+        reactions.add(user, reaction.message_id, &reaction.emoji, origin).await
+    } else {
+        reactions.remove(user, reaction.message_id, &reaction.emoji, origin).await
+    };
+    changed
+        .map(|event| vec![Reply::to(reference, ServerEvent::MessageReaction(event))])
+        .map_err(|error| failure(&error))
 }
 
 /// The presence of the asked users the caller may see (the same rule as

@@ -37,6 +37,16 @@ pub struct UpsertUser {
     pub external_id: Option<String>,
 }
 
+/// What [`Admin::upsert_user`] did.
+#[derive(Debug, Clone)]
+pub struct Upserted {
+    pub user: UserPrivate,
+    /// The backend's id for the user, as it stands now.
+    pub external_id: Option<String>,
+    /// Whether the call made the user.
+    pub created: bool,
+}
+
 /// Which user a backend means: ours or theirs.
 #[derive(Debug, Clone)]
 pub enum UserRef {
@@ -96,7 +106,7 @@ impl Admin {
     /// `external_id` (else its phone, else its email); answers them and
     /// whether they are new. A phone or email that belongs to someone else
     /// is a conflict.
-    pub async fn upsert_user(&self, upsert: UpsertUser) -> ServiceResult<(UserPrivate, bool)> {
+    pub async fn upsert_user(&self, upsert: UpsertUser) -> ServiceResult<Upserted> {
         let phone = upsert.phone.as_deref().map(validate::phone).transpose()?.map(str::to_owned);
         if let Some(email) = &upsert.email {
             validate::email(email)?;
@@ -150,7 +160,8 @@ impl Admin {
                 None => created,
             };
             tracing::info!(user_id = user.id, "user created by an app backend");
-            return Ok((views::user_private(&user, false), true));
+            let external_id = user.external_id.clone();
+            return Ok(Upserted { user: views::user_private(&user, false), external_id, created: true });
         };
         for (other, what) in [(&by_phone, "phone"), (&by_email, "email")] {
             if other.as_ref().is_some_and(|other| other.id != existing.id) {
@@ -175,7 +186,9 @@ impl Admin {
         let user =
             store.update_user(existing.id, update).await?.ok_or_else(|| ServiceError::user_not_found(existing.id))?;
         let online = crate::users::online_of(&self.deps, &[user.id]).await.first().copied().unwrap_or(false);
-        Ok((views::user_private(&user, online), false))
+        // Read back after the link above, so it is the id as it stands now.
+        let external_id = user.external_id.clone();
+        Ok(Upserted { user: views::user_private(&user, online), external_id, created: false })
     }
 
     /// The user's profile fields with `changes` merged in (a null value
@@ -188,8 +201,8 @@ impl Admin {
         if changes.keys().any(|key| key.is_empty() || key.chars().count() > 64) {
             return Err(ServiceError::Invalid("field names must be 1 to 64 characters".into()));
         }
-        self.find(&UserRef::Id(user_id)).await?;
         let store = &self.deps.store;
+        // An unknown user reads as no fields; the write below refuses them (10001).
         let mut fields = store.profile_fields(user_id).await?;
         for (key, value) in changes {
             if value.is_null() {
@@ -217,7 +230,7 @@ impl Admin {
         let user =
             self.deps.store.update_user(user_id, update).await?.ok_or_else(|| ServiceError::user_not_found(user_id))?;
         if disabled {
-            self.disconnect(user_id, "account disabled").await?;
+            self.close_sessions(user_id, "account disabled").await?;
         }
         tracing::info!(user_id, disabled, "account state changed by an app backend");
         Ok(views::user_private(&user, false))
@@ -230,6 +243,11 @@ impl Admin {
             return Err(ServiceError::Invalid("reason must be at most 123 bytes".into()));
         }
         self.find(&UserRef::Id(user_id)).await?;
+        self.close_sessions(user_id, reason).await
+    }
+
+    /// Tells every node to close the user's connections.
+    async fn close_sessions(&self, user_id: UserId, reason: &str) -> ServiceResult<()> {
         let event = ServerEvent::Disconnect(Disconnect { code: DISCONNECT_CODE, reason: reason.to_owned() });
         self.deps
             .router

@@ -32,7 +32,7 @@ pub(crate) struct NotificationView {
     is_read: bool,
 }
 
-pub(crate) fn view(notification: &Notification) -> NotificationView {
+fn view(notification: &Notification) -> NotificationView {
     NotificationView { push: service::notifications::push_view(notification), is_read: notification.is_read }
 }
 

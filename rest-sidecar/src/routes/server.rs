@@ -15,7 +15,7 @@ use protocol::views::{ChatView, MessageView, UserPrivate};
 use protocol::{ApiResponse, ErrorCode};
 use serde::{Deserialize, Serialize};
 use service::CreateChat;
-use service::admin::{Audience, DevicePresence, UpsertUser, UserRef};
+use service::admin::{Audience, DevicePresence, UpsertUser, Upserted, UserRef};
 use service::notifications::NewNotice;
 use sha2::{Digest, Sha256};
 use storage::model::UserId;
@@ -94,7 +94,6 @@ pub(crate) async fn upsert_user(
     State(state): State<SidecarState>,
     Body(body): Body<UserBody>,
 ) -> Result<Json<ApiResponse<UserReply>>, ApiFailure> {
-    let external_id = body.external_id.clone();
     let upsert = UpsertUser {
         phone: body.phone,
         email: body.email,
@@ -103,11 +102,7 @@ pub(crate) async fn upsert_user(
         avatar: body.avatar,
         external_id: body.external_id,
     };
-    let (user, created) = state.services.admin.upsert_user(upsert).await?;
-    let external_id = match external_id {
-        Some(id) => Some(id),
-        None => state.store.user(user.id).await?.and_then(|user| user.external_id),
-    };
+    let Upserted { user, external_id, created } = state.services.admin.upsert_user(upsert).await?;
     Ok(ok(if created { "用户已创建" } else { "用户已更新" }, UserReply { user, external_id, created }))
 }
 
