@@ -174,8 +174,9 @@ pub struct ServeArgs {
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
     /// The seed contracts served, by seed number: 002 (the canonical `/api`
-    /// and `/ws`, always served), 000 (`/v1`), 001 (`/api/v1`).
-    #[arg(long, env = "SWITCHBOARD_DIALECTS", value_delimiter = ',', value_parser = parse_seed, default_value = "002,000,001")]
+    /// and `/ws`, always served), 000 (`/v1`), 001 (`/api/v1`), 003 (`/api/v1`),
+    /// 004 (`/api`).
+    #[arg(long, env = "SWITCHBOARD_DIALECTS", value_delimiter = ',', value_parser = parse_seed, default_value = "002,000,001,003,004")]
     pub dialects: Vec<Seed>,
     /// A key of the server API for app backends, `Authorization: apikey
     /// <key>` (repeat, or comma-separate in the environment); with none,
@@ -219,7 +220,7 @@ fn parse_seed(text: &str) -> Result<Seed, String> {
     }
     protocol::dialect::Dialect::from_seed(text)
         .map(|dialect| Seed(Some(dialect)))
-        .ok_or_else(|| format!("{text:?} is not a served seed: choose from 002, 000, 001"))
+        .ok_or_else(|| format!("{text:?} is not a served seed: choose from 002, 000, 001, 003, 004"))
 }
 
 /// A network (`10.0.0.0/8`) or a single address (`10.0.0.5`).

@@ -303,6 +303,7 @@ pub fn sidecar_config(args: &ServeArgs, files_dir: std::path::PathBuf) -> anyhow
         login: Rate::new(args.rate_login_per_15min, Duration::from_secs(15 * 60)),
         upload: Rate::new(args.rate_upload_per_hour, HOUR),
         other: Rate::new(args.rate_api_per_hour, HOUR),
+        ..RateConfig::default()
     };
     Ok(SidecarConfig {
         dev: args.dev,
@@ -311,6 +312,11 @@ pub fn sidecar_config(args: &ServeArgs, files_dir: std::path::PathBuf) -> anyhow
         rates,
         trusted_proxies: args.trusted_proxies.clone(),
         dialects: args.dialects(),
+        store_kind: match args.store {
+            StoreKind::Sqlite => "sqlite",
+            StoreKind::Scylla => "scylla",
+        },
+        node_id: u64::from(args.node_id),
         server_api_keys: args
             .server_api_keys
             .iter()

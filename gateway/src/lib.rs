@@ -205,10 +205,8 @@ impl Gateway {
     pub fn routes(&self) -> axum::Router {
         let mut routes = axum::Router::new().route("/ws", axum::routing::get(upgrade::upgrade));
         for &dialect in &self.inner.config.dialects {
-            let path = match dialect {
-                Dialect::Dating => "/v1",
-                Dialect::Simple => "/api/v1/ws",
-            };
+            // Seeds 003 and 004 have no socket of their own (004's clients use `/ws`).
+            let Some(path) = dialect.socket_path() else { continue };
             let handler = move |State(gateway): State<Gateway>, request: axum::extract::Request| async move {
                 upgrade::upgrade_dialect(&gateway, request, dialect)
             };

@@ -23,7 +23,8 @@ fn refuse(encoding: Encoding, code: ErrorCode, detail: &str) -> Response {
     let (status, body) = match encoding {
         Encoding::Dialect(Dialect::Dating) => dating::error_body(code, detail, &[], ""),
         Encoding::Dialect(Dialect::Simple) => simple::error_body(code, detail),
-        Encoding::Json | Encoding::MsgPack => {
+        // Seeds 003 and 004 have no socket of their own; their clients use `/ws`.
+        Encoding::Dialect(Dialect::SmellPin | Dialect::Couple) | Encoding::Json | Encoding::MsgPack => {
             (code.http_status(), serde_json::to_value(ApiError::new(code, detail)).unwrap_or_default())
         }
     };

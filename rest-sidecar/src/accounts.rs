@@ -66,10 +66,7 @@ pub(crate) async fn register(state: &SidecarState, new: Registration) -> Result<
             validate::text("nickname", &nickname, 64)?;
             nickname
         }
-        None => new.username.clone().unwrap_or_else(|| match phone.len() {
-            4.. => format!("用户{}", &phone[phone.len() - 4..]),
-            _ => "用户".to_owned(),
-        }),
+        None => new.username.clone().unwrap_or_else(|| default_nickname(&phone)),
     };
     if let Some(code) = &new.code
         && !state.sms.verify(&phone, CodePurpose::Register, code, now_millis())
@@ -92,6 +89,55 @@ pub(crate) async fn register(state: &SidecarState, new: Registration) -> Result<
     let user = state.store.create_user(new).await?;
     tracing::info!(user_id = user.id, "user registered");
     Ok(user)
+}
+
+/// A new account's nickname until its owner picks one: `用户` and the
+/// phone's last four digits.
+fn default_nickname(phone: &str) -> String {
+    match phone.len() {
+        4.. => format!("用户{}", &phone[phone.len() - 4..]),
+        _ => "用户".to_owned(),
+    }
+}
+
+/// Logs in with an SMS code, registering the number on its first login
+/// (the code proves it): the one way in of contracts without passwords
+/// (seed 003). Under the login limit; a disabled account is refused.
+pub(crate) async fn login_or_register_by_code(
+    state: &SidecarState,
+    phone: &str,
+    code: &str,
+) -> Result<User, ApiFailure> {
+    let phone = validate::phone(phone)?;
+    state.limits.check(Class::Login, phone)?;
+    let wrong = || ApiFailure::new(ErrorCode::WrongCode, "the code is wrong or expired");
+    let now = now_millis();
+    if let Some(user) = state.store.user_by_phone(phone).await? {
+        if user.is_disabled {
+            return Err(ApiFailure::new(ErrorCode::UserDisabled, "this account is disabled"));
+        }
+        return if state.sms.verify(phone, CodePurpose::Login, code, now) { Ok(user) } else { Err(wrong()) };
+    }
+    if !state.sms.verify(phone, CodePurpose::Register, code, now)
+        && !state.sms.verify(phone, CodePurpose::Login, code, now)
+    {
+        return Err(wrong());
+    }
+    let new =
+        NewUser { phone: phone.to_owned(), nickname: default_nickname(phone), created_at: now, ..NewUser::default() };
+    match state.store.create_user(new).await {
+        Ok(user) => {
+            tracing::info!(user_id = user.id, "user registered by code");
+            Ok(user)
+        }
+        // Registered meanwhile by a concurrent login with the same code.
+        Err(storage::StoreError::PhoneTaken) => state
+            .store
+            .user_by_phone(phone)
+            .await?
+            .ok_or_else(|| ApiFailure::new(ErrorCode::Internal, "internal error")),
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// Logs in by phone with a password or an SMS code, under the login limit;
@@ -169,6 +215,21 @@ pub(crate) async fn refresh(state: &SidecarState, refresh_token: &str) -> Result
         return Err(ApiFailure::new(ErrorCode::UserDisabled, "this account is disabled"));
     }
     Ok((user_id, tokens))
+}
+
+/// A new access token for a live refresh token, which is not rotated
+/// (seed 003's refresh answers only an access token).
+pub(crate) async fn renew_access(state: &SidecarState, refresh_token: &str) -> Result<(i64, String), ApiFailure> {
+    let (user_id, access_token) = state.tokens.renew_access(refresh_token).await.map_err(|error| match error {
+        RefreshError::Expired | RefreshError::Invalid => {
+            ApiFailure::new(ErrorCode::TokenInvalid, "refresh token invalid, expired or revoked")
+        }
+        RefreshError::Store(store) => store.into(),
+    })?;
+    if state.store.user(user_id).await?.is_none_or(|user| user.is_disabled) {
+        return Err(ApiFailure::new(ErrorCode::UserDisabled, "this account is disabled"));
+    }
+    Ok((user_id, access_token))
 }
 
 /// Records the device a session was opened or renewed from; answers

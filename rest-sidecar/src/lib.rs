@@ -37,9 +37,13 @@ pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 /// How often rate-limit, code and denylist state is pruned.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(60);
 
-fn api_routes() -> Router<SidecarState> {
+/// `/api`'s routes. `GET /api/notifications` is seed 004's when that
+/// dialect is served (the only seed that has it), so it is left out here.
+fn api_routes(couple_served: bool) -> Router<SidecarState> {
     use routes::{auth, chats, contacts, files, messages, notifications, users};
-    Router::new()
+    let router = Router::new();
+    let router = if couple_served { router } else { router.route("/notifications", get(notifications::list)) };
+    router
         .route("/openapi.json", get(openapi))
         .route("/auth/send-code", post(auth::send_code))
         .route("/auth/register", post(auth::register))
@@ -63,7 +67,6 @@ fn api_routes() -> Router<SidecarState> {
         .route("/messages/{id}/pin", post(messages::pin).delete(messages::unpin))
         .route("/messages/{id}/reactions", post(messages::react))
         .route("/messages/{id}/reactions/{emoji}", axum::routing::delete(messages::unreact))
-        .route("/notifications", get(notifications::list))
         .route("/notifications/read-all", post(notifications::read_all))
         .route("/notifications/{id}/read", post(notifications::read))
         .route("/notifications/{id}", axum::routing::delete(notifications::delete))
@@ -86,28 +89,36 @@ async fn openapi() -> impl IntoResponse {
     ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
 
-/// Every route the sidecar serves.
-pub fn router(state: SidecarState) -> Router {
-    let body_limit = state.config.body_limit;
-    let api = api_routes()
-        // Enforced by the body extractors, so an oversized body is a 413 in
-        // the envelope rather than a bare status.
-        .layer(DefaultBodyLimit::max(body_limit))
-        .merge(upload_routes(state.config.upload_limit))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), limit_requests));
-    let ops = ops::routes(ops::HealthProbe {
+/// What `/health` (and seed 003's `/api/v1/health`) checks.
+pub(crate) fn health_probe(state: &SidecarState) -> ops::HealthProbe {
+    ops::HealthProbe {
         version: state.config.version,
         started: state.started,
         store: state.store.clone(),
         redis: state.redis.clone(),
         files_dir: Some(state.config.files_dir.clone()),
-    });
+    }
+}
+
+/// Every route the sidecar serves.
+pub fn router(state: SidecarState) -> Router {
+    let body_limit = state.config.body_limit;
+    let couple_served = state.config.dialects.contains(&protocol::dialect::Dialect::Couple);
+    let api = api_routes(couple_served)
+        // Enforced by the body extractors, so an oversized body is a 413 in
+        // the envelope rather than a bare status.
+        .layer(DefaultBodyLimit::max(body_limit))
+        .merge(upload_routes(state.config.upload_limit))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), limit_requests));
+    let ops = ops::routes(health_probe(&state));
     let upload_limit = usize::try_from(state.config.upload_limit).unwrap_or(usize::MAX).saturating_add(64 * 1024);
     let mut dialects = Router::new();
     for dialect in &state.config.dialects {
         dialects = dialects.merge(match dialect {
             protocol::dialect::Dialect::Dating => dialects::dating::routes(body_limit, upload_limit),
             protocol::dialect::Dialect::Simple => dialects::simple::routes(body_limit),
+            protocol::dialect::Dialect::SmellPin => dialects::smellpin::routes(body_limit, upload_limit),
+            protocol::dialect::Dialect::Couple => dialects::couple::routes(body_limit),
         });
     }
     let dialects = dialects
@@ -178,6 +189,7 @@ async fn housekeeping(state: SidecarState, shutdown: CancellationToken) {
                 state.limits.prune();
                 state.sms.prune(now_millis());
                 state.tokens.prune();
+                routes::files::prune_temporary(&state.config.files_dir).await;
                 match state.services.notifications.prune().await {
                     Ok(0) => {}
                     Ok(pruned) => tracing::info!(pruned, "expired notifications pruned"),

@@ -42,6 +42,8 @@ pub struct RateConfig {
     pub upload: Rate,
     /// Every other API request, per user (or per address before login).
     pub other: Rate,
+    /// Pairing invitations made, per user (seed 004).
+    pub invite: Rate,
 }
 
 impl Default for RateConfig {
@@ -52,6 +54,7 @@ impl Default for RateConfig {
             login: Rate::new(10, Duration::from_secs(15 * 60)),
             upload: Rate::new(50, HOUR),
             other: Rate::new(1_000, HOUR),
+            invite: Rate::new(20, HOUR),
         }
     }
 }
@@ -63,6 +66,7 @@ pub enum Class {
     Login,
     Upload,
     Other,
+    Invite,
 }
 
 /// governor's clock on tokio's time, so a test can pause and advance it.
@@ -95,6 +99,7 @@ pub struct RateLimits {
     login: Limiter,
     upload: Limiter,
     other: Limiter,
+    invite: Limiter,
     clock: TokioClock,
 }
 
@@ -107,6 +112,7 @@ impl RateLimits {
             login: limiter(config.login),
             upload: limiter(config.upload),
             other: limiter(config.other),
+            invite: limiter(config.invite),
             clock,
         }
     }
@@ -117,6 +123,7 @@ impl RateLimits {
             Class::Login => &self.login,
             Class::Upload => &self.upload,
             Class::Other => &self.other,
+            Class::Invite => &self.invite,
         }
     }
 
@@ -135,7 +142,7 @@ impl RateLimits {
 
     /// Forgets keys that are back at their full allowance.
     pub fn prune(&self) {
-        for limiter in [&self.send_code, &self.login, &self.upload, &self.other] {
+        for limiter in [&self.send_code, &self.login, &self.upload, &self.other, &self.invite] {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }

@@ -39,6 +39,10 @@ pub struct SidecarConfig {
     /// Keys of the server API (`Authorization: apikey <key>`); none, and
     /// `/api/server/…` is not served.
     pub server_api_keys: Vec<String>,
+    /// The store in use (`sqlite`, `scylla`), as system info reports it.
+    pub store_kind: &'static str,
+    /// This process's node id in a cluster.
+    pub node_id: u64,
 }
 
 /// STUN and TURN servers for WebRTC calls.
@@ -70,6 +74,8 @@ impl SidecarConfig {
             trusted_proxies: Vec::new(),
             dialects: protocol::dialect::Dialect::ALL.to_vec(),
             server_api_keys: Vec::new(),
+            store_kind: "sqlite",
+            node_id: 0,
             ice: IceConfig {
                 stun_urls: Vec::new(),
                 turn_urls: Vec::new(),

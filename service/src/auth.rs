@@ -186,6 +186,17 @@ impl TokenService {
         }
     }
 
+    /// A new access token for a live refresh token, which stays as it is
+    /// (no rotation): for contracts whose refresh answers only an access
+    /// token (seed 003), so their clients keep the refresh token they hold.
+    pub async fn renew_access(&self, presented: &str) -> Result<(UserId, String), RefreshError> {
+        let now = now_millis();
+        match self.inner.store.live_refresh_token(&hash(presented), now).await? {
+            Some(token) => Ok((token.user_id, self.access_token(token.user_id))),
+            None => Err(RefreshError::Invalid),
+        }
+    }
+
     /// Logout: denies the access token until it expires and revokes the
     /// refresh token, if given.
     pub async fn revoke(&self, claims: &Claims, refresh_token: Option<&str>) -> Result<(), StoreError> {

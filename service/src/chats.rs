@@ -213,7 +213,7 @@ impl Chats {
         validate::text("name", name.as_deref().unwrap_or_default(), 128)?;
         validate::text("description", description.as_deref().unwrap_or_default(), 1000)?;
         validate::text("avatar", avatar.as_deref().unwrap_or_default(), 1024)?;
-        let update = ChatUpdate { name, description, avatar, updated_at: now_millis() };
+        let update = ChatUpdate { name, description, avatar, is_active: None, updated_at: now_millis() };
         let chat = self.deps.store.update_chat(chat_id, update).await?.ok_or(ServiceError::ChatNotFound(chat_id))?;
         let view = self.view(&chat, &me).await?;
         let event = events::chat_edited(chat.id, &view.name, &view.description, &view.avatar, caller);

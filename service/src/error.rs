@@ -101,6 +101,7 @@ impl From<StoreError> for ServiceError {
             StoreError::UsernameTaken => Self::UsernameTaken,
             StoreError::EmailTaken => Self::Conflict("email already registered".into()),
             StoreError::ExternalIdTaken => Self::Conflict("external id already linked to another user".into()),
+            StoreError::AlreadyPaired(id) => Self::Conflict(format!("user {id} already has a partner")),
             StoreError::UserNotFound(id) => Self::user_not_found(id),
             StoreError::ChatNotFound(id) => Self::ChatNotFound(id),
             StoreError::MessageNotFound(id) => Self::MessageNotFound(id),

@@ -21,6 +21,7 @@ pub mod events;
 pub mod hooks;
 mod messages;
 pub mod notifications;
+pub mod pairs;
 mod pipeline;
 pub mod reactions;
 mod scheduler;
@@ -41,6 +42,7 @@ pub use error::{ServiceError, ServiceResult};
 pub use hooks::{HookEvent, Hooks};
 pub use messages::{HistoryQuery, MemberReceipt, MessagePage, MessageReceipts, Messages, ReadMarker};
 pub use notifications::Notifications;
+pub use pairs::Pairs;
 pub use pipeline::{SendLimits, SendPipeline, Sent, audience, new_message};
 pub use reactions::Reactions;
 pub use scheduler::run_scheduler;
@@ -96,6 +98,8 @@ pub struct Services {
     pub users: Users,
     pub notifications: Notifications,
     pub reactions: Reactions,
+    /// Pairs of users (seed 004's couples) and their board.
+    pub pairs: Pairs,
     /// What app backends do through the server API.
     pub admin: Admin,
     deps: Deps,
@@ -131,6 +135,7 @@ impl Services {
             users: Users::new(deps.clone()),
             notifications: Notifications::new(deps.clone()),
             reactions: Reactions::new(deps.clone()),
+            pairs: Pairs::new(deps.clone()),
             admin: Admin::new(deps.clone()),
             deps,
         }

@@ -27,6 +27,9 @@ pub struct NewNotice {
     pub body: String,
     /// A JSON object, or null.
     pub data: serde_json::Value,
+    /// What the notification is about (`couple`, `event`, ...), if anything.
+    pub related_resource_type: Option<String>,
+    pub related_resource_id: Option<String>,
 }
 
 /// A page of the caller's notifications.
@@ -87,6 +90,9 @@ impl Notifications {
             serde_json::Value::Object(_) => Some(notice.data.to_string()),
             _ => return Err(ServiceError::Invalid("data must be a JSON object".into())),
         };
+        for related in [&notice.related_resource_type, &notice.related_resource_id].into_iter().flatten() {
+            validate::text("related_resource", related, 128)?;
+        }
         if data.as_ref().is_some_and(|data| data.len() > NOTIFICATION_DATA_MAX) {
             return Err(ServiceError::Invalid(format!("data may be at most {NOTIFICATION_DATA_MAX} bytes of JSON")));
         }
@@ -107,8 +113,8 @@ impl Notifications {
                     title: notice.title.clone(),
                     content: notice.body.clone(),
                     data: data.clone(),
-                    related_resource_type: None,
-                    related_resource_id: None,
+                    related_resource_type: notice.related_resource_type.clone(),
+                    related_resource_id: notice.related_resource_id.clone(),
                     created_at: now,
                     expires_at,
                 })

@@ -298,6 +298,9 @@ impl SendPipeline {
         if chat.kind == ChatKind::Private && !blockers.is_empty() {
             return Err(ServiceError::Blocked);
         }
+        if !chat.is_active {
+            return Err(ServiceError::Forbidden("this chat is closed: its history stays readable".into()));
+        }
         if let Some(reply_to) = request.reply_to_id {
             let original = self.store.message(reply_to).await?;
             if original.is_none_or(|original| original.chat_id != chat.id) {

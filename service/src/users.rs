@@ -27,7 +27,16 @@ pub struct ProfileUpdate {
     pub avatar: Option<String>,
     pub language: Option<String>,
     pub theme: Option<String>,
+    /// `male`, `female`, `other`, or empty to clear.
+    pub gender: Option<String>,
+    /// `YYYY-MM-DD` (a real, past date), or empty to clear.
+    pub birthday: Option<String>,
+    /// The user's client preferences: a JSON object of at most 4 KiB.
+    pub preferences: Option<serde_json::Map<String, serde_json::Value>>,
 }
+
+/// The largest preferences object kept, serialised.
+const MAX_PREFERENCES_BYTES: usize = 4096;
 
 /// Whether each of `users` is online anywhere. A registry that cannot
 /// answer (Redis down) answers "offline" rather than fail a profile read.
@@ -90,6 +99,26 @@ impl Users {
         if let Some(theme) = &change.theme {
             validate::theme(theme)?;
         }
+        if let Some(gender) = &change.gender
+            && !matches!(gender.as_str(), "" | "male" | "female" | "other")
+        {
+            return Err(ServiceError::Invalid("gender must be male, female or other".into()));
+        }
+        if let Some(birthday) = change.birthday.as_deref().filter(|birthday| !birthday.is_empty()) {
+            validate::birthday(birthday, now_millis())?;
+        }
+        let preferences = match change.preferences {
+            None => None,
+            Some(preferences) => {
+                let text = serde_json::Value::Object(preferences).to_string();
+                if text.len() > MAX_PREFERENCES_BYTES {
+                    return Err(ServiceError::Invalid(format!(
+                        "preferences may be at most {MAX_PREFERENCES_BYTES} bytes of JSON"
+                    )));
+                }
+                Some(text)
+            }
+        };
         let update = UserUpdate {
             username: change.username,
             nickname: change.nickname,
@@ -97,6 +126,9 @@ impl Users {
             avatar: change.avatar,
             language: change.language,
             theme: change.theme,
+            gender: change.gender,
+            birthday: change.birthday,
+            preferences,
             is_disabled: None,
             updated_at: now_millis(),
         };

@@ -1,6 +1,8 @@
 //! Input rules of the domain, shared by every use case and dialect; each
 //! failure is [`ServiceError::Invalid`] saying which field and why.
 
+use chrono::Datelike;
+
 use crate::ServiceError;
 
 /// Digits, optionally with a leading `+`, 6 to 20 of them.
@@ -65,6 +67,17 @@ pub fn theme(theme: &str) -> Result<(), ServiceError> {
     } else {
         Err(ServiceError::Invalid("theme must be auto, light or dark".into()))
     }
+}
+
+/// A birthday: a real `YYYY-MM-DD` date, not in the future, not before 1900.
+pub fn birthday(birthday: &str, now: protocol::time::Millis) -> Result<(), ServiceError> {
+    let invalid = || ServiceError::Invalid("birthday must be a past date as YYYY-MM-DD".into());
+    let date = chrono::NaiveDate::parse_from_str(birthday, "%Y-%m-%d").map_err(|_| invalid())?;
+    let today = chrono::DateTime::from_timestamp_millis(now).map(|at| at.date_naive()).ok_or_else(invalid)?;
+    if birthday.len() != 10 || date > today || date.year() < 1900 {
+        return Err(invalid());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

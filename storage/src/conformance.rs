@@ -19,8 +19,9 @@ use std::collections::BTreeSet;
 use protocol::time::now_millis;
 
 use crate::model::{
-    Appended, ChatKind, ContactUpdate, Cursor, DeviceSeen, FileKind, MemberRole, MessageKind, MessageQuery, NewChat,
-    NewFile, NewMessage, NewNotification, NewUser, ReceiptKind, ReceiptMark, RefreshRotation, RefreshToken, UserUpdate,
+    Appended, ChatKind, ChatUpdate, ContactUpdate, Couple, Cursor, DeviceSeen, FileKind, InvitationClaim, MemberRole,
+    MessageKind, MessageQuery, NewChat, NewFile, NewMessage, NewNotification, NewUser, PairInvitation, ReceiptKind,
+    ReceiptMark, RefreshRotation, RefreshToken, UserUpdate,
 };
 use crate::{Store, StoreError};
 
@@ -77,6 +78,7 @@ macro_rules! conformance_suite {
             notifications_page_and_mark_read,
             notifications_delete_and_expire,
             external_ids_and_profile_fields,
+            pairs_bind_once_and_invitations_are_used_once,
             scheduled_messages_take_their_seq_when_released,
             shutdown_finishes_and_refuses_more,
         );
@@ -246,7 +248,11 @@ pub async fn refresh_tokens_rotate_and_detect_reuse<S: Store>(store: &S) {
     };
     store.insert_refresh_token(token("h1")).await.unwrap();
 
+    // Reading a live token spends nothing.
+    assert_eq!(store.live_refresh_token("h1", now).await.unwrap().map(|token| token.user_id), Some(alice));
+    assert!(store.live_refresh_token("h1", now + 60_000).await.unwrap().is_none(), "expired");
     let first = store.rotate_refresh_token("h1", "h2".into(), now + 60_000, now).await.unwrap();
+    assert!(store.live_refresh_token("h1", now).await.unwrap().is_none(), "spent by the rotation");
     assert!(matches!(first, RefreshRotation::Rotated { ref previous } if previous.user_id == alice));
     // h1 again: reuse of a spent token revokes the family, h2 included.
     let reused = store.rotate_refresh_token("h1", "h3".into(), now + 60_000, now).await.unwrap();
@@ -988,6 +994,67 @@ pub async fn external_ids_and_profile_fields<S: Store>(store: &S) {
     assert_eq!(store.profile_fields(ann.id).await.unwrap(), fields);
     assert!(store.profile_fields(ben).await.unwrap().is_empty(), "each user has their own");
     assert!(matches!(store.set_profile_fields(999_999, fields, now).await, Err(StoreError::UserNotFound(999_999))));
+}
+
+pub async fn pairs_bind_once_and_invitations_are_used_once<S: Store>(store: &S) {
+    let now = now_millis();
+    let (ann, ben, cy) =
+        (user(store, "13900000001").await, user(store, "13900000002").await, user(store, "13900000003").await);
+    // The user's own fields.
+    let update = UserUpdate {
+        gender: Some("female".into()),
+        birthday: Some("1995-06-15".into()),
+        preferences: Some(r#"{"theme":"dark"}"#.into()),
+        updated_at: now,
+        ..UserUpdate::default()
+    };
+    let updated = store.update_user(ann, update).await.unwrap().unwrap();
+    assert_eq!((updated.gender.as_str(), updated.birthday.as_str()), ("female", "1995-06-15"));
+    let read = store.user(ann).await.unwrap().unwrap();
+    assert_eq!(
+        (read.gender.as_str(), read.birthday.as_str(), read.preferences.as_str()),
+        ("female", "1995-06-15", r#"{"theme":"dark"}"#)
+    );
+    // Invitations: live ones are counted, a code is used once, expiry and unknown codes say so.
+    let invite =
+        |code: &str, expires_at: i64| PairInvitation { code: code.into(), inviter: ann, expires_at, created_at: now };
+    store.create_invitation(invite("A8C3F9", now + 60_000)).await.unwrap();
+    store.create_invitation(invite("B8C3F9", now - 1)).await.unwrap();
+    assert!(matches!(store.create_invitation(invite("A8C3F9", now + 60_000)).await, Err(StoreError::CodeTaken)));
+    assert_eq!(store.live_invitations(ann, now).await.unwrap(), 1);
+    assert_eq!(store.invitation("A8C3F9").await.unwrap().map(|found| found.inviter), Some(ann));
+    assert_eq!(store.claim_invitation("B8C3F9", ben, now).await.unwrap(), InvitationClaim::Expired);
+    assert_eq!(store.claim_invitation("ZZZZZZ", ben, now).await.unwrap(), InvitationClaim::Unknown);
+    assert_eq!(store.claim_invitation("A8C3F9", ben, now).await.unwrap(), InvitationClaim::Claimed(ann));
+    assert_eq!(store.claim_invitation("A8C3F9", cy, now).await.unwrap(), InvitationClaim::Used);
+    assert_eq!(store.live_invitations(ann, now).await.unwrap(), 0);
+    // Pairs: one partner at a time, seen from either side, unbound together.
+    let private = NewChat {
+        kind: ChatKind::Private,
+        name: String::new(),
+        description: String::new(),
+        avatar: String::new(),
+        created_by: ann,
+        members: vec![ben],
+        created_at: now,
+    };
+    let chat = store.create_chat(private).await.unwrap().0;
+    let pair = Couple { id: 77, user_id: ben, partner_id: ann, chat_id: chat.id, since: now };
+    store.bind_pair(pair.clone()).await.unwrap();
+    let seen = store.pair_of(ann).await.unwrap().unwrap();
+    assert_eq!((seen.id, seen.user_id, seen.partner_id, seen.chat_id), (77, ann, ben, chat.id));
+    let third = Couple { id: 78, user_id: cy, partner_id: ann, chat_id: chat.id, since: now };
+    assert!(matches!(store.bind_pair(third).await, Err(StoreError::AlreadyPaired(id)) if id == ann));
+    assert!(store.pair_of(cy).await.unwrap().is_none(), "a refused pair binds nobody");
+    let gone = store.unbind_pair(ann).await.unwrap().unwrap();
+    assert_eq!((gone.id, gone.partner_id), (77, ben));
+    assert!(store.pair_of(ben).await.unwrap().is_none() && store.pair_of(ann).await.unwrap().is_none());
+    assert!(store.unbind_pair(ann).await.unwrap().is_none());
+    // A closed chat says so, and opens again.
+    let close = |open: bool| ChatUpdate { is_active: Some(open), updated_at: now, ..ChatUpdate::default() };
+    assert!(!store.update_chat(chat.id, close(false)).await.unwrap().unwrap().is_active);
+    assert!(!store.chat(chat.id).await.unwrap().unwrap().is_active);
+    assert!(store.update_chat(chat.id, close(true)).await.unwrap().unwrap().is_active);
 }
 
 pub async fn scheduled_messages_take_their_seq_when_released<S: Store>(store: &S) {

@@ -13,6 +13,12 @@ pub enum StoreError {
     /// Another user already has this external id.
     #[error("external id already linked to another user")]
     ExternalIdTaken,
+    /// Another live invitation has this code.
+    #[error("invitation code already in use")]
+    CodeTaken,
+    /// The user already has a partner (or the code's invitation is already used).
+    #[error("user {0} is already paired")]
+    AlreadyPaired(i64),
     /// A user with this username already exists.
     #[error("username already taken")]
     UsernameTaken,

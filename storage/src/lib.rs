@@ -24,7 +24,8 @@ mod store;
 /// The store traits, for callers of their methods.
 pub mod prelude {
     pub use crate::store::{
-        AccountStore, ChatStore, ContactStore, FileStore, MessageStore, NotificationStore, Store, StoreResult,
+        AccountStore, ChatStore, ContactStore, FileStore, MessageStore, NotificationStore, PairStore, Store,
+        StoreResult,
     };
 }
 
@@ -34,5 +35,5 @@ pub use scylla::{ScyllaConfig, ScyllaStore};
 pub use seq::SeqCounter;
 pub use sqlite::{SqliteConfig, SqliteStore};
 pub use store::{
-    AccountStore, ChatStore, ContactStore, FileStore, MessageStore, NotificationStore, Store, StoreResult,
+    AccountStore, ChatStore, ContactStore, FileStore, MessageStore, NotificationStore, PairStore, Store, StoreResult,
 };

@@ -59,6 +59,8 @@ text_enum!(
     MessageKind {
         Text = "text", Image = "image", Voice = "voice", Video = "video",
         File = "file", Location = "location", System = "system",
+        /// A post on a pair's shared board (seed 004's sweet messages).
+        Board = "board",
     }
 );
 text_enum!(
@@ -92,6 +94,12 @@ pub struct User {
     pub avatar: String,
     pub language: String,
     pub theme: String,
+    /// `male`, `female`, `other`, or empty when not given.
+    pub gender: String,
+    /// `YYYY-MM-DD`, or empty when not given.
+    pub birthday: String,
+    /// The user's own client preferences (a JSON object as text), or empty.
+    pub preferences: String,
     pub is_disabled: bool,
     pub last_seen: Option<Millis>,
     pub created_at: Millis,
@@ -148,6 +156,9 @@ pub struct UserUpdate {
     pub avatar: Option<String>,
     pub language: Option<String>,
     pub theme: Option<String>,
+    pub gender: Option<String>,
+    pub birthday: Option<String>,
+    pub preferences: Option<String>,
     pub is_disabled: Option<bool>,
     pub updated_at: Millis,
 }
@@ -324,6 +335,8 @@ pub struct ChatUpdate {
     pub name: Option<String>,
     pub description: Option<String>,
     pub avatar: Option<String>,
+    /// Closing a chat (`false`) refuses new messages; its history stays readable.
+    pub is_active: Option<bool>,
     pub updated_at: Millis,
 }
 
@@ -648,4 +661,39 @@ pub struct NewNotification {
     /// When it may be forgotten: [`crate::NotificationStore::prune_notifications`]
     /// removes it after this (a CQL store lets it expire by TTL).
     pub expires_at: Millis,
+}
+
+/// A pair of users bound together (seed 004's couple): each has at most
+/// one partner at a time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Couple {
+    /// The pair's id (the same for both of them).
+    pub id: i64,
+    pub user_id: UserId,
+    pub partner_id: UserId,
+    /// The pair's private chat (their board is its `board` messages).
+    pub chat_id: ChatId,
+    pub since: Millis,
+}
+
+/// An invitation to pair: a short code, used once, until it expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairInvitation {
+    pub code: String,
+    pub inviter: UserId,
+    pub expires_at: Millis,
+    pub created_at: Millis,
+}
+
+/// What claiming an invitation code found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvitationClaim {
+    /// The code was live and is now used by the claimer; whose it was.
+    Claimed(UserId),
+    /// No such code.
+    Unknown,
+    /// The code's time ran out.
+    Expired,
+    /// Someone used the code already.
+    Used,
 }

@@ -2,9 +2,10 @@ use async_trait::async_trait;
 
 use crate::StoreError;
 use crate::model::{
-    Appended, Chat, ChatId, ChatSummary, ChatUpdate, Contact, ContactUpdate, DeviceSeen, FileId, FileMeta, Member,
-    MemberRole, Message, MessageId, MessageQuery, Millis, NewChat, NewFile, NewMessage, NewNotification, NewUser,
-    Notification, Reaction, ReceiptMark, RefreshRotation, RefreshToken, SendContext, Seq, User, UserId, UserUpdate,
+    Appended, Chat, ChatId, ChatSummary, ChatUpdate, Contact, ContactUpdate, Couple, DeviceSeen, FileId, FileMeta,
+    InvitationClaim, Member, MemberRole, Message, MessageId, MessageQuery, Millis, NewChat, NewFile, NewMessage,
+    NewNotification, NewUser, Notification, PairInvitation, Reaction, ReceiptMark, RefreshRotation, RefreshToken,
+    SendContext, Seq, User, UserId, UserUpdate,
 };
 
 /// The result type of every store operation.
@@ -61,6 +62,9 @@ pub trait AccountStore: Send + Sync + 'static {
     ) -> StoreResult<RefreshRotation>;
     /// Revokes one token (logout). Answers whether it existed.
     async fn revoke_refresh_token(&self, token_hash: &str, now: Millis) -> StoreResult<bool>;
+    /// The refresh token with `token_hash` if it may still be used at
+    /// `now`: not spent by a rotation, not revoked, not expired.
+    async fn live_refresh_token(&self, token_hash: &str, now: Millis) -> StoreResult<Option<RefreshToken>>;
     async fn revoke_refresh_family(&self, family_id: &str, now: Millis) -> StoreResult<u64>;
 
     /// Denies an access token (by JWT id) until it expires anyway.
@@ -255,6 +259,28 @@ pub trait NotificationStore: Send + Sync + 'static {
     async fn prune_notifications(&self, now: Millis) -> StoreResult<u64>;
 }
 
+/// Pairs of users (seed 004's couples) and the invitation codes that pair them.
+#[async_trait]
+pub trait PairStore: Send + Sync + 'static {
+    /// Stores a new invitation; a code already in use is [`StoreError::CodeTaken`].
+    async fn create_invitation(&self, invitation: PairInvitation) -> StoreResult<()>;
+    /// How many of `inviter`'s invitations are unused and unexpired at `now`.
+    async fn live_invitations(&self, inviter: UserId, now: Millis) -> StoreResult<u64>;
+    /// Uses `code` for `claimer` once: only the first claim of a live code
+    /// gets [`InvitationClaim::Claimed`].
+    async fn claim_invitation(&self, code: &str, claimer: UserId, now: Millis) -> StoreResult<InvitationClaim>;
+    /// The invitation with `code`, used or not (`None` when unknown).
+    async fn invitation(&self, code: &str) -> StoreResult<Option<PairInvitation>>;
+    /// Binds `couple.user_id` and `couple.partner_id`; either already
+    /// having a partner is [`StoreError::AlreadyPaired`] and binds nobody.
+    async fn bind_pair(&self, couple: Couple) -> StoreResult<()>;
+    /// `user`'s pair, seen from their side (`None` when unbound).
+    async fn pair_of(&self, user: UserId) -> StoreResult<Option<Couple>>;
+    /// Unbinds `user` and their partner; answers the pair that was (from
+    /// `user`'s side), or `None` when they had none.
+    async fn unbind_pair(&self, user: UserId) -> StoreResult<Option<Couple>>;
+}
+
 /// Everything Switchboard keeps. A write resolves only once it is durable:
 /// a caller that saw `Ok` may tell a client "stored" and the data survives
 /// a crash of the process.
@@ -266,7 +292,16 @@ pub trait NotificationStore: Send + Sync + 'static {
 /// them plus what spans domains.
 #[async_trait]
 pub trait Store:
-    AccountStore + ContactStore + ChatStore + MessageStore + FileStore + NotificationStore + Send + Sync + 'static
+    AccountStore
+    + ContactStore
+    + ChatStore
+    + MessageStore
+    + FileStore
+    + NotificationStore
+    + PairStore
+    + Send
+    + Sync
+    + 'static
 {
     // ---- health and lifecycle ----
 

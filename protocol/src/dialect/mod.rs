@@ -24,26 +24,45 @@ pub enum Dialect {
     Dating,
     /// Seed 001, the simple chat: REST under `/api/v1`, WebSocket at `/api/v1/ws`.
     Simple,
+    /// Seed 003, SmellPin: REST under `/api/v1` beside seed 001 (the paths
+    /// do not collide); it has no WebSocket of its own.
+    SmellPin,
+    /// Seed 004, the couple app: REST under `/api` beside seed 002, whose
+    /// WebSocket (`/ws`) its clients use.
+    Couple,
 }
 
 impl Dialect {
     /// Every dialect, in seed order.
-    pub const ALL: [Self; 2] = [Self::Dating, Self::Simple];
+    pub const ALL: [Self; 4] = [Self::Dating, Self::Simple, Self::SmellPin, Self::Couple];
 
     /// The seed number that names the dialect on the command line (`000`).
     pub fn seed(self) -> &'static str {
         match self {
             Self::Dating => "000",
             Self::Simple => "001",
+            Self::SmellPin => "003",
+            Self::Couple => "004",
         }
     }
 
-    /// The dialect of seed `seed` (`000` or `0`, `001` or `1`).
+    /// The dialect of seed `seed` (`000` or `0`, `001` or `1`, ...).
     pub fn from_seed(seed: &str) -> Option<Self> {
         match seed.trim().trim_start_matches('0') {
             "" => Some(Self::Dating),
             "1" => Some(Self::Simple),
+            "3" => Some(Self::SmellPin),
+            "4" => Some(Self::Couple),
             _ => None,
+        }
+    }
+
+    /// Where the dialect's own WebSocket is served, if it has one.
+    pub fn socket_path(self) -> Option<&'static str> {
+        match self {
+            Self::Dating => Some("/v1"),
+            Self::Simple => Some("/api/v1/ws"),
+            Self::SmellPin | Self::Couple => None,
         }
     }
 
@@ -52,6 +71,8 @@ impl Dialect {
         match self {
             Self::Dating => "dating",
             Self::Simple => "simple",
+            Self::SmellPin => "smellpin",
+            Self::Couple => "couple",
         }
     }
 
@@ -60,6 +81,8 @@ impl Dialect {
         match self {
             Self::Dating => 0,
             Self::Simple => 1,
+            Self::SmellPin => 2,
+            Self::Couple => 3,
         }
     }
 
@@ -68,6 +91,10 @@ impl Dialect {
         match self {
             Self::Dating => dating::decode(bytes),
             Self::Simple => simple::decode(bytes),
+            Self::SmellPin | Self::Couple => {
+                let _ = bytes;
+                Err(FrameError::Malformed(format!("seed {} has no WebSocket frames", self.seed())))
+            }
         }
     }
 
@@ -85,6 +112,8 @@ impl Dialect {
         let frame = match self {
             Self::Dating => dating::encode(kind, data, reference, at)?,
             Self::Simple => simple::encode(kind, data, reference, audience, at)?,
+            // No socket of their own: nothing is ever encoded for them.
+            Self::SmellPin | Self::Couple => return None,
         };
         match serde_json::to_vec(&frame) {
             Ok(bytes) => Some(Bytes::from(bytes)),
@@ -168,6 +197,8 @@ mod tests {
         assert_eq!(Dialect::from_seed("000"), Some(Dialect::Dating));
         assert_eq!(Dialect::from_seed("0"), Some(Dialect::Dating));
         assert_eq!(Dialect::from_seed("001"), Some(Dialect::Simple));
+        assert_eq!(Dialect::from_seed("003"), Some(Dialect::SmellPin));
+        assert_eq!(Dialect::from_seed("4"), Some(Dialect::Couple));
         assert_eq!(Dialect::from_seed("002"), None, "the canonical contract is not a dialect");
         assert_eq!(Dialect::from_seed("x"), None);
         for dialect in Dialect::ALL {

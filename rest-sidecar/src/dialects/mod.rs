@@ -7,8 +7,10 @@
 //! canonical [`ApiFailure`] (the service's one error enum read once), and
 //! the dialect's [`Shape`] turns it into its own body and status.
 
+pub(crate) mod couple;
 pub(crate) mod dating;
 pub(crate) mod simple;
+pub(crate) mod smellpin;
 
 use std::marker::PhantomData;
 

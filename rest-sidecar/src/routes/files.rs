@@ -10,6 +10,7 @@ use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use md5::Md5;
 use protocol::time::{now_millis, to_iso};
 use protocol::{ApiResponse, ErrorCode};
 use serde::Serialize;
@@ -90,16 +91,23 @@ fn view(file: &FileMeta) -> FileView {
 }
 
 /// A received upload in its temporary file.
-struct Received {
-    temp: PathBuf,
-    name: String,
-    size: u64,
-    sha256: String,
-    head: Vec<u8>,
+#[derive(Debug, Clone, serde::Deserialize, Serialize)]
+pub(crate) struct Received {
+    pub(crate) temp: PathBuf,
+    pub(crate) name: String,
+    pub(crate) size: u64,
+    pub(crate) sha256: String,
+    /// For clients that check their upload by MD5 (seed 003).
+    pub(crate) md5: String,
+    /// The first bytes, for recognising the type (read again from the
+    /// file when a kept record has none).
+    #[serde(skip)]
+    pub(crate) head: Vec<u8>,
 }
 
 /// Removes the temporary file unless the upload was kept.
-struct TempGuard(Option<PathBuf>);
+#[derive(Debug, Default)]
+pub(crate) struct TempGuard(pub(crate) Option<PathBuf>);
 
 impl Drop for TempGuard {
     fn drop(&mut self) {
@@ -122,30 +130,70 @@ async fn receive(
     field: &mut axum::extract::multipart::Field<'_>,
     guard: &mut TempGuard,
 ) -> Result<Received, ApiFailure> {
-    let name = field.file_name().unwrap_or("file").chars().filter(|c| !c.is_control()).take(255).collect::<String>();
+    let name = field.file_name().unwrap_or("file").to_owned();
+    let chunks = futures_util::StreamExt::map(&mut *field, |chunk| chunk.map_err(|error| multipart_failure(&error)));
+    receive_stream(state, &name, chunks, state.config.upload_limit, guard).await
+}
+
+/// Streams an upload's bytes to a temporary file while hashing and
+/// measuring them; more than `limit` bytes is refused (413).
+pub(crate) async fn receive_stream(
+    state: &SidecarState,
+    name: &str,
+    chunks: impl futures_util::Stream<Item = Result<axum::body::Bytes, ApiFailure>>,
+    limit: u64,
+    guard: &mut TempGuard,
+) -> Result<Received, ApiFailure> {
+    use futures_util::StreamExt;
+    let name = name.chars().filter(|c| !c.is_control()).take(255).collect::<String>();
     let temp_dir = state.config.files_dir.join("tmp");
     tokio::fs::create_dir_all(&temp_dir).await.map_err(io_failure)?;
     let temp = temp_dir.join(format!("upload-{}-{}", now_millis(), rand_suffix()));
     guard.0 = Some(temp.clone());
     let mut file = tokio::fs::File::create(&temp).await.map_err(io_failure)?;
-    let (mut hasher, mut size, mut head) = (Sha256::new(), 0u64, Vec::with_capacity(SNIFF_BYTES));
-    while let Some(chunk) = field.chunk().await.map_err(|error| multipart_failure(&error))? {
+    let (mut hasher, mut md5, mut size, mut head) = (Sha256::new(), Md5::new(), 0u64, Vec::with_capacity(SNIFF_BYTES));
+    let mut chunks = std::pin::pin!(chunks);
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk?;
         size += chunk.len() as u64;
-        if size > state.config.upload_limit {
-            return Err(ApiFailure::new(
-                ErrorCode::FileTooLarge,
-                format!("files may be at most {} bytes", state.config.upload_limit),
-            ));
+        if size > limit {
+            return Err(ApiFailure::new(ErrorCode::FileTooLarge, format!("the file may be at most {limit} bytes")));
         }
         if head.len() < SNIFF_BYTES {
             let take = (SNIFF_BYTES - head.len()).min(chunk.len());
             head.extend_from_slice(&chunk[..take]);
         }
         hasher.update(&chunk);
+        md5.update(&chunk);
         file.write_all(&chunk).await.map_err(io_failure)?;
     }
     file.sync_all().await.map_err(io_failure)?;
-    Ok(Received { temp, name, size, sha256: hex::encode(hasher.finalize()), head })
+    Ok(Received { temp, name, size, sha256: hex::encode(hasher.finalize()), md5: hex::encode(md5.finalize()), head })
+}
+
+/// Temporary files older than this are leftovers (an upload never
+/// finished, a direct upload never completed) and are removed.
+const TEMPORARY_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(2 * 3_600);
+
+/// Removes leftover temporary files of uploads.
+pub(crate) async fn prune_temporary(files_dir: &FsPath) {
+    let Ok(mut entries) = tokio::fs::read_dir(files_dir.join("tmp")).await else { return };
+    let mut removed = 0u64;
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let old = entry
+            .metadata()
+            .await
+            .ok()
+            .and_then(|meta| meta.modified().ok())
+            .and_then(|modified| modified.elapsed().ok())
+            .is_some_and(|age| age > TEMPORARY_MAX_AGE);
+        if old && tokio::fs::remove_file(entry.path()).await.is_ok() {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        tracing::info!(removed, "leftover upload files removed");
+    }
 }
 
 fn rand_suffix() -> u64 {
@@ -229,6 +277,24 @@ pub(crate) async fn store_upload(
         }
     }
     let received = received.ok_or_else(|| ApiFailure::bad_request("a `file` part is required"))?;
+    let (file, width, height) = keep(state, owner, received, declared).await?;
+    Ok(Uploaded { file, width, height, fields })
+}
+
+/// What a received upload really is (from its bytes, checked against the
+/// `declared` kind), stored by hash with a thumbnail for images, and
+/// recorded as `owner`'s file; answers it with an image's pixel size.
+pub(crate) async fn keep(
+    state: &SidecarState,
+    owner: i64,
+    mut received: Received,
+    declared: Option<FileKind>,
+) -> Result<(FileMeta, Option<u32>, Option<u32>), ApiFailure> {
+    if received.head.is_empty() && received.size > 0 {
+        use tokio::io::AsyncReadExt;
+        let file = tokio::fs::File::open(&received.temp).await.map_err(io_failure)?;
+        file.take(SNIFF_BYTES as u64).read_to_end(&mut received.head).await.map_err(io_failure)?;
+    }
     if received.size == 0 {
         return Err(ApiFailure::bad_request("the file is empty"));
     }
@@ -284,7 +350,7 @@ pub(crate) async fn store_upload(
         })
         .await?;
     metrics::counter!("switchboard_files_uploaded_total", "type" => kind.as_str()).increment(1);
-    Ok(Uploaded { file, width, height, fields })
+    Ok((file, width, height))
 }
 
 /// A short text field of a multipart body; longer ones are refused, never buffered whole.

@@ -276,6 +276,11 @@ pub(crate) struct NotificationBody {
     body: String,
     #[serde(default)]
     data: serde_json::Value,
+    /// What it is about (seed 004 shows these), if anything.
+    #[serde(default)]
+    related_resource_type: Option<String>,
+    #[serde(default)]
+    related_resource_id: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -295,8 +300,15 @@ pub(crate) async fn notify(
     State(state): State<SidecarState>,
     Body(body): Body<NotificationBody>,
 ) -> Result<Json<ApiResponse<NotifyReply>>, ApiFailure> {
-    let notice =
-        NewNotice { user_ids: body.user_ids, kind: body.kind, title: body.title, body: body.body, data: body.data };
+    let notice = NewNotice {
+        user_ids: body.user_ids,
+        kind: body.kind,
+        title: body.title,
+        body: body.body,
+        data: body.data,
+        related_resource_type: body.related_resource_type,
+        related_resource_id: body.related_resource_id,
+    };
     let sent = state.services.notifications.send(notice).await?;
     let notifications = sent.iter().map(|n| Sent { user_id: n.user_id, notification_id: n.id }).collect();
     Ok(ok("通知已发送", NotifyReply { notifications }))

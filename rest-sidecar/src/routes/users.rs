@@ -42,6 +42,7 @@ pub(crate) async fn update_me(
         avatar: body.avatar,
         language: body.language,
         theme: body.theme,
+        ..service::ProfileUpdate::default()
     };
     Ok(ok("用户信息更新成功", state.services.users.update_me(caller.user_id, change).await?))
 }

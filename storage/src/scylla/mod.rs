@@ -26,6 +26,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (4, "devices", include_str!("migrations/004_devices.cql")),
     (5, "receipts", include_str!("migrations/005_receipts.cql")),
     (6, "server_api", include_str!("migrations/006_server_api.cql")),
+    (7, "pairs", include_str!("migrations/007_pairs.cql")),
 ];
 
 const SCHEMA_MIGRATIONS: &str =

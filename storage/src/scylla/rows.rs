@@ -35,6 +35,9 @@ pub(crate) struct UserRow {
     updated_at: Option<i64>,
     email: Option<String>,
     external_id: Option<String>,
+    gender: Option<String>,
+    birthday: Option<String>,
+    preferences: Option<String>,
 }
 
 impl UserRow {
@@ -52,6 +55,9 @@ impl UserRow {
             avatar: text(self.avatar),
             language: text(self.language),
             theme: text(self.theme),
+            gender: text(self.gender),
+            birthday: text(self.birthday),
+            preferences: text(self.preferences),
             is_disabled: self.is_disabled.unwrap_or(false),
             // 0 is "never": the conditional raise needs a value to compare.
             last_seen: self.last_seen.filter(|&at| at > 0),

@@ -16,7 +16,7 @@ use crate::StoreError;
 macro_rules! user_columns {
     () => {
         "id, phone, username, nickname, bio, avatar, language, theme, is_disabled, last_seen, created_at, updated_at, \
-         email, external_id"
+         email, external_id, gender, birthday, preferences"
     };
 }
 macro_rules! contact_columns {
@@ -124,7 +124,7 @@ statements! {
     user_by_phone: true => "SELECT user_id FROM users_by_phone WHERE phone = ?";
     user_by_username: true => "SELECT user_id FROM users_by_username WHERE username = ?";
     update_user: true => "UPDATE users SET username = ?, nickname = ?, bio = ?, avatar = ?, language = ?, theme = ?, \
-         is_disabled = ?, updated_at = ? WHERE id = ?";
+         is_disabled = ?, updated_at = ?, gender = ?, birthday = ?, preferences = ? WHERE id = ?";
     // Only ever later (a new user's last_seen is 0, "never").
     set_last_seen: false => "UPDATE users SET last_seen = ? WHERE id = ? IF last_seen < ?";
     select_password: true => "SELECT password_hash, created_at FROM users WHERE id = ?";
@@ -163,7 +163,22 @@ statements! {
     delete_chat: true => "DELETE FROM chats WHERE id = ?";
     select_chat: true => "SELECT id, kind, name, description, avatar, created_by, is_active, created_at, updated_at \
          FROM chats WHERE id = ?";
-    update_chat: true => "UPDATE chats SET name = ?, description = ?, avatar = ?, updated_at = ? WHERE id = ?";
+    update_chat: true =>
+        "UPDATE chats SET name = ?, description = ?, avatar = ?, updated_at = ?, is_active = ? WHERE id = ?";
+
+    // ---- pairs ----
+    insert_invitation: false => "INSERT INTO pair_invitations (code, inviter, expires_at, created_at) \
+         VALUES (?, ?, ?, ?) IF NOT EXISTS USING TTL ?";
+    insert_invitation_of_inviter: true => "INSERT INTO pair_invitations_by_inviter (inviter, code, expires_at) \
+         VALUES (?, ?, ?) USING TTL ?";
+    invitations_of_inviter: true => "SELECT code, expires_at FROM pair_invitations_by_inviter WHERE inviter = ?";
+    select_invitation: true =>
+        "SELECT code, inviter, expires_at, used_by, created_at FROM pair_invitations WHERE code = ?";
+    use_invitation: false => "UPDATE pair_invitations SET used_by = ? WHERE code = ? IF used_by = null";
+    claim_pair: false => "INSERT INTO pairs (user_id, partner_id, pair_id, chat_id, since) VALUES (?, ?, ?, ?, ?) \
+         IF NOT EXISTS";
+    release_pair: false => "DELETE FROM pairs WHERE user_id = ? IF pair_id = ?";
+    select_pair: true => "SELECT user_id, partner_id, pair_id, chat_id, since FROM pairs WHERE user_id = ?";
     // A floor under the chat's top seq, raised once per bucket (see
     // `ScyllaStore::top`); its row also says the chat exists.
     select_last_seq: true => "SELECT last_seq FROM chat_seqs WHERE chat_id = ?";

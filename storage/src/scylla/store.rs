@@ -41,6 +41,7 @@ mod contacts;
 mod files;
 mod messages;
 mod notifications;
+mod pairs;
 
 /// Shards of the tables that would otherwise be one hot partition (the
 /// access-token denylist, the scheduled-message queue).

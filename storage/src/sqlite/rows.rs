@@ -15,7 +15,7 @@ fn text_enum<T>(row: &Row<'_>, index: usize, parse: fn(&str) -> Option<T>) -> ru
     })
 }
 
-pub(crate) const USER_COLUMNS: &str = "id, phone, username, nickname, bio, avatar, language, theme, is_disabled, last_seen, created_at, updated_at, email, external_id";
+pub(crate) const USER_COLUMNS: &str = "id, phone, username, nickname, bio, avatar, language, theme, is_disabled, last_seen, created_at, updated_at, email, external_id, gender, birthday, preferences";
 
 /// The phone column of an account that has only an email (see migration 003).
 pub(crate) fn phone_placeholder(email: &str) -> String {
@@ -34,6 +34,9 @@ pub(crate) fn user(row: &Row<'_>) -> rusqlite::Result<User> {
         avatar: row.get(5)?,
         language: row.get(6)?,
         theme: row.get(7)?,
+        gender: row.get(14)?,
+        birthday: row.get(15)?,
+        preferences: row.get(16)?,
         is_disabled: row.get(8)?,
         last_seen: row.get(9)?,
         created_at: row.get(10)?,

@@ -26,6 +26,7 @@ mod contacts;
 mod files;
 mod messages;
 mod notifications;
+mod pairs;
 
 /// The message of a violated constraint, if that is what `error` is.
 fn constraint_message(error: &rusqlite::Error) -> Option<&str> {

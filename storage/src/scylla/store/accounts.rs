@@ -165,6 +165,9 @@ impl AccountStore for ScyllaStore {
         merge(&mut user.avatar, update.avatar);
         merge(&mut user.language, update.language);
         merge(&mut user.theme, update.theme);
+        merge(&mut user.gender, update.gender);
+        merge(&mut user.birthday, update.birthday);
+        merge(&mut user.preferences, update.preferences);
         user.is_disabled = update.is_disabled.unwrap_or(user.is_disabled);
         user.updated_at = update.updated_at;
         let values = (
@@ -176,6 +179,9 @@ impl AccountStore for ScyllaStore {
             user.theme.as_str(),
             user.is_disabled,
             user.updated_at,
+            user.gender.as_str(),
+            user.birthday.as_str(),
+            user.preferences.as_str(),
             id,
         );
         self.run(&self.st().update_user, values).await?;
@@ -285,6 +291,21 @@ impl AccountStore for ScyllaStore {
         // Not applied means it was revoked already: the first time stands.
         self.applied(&self.st().revoke_refresh, (now, token_hash)).await?;
         Ok(true)
+    }
+
+    async fn live_refresh_token(&self, token_hash: &str, now: Millis) -> StoreResult<Option<RefreshToken>> {
+        let _open = self.open_guard().await?;
+        let row = self.row::<TokenRow>(&self.st().select_refresh, (token_hash,)).await?;
+        Ok(row.and_then(|(token_hash, user_id, family_id, expires_at, created_at, used_at, revoked_at)| {
+            let live = used_at.is_none() && revoked_at.is_none() && expires_at.is_some_and(|at| at > now);
+            live.then_some(RefreshToken {
+                token_hash,
+                user_id: user_id?,
+                family_id: family_id?,
+                expires_at: expires_at?,
+                created_at: created_at.unwrap_or(0),
+            })
+        }))
     }
 
     async fn revoke_refresh_family(&self, family_id: &str, now: Millis) -> StoreResult<u64> {

@@ -77,7 +77,9 @@ impl ChatStore for ScyllaStore {
             }
         }
         chat.updated_at = update.updated_at;
-        let values = (chat.name.as_str(), chat.description.as_str(), chat.avatar.as_str(), chat.updated_at, id);
+        chat.is_active = update.is_active.unwrap_or(chat.is_active);
+        let values =
+            (chat.name.as_str(), chat.description.as_str(), chat.avatar.as_str(), chat.updated_at, chat.is_active, id);
         self.run(&self.st().update_chat, values).await?;
         Ok(Some(chat))
     }

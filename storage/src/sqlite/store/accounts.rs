@@ -165,8 +165,9 @@ impl AccountStore for SqliteStore {
                 .prepare_cached(
                     "UPDATE users SET username = COALESCE(?1, username), nickname = COALESCE(?2, nickname), \
                      bio = COALESCE(?3, bio), avatar = COALESCE(?4, avatar), language = COALESCE(?5, language), \
-                     theme = COALESCE(?6, theme), is_disabled = COALESCE(?7, is_disabled), updated_at = ?8 \
-                     WHERE id = ?9",
+                     theme = COALESCE(?6, theme), is_disabled = COALESCE(?7, is_disabled), updated_at = ?8, \
+                     gender = COALESCE(?10, gender), birthday = COALESCE(?11, birthday), \
+                     preferences = COALESCE(?12, preferences) WHERE id = ?9",
                 )?
                 .execute(params![
                     update.username,
@@ -177,7 +178,10 @@ impl AccountStore for SqliteStore {
                     update.theme,
                     update.is_disabled,
                     update.updated_at,
-                    id
+                    id,
+                    update.gender,
+                    update.birthday,
+                    update.preferences
                 ]);
             match changed {
                 Ok(0) => Ok(None),
@@ -292,6 +296,28 @@ impl AccountStore for SqliteStore {
                 )?
                 .execute(params![now, hash])?;
             Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn live_refresh_token(&self, token_hash: &str, now: Millis) -> StoreResult<Option<RefreshToken>> {
+        let hash = token_hash.to_owned();
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT token_hash, user_id, family_id, expires_at, created_at FROM refresh_tokens \
+                     WHERE token_hash = ?1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?2",
+                )?
+                .query_row(params![hash, now], |row| {
+                    Ok(RefreshToken {
+                        token_hash: row.get(0)?,
+                        user_id: row.get(1)?,
+                        family_id: row.get(2)?,
+                        expires_at: row.get(3)?,
+                        created_at: row.get(4)?,
+                    })
+                })
+                .optional()?)
         })
         .await
     }

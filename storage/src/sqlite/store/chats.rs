@@ -31,9 +31,17 @@ impl ChatStore for SqliteStore {
             let changed = conn
                 .prepare_cached(
                     "UPDATE chats SET name = COALESCE(?1, name), description = COALESCE(?2, description), \
-                     avatar = COALESCE(?3, avatar), updated_at = ?4 WHERE id = ?5",
+                     avatar = COALESCE(?3, avatar), updated_at = ?4, is_active = COALESCE(?6, is_active) \
+                     WHERE id = ?5",
                 )?
-                .execute(params![update.name, update.description, update.avatar, update.updated_at, id])?;
+                .execute(params![
+                    update.name,
+                    update.description,
+                    update.avatar,
+                    update.updated_at,
+                    id,
+                    update.is_active
+                ])?;
             if changed == 0 { Ok(None) } else { chat_by_id(conn, id) }
         })
         .await
