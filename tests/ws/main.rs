@@ -14,4 +14,5 @@ mod parity;
 mod realtime;
 mod server_api;
 mod simple;
+mod smellpin;
 mod webhooks;

@@ -225,6 +225,11 @@ struct MeBody {
 /// `PUT /api/me`: answers `{currentUser}`.
 async fn update_me(State(state): State<SidecarState>, caller: User<CoupleApp>, body: Body<MeBody, CoupleApp>) -> Reply {
     let body = body.0;
+    if let Some(gender) = &body.display_gender
+        && !matches!(gender.as_str(), "male" | "female" | "other" | "")
+    {
+        return Err(Fail::new(ErrorCode::BadRequest, "display_gender must be male, female or other"));
+    }
     let mut change = ProfileUpdate {
         nickname: body.nickname,
         bio: body.bio,

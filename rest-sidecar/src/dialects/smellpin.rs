@@ -414,6 +414,9 @@ async fn upload_direct(State(state): State<SidecarState>, request: Request) -> R
     };
     let policy = verify_policy(&state, &policy, &signature)?;
     let (data_path, record_path) = pending_paths(&state, &policy.key);
+    if let Some(dir) = record_path.parent() {
+        tokio::fs::create_dir_all(dir).await.ok();
+    }
     // One use: the record is made first and only once.
     let mut record = match tokio::fs::OpenOptions::new().write(true).create_new(true).open(&record_path).await {
         Ok(file) => file,
@@ -421,7 +424,6 @@ async fn upload_direct(State(state): State<SidecarState>, request: Request) -> R
             return Err(Fail::new(ErrorCode::Conflict, "this upload URL was used already"));
         }
         Err(error) => {
-            tokio::fs::create_dir_all(record_path.parent().unwrap_or(&state.config.files_dir)).await.ok();
             tracing::warn!(%error, "upload record not created");
             return Err(Fail::new(ErrorCode::Unavailable, "the upload could not start; try again"));
         }
