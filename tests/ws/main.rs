@@ -6,6 +6,7 @@ mod calls;
 mod chat;
 mod cluster;
 mod connect;
+mod couple;
 mod cql_cluster;
 mod dating;
 mod harness;
