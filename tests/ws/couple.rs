@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::harness::{self, Client, Server, User};
 
-const KEY: &str = "couple-backend-key-0123";
+pub(crate) const KEY: &str = "couple-backend-key-0123";
 
 async fn start() -> Server {
     harness::start_with_flags(&["--server-api-key", KEY], |_| {}).await

@@ -9,6 +9,7 @@ mod connect;
 mod couple;
 mod cql_cluster;
 mod dating;
+mod every_seed;
 mod harness;
 mod load;
 mod parity;

@@ -14,12 +14,18 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 use crate::harness::{self, Server, WAIT};
 
-struct Answer {
-    status: u16,
-    body: Value,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) body: Value,
 }
 
-async fn call(server: &Server, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Answer {
+pub(crate) async fn call(
+    server: &Server,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Answer {
     let mut request = server.http.request(method, format!("{}/api/v1{path}", server.base));
     if let Some(token) = token {
         request = request.bearer_auth(token);
@@ -34,13 +40,13 @@ async fn call(server: &Server, method: Method, path: &str, token: Option<&str>, 
 
 /// A simple-chat user with a token.
 #[derive(Debug, Clone)]
-struct Chatter {
-    id: String,
-    token: String,
+pub(crate) struct Chatter {
+    pub(crate) id: String,
+    pub(crate) token: String,
 }
 
 /// 1.1 then 1.2.
-async fn join(server: &Server, username: &str, email: &str) -> Chatter {
+pub(crate) async fn join(server: &Server, username: &str, email: &str) -> Chatter {
     let body = json!({"username": username, "email": email, "password": "secret123"});
     let registered = call(server, Method::POST, "/register", None, Some(body)).await;
     assert_eq!(registered.body["code"], 200, "{}", registered.body);
