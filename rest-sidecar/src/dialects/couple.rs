@@ -63,10 +63,7 @@ type Fail = Failure<CoupleApp>;
 type Reply = Result<Response, Fail>;
 
 fn reply(status: StatusCode, message: &str, data: impl Serialize) -> Reply {
-    let data = serde_json::to_value(data).map_err(|error| {
-        tracing::error!(%error, "reply not encoded");
-        Fail::new(ErrorCode::Internal, "internal error")
-    })?;
+    let data = super::data_value(data)?;
     Ok((status, Json(json!({ "code": status.as_u16(), "message": message, "data": data }))).into_response())
 }
 

@@ -50,10 +50,7 @@ type Reply = Result<Json<Value>, Fail>;
 
 /// Section 1.2's success envelope.
 fn ok(message: &str, data: impl Serialize) -> Reply {
-    let data = serde_json::to_value(data).map_err(|error| {
-        tracing::error!(%error, "reply not encoded");
-        Fail::new(ErrorCode::Internal, "internal error")
-    })?;
+    let data = super::data_value(data)?;
     Ok(Json(json!({
         "code": 200,
         "message": message,

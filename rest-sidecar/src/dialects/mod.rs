@@ -52,6 +52,15 @@ pub(crate) fn failure_response(status: u16, body: serde_json::Value, retry_after
     response
 }
 
+/// A reply's `data` as JSON; a value that cannot be written is logged
+/// and answered as the dialect's internal error.
+pub(crate) fn data_value<S>(data: impl serde::Serialize) -> Result<serde_json::Value, Failure<S>> {
+    serde_json::to_value(data).map_err(|error| {
+        tracing::error!(%error, "reply not encoded");
+        Failure::new(ErrorCode::Internal, "internal error")
+    })
+}
+
 /// How a dialect writes a failure.
 pub(crate) trait Shape: Send + Sync + 'static {
     fn failure(failure: ApiFailure) -> Response;

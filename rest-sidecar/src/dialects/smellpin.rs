@@ -92,10 +92,7 @@ type Reply = Result<Response, Fail>;
 
 /// The document's success envelope with `status` (200, or 201 on create).
 fn reply(status: StatusCode, message: &str, data: impl Serialize) -> Reply {
-    let data = serde_json::to_value(data).map_err(|error| {
-        tracing::error!(%error, "reply not encoded");
-        Fail::new(ErrorCode::Internal, "internal error")
-    })?;
+    let data = super::data_value(data)?;
     let body = json!({
         "code": status.as_u16(),
         "message": message,
