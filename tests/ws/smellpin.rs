@@ -301,7 +301,7 @@ async fn every_smellpin_endpoint_refuses_bad_input_in_its_error_shape() {
     assert_error(&stolen, 404, "RESOURCE_NOT_FOUND");
 
     // The system endpoints take no input; other methods are refused.
-    for path in ["/health/info", "/config"] {
+    for path in ["/health", "/health/info", "/config"] {
         assert_eq!(call(&server, Method::DELETE, path, None, None).await.status, 405, "{path}");
     }
     // What is the SmellPin backend's says so.
