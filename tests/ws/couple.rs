@@ -88,14 +88,14 @@ async fn set_fields(server: &Server, user: &User, fields: Value) {
 }
 
 /// An invitation by `inviter`, accepted by `invitee`.
-pub(crate) async fn bind(server: &Server, inviter: &User, invitee: &User) -> Value {
+pub(crate) async fn bind(server: &Server, inviter: &User, partner: &User) -> Value {
     let invitation = call(server, Method::POST, "/couples/invitations", Some(&inviter.token), None).await;
     let code = assert_ok(&invitation, 200)["invite_code"].clone();
     let accepted = call(
         server,
         Method::POST,
         "/couples/accept-invitation",
-        Some(&invitee.token),
+        Some(&partner.token),
         Some(json!({"invite_code": code})),
     )
     .await;
@@ -112,6 +112,58 @@ pub(crate) async fn expect_post(client: &mut Client, text: &str) -> Value {
             return event.data.clone();
         }
     }
+}
+
+/// Step 4 of the couple flow: each partner posts, the other sees it live,
+/// and a pinned post comes first; answers the pair's chat.
+async fn board_posts_and_pins(
+    server: &Server,
+    (ann, ann_live): (&User, &mut Client),
+    (ben, ben_live): (&User, &mut Client),
+) -> i64 {
+    let posted = call(
+        server,
+        Method::POST,
+        "/sweet-messages",
+        Some(&ann.token),
+        Some(json!({"message": "永远爱你", "nickname": "小宝贝"})),
+    )
+    .await;
+    let first = assert_ok(&posted, 201).clone();
+    assert_eq!(
+        (&first["message"], &first["nickname"], &first["is_pinned"]),
+        (&json!("永远爱你"), &json!("小宝贝"), &json!(false))
+    );
+    assert_eq!(first["author"]["id"], ann.id.to_string());
+    let seen = expect_post(ben_live, "永远爱你").await;
+    let chat_id = seen["chat_id"].as_i64().unwrap();
+    let reply = call(
+        server,
+        Method::POST,
+        "/sweet-messages",
+        Some(&ben.token),
+        Some(json!({"message": "也爱你", "nickname": "骑士"})),
+    )
+    .await;
+    let second = assert_ok(&reply, 201).clone();
+    expect_post(ann_live, "也爱你").await;
+    let pin = server
+        .api(Method::POST, &format!("/api/messages/{}/pin", first["id"].as_str().unwrap()), &ben.token, Value::Null)
+        .await;
+    assert_eq!(pin["code"], 200, "{pin}");
+    let board = call(server, Method::GET, "/sweet-messages", Some(&ben.token), None).await;
+    let posts = assert_ok(&board, 200).as_array().unwrap().clone();
+    assert_eq!(
+        posts.iter().map(|post| post["id"].clone()).collect::<Vec<_>>(),
+        [first["id"].clone(), second["id"].clone()]
+    );
+    assert_eq!(posts[0]["is_pinned"], true, "pinned first");
+    let unpin = server
+        .api(Method::DELETE, &format!("/api/messages/{}/pin", first["id"].as_str().unwrap()), &ann.token, Value::Null)
+        .await;
+    assert_eq!(unpin["code"], 200, "{unpin}");
+
+    chat_id
 }
 
 #[tokio::test]
@@ -172,47 +224,7 @@ async fn a_couple_binds_posts_and_pins_on_its_board_live_and_unbinding_keeps_his
     assert_eq!(paid.body["data"]["coupleInfo"]["subscription_expires_at"], "2027-09-08T12:00:00Z");
 
     // 4. Both post to the board and see each other's posts live; pinning sorts it.
-    let posted = call(
-        &server,
-        Method::POST,
-        "/sweet-messages",
-        Some(&ann.token),
-        Some(json!({"message": "永远爱你", "nickname": "小宝贝"})),
-    )
-    .await;
-    let first = assert_ok(&posted, 201).clone();
-    assert_eq!(
-        (&first["message"], &first["nickname"], &first["is_pinned"]),
-        (&json!("永远爱你"), &json!("小宝贝"), &json!(false))
-    );
-    assert_eq!(first["author"]["id"], ann.id.to_string());
-    let seen = expect_post(&mut ben_live, "永远爱你").await;
-    let chat_id = seen["chat_id"].as_i64().unwrap();
-    let reply = call(
-        &server,
-        Method::POST,
-        "/sweet-messages",
-        Some(&ben.token),
-        Some(json!({"message": "也爱你", "nickname": "骑士"})),
-    )
-    .await;
-    let second = assert_ok(&reply, 201).clone();
-    expect_post(&mut ann_live, "也爱你").await;
-    let pin = server
-        .api(Method::POST, &format!("/api/messages/{}/pin", first["id"].as_str().unwrap()), &ben.token, Value::Null)
-        .await;
-    assert_eq!(pin["code"], 200, "{pin}");
-    let board = call(&server, Method::GET, "/sweet-messages", Some(&ben.token), None).await;
-    let posts = assert_ok(&board, 200).as_array().unwrap().clone();
-    assert_eq!(
-        posts.iter().map(|post| post["id"].clone()).collect::<Vec<_>>(),
-        [first["id"].clone(), second["id"].clone()]
-    );
-    assert_eq!(posts[0]["is_pinned"], true, "pinned first");
-    let unpin = server
-        .api(Method::DELETE, &format!("/api/messages/{}/pin", first["id"].as_str().unwrap()), &ann.token, Value::Null)
-        .await;
-    assert_eq!(unpin["code"], 200, "{unpin}");
+    let chat_id = board_posts_and_pins(&server, (&ann, &mut ann_live), (&ben, &mut ben_live)).await;
 
     // 5. Unbinding: UNBOUND, the partner is told, history stays, new posts are refused.
     let unbound = call(&server, Method::POST, "/couples/unbind", Some(&ann.token), None).await;

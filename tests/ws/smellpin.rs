@@ -103,7 +103,7 @@ pub(crate) async fn sign_in(server: &Server, phone: &str) -> Pinner {
 }
 
 fn md5_hex(bytes: &[u8]) -> String {
-    Md5::digest(bytes).iter().map(|byte| format!("{byte:02x}")).collect()
+    hex::encode(Md5::digest(bytes))
 }
 
 #[tokio::test]
