@@ -21,6 +21,10 @@ pub struct SendMessage {
     pub file_size: u64,
     #[serde(default)]
     pub file_url: String,
+    /// An uploaded file, by id: the server fills in `file_url`,
+    /// `file_name`, `file_size` and `thumbnail` from its record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_id: Option<i64>,
     #[serde(default)]
     pub thumbnail: String,
     #[serde(default)]
@@ -58,6 +62,7 @@ impl Default for SendMessage {
             file_name: String::new(),
             file_size: 0,
             file_url: String::new(),
+            file_id: None,
             thumbnail: String::new(),
             reply_to_id: None,
             forward_from: None,

@@ -42,6 +42,10 @@ pub enum ServiceError {
     /// The message exists but the caller may not do this to it.
     #[error("{0}")]
     MessageForbidden(String),
+    /// No such uploaded file, or one the caller may not read (the two
+    /// read the same, so nothing leaks).
+    #[error("file {0} not found")]
+    FileNotFound(i64),
     /// The other party has blocked the caller.
     #[error("the recipient does not accept your messages")]
     Blocked,
@@ -81,6 +85,7 @@ impl ServiceError {
             Self::NotMember(_) => ErrorCode::NotChatMember,
             Self::MessageNotFound(_) => ErrorCode::MessageNotFound,
             Self::MessageForbidden(_) => ErrorCode::MessageForbidden,
+            Self::FileNotFound(_) => ErrorCode::FileNotFound,
             Self::Blocked => ErrorCode::BlockedByRecipient,
             Self::Unavailable(_) => ErrorCode::Unavailable,
             Self::Internal(_) => ErrorCode::Internal,

@@ -3,7 +3,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use protocol::ServerEvent;
 use protocol::time::now_millis;
-use storage::model::{Appended, ChatId, ChatKind, Member, Message, MessageKind, Millis, NewMessage, UserId};
+use storage::model::{Appended, ChatId, ChatKind, FileId, Member, Message, MessageKind, Millis, NewMessage, UserId};
 use storage::{Store, StoreError};
 
 use protocol::views::MessageView;
@@ -71,6 +71,11 @@ pub fn new_message(
         None => None,
     };
     let media = media(&command)?;
+    let file_url = match command.file_id {
+        Some(id) if command.file_url.is_empty() || internal_file(&command.file_url)? == Some(id) => file_path(id),
+        Some(_) => return Err(ServiceError::Invalid("give file_id or file_url, not two different files".into())),
+        None => command.file_url,
+    };
     Ok(NewMessage {
         media,
         chat_id,
@@ -80,7 +85,7 @@ pub fn new_message(
         content: command.content,
         file_name: command.file_name,
         file_size: command.file_size,
-        file_url: command.file_url,
+        file_url,
         thumbnail: command.thumbnail,
         reply_to_id: command.reply_to_id,
         forward_from: command.forward_from,
@@ -90,6 +95,25 @@ pub fn new_message(
         created_at: 0,
     })
 }
+
+/// Where an uploaded file is read: one URL per file, whichever contract uploaded it.
+pub fn file_path(id: FileId) -> String {
+    format!("/api/files/{id}")
+}
+
+/// The uploaded file a URL names (`/api/files/{id}`, its thumbnail, or the
+/// same behind a scheme and host), if it names one; a URL into
+/// `/api/files/` that names no file is refused.
+pub fn internal_file(url: &str) -> ServiceResult<Option<FileId>> {
+    let Some((_, rest)) = url.split_once("/api/files/") else { return Ok(None) };
+    let id = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    id.parse::<FileId>().map(Some).map_err(|_| ServiceError::Invalid("file_url names no uploaded file".into()))
+}
+
+/// Longest `file_name`, in characters.
+const MAX_FILE_NAME_CHARS: usize = 255;
+/// Longest `file_url` or `thumbnail`, in bytes.
+const MAX_URL_BYTES: usize = 2048;
 
 /// Longest media object (`width`, `height`, `duration`, `extra`), in bytes of JSON.
 const MAX_MEDIA_BYTES: usize = 4 * 1024;
@@ -190,6 +214,14 @@ impl SendPipeline {
                 "client_message_id must be 1 to {} bytes",
                 limits.max_client_id_bytes
             )));
+        }
+        if request.file_name.chars().count() > MAX_FILE_NAME_CHARS {
+            return Err(ServiceError::Invalid(format!("file_name is longer than {MAX_FILE_NAME_CHARS} characters")));
+        }
+        for (field, value) in [("file_url", &request.file_url), ("thumbnail", &request.thumbnail)] {
+            if value.len() > MAX_URL_BYTES {
+                return Err(ServiceError::Invalid(format!("{field} is longer than {MAX_URL_BYTES} bytes")));
+            }
         }
         if request.ttl > limits.max_ttl_secs {
             return Err(ServiceError::Invalid(format!("ttl may be at most {} seconds", limits.max_ttl_secs)));
@@ -321,8 +353,32 @@ impl SendPipeline {
             request.file_url = original.file_url;
             request.thumbnail = original.thumbnail;
         }
+        self.attach(&mut request).await?;
         let scheduled = request.send_at.is_some_and(|at| at > now);
         Ok(NewMessage { send_at: request.send_at.filter(|_| scheduled), created_at: now, ..request })
+    }
+
+    /// A message naming an uploaded file carries that file as its record
+    /// says (its one URL, name, size and thumbnail), and only if the sender
+    /// may read it: their own upload, or one in a chat of theirs. Anything
+    /// else reads as no such file.
+    async fn attach(&self, request: &mut NewMessage) -> ServiceResult<()> {
+        if let Some(thumbnail) = internal_file(&request.thumbnail)?
+            && internal_file(&request.file_url)? != Some(thumbnail)
+        {
+            return Err(ServiceError::Invalid("thumbnail must be the thumbnail of the message's file".into()));
+        }
+        let Some(id) = internal_file(&request.file_url)? else { return Ok(()) };
+        let file = self.store.file(id).await?.ok_or(ServiceError::FileNotFound(id))?;
+        let url = file_path(id);
+        if file.owner_id != request.sender_id && !self.store.file_visible_to(id, &url, request.sender_id).await? {
+            return Err(ServiceError::FileNotFound(id));
+        }
+        request.thumbnail = if file.thumbnail_sha256.is_some() { format!("{url}/thumbnail") } else { String::new() };
+        request.file_url = url;
+        request.file_name = file.name;
+        request.file_size = file.size;
+        Ok(())
     }
 
     /// After the store answered: the view, and `message.new` to the members

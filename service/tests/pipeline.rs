@@ -136,17 +136,27 @@ async fn forwards_copy_the_original_with_a_reference() {
     let (alice, bob) = (user(&w.store, "1").await, user(&w.store, "2").await);
     let first = chat(&w.store, ChatKind::Group, alice, &[]).await;
     let second = chat(&w.store, ChatKind::Group, alice, &[bob]).await;
+    let upload = storage::model::NewFile {
+        owner_id: alice,
+        name: "look.png".into(),
+        size: 3,
+        mime: "image/png".into(),
+        kind: storage::model::FileKind::Image,
+        sha256: "0".repeat(64),
+        thumbnail_sha256: None,
+        created_at: now_millis(),
+    };
+    let file = w.store.insert_file(upload).await.unwrap();
+    let path = format!("/api/files/{}", file.id);
     let mut photo = text(first, alice, "look");
     photo.kind = MessageKind::Image;
-    photo.file_url = "/api/files/1".into();
+    photo.file_url.clone_from(&path);
     let original = w.pipeline.send(photo).await.unwrap().message;
+    assert_eq!((original.file_name.as_str(), original.file_size), ("look.png", 3), "filled in from the record");
     let mut forward = text(second, alice, "");
     forward.forward_from = Some(original.id);
     let copy = w.pipeline.send(forward).await.unwrap().message;
-    assert_eq!(
-        (copy.kind, copy.content.as_str(), copy.file_url.as_str()),
-        (MessageKind::Image, "look", "/api/files/1")
-    );
+    assert_eq!((copy.kind, copy.content.as_str(), copy.file_url.as_str()), (MessageKind::Image, "look", path.as_str()));
     assert_eq!((copy.forward_from, copy.chat_id, copy.seq), (Some(original.id), second, 1));
 }
 

@@ -498,6 +498,12 @@ impl NewMessage {
 }
 
 impl Message {
+    /// Whether this message is there to read at `now`: not deleted, not
+    /// expired, not held for a later send.
+    pub fn is_visible_at(&self, now: Millis) -> bool {
+        !self.is_deleted && self.expires_at.is_none_or(|at| at > now) && self.send_at.is_none_or(|at| at <= now)
+    }
+
     /// Whether this message may be edited: a deleted one may not. Checked
     /// by every backend inside the write that edits.
     pub fn check_editable(&self) -> Result<(), StoreError> {

@@ -11,6 +11,7 @@ mod cql_cluster;
 mod dating;
 mod every_seed;
 mod harness;
+mod hostile;
 mod load;
 mod parity;
 mod realtime;

@@ -32,9 +32,11 @@ const OPAQUE: &str = "application/octet-stream";
 const SNIFF_BYTES: usize = 8 * 1024;
 /// Longest side of a thumbnail, in pixels.
 const THUMBNAIL_SIDE: u32 = 320;
-/// Images larger than this (either side) get no thumbnail: decoding them
-/// would cost too much memory.
-const MAX_DECODE_SIDE: u32 = 12_000;
+/// Images of more pixels than this (read from the header) get no
+/// thumbnail: decoding them is never tried.
+const MAX_THUMBNAIL_PIXELS: u64 = 40_000_000;
+/// The most memory one thumbnail's decode may allocate.
+const MAX_DECODE_ALLOC: u64 = 64 * 1024 * 1024;
 
 /// Where the bytes with `sha256` live: `<files>/ab/cd/abcd...`.
 fn blob_path(files_dir: &FsPath, sha256: &str) -> PathBuf {
@@ -207,15 +209,29 @@ fn io_failure(error: std::io::Error) -> ApiFailure {
 }
 
 /// Makes a JPEG thumbnail of the image at `source`; `None` if it cannot be
-/// decoded within limits.
+/// decoded within limits: the header's pixel count is checked before
+/// anything is decoded, and the decode's allocations are capped.
 fn thumbnail(source: &FsPath) -> Option<Vec<u8>> {
+    let (width, height) = dimensions(source)?;
+    if u64::from(width) * u64::from(height) > MAX_THUMBNAIL_PIXELS {
+        metrics::counter!("switchboard_thumbnails_refused_total", "reason" => "pixels").increment(1);
+        return None;
+    }
     let mut reader = image::ImageReader::open(source).ok()?.with_guessed_format().ok()?;
     let mut limits = image::Limits::default();
-    limits.max_image_width = Some(MAX_DECODE_SIDE);
-    limits.max_image_height = Some(MAX_DECODE_SIDE);
-    limits.max_alloc = Some(512 * 1024 * 1024);
+    limits.max_image_width = Some(width);
+    limits.max_image_height = Some(height);
+    limits.max_alloc = Some(MAX_DECODE_ALLOC);
     reader.limits(limits);
-    let picture = reader.decode().ok()?.thumbnail(THUMBNAIL_SIDE, THUMBNAIL_SIDE).to_rgb8();
+    let picture = match reader.decode() {
+        Ok(picture) => picture,
+        Err(error) => {
+            tracing::debug!(%error, "no thumbnail: the image did not decode within limits");
+            metrics::counter!("switchboard_thumbnails_refused_total", "reason" => "decode").increment(1);
+            return None;
+        }
+    };
+    let picture = picture.thumbnail(THUMBNAIL_SIDE, THUMBNAIL_SIDE).to_rgb8();
     let mut out = std::io::Cursor::new(Vec::new());
     picture.write_to(&mut out, image::ImageFormat::Jpeg).ok()?;
     Some(out.into_inner())
@@ -375,7 +391,7 @@ fn dimensions(source: &FsPath) -> Option<(u32, u32)> {
 /// The URL a file is downloaded from (`/api/files/{id}`: one per file,
 /// whichever contract uploaded it).
 pub(crate) fn url(file: &FileMeta) -> String {
-    format!("/api/files/{}", file.id)
+    service::file_path(file.id)
 }
 
 /// The URL of a file's thumbnail, or empty.
@@ -397,7 +413,7 @@ pub(crate) async fn upload(
 async fn readable(state: &SidecarState, id: i64, user_id: i64) -> Result<FileMeta, ApiFailure> {
     let missing = || ApiFailure::new(ErrorCode::FileNotFound, format!("file {id} not found"));
     let file = state.store.file(id).await?.ok_or_else(missing)?;
-    if !state.store.file_visible_to(id, &format!("/api/files/{id}"), user_id).await? {
+    if !state.store.file_visible_to(id, &service::file_path(id), user_id).await? {
         return Err(missing());
     }
     Ok(file)

@@ -240,7 +240,7 @@ statements! {
     select_pins: true => "SELECT seq FROM pinned_messages WHERE chat_id = ?";
     insert_file_message: true => "INSERT INTO file_messages (file_url, chat_id, message_id) VALUES (?, ?, ?)";
     delete_file_message: true => "DELETE FROM file_messages WHERE file_url = ? AND chat_id = ? AND message_id = ?";
-    file_chats: true => "SELECT chat_id FROM file_messages WHERE file_url = ?";
+    file_chats: true => "SELECT chat_id, message_id FROM file_messages WHERE file_url = ?";
 
     // ---- scheduled messages ----
     insert_scheduled: true => concat!("INSERT INTO scheduled_by_id (", scheduled_columns!(), ") \

@@ -1,6 +1,6 @@
 //! [`crate::FileStore`] for [`ScyllaStore`].
 
-use super::{FileId, FileMeta, FileStore, HashSet, NewFile, ScyllaStore, StoreResult, UserId, async_trait, try_join};
+use super::{FileId, FileMeta, FileStore, NewFile, ScyllaStore, StoreResult, UserId, async_trait, try_join};
 
 #[async_trait]
 impl FileStore for ScyllaStore {
@@ -58,10 +58,20 @@ impl FileStore for ScyllaStore {
         if self.load_file(file_id).await?.is_some_and(|file| file.owner_id == user_id) {
             return Ok(true);
         }
-        let chats = self.rows::<(i64,)>(&self.st().file_chats, (file_url,)).await?;
-        let mut seen = HashSet::new();
-        for (chat,) in chats {
-            if seen.insert(chat) && self.load_member(chat, user_id).await?.is_some() {
+        // A message in one of the user's chats that is still there (not
+        // deleted, not expired, not waiting to be sent) names it.
+        let now = protocol::time::now_millis();
+        let rows = self.rows::<(i64, i64)>(&self.st().file_chats, (file_url,)).await?;
+        let mut member_of = std::collections::HashMap::new();
+        for (chat, message) in rows {
+            let member = if let Some(&member) = member_of.get(&chat) {
+                member
+            } else {
+                let member = self.load_member(chat, user_id).await?.is_some();
+                member_of.insert(chat, member);
+                member
+            };
+            if member && self.load_message(message).await?.is_some_and(|message| message.is_visible_at(now)) {
                 return Ok(true);
             }
         }

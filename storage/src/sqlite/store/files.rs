@@ -69,9 +69,10 @@ impl FileStore for SqliteStore {
             Ok(conn
                 .prepare_cached(
                     "SELECT 1 FROM messages m JOIN members me ON me.chat_id = m.chat_id AND me.user_id = ?2 \
-                     WHERE m.file_url = ?1 AND m.is_deleted = 0 LIMIT 1",
+                     WHERE m.file_url = ?1 AND m.is_deleted = 0 AND (m.expires_at IS NULL OR m.expires_at > ?3) \
+                     AND (m.send_at IS NULL OR m.send_at <= ?3) LIMIT 1",
                 )?
-                .exists(params![file_url, user_id])?)
+                .exists(params![file_url, user_id, protocol::time::now_millis()])?)
         })
         .await
     }

@@ -1,0 +1,147 @@
+//! The hostile suite: each test performs an attack against the real server
+//! over real sockets, as an attacker would, and asserts that it fails.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::dating::PNG_4X3;
+use crate::harness::{self, Server, User};
+
+/// Uploads `bytes` as `kind` for `user`; answers the file object.
+async fn upload(server: &Server, user: &User, kind: &str, name: &str, bytes: Vec<u8>) -> Value {
+    let form = reqwest::multipart::Form::new()
+        .text("type", kind.to_owned())
+        .part("file", reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()));
+    let response =
+        server.http.post(format!("{}/api/files/upload", server.base)).bearer_auth(&user.token).multipart(form).send();
+    let reply: Value = response.await.unwrap().json().await.unwrap();
+    assert_eq!(reply["code"], 200, "{reply}");
+    reply["data"].clone()
+}
+
+/// A REST send into `chat`; answers the whole reply.
+async fn send(server: &Server, user: &User, chat: i64, body: Value) -> Value {
+    server.api(Method::POST, &format!("/api/chats/{chat}/messages"), &user.token, body).await
+}
+
+async fn download(server: &Server, user: &User, path: &str) -> reqwest::Response {
+    server.http.get(format!("{}{path}", server.base)).bearer_auth(&user.token).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn naming_someone_elses_file_in_a_message_does_not_open_it() {
+    let server = harness::start().await;
+    let (alice, bob, private) = server.pair("private").await;
+    let mallory = server.register("13800000666", "mallory").await;
+    let file = upload(&server, &alice, "image", "holiday.png", PNG_4X3.to_vec()).await;
+    let id = file["id"].as_i64().unwrap();
+    let path = format!("/api/files/{id}");
+
+    // The attack: a group of one, a message naming the file, then a download.
+    let alone = server.chat(&mallory, "group", &[]).await;
+    for named in [
+        json!({"type": "image", "file_url": path}),
+        json!({"type": "image", "file_url": format!("http://evil.example{path}")}),
+        json!({"type": "image", "file_url": format!("{path}/thumbnail")}),
+        json!({"type": "image", "file_id": id}),
+        json!({"type": "text", "content": "x", "thumbnail": format!("{path}/thumbnail")}),
+    ] {
+        let refused = send(&server, &mallory, alone, named.clone()).await;
+        assert!(refused["code"] == 30001 || refused["code"] == 400, "{named} was accepted: {refused}");
+    }
+    let stolen = download(&server, &mallory, &path).await;
+    assert_eq!(stolen.status(), 404, "the file stays its owner's");
+    assert_eq!(download(&server, &mallory, &format!("{path}/thumbnail")).await.status(), 404);
+    let garbage = send(&server, &mallory, alone, json!({"type": "image", "file_url": "/api/files/abc"})).await;
+    assert_eq!(garbage["code"], 400, "{garbage}");
+
+    // The owner shares it by id: the server fills in what the record says,
+    // whatever the client claimed, and the chat's members may read it.
+    let claimed = json!({"type": "image", "file_id": id, "file_name": "invoice.exe", "file_size": 1});
+    let shared = send(&server, &alice, private, claimed).await;
+    assert_eq!(shared["code"], 200, "{shared}");
+    let message = &shared["data"];
+    assert_eq!(
+        (message["file_url"].as_str(), message["file_name"].as_str(), message["file_size"].as_u64()),
+        (Some(path.as_str()), Some("holiday.png"), Some(PNG_4X3.len() as u64))
+    );
+    assert_eq!(message["thumbnail"], format!("{path}/thumbnail"));
+    let opened = download(&server, &bob, &path).await;
+    assert_eq!(opened.status(), 200);
+    assert_eq!(opened.bytes().await.unwrap().as_ref(), PNG_4X3.as_slice());
+    // Bob may pass on what he can read; Mallory still may not.
+    let bobs_group = server.chat(&bob, "group", &[]).await;
+    assert_eq!(send(&server, &bob, bobs_group, json!({"type": "image", "file_id": id})).await["code"], 200);
+    assert_eq!(download(&server, &mallory, &path).await.status(), 404);
+}
+
+#[tokio::test]
+async fn a_file_shared_in_an_expired_message_is_no_longer_readable() {
+    let server = harness::start().await;
+    let (alice, bob, private) = server.pair("private").await;
+    let file = upload(&server, &alice, "document", "secret.txt", b"burn after reading".to_vec()).await;
+    let path = format!("/api/files/{}", file["id"]);
+    let sent = send(&server, &alice, private, json!({"type": "file", "file_id": file["id"], "ttl": 1})).await;
+    assert_eq!(sent["code"], 200, "{sent}");
+    assert_eq!(download(&server, &bob, &path).await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    assert_eq!(download(&server, &bob, &path).await.status(), 404, "gone with its message");
+    assert_eq!(download(&server, &alice, &path).await.status(), 200, "still the uploader's");
+}
+
+/// A PNG whose header claims `width` × `height` pixels over a few bytes of data.
+fn png_claiming(width: u32, height: u32) -> Vec<u8> {
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = 0xffff_ffff_u32;
+        for &byte in bytes {
+            crc ^= u32::from(byte);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+            }
+        }
+        !crc
+    }
+    fn chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
+        out.extend_from_slice(&u32::try_from(data.len()).unwrap().to_be_bytes());
+        let body = [kind, data].concat();
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&crc32(&body).to_be_bytes());
+    }
+    let mut png = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
+    let header = [width.to_be_bytes().as_slice(), height.to_be_bytes().as_slice(), &[8, 2, 0, 0, 0]].concat();
+    chunk(&mut png, b"IHDR", &header);
+    // A zlib stream of a few zero bytes: far fewer than the header promises.
+    chunk(&mut png, b"IDAT", &[0x78, 0x9c, 0x63, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01]);
+    chunk(&mut png, b"IEND", &[]);
+    png
+}
+
+#[tokio::test]
+async fn a_decompression_bomb_gets_no_thumbnail_and_the_server_stays_up() {
+    let server = harness::start().await;
+    let alice = server.register("13800000001", "alice").await;
+    for (width, height) in [(50_000, 50_000), (7_000, 7_000), (65_535, 1)] {
+        let bomb = upload(&server, &alice, "image", "bomb.png", png_claiming(width, height)).await;
+        assert_eq!(bomb["thumbnail"], "", "{width}x{height} got a thumbnail");
+    }
+    let health: Value = server.http.get(format!("{}/health", server.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health["data"]["status"], "healthy");
+    // An honest image still gets one.
+    assert_ne!(upload(&server, &alice, "image", "ok.png", PNG_4X3.to_vec()).await["thumbnail"], "");
+}
+
+#[tokio::test]
+async fn oversized_file_fields_are_refused_not_stored_and_fanned_out() {
+    let server = harness::start().await;
+    let (alice, _bob, chat) = server.pair("private").await;
+    let long = "x".repeat(4 * 1024);
+    for (field, value) in [("file_name", "n".repeat(256)), ("file_url", long.clone()), ("thumbnail", long)] {
+        let mut body = json!({"type": "file", "file_url": "https://cdn.example/a.bin", "content": "c"});
+        body[field] = value.into();
+        let refused = send(&server, &alice, chat, body).await;
+        assert_eq!(refused["code"], 400, "{field}: {}", refused["error"]);
+        assert!(refused["error"].as_str().unwrap().contains(field), "says which: {}", refused["error"]);
+    }
+}
