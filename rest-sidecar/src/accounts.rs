@@ -16,7 +16,7 @@ use crate::sms::{CodePurpose, SendCodeError, SentCode};
 use crate::{ApiFailure, SidecarState, passwords};
 
 /// Sends a code of `purpose` to `phone`, under the per-address send limit;
-/// a `register` code is refused for a number already registered.
+/// the answer never says whether the number is registered.
 pub(crate) async fn send_code(
     state: &SidecarState,
     addr: &ClientAddr,
@@ -25,9 +25,9 @@ pub(crate) async fn send_code(
 ) -> Result<SentCode, ApiFailure> {
     let phone = validate::phone(phone)?;
     state.limits.check(Class::SendCode, &addr.key())?;
-    if purpose == CodePurpose::Register && state.store.user_by_phone(phone).await?.is_some() {
-        return Err(ApiFailure::new(ErrorCode::PhoneExists, "this phone number is already registered"));
-    }
+    // Registered or not, the answer is the same: a `register` code for a
+    // taken number reaches its owner, and registering with it says "taken"
+    // only to whoever holds the phone.
     state.sms.send(phone, purpose, now_millis()).await.map_err(|error| match error {
         SendCodeError::TooSoon(wait) | SendCodeError::TooMany(wait) => ApiFailure::too_many(error.to_string(), wait),
         SendCodeError::Delivery(_) => ApiFailure::new(ErrorCode::Unavailable, error.to_string()),
@@ -73,10 +73,21 @@ pub(crate) async fn register(state: &SidecarState, new: Registration) -> Result<
     {
         return Err(ApiFailure::new(ErrorCode::WrongCode, "the code is wrong or expired"));
     }
-    let hash = passwords::hash(new.password).await.map_err(|error| {
-        tracing::error!(%error, "password hashing failed");
-        ApiFailure::new(ErrorCode::Internal, "internal error")
-    })?;
+    // What the store would refuse is refused before the costly hash.
+    if !phone.is_empty() && state.store.user_by_phone(&phone).await?.is_some() {
+        return Err(ApiFailure::new(ErrorCode::PhoneExists, "this phone number is already registered"));
+    }
+    if let Some(username) = &new.username
+        && state.store.user_by_username(username).await?.is_some()
+    {
+        return Err(ApiFailure::new(ErrorCode::UsernameExists, "this username is taken"));
+    }
+    if let Some(email) = &new.email
+        && state.store.user_by_email(&storage::model::email_key(email)).await?.is_some()
+    {
+        return Err(ApiFailure::new(ErrorCode::Conflict, "email already registered"));
+    }
+    let hash = passwords::hash(new.password).await?;
     let new = NewUser {
         phone,
         username: new.username,
@@ -105,23 +116,22 @@ fn default_nickname(phone: &str) -> String {
 /// (seed 003). Under the login limit; a disabled account is refused.
 pub(crate) async fn login_or_register_by_code(
     state: &SidecarState,
+    addr: &ClientAddr,
     phone: &str,
     code: &str,
 ) -> Result<User, ApiFailure> {
     let phone = validate::phone(phone)?;
-    state.limits.check(Class::Login, phone)?;
-    let wrong = || ApiFailure::new(ErrorCode::WrongCode, "the code is wrong or expired");
+    admit_login(state, phone, addr).await?;
     let now = now_millis();
     if let Some(user) = state.store.user_by_phone(phone).await? {
-        if user.is_disabled {
-            return Err(ApiFailure::new(ErrorCode::UserDisabled, "this account is disabled"));
-        }
-        return if state.sms.verify(phone, CodePurpose::Login, code, now) { Ok(user) } else { Err(wrong()) };
+        let passed = state.sms.verify(phone, CodePurpose::Login, code, now);
+        return conclude(state, phone, Some(user), passed).into_result(wrong_code);
     }
     if !state.sms.verify(phone, CodePurpose::Register, code, now)
         && !state.sms.verify(phone, CodePurpose::Login, code, now)
     {
-        return Err(wrong());
+        state.login_backoff.failed(phone);
+        return Err(wrong_code());
     }
     let new =
         NewUser { phone: phone.to_owned(), nickname: default_nickname(phone), created_at: now, ..NewUser::default() };
@@ -140,10 +150,77 @@ pub(crate) async fn login_or_register_by_code(
     }
 }
 
-/// Logs in by phone with a password or an SMS code, under the login limit;
-/// a disabled account is refused.
+/// One answer for an unknown account and a wrong password, so a login
+/// never tells whether a number or address is registered.
+fn wrong_credentials() -> ApiFailure {
+    ApiFailure::new(ErrorCode::WrongPassword, "wrong account or password")
+}
+
+fn wrong_code() -> ApiFailure {
+    ApiFailure::new(ErrorCode::WrongCode, "the code is wrong or expired")
+}
+
+/// The login limit, per account and client address (one address cannot
+/// lock an account out for everyone), then the account's backoff delay.
+async fn admit_login(state: &SidecarState, account: &str, addr: &ClientAddr) -> Result<(), ApiFailure> {
+    state.limits.check(Class::Login, &format!("{account}|{}", addr.key()))?;
+    let delay = state.login_backoff.delay(account);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    Ok(())
+}
+
+/// Checks `password` against `user`'s hash; an unknown user costs the same
+/// hash, so the time taken says nothing either.
+async fn password_matches(state: &SidecarState, user: Option<&User>, password: String) -> Result<bool, ApiFailure> {
+    let stored = match user {
+        Some(user) => state.store.password_hash(user.id).await?,
+        None => None,
+    };
+    let known = user.is_some() && stored.is_some();
+    let matches = passwords::verify(stored.unwrap_or_else(|| passwords::DUMMY_HASH.clone()), password).await?;
+    Ok(matches && known)
+}
+
+/// How a login that reached the credentials ended.
+enum Outcome {
+    Passed(Box<User>),
+    /// The credentials were right, but the account is disabled.
+    Disabled,
+    Failed,
+}
+
+impl Outcome {
+    fn into_result(self, refusal: fn() -> ApiFailure) -> Result<User, ApiFailure> {
+        match self {
+            Self::Passed(user) => Ok(*user),
+            Self::Disabled => Err(ApiFailure::new(ErrorCode::UserDisabled, "this account is disabled")),
+            Self::Failed => Err(refusal()),
+        }
+    }
+}
+
+/// A failure counts towards the account's backoff; a disabled account is
+/// told so only once its credentials were right.
+fn conclude(state: &SidecarState, account: &str, user: Option<User>, passed: bool) -> Outcome {
+    match user {
+        Some(user) if passed => {
+            state.login_backoff.succeeded(account);
+            if user.is_disabled { Outcome::Disabled } else { Outcome::Passed(Box::new(user)) }
+        }
+        _ => {
+            state.login_backoff.failed(account);
+            Outcome::Failed
+        }
+    }
+}
+
+/// Logs in by phone with a password or an SMS code, under the login limit
+/// (per phone and client address) and the phone's backoff.
 pub(crate) async fn login_by_phone(
     state: &SidecarState,
+    addr: &ClientAddr,
     phone: &str,
     password: Option<String>,
     code: Option<String>,
@@ -152,50 +229,31 @@ pub(crate) async fn login_by_phone(
     if password.is_none() && code.is_none() {
         return Err(ApiFailure::bad_request("give a password or an SMS code"));
     }
-    state.limits.check(Class::Login, phone)?;
-    let user = state
-        .store
-        .user_by_phone(phone)
-        .await?
-        .ok_or_else(|| ApiFailure::new(ErrorCode::UserNotFound, "no user with this phone number"))?;
-    if user.is_disabled {
-        return Err(ApiFailure::new(ErrorCode::UserDisabled, "this account is disabled"));
-    }
+    admit_login(state, phone, addr).await?;
+    let user = state.store.user_by_phone(phone).await?;
     if let Some(password) = password {
-        let stored = state.store.password_hash(user.id).await?;
-        let matches = match stored {
-            Some(stored) => passwords::verify(stored, password).await,
-            None => false,
-        };
-        if !matches {
-            return Err(ApiFailure::new(ErrorCode::WrongPassword, "wrong password"));
-        }
-    } else if let Some(code) = code
-        && !state.sms.verify(phone, CodePurpose::Login, &code, now_millis())
-    {
-        return Err(ApiFailure::new(ErrorCode::WrongCode, "the code is wrong or expired"));
+        let passed = password_matches(state, user.as_ref(), password).await?;
+        return conclude(state, phone, user, passed).into_result(wrong_credentials);
     }
-    Ok(user)
+    let code = code.unwrap_or_default();
+    let passed = state.sms.verify(phone, CodePurpose::Login, &code, now_millis());
+    conclude(state, phone, user, passed).into_result(wrong_code)
 }
 
-/// Logs in by email and password, under the login limit (keyed by the
-/// address); a disabled account is refused.
-pub(crate) async fn login_by_email(state: &SidecarState, email: &str, password: String) -> Result<User, ApiFailure> {
+/// Logs in by email and password, under the login limit (per address and
+/// client address) and the address's backoff.
+pub(crate) async fn login_by_email(
+    state: &SidecarState,
+    addr: &ClientAddr,
+    email: &str,
+    password: String,
+) -> Result<User, ApiFailure> {
     validate::email(email)?;
     let key = storage::model::email_key(email);
-    state.limits.check(Class::Login, &key)?;
+    admit_login(state, &key, addr).await?;
     let user = state.store.user_by_email(&key).await?;
-    // One answer for an unknown address and a wrong password.
-    let refused = || ApiFailure::new(ErrorCode::WrongPassword, "wrong email or password");
-    let Some(user) = user else { return Err(refused()) };
-    if user.is_disabled {
-        return Err(ApiFailure::new(ErrorCode::UserDisabled, "this account is disabled"));
-    }
-    let matches = match state.store.password_hash(user.id).await? {
-        Some(stored) => passwords::verify(stored, password).await,
-        None => false,
-    };
-    if matches { Ok(user) } else { Err(refused()) }
+    let passed = password_matches(state, user.as_ref(), password).await?;
+    conclude(state, &key, user, passed).into_result(wrong_credentials)
 }
 
 /// A new access and refresh pair for `user`.

@@ -187,6 +187,7 @@ async fn housekeeping(state: SidecarState, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {
                 state.limits.prune();
+                state.login_backoff.prune();
                 state.sms.prune(now_millis());
                 state.tokens.prune();
                 routes::files::prune_temporary(&state.config.files_dir).await;

@@ -3,8 +3,10 @@
 //! memory: on the shared blocking pool a burst of logins would spread those
 //! buffers over hundreds of threads whose allocator arenas keep them
 //! (hundreds of MiB of RSS), and would compete with SQLite reads for CPU.
+//! When the queue is full a request is answered at once (503 with
+//! `Retry-After`), never parked on a blocking thread.
 
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use argon2::password_hash::rand_core::OsRng;
@@ -12,9 +14,40 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::{Algorithm, Argon2, Params, Version};
 use tokio::sync::oneshot;
 
-/// Hashes waiting for a hashing thread. When full, callers wait (async):
-/// a login storm queues rather than allocating.
+/// Hashes waiting for a hashing thread. When full, new ones are refused
+/// with [`HashError::Busy`]: a login storm is turned away, not parked.
 const QUEUE_DEPTH: usize = 256;
+
+/// Why a hash was not computed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HashError {
+    /// Every hashing thread is busy and the queue is full.
+    #[error("password checks are busy; retry shortly")]
+    Busy,
+    #[error("password hashing failed: {0}")]
+    Failed(String),
+}
+
+impl From<HashError> for crate::ApiFailure {
+    fn from(error: HashError) -> Self {
+        match error {
+            HashError::Busy => {
+                metrics::counter!("switchboard_password_queue_full_total").increment(1);
+                Self { retry_after: Some(1), ..Self::new(protocol::ErrorCode::Unavailable, error.to_string()) }
+            }
+            HashError::Failed(_) => {
+                tracing::error!(%error, "password hashing failed");
+                Self::new(protocol::ErrorCode::Internal, "internal error")
+            }
+        }
+    }
+}
+
+/// A well-formed hash no password matches: checked for unknown accounts,
+/// so they take as long as known ones.
+pub(crate) static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_owned()
+});
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -48,16 +81,17 @@ static POOL: LazyLock<Pool> = LazyLock::new(|| {
     Pool { jobs }
 });
 
-/// Runs `work` on a hashing thread.
-async fn on_pool<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+/// Runs `work` on a hashing thread, or refuses at once when the queue is full.
+async fn on_pool<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, HashError> {
     let (done, result) = oneshot::channel();
     let job: Job = Box::new(move || {
         let _ = done.send(work());
     });
-    // The queue is bounded; wait for room off the async threads.
-    let jobs = POOL.jobs.clone();
-    tokio::task::spawn_blocking(move || jobs.send(job)).await.ok()?.ok()?;
-    result.await.ok()
+    POOL.jobs.try_send(job).map_err(|error| match error {
+        TrySendError::Full(_) => HashError::Busy,
+        TrySendError::Disconnected(_) => HashError::Failed("no hashing thread runs".into()),
+    })?;
+    result.await.map_err(|_| HashError::Failed("a hashing thread stopped".into()))
 }
 
 fn hasher() -> Argon2<'static> {
@@ -66,20 +100,31 @@ fn hasher() -> Argon2<'static> {
 }
 
 /// The PHC string of `password`.
-pub(crate) async fn hash(password: String) -> Result<String, String> {
+pub(crate) async fn hash(password: String) -> Result<String, HashError> {
     on_pool(move || {
         let salt = SaltString::generate(&mut OsRng);
-        hasher().hash_password(password.as_bytes(), &salt).map(|hash| hash.to_string()).map_err(|e| e.to_string())
+        hasher().hash_password(password.as_bytes(), &salt).map(|hash| hash.to_string())
     })
-    .await
-    .ok_or_else(|| "password hashing unavailable".to_owned())?
+    .await?
+    .map_err(|error| HashError::Failed(error.to_string()))
 }
 
 /// Whether `password` matches the stored PHC string.
-pub(crate) async fn verify(stored: String, password: String) -> bool {
+pub(crate) async fn verify(stored: String, password: String) -> Result<bool, HashError> {
     on_pool(move || {
         PasswordHash::new(&stored).is_ok_and(|parsed| hasher().verify_password(password.as_bytes(), &parsed).is_ok())
     })
     .await
-    .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn hashes_verify_and_the_dummy_matches_nothing() {
+        let stored = super::hash("password123".into()).await.unwrap();
+        assert!(super::verify(stored.clone(), "password123".into()).await.unwrap());
+        assert!(!super::verify(stored, "password124".into()).await.unwrap());
+        assert!(argon2::PasswordHash::new(&super::DUMMY_HASH).is_ok(), "well formed, so it costs a real check");
+        assert!(!super::verify(super::DUMMY_HASH.clone(), "password123".into()).await.unwrap());
+    }
 }

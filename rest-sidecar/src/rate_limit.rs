@@ -149,11 +149,80 @@ impl RateLimits {
     }
 }
 
+/// Failed logins per account, and the delay they earn: a guesser is slowed
+/// down on every address at once, while the owner (from anywhere) is only
+/// ever delayed, never locked out. Counted per process; quiet accounts
+/// are forgotten.
+#[derive(Debug, Default)]
+pub struct LoginBackoff {
+    failures: dashmap::DashMap<String, (u32, tokio::time::Instant)>,
+}
+
+/// Failures answered without delay.
+const FREE_FAILURES: u32 = 3;
+/// The first delay, doubled with each failure after the free ones.
+const FIRST_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
+/// The longest delay.
+const MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(4);
+/// Failures are forgotten after this long without another.
+const FAILURE_MEMORY: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+impl LoginBackoff {
+    /// How long an attempt at `account` waits before it is checked.
+    pub fn delay(&self, account: &str) -> std::time::Duration {
+        let Some(entry) = self.failures.get(account) else { return std::time::Duration::ZERO };
+        let (failures, last) = *entry;
+        if last.elapsed() > FAILURE_MEMORY || failures <= FREE_FAILURES {
+            return std::time::Duration::ZERO;
+        }
+        let doublings = (failures - FREE_FAILURES - 1).min(16);
+        FIRST_DELAY.saturating_mul(1 << doublings).min(MAX_DELAY)
+    }
+
+    /// A wrong password or code for `account`.
+    pub fn failed(&self, account: &str) {
+        let now = tokio::time::Instant::now();
+        let mut entry = self.failures.entry(account.to_owned()).or_insert((0, now));
+        let (failures, last) = *entry;
+        let failures = if last.elapsed() > FAILURE_MEMORY { 0 } else { failures };
+        *entry = (failures.saturating_add(1), now);
+        metrics::counter!("switchboard_login_failures_total").increment(1);
+    }
+
+    /// A successful login: the account's count starts again.
+    pub fn succeeded(&self, account: &str) {
+        self.failures.remove(account);
+    }
+
+    /// Forgets accounts quiet for long enough.
+    pub fn prune(&self) {
+        self.failures.retain(|_, (_, last)| last.elapsed() <= FAILURE_MEMORY);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use super::{Class, Rate, RateConfig, RateLimits};
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_logins_earn_a_growing_delay_that_fades() {
+        let backoff = super::LoginBackoff::default();
+        let delays: Vec<u64> = (0..9)
+            .map(|_| {
+                backoff.failed("13800000000");
+                u64::try_from(backoff.delay("13800000000").as_millis()).unwrap()
+            })
+            .collect();
+        assert_eq!(delays, [0, 0, 0, 250, 500, 1_000, 2_000, 4_000, 4_000]);
+        assert_eq!(backoff.delay("13800000001"), Duration::ZERO, "per account");
+        tokio::time::advance(Duration::from_secs(15 * 60 + 1)).await;
+        assert_eq!(backoff.delay("13800000000"), Duration::ZERO, "forgotten after a quiet while");
+        backoff.failed("13800000000");
+        backoff.succeeded("13800000000");
+        assert_eq!(backoff.delay("13800000000"), Duration::ZERO);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn an_allowance_refills_with_time_and_says_when() {

@@ -152,7 +152,8 @@ impl SmsCodes {
             self.pending.remove(&key);
             return false;
         }
-        if pending.code == code {
+        let matches: bool = subtle::ConstantTimeEq::ct_eq(pending.code.as_bytes(), code.as_bytes()).into();
+        if matches {
             drop(pending);
             self.pending.remove(&key);
             return true;

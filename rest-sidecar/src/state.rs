@@ -6,7 +6,7 @@ use router::redis::RedisConnection;
 use service::Services;
 use storage::{Store, StoreError};
 
-use crate::rate_limit::{RateConfig, RateLimits};
+use crate::rate_limit::{LoginBackoff, RateConfig, RateLimits};
 use crate::sms::{SmsCodes, SmsRules, SmsSender};
 use service::TokenService;
 
@@ -97,6 +97,8 @@ pub struct SidecarState {
     pub(crate) tokens: TokenService,
     pub(crate) sms: SmsCodes,
     pub(crate) limits: Arc<RateLimits>,
+    /// Failed logins per account and the delay they earn.
+    pub(crate) login_backoff: Arc<LoginBackoff>,
     pub(crate) config: Arc<SidecarConfig>,
     /// Cluster mode's Redis (health checks it); `None` on the embedded default.
     pub(crate) redis: Option<RedisConnection>,
@@ -134,6 +136,7 @@ impl SidecarState {
             tokens,
             sms: SmsCodes::new(sms, config.sms.clone()),
             limits: Arc::new(RateLimits::new(config.rates)),
+            login_backoff: Arc::default(),
             config: Arc::new(config),
             redis: None,
             started: Instant::now(),

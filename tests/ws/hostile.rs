@@ -145,3 +145,67 @@ async fn oversized_file_fields_are_refused_not_stored_and_fanned_out() {
         assert!(refused["error"].as_str().unwrap().contains(field), "says which: {}", refused["error"]);
     }
 }
+
+/// A login as seed 002 writes it, from the client address `from` (the
+/// test server trusts 127.0.0.1 as its proxy).
+async fn login_from(server: &Server, from: &str, phone: &str, password: &str) -> (u16, Value) {
+    let response = server
+        .http
+        .post(format!("{}/api/auth/login", server.base))
+        .header("x-forwarded-for", from)
+        .json(&json!({"phone": phone, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_stranger_guessing_passwords_cannot_lock_the_owner_out() {
+    let server =
+        harness::start_with_flags(&["--trusted-proxy", "127.0.0.1", "--rate-login-per-15min", "3"], |_| {}).await;
+    server.register("13800000001", "victim").await;
+    let mut refused = 0;
+    for _ in 0..6 {
+        let (status, _) = login_from(&server, "6.6.6.6", "13800000001", "guess-123").await;
+        assert_ne!(status, 200);
+        refused += u32::from(status == 429);
+    }
+    assert_eq!(refused, 3, "the guesser's address is limited");
+    // The owner, from elsewhere, still gets in.
+    let (status, session) = login_from(&server, "1.2.3.4", "13800000001", "password123").await;
+    assert_eq!(status, 200, "{session}");
+    assert!(session["data"]["access_token"].is_string());
+}
+
+#[tokio::test]
+async fn logins_and_codes_do_not_tell_which_numbers_and_addresses_are_registered() {
+    let server = harness::start().await;
+    server.register("13800000001", "known").await;
+    // A wrong password and an unknown number: one answer.
+    let (wrong_status, wrong) = login_from(&server, "127.0.0.1", "13800000001", "not-the-password").await;
+    let (unknown_status, unknown) = login_from(&server, "127.0.0.1", "13899999999", "not-the-password").await;
+    assert_eq!((wrong_status, &wrong["code"], &wrong["error"]), (unknown_status, &unknown["code"], &unknown["error"]));
+    // The same by SMS code.
+    let by_code = |phone: &str| json!({"phone": phone, "code": "000000"});
+    let known = server.api(Method::POST, "/api/auth/login", "", by_code("13800000001")).await;
+    let stranger = server.api(Method::POST, "/api/auth/login", "", by_code("13899999998")).await;
+    assert_eq!((&known["code"], &known["error"]), (&stranger["code"], &stranger["error"]));
+    // A register code is sent, and answered, alike for a taken number and a free one.
+    let send = |phone: &str| json!({"phone": phone, "type": "register"});
+    let taken = server.api(Method::POST, "/api/auth/send-code", "", send("13800000001")).await;
+    let free = server.api(Method::POST, "/api/auth/send-code", "", send("13899999997")).await;
+    assert_eq!((&taken["code"], &taken["message"]), (&free["code"], &free["message"]), "{taken} / {free}");
+    let keys = |value: &Value| value["data"].as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&taken), keys(&free));
+    // Seed 001's email login: an unknown address reads like a wrong password.
+    let join = json!({"username": "known", "email": "known@example.com", "password": "secret123"});
+    server.http.post(format!("{}/api/v1/register", server.base)).json(&join).send().await.unwrap();
+    let email_login = |email: &str| {
+        let body = json!({"email": email, "password": "not-the-secret"});
+        server.http.post(format!("{}/api/v1/login", server.base)).json(&body).send()
+    };
+    let wrong: Value = email_login("known@example.com").await.unwrap().json().await.unwrap();
+    let unknown: Value = email_login("nobody@example.com").await.unwrap().json().await.unwrap();
+    assert_eq!((&wrong["code"], &wrong["message"]), (&unknown["code"], &unknown["message"]));
+}

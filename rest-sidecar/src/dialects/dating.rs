@@ -240,9 +240,14 @@ struct LoginBody {
 
 /// `POST /v1/auth/login`: `is_new_device` from `device_info.device_id`
 /// (or `X-Device-ID`), kept per user in the store.
-async fn login(State(state): State<SidecarState>, headers: DeviceHeaders, body: Body<LoginBody, Dating>) -> Reply {
+async fn login(
+    State(state): State<SidecarState>,
+    addr: ClientAddr,
+    headers: DeviceHeaders,
+    body: Body<LoginBody, Dating>,
+) -> Reply {
     let body = body.0;
-    let stored = accounts::login_by_phone(&state, &body.phone, body.password, body.code).await?;
+    let stored = accounts::login_by_phone(&state, &addr, &body.phone, body.password, body.code).await?;
     let info = body.device_info.unwrap_or_default();
     let device = info.device_id.filter(|id| !id.is_empty()).or(headers.device_id);
     let platform = headers.platform.or(info.device_type);

@@ -23,6 +23,7 @@ use service::{CreateChat, HistoryQuery, ProfileUpdate};
 use storage::model::User as StoredUser;
 
 use super::{Body, Failure, Path, Query, Shape, User};
+use crate::extract::ClientAddr;
 use crate::{ApiFailure, SidecarState, accounts};
 
 /// Seed 001's shape.
@@ -110,9 +111,9 @@ struct LoginBody {
 }
 
 /// `POST /api/v1/login`: the access token as `token`.
-async fn login(State(state): State<SidecarState>, body: Body<LoginBody, Simple>) -> Reply {
+async fn login(State(state): State<SidecarState>, addr: ClientAddr, body: Body<LoginBody, Simple>) -> Reply {
     let body = body.0;
-    let user = accounts::login_by_email(&state, &body.email, body.password).await?;
+    let user = accounts::login_by_email(&state, &addr, &body.email, body.password).await?;
     let tokens = accounts::issue(&state, &user).await?;
     ok(json!({
         "token": tokens.access_token,

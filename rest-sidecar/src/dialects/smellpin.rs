@@ -210,9 +210,9 @@ struct LoginBody {
 
 /// `POST /api/v1/auth/login`: phone and SMS code; the first login of a
 /// number registers it.
-async fn login(State(state): State<SidecarState>, body: Body<LoginBody, SmellPin>) -> Reply {
+async fn login(State(state): State<SidecarState>, addr: ClientAddr, body: Body<LoginBody, SmellPin>) -> Reply {
     let body = body.0;
-    let user = accounts::login_or_register_by_code(&state, &body.phone, &body.code).await?;
+    let user = accounts::login_or_register_by_code(&state, &addr, &body.phone, &body.code).await?;
     let tokens = accounts::issue(&state, &user).await?;
     let fields = state.store.profile_fields(user.id).await?;
     ok(

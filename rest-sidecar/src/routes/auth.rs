@@ -102,9 +102,10 @@ pub(crate) struct LoginBody {
 /// `POST /api/auth/login`: phone + password, or phone + SMS code.
 pub(crate) async fn login(
     State(state): State<SidecarState>,
+    addr: ClientAddr,
     Body(body): Body<LoginBody>,
 ) -> Result<Json<ApiResponse<Session>>, ApiFailure> {
-    let user = accounts::login_by_phone(&state, &body.phone, body.password, body.code).await?;
+    let user = accounts::login_by_phone(&state, &addr, &body.phone, body.password, body.code).await?;
     Ok(ok("登录成功", session(&state, &user).await?))
 }
 
