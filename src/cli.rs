@@ -102,6 +102,11 @@ pub struct ServeArgs {
     /// Never in production.
     #[arg(long, env = "SWITCHBOARD_DEV")]
     pub dev: bool,
+    /// Registering with a phone number needs a valid SMS code sent to it
+    /// (`send-code` with type `register`): only the phone's holder can
+    /// claim it. Recommended in production.
+    #[arg(long, env = "SWITCHBOARD_REQUIRE_PHONE_CODE")]
+    pub require_phone_code: bool,
     /// Log output format.
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value = "human")]
     pub log_format: LogFormat,

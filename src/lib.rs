@@ -307,6 +307,7 @@ pub fn sidecar_config(args: &ServeArgs, files_dir: std::path::PathBuf) -> anyhow
     };
     Ok(SidecarConfig {
         dev: args.dev,
+        require_phone_code: args.require_phone_code,
         access_ttl: Duration::from_secs(args.access_ttl_secs),
         upload_limit: args.upload_limit_mib.saturating_mul(1024 * 1024),
         rates,

@@ -256,7 +256,8 @@ async fn finish(gateway: &Gateway, id: &str, reason: &str) {
     metrics::counter!("switchboard_calls_ended_total", "reason" => reason.to_owned()).increment(1);
 }
 
-/// Leaves the call's `system` message in the pair's private chat.
+/// Leaves the call's `system` message in the pair's private chat, sent by
+/// the server (sender 0): no party may edit or delete it.
 async fn record(gateway: &Gateway, from: UserId, to: UserId, call_type: &str, status: &str, duration: Option<u64>) {
     let services = &gateway.inner.services;
     let chat = match services.store().private_chat_between(from, to).await {
@@ -267,9 +268,16 @@ async fn record(gateway: &Gateway, from: UserId, to: UserId, call_type: &str, st
             return;
         }
     };
-    let content = serde_json::json!({"event": "call", "call_type": call_type, "status": status, "duration": duration})
-        .to_string();
-    if let Err(error) = services.pipeline().post_system(chat, from, content).await {
+    let content = serde_json::json!({
+        "event": "call",
+        "call_type": call_type,
+        "status": status,
+        "duration": duration,
+        "caller_id": from,
+        "callee_id": to,
+    })
+    .to_string();
+    if let Err(error) = services.pipeline().post_system(chat, 0, content).await {
         tracing::warn!(%error, "call record not stored");
     }
 }

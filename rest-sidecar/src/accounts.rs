@@ -68,6 +68,11 @@ pub(crate) async fn register(state: &SidecarState, new: Registration) -> Result<
         }
         None => new.username.clone().unwrap_or_else(|| default_nickname(&phone)),
     };
+    if state.config.require_phone_code && !phone.is_empty() && new.code.is_none() {
+        return Err(ApiFailure::bad_request(
+            "code: registering a phone number needs the code sent to it (send-code with type register)",
+        ));
+    }
     if let Some(code) = &new.code
         && !state.sms.verify(&phone, CodePurpose::Register, code, now_millis())
     {

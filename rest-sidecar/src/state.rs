@@ -23,6 +23,8 @@ pub struct SidecarConfig {
     pub upload_limit: u64,
     /// Development conveniences (SMS codes in responses).
     pub dev: bool,
+    /// Registering a phone number needs a code sent to it.
+    pub require_phone_code: bool,
     /// HS256 key for access tokens.
     pub jwt_secret: Vec<u8>,
     pub access_ttl: Duration,
@@ -66,6 +68,7 @@ impl SidecarConfig {
             body_limit: crate::DEFAULT_BODY_LIMIT,
             upload_limit: 50 * 1024 * 1024,
             dev: false,
+            require_phone_code: false,
             jwt_secret,
             access_ttl: Duration::from_secs(86_400),
             refresh_ttl: Duration::from_secs(30 * 86_400),

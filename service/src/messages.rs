@@ -207,9 +207,13 @@ impl Messages {
         self.withdraw(message).await
     }
 
-    /// A message `caller` may see and sent: 20004 when someone else sent it.
+    /// A message `caller` may see and sent: 20004 when someone else sent
+    /// it, or when it is a `system` message (the server's, whoever it names).
     async fn own(&self, caller: UserId, id: MessageId, verb: &str) -> ServiceResult<Message> {
         let (message, _) = self.visible(id, caller).await?;
+        if message.kind == MessageKind::System {
+            return Err(ServiceError::MessageForbidden(format!("nobody may {verb} a system message")));
+        }
         if message.sender_id != caller {
             return Err(ServiceError::MessageForbidden(format!("only the sender may {verb} a message")));
         }

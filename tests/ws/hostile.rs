@@ -209,3 +209,65 @@ async fn logins_and_codes_do_not_tell_which_numbers_and_addresses_are_registered
     let unknown: Value = email_login("nobody@example.com").await.unwrap().json().await.unwrap();
     assert_eq!((&wrong["code"], &wrong["message"]), (&unknown["code"], &unknown["message"]));
 }
+
+#[tokio::test]
+async fn a_call_record_is_the_servers_and_nobody_edits_or_deletes_it() {
+    let server = harness::start().await;
+    let (alice, bob, chat) = server.pair("private").await;
+    let mut alice_live = server.connect(&alice).await;
+    let mut bob_live = server.connect(&bob).await;
+    let id = alice_live.send("call.offer", json!({"to_user_id": bob.id, "call_type": "audio", "sdp": "o"})).await;
+    let call_id = alice_live.reply(&id).await.data["call_id"].clone();
+    bob_live.expect("call.offer").await;
+    bob_live.send("call.end", json!({"call_id": call_id, "reason": "rejected"})).await;
+    alice_live.expect("call.end").await;
+    let history = server.api(Method::GET, &format!("/api/chats/{chat}/messages"), &alice.token, Value::Null).await;
+    let messages = history["data"]["messages"].as_array().unwrap();
+    let record = messages.iter().find(|m| m["type"] == "system").unwrap_or_else(|| panic!("{history}")).clone();
+    assert_eq!(record["sender_id"], 0, "the server's, not the caller's: {record}");
+    let content: Value = serde_json::from_str(record["content"].as_str().unwrap()).unwrap();
+    assert_eq!((content["caller_id"].as_i64(), content["status"].as_str()), (Some(alice.id), Some("rejected")));
+    let path = format!("/api/messages/{}", record["id"]);
+    for user in [&alice, &bob] {
+        let edited = server.api(Method::PUT, &path, &user.token, json!({"content": "we never talked"})).await;
+        assert_eq!(edited["code"], 20004, "{edited}");
+        let deleted = server.api(Method::DELETE, &path, &user.token, Value::Null).await;
+        assert_eq!(deleted["code"], 20004, "{deleted}");
+    }
+    // Nor can a client forge one.
+    let forged = send(&server, &alice, chat, json!({"type": "system", "content": "{\"event\":\"call\"}"})).await;
+    assert_eq!(forged["code"], 400, "{forged}");
+}
+
+#[tokio::test]
+async fn with_require_phone_code_nobody_claims_a_number_they_do_not_hold() {
+    let server = harness::start_with_flags(&["--require-phone-code"], |_| {}).await;
+    let register = |body: Value| {
+        let server = &server;
+        async move { server.api(Method::POST, "/api/auth/register", "", body).await }
+    };
+    let squat = register(json!({"phone": "13800000001", "password": "password123"})).await;
+    assert_eq!(squat["code"], 400, "{squat}");
+    assert!(squat["error"].as_str().unwrap().contains("code"), "{squat}");
+    let guessed = register(json!({"phone": "13800000001", "password": "password123", "code": "123456"})).await;
+    assert_eq!(guessed["code"], 10003, "{guessed}");
+    // Seed 001 registers by email; a phone there needs its code too.
+    let body = json!({"username": "sq", "email": "sq@example.com", "password": "secret123", "phone": "13800000001"});
+    let simple: Value = server
+        .http
+        .post(format!("{}/api/v1/register", server.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(simple["code"], 400, "{simple}");
+    // The holder of the phone gets the code and registers.
+    let sent =
+        server.api(Method::POST, "/api/auth/send-code", "", json!({"phone": "13800000001", "type": "register"})).await;
+    let code = sent["data"]["debug_code"].as_str().unwrap();
+    let owner = register(json!({"phone": "13800000001", "password": "password123", "code": code})).await;
+    assert_eq!(owner["code"], 200, "{owner}");
+}
