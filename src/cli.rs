@@ -129,6 +129,11 @@ pub struct ServeArgs {
     /// Seconds an access token lives.
     #[arg(long, env = "SWITCHBOARD_ACCESS_TTL_SECS", default_value_t = 86_400)]
     pub access_ttl_secs: u64,
+    /// Seconds within which a refresh token presented again gets the same
+    /// new pair (an app's concurrent refreshes); after it, reuse revokes
+    /// the token's whole family.
+    #[arg(long, env = "SWITCHBOARD_REFRESH_REUSE_GRACE_SECS", default_value_t = 10)]
+    pub refresh_reuse_grace_secs: u64,
     /// API requests per hour per user (per address before login).
     #[arg(long, env = "SWITCHBOARD_RATE_API_PER_HOUR", default_value_t = 1_000)]
     pub rate_api_per_hour: u32,

@@ -167,7 +167,8 @@ pub async fn start(
     // it, the gateway verifies with it, so a logout here is refused here at once.
     let tokens = TokenService::load(store.clone(), &config.jwt_secret, config.access_ttl, config.refresh_ttl)
         .await
-        .context("loading auth state")?;
+        .context("loading auth state")?
+        .with_reuse_grace(Duration::from_secs(args.refresh_reuse_grace_secs));
     let calls: Arc<dyn CallRegistry> = match &cluster.redis {
         Some(redis) => Arc::new(RedisCalls::new(redis.clone())),
         None => Arc::new(LocalCalls::new()),

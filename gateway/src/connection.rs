@@ -47,7 +47,12 @@ async fn close(sink: &mut Sink, code: u16, reason: &str) {
 }
 
 /// Waits for `{"type":"auth","data":{"token":...}}`.
-async fn authenticate(gateway: &Gateway, stream: &mut Stream, sink: &mut Sink, encoding: Encoding) -> Option<UserId> {
+async fn authenticate(
+    gateway: &Gateway,
+    stream: &mut Stream,
+    sink: &mut Sink,
+    encoding: Encoding,
+) -> Option<protocol::Claims> {
     let first = tokio::time::timeout(gateway.inner.config.auth_timeout, stream.next()).await;
     let Ok(Some(Ok(frame))) = first else {
         if first.is_err() {
@@ -59,8 +64,8 @@ async fn authenticate(gateway: &Gateway, stream: &mut Stream, sink: &mut Sink, e
         Ok(ClientFrame { command: ClientCommand::Auth(auth), .. }) => Some(auth.token),
         _ => None,
     };
-    if let Some(Ok(user)) = token.map(|token| gateway.inner.tokens.verify(&token)) {
-        return Some(user);
+    if let Some(Ok(claims)) = token.map(|token| gateway.inner.tokens.verify(&token)) {
+        return Some(claims);
     }
     metrics::counter!("switchboard_ws_auth_failures_total").increment(1);
     close(sink, close_codes::AUTH_FAILED, "authentication failed").await;
@@ -188,15 +193,16 @@ fn reason(code: u16) -> &'static str {
     }
 }
 
-pub(crate) async fn serve(gateway: Gateway, socket: Socket, encoding: Encoding, user: Option<UserId>) {
+pub(crate) async fn serve(gateway: Gateway, socket: Socket, encoding: Encoding, claims: Option<protocol::Claims>) {
     let (mut sink, mut stream) = socket.split();
-    let user_id = match user {
-        Some(user) => user,
+    let claims = match claims {
+        Some(claims) => claims,
         None => match authenticate(&gateway, &mut stream, &mut sink, encoding).await {
-            Some(user) => user,
+            Some(claims) => claims,
             None => return,
         },
     };
+    let user_id = claims.sub;
     // A disabled account's tokens may still be unexpired: it does not get in.
     match gateway.inner.services.store().user(user_id).await {
         Ok(Some(user)) if !user.is_disabled => {}
@@ -210,14 +216,23 @@ pub(crate) async fn serve(gateway: Gateway, socket: Socket, encoding: Encoding, 
     }
     let id = gateway.inner.next_connection.fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!("ws", user_id, connection = id, ?encoding);
-    run(gateway, sink, stream, encoding, user_id, id).instrument(span).await;
+    run(gateway, sink, stream, encoding, claims, id).instrument(span).await;
 }
 
-async fn run(gateway: Gateway, mut sink: Sink, mut stream: Stream, encoding: Encoding, user_id: UserId, id: u64) {
+async fn run(
+    gateway: Gateway,
+    mut sink: Sink,
+    mut stream: Stream,
+    encoding: Encoding,
+    claims: protocol::Claims,
+    id: u64,
+) {
+    let user_id = claims.sub;
     let (outbound, mut queue) = mpsc::channel(gateway.inner.config.outbound_queue);
     let handle = Arc::new(Handle {
         id,
         user_id,
+        claims,
         encoding,
         outbound,
         last_seen: AtomicI64::new(gateway.clock_ms()),

@@ -17,8 +17,16 @@ use crate::{Gateway, GatewayConfig, TokenVerifier};
 struct NoTokens;
 
 impl TokenVerifier for NoTokens {
-    fn verify(&self, _token: &str) -> Result<UserId, ErrorCode> {
+    fn verify(&self, _token: &str) -> Result<protocol::Claims, ErrorCode> {
         Err(ErrorCode::TokenInvalid)
+    }
+
+    fn still_valid(&self, _claims: &protocol::Claims, _now_secs: i64) -> bool {
+        false
+    }
+
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
     }
 }
 

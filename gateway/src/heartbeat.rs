@@ -56,6 +56,7 @@ mod tests {
         let handle = Arc::new(Handle {
             id: 1,
             user_id: f.alice,
+            claims: protocol::Claims { sub: f.alice, jti: "t".into(), iat: 0, exp: i64::MAX, fam: None },
             encoding: Encoding::Json,
             outbound,
             last_seen: AtomicI64::new(f.gateway.clock_ms()),

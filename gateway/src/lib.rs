@@ -24,6 +24,7 @@ mod fixture;
 mod heartbeat;
 mod registry;
 mod server;
+mod sessions;
 mod typing;
 mod upgrade;
 
@@ -35,7 +36,6 @@ use axum::extract::State;
 use protocol::ErrorCode;
 use router::{CallRegistry, PRESENCE_CHANGES_CAPACITY};
 use service::Services;
-use storage::model::UserId;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -70,13 +70,26 @@ pub mod close_codes {
 
 /// Checks access tokens: the service layer's token service, or a stand-in in tests.
 pub trait TokenVerifier: Send + Sync + 'static {
-    /// The user a valid, unrevoked token belongs to.
-    fn verify(&self, token: &str) -> Result<UserId, ErrorCode>;
+    /// The claims of a valid, unrevoked token.
+    fn verify(&self, token: &str) -> Result<protocol::Claims, ErrorCode>;
+    /// Whether a session opened with `claims` may go on at `now_secs`
+    /// (not expired, not revoked, its family not revoked).
+    fn still_valid(&self, claims: &protocol::Claims, now_secs: i64) -> bool;
+    /// Changes whenever a revocation becomes known; `None` if never.
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>>;
 }
 
 impl TokenVerifier for service::TokenService {
-    fn verify(&self, token: &str) -> Result<UserId, ErrorCode> {
-        service::TokenService::verify(self, token).map(|claims| claims.sub)
+    fn verify(&self, token: &str) -> Result<protocol::Claims, ErrorCode> {
+        service::TokenService::verify(self, token)
+    }
+
+    fn still_valid(&self, claims: &protocol::Claims, now_secs: i64) -> bool {
+        service::TokenService::still_valid(self, claims, now_secs)
+    }
+
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(service::TokenService::changes(self))
     }
 }
 
@@ -237,6 +250,7 @@ impl Gateway {
             tokio::spawn(typing::expire(self.clone(), shutdown.clone())),
             tokio::spawn(calls::sweep(self.clone(), shutdown.clone())),
             tokio::spawn(report_stats(self.clone(), shutdown.clone())),
+            tokio::spawn(sessions::watch(self.clone(), shutdown.clone())),
         ];
         // Presence outlives the connections, so their goodbyes still reach it.
         let presence_stop = CancellationToken::new();

@@ -16,6 +16,9 @@ use protocol::Encoding;
 pub(crate) struct Handle {
     pub(crate) id: u64,
     pub(crate) user_id: UserId,
+    /// The token the connection was opened with: when it expires or is
+    /// revoked, the connection is closed.
+    pub(crate) claims: protocol::Claims,
     pub(crate) encoding: Encoding,
     /// Bounded outbound queue: when it is full the consumer is too slow and
     /// is closed (4008); its client resyncs on reconnect.

@@ -68,7 +68,7 @@ fn upgrade_as(gateway: &Gateway, mut request: Request, encoding: Encoding, proto
     }
     let user = match token(&request) {
         Some(token) => match gateway.inner.tokens.verify(&token) {
-            Ok(user) => Some(user),
+            Ok(claims) => Some(claims),
             Err(code) => {
                 metrics::counter!("switchboard_ws_auth_failures_total").increment(1);
                 return refuse(encoding, code, code.message());

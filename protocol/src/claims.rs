@@ -14,4 +14,8 @@ pub struct Claims {
     pub iat: i64,
     /// Expiry, seconds since the epoch.
     pub exp: i64,
+    /// The refresh family this token came from (one login and its
+    /// refreshes): revoking the family revokes its access tokens too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fam: Option<String>,
 }

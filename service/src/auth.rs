@@ -6,7 +6,13 @@
 //! until the token would have expired (kept in the store, so a restart
 //! does not un-revoke it, and in memory, so checking costs no I/O).
 //! Refresh tokens are opaque random strings stored only as SHA-256 hashes,
-//! rotated on every use; presenting a spent one revokes its whole family.
+//! rotated on every use; presenting a spent one revokes its whole family,
+//! and the family's access tokens with it (each names its family). The
+//! same refresh token presented again within a short grace window (an
+//! honest client's two concurrent refreshes) gets the same new pair.
+//!
+//! Whoever holds open sessions (the gateway) watches [`TokenService::changes`]
+//! and re-checks them with [`TokenService::still_valid`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,9 +63,30 @@ struct Inner {
     validation: Validation,
     access_ttl: Duration,
     refresh_ttl: Duration,
-    /// Revoked `jti` -> expiry (ms). Entries past expiry are pruned.
+    /// Revoked `jti` (or `fam:<family>`) -> when the entry may go (ms):
+    /// the token's expiry plus the validation leeway.
     denied: DashMap<String, i64>,
     store: Arc<dyn Store>,
+    /// Rotations of the last moments: presented hash -> (the pair handed
+    /// out, when), so a second presentation within the grace window gets
+    /// the same pair instead of revoking the family.
+    recent: DashMap<String, (IssuedTokens, i64)>,
+    reuse_grace_ms: i64,
+    /// Bumped whenever a token or family is revoked here or found revoked
+    /// by another process.
+    changes: tokio::sync::watch::Sender<u64>,
+}
+
+/// Seconds of clock skew a token's expiry is allowed.
+const LEEWAY_SECS: u64 = 5;
+
+/// How long the same refresh token may be presented again and get the same
+/// new pair (an honest client's concurrent refreshes) by default.
+pub const DEFAULT_REUSE_GRACE: Duration = Duration::from_secs(10);
+
+/// The denylist key of a refresh family.
+fn family_key(family: &str) -> String {
+    format!("fam:{family}")
 }
 
 impl std::fmt::Debug for TokenService {
@@ -88,7 +115,7 @@ impl TokenService {
         refresh_ttl: Duration,
     ) -> Result<Self, StoreError> {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 5;
+        validation.leeway = LEEWAY_SECS;
         // `sub` is a numeric user id here; the library checks only string
         // subjects, so presence of `sub` is enforced by deserialising Claims.
         validation.set_required_spec_claims(&["exp"]);
@@ -105,8 +132,54 @@ impl TokenService {
                 refresh_ttl,
                 denied,
                 store,
+                recent: DashMap::new(),
+                reuse_grace_ms: i64::try_from(DEFAULT_REUSE_GRACE.as_millis()).unwrap_or(i64::MAX),
+                changes: tokio::sync::watch::Sender::new(0),
             }),
         })
+    }
+
+    /// The same service with another reuse grace window (must be set
+    /// before the service is shared).
+    #[must_use]
+    pub fn with_reuse_grace(mut self, grace: Duration) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.reuse_grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
+        }
+        self
+    }
+
+    /// A receiver that changes whenever a revocation becomes known here.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.inner.changes.send_modify(|count| *count += 1);
+    }
+
+    /// Whether a session opened with `claims` may go on at `now_secs`: not
+    /// expired, not revoked, its family not revoked.
+    pub fn still_valid(&self, claims: &Claims, now_secs: i64) -> bool {
+        claims.exp > now_secs && !self.is_denied(claims)
+    }
+
+    fn is_denied(&self, claims: &Claims) -> bool {
+        self.inner.denied.contains_key(&claims.jti)
+            || claims.fam.as_ref().is_some_and(|family| self.inner.denied.contains_key(&family_key(family)))
+    }
+
+    /// When a denylist entry for a token expiring at `exp` (seconds) may go.
+    fn deny_until(exp_secs: i64) -> i64 {
+        (exp_secs + LEEWAY_SECS as i64) * 1000
+    }
+
+    /// Denies `key` until `until` (ms), here and, through the store, everywhere.
+    async fn deny(&self, key: String, until: i64) -> Result<(), StoreError> {
+        self.inner.store.revoke_access_token(&key, until, now_millis()).await?;
+        self.inner.denied.insert(key, until);
+        self.changed();
+        Ok(())
     }
 
     /// Seconds an access token lives.
@@ -114,10 +187,15 @@ impl TokenService {
         self.inner.access_ttl.as_secs()
     }
 
-    fn access_token(&self, user_id: UserId) -> String {
+    fn access_token(&self, user_id: UserId, family: &str) -> String {
         let now = now_millis() / 1000;
-        let claims =
-            Claims { sub: user_id, jti: random_token(16), iat: now, exp: now + self.inner.access_ttl.as_secs() as i64 };
+        let claims = Claims {
+            sub: user_id,
+            jti: random_token(16),
+            iat: now,
+            exp: now + self.inner.access_ttl.as_secs() as i64,
+            fam: Some(family.to_owned()),
+        };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.inner.encoding)
             .expect("HS256 signing of plain claims cannot fail")
     }
@@ -140,8 +218,13 @@ impl TokenService {
 
     /// A new login: an access token and the first refresh token of a new family.
     pub async fn issue(&self, user_id: UserId) -> Result<IssuedTokens, StoreError> {
-        let refresh_token = self.new_refresh(user_id, random_token(16)).await?;
-        Ok(IssuedTokens { access_token: self.access_token(user_id), refresh_token, expires_in: self.access_ttl_secs() })
+        let family = random_token(16);
+        let refresh_token = self.new_refresh(user_id, family.clone()).await?;
+        Ok(IssuedTokens {
+            access_token: self.access_token(user_id, &family),
+            refresh_token,
+            expires_in: self.access_ttl_secs(),
+        })
     }
 
     /// Checks signature, expiry and revocation.
@@ -152,33 +235,46 @@ impl TokenService {
                 _ => ErrorCode::TokenInvalid,
             })?
             .claims;
-        if self.inner.denied.contains_key(&claims.jti) {
+        if self.is_denied(&claims) {
             return Err(ErrorCode::TokenInvalid);
         }
         Ok(claims)
     }
 
-    /// Spends `presented` and issues its successor in the same family.
+    /// Spends `presented` and issues its successor in the same family. The
+    /// same token again within the grace window gets the same pair; after
+    /// it, reuse revokes the family and its access tokens.
     pub async fn refresh(&self, presented: &str) -> Result<(UserId, IssuedTokens), RefreshError> {
-        let next = random_token(32);
+        let presented_hash = hash(presented);
         let now = now_millis();
+        if let Some(entry) = self.inner.recent.get(&presented_hash)
+            && now - entry.1 <= self.inner.reuse_grace_ms
+            && let Ok(claims) = self.verify(&entry.0.access_token)
+        {
+            metrics::counter!("switchboard_auth_refresh_grace_total").increment(1);
+            return Ok((claims.sub, entry.0.clone()));
+        }
+        let next = random_token(32);
         let rotation = self
             .inner
             .store
-            .rotate_refresh_token(&hash(presented), hash(&next), now + self.inner.refresh_ttl.as_millis() as i64, now)
+            .rotate_refresh_token(&presented_hash, hash(&next), now + self.inner.refresh_ttl.as_millis() as i64, now)
             .await?;
         match rotation {
             RefreshRotation::Rotated { previous } => {
                 let tokens = IssuedTokens {
-                    access_token: self.access_token(previous.user_id),
+                    access_token: self.access_token(previous.user_id, &previous.family_id),
                     refresh_token: next,
                     expires_in: self.access_ttl_secs(),
                 };
+                self.inner.recent.insert(presented_hash, (tokens.clone(), now));
                 Ok((previous.user_id, tokens))
             }
             RefreshRotation::Reused { user_id, family_id } => {
-                tracing::warn!(user_id, family_id, "refresh token reused: family revoked");
+                tracing::warn!(user_id, family_id, "refresh token reused: family and its access tokens revoked");
                 metrics::counter!("switchboard_auth_refresh_reuse_total").increment(1);
+                let until = Self::deny_until(now / 1000 + self.inner.access_ttl.as_secs() as i64);
+                self.deny(family_key(&family_id), until).await?;
                 Err(RefreshError::Invalid)
             }
             RefreshRotation::Expired => Err(RefreshError::Expired),
@@ -192,7 +288,7 @@ impl TokenService {
     pub async fn renew_access(&self, presented: &str) -> Result<(UserId, String), RefreshError> {
         let now = now_millis();
         match self.inner.store.live_refresh_token(&hash(presented), now).await? {
-            Some(token) => Ok((token.user_id, self.access_token(token.user_id))),
+            Some(token) => Ok((token.user_id, self.access_token(token.user_id, &token.family_id))),
             None => Err(RefreshError::Invalid),
         }
     }
@@ -200,9 +296,8 @@ impl TokenService {
     /// Logout: denies the access token until it expires and revokes the
     /// refresh token, if given.
     pub async fn revoke(&self, claims: &Claims, refresh_token: Option<&str>) -> Result<(), StoreError> {
-        let expires_at = claims.exp * 1000;
-        self.inner.store.revoke_access_token(&claims.jti, expires_at, now_millis()).await?;
-        self.inner.denied.insert(claims.jti.clone(), expires_at);
+        // Kept past expiry by the leeway, which verification still allows.
+        self.deny(claims.jti.clone(), Self::deny_until(claims.exp)).await?;
         if let Some(token) = refresh_token {
             self.inner.store.revoke_refresh_token(&hash(token), now_millis()).await?;
         }
@@ -238,6 +333,9 @@ impl TokenService {
                 added += 1;
             }
         }
+        if added > 0 {
+            self.changed();
+        }
         Ok(added)
     }
 
@@ -245,6 +343,8 @@ impl TokenService {
     pub fn prune(&self) {
         let now = now_millis();
         self.inner.denied.retain(|_, expires_at| *expires_at > now);
+        let grace = self.inner.reuse_grace_ms;
+        self.inner.recent.retain(|_, (_, at)| now - *at <= grace);
     }
 }
 

@@ -271,3 +271,82 @@ async fn with_require_phone_code_nobody_claims_a_number_they_do_not_hold() {
     let owner = register(json!({"phone": "13800000001", "password": "password123", "code": code})).await;
     assert_eq!(owner["code"], 200, "{owner}");
 }
+
+/// A new session of the user with `phone` (the harness's password): its
+/// access and refresh tokens.
+async fn session(server: &Server, phone: &str) -> (String, String) {
+    let body = json!({"phone": phone, "password": "password123"});
+    let reply = server.api(Method::POST, "/api/auth/login", "", body).await;
+    let token = |name: &str| reply["data"][name].as_str().unwrap_or_else(|| panic!("{reply}")).to_owned();
+    (token("access_token"), token("refresh_token"))
+}
+
+async fn refresh(server: &Server, refresh_token: &str) -> Value {
+    server.api(Method::POST, "/api/auth/refresh", "", json!({"refresh_token": refresh_token})).await
+}
+
+/// Waits (2 s at most) for the server to close `client`; answers the code.
+async fn closed_within(client: &mut harness::Client) -> Option<u16> {
+    client.closed(Duration::from_secs(2)).await.map(u16::from)
+}
+
+#[tokio::test]
+async fn logging_out_closes_that_tokens_sockets_and_only_those() {
+    let server = harness::start().await;
+    let alice = server.register("13800000001", "alice").await;
+    let (other_token, _) = session(&server, "13800000001").await;
+    let mut ended = server.connect(&alice).await;
+    let mut kept = server.connect_with(Some(&other_token), None).await.unwrap();
+    kept.expect("connect").await;
+    let out = server.api(Method::POST, "/api/auth/logout", &alice.token, json!({})).await;
+    assert_eq!(out["code"], 200, "{out}");
+    assert_eq!(closed_within(&mut ended).await, Some(4001), "the logged-out token's socket");
+    // The other session's socket goes on.
+    let id = kept.send("ping", json!({})).await;
+    assert_eq!(kept.reply(&id).await.kind, "pong");
+    // And the token opens no new socket.
+    assert!(server.connect_with(Some(&alice.token), None).await.is_err());
+}
+
+#[tokio::test]
+async fn a_reused_refresh_token_ends_its_family_access_tokens_and_sockets_included() {
+    let server = harness::start_with_flags(&["--refresh-reuse-grace-secs", "1"], |_| {}).await;
+    server.register("13800000001", "alice").await;
+    let (access, refresh_token) = session(&server, "13800000001").await;
+    let mut live = server.connect_with(Some(&access), None).await.unwrap();
+    live.expect("connect").await;
+    // An honest app refreshing twice at once gets one pair, and keeps its session.
+    let first = refresh(&server, &refresh_token).await;
+    let second = refresh(&server, &refresh_token).await;
+    assert_eq!(first["code"], 200, "{first}");
+    assert_eq!(first["data"], second["data"], "the same pair within the grace window");
+    let rotated_access = first["data"]["access_token"].as_str().unwrap().to_owned();
+    // A thief replaying the spent token after the window: the whole family ends.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let replayed = refresh(&server, &refresh_token).await;
+    assert_eq!(replayed["code"], 10008, "{replayed}");
+    for token in [&access, &rotated_access] {
+        let me = server.api(Method::GET, "/api/users/me", token, Value::Null).await;
+        assert_eq!(me["code"], 10008, "the family's access tokens are dead: {me}");
+    }
+    assert_eq!(closed_within(&mut live).await, Some(4001));
+    let next = first["data"]["refresh_token"].as_str().unwrap();
+    assert_eq!(refresh(&server, next).await["code"], 10008, "and its refresh tokens");
+}
+
+#[tokio::test]
+async fn a_revoked_token_stays_refused_through_the_expiry_leeway_and_expired_sessions_close() {
+    let server = harness::start_with_flags(&["--access-ttl-secs", "1"], |_| {}).await;
+    let alice = server.register("13800000001", "alice").await;
+    let out = server.api(Method::POST, "/api/auth/logout", &alice.token, json!({})).await;
+    assert_eq!(out["code"], 200, "{out}");
+    // Past its expiry, inside the 5 s leeway verification allows.
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let me = server.api(Method::GET, "/api/users/me", &alice.token, Value::Null).await;
+    assert_eq!(me["code"], 10008, "still revoked: {me}");
+    // A socket whose token expires is closed.
+    let (fresh, _) = session(&server, "13800000001").await;
+    let mut live = server.connect_with(Some(&fresh), None).await.unwrap();
+    live.expect("connect").await;
+    assert_eq!(live.closed(Duration::from_secs(4)).await.map(u16::from), Some(4001));
+}
