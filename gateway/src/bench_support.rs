@@ -32,13 +32,7 @@ impl LocalConnections {
             registry.insert(Arc::new(Handle {
                 id: n as u64,
                 user_id: n as UserId + 1,
-                claims: protocol::Claims {
-                    sub: n as UserId + 1,
-                    jti: String::new(),
-                    iat: 0,
-                    exp: i64::MAX,
-                    fam: None,
-                },
+                claims: protocol::Claims { sub: n as UserId + 1, jti: String::new(), iat: 0, exp: i64::MAX, fam: None },
                 encoding: if msgpack { Encoding::MsgPack } else { Encoding::Json },
                 outbound,
                 last_seen: AtomicI64::new(0),

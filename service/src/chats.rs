@@ -160,6 +160,13 @@ impl Chats {
         if kind == ChatKind::Group && new.members.len() + 1 > max {
             return Err(ServiceError::Invalid(format!("a group has at most {max} members")));
         }
+        // A private chat with someone who blocked you is refused (20005).
+        if kind == ChatKind::Private
+            && let [other] = new.members.as_slice()
+            && self.deps.store.is_blocked(*other, caller).await?
+        {
+            return Err(ServiceError::Blocked);
+        }
         let request = NewChat {
             kind,
             name: new.name,

@@ -50,10 +50,36 @@ pub(crate) async fn online_of(deps: &Deps, users: &[UserId]) -> Vec<bool> {
     }
 }
 
-/// Whether `viewer` may know `subject`'s presence: the same rule as the
-/// `presence` events (themselves, or someone who would be told of it).
+/// Whether `viewer` may know `subject`'s presence: themselves, or someone
+/// `subject` has not blocked who is a mutual contact or shares a chat
+/// with them. (The live `presence` events go to fewer: mutual contacts and
+/// private-chat peers, never someone blocked.)
 pub(crate) async fn may_see_presence(deps: &Deps, viewer: UserId, subject: UserId) -> ServiceResult<bool> {
-    Ok(viewer == subject || deps.store.presence_audience(subject).await?.contains(&viewer))
+    if viewer == subject {
+        return Ok(true);
+    }
+    Ok(related(deps, viewer, subject).await? == Relation::Related)
+}
+
+/// What consent `subject` gives `viewer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Relation {
+    /// `subject` blocked `viewer`.
+    Blocked,
+    /// Neither a mutual contact nor in a chat together.
+    Stranger,
+    Related,
+}
+
+/// Whether `viewer` and `subject` are related (a mutual contact, or a chat
+/// in common) and not blocked by `subject`: what presence and calls ask.
+pub(crate) async fn related(deps: &Deps, viewer: UserId, subject: UserId) -> ServiceResult<Relation> {
+    let store = &deps.store;
+    if store.is_blocked(subject, viewer).await? {
+        return Ok(Relation::Blocked);
+    }
+    let mutual = store.contact(viewer, subject).await?.is_some() && store.contact(subject, viewer).await?.is_some();
+    if mutual || store.share_a_chat(viewer, subject).await? { Ok(Relation::Related) } else { Ok(Relation::Stranger) }
 }
 
 /// `subject`'s presence as `viewer` may know it: offline when they may not.
@@ -197,7 +223,7 @@ impl Users {
     }
 
     /// Whether `from` may call `to`: an existing user who has not blocked
-    /// them, and a contact (either way) or someone they share a chat with.
+    /// them, and a mutual contact or someone they share a chat with.
     pub async fn may_call(&self, from: UserId, to: UserId) -> ServiceResult<()> {
         if to == from {
             return Err(ServiceError::Invalid("you cannot call yourself".into()));
@@ -206,15 +232,12 @@ impl Users {
         if store.user(to).await?.is_none() {
             return Err(ServiceError::user_not_found(to));
         }
-        if store.is_blocked(to, from).await? {
-            return Err(ServiceError::Blocked);
+        match related(&self.deps, from, to).await? {
+            Relation::Related => Ok(()),
+            Relation::Blocked => Err(ServiceError::Blocked),
+            Relation::Stranger => Err(ServiceError::Forbidden(
+                "you may only call mutual contacts and people you share a chat with".into(),
+            )),
         }
-        let related = store.share_a_chat(from, to).await?
-            || store.contact(from, to).await?.is_some()
-            || store.contact(to, from).await?.is_some();
-        if !related {
-            return Err(ServiceError::Forbidden("you may only call contacts and people you share a chat with".into()));
-        }
-        Ok(())
     }
 }

@@ -331,7 +331,14 @@ pub async fn contacts_add_update_block_delete<S: Store>(store: &S) {
     store.create_chat(direct).await.unwrap();
     let mut audience = store.presence_audience(alice).await.unwrap();
     audience.sort_unstable();
-    assert_eq!(audience, vec![carol, dave], "contacts who keep alice, and her private-chat peers");
+    assert_eq!(audience, vec![carol, dave], "mutual contacts, and her private-chat peers");
+    // One-sided: keeping alice as a contact is not enough; a peer she blocks is left out.
+    let eve = user(store, "5").await;
+    store.add_contact(eve, alice, String::new(), now).await.unwrap();
+    store.add_contact(alice, dave, String::new(), now).await.unwrap();
+    let block_dave = ContactUpdate { is_blocked: Some(true), updated_at: now + 1, ..ContactUpdate::default() };
+    store.update_contact(alice, dave, block_dave).await.unwrap();
+    assert_eq!(store.presence_audience(alice).await.unwrap(), vec![carol], "not eve (one-sided), not dave (blocked)");
     let mut bobs = store.presence_audience(bob).await.unwrap();
     bobs.sort_unstable();
     assert!(bobs.is_empty(), "alice blocked bob, so she does not hear of him: {bobs:?}");

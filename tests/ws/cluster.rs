@@ -306,8 +306,9 @@ async fn clients_on_different_nodes_chat_type_and_see_each_other() {
         .iter()
         .map(|user| (user["user_id"].as_i64().unwrap(), user["is_online"].as_bool().unwrap()))
         .collect();
-    // Carol shares only a group with Bob: her presence is not his to see.
-    assert_eq!(online, BTreeMap::from([(alice.id, true)]), "the registry sees every node");
+    // Carol shares a group with Bob: he may query her presence (offline:
+    // she has no connection on any node).
+    assert_eq!(online, BTreeMap::from([(alice.id, true), (carol.id, false)]), "the registry sees every node");
 
     alices.send("typing", json!({"chat_id": chat, "is_typing": true})).await;
     let typing = bobs.expect("typing").await;

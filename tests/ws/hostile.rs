@@ -350,3 +350,64 @@ async fn a_revoked_token_stays_refused_through_the_expiry_leeway_and_expired_ses
     live.expect("connect").await;
     assert_eq!(live.closed(Duration::from_secs(4)).await.map(u16::from), Some(4001));
 }
+
+async fn add_contact(server: &Server, owner: &User, phone: &str) {
+    let added = server.api(Method::POST, "/api/contacts", &owner.token, json!({"phone": phone})).await;
+    assert_eq!(added["code"], 200, "{added}");
+}
+
+async fn block(server: &Server, owner: &User, other: &User) {
+    let path = format!("/api/contacts/{}", other.id);
+    let blocked = server.api(Method::PUT, &path, &owner.token, json!({"is_blocked": true})).await;
+    assert_eq!(blocked["code"], 200, "{blocked}");
+}
+
+/// The presence of `subject` as `viewer` may query it: `None` when hidden.
+async fn queried_presence(viewer: &mut harness::Client, subject: &User) -> Option<Value> {
+    let id = viewer.send("presence.query", json!({"user_ids": [subject.id]})).await;
+    viewer.reply(&id).await.data["users"].as_array().unwrap().first().cloned()
+}
+
+#[tokio::test]
+async fn adding_someone_as_a_contact_does_not_reveal_their_presence_or_let_you_call_them() {
+    let server = harness::start().await;
+    let alice = server.register("13800000001", "alice").await;
+    let mallory = server.register("13800000666", "mallory").await;
+    add_contact(&server, &mallory, "13800000001").await;
+    let mut watcher = server.connect(&mallory).await;
+    watcher.expect("connect").await;
+    let mut alices = server.connect(&alice).await;
+    alices.expect("connect").await;
+    watcher.quiet("presence", Duration::from_millis(300)).await;
+    assert_eq!(queried_presence(&mut watcher, &alice).await, None);
+    let profile = server.api(Method::GET, &format!("/api/users/{}", alice.id), &mallory.token, Value::Null).await;
+    assert_eq!((&profile["data"]["online"], &profile["data"]["last_seen"]), (&json!(false), &Value::Null), "{profile}");
+    let id = watcher.send("call.offer", json!({"to_user_id": alice.id, "call_type": "audio", "sdp": "o"})).await;
+    assert_eq!(watcher.reply(&id).await.data["code"], 403);
+    alices.quiet("call.offer", Duration::from_millis(200)).await;
+    // Once Alice adds Mallory back, they are mutual contacts: both are allowed.
+    add_contact(&server, &alice, "13800000666").await;
+    assert_eq!(queried_presence(&mut watcher, &alice).await.unwrap()["is_online"], true);
+}
+
+#[tokio::test]
+async fn a_block_hides_presence_refuses_calls_and_private_chats() {
+    let server = harness::start().await;
+    let alice = server.register("13800000001", "alice").await;
+    let bob = server.register("13800000002", "bob").await;
+    // A group in common lets them see each other, until Alice blocks Bob.
+    server.chat(&alice, "group", &[&bob]).await;
+    let mut alices = server.connect(&alice).await;
+    alices.expect("connect").await;
+    let mut bobs = server.connect(&bob).await;
+    bobs.expect("connect").await;
+    assert_eq!(queried_presence(&mut bobs, &alice).await.unwrap()["is_online"], true, "a shared chat");
+    add_contact(&server, &alice, "13800000002").await;
+    block(&server, &alice, &bob).await;
+    assert_eq!(queried_presence(&mut bobs, &alice).await, None, "blocked: hidden");
+    let id = bobs.send("call.offer", json!({"to_user_id": alice.id, "call_type": "audio", "sdp": "o"})).await;
+    assert_eq!(bobs.reply(&id).await.data["code"], 20005);
+    let private =
+        server.api(Method::POST, "/api/chats", &bob.token, json!({"type": "private", "members": [alice.id]})).await;
+    assert_eq!(private["code"], 20005, "{private}");
+}

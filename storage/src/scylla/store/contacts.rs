@@ -98,11 +98,21 @@ impl ContactStore for ScyllaStore {
     async fn presence_audience(&self, user_id: UserId) -> StoreResult<Vec<UserId>> {
         let _open = self.open_guard().await?;
         let (holders, chats) = try_join(self.contact_holders(user_id), self.chats_of(user_id)).await?;
-        let mut audience: HashSet<UserId> =
-            holders.into_iter().filter(|(_, blocked)| !blocked.unwrap_or(false)).map(|(holder, _)| holder).collect();
+        let own = self.rows::<ContactRow>(&self.st().select_contacts, (user_id,)).await?;
+        let own: Vec<Contact> = own.into_iter().filter_map(ContactRow::into_contact).collect();
+        let blocked: HashSet<UserId> = own.iter().filter(|c| c.is_blocked).map(|c| c.contact_id).collect();
+        let mine: HashSet<UserId> = own.iter().filter(|c| !c.is_blocked).map(|c| c.contact_id).collect();
+        // Mutual contacts (neither blocking the other), and private-chat
+        // peers the user has not blocked.
+        let mut audience: HashSet<UserId> = holders
+            .into_iter()
+            .filter(|(holder, blocks)| !blocks.unwrap_or(false) && mine.contains(holder))
+            .map(|(holder, _)| holder)
+            .collect();
         let private = chats.into_iter().filter(|(_, kind)| kind.as_deref() == Some(ChatKind::Private.as_str()));
         for members in try_join_all(private.map(|(chat, _)| self.load_members(chat))).await? {
-            audience.extend(members.iter().map(|m| m.user_id).filter(|&peer| peer != user_id));
+            audience
+                .extend(members.iter().map(|m| m.user_id).filter(|&peer| peer != user_id && !blocked.contains(&peer)));
         }
         Ok(audience.into_iter().collect())
     }

@@ -123,11 +123,15 @@ impl ContactStore for SqliteStore {
         self.read(move |conn| {
             let audience = conn
                 .prepare_cached(
-                    "SELECT user_id FROM contacts WHERE contact_id = ?1 AND is_blocked = 0 \
+                    "SELECT theirs.user_id FROM contacts theirs \
+                     JOIN contacts mine ON mine.user_id = ?1 AND mine.contact_id = theirs.user_id \
+                     AND mine.is_blocked = 0 \
+                     WHERE theirs.contact_id = ?1 AND theirs.is_blocked = 0 \
                      UNION SELECT peer.user_id FROM members me \
                      JOIN chats c ON c.id = me.chat_id AND c.kind = 'private' \
                      JOIN members peer ON peer.chat_id = c.id AND peer.user_id != ?1 \
-                     WHERE me.user_id = ?1",
+                     WHERE me.user_id = ?1 AND NOT EXISTS (SELECT 1 FROM contacts b \
+                     WHERE b.user_id = ?1 AND b.contact_id = peer.user_id AND b.is_blocked = 1)",
                 )?
                 .query_map([user_id], |row| row.get(0))?
                 .collect::<Result<_, _>>()?;
