@@ -149,6 +149,15 @@ pub struct ServeArgs {
     /// Largest upload, in MiB.
     #[arg(long, env = "SWITCHBOARD_UPLOAD_LIMIT_MIB", default_value_t = 50)]
     pub upload_limit_mib: u64,
+    /// A separate address serving `/metrics` (for the scraper); the main
+    /// listener then serves it only with `--metrics-token`. Without it,
+    /// `/metrics` on the main listener answers only this machine (not
+    /// through a proxy) or the token.
+    #[arg(long, env = "SWITCHBOARD_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// A bearer token that opens `/metrics` on the main listener from anywhere.
+    #[arg(long, env = "SWITCHBOARD_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// Most concurrent WebSocket connections.
     #[arg(long, env = "SWITCHBOARD_WS_MAX_CONNECTIONS", default_value_t = 100_000)]
     pub ws_max_connections: usize,

@@ -197,6 +197,10 @@ pub async fn start(
     if let Some(subscriber) = cluster.subscriber.filter(|_| role != Role::Sidecar) {
         tasks.spawn(subscriber.run(shutdown.clone()));
     }
+    if let Some(addr) = args.metrics_listen {
+        tasks
+            .spawn(serve_metrics(TcpListener::bind(addr).await.context("binding --metrics-listen")?, shutdown.clone()));
+    }
     if let Some((config, outbox, events)) = webhooks {
         tasks.spawn(webhooks::run(config, outbox, events, shutdown.clone()));
     }
@@ -238,6 +242,13 @@ pub async fn start(
         Ok(())
     });
     Ok(Node { router, finished })
+}
+
+/// `/metrics` alone on a listener of its own until `shutdown`.
+async fn serve_metrics(listener: TcpListener, shutdown: CancellationToken) {
+    if let Err(error) = ops::serve(listener, ops::metrics_routes(), shutdown).await {
+        tracing::warn!(%error, "the metrics listener stopped");
+    }
 }
 
 /// Waits up to `grace` for the process's background tasks, and says how
@@ -319,6 +330,7 @@ pub fn sidecar_config(args: &ServeArgs, files_dir: std::path::PathBuf) -> anyhow
             StoreKind::Scylla => "scylla",
         },
         node_id: u64::from(args.node_id),
+        metrics_access: metrics_access(args),
         server_api_keys: args
             .server_api_keys
             .iter()
@@ -377,6 +389,14 @@ pub fn webhook_config(args: &ServeArgs) -> anyhow::Result<Option<webhooks::Webho
     }))
 }
 
+/// Who may read `/metrics` on the main listener.
+fn metrics_access(args: &ServeArgs) -> ops::MetricsAccess {
+    ops::MetricsAccess {
+        token: args.metrics_token.clone().filter(|token| !token.trim().is_empty()),
+        elsewhere: args.metrics_listen.is_some(),
+    }
+}
+
 /// The gateway's configuration from the command line.
 pub fn gateway_config(args: &ServeArgs) -> GatewayConfig {
     GatewayConfig {
@@ -387,6 +407,7 @@ pub fn gateway_config(args: &ServeArgs) -> GatewayConfig {
         ring_timeout: Duration::from_secs(args.ring_timeout_secs),
         node_id: args.node_id,
         dialects: args.dialects(),
+        metrics_access: metrics_access(args),
         ..GatewayConfig::default()
     }
 }

@@ -125,6 +125,8 @@ pub struct GatewayConfig {
     pub node_id: u16,
     /// The seed dialects whose WebSocket endpoints this node serves besides `/ws`.
     pub dialects: Vec<Dialect>,
+    /// Who may read `/metrics` on a gateway node's listener.
+    pub metrics_access: ops::MetricsAccess,
 }
 
 impl Default for GatewayConfig {
@@ -144,6 +146,7 @@ impl Default for GatewayConfig {
             ring_timeout: Duration::from_secs(45),
             node_id: 0,
             dialects: Dialect::ALL.to_vec(),
+            metrics_access: ops::MetricsAccess::default(),
         }
     }
 }

@@ -23,7 +23,7 @@ impl Gateway {
             files_dir: None,
         };
         self.routes()
-            .merge(ops::routes(probe))
+            .merge(ops::routes(probe, self.inner.config.metrics_access.clone()))
             .fallback(ops::not_found)
             .method_not_allowed_fallback(ops::method_not_allowed)
             .layer(ops::request_id_layer())

@@ -14,17 +14,26 @@ mod serve;
 
 pub use fallback::{method_not_allowed, not_found};
 pub use health::{HealthProbe, health};
-pub use metrics::{install_recorder, metrics, track_requests};
+pub use metrics::{MetricsAccess, install_recorder, metrics, track_requests};
 pub use request_id::layer as request_id_layer;
 pub use serve::serve;
 
 use std::sync::Arc;
 
-/// `/health` and `/metrics` over `probe`, with request metrics.
-pub fn routes(probe: HealthProbe) -> axum::Router {
+/// `/health` and `/metrics` over `probe`, with request metrics; `/metrics`
+/// only to whom `access` lets in.
+pub fn routes(probe: HealthProbe, access: MetricsAccess) -> axum::Router {
+    let metrics_route = axum::Router::new()
+        .route("/metrics", axum::routing::get(metrics))
+        .route_layer(axum::middleware::from_fn_with_state(Arc::new(access), metrics::guard));
     axum::Router::new()
         .route("/health", axum::routing::get(health))
-        .route("/metrics", axum::routing::get(metrics))
-        .route_layer(axum::middleware::from_fn(track_requests))
         .with_state(Arc::new(probe))
+        .merge(metrics_route)
+        .route_layer(axum::middleware::from_fn(track_requests))
+}
+
+/// `/metrics` alone, for a listener of its own (`--metrics-listen`).
+pub fn metrics_routes() -> axum::Router {
+    axum::Router::new().route("/metrics", axum::routing::get(metrics))
 }

@@ -39,6 +39,56 @@ pub fn install_recorder() {
     exporter();
 }
 
+/// Who may read `/metrics` on a server's main listener.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsAccess {
+    /// A bearer token that opens it from anywhere.
+    pub token: Option<String>,
+    /// A listener of its own serves `/metrics` (`--metrics-listen`): here
+    /// only the token opens it.
+    pub elsewhere: bool,
+}
+
+impl MetricsAccess {
+    /// Whether the request may read the metrics: with the token, or (when
+    /// no other listener serves them) from this machine, not through a proxy.
+    fn allows(&self, request: &Request) -> bool {
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        if let (Some(token), Some(presented)) = (&self.token, presented) {
+            return subtle::ConstantTimeEq::ct_eq(token.as_bytes(), presented.trim().as_bytes()).into();
+        }
+        if self.elsewhere {
+            return false;
+        }
+        let forwarded =
+            request.headers().contains_key("x-forwarded-for") || request.headers().contains_key("forwarded");
+        let local = request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .is_some_and(|axum::extract::ConnectInfo(peer)| peer.ip().is_loopback());
+        local && !forwarded
+    }
+}
+
+/// Lets a request through to `/metrics` only if `access` allows it; others
+/// get the same 404 as a path that does not exist.
+pub(crate) async fn guard(
+    axum::extract::State(access): axum::extract::State<std::sync::Arc<MetricsAccess>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if access.allows(&request) {
+        next.run(request).await
+    } else {
+        metrics::counter!("switchboard_metrics_refused_total").increment(1);
+        crate::not_found(request.uri().clone()).await.into_response()
+    }
+}
+
 /// `GET /metrics`: Prometheus text exposition, with process metrics
 /// (CPU, RSS, open fds) sampled at scrape time.
 pub async fn metrics() -> Response {

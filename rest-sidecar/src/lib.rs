@@ -110,7 +110,7 @@ pub fn router(state: SidecarState) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         .merge(upload_routes(state.config.upload_limit))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), limit_requests));
-    let ops = ops::routes(health_probe(&state));
+    let ops = ops::routes(health_probe(&state), state.config.metrics_access.clone());
     let upload_limit = usize::try_from(state.config.upload_limit).unwrap_or(usize::MAX).saturating_add(64 * 1024);
     let mut dialects = Router::new();
     for dialect in &state.config.dialects {

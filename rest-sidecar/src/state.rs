@@ -41,6 +41,8 @@ pub struct SidecarConfig {
     /// Keys of the server API (`Authorization: apikey <key>`); none, and
     /// `/api/server/…` is not served.
     pub server_api_keys: Vec<String>,
+    /// Who may read `/metrics` on the main listener.
+    pub metrics_access: ops::MetricsAccess,
     /// The store in use (`sqlite`, `scylla`), as system info reports it.
     pub store_kind: &'static str,
     /// This process's node id in a cluster.
@@ -77,6 +79,7 @@ impl SidecarConfig {
             trusted_proxies: Vec::new(),
             dialects: protocol::dialect::Dialect::ALL.to_vec(),
             server_api_keys: Vec::new(),
+            metrics_access: ops::MetricsAccess::default(),
             store_kind: "sqlite",
             node_id: 0,
             ice: IceConfig {

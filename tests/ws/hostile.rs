@@ -411,3 +411,31 @@ async fn a_block_hides_presence_refuses_calls_and_private_chats() {
         server.api(Method::POST, "/api/chats", &bob.token, json!({"type": "private", "members": [alice.id]})).await;
     assert_eq!(private["code"], 20005, "{private}");
 }
+
+async fn metrics_status(server: &Server, base: &str, headers: &[(&str, &str)]) -> u16 {
+    let mut request = server.http.get(format!("{base}/metrics"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn metrics_are_not_public() {
+    // By default: this machine only, never through a proxy.
+    let server = harness::start().await;
+    assert_eq!(metrics_status(&server, &server.base, &[]).await, 200, "a local scraper");
+    assert_eq!(metrics_status(&server, &server.base, &[("x-forwarded-for", "6.6.6.6")]).await, 404, "via a proxy");
+    // With a token: anyone who has it.
+    let server = harness::start_with_flags(&["--metrics-token", "scrape-secret"], |_| {}).await;
+    let proxied = [("x-forwarded-for", "6.6.6.6"), ("authorization", "Bearer scrape-secret")];
+    assert_eq!(metrics_status(&server, &server.base, &proxied).await, 200);
+    let wrong = [("x-forwarded-for", "6.6.6.6"), ("authorization", "Bearer guess")];
+    assert_eq!(metrics_status(&server, &server.base, &wrong).await, 404);
+    // With a listener of their own: served there, and no longer on the main one.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let server = harness::start_with_flags(&["--metrics-listen", &addr], |_| {}).await;
+    assert_eq!(metrics_status(&server, &server.base, &[]).await, 404, "not on the main listener");
+    assert_eq!(metrics_status(&server, &format!("http://{addr}"), &[]).await, 200);
+}
