@@ -172,7 +172,10 @@ impl Messages {
     /// A message `caller` may see, with their membership: 20003 if it does
     /// not exist or is in a chat the caller is not in (no existence leak).
     async fn visible(&self, id: MessageId, caller: UserId) -> ServiceResult<(Message, Member)> {
-        let message = self.deps.store.message(id).await?.ok_or(ServiceError::MessageNotFound(id))?;
+        let now = now_millis();
+        // An expired message is gone for every purpose, whatever the store still holds.
+        let message = self.deps.store.message(id).await?.filter(|message| message.expires_at.is_none_or(|at| at > now));
+        let message = message.ok_or(ServiceError::MessageNotFound(id))?;
         let member = self.deps.store.member(message.chat_id, caller).await?.ok_or(ServiceError::MessageNotFound(id))?;
         Ok((message, member))
     }

@@ -334,17 +334,24 @@ impl SendPipeline {
             return Err(ServiceError::Forbidden("this chat is closed: its history stays readable".into()));
         }
         if let Some(reply_to) = request.reply_to_id {
-            let original = self.store.message(reply_to).await?;
+            let original = self.store.message(reply_to).await?.filter(|original| original.is_visible_at(now));
             if original.is_none_or(|original| original.chat_id != chat.id) {
                 return Err(ServiceError::MessageNotFound(reply_to));
             }
         }
         if let Some(forwarded) = request.forward_from {
-            let original = self.store.message(forwarded).await?.filter(|original| !original.is_deleted);
+            // Deleted and expired messages are gone: nothing to forward.
+            let original = self.store.message(forwarded).await?.filter(|original| original.is_visible_at(now));
             let Some(original) = original else { return Err(ServiceError::MessageNotFound(forwarded)) };
             if self.store.member(original.chat_id, request.sender_id).await?.is_none() {
                 // Forwarding what one cannot read would leak it.
                 return Err(ServiceError::MessageNotFound(forwarded));
+            }
+            // A message that expires keeps its end in the copy (the
+            // forwarder's own ttl may end it sooner).
+            if let Some(expires_at) = original.expires_at {
+                let left = u64::try_from((expires_at - now).max(1_000) / 1_000).unwrap_or(1);
+                request.ttl = if request.ttl == 0 { left } else { request.ttl.min(left) };
             }
             request.kind = original.kind;
             request.content = original.content;

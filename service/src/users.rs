@@ -58,7 +58,7 @@ pub(crate) async fn may_see_presence(deps: &Deps, viewer: UserId, subject: UserI
     if viewer == subject {
         return Ok(true);
     }
-    Ok(related(deps, viewer, subject).await? == Relation::Related)
+    Ok(!deps.store.presence_visible(viewer, &[subject]).await?.is_empty())
 }
 
 /// What consent `subject` gives `viewer`.
@@ -80,14 +80,6 @@ pub(crate) async fn related(deps: &Deps, viewer: UserId, subject: UserId) -> Ser
     }
     let mutual = store.contact(viewer, subject).await?.is_some() && store.contact(subject, viewer).await?.is_some();
     if mutual || store.share_a_chat(viewer, subject).await? { Ok(Relation::Related) } else { Ok(Relation::Stranger) }
-}
-
-/// `subject`'s presence as `viewer` may know it: offline when they may not.
-pub(crate) async fn online_as_seen_by(deps: &Deps, viewer: UserId, subject: UserId) -> ServiceResult<bool> {
-    if !may_see_presence(deps, viewer, subject).await? {
-        return Ok(false);
-    }
-    Ok(online_of(deps, &[subject]).await.first().copied().unwrap_or(false))
 }
 
 /// User use cases. Cheap to clone.
@@ -168,8 +160,14 @@ impl Users {
     /// a live connection and the caller may know it.
     pub async fn user(&self, caller: UserId, id: UserId) -> ServiceResult<UserPublic> {
         let user = self.deps.store.user(id).await?.ok_or_else(|| ServiceError::user_not_found(id))?;
-        let online = online_as_seen_by(&self.deps, caller, id).await?;
-        Ok(views::user_public(&user, online))
+        let visible = may_see_presence(&self.deps, caller, id).await?;
+        let online = visible && online_of(&self.deps, &[id]).await.first().copied().unwrap_or(false);
+        let mut view = views::user_public(&user, online);
+        if !visible {
+            // Nor when they were last seen.
+            view.last_seen = None;
+        }
+        Ok(view)
     }
 
     /// The presence of those of `user_ids` the caller may see (the others,
@@ -178,14 +176,9 @@ impl Users {
         if user_ids.len() > PRESENCE_QUERY_MAX {
             return Err(ServiceError::Invalid(format!("at most {PRESENCE_QUERY_MAX} user_ids at once")));
         }
-        let mut visible = Vec::new();
-        for &user_id in user_ids {
-            if !may_see_presence(&self.deps, caller, user_id).await? {
-                continue;
-            }
-            let Some(user) = self.deps.store.user(user_id).await? else { continue };
-            visible.push(user);
-        }
+        // One read for who may be seen, one for their rows.
+        let allowed = self.deps.store.presence_visible(caller, user_ids).await?;
+        let visible = self.deps.store.users(&allowed).await?;
         let ids: Vec<UserId> = visible.iter().map(|user| user.id).collect();
         let online = online_of(&self.deps, &ids).await;
         Ok(visible

@@ -339,6 +339,12 @@ pub async fn contacts_add_update_block_delete<S: Store>(store: &S) {
     let block_dave = ContactUpdate { is_blocked: Some(true), updated_at: now + 1, ..ContactUpdate::default() };
     store.update_contact(alice, dave, block_dave).await.unwrap();
     assert_eq!(store.presence_audience(alice).await.unwrap(), vec![carol], "not eve (one-sided), not dave (blocked)");
+    // Who may look: mutual contacts and chat peers, never someone blocked, oneself always.
+    let mut seen = store.presence_visible(carol, &[alice, eve, carol]).await.unwrap();
+    seen.sort_unstable();
+    assert_eq!(seen, vec![alice, carol]);
+    assert!(store.presence_visible(dave, &[alice]).await.unwrap().is_empty(), "a peer alice blocked");
+    assert!(store.presence_visible(eve, &[alice]).await.unwrap().is_empty(), "a one-sided contact");
     let mut bobs = store.presence_audience(bob).await.unwrap();
     bobs.sort_unstable();
     assert!(bobs.is_empty(), "alice blocked bob, so she does not hear of him: {bobs:?}");

@@ -106,6 +106,25 @@ pub trait ContactStore: Send + Sync + 'static {
 
     /// Whether `a` and `b` are members of at least one common chat.
     async fn share_a_chat(&self, a: UserId, b: UserId) -> StoreResult<bool>;
+
+    /// Those of `subjects` whose presence `viewer` may know: `viewer`
+    /// themselves, and each who has not blocked `viewer` and is a mutual
+    /// contact or shares a chat with them. A backend that can answer in
+    /// one query overrides this; the default asks about each in turn.
+    async fn presence_visible(&self, viewer: UserId, subjects: &[UserId]) -> StoreResult<Vec<UserId>> {
+        let mut visible = Vec::with_capacity(subjects.len());
+        for &subject in subjects {
+            let seen = subject == viewer
+                || (!self.is_blocked(subject, viewer).await?
+                    && ((self.contact(viewer, subject).await?.is_some()
+                        && self.contact(subject, viewer).await?.is_some())
+                        || self.share_a_chat(viewer, subject).await?));
+            if seen {
+                visible.push(subject);
+            }
+        }
+        Ok(visible)
+    }
 }
 
 /// Chats and their members.

@@ -439,3 +439,32 @@ async fn metrics_are_not_public() {
     assert_eq!(metrics_status(&server, &server.base, &[]).await, 404, "not on the main listener");
     assert_eq!(metrics_status(&server, &format!("http://{addr}"), &[]).await, 200);
 }
+
+#[tokio::test]
+async fn an_expired_message_is_gone_by_id_forward_reply_and_search() {
+    let server = harness::start().await;
+    let (alice, bob, chat) = server.pair("private").await;
+    let elsewhere = server.chat(&bob, "group", &[]).await;
+    let gone = send(&server, &alice, chat, json!({"content": "self-destructing secret", "ttl": 1})).await;
+    let gone_id = gone["data"]["id"].as_i64().unwrap();
+    let lasting = send(&server, &alice, chat, json!({"content": "a minute to read", "ttl": 60})).await;
+    // Forwarding a message that expires keeps its end.
+    let copy = send(&server, &bob, elsewhere, json!({"forward_from": lasting["data"]["id"]})).await;
+    assert_eq!(copy["code"], 200, "{copy}");
+    assert!(copy["data"]["ttl"].as_u64().is_some_and(|ttl| (1..=60).contains(&ttl)), "{copy}");
+    assert!(copy["data"]["expires_at"].is_string(), "{copy}");
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    let forward = send(&server, &bob, elsewhere, json!({"forward_from": gone_id})).await;
+    assert_eq!(forward["code"], 20003, "forwarding it: {forward}");
+    let reply = send(&server, &bob, chat, json!({"content": "what?", "reply_to_id": gone_id})).await;
+    assert_eq!(reply["code"], 20003, "replying to it: {reply}");
+    let pin = server.api(Method::POST, &format!("/api/messages/{gone_id}/pin"), &bob.token, Value::Null).await;
+    assert_eq!(pin["code"], 20003, "pinning it: {pin}");
+    let edit =
+        server.api(Method::PUT, &format!("/api/messages/{gone_id}"), &alice.token, json!({"content": "x"})).await;
+    assert_eq!(edit["code"], 20003, "editing it: {edit}");
+    let found = server
+        .api(Method::GET, &format!("/api/chats/{chat}/messages?search=self-destructing"), &bob.token, Value::Null)
+        .await;
+    assert_eq!(found["data"]["messages"].as_array().map(Vec::len), Some(0), "searching for it: {found}");
+}

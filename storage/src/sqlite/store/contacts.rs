@@ -119,6 +119,26 @@ impl ContactStore for SqliteStore {
         .await
     }
 
+    async fn presence_visible(&self, viewer: UserId, subjects: &[UserId]) -> StoreResult<Vec<UserId>> {
+        let subjects = serde_json::to_string(subjects).map_err(|error| StoreError::Invalid(error.to_string()))?;
+        self.read(move |conn| {
+            let visible = conn
+                .prepare_cached(
+                    "SELECT s.value FROM json_each(?2) s WHERE s.value = ?1 OR ( \
+                     NOT EXISTS (SELECT 1 FROM contacts b WHERE b.user_id = s.value AND b.contact_id = ?1 \
+                     AND b.is_blocked = 1) AND ( \
+                     (EXISTS (SELECT 1 FROM contacts a WHERE a.user_id = ?1 AND a.contact_id = s.value) \
+                     AND EXISTS (SELECT 1 FROM contacts c WHERE c.user_id = s.value AND c.contact_id = ?1)) \
+                     OR EXISTS (SELECT 1 FROM members mine JOIN members theirs ON theirs.chat_id = mine.chat_id \
+                     AND theirs.user_id = s.value WHERE mine.user_id = ?1)))",
+                )?
+                .query_map(params![viewer, subjects], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok(visible)
+        })
+        .await
+    }
+
     async fn presence_audience(&self, user_id: UserId) -> StoreResult<Vec<UserId>> {
         self.read(move |conn| {
             let audience = conn
