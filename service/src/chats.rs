@@ -17,6 +17,14 @@ pub struct ChatList {
     pub has_more: bool,
 }
 
+/// 20005 when any of `users` has blocked `caller`: one store read.
+async fn refuse_blockers(deps: &Deps, caller: UserId, users: &[UserId]) -> ServiceResult<()> {
+    if !users.is_empty() && !deps.store.blockers_of(caller, users).await?.is_empty() {
+        return Err(ServiceError::Blocked);
+    }
+    Ok(())
+}
+
 /// What a new chat is (the creator is its owner).
 #[derive(Debug, Clone, Default)]
 pub struct CreateChat {
@@ -160,13 +168,9 @@ impl Chats {
         if kind == ChatKind::Group && new.members.len() + 1 > max {
             return Err(ServiceError::Invalid(format!("a group has at most {max} members")));
         }
-        // A private chat with someone who blocked you is refused (20005).
-        if kind == ChatKind::Private
-            && let [other] = new.members.as_slice()
-            && self.deps.store.is_blocked(*other, caller).await?
-        {
-            return Err(ServiceError::Blocked);
-        }
+        // Nobody who blocked the caller is put in a chat with them (20005):
+        // not a private chat, not a group.
+        refuse_blockers(&self.deps, caller, &new.members).await?;
         let request = NewChat {
             kind,
             name: new.name,
@@ -246,6 +250,7 @@ impl Chats {
         if chat.members_count as usize + user_ids.len() > max {
             return Err(ServiceError::Invalid(format!("a group has at most {max} members")));
         }
+        refuse_blockers(&self.deps, caller, user_ids).await?;
         let added = self.deps.store.add_members(chat_id, user_ids, MemberRole::Member, now_millis()).await?;
         if !added.is_empty() {
             let ids: Vec<UserId> = added.iter().map(|member| member.user_id).collect();

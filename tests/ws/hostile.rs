@@ -468,3 +468,36 @@ async fn an_expired_message_is_gone_by_id_forward_reply_and_search() {
         .await;
     assert_eq!(found["data"]["messages"].as_array().map(Vec::len), Some(0), "searching for it: {found}");
 }
+
+#[tokio::test]
+async fn someone_who_blocked_you_cannot_be_put_in_a_group_with_you() {
+    let server = harness::start().await;
+    let alice = server.register("13800000001", "alice").await;
+    let mallory = server.register("13800000666", "mallory").await;
+    let carol = server.register("13800000003", "carol").await;
+    add_contact(&server, &alice, "13800000666").await;
+    block(&server, &alice, &mallory).await;
+    let create = json!({"type": "group", "name": "trap", "members": [alice.id, carol.id]});
+    let refused = server.api(Method::POST, "/api/chats", &mallory.token, create).await;
+    assert_eq!(refused["code"], 20005, "{refused}");
+    let group = server.chat(&mallory, "group", &[&carol]).await;
+    let added = server
+        .api(Method::POST, &format!("/api/chats/{group}/members"), &mallory.token, json!({"user_ids": [alice.id]}))
+        .await;
+    assert_eq!(added["code"], 20005, "{added}");
+    let members = server.api(Method::GET, &format!("/api/chats/{group}"), &carol.token, Value::Null).await;
+    let ids: Vec<i64> = members["data"]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["user_id"].as_i64().or_else(|| m["id"].as_i64()))
+        .collect();
+    assert_eq!(ids.len(), 2, "mallory and carol: {members}");
+    assert!(!ids.contains(&alice.id), "{members}");
+    // Someone who has not blocked mallory is added as before.
+    let dave = server.register("13800000004", "dave").await;
+    let added = server
+        .api(Method::POST, &format!("/api/chats/{group}/members"), &mallory.token, json!({"user_ids": [dave.id]}))
+        .await;
+    assert_eq!(added["code"], 200, "{added}");
+}
