@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use protocol::time::Millis;
+use protocol::time::{Millis, now_millis};
 use redis::Script;
 use router::redis::RedisConnection;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -109,6 +109,13 @@ impl SqliteOutbox {
              );
              CREATE INDEX IF NOT EXISTS outbox_due ON outbox (due_at);",
         )?;
+        // The file is this process's alone: a lease held when it last
+        // stopped (a crash in mid-attempt) is void, so what waits is due now
+        // rather than after the lease.
+        let released = connection.execute("UPDATE outbox SET due_at = ?1 WHERE due_at > ?1", [now_millis()])?;
+        if released > 0 {
+            tracing::info!(released, "webhook deliveries waiting since the last run are due now");
+        }
         Ok(Self { connection: Arc::new(Mutex::new(connection)) })
     }
 
