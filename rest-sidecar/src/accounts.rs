@@ -8,6 +8,7 @@ use protocol::ErrorCode;
 use protocol::time::now_millis;
 use service::auth::{IssuedTokens, RefreshError};
 use service::validate;
+use storage::StoreError;
 use storage::model::{DeviceSeen, NewUser, User};
 
 use crate::extract::ClientAddr;
@@ -79,18 +80,19 @@ pub(crate) async fn register(state: &SidecarState, new: Registration) -> Result<
         return Err(ApiFailure::new(ErrorCode::WrongCode, "the code is wrong or expired"));
     }
     // What the store would refuse is refused before the costly hash.
+    // (The store's own refusals, so either check answers alike.)
     if !phone.is_empty() && state.store.user_by_phone(&phone).await?.is_some() {
-        return Err(ApiFailure::new(ErrorCode::PhoneExists, "this phone number is already registered"));
+        return Err(StoreError::PhoneTaken.into());
     }
     if let Some(username) = &new.username
         && state.store.user_by_username(username).await?.is_some()
     {
-        return Err(ApiFailure::new(ErrorCode::UsernameExists, "this username is taken"));
+        return Err(StoreError::UsernameTaken.into());
     }
     if let Some(email) = &new.email
         && state.store.user_by_email(&storage::model::email_key(email)).await?.is_some()
     {
-        return Err(ApiFailure::new(ErrorCode::Conflict, "email already registered"));
+        return Err(StoreError::EmailTaken.into());
     }
     let hash = passwords::hash(new.password).await?;
     let new = NewUser {
@@ -146,7 +148,7 @@ pub(crate) async fn login_or_register_by_code(
             Ok(user)
         }
         // Registered meanwhile by a concurrent login with the same code.
-        Err(storage::StoreError::PhoneTaken) => state
+        Err(StoreError::PhoneTaken) => state
             .store
             .user_by_phone(phone)
             .await?
@@ -184,7 +186,7 @@ async fn password_matches(state: &SidecarState, user: Option<&User>, password: S
         None => None,
     };
     let known = user.is_some() && stored.is_some();
-    let matches = passwords::verify(stored.unwrap_or_else(|| passwords::DUMMY_HASH.clone()), password).await?;
+    let matches = passwords::verify(stored.unwrap_or_else(|| passwords::DUMMY_HASH.to_owned()), password).await?;
     Ok(matches && known)
 }
 

@@ -61,27 +61,6 @@ pub(crate) async fn may_see_presence(deps: &Deps, viewer: UserId, subject: UserI
     Ok(!deps.store.presence_visible(viewer, &[subject]).await?.is_empty())
 }
 
-/// What consent `subject` gives `viewer`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Relation {
-    /// `subject` blocked `viewer`.
-    Blocked,
-    /// Neither a mutual contact nor in a chat together.
-    Stranger,
-    Related,
-}
-
-/// Whether `viewer` and `subject` are related (a mutual contact, or a chat
-/// in common) and not blocked by `subject`: what presence and calls ask.
-pub(crate) async fn related(deps: &Deps, viewer: UserId, subject: UserId) -> ServiceResult<Relation> {
-    let store = &deps.store;
-    if store.is_blocked(subject, viewer).await? {
-        return Ok(Relation::Blocked);
-    }
-    let mutual = store.contact(viewer, subject).await?.is_some() && store.contact(subject, viewer).await?.is_some();
-    if mutual || store.share_a_chat(viewer, subject).await? { Ok(Relation::Related) } else { Ok(Relation::Stranger) }
-}
-
 /// User use cases. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Users {
@@ -215,8 +194,9 @@ impl Users {
         }
     }
 
-    /// Whether `from` may call `to`: an existing user who has not blocked
-    /// them, and a mutual contact or someone they share a chat with.
+    /// Whether `from` may call `to`: the presence rule (an existing user who
+    /// has not blocked them, and a mutual contact or someone they share a
+    /// chat with).
     pub async fn may_call(&self, from: UserId, to: UserId) -> ServiceResult<()> {
         if to == from {
             return Err(ServiceError::Invalid("you cannot call yourself".into()));
@@ -225,12 +205,13 @@ impl Users {
         if store.user(to).await?.is_none() {
             return Err(ServiceError::user_not_found(to));
         }
-        match related(&self.deps, from, to).await? {
-            Relation::Related => Ok(()),
-            Relation::Blocked => Err(ServiceError::Blocked),
-            Relation::Stranger => Err(ServiceError::Forbidden(
-                "you may only call mutual contacts and people you share a chat with".into(),
-            )),
+        // The presence rule, read once; a refusal then says which it was.
+        if !store.presence_visible(from, &[to]).await?.is_empty() {
+            return Ok(());
         }
+        if store.is_blocked(to, from).await? {
+            return Err(ServiceError::Blocked);
+        }
+        Err(ServiceError::Forbidden("you may only call mutual contacts and people you share a chat with".into()))
     }
 }

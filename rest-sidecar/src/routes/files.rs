@@ -208,11 +208,11 @@ fn io_failure(error: std::io::Error) -> ApiFailure {
     ApiFailure::new(ErrorCode::Internal, "internal error")
 }
 
-/// Makes a JPEG thumbnail of the image at `source`; `None` if it cannot be
+/// Makes a JPEG thumbnail of the image at `source`, whose header says it
+/// is `width` × `height`; `None` if it cannot be
 /// decoded within limits: the header's pixel count is checked before
 /// anything is decoded, and the decode's allocations are capped.
-fn thumbnail(source: &FsPath) -> Option<Vec<u8>> {
-    let (width, height) = dimensions(source)?;
+fn thumbnail(source: &FsPath, (width, height): (u32, u32)) -> Option<Vec<u8>> {
     if u64::from(width) * u64::from(height) > MAX_THUMBNAIL_PIXELS {
         metrics::counter!("switchboard_thumbnails_refused_total", "reason" => "pixels").increment(1);
         return None;
@@ -334,7 +334,12 @@ pub(crate) async fn keep(
     let (mut width, mut height) = (None, None);
     let thumbnail_sha256 = if kind == FileKind::Image {
         let source = received.temp.clone();
-        let made = tokio::task::spawn_blocking(move || (dimensions(&source), thumbnail(&source))).await.ok();
+        let made = tokio::task::spawn_blocking(move || {
+            let size = dimensions(&source);
+            (size, size.and_then(|size| thumbnail(&source, size)))
+        })
+        .await
+        .ok();
         let (size, thumb) = made.unwrap_or((None, None));
         (width, height) = (size.map(|(w, _)| w), size.map(|(_, h)| h));
         match thumb {
