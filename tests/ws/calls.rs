@@ -16,9 +16,7 @@ async fn pair(server: &Server) -> Pair {
 }
 
 async fn online(server: &Server, user: &User) -> Client {
-    let mut client = server.connect(user).await;
-    client.expect("connect").await;
-    client
+    server.connect(user).await
 }
 
 /// The call records left in the private chat.

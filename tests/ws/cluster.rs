@@ -161,7 +161,7 @@ impl Process {
     }
 
     pub(super) async fn connect(&self, user: &User) -> Client {
-        harness::connect_url(&self.ws(), Some(&user.token), None).await.unwrap()
+        harness::greeted(harness::connect_url(&self.ws(), Some(&user.token), None).await.unwrap()).await
     }
 
     /// One counter of this process's `/metrics` (0 when not yet counted).
@@ -293,9 +293,7 @@ async fn clients_on_different_nodes_chat_type_and_see_each_other() {
     cluster.chat(&alice, "private", &[&bob]).await;
 
     let mut bobs = cluster.second.connect(&bob).await;
-    bobs.expect("connect").await;
     let mut alices = cluster.first.connect(&alice).await;
-    alices.expect("connect").await;
     let online = bobs.expect("presence").await;
     assert_eq!((online.data["user_id"].as_i64(), online.data["is_online"].as_bool()), (Some(alice.id), Some(true)));
     let id = bobs.send("presence.query", json!({"user_ids": [alice.id, carol.id]})).await;
@@ -324,7 +322,6 @@ async fn clients_on_different_nodes_chat_type_and_see_each_other() {
 
     // A REST send through the sidecar reaches clients on every node.
     let mut carols = cluster.first.connect(&carol).await;
-    carols.expect("connect").await;
     let path = format!("/api/chats/{chat}/messages");
     let sent = cluster.api(reqwest::Method::POST, &path, &carol, json!({"content": "from the sidecar"})).await;
     assert_eq!(sent["code"], 200, "{sent}");
@@ -451,9 +448,6 @@ async fn calls_connect_across_nodes() {
     let mut phone = cluster.first.connect(&bob).await;
     let mut laptop = cluster.second.connect(&bob).await;
     let mut carols = cluster.second.connect(&carol).await;
-    for client in [&mut alices, &mut phone, &mut laptop, &mut carols] {
-        client.expect("connect").await;
-    }
 
     let id = alices.send("call.offer", json!({"to_user_id": bob.id, "call_type": "video", "sdp": "v=0 offer"})).await;
     let ringing = alices.reply(&id).await;
@@ -528,9 +522,7 @@ async fn a_killed_node_takes_its_users_offline_and_they_resume_on_another() {
     let bob = cluster.register("13900000012", "bob").await;
     let chat = cluster.chat(&alice, "private", &[&bob]).await;
     let mut bobs = cluster.second.connect(&bob).await;
-    bobs.expect("connect").await;
     let mut alices = cluster.first.connect(&alice).await;
-    alices.expect("connect").await;
     bobs.expect("presence").await;
     let mut acked = HashSet::new();
     for n in 0..20 {
@@ -556,7 +548,6 @@ async fn a_killed_node_takes_its_users_offline_and_they_resume_on_another() {
         acked.insert(ack.data["message"]["id"].as_i64().unwrap());
     }
     let mut alices = cluster.second.connect(&alice).await;
-    alices.expect("connect").await;
     let back = bobs.expect("presence").await;
     assert_eq!(back.data["is_online"], true);
     let messages = sync_all(&mut alices, chat).await;
@@ -676,9 +667,7 @@ async fn restarting_redis_mid_stream_loses_no_acknowledged_message() {
 
     // Cross-node delivery works again, and the store has every acked message once.
     let mut bobs = cluster.second.connect(&bob).await;
-    bobs.expect("connect").await;
     let mut alices = cluster.first.connect(&alice).await;
-    alices.expect("connect").await;
     let ack = send_text(&mut alices, chat, "after the restart").await;
     assert_eq!(ack.kind, "message.ack", "{ack:?}");
     let new = wait_for(&mut bobs, Duration::from_secs(5), |event| event.kind == "message.new").await;
@@ -721,9 +710,7 @@ async fn a_serve_process_with_redis_joins_a_cluster() {
     let bob = harness::register(&http, &both.base(), "13900000032", "bob").await;
     let chat = harness::chat(&http, &both.base(), &alice, "private", &[&bob]).await;
     let mut bobs = gateway.connect(&bob).await;
-    bobs.expect("connect").await;
     let mut alices = both.connect(&alice).await;
-    alices.expect("connect").await;
     let ack = send_text(&mut alices, chat, "from the all-in-one process").await;
     assert_eq!(ack.kind, "message.ack", "{ack:?}");
     let new = wait_for(&mut bobs, Duration::from_secs(5), |event| event.kind == "message.new").await;

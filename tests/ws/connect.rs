@@ -10,7 +10,7 @@ use crate::harness::{start, start_with};
 async fn connect_event_first_then_ping_pong() {
     let server = start().await;
     let alice = server.register("13800000001", "alice").await;
-    let mut client = server.connect(&alice).await;
+    let mut client = server.connect_with(Some(&alice.token), None).await.unwrap();
     let connect = client.next().await;
     assert_eq!(connect.kind, "connect");
     assert_eq!(connect.data["status"], "connected");
@@ -76,7 +76,6 @@ async fn bad_frames_get_errors_and_keep_the_connection() {
     let server = start().await;
     let alice = server.register("13800000001", "alice").await;
     let mut client = server.connect(&alice).await;
-    client.expect("connect").await;
 
     client.send_raw(Message::Text("{not json".into())).await;
     let error = client.expect("error").await;
@@ -104,14 +103,12 @@ async fn sustained_abuse_closes_with_a_reason() {
     let server = start_with(|config| config.commands_per_second = 5).await;
     let alice = server.register("13800000001", "alice").await;
     let mut client = server.connect(&alice).await;
-    client.expect("connect").await;
     for _ in 0..25 {
         client.send_raw(Message::Text("garbage".into())).await;
     }
     assert_eq!(client.closed(Duration::from_secs(5)).await, Some(CloseCode::from(4400)));
 
     let mut fast = server.connect(&alice).await;
-    fast.expect("connect").await;
     for _ in 0..11 {
         fast.send("ping", json!({})).await;
     }
@@ -131,9 +128,7 @@ async fn silent_connections_are_closed() {
     .await;
     let alice = server.register("13800000001", "alice").await;
     let mut quiet = server.connect(&alice).await;
-    quiet.expect("connect").await;
     let mut chatty = server.connect(&alice).await;
-    chatty.expect("connect").await;
     for _ in 0..6 {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let id = chatty.send("ping", json!({})).await;
@@ -166,8 +161,7 @@ async fn msgpack_both_ways() {
 async fn the_connection_limit_refuses_with_503_and_frees_on_close() {
     let server = start_with(|config| config.max_connections = 1).await;
     let alice = server.register("13800000001", "alice").await;
-    let mut first = server.connect(&alice).await;
-    first.expect("connect").await;
+    let first = server.connect(&alice).await;
     match server.connect_with(Some(&alice.token), None).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 503),
         other => panic!("expected HTTP 503, got {:?}", other.map(|_| ())),

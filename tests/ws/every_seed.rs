@@ -22,6 +22,7 @@ async fn a_client_of_every_seed_signs_in_chats_or_posts_and_hears_the_others_on_
     // Seed 001: email and password; its own socket.
     let chatter = simple::join(&server, "chatter", "chatter@example.com").await;
     let mut chatter_live = simple::Socket::connect(&server.base, &chatter.token).await;
+    chatter_live.expect("connected").await;
     // Seed 003: an SMS code is the whole sign-in (it has no chat and no socket).
     let pinner = smellpin::sign_in(&server, "13700000003").await;
     let profile = smellpin::call(&server, Method::GET, "/users/profile", Some(&pinner.token), None).await;

@@ -96,8 +96,11 @@ impl Server {
         (alice, bob, chat)
     }
 
+    /// A client authenticated by the upgrade's bearer header, once the
+    /// server has greeted it with `connect`: only from then on is it
+    /// registered, so that events for its user reach it.
     pub(crate) async fn connect(&self, user: &User) -> Client {
-        self.connect_with(Some(&user.token), None).await.unwrap()
+        greeted(self.connect_with(Some(&user.token), None).await.unwrap()).await
     }
 
     pub(crate) async fn connect_with(&self, token: Option<&str>, protocol: Option<&str>) -> Result<Client, WsError> {
@@ -150,6 +153,13 @@ pub(crate) async fn connect_url(ws: &str, token: Option<&str>, protocol: Option<
     let (socket, response) = tokio_tungstenite::connect_async(request).await?;
     let binary = response.headers().get("sec-websocket-protocol").is_some_and(|p| p == "switchboard.msgpack");
     Ok(Client { socket, binary, next_id: 0 })
+}
+
+/// `client` after its first frame, which must be the server's `connect`.
+pub(crate) async fn greeted(mut client: Client) -> Client {
+    let first = client.next().await;
+    assert_eq!(first.kind, "connect", "the first frame is the greeting: {first:?}");
+    client
 }
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;

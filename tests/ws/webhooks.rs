@@ -108,8 +108,6 @@ async fn deliveries_are_signed_retried_with_one_id_and_name_the_offline_recipien
     let chat = server.chat(&alice, "group", &[&bob, &carol]).await;
     let mut alice_ws = server.connect(&alice).await;
     let mut bob_ws = server.connect(&bob).await;
-    alice_ws.expect("connect").await;
-    bob_ws.expect("connect").await;
     let id = alice_ws.send("message.send", json!({"chat_id": chat, "content": "who is here?"})).await;
     let message_id = alice_ws.reply(&id).await.data["message"]["id"].clone();
     // Two 500s, then a 200: three tries of one event, then no more.
@@ -218,8 +216,6 @@ async fn in_a_cluster_the_server_api_reaches_both_nodes_and_each_event_is_delive
     let alice = harness::register(&http, &sidecar.base(), "13900000001", "alice").await;
     let mut on_first = first.connect(&alice).await;
     let mut on_second = second.connect(&alice).await;
-    on_first.expect("connect").await;
-    on_second.expect("connect").await;
     let mut ids = Vec::new();
     for n in 0..5 {
         ids.push(notify(&sidecar.base(), alice.id, &format!("n{n}")).await);
