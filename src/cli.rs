@@ -158,12 +158,34 @@ pub struct ServeArgs {
     /// A bearer token that opens `/metrics` on the main listener from anywhere.
     #[arg(long, env = "SWITCHBOARD_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+    /// Seconds a client may take to send a request's headers (and, on a
+    /// kept-alive connection, to start the next request).
+    #[arg(long, env = "SWITCHBOARD_HTTP_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub http_header_timeout_secs: u64,
+    /// Seconds a request body may stall between two reads.
+    #[arg(long, env = "SWITCHBOARD_HTTP_BODY_IDLE_SECS", default_value_t = 20)]
+    pub http_body_idle_secs: u64,
+    /// Seconds from a request's headers to its answer, upload included (408 past it).
+    #[arg(long, env = "SWITCHBOARD_HTTP_REQUEST_TIMEOUT_SECS", default_value_t = 120)]
+    pub http_request_timeout_secs: u64,
+    /// Most concurrent WebSocket connections from one client address
+    /// (behind `--trusted-proxy`, the forwarded one).
+    #[arg(long, env = "SWITCHBOARD_WS_MAX_PER_ADDRESS", default_value_t = 1_000)]
+    pub ws_max_per_address: usize,
+    /// Most concurrent WebSocket connections still to send their `auth`
+    /// frame (no token in the upgrade), per node.
+    #[arg(long, env = "SWITCHBOARD_WS_MAX_UNAUTHENTICATED", default_value_t = 1_024)]
+    pub ws_max_unauthenticated: usize,
     /// Most concurrent WebSocket connections.
     #[arg(long, env = "SWITCHBOARD_WS_MAX_CONNECTIONS", default_value_t = 100_000)]
     pub ws_max_connections: usize,
     /// Commands per second per WebSocket connection (burst: twice that).
     #[arg(long, env = "SWITCHBOARD_WS_COMMANDS_PER_SECOND", default_value_t = 50)]
     pub ws_commands_per_second: u32,
+    /// Commands per second per user over all of their WebSocket
+    /// connections on a node (burst: twice that).
+    #[arg(long, env = "SWITCHBOARD_WS_USER_COMMANDS_PER_SECOND", default_value_t = 100)]
+    pub ws_user_commands_per_second: u32,
     /// Seconds a silent WebSocket connection lives (clients ping every 30 s).
     #[arg(long, env = "SWITCHBOARD_WS_HEARTBEAT_TIMEOUT_SECS", default_value_t = 90)]
     pub ws_heartbeat_timeout_secs: u64,

@@ -246,7 +246,7 @@ pub async fn start(
 
 /// `/metrics` alone on a listener of its own until `shutdown`.
 async fn serve_metrics(listener: TcpListener, shutdown: CancellationToken) {
-    if let Err(error) = ops::serve(listener, ops::metrics_routes(), shutdown).await {
+    if let Err(error) = ops::serve(listener, ops::metrics_routes(), shutdown, ops::HttpLimits::default()).await {
         tracing::warn!(%error, "the metrics listener stopped");
     }
 }
@@ -331,6 +331,7 @@ pub fn sidecar_config(args: &ServeArgs, files_dir: std::path::PathBuf) -> anyhow
         },
         node_id: u64::from(args.node_id),
         metrics_access: metrics_access(args),
+        http: http_limits(args),
         server_api_keys: args
             .server_api_keys
             .iter()
@@ -397,17 +398,31 @@ fn metrics_access(args: &ServeArgs) -> ops::MetricsAccess {
     }
 }
 
+/// How long HTTP clients may take, from the command line.
+fn http_limits(args: &ServeArgs) -> ops::HttpLimits {
+    ops::HttpLimits {
+        header_read: Duration::from_secs(args.http_header_timeout_secs.max(1)),
+        body_idle: Duration::from_secs(args.http_body_idle_secs.max(1)),
+        request: Duration::from_secs(args.http_request_timeout_secs.max(1)),
+    }
+}
+
 /// The gateway's configuration from the command line.
 pub fn gateway_config(args: &ServeArgs) -> GatewayConfig {
     GatewayConfig {
         max_connections: args.ws_max_connections,
         commands_per_second: args.ws_commands_per_second,
+        commands_per_user_per_second: args.ws_user_commands_per_second,
         heartbeat_timeout: Duration::from_secs(args.ws_heartbeat_timeout_secs),
         max_frame_bytes: args.ws_max_frame_kib.saturating_mul(1024),
         ring_timeout: Duration::from_secs(args.ring_timeout_secs),
         node_id: args.node_id,
         dialects: args.dialects(),
         metrics_access: metrics_access(args),
+        http: http_limits(args),
+        max_per_address: args.ws_max_per_address,
+        max_unauthenticated: args.ws_max_unauthenticated,
+        trusted_proxies: args.trusted_proxies.clone(),
         ..GatewayConfig::default()
     }
 }

@@ -9,9 +9,9 @@ use protocol::time::{now_millis, to_iso};
 use protocol::{ErrorCode, ServerEvent};
 use service::ServiceError;
 use storage::model::{NewMessage, UserId};
-use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::budget::Budget;
 use crate::codec;
 use crate::{Gateway, close_codes};
 
@@ -48,40 +48,20 @@ pub(crate) struct Session {
     /// How the connection's frames read (a dialect's, or canonical).
     encoding: protocol::Encoding,
     connection: u64,
-    /// Token bucket for commands, on tokio's clock (tests pause it).
-    tokens: f64,
-    refilled: Instant,
-    rate: f64,
+    /// Commands this connection, and its user, may still send.
+    budget: Budget,
     bad_frames: u32,
     throttled: u32,
 }
 
 impl Session {
     pub(crate) fn new(gateway: &Gateway, user_id: UserId, connection: u64, encoding: protocol::Encoding) -> Self {
-        let rate = f64::from(gateway.inner.config.commands_per_second.max(1));
-        Self {
-            user_id,
-            encoding,
-            connection,
-            tokens: rate * 2.0,
-            refilled: Instant::now(),
-            rate,
-            bad_frames: 0,
-            throttled: 0,
-        }
+        let budget = gateway.inner.budgets.connection(user_id, gateway.inner.config.commands_per_second);
+        Self { user_id, encoding, connection, budget, bad_frames: 0, throttled: 0 }
     }
 
     fn take_token(&mut self) -> bool {
-        let now = Instant::now();
-        let elapsed = now.duration_since(self.refilled).as_secs_f64();
-        self.refilled = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate * 2.0);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        self.budget.take()
     }
 }
 

@@ -193,7 +193,15 @@ fn reason(code: u16) -> &'static str {
     }
 }
 
-pub(crate) async fn serve(gateway: Gateway, socket: Socket, encoding: Encoding, claims: Option<protocol::Claims>) {
+/// Serves one upgraded socket; `waiting` is its place among connections
+/// still to authenticate, given back once it has.
+pub(crate) async fn serve(
+    gateway: Gateway,
+    socket: Socket,
+    encoding: Encoding,
+    claims: Option<protocol::Claims>,
+    waiting: Option<tokio::sync::OwnedSemaphorePermit>,
+) {
     let (mut sink, mut stream) = socket.split();
     let claims = match claims {
         Some(claims) => claims,
@@ -202,6 +210,7 @@ pub(crate) async fn serve(gateway: Gateway, socket: Socket, encoding: Encoding, 
             None => return,
         },
     };
+    drop(waiting);
     let user_id = claims.sub;
     // A disabled account's tokens may still be unexpired: it does not get in.
     match gateway.inner.services.store().user(user_id).await {

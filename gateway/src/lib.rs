@@ -11,9 +11,11 @@
 //! Every command goes to the `service` crate; nothing here knows a
 //! business rule.
 
+mod admission;
 #[cfg(feature = "bench-support")]
 #[doc(hidden)]
 pub mod bench_support;
+mod budget;
 mod calls;
 mod codec;
 mod commands;
@@ -114,6 +116,9 @@ pub struct GatewayConfig {
     pub max_connections: usize,
     /// Commands per second per connection (burst: twice that).
     pub commands_per_second: u32,
+    /// Commands per second per user, over all of their connections on a
+    /// node (burst: twice that); never less than `commands_per_second`.
+    pub commands_per_user_per_second: u32,
     /// A typing state ends this long after its last refresh.
     pub typing_expiry: Duration,
     /// Typing refreshes within this long are not announced again.
@@ -127,6 +132,15 @@ pub struct GatewayConfig {
     pub dialects: Vec<Dialect>,
     /// Who may read `/metrics` on a gateway node's listener.
     pub metrics_access: ops::MetricsAccess,
+    /// How long HTTP clients (upgrades included) may take.
+    pub http: ops::HttpLimits,
+    /// Most concurrent WebSocket connections from one client address.
+    pub max_per_address: usize,
+    /// Most concurrent connections still to authenticate (no token in the
+    /// upgrade, `auth` frame awaited), node-wide.
+    pub max_unauthenticated: usize,
+    /// Proxies whose `X-Forwarded-For` names the client address.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for GatewayConfig {
@@ -141,12 +155,17 @@ impl Default for GatewayConfig {
             outbound_queue: 256,
             max_connections: 100_000,
             commands_per_second: 50,
+            commands_per_user_per_second: 100,
             typing_expiry: Duration::from_secs(6),
             typing_throttle: Duration::from_secs(3),
             ring_timeout: Duration::from_secs(45),
             node_id: 0,
             dialects: Dialect::ALL.to_vec(),
             metrics_access: ops::MetricsAccess::default(),
+            http: ops::HttpLimits::default(),
+            max_per_address: 1_000,
+            max_unauthenticated: 1_024,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -171,6 +190,12 @@ struct Inner {
     next_connection: AtomicU64,
     /// One permit per live connection: the connection limit.
     permits: Arc<Semaphore>,
+    /// Connections per client address.
+    addresses: Arc<admission::Addresses>,
+    /// One permit per connection still to authenticate.
+    unauthenticated: Arc<Semaphore>,
+    /// Every live user's command budget.
+    budgets: Arc<budget::Budgets>,
     /// Connection tasks, so shutdown can wait for their close frames.
     tasks: TaskTracker,
     shutdown: CancellationToken,
@@ -201,6 +226,10 @@ impl Gateway {
         Self {
             inner: Arc::new(Inner {
                 permits: Arc::new(Semaphore::new(config.max_connections)),
+                addresses: admission::Addresses::new(config.max_per_address),
+                unauthenticated: Arc::new(Semaphore::new(config.max_unauthenticated)),
+                // A user may always send at least what one connection may.
+                budgets: budget::Budgets::new(config.commands_per_user_per_second.max(config.commands_per_second)),
                 config,
                 services,
                 tokens,

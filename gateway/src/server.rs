@@ -41,6 +41,9 @@ pub async fn run(
     grace: Duration,
 ) -> std::io::Result<()> {
     let app = gateway.app(redis);
-    let (served, ()) = tokio::join!(ops::serve(listener, app, shutdown.clone()), gateway.run(shutdown, grace));
+    let (served, ()) = tokio::join!(
+        ops::serve(listener, app, shutdown.clone(), gateway.inner.config.http),
+        gateway.run(shutdown, grace)
+    );
     served
 }

@@ -80,6 +80,31 @@ fn upgrade_as(gateway: &Gateway, mut request: Request, encoding: Encoding, proto
         metrics::counter!("switchboard_ws_refused_total", "reason" => "capacity").increment(1);
         return refuse(encoding, ErrorCode::Unavailable, "this node is at its connection limit");
     };
+    // Loopback is this machine: a local proxy (declare it with
+    // `--trusted-proxy` and its clients are counted each on their own) or
+    // a load generator, neither of which is one client.
+    let ip = ops::client_ip(request.headers(), request.extensions(), &gateway.inner.config.trusted_proxies)
+        .filter(|ip| !ip.is_loopback());
+    let slot = match ip.map(|ip| gateway.inner.addresses.take(ip)) {
+        Some(None) => {
+            metrics::counter!("switchboard_ws_refused_total", "reason" => "per_address").increment(1);
+            return refuse(encoding, ErrorCode::TooManyRequests, "too many connections from this address");
+        }
+        Some(slot) => slot,
+        None => None,
+    };
+    // A socket without a token holds a place until its `auth` frame (or
+    // the auth timeout): those places are few, so silent sockets cannot
+    // take the node.
+    let waiting = if user.is_some() {
+        None
+    } else if let Ok(waiting) = gateway.inner.unauthenticated.clone().try_acquire_owned() {
+        Some(waiting)
+    } else {
+        metrics::counter!("switchboard_ws_refused_total", "reason" => "unauthenticated").increment(1);
+        let detail = "too many connections waiting to authenticate: send the token with the upgrade";
+        return refuse(encoding, ErrorCode::Unavailable, detail);
+    };
     let accept = derive_accept_key(key.as_bytes());
     let on_upgrade = hyper::upgrade::on(&mut request);
     let config = WebSocketConfig::default()
@@ -101,8 +126,8 @@ fn upgrade_as(gateway: &Gateway, mut request: Request, encoding: Encoding, proto
             }
         };
         let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-        connection::serve(gateway, socket, encoding, user).await;
-        drop(permit);
+        connection::serve(gateway, socket, encoding, user, waiting).await;
+        drop((permit, slot));
     });
     let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
     let headers = response.headers_mut();

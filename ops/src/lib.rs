@@ -6,17 +6,19 @@
 //! [`routes`] gives the two endpoints over a [`HealthProbe`]: the REST
 //! sidecar and the gateway each fill one with what they depend on.
 
+mod client_addr;
 mod fallback;
 mod health;
 mod metrics;
 mod request_id;
 mod serve;
 
+pub use client_addr::client_ip;
 pub use fallback::{method_not_allowed, not_found};
 pub use health::{HealthProbe, health};
 pub use metrics::{MetricsAccess, install_recorder, metrics, track_requests};
 pub use request_id::layer as request_id_layer;
-pub use serve::serve;
+pub use serve::{HttpLimits, serve};
 
 use std::sync::Arc;
 

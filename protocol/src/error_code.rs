@@ -21,6 +21,8 @@ pub enum ErrorCode {
     Conflict,
     /// 413: the request body is larger than the configured limit.
     PayloadTooLarge,
+    /// 408: the request took longer than the server allows.
+    RequestTimeout,
     /// 10001
     UserNotFound,
     /// 10002
@@ -70,6 +72,7 @@ impl ErrorCode {
         (ErrorCode::NotFound, 404, 404, "not found"),
         (ErrorCode::Conflict, 409, 409, "conflict"),
         (ErrorCode::PayloadTooLarge, 413, 413, "payload too large"),
+        (ErrorCode::RequestTimeout, 408, 408, "request timeout"),
         (ErrorCode::UserNotFound, 10001, 404, "user not found"),
         (ErrorCode::WrongPassword, 10002, 401, "wrong password"),
         (ErrorCode::WrongCode, 10003, 401, "wrong verification code"),

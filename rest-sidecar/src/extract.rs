@@ -57,25 +57,7 @@ pub(crate) struct ClientAddr(pub(crate) Option<std::net::IpAddr>);
 
 impl ClientAddr {
     pub(crate) fn from_parts(parts: &Parts, trusted: &[ipnet::IpNet]) -> Self {
-        let peer = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|axum::extract::ConnectInfo(addr)| addr.ip());
-        let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|net| net.contains(ip));
-        let Some(peer) = peer.filter(is_trusted) else { return Self(peer) };
-        // Walk the chain from the nearest hop; a malformed entry ends the
-        // walk (nothing before it can be trusted to be what it says).
-        let forwarded = parts.headers.get_all("x-forwarded-for").iter().filter_map(|value| value.to_str().ok());
-        let hops: Vec<&str> = forwarded.flat_map(|value| value.split(',')).map(str::trim).collect();
-        let mut client = peer;
-        for hop in hops.iter().rev() {
-            let Ok(ip) = hop.parse::<std::net::IpAddr>() else { break };
-            client = ip;
-            if !is_trusted(&ip) {
-                break;
-            }
-        }
-        Self(Some(client))
+        Self(ops::client_ip(&parts.headers, &parts.extensions, trusted))
     }
 
     /// A rate-limit key for this address.

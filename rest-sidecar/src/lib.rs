@@ -174,8 +174,9 @@ pub async fn run_with(
     let scheduler = tokio::spawn(service::run_scheduler(state.services.pipeline().clone(), shutdown.clone()));
     let housekeeping = tokio::spawn(housekeeping(state.clone(), shutdown.clone()));
     // The extra routes get request ids too (the sidecar's own already have them).
+    let limits = state.config.http;
     let app = extra.layer(ops::request_id_layer()).merge(router(state));
-    let served = ops::serve(listener, app, shutdown.clone()).await;
+    let served = ops::serve(listener, app, shutdown.clone(), limits).await;
     let _ = tokio::join!(scheduler, housekeeping);
     served
 }

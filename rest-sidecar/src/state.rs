@@ -43,6 +43,8 @@ pub struct SidecarConfig {
     pub server_api_keys: Vec<String>,
     /// Who may read `/metrics` on the main listener.
     pub metrics_access: ops::MetricsAccess,
+    /// How long HTTP clients may take.
+    pub http: ops::HttpLimits,
     /// The store in use (`sqlite`, `scylla`), as system info reports it.
     pub store_kind: &'static str,
     /// This process's node id in a cluster.
@@ -80,6 +82,7 @@ impl SidecarConfig {
             dialects: protocol::dialect::Dialect::ALL.to_vec(),
             server_api_keys: Vec::new(),
             metrics_access: ops::MetricsAccess::default(),
+            http: ops::HttpLimits::default(),
             store_kind: "sqlite",
             node_id: 0,
             ice: IceConfig {

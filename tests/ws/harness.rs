@@ -52,7 +52,7 @@ pub(crate) async fn start_with_flags(flags: &[&str], configure: impl FnOnce(&mut
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    let node = switchboard::start(role, config, listener, shutdown.clone()).await.unwrap();
+    let node = Box::pin(switchboard::start(role, config, listener, shutdown.clone())).await.unwrap();
     let router = node.router().clone();
     tokio::spawn(node.wait());
     Server {
@@ -173,6 +173,11 @@ pub(crate) struct Client {
 pub(crate) const WAIT: Duration = Duration::from_secs(5);
 
 impl Client {
+    /// A client over an already upgraded `socket` that speaks JSON.
+    pub(crate) fn wrap(socket: Socket) -> Self {
+        Self { socket, binary: false, next_id: 0 }
+    }
+
     /// Sends a command; answers its id.
     pub(crate) async fn send(&mut self, kind: &str, data: Value) -> String {
         self.next_id += 1;

@@ -17,5 +17,6 @@ mod parity;
 mod realtime;
 mod server_api;
 mod simple;
+mod slow_clients;
 mod smellpin;
 mod webhooks;
