@@ -40,9 +40,11 @@ const READ_BATCH: usize = 32;
 /// How long a close frame may take to write before the socket is dropped.
 const CLOSE_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Sends a close frame; a socket too full to take it within
+/// [`CLOSE_WRITE_TIMEOUT`] is simply dropped by the caller.
 async fn close(sink: &mut Sink, code: u16, reason: &str) {
     let frame = CloseFrame { code: CloseCode::from(code), reason: reason.to_owned().into() };
-    let _ = sink.send(Message::Close(Some(frame))).await;
+    let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
     metrics::counter!("switchboard_ws_closed_total", "code" => code.to_string()).increment(1);
 }
 
@@ -72,16 +74,26 @@ async fn authenticate(
     None
 }
 
+/// What a run of frames from the client comes to: replies to write, and
+/// whether the connection ends after them (and with which close).
+struct Handled {
+    replies: Vec<Message>,
+    end: Option<End>,
+}
+
+enum End {
+    /// The client closed: the replies go out, then the connection ends.
+    ByClient,
+    /// The server closes with this code and reason after the replies.
+    Close(u16, &'static str),
+}
+
 /// Handles frames that arrived together: commands in order (consecutive
-/// sends as one batch), replies written with one flush; answers whether
-/// the connection goes on.
-async fn on_frames(
-    gateway: &Gateway,
-    session: &mut Session,
-    sink: &mut Sink,
-    encoding: Encoding,
-    frames: &[Message],
-) -> bool {
+/// sends as one batch); answers what to write. Nothing is written here,
+/// so a client that stops reading cannot hold the connection in the
+/// middle of a reply: the writer watches the kick and shutdown.
+async fn on_frames(gateway: &Gateway, session: &mut Session, encoding: Encoding, frames: &[Message]) -> Handled {
+    let mut replies = Vec::new();
     // Control frames end a run of commands: handle each run, then the control frame.
     let mut rest = frames;
     while !rest.is_empty() {
@@ -94,37 +106,25 @@ async fn on_frames(
             let outcomes = Box::pin(commands::handle_many(gateway, session, &rest[..commands])).await;
             for outcome in outcomes {
                 match outcome {
-                    Outcome::Reply(replies) => {
-                        for reply in &replies {
-                            let Some(message) = codec::encode(&reply.event, reply.reference.as_deref(), encoding)
-                            else {
-                                continue;
-                            };
-                            if sink.feed(message).await.is_err() {
-                                return false;
-                            }
-                        }
-                    }
-                    Outcome::Close(code, reason) => {
-                        close(sink, code, reason).await;
-                        return false;
-                    }
+                    Outcome::Reply(events) => replies.extend(
+                        events
+                            .iter()
+                            .filter_map(|reply| codec::encode(&reply.event, reply.reference.as_deref(), encoding)),
+                    ),
+                    Outcome::Close(code, reason) => return Handled { replies, end: Some(End::Close(code, reason)) },
                 }
             }
             rest = &rest[commands..];
             continue;
         }
         match &rest[0] {
-            Message::Close(_) => {
-                // Replies to the commands before it still go out.
-                let _ = sink.flush().await;
-                return false;
-            }
-            // Pings: tungstenite queued the pong, the flush below sends it.
+            // Replies to the commands before it still go out.
+            Message::Close(_) => return Handled { replies, end: Some(End::ByClient) },
+            // Pings: tungstenite queued the pong, the flush sends it.
             _ => rest = &rest[1..],
         }
     }
-    sink.flush().await.is_ok()
+    Handled { replies, end: None }
 }
 
 /// Waits registered once per connection for a kick and for shutdown:
@@ -145,7 +145,7 @@ async fn write_queued(
     queue: &mut mpsc::Receiver<Message>,
     first: Message,
 ) -> bool {
-    let write = async {
+    let write = async |sink: &mut Sink| {
         // A fan-out of a batch of messages queues them back to back: giving
         // the scheduler one turn lets the rest arrive, so they leave in one
         // write instead of one syscall each.
@@ -162,8 +162,51 @@ async fn write_queued(
         metrics::counter!("switchboard_ws_frames_out_total").increment(batch as u64);
         ok && sink.flush().await.is_ok()
     };
+    guarded(alarms, handle, sink, write).await
+}
+
+/// `replies` written with one flush, under the same watch as queued
+/// frames. Answers whether to go on.
+async fn write_replies(alarms: &mut Alarms<'_, '_>, handle: &Handle, sink: &mut Sink, replies: Vec<Message>) -> bool {
+    let write = async |sink: &mut Sink| {
+        for reply in replies {
+            if sink.feed(reply).await.is_err() {
+                return false;
+            }
+        }
+        sink.flush().await.is_ok()
+    };
+    guarded(alarms, handle, sink, write).await
+}
+
+/// Writes what a run of frames came to, then closes when it ended the
+/// connection. Answers whether to go on.
+async fn answer(alarms: &mut Alarms<'_, '_>, handle: &Handle, sink: &mut Sink, handled: Handled) -> bool {
+    if !write_replies(alarms, handle, sink, handled.replies).await {
+        return false;
+    }
+    match handled.end {
+        None => true,
+        Some(End::ByClient) => false,
+        Some(End::Close(code, reason)) => {
+            close(sink, code, reason).await;
+            false
+        }
+    }
+}
+
+/// Runs `write` unless the connection is kicked (slow consumer, heartbeat
+/// timeout, a session ending) or the node stops first: a client that stops
+/// reading blocks the write, and the kick still gets through. When the
+/// write did not finish, the close goes out if the socket takes it.
+async fn guarded(
+    alarms: &mut Alarms<'_, '_>,
+    handle: &Handle,
+    sink: &mut Sink,
+    write: impl AsyncFnOnce(&mut Sink) -> bool,
+) -> bool {
     let written = tokio::select! {
-        ok = write => ok,
+        ok = write(&mut *sink) => ok,
         () = alarms.kicked.as_mut() => false,
         () = alarms.stopping.as_mut() => false,
     };
@@ -172,8 +215,7 @@ async fn write_queued(
             0 => close_codes::GOING_AWAY,
             code => code,
         };
-        // The socket may be full: try briefly, then just drop it.
-        let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, close(sink, code, reason_of(handle, code))).await;
+        close(sink, code, reason_of(handle, code)).await;
     }
     written
 }
@@ -294,7 +336,8 @@ async fn run(
                     }
                     if !frames.is_empty() {
                         handle.last_seen.store(gateway.clock_ms(), Ordering::Relaxed);
-                        if !on_frames(&gateway, &mut session, &mut sink, encoding, &frames).await {
+                        let handled = on_frames(&gateway, &mut session, encoding, &frames).await;
+                        if !answer(&mut alarms, &handle, &mut sink, handled).await {
                             break;
                         }
                     }

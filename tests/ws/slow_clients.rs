@@ -204,3 +204,59 @@ async fn more_sockets_do_not_buy_a_user_more_commands() {
     let mut bobs = server.connect(&bob).await;
     assert_eq!(refused_pings(&mut bobs, 20).await, 0);
 }
+
+/// Whether `viewer` sees `subject` online through REST.
+async fn online(server: &harness::Server, viewer: &harness::User, subject: &harness::User) -> bool {
+    let profile = server
+        .api(reqwest::Method::GET, &format!("/api/users/{}", subject.id), &viewer.token, serde_json::Value::Null)
+        .await;
+    profile["data"]["online"].as_bool().unwrap_or_else(|| panic!("{profile}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_in_the_middle_of_its_replies_is_still_kicked() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let server = harness::start_with(|config| {
+        config.heartbeat_timeout = Duration::from_secs(1);
+        config.sweep_interval = Duration::from_millis(100);
+        config.commands_per_second = 1_000_000;
+    })
+    .await;
+    let (alice, bob, chat) = server.pair("group").await;
+    // Forty long messages: every sync of the chat answers about 160 KB.
+    let mut sender = server.connect(&alice).await;
+    let mut ids = Vec::new();
+    for n in 0..40 {
+        let content = format!("{n:04}{}", "x".repeat(3_996));
+        ids.push(sender.send("message.send", serde_json::json!({"chat_id": chat, "content": content})).await);
+    }
+    for id in &ids {
+        assert_eq!(sender.reply(id).await.kind, "message.ack");
+    }
+    // Bob's client reads into a 4 KiB buffer, asks for 30 MB of replies
+    // and never reads them: the server's write blocks.
+    let addr: std::net::SocketAddr = server.base.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let mut request = server.ws.as_str().into_client_request().unwrap();
+    request.headers_mut().insert("authorization", format!("Bearer {}", bob.token).parse().unwrap());
+    let (mut stuck, _) = tokio_tungstenite::client_async(request, stream).await.unwrap();
+    for n in 0..200 {
+        let frame =
+            serde_json::json!({"type": "sync", "id": format!("s{n}"), "data": {"chat_id": chat, "after_seq": 0}});
+        stuck.send(Message::Text(frame.to_string().into())).await.unwrap();
+    }
+    assert!(online(&server, &alice, &bob).await, "Bob is connected");
+    // He is silent from now on: the heartbeat timeout must end the
+    // connection even though its task is in the middle of a write.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    while online(&server, &alice, &bob).await {
+        assert!(tokio::time::Instant::now() < deadline, "the stuck connection was never let go");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(stuck);
+}
