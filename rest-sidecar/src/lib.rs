@@ -16,6 +16,7 @@ pub mod sms;
 mod state;
 mod web;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -36,6 +37,11 @@ pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 
 /// How often rate-limit, code and denylist state is pruned.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How long the scheduled-message lease outlives its holder's last
+/// extension (it extends it every half second): how soon another process
+/// takes over from one that died.
+const SCHEDULER_LEASE: Duration = Duration::from_secs(5);
 
 /// `/api`'s routes. `GET /api/notifications` is seed 004's when that
 /// dialect is served (the only seed that has it), so it is left out here.
@@ -171,7 +177,13 @@ pub async fn run_with(
     extra: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let scheduler = tokio::spawn(service::run_scheduler(state.services.pipeline().clone(), shutdown.clone()));
+    // One process of a cluster releases scheduled messages at a time.
+    let lease: Arc<dyn router::Lease> = match &state.redis {
+        Some(redis) => Arc::new(router::redis::RedisLease::new(redis.clone(), "scheduler", SCHEDULER_LEASE)),
+        None => Arc::new(router::SoleLease),
+    };
+    let pipeline = state.services.pipeline().clone();
+    let scheduler = tokio::spawn(service::run_scheduler(pipeline, lease, shutdown.clone()));
     let housekeeping = tokio::spawn(housekeeping(state.clone(), shutdown.clone()));
     // The extra routes get request ids too (the sidecar's own already have them).
     let limits = state.config.http;

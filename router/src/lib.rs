@@ -11,16 +11,20 @@
 //!   [`redis::RedisPresence`].
 //! - [`CallRegistry`]: live calls and who is busy; [`LocalCalls`] or
 //!   [`redis::RedisCalls`].
+//! - [`Lease`]: work one process of a deployment does at a time;
+//!   [`SoleLease`] or [`redis::RedisLease`].
 //!
 //! The use cases that publish (sending, reading, calls) live in the
 //! `service` crate.
 
 pub mod calls;
+mod lease;
 mod presence;
 pub mod redis;
 mod router;
 
 pub use calls::{CallRegistry, DeviceRef, LocalCalls};
+pub use lease::{Lease, SoleLease};
 pub use presence::{
     Here, LocalPresence, NodeReport, PRESENCE_CHANGES_CAPACITY, PresenceChange, PresenceError, PresenceRegistry,
 };

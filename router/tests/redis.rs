@@ -295,7 +295,7 @@ async fn released_scheduled_messages_take_the_next_seq() {
     let now = pipeline.send(NewMessage::text(world.chat, world.alice, "now", 0)).await.unwrap();
     assert_eq!(now.message.seq, 1);
     tokio::time::sleep(Duration::from_millis(60)).await;
-    assert_eq!(pipeline.release_due(now_millis()).await.unwrap(), 1);
+    assert_eq!(pipeline.release_due(now_millis(), &mut service::Retries::default()).await.unwrap(), 1);
     let after = pipeline.send(NewMessage::text(world.chat, world.alice, "after", 0)).await.unwrap();
     assert_eq!(after.message.seq, 3, "the released message took seq 2");
     let page = world.store.messages(world.chat, storage::model::MessageQuery::latest(10, now_millis())).await.unwrap();
@@ -323,4 +323,36 @@ async fn a_node_id_held_by_a_live_process_cannot_be_claimed() {
     )]
     lease.abort();
     assert!(twin.claim().await.is_ok());
+}
+
+#[tokio::test]
+async fn one_process_at_a_time_holds_a_work_lease() {
+    use router::Lease;
+    use router::redis::RedisLease;
+    let prefix = prefix();
+    let ttl = Duration::from_millis(400);
+    let first = RedisLease::new(connection(1, &prefix).await, "scheduler", ttl);
+    let second = RedisLease::new(connection(2, &prefix).await, "scheduler", ttl);
+    // Even a process given the same node id by mistake is another holder.
+    let twin = RedisLease::new(connection(1, &prefix).await, "scheduler", ttl);
+    assert!(first.hold().await, "a free lease is taken");
+    assert!(!second.hold().await && !twin.hold().await, "and then it is the first's alone");
+    // Extended while its holder lives, past its ttl.
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(first.hold().await);
+        assert!(!second.hold().await);
+    }
+    // Given up: another takes it at once.
+    first.release().await;
+    assert!(second.hold().await);
+    // A holder that dies (stops extending) loses it when it runs out.
+    assert!(!first.hold().await);
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    assert!(first.hold().await, "the silent holder's lease ran out");
+    // Releasing someone else's lease does nothing.
+    second.release().await;
+    assert!(!second.hold().await);
+    // Another piece of work is another lease.
+    assert!(RedisLease::new(connection(2, &prefix).await, "other work", ttl).hold().await);
 }

@@ -45,7 +45,7 @@ pub use notifications::Notifications;
 pub use pairs::Pairs;
 pub use pipeline::{SendLimits, SendPipeline, Sent, audience, file_path, internal_file, new_message};
 pub use reactions::Reactions;
-pub use scheduler::run_scheduler;
+pub use scheduler::{Retries, run_scheduler};
 pub use users::{PresenceState, ProfileUpdate, Users};
 
 /// Limits of the domain, each with a default a messenger can live by.

@@ -13,6 +13,7 @@ use router::{Delivery, Router};
 
 use crate::Hooks;
 use crate::error::{ServiceError, ServiceResult};
+use crate::scheduler::Retries;
 use crate::{events, views};
 
 /// Limits on what a client may send, with defaults a messenger can live by.
@@ -535,26 +536,52 @@ impl SendPipeline {
     }
 
     /// Releases every scheduled message due at `now`, announcing each;
-    /// answers how many were released.
-    pub async fn release_due(&self, now: Millis) -> Result<usize, ServiceError> {
+    /// answers how many were released. A message whose release fails is
+    /// logged, counted and left to `retries` (tried again later, less
+    /// often each time); the others go on. Fails only when the due
+    /// messages cannot be read at all.
+    pub async fn release_due(&self, now: Millis, retries: &mut Retries) -> Result<usize, ServiceError> {
+        /// Due messages read at a time, besides those known to be waiting.
+        const PAGE: usize = 100;
         let mut released = 0;
+        let mut tried = std::collections::HashSet::new();
         loop {
-            let due = self.store.due_scheduled(now, 100).await?;
-            if due.is_empty() {
+            // Messages that failed (now, or before and not yet due for a
+            // retry) stay at the head of the due list: read past them.
+            let limit = PAGE + tried.len() + retries.len();
+            let due = self.store.due_scheduled(now, u32::try_from(limit).unwrap_or(u32::MAX)).await?;
+            let page: Vec<Message> =
+                due.into_iter().filter(|held| !tried.contains(&held.id) && retries.due(held.id, now)).collect();
+            if page.is_empty() {
                 return Ok(released);
             }
-            for held in due {
-                if self.store.member(held.chat_id, held.sender_id).await?.is_none() {
-                    // The sender left before its time: it is not sent.
-                    self.store.cancel_scheduled(held.id).await?;
-                    continue;
-                }
-                if let Some(message) = self.store.release_scheduled(held.id, now_millis()).await? {
-                    self.announce_new(&message).await?;
-                    released += 1;
+            for held in page {
+                tried.insert(held.id);
+                match self.release_one(&held).await {
+                    Ok(sent) => {
+                        retries.done(held.id);
+                        released += usize::from(sent);
+                    }
+                    Err(error) => {
+                        let failures = retries.failed(held.id, now);
+                        metrics::counter!("switchboard_scheduled_failures_total").increment(1);
+                        tracing::warn!(%error, message_id = held.id, chat_id = held.chat_id, failures, "scheduled message not released; tried again later");
+                    }
                 }
             }
         }
+    }
+
+    /// Releases one due message: answers whether it was sent (a sender
+    /// who left before its time sends nothing).
+    async fn release_one(&self, held: &Message) -> Result<bool, ServiceError> {
+        if self.store.member(held.chat_id, held.sender_id).await?.is_none() {
+            self.store.cancel_scheduled(held.id).await?;
+            return Ok(false);
+        }
+        let Some(message) = self.store.release_scheduled(held.id, now_millis()).await? else { return Ok(false) };
+        self.announce_new(&message).await?;
+        Ok(true)
     }
 }
 

@@ -5,7 +5,7 @@ use storage::prelude::*;
 
 use protocol::time::now_millis;
 use router::{LocalRouter, Router};
-use service::{SendLimits, SendPipeline, ServiceError};
+use service::{Retries, SendLimits, SendPipeline, ServiceError};
 use storage::model::{ChatKind, ContactUpdate, MessageKind, NewChat, NewMessage, NewUser};
 use storage::{SqliteConfig, SqliteStore};
 use tokio::sync::broadcast::Receiver;
@@ -19,7 +19,7 @@ struct World {
     store: SqliteStore,
     pipeline: SendPipeline,
     deliveries: Receiver<Arc<router::Delivery>>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 fn world() -> World {
@@ -28,7 +28,7 @@ fn world() -> World {
     let router = LocalRouter::new();
     let deliveries = router.subscribe();
     let pipeline = SendPipeline::new(Arc::new(store.clone()), Arc::new(router), SendLimits::default());
-    World { store, pipeline, deliveries, _dir: dir }
+    World { store, pipeline, deliveries, dir }
 }
 
 async fn user(store: &SqliteStore, phone: &str) -> i64 {
@@ -174,8 +174,8 @@ async fn scheduled_messages_are_held_then_delivered_with_the_next_seq() {
     w.pipeline.send(text(group, bob, "meanwhile")).await.unwrap();
     w.deliveries.recv().await.unwrap();
 
-    assert_eq!(w.pipeline.release_due(now_millis()).await.unwrap(), 0);
-    assert_eq!(w.pipeline.release_due(now_millis() + 61_000).await.unwrap(), 1);
+    assert_eq!(w.pipeline.release_due(now_millis(), &mut Retries::default()).await.unwrap(), 0);
+    assert_eq!(w.pipeline.release_due(now_millis() + 61_000, &mut Retries::default()).await.unwrap(), 1);
     let released = w.deliveries.recv().await.unwrap().frame.to_event().unwrap();
     assert_eq!(released.data["id"], held.message.id);
     assert_eq!(released.data["seq"], 2);
@@ -185,7 +185,41 @@ async fn scheduled_messages_are_held_then_delivered_with_the_next_seq() {
     orphan.send_at = Some(now_millis() + 1_000);
     let orphan = w.pipeline.send(orphan).await.unwrap().message;
     w.store.remove_member(group, bob).await.unwrap();
-    assert_eq!(w.pipeline.release_due(now_millis() + 2_000).await.unwrap(), 0);
+    assert_eq!(w.pipeline.release_due(now_millis() + 2_000, &mut Retries::default()).await.unwrap(), 0);
     assert!(w.store.scheduled_message(orphan.id).await.unwrap().is_none());
     assert!(w.deliveries.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn a_scheduled_message_that_cannot_be_released_holds_no_other_back() {
+    let w = world();
+    let alice = user(&w.store, "13800000001").await;
+    let group = chat(&w.store, ChatKind::Group, alice, &[]).await;
+    // The database itself refuses to store one of them, as a failing disk
+    // or a broken row would: a trigger, through a connection of its own.
+    let db = rusqlite::Connection::open(w.dir.path().join(storage::sqlite::DATABASE_FILE)).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON messages WHEN NEW.content = 'poison' \
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+    )
+    .unwrap();
+    let due = now_millis() + 1_000;
+    // The poisoned one is due first: it heads every list of due messages.
+    let mut poison = text(group, alice, "poison");
+    poison.send_at = Some(due - 10);
+    let poison = w.pipeline.send(poison).await.unwrap().message;
+    for n in 0..3 {
+        let mut fine = text(group, alice, format!("fine {n}"));
+        fine.send_at = Some(due);
+        w.pipeline.send(fine).await.unwrap();
+    }
+    let mut retries = Retries::default();
+    assert_eq!(w.pipeline.release_due(due, &mut retries).await.unwrap(), 3, "the others go out");
+    assert_eq!(retries.len(), 1);
+    assert!(w.store.scheduled_message(poison.id).await.unwrap().is_some(), "kept for another try");
+    // Not tried again at once; once the store takes it, it goes out too.
+    assert_eq!(w.pipeline.release_due(due + 10, &mut retries).await.unwrap(), 0);
+    db.execute_batch("DROP TRIGGER refuse_poison").unwrap();
+    assert_eq!(w.pipeline.release_due(due + 60_000, &mut retries).await.unwrap(), 1);
+    assert!(retries.is_empty());
 }

@@ -18,6 +18,7 @@
 //! keys hash-tagged to one slot.
 
 mod calls;
+mod lease;
 mod presence;
 mod router;
 mod scripts;
@@ -28,6 +29,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 pub use calls::RedisCalls;
+pub use lease::RedisLease;
 pub use presence::RedisPresence;
 pub use router::RedisRouter;
 pub use sequencer::RedisSequencer;

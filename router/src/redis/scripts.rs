@@ -81,6 +81,12 @@ pub(super) struct Scripts {
     pub(super) report: Script,
     /// ARGV: p. The reports of the nodes whose lease has not run out.
     pub(super) reports: Script,
+    /// KEYS: a work lease. ARGV: holder, ttl (ms). Takes the lease when
+    /// free, or extends it when `holder` has it; answers 1 when `holder`
+    /// holds it after the call.
+    pub(super) lease_hold: Script,
+    /// KEYS: a work lease. ARGV: holder. Drops the lease if `holder` has it.
+    pub(super) lease_release: Script,
 }
 
 pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -244,4 +250,18 @@ end
 return alive
 "
     )),
+    lease_hold: Script::new(
+        r"
+local current = redis.call('GET', KEYS[1])
+if current and current ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+",
+    ),
+    lease_release: Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+",
+    ),
 });
