@@ -35,6 +35,11 @@ pub struct CreateChat {
     pub avatar: String,
     /// The other members.
     pub members: Vec<UserId>,
+    /// An existing private chat takes both people back (a decision both
+    /// made, as accepting a pairing, or the app backend's). Otherwise only
+    /// the caller rejoins it, and someone who left stays out until they
+    /// ask for it themselves.
+    pub rejoin_everyone: bool,
 }
 
 /// Chat use cases. Cheap to clone.
@@ -179,6 +184,7 @@ impl Chats {
             created_by: caller,
             members: new.members,
             created_at: now_millis(),
+            rejoin_others: new.rejoin_everyone,
         };
         let (chat, created) = self.deps.store.create_chat(request).await?;
         let members = self.deps.store.members(chat.id).await?;

@@ -124,8 +124,12 @@ impl Pairs {
             InvitationClaim::Used => return Err(ServiceError::Invalid("this invitation code was already used".into())),
         }
         let chats = crate::Chats::new(self.deps.clone());
-        let new =
-            CreateChat { kind: ChatKind::Private.as_str().into(), members: vec![inviter], ..CreateChat::default() };
+        let new = CreateChat {
+            kind: ChatKind::Private.as_str().into(),
+            members: vec![inviter],
+            rejoin_everyone: true,
+            ..CreateChat::default()
+        };
         let chat = chats.create(caller, new).await?;
         // The same two bound again: their chat opens again.
         let reopen = ChatUpdate { is_active: Some(true), updated_at: now, ..ChatUpdate::default() };

@@ -389,6 +389,7 @@ pub async fn chats_members_and_roles<S: Store>(store: &S) {
         created_by: alice,
         members: vec![bob, bob, alice],
         created_at: now,
+        rejoin_others: false,
     };
     let (chat, created) = store.create_chat(new_group.clone()).await.unwrap();
     assert!(created);
@@ -408,14 +409,23 @@ pub async fn chats_members_and_roles<S: Store>(store: &S) {
     assert!(!created, "a pair has one private chat");
     assert_eq!(again.id, direct.id);
     assert_eq!(store.private_chat_between(bob, alice).await.unwrap().unwrap().id, direct.id);
-    // One side leaves; asking for the chat again brings them back, history intact.
+    // One side leaves; the other asking for the chat does not pull them
+    // back, unless told to; asking for it themselves brings them back,
+    // history intact.
     assert!(store.remove_member(direct.id, bob).await.unwrap());
+    let (again, created) = store.create_chat(private.clone()).await.unwrap();
+    assert!((again.id, created) == (direct.id, false));
+    assert!(store.member(direct.id, bob).await.unwrap().is_none(), "who left stays out");
     let rejoin = NewChat { created_by: bob, members: vec![alice], ..private.clone() };
     let (again, created) = store.create_chat(rejoin).await.unwrap();
     assert!(!created);
     assert_eq!(again.id, direct.id);
     assert!(store.member(direct.id, bob).await.unwrap().is_some(), "rejoined");
     assert_eq!(again.members_count, 2);
+    assert!(store.remove_member(direct.id, bob).await.unwrap());
+    let both = NewChat { rejoin_others: true, ..private.clone() };
+    store.create_chat(both).await.unwrap();
+    assert!(store.member(direct.id, bob).await.unwrap().is_some(), "taken back when told to");
     assert!(store.private_chat_between(alice, carol).await.unwrap().is_none());
     let crowded = NewChat { members: vec![bob, carol], ..private.clone() };
     assert!(matches!(store.create_chat(crowded).await, Err(StoreError::Invalid(_))));
@@ -1050,6 +1060,7 @@ pub async fn pairs_bind_once_and_invitations_are_used_once<S: Store>(store: &S) 
         created_by: ann,
         members: vec![ben],
         created_at: now,
+        rejoin_others: true,
     };
     let chat = store.create_chat(private).await.unwrap().0;
     let pair = Couple { id: 77, user_id: ben, partner_id: ann, chat_id: chat.id, since: now };

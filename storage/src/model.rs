@@ -266,6 +266,10 @@ pub struct NewChat {
     /// has exactly one.
     pub members: Vec<UserId>,
     pub created_at: Millis,
+    /// When the pair's private chat exists already: whether the other
+    /// member is taken back too if they had left it (a decision both made,
+    /// or the app backend's). The creator always is.
+    pub rejoin_others: bool,
 }
 
 impl Chat {
@@ -325,6 +329,7 @@ impl NewChat {
             created_by,
             members,
             created_at,
+            rejoin_others: false,
         }
     }
 }

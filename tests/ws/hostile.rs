@@ -497,3 +497,29 @@ async fn someone_who_blocked_you_cannot_be_put_in_a_group_with_you() {
         .await;
     assert_eq!(added["code"], 200, "{added}");
 }
+
+#[tokio::test]
+async fn asking_for_a_private_chat_again_does_not_pull_back_someone_who_left_it() {
+    let server = harness::start().await;
+    let (alice, bob, chat) = server.pair("private").await;
+    let left = server.api(Method::POST, &format!("/api/chats/{chat}/leave"), &bob.token, json!({})).await;
+    assert_eq!(left["code"], 200, "{left}");
+    let mut bobs = server.connect(&bob).await;
+    // Alice asks for the chat again and writes into it.
+    let again =
+        server.api(Method::POST, "/api/chats", &alice.token, json!({"type": "private", "members": [bob.id]})).await;
+    assert_eq!(again["data"]["id"], chat, "{again}");
+    let members: Vec<i64> =
+        again["data"]["members"].as_array().unwrap().iter().map(|m| m["id"].as_i64().unwrap()).collect();
+    assert_eq!(members, vec![alice.id], "only the one who asked is in it");
+    assert_eq!(send(&server, &alice, chat, json!({"content": "come back"})).await["code"], 200);
+    bobs.quiet("message.new", Duration::from_millis(300)).await;
+    let read = server.api(Method::GET, &format!("/api/chats/{chat}/messages"), &bob.token, Value::Null).await;
+    assert_eq!(read["code"], 20002, "{read}");
+    // Bob comes back when he asks for it himself, and reads what he missed.
+    let back =
+        server.api(Method::POST, "/api/chats", &bob.token, json!({"type": "private", "members": [alice.id]})).await;
+    assert_eq!(back["data"]["id"], chat, "{back}");
+    let read = server.api(Method::GET, &format!("/api/chats/{chat}/messages"), &bob.token, Value::Null).await;
+    assert_eq!(read["data"]["messages"][0]["content"], "come back", "{read}");
+}

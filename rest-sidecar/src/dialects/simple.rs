@@ -327,6 +327,7 @@ async fn create_group(State(state): State<SidecarState>, caller: User<Simple>, b
         description: body.description,
         avatar: body.avatar,
         members: body.member_ids.into_iter().map(|WireId(user)| user).collect(),
+        ..CreateChat::default()
     };
     let group = state.services.chats.create(caller.id(), new).await?;
     ok(json!({

@@ -67,6 +67,7 @@ pub(crate) async fn create(
         description: body.description,
         avatar: body.avatar,
         members: body.members,
+        ..NewChat::default()
     };
     Ok(ok("聊天创建成功", state.services.chats.create(caller.user_id, new).await?))
 }

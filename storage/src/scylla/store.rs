@@ -908,7 +908,9 @@ impl ScyllaStore {
     /// Either side may have left the pair's chat: asking for it again
     /// rejoins them.
     async fn rejoin_private(&self, id: ChatId, new: &NewChat, others: &[UserId]) -> StoreResult<(Chat, bool)> {
-        for &user in std::iter::once(&new.created_by).chain(others) {
+        // The creator comes back; the other side, if they left, only when
+        // `rejoin_others` says so.
+        for &user in std::iter::once(&new.created_by).chain(others.iter().filter(|_| new.rejoin_others)) {
             self.join(id, ChatKind::Private, user, MemberRole::Member, new.created_at).await?;
         }
         let chat = self.load_chat(id).await?.ok_or(StoreError::ChatNotFound(id))?;

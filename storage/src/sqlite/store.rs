@@ -309,9 +309,10 @@ fn create_chat_in(conn: &Connection, new: &NewChat) -> StoreResult<(Chat, bool)>
             .query_row([key], |row| row.get(0))
             .optional()?;
         if let Some(id) = existing {
-            // Either side may have left it: asking for it again rejoins them.
+            // Asking for it again brings the creator back; the other side,
+            // if they left, only when `rejoin_others` says so.
             insert_member(conn, id, new.created_by, MemberRole::Member, new.created_at)?;
-            for &user in &others {
+            for &user in others.iter().filter(|_| new.rejoin_others) {
                 insert_member(conn, id, user, MemberRole::Member, new.created_at)?;
             }
             let chat = chat_by_id(conn, id)?.ok_or(StoreError::ChatNotFound(id))?;
