@@ -158,6 +158,9 @@ pub struct ServeArgs {
     /// A bearer token that opens `/metrics` on the main listener from anywhere.
     #[arg(long, env = "SWITCHBOARD_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+    /// Most members a group may have (its owner included).
+    #[arg(long, env = "SWITCHBOARD_MAX_GROUP_MEMBERS", default_value_t = 1_000)]
+    pub max_group_members: usize,
     /// Seconds a client may take to send a request's headers (and, on a
     /// kept-alive connection, to start the next request).
     #[arg(long, env = "SWITCHBOARD_HTTP_HEADER_TIMEOUT_SECS", default_value_t = 10)]

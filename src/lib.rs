@@ -159,6 +159,7 @@ pub async fn start(
 
     let service_config = ServiceConfig {
         notification_retention_ms: i64::from(args.notification_retention_days) * 86_400 * 1000,
+        max_group_members: args.max_group_members.max(2),
         ..ServiceConfig::default()
     };
     let services = Services::new(store.clone(), cluster.router.clone(), cluster.presence.clone(), service_config);

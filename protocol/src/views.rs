@@ -30,6 +30,8 @@ pub struct UserPrivate {
     pub last_seen: Option<String>,
     pub language: String,
     pub theme: String,
+    /// Who may put this user in a group: `everyone`, `contacts` or `nobody`.
+    pub group_invites: String,
     pub created_at: String,
     pub updated_at: String,
 }

@@ -3,7 +3,7 @@
 
 use protocol::time::{now_millis, to_iso};
 use protocol::views::{ChatView, LastMessageView, MemberView};
-use storage::model::{Chat, ChatId, ChatKind, ChatUpdate, Member, MemberRole, Message, NewChat, User, UserId};
+use storage::model::{Chat, ChatId, ChatKind, ChatUpdate, Joining, Member, MemberRole, Message, NewChat, User, UserId};
 
 use crate::{Deps, ServiceError, ServiceResult, events, validate};
 
@@ -40,6 +40,9 @@ pub struct CreateChat {
     /// the caller rejoins it, and someone who left stays out until they
     /// ask for it themselves.
     pub rejoin_everyone: bool,
+    /// Made by the app backend (the server API): the members' group-invite
+    /// settings and blocks do not bind it.
+    pub by_backend: bool,
 }
 
 /// Chat use cases. Cheap to clone.
@@ -184,6 +187,7 @@ impl Chats {
             created_by: caller,
             members: new.members,
             created_at: now_millis(),
+            added_by: (!new.by_backend).then_some(caller),
             rejoin_others: new.rejoin_everyone,
         };
         let (chat, created) = self.deps.store.create_chat(request).await?;
@@ -252,12 +256,10 @@ impl Chats {
         if user_ids.is_empty() {
             return Err(ServiceError::Invalid("user_ids must not be empty".into()));
         }
-        let max = self.deps.config.max_group_members;
-        if chat.members_count as usize + user_ids.len() > max {
-            return Err(ServiceError::Invalid(format!("a group has at most {max} members")));
-        }
-        refuse_blockers(&self.deps, caller, user_ids).await?;
-        let added = self.deps.store.add_members(chat_id, user_ids, MemberRole::Member, now_millis()).await?;
+        // The cap and each one's consent are checked with the addition.
+        let max = u32::try_from(self.deps.config.max_group_members).unwrap_or(u32::MAX);
+        let joining = Joining { by: Some(caller), max_members: Some(max) };
+        let added = self.deps.store.add_members(chat_id, user_ids, MemberRole::Member, now_millis(), joining).await?;
         if !added.is_empty() {
             let ids: Vec<UserId> = added.iter().map(|member| member.user_id).collect();
             self.deps.pipeline.publish_to_chat(chat_id, events::member_added(chat_id, &ids, caller), &[]).await?;

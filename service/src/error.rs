@@ -49,6 +49,10 @@ pub enum ServiceError {
     /// The other party has blocked the caller.
     #[error("the recipient does not accept your messages")]
     Blocked,
+    /// Someone does not accept being put in a group by the caller (a
+    /// block, or their group-invite setting): 20005 as well.
+    #[error("{0}")]
+    NotAccepted(String),
     /// A dependency (Redis, a closed store) cannot serve right now; nothing
     /// was written and the client may retry.
     #[error("{0}")]
@@ -86,7 +90,7 @@ impl ServiceError {
             Self::MessageNotFound(_) => ErrorCode::MessageNotFound,
             Self::MessageForbidden(_) => ErrorCode::MessageForbidden,
             Self::FileNotFound(_) => ErrorCode::FileNotFound,
-            Self::Blocked => ErrorCode::BlockedByRecipient,
+            Self::Blocked | Self::NotAccepted(_) => ErrorCode::BlockedByRecipient,
             Self::Unavailable(_) => ErrorCode::Unavailable,
             Self::Internal(_) => ErrorCode::Internal,
         }
@@ -114,6 +118,10 @@ impl From<StoreError> for ServiceError {
             StoreError::NotMember { user_id, .. } => Self::NotMember(format!("user {user_id} is not a member")),
             StoreError::ContactExists => Self::Conflict("already a contact".into()),
             StoreError::Invalid(detail) => Self::Invalid(detail),
+            StoreError::NotAccepted(id) => {
+                Self::NotAccepted(format!("user {id} does not accept being added to a group by you"))
+            }
+            StoreError::ChatFull(max) => Self::Invalid(format!("a group has at most {max} members")),
             StoreError::Closed => Self::Unavailable("the store is shutting down; retry".into()),
             StoreError::Unavailable(detail) => Self::Unavailable(format!("not written: {detail}")),
             StoreError::Unanswered(detail) => {

@@ -3,7 +3,7 @@
 
 use protocol::time::{Millis, now_millis};
 use protocol::views::{UserPrivate, UserPublic};
-use storage::model::{UserId, UserUpdate};
+use storage::model::{GroupInvites, UserId, UserUpdate};
 
 use crate::{Deps, ServiceError, ServiceResult, events, validate, views};
 
@@ -33,6 +33,8 @@ pub struct ProfileUpdate {
     pub birthday: Option<String>,
     /// The user's client preferences: a JSON object of at most 4 KiB.
     pub preferences: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Who may put them in a group: `everyone`, `contacts` or `nobody`.
+    pub group_invites: Option<String>,
 }
 
 /// The largest preferences object kept, serialised.
@@ -116,6 +118,13 @@ impl Users {
                 Some(text)
             }
         };
+        let group_invites =
+            match change.group_invites.as_deref() {
+                None => None,
+                Some(setting) => Some(GroupInvites::parse(setting).ok_or_else(|| {
+                    ServiceError::Invalid("group_invites must be everyone, contacts or nobody".into())
+                })?),
+            };
         let update = UserUpdate {
             username: change.username,
             nickname: change.nickname,
@@ -126,6 +135,7 @@ impl Users {
             gender: change.gender,
             birthday: change.birthday,
             preferences,
+            group_invites,
             is_disabled: None,
             updated_at: now_millis(),
         };

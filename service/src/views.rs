@@ -31,6 +31,7 @@ pub fn user_private(user: &User, online: bool) -> UserPrivate {
         last_seen: user.last_seen.map(to_iso),
         language: user.language.clone(),
         theme: user.theme.clone(),
+        group_invites: user.group_invites.as_str().to_owned(),
         created_at: to_iso(user.created_at),
         updated_at: to_iso(user.updated_at),
     }

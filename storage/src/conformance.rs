@@ -19,9 +19,9 @@ use std::collections::BTreeSet;
 use protocol::time::now_millis;
 
 use crate::model::{
-    Appended, ChatKind, ChatUpdate, ContactUpdate, Couple, Cursor, DeviceSeen, FileKind, InvitationClaim, MemberRole,
-    MessageKind, MessageQuery, NewChat, NewFile, NewMessage, NewNotification, NewUser, PairInvitation, ReceiptKind,
-    ReceiptMark, RefreshRotation, RefreshToken, UserUpdate,
+    Appended, ChatKind, ChatUpdate, ContactUpdate, Couple, Cursor, DeviceSeen, FileKind, GroupInvites, InvitationClaim,
+    Joining, MemberRole, MessageKind, MessageQuery, NewChat, NewFile, NewMessage, NewNotification, NewUser,
+    PairInvitation, ReceiptKind, ReceiptMark, RefreshRotation, RefreshToken, UserUpdate,
 };
 use crate::{Store, StoreError};
 
@@ -79,6 +79,7 @@ macro_rules! conformance_suite {
             notifications_delete_and_expire,
             external_ids_and_profile_fields,
             pairs_bind_once_and_invitations_are_used_once,
+            joining_a_group_takes_consent_and_room,
             scheduled_messages_take_their_seq_when_released,
             shutdown_finishes_and_refuses_more,
         );
@@ -389,6 +390,7 @@ pub async fn chats_members_and_roles<S: Store>(store: &S) {
         created_by: alice,
         members: vec![bob, bob, alice],
         created_at: now,
+        added_by: Some(alice),
         rejoin_others: false,
     };
     let (chat, created) = store.create_chat(new_group.clone()).await.unwrap();
@@ -432,21 +434,21 @@ pub async fn chats_members_and_roles<S: Store>(store: &S) {
     let lonely = NewChat { members: vec![alice], ..private };
     assert!(matches!(store.create_chat(lonely).await, Err(StoreError::Invalid(_))));
     assert!(matches!(
-        store.add_members(direct.id, &[carol], MemberRole::Member, now).await,
+        store.add_members(direct.id, &[carol], MemberRole::Member, now, Joining::default()).await,
         Err(StoreError::Invalid(_))
     ));
 
     assert!(store.share_a_chat(alice, bob).await.unwrap());
     assert!(!store.share_a_chat(alice, carol).await.unwrap());
-    let added = store.add_members(chat.id, &[bob, carol], MemberRole::Member, now).await.unwrap();
+    let added = store.add_members(chat.id, &[bob, carol], MemberRole::Member, now, Joining::default()).await.unwrap();
     assert!(store.share_a_chat(carol, alice).await.unwrap());
     assert_eq!(added.iter().map(|m| m.user_id).collect::<Vec<_>>(), vec![carol], "existing members are left alone");
     assert!(matches!(
-        store.add_members(chat.id, &[999_999], MemberRole::Member, now).await,
+        store.add_members(chat.id, &[999_999], MemberRole::Member, now, Joining::default()).await,
         Err(StoreError::UserNotFound(999_999))
     ));
     assert!(matches!(
-        store.add_members(999_999, &[carol], MemberRole::Member, now).await,
+        store.add_members(999_999, &[carol], MemberRole::Member, now, Joining::default()).await,
         Err(StoreError::ChatNotFound(999_999))
     ));
     assert!(store.set_member_role(chat.id, carol, MemberRole::Admin).await.unwrap());
@@ -1060,6 +1062,7 @@ pub async fn pairs_bind_once_and_invitations_are_used_once<S: Store>(store: &S) 
         created_by: ann,
         members: vec![ben],
         created_at: now,
+        added_by: None,
         rejoin_others: true,
     };
     let chat = store.create_chat(private).await.unwrap().0;
@@ -1079,6 +1082,48 @@ pub async fn pairs_bind_once_and_invitations_are_used_once<S: Store>(store: &S) 
     assert!(!store.update_chat(chat.id, close(false)).await.unwrap().unwrap().is_active);
     assert!(!store.chat(chat.id).await.unwrap().unwrap().is_active);
     assert!(store.update_chat(chat.id, close(true)).await.unwrap().unwrap().is_active);
+}
+
+pub async fn joining_a_group_takes_consent_and_room<S: Store>(store: &S) {
+    let (owner, open, careful, closed, blocker) = (
+        user(store, "1").await,
+        user(store, "2").await,
+        user(store, "3").await,
+        user(store, "4").await,
+        user(store, "5").await,
+    );
+    let now = now_millis();
+    let setting = |invites| UserUpdate { group_invites: Some(invites), updated_at: now, ..UserUpdate::default() };
+    store.update_user(careful, setting(GroupInvites::Contacts)).await.unwrap();
+    let stored = store.update_user(closed, setting(GroupInvites::Nobody)).await.unwrap().unwrap();
+    assert_eq!(stored.group_invites, GroupInvites::Nobody);
+    assert_eq!(store.user(open).await.unwrap().unwrap().group_invites, GroupInvites::Everyone, "the default");
+    store.add_contact(blocker, owner, String::new(), now).await.unwrap();
+    let block = ContactUpdate { is_blocked: Some(true), updated_at: now, ..ContactUpdate::default() };
+    store.update_contact(blocker, owner, block).await.unwrap();
+    let chat = group(store, owner, &[]).await;
+    let by_owner = |max_members| Joining { by: Some(owner), max_members };
+    let add = |users: Vec<i64>, joining| async move {
+        store.add_members(chat, &users, MemberRole::Member, now, joining).await.map(|added| added.len())
+    };
+    // Nobody who refuses is added, and one refusal adds nobody at all.
+    assert!(matches!(add(vec![open, closed], by_owner(None)).await, Err(StoreError::NotAccepted(id)) if id == closed));
+    assert!(matches!(add(vec![careful], by_owner(None)).await, Err(StoreError::NotAccepted(id)) if id == careful));
+    assert!(matches!(add(vec![blocker], by_owner(None)).await, Err(StoreError::NotAccepted(id)) if id == blocker));
+    assert!(store.member(chat, open).await.unwrap().is_none());
+    // A contact is welcome to whoever says "contacts"; the server binds only the cap.
+    store.add_contact(careful, owner, String::new(), now).await.unwrap();
+    assert_eq!(add(vec![careful], by_owner(Some(3))).await.unwrap(), 1);
+    assert_eq!(add(vec![closed], Joining { by: None, max_members: Some(3) }).await.unwrap(), 1);
+    // Three members now: the cap counts only who is new.
+    assert!(matches!(add(vec![open], by_owner(Some(3))).await, Err(StoreError::ChatFull(3))));
+    assert_eq!(add(vec![careful, closed], by_owner(Some(3))).await.unwrap(), 0);
+    assert_eq!(add(vec![open, open], by_owner(Some(4))).await.unwrap(), 1);
+    // Creating a group asks the same consent.
+    let refused = NewChat { added_by: Some(owner), ..NewChat::group(owner, "g", vec![open, blocker], now) };
+    assert!(matches!(store.create_chat(refused).await, Err(StoreError::NotAccepted(id)) if id == blocker));
+    let by_server = NewChat { added_by: None, ..NewChat::group(owner, "g", vec![closed], now) };
+    assert!(store.create_chat(by_server).await.unwrap().1);
 }
 
 pub async fn scheduled_messages_take_their_seq_when_released<S: Store>(store: &S) {

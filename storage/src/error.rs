@@ -42,6 +42,13 @@ pub enum StoreError {
         /// The user.
         user_id: i64,
     },
+    /// The user does not accept being put in a group by whoever asked
+    /// (they blocked them, or their group-invite setting says no).
+    #[error("user {0} does not accept being added by this user")]
+    NotAccepted(i64),
+    /// The chat would pass its member cap.
+    #[error("a group has at most {0} members")]
+    ChatFull(u32),
     /// The contact is already in the user's list.
     #[error("contact already exists")]
     ContactExists,

@@ -100,6 +100,8 @@ pub struct User {
     pub birthday: String,
     /// The user's own client preferences (a JSON object as text), or empty.
     pub preferences: String,
+    /// Who may put this user in a group.
+    pub group_invites: GroupInvites,
     pub is_disabled: bool,
     pub last_seen: Option<Millis>,
     pub created_at: Millis,
@@ -159,8 +161,64 @@ pub struct UserUpdate {
     pub gender: Option<String>,
     pub birthday: Option<String>,
     pub preferences: Option<String>,
+    pub group_invites: Option<GroupInvites>,
     pub is_disabled: Option<bool>,
     pub updated_at: Millis,
+}
+
+/// Who may put a user in a group (their setting; blocking always wins).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupInvites {
+    /// Anyone they have not blocked.
+    #[default]
+    Everyone,
+    /// Only people in their contact list.
+    Contacts,
+    /// Nobody: they join groups only by creating them.
+    Nobody,
+}
+
+impl GroupInvites {
+    /// Whether a user with this setting accepts being put in a group by
+    /// someone they hold as a contact (`Some(blocked)`) or not (`None`).
+    pub fn accepts(self, contact: Option<bool>) -> bool {
+        match (contact, self) {
+            (Some(true), _) | (_, Self::Nobody) | (None, Self::Contacts) => false,
+            (Some(false), _) | (None, Self::Everyone) => true,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Everyone => "everyone",
+            Self::Contacts => "contacts",
+            Self::Nobody => "nobody",
+        }
+    }
+
+    /// The setting named `text`; an empty or unknown name (a row older
+    /// than the setting) is the default.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "everyone" => Some(Self::Everyone),
+            "contacts" => Some(Self::Contacts),
+            "nobody" => Some(Self::Nobody),
+            _ => None,
+        }
+    }
+}
+
+/// Who adds members, and what the addition is held to in the same write:
+/// the chat's size cap, and each new member's consent (no block of `by`,
+/// and their [`GroupInvites`] setting).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Joining {
+    /// The user adding them; `None` for the server itself (the app
+    /// backend through the server API), which only the cap binds.
+    pub by: Option<UserId>,
+    /// The most members the chat may have after the addition.
+    pub max_members: Option<u32>,
 }
 
 /// One advance of a member's receipt marker: from `at` on, every message
@@ -266,6 +324,10 @@ pub struct NewChat {
     /// has exactly one.
     pub members: Vec<UserId>,
     pub created_at: Millis,
+    /// The user putting the others in a new group, whose consent
+    /// ([`Joining`]) is checked in the same write; `None` when the app
+    /// backend does it.
+    pub added_by: Option<UserId>,
     /// When the pair's private chat exists already: whether the other
     /// member is taken back too if they had left it (a decision both made,
     /// or the app backend's). The creator always is.
@@ -329,6 +391,7 @@ impl NewChat {
             created_by,
             members,
             created_at,
+            added_by: Some(created_by),
             rejoin_others: false,
         }
     }

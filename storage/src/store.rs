@@ -3,9 +3,9 @@ use async_trait::async_trait;
 use crate::StoreError;
 use crate::model::{
     Appended, Chat, ChatId, ChatSummary, ChatUpdate, Contact, ContactUpdate, Couple, DeviceSeen, FileId, FileMeta,
-    InvitationClaim, Member, MemberRole, Message, MessageId, MessageQuery, Millis, NewChat, NewFile, NewMessage,
-    NewNotification, NewUser, Notification, PairInvitation, Reaction, ReceiptMark, RefreshRotation, RefreshToken,
-    SendContext, Seq, User, UserId, UserUpdate,
+    InvitationClaim, Joining, Member, MemberRole, Message, MessageId, MessageQuery, Millis, NewChat, NewFile,
+    NewMessage, NewNotification, NewUser, Notification, PairInvitation, Reaction, ReceiptMark, RefreshRotation,
+    RefreshToken, SendContext, Seq, User, UserId, UserUpdate,
 };
 
 /// The result type of every store operation.
@@ -147,13 +147,19 @@ pub trait ChatStore: Send + Sync + 'static {
         now: Millis,
     ) -> StoreResult<Vec<ChatSummary>>;
     async fn count_chats_of_user(&self, user_id: UserId) -> StoreResult<u64>;
-    /// Adds members (existing ones are left as they are); answers the new ones.
+    /// Adds members (existing ones are left as they are); answers the new
+    /// ones. `joining` is checked for the new ones before any is added:
+    /// [`StoreError::NotAccepted`] names one who does not accept `by`,
+    /// [`StoreError::ChatFull`] says the cap would be passed. The
+    /// embedded store checks and adds in one write; ScyllaDB checks, then
+    /// adds (two adds racing on two nodes may pass the cap by the smaller).
     async fn add_members(
         &self,
         chat_id: ChatId,
         users: &[UserId],
         role: MemberRole,
         at: Millis,
+        joining: Joining,
     ) -> StoreResult<Vec<Member>>;
     async fn remove_member(&self, chat_id: ChatId, user_id: UserId) -> StoreResult<bool>;
     async fn set_member_role(&self, chat_id: ChatId, user_id: UserId, role: MemberRole) -> StoreResult<bool>;

@@ -523,3 +523,47 @@ async fn asking_for_a_private_chat_again_does_not_pull_back_someone_who_left_it(
     let read = server.api(Method::GET, &format!("/api/chats/{chat}/messages"), &bob.token, Value::Null).await;
     assert_eq!(read["data"]["messages"][0]["content"], "come back", "{read}");
 }
+
+/// `user` sets who may put them in a group.
+async fn group_invites(server: &Server, user: &User, setting: &str) -> Value {
+    server.api(Method::PUT, "/api/users/me", &user.token, json!({"group_invites": setting})).await
+}
+
+#[tokio::test]
+async fn nobody_is_put_in_a_group_against_their_setting_or_past_the_cap() {
+    let server = harness::start_with_flags(&["--max-group-members", "4"], |_| {}).await;
+    let alice = server.register("13800000001", "alice").await;
+    let spammer = server.register("13800000666", "spammer").await;
+    let friend = server.register("13800000002", "friend").await;
+    assert_eq!(group_invites(&server, &alice, "sometimes").await["code"], 400, "a setting it does not know");
+    let me = group_invites(&server, &alice, "contacts").await;
+    assert_eq!(me["data"]["group_invites"], "contacts", "{me}");
+    // A stranger can neither make a group with her nor add her to one.
+    let create = json!({"type": "group", "name": "promo", "members": [alice.id]});
+    assert_eq!(server.api(Method::POST, "/api/chats", &spammer.token, create).await["code"], 20005);
+    let promo = server.chat(&spammer, "group", &[]).await;
+    let path = format!("/api/chats/{promo}/members");
+    let added = server.api(Method::POST, &path, &spammer.token, json!({"user_ids": [alice.id]})).await;
+    assert_eq!(added["code"], 20005, "{added}");
+    // Someone in her contact list can.
+    add_contact(&server, &alice, "13800000002").await;
+    let team = server.chat(&friend, "group", &[&alice]).await;
+    // With "nobody", not even a contact.
+    group_invites(&server, &alice, "nobody").await;
+    let other = json!({"type": "group", "name": "other", "members": [alice.id]});
+    assert_eq!(server.api(Method::POST, "/api/chats", &friend.token, other).await["code"], 20005);
+    // The cap holds however many ask at once: four members at most.
+    let mut crowd = Vec::new();
+    for n in 0..6 {
+        crowd.push(server.register(&format!("1390000000{n}"), &format!("crowd{n}")).await);
+    }
+    let path = format!("/api/chats/{team}/members");
+    let answers = futures_util::future::join_all(
+        crowd.iter().map(|user| server.api(Method::POST, &path, &friend.token, json!({"user_ids": [user.id]}))),
+    )
+    .await;
+    let admitted = answers.iter().filter(|answer| answer["code"] == 200).count();
+    assert_eq!(admitted, 2, "two places were left: {answers:?}");
+    let chat = server.api(Method::GET, &format!("/api/chats/{team}"), &friend.token, Value::Null).await;
+    assert_eq!(chat["data"]["members"].as_array().unwrap().len(), 4, "{chat}");
+}

@@ -240,7 +240,14 @@ pub(crate) async fn open_chat(
     for &user in std::iter::once(&creator).chain(&members) {
         state.services.admin.find(&UserRef::Id(user)).await?;
     }
-    let new = CreateChat { kind: body.kind, name: body.name, members, rejoin_everyone: true, ..CreateChat::default() };
+    let new = CreateChat {
+        kind: body.kind,
+        name: body.name,
+        members,
+        rejoin_everyone: true,
+        by_backend: true,
+        ..CreateChat::default()
+    };
     Ok(ok("会话已就绪", state.services.chats.create(creator, new).await?))
 }
 

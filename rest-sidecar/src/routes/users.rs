@@ -27,6 +27,7 @@ pub(crate) struct ProfileUpdate {
     avatar: Option<String>,
     language: Option<String>,
     theme: Option<String>,
+    group_invites: Option<String>,
 }
 
 /// `PUT /api/users/me`: answers the updated profile.
@@ -42,6 +43,7 @@ pub(crate) async fn update_me(
         avatar: body.avatar,
         language: body.language,
         theme: body.theme,
+        group_invites: body.group_invites,
         ..service::ProfileUpdate::default()
     };
     Ok(ok("用户信息更新成功", state.services.users.update_me(caller.user_id, change).await?))

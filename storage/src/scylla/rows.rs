@@ -38,6 +38,7 @@ pub(crate) struct UserRow {
     gender: Option<String>,
     birthday: Option<String>,
     preferences: Option<String>,
+    group_invites: Option<String>,
 }
 
 impl UserRow {
@@ -58,6 +59,11 @@ impl UserRow {
             gender: text(self.gender),
             birthday: text(self.birthday),
             preferences: text(self.preferences),
+            group_invites: self
+                .group_invites
+                .as_deref()
+                .and_then(crate::model::GroupInvites::parse)
+                .unwrap_or_default(),
             is_disabled: self.is_disabled.unwrap_or(false),
             // 0 is "never": the conditional raise needs a value to compare.
             last_seen: self.last_seen.filter(|&at| at > 0),

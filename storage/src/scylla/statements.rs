@@ -16,7 +16,7 @@ use crate::StoreError;
 macro_rules! user_columns {
     () => {
         "id, phone, username, nickname, bio, avatar, language, theme, is_disabled, last_seen, created_at, updated_at, \
-         email, external_id, gender, birthday, preferences"
+         email, external_id, gender, birthday, preferences, group_invites"
     };
 }
 macro_rules! contact_columns {
@@ -124,7 +124,7 @@ statements! {
     user_by_phone: true => "SELECT user_id FROM users_by_phone WHERE phone = ?";
     user_by_username: true => "SELECT user_id FROM users_by_username WHERE username = ?";
     update_user: true => "UPDATE users SET username = ?, nickname = ?, bio = ?, avatar = ?, language = ?, theme = ?, \
-         is_disabled = ?, updated_at = ?, gender = ?, birthday = ?, preferences = ? WHERE id = ?";
+         is_disabled = ?, updated_at = ?, gender = ?, birthday = ?, preferences = ?, group_invites = ? WHERE id = ?";
     // Only ever later (a new user's last_seen is 0, "never").
     set_last_seen: false => "UPDATE users SET last_seen = ? WHERE id = ? IF last_seen < ?";
     select_password: true => "SELECT password_hash, created_at FROM users WHERE id = ?";

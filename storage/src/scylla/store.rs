@@ -2,7 +2,7 @@
 //! model and why each table looks the way it does are in
 //! `storage/docs/scylla.md`; this file follows it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,7 @@ use super::{ScyllaConfig, connect, migrate};
 use crate::buckets::Buckets;
 use crate::model::{
     Appended, Chat, ChatId, ChatKind, ChatSummary, ChatUpdate, Contact, ContactUpdate, Cursor, FileId, FileMeta,
-    Member, MemberRole, Message, MessageId, MessageKind, MessageQuery, Millis, NewChat, NewFile, NewMessage,
+    Joining, Member, MemberRole, Message, MessageId, MessageKind, MessageQuery, Millis, NewChat, NewFile, NewMessage,
     NewNotification, NewUser, Notification, Reaction, RefreshRotation, RefreshToken, SendContext, Seq, User, UserId,
     UserUpdate,
 };
@@ -907,6 +907,26 @@ impl ScyllaStore {
 
     /// Either side may have left the pair's chat: asking for it again
     /// rejoins them.
+    /// Whether `fresh` (users not yet members) may join a chat of
+    /// `members` members on `joining`'s terms (see the embedded store's
+    /// `admit`): read, then decided, not one write.
+    async fn admit(&self, joining: Joining, members: usize, fresh: &[UserId]) -> StoreResult<()> {
+        if let Some(by) = joining.by {
+            let holders: HashMap<UserId, Option<bool>> = self.contact_holders(by).await?.into_iter().collect();
+            for &user in fresh.iter().filter(|&&user| user != by) {
+                let setting = self.load_user(user).await?.map(|user| user.group_invites).unwrap_or_default();
+                let contact = holders.get(&user).map(|blocked| blocked.unwrap_or(false));
+                if !setting.accepts(contact) {
+                    return Err(StoreError::NotAccepted(user));
+                }
+            }
+        }
+        match joining.max_members {
+            Some(max) if members + fresh.len() > max as usize => Err(StoreError::ChatFull(max)),
+            _ => Ok(()),
+        }
+    }
+
     async fn rejoin_private(&self, id: ChatId, new: &NewChat, others: &[UserId]) -> StoreResult<(Chat, bool)> {
         // The creator comes back; the other side, if they left, only when
         // `rejoin_others` says so.

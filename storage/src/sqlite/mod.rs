@@ -40,6 +40,7 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         M::up(include_str!("migrations/005_receipts.sql")),
         M::up(include_str!("migrations/006_server_api.sql")),
         M::up(include_str!("migrations/007_pairs.sql")),
+        M::up(include_str!("migrations/008_group_invites.sql")),
     ])
 });
 

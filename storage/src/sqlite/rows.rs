@@ -15,7 +15,7 @@ fn text_enum<T>(row: &Row<'_>, index: usize, parse: fn(&str) -> Option<T>) -> ru
     })
 }
 
-pub(crate) const USER_COLUMNS: &str = "id, phone, username, nickname, bio, avatar, language, theme, is_disabled, last_seen, created_at, updated_at, email, external_id, gender, birthday, preferences";
+pub(crate) const USER_COLUMNS: &str = "id, phone, username, nickname, bio, avatar, language, theme, is_disabled, last_seen, created_at, updated_at, email, external_id, gender, birthday, preferences, group_invites";
 
 /// The phone column of an account that has only an email (see migration 003).
 pub(crate) fn phone_placeholder(email: &str) -> String {
@@ -37,6 +37,7 @@ pub(crate) fn user(row: &Row<'_>) -> rusqlite::Result<User> {
         gender: row.get(14)?,
         birthday: row.get(15)?,
         preferences: row.get(16)?,
+        group_invites: crate::model::GroupInvites::parse(&row.get::<_, String>(17)?).unwrap_or_default(),
         is_disabled: row.get(8)?,
         last_seen: row.get(9)?,
         created_at: row.get(10)?,

@@ -12,9 +12,10 @@ use super::rows::{
 };
 use super::writer::exec_cached;
 use crate::model::{
-    Appended, Chat, ChatId, ChatSummary, ChatUpdate, Contact, ContactUpdate, Cursor, FileId, FileMeta, Member,
-    MemberRole, Message, MessageId, MessageQuery, Millis, NewChat, NewFile, NewMessage, NewNotification, NewUser,
-    Notification, Reaction, RefreshRotation, RefreshToken, SendContext, Seq, User, UserId, UserUpdate,
+    Appended, Chat, ChatId, ChatKind, ChatSummary, ChatUpdate, Contact, ContactUpdate, Cursor, FileId, FileMeta,
+    GroupInvites, Joining, Member, MemberRole, Message, MessageId, MessageQuery, Millis, NewChat, NewFile, NewMessage,
+    NewNotification, NewUser, Notification, Reaction, RefreshRotation, RefreshToken, SendContext, Seq, User, UserId,
+    UserUpdate,
 };
 use crate::{
     AccountStore, ChatStore, ContactStore, FileStore, MessageStore, NotificationStore, Store, StoreError, StoreResult,
@@ -297,6 +298,30 @@ fn append_with_id(conn: &Connection, id: MessageId, new: NewMessage) -> StoreRes
     Ok(Appended::New(new.into_stored(id, seq)))
 }
 
+/// Whether `fresh` (users not yet members) may join a chat of `members`
+/// members on `joining`'s terms: each accepts its `by` (has not blocked
+/// them; their group-invite setting lets them in), and the cap holds.
+fn admit(conn: &Connection, joining: Joining, members: usize, fresh: &[UserId]) -> StoreResult<()> {
+    if let Some(by) = joining.by {
+        let mut consent = conn.prepare_cached(
+            "SELECT u.group_invites, c.is_blocked FROM users u \
+             LEFT JOIN contacts c ON c.user_id = u.id AND c.contact_id = ?2 WHERE u.id = ?1",
+        )?;
+        for &user in fresh.iter().filter(|&&user| user != by) {
+            let (setting, blocked): (String, Option<bool>) =
+                consent.query_row([user, by], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            let setting = GroupInvites::parse(&setting).unwrap_or_default();
+            if !setting.accepts(blocked) {
+                return Err(StoreError::NotAccepted(user));
+            }
+        }
+    }
+    match joining.max_members {
+        Some(max) if members + fresh.len() > max as usize => Err(StoreError::ChatFull(max)),
+        _ => Ok(()),
+    }
+}
+
 fn create_chat_in(conn: &Connection, new: &NewChat) -> StoreResult<(Chat, bool)> {
     let private_key = new.private_key()?;
     let others = new.others();
@@ -318,6 +343,9 @@ fn create_chat_in(conn: &Connection, new: &NewChat) -> StoreResult<(Chat, bool)>
             let chat = chat_by_id(conn, id)?.ok_or(StoreError::ChatNotFound(id))?;
             return Ok((chat, false));
         }
+    }
+    if new.kind == ChatKind::Group {
+        admit(conn, Joining { by: new.added_by, max_members: None }, 1, &others)?;
     }
     conn.prepare_cached(
         "INSERT INTO chats (kind, name, description, avatar, created_by, private_key, created_at, updated_at) \

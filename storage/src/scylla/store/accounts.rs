@@ -168,6 +168,7 @@ impl AccountStore for ScyllaStore {
         merge(&mut user.gender, update.gender);
         merge(&mut user.birthday, update.birthday);
         merge(&mut user.preferences, update.preferences);
+        user.group_invites = update.group_invites.unwrap_or(user.group_invites);
         user.is_disabled = update.is_disabled.unwrap_or(user.is_disabled);
         user.updated_at = update.updated_at;
         let values = (
@@ -182,6 +183,7 @@ impl AccountStore for ScyllaStore {
             user.gender.as_str(),
             user.birthday.as_str(),
             user.preferences.as_str(),
+            user.group_invites.as_str(),
             id,
         );
         self.run(&self.st().update_user, values).await?;

@@ -4,7 +4,9 @@ use super::{
     Chat, ChatId, ChatStore, ChatSummary, ChatUpdate, LIST_CONCURRENCY, Member, MemberRole, Millis, NewChat,
     ScyllaStore, StoreError, StoreResult, UserId, async_trait, try_join, try_join_all,
 };
-use crate::model::private_pair_key;
+use std::collections::HashSet;
+
+use crate::model::{ChatKind, Joining, private_pair_key};
 
 #[async_trait]
 impl ChatStore for ScyllaStore {
@@ -19,6 +21,9 @@ impl ChatStore for ScyllaStore {
             && let Some(existing) = self.private_chat_id(pair).await?
         {
             return self.rejoin_private(existing, &new, &others).await;
+        }
+        if new.kind == ChatKind::Group {
+            self.admit(Joining { by: new.added_by, max_members: None }, 1, &others).await?;
         }
         let id = self.inner.ids.next_id();
         let values = (
@@ -124,6 +129,7 @@ impl ChatStore for ScyllaStore {
         users: &[UserId],
         role: MemberRole,
         at: Millis,
+        joining: Joining,
     ) -> StoreResult<Vec<Member>> {
         let _open = self.open_guard().await?;
         let chat = self.load_chat(chat_id).await?.ok_or(StoreError::ChatNotFound(chat_id))?;
@@ -131,8 +137,12 @@ impl ChatStore for ScyllaStore {
         if let Some(missing) = self.missing_user(users).await? {
             return Err(StoreError::UserNotFound(missing));
         }
+        let members: HashSet<UserId> = self.load_members(chat_id).await?.iter().map(|member| member.user_id).collect();
+        let mut fresh: Vec<UserId> = users.iter().copied().filter(|user| !members.contains(user)).collect();
+        fresh.dedup();
+        self.admit(joining, members.len(), &fresh).await?;
         let mut added = Vec::new();
-        for &user_id in users {
+        for &user_id in &fresh {
             if self.join(chat_id, chat.kind, user_id, role, at).await? {
                 added.push(Member {
                     chat_id,

@@ -167,7 +167,8 @@ impl AccountStore for SqliteStore {
                      bio = COALESCE(?3, bio), avatar = COALESCE(?4, avatar), language = COALESCE(?5, language), \
                      theme = COALESCE(?6, theme), is_disabled = COALESCE(?7, is_disabled), updated_at = ?8, \
                      gender = COALESCE(?10, gender), birthday = COALESCE(?11, birthday), \
-                     preferences = COALESCE(?12, preferences) WHERE id = ?9",
+                     preferences = COALESCE(?12, preferences), group_invites = COALESCE(?13, group_invites) \
+                     WHERE id = ?9",
                 )?
                 .execute(params![
                     update.username,
@@ -181,7 +182,8 @@ impl AccountStore for SqliteStore {
                     id,
                     update.gender,
                     update.birthday,
-                    update.preferences
+                    update.preferences,
+                    update.group_invites.map(crate::model::GroupInvites::as_str)
                 ]);
             match changed {
                 Ok(0) => Ok(None),

@@ -2,10 +2,10 @@
 
 use super::{
     CHAT_SELECT, CHAT_WIDTH, Chat, ChatId, ChatStore, ChatSummary, ChatUpdate, MEMBER_COLUMNS, Member, MemberRole,
-    Millis, NewChat, OptionalExtension, SqliteStore, StoreError, StoreResult, UserId, async_trait, chat_by_id,
+    Millis, NewChat, OptionalExtension, SqliteStore, StoreError, StoreResult, UserId, admit, async_trait, chat_by_id,
     create_chat_in, insert_member, latest_visible, member_of, members_of, missing_user, params, rows, unread,
 };
-use crate::model::private_pair_key;
+use crate::model::{Joining, private_pair_key};
 
 #[async_trait]
 impl ChatStore for SqliteStore {
@@ -99,6 +99,7 @@ impl ChatStore for SqliteStore {
         users: &[UserId],
         role: MemberRole,
         at: Millis,
+        joining: Joining,
     ) -> StoreResult<Vec<Member>> {
         let users = users.to_vec();
         self.write(move |conn| {
@@ -107,8 +108,16 @@ impl ChatStore for SqliteStore {
             if let Some(missing) = missing_user(conn, &users)? {
                 return Err(StoreError::UserNotFound(missing));
             }
+            let mut fresh = Vec::new();
+            let mut is_member = conn.prepare_cached("SELECT 1 FROM members WHERE chat_id = ?1 AND user_id = ?2")?;
+            for &user in &users {
+                if !fresh.contains(&user) && !is_member.exists([chat_id, user])? {
+                    fresh.push(user);
+                }
+            }
+            admit(conn, joining, chat.members_count as usize, &fresh)?;
             let mut added = Vec::new();
-            for user in users {
+            for user in fresh {
                 if insert_member(conn, chat_id, user, role, at)? {
                     added.extend(member_of(conn, chat_id, user)?);
                 }
