@@ -10,6 +10,7 @@ mod couple;
 mod cql_cluster;
 mod dating;
 mod every_seed;
+mod fuzz_http;
 mod harness;
 mod hostile;
 mod load;
