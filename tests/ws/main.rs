@@ -8,6 +8,7 @@ mod cluster;
 mod connect;
 mod couple;
 mod cql_cluster;
+mod crash;
 mod dating;
 mod every_seed;
 mod fuzz_http;
