@@ -8,8 +8,9 @@
 # script starts a private Apache Cassandra node (scripts/cassandra.sh, from
 # Maven Central) and stops it afterwards. Node and npm are installed if
 # missing: the bench's Socket.IO peer test and the browser test need them.
-# Then: cargo test --workspace, the CQL conformance suite, clippy with
-# warnings as errors, and the browser test.
+# Then: cargo test --workspace, schemathesis against the served OpenAPI
+# document (scripts/api-fuzz.sh, from PyPI), the CQL conformance suite,
+# clippy with warnings as errors, and the browser test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -92,6 +93,10 @@ fi
 
 say "cargo test --workspace"
 cargo test --workspace --locked
+
+say "API fuzzing: schemathesis against the served OpenAPI document"
+cargo build --locked -p switchboard
+bash scripts/api-fuzz.sh target/debug/switchboard
 
 # Started after the workspace's tests, so that it takes no CPU from them.
 if [ -z "${SCYLLA_URI:-}" ]; then
