@@ -258,6 +258,8 @@ pub trait FileStore: Send + Sync + 'static {
     /// Deletes the metadata; answers how many live files still share the
     /// content hash, so the caller knows whether the bytes may go.
     async fn delete_file(&self, id: FileId) -> StoreResult<Option<u64>>;
+    /// How many live files have the content hash `sha256`.
+    async fn files_sharing(&self, sha256: &str) -> StoreResult<u64>;
 
     /// Whether `user_id` may read the file: they own it, or it was sent
     /// (as `file_url`) in a chat they are a member of.

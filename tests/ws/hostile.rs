@@ -567,3 +567,24 @@ async fn nobody_is_put_in_a_group_against_their_setting_or_past_the_cap() {
     let chat = server.api(Method::GET, &format!("/api/chats/{team}"), &friend.token, Value::Null).await;
     assert_eq!(chat["data"]["members"].as_array().unwrap().len(), 4, "{chat}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_file_while_someone_uploads_the_same_bytes_loses_neither() {
+    let server = harness::start().await;
+    let alice = server.register("13800000001", "alice").await;
+    let bob = server.register("13800000002", "bob").await;
+    for round in 0..30 {
+        let bytes = format!("the same bytes, round {round}\n").repeat(64).into_bytes();
+        let first = upload(&server, &alice, "document", "a.txt", bytes.clone()).await;
+        let path = format!("/api/files/{}", first["id"]);
+        let deletion = server.api(Method::DELETE, &path, &alice.token, Value::Null);
+        let (deleted, second) = tokio::join!(deletion, upload(&server, &bob, "document", "b.txt", bytes.clone()));
+        assert_eq!(deleted["code"], 200, "{deleted}");
+        let url = second["url"].as_str().unwrap();
+        let response = download(&server, &bob, url).await;
+        assert_eq!(response.status(), 200, "round {round}: the second upload's bytes are there");
+        assert_eq!(response.bytes().await.unwrap().as_ref(), bytes.as_slice());
+        let gone = download(&server, &alice, &format!("/api/files/{}", first["id"])).await;
+        assert_eq!(gone.status(), 404);
+    }
+}

@@ -356,7 +356,9 @@ pub(crate) async fn keep(
     } else {
         None
     };
-    store_blob(&state.config.files_dir, &received.sha256, &received.temp).await?;
+    // The record first, then the bytes: a deletion of an identical file
+    // racing this upload then sees the record and keeps (or puts back)
+    // the bytes (see `drop_unused_blob`).
     let file = state
         .store
         .insert_file(NewFile {
@@ -365,11 +367,15 @@ pub(crate) async fn keep(
             size: received.size,
             mime,
             kind,
-            sha256: received.sha256,
+            sha256: received.sha256.clone(),
             thumbnail_sha256,
             created_at: now_millis(),
         })
         .await?;
+    if let Err(failure) = store_blob(&state.config.files_dir, &received.sha256, &received.temp).await {
+        let _ = state.store.delete_file(file.id).await;
+        return Err(failure);
+    }
     metrics::counter!("switchboard_files_uploaded_total", "type" => kind.as_str()).increment(1);
     Ok((file, width, height))
 }
@@ -497,7 +503,37 @@ pub(crate) async fn delete(
         return Err(ApiFailure::new(ErrorCode::Forbidden, "only the uploader may delete a file"));
     }
     if state.store.delete_file(id).await? == Some(0) {
-        let _ = tokio::fs::remove_file(blob_path(&state.config.files_dir, &file.sha256)).await;
+        drop_unused_blob(&state, &file.sha256).await;
     }
     Ok(ok("文件删除成功", Empty {}))
+}
+
+/// Removes the bytes of `sha256` unless a file recorded meanwhile shares
+/// them: an identical upload racing this deletion (on any process) records
+/// its file before it stores its bytes, so the bytes are first moved
+/// aside, the files sharing them counted again, and put back if any does.
+async fn drop_unused_blob(state: &SidecarState, sha256: &str) {
+    let path = blob_path(&state.config.files_dir, sha256);
+    let aside = path.with_extension(format!("deleting-{:016x}", rand::random::<u64>()));
+    if tokio::fs::rename(&path, &aside).await.is_err() {
+        return; // gone already
+    }
+    let shared = match state.store.files_sharing(sha256).await {
+        Ok(count) => count > 0,
+        // Unsure: keep the bytes (a leak is better than a loss).
+        Err(error) => {
+            tracing::warn!(%error, "could not recount a blob's files; keeping it");
+            true
+        }
+    };
+    let kept = if shared && !tokio::fs::try_exists(&path).await.unwrap_or(false) {
+        tokio::fs::rename(&aside, &path).await.is_ok()
+    } else {
+        false
+    };
+    if !kept {
+        let _ = tokio::fs::remove_file(&aside).await;
+    }
+    metrics::counter!("switchboard_file_blobs_total", "outcome" => if shared { "kept" } else { "removed" })
+        .increment(1);
 }

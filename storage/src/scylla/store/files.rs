@@ -53,6 +53,11 @@ impl FileStore for ScyllaStore {
         Ok(Some(self.count(&self.st().files_of_hash, (file.sha256.as_str(),)).await?))
     }
 
+    async fn files_sharing(&self, sha256: &str) -> StoreResult<u64> {
+        let _open = self.open_guard().await?;
+        self.count(&self.st().files_of_hash, (sha256,)).await
+    }
+
     async fn file_visible_to(&self, file_id: FileId, file_url: &str, user_id: UserId) -> StoreResult<bool> {
         let _open = self.open_guard().await?;
         if self.load_file(file_id).await?.is_some_and(|file| file.owner_id == user_id) {

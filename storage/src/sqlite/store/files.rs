@@ -57,6 +57,17 @@ impl FileStore for SqliteStore {
         .await
     }
 
+    async fn files_sharing(&self, sha256: &str) -> StoreResult<u64> {
+        let sha256 = sha256.to_owned();
+        self.read(move |conn| {
+            let count: i64 = conn
+                .prepare_cached("SELECT COUNT(*) FROM files WHERE sha256 = ?1")?
+                .query_row([sha256], |row| row.get(0))?;
+            Ok(count as u64)
+        })
+        .await
+    }
+
     async fn file_visible_to(&self, file_id: FileId, file_url: &str, user_id: UserId) -> StoreResult<bool> {
         let file_url = file_url.to_owned();
         self.read(move |conn| {
