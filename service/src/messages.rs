@@ -306,13 +306,13 @@ impl Messages {
             return Err(ServiceError::Invalid(format!("at most {DELIVERED_MAX} message_ids at once")));
         }
         crate::chats::membership(&self.deps, chat_id, caller).await?;
-        let mut delivered = Vec::new();
-        for &id in message_ids {
-            let message = self.deps.store.message(id).await?;
-            if let Some(message) = message.filter(|m| m.chat_id == chat_id && m.sender_id != caller) {
-                delivered.push(message);
-            }
-        }
+        let mut ids = message_ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        // One read for the lot.
+        let mut delivered = self.deps.store.messages_by_id(&ids).await?;
+        delivered.retain(|m| m.chat_id == chat_id && m.sender_id != caller);
+        delivered.sort_unstable_by_key(|m| m.seq);
         // Stored before any sender hears of it: a history read right after
         // the `message.status` already shows it.
         if let Some(newest) = delivered.iter().map(|message| message.seq).max() {

@@ -781,7 +781,12 @@ pub async fn edit_delete_pin_and_react<S: Store>(store: &S) {
     with_file.file_name = "cat.png".into();
     with_file.file_size = 1234;
     let message = store.append_message(with_file).await.unwrap().into_message();
-    send(store, chat, bob, "after").await;
+    let after = send(store, chat, bob, "after").await;
+    let mut both: Vec<i64> =
+        store.messages_by_id(&[after.id, 999_999, message.id]).await.unwrap().iter().map(|m| m.id).collect();
+    both.sort_unstable();
+    assert_eq!(both, vec![message.id.min(after.id), message.id.max(after.id)], "the ones that exist, in one read");
+    assert!(store.messages_by_id(&[]).await.unwrap().is_empty());
     let at = now_millis() + 5;
 
     let edited = store.edit_message(message.id, "look at this".into(), at).await.unwrap().unwrap();

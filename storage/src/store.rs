@@ -196,6 +196,8 @@ pub trait MessageStore: Send + Sync + 'static {
     /// seen before answers the original instead, without taking a seq.
     async fn append_message(&self, message: NewMessage) -> StoreResult<Appended>;
     async fn message(&self, id: MessageId) -> StoreResult<Option<Message>>;
+    /// Those of `ids` that exist, in no particular order: one read.
+    async fn messages_by_id(&self, ids: &[MessageId]) -> StoreResult<Vec<Message>>;
     async fn messages(&self, chat_id: ChatId, query: MessageQuery) -> StoreResult<Vec<Message>>;
     /// The newest visible message of the chat.
     async fn latest_message(&self, chat_id: ChatId, now: Millis) -> StoreResult<Option<Message>>;

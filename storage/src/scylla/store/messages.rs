@@ -43,6 +43,12 @@ impl MessageStore for ScyllaStore {
         self.load_message(id).await
     }
 
+    async fn messages_by_id(&self, ids: &[MessageId]) -> StoreResult<Vec<Message>> {
+        let _open = self.open_guard().await?;
+        let found = try_join_all(ids.iter().map(|&id| self.load_message(id))).await?;
+        Ok(found.into_iter().flatten().collect())
+    }
+
     async fn messages(&self, chat_id: ChatId, query: MessageQuery) -> StoreResult<Vec<Message>> {
         let _open = self.open_guard().await?;
         let after = match query.after {
