@@ -346,6 +346,8 @@ pub async fn contacts_add_update_block_delete<S: Store>(store: &S) {
     assert_eq!(seen, vec![alice, carol]);
     assert!(store.presence_visible(dave, &[alice]).await.unwrap().is_empty(), "a peer alice blocked");
     assert!(store.presence_visible(eve, &[alice]).await.unwrap().is_empty(), "a one-sided contact");
+    group(store, eve, &[carol]).await;
+    assert_eq!(store.presence_visible(eve, &[carol, alice]).await.unwrap(), vec![carol], "a chat in common");
     let mut bobs = store.presence_audience(bob).await.unwrap();
     bobs.sort_unstable();
     assert!(bobs.is_empty(), "alice blocked bob, so she does not hear of him: {bobs:?}");

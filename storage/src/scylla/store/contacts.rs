@@ -95,6 +95,43 @@ impl ContactStore for ScyllaStore {
         Ok(blockers_among(self.contact_holders(sender).await?, among))
     }
 
+    /// Three reads about the viewer (who holds them as a contact, and with
+    /// a block; whom they hold; their chats), then, at once, the chats of
+    /// each subject the contacts did not settle.
+    async fn presence_visible(&self, viewer: UserId, subjects: &[UserId]) -> StoreResult<Vec<UserId>> {
+        let _open = self.open_guard().await?;
+        let (holders, (own, chats)) = try_join(
+            self.contact_holders(viewer),
+            try_join(self.rows::<ContactRow>(&self.st().select_contacts, (viewer,)), self.chats_of(viewer)),
+        )
+        .await?;
+        let blocking: HashSet<UserId> =
+            holders.iter().filter(|(_, blocks)| blocks.unwrap_or(false)).map(|(holder, _)| *holder).collect();
+        let holding: HashSet<UserId> = holders.iter().map(|(holder, _)| *holder).collect();
+        let mine: HashSet<UserId> = own.into_iter().filter_map(ContactRow::into_contact).map(|c| c.contact_id).collect();
+        let my_chats: HashSet<ChatId> = chats.into_iter().map(|(chat, _)| chat).collect();
+        let mutual = |subject: &UserId| mine.contains(subject) && holding.contains(subject);
+        let open: Vec<UserId> = subjects
+            .iter()
+            .copied()
+            .filter(|subject| *subject != viewer && !blocking.contains(subject) && !mutual(subject))
+            .collect();
+        let their_chats = try_join_all(open.iter().map(|&subject| self.chats_of(subject))).await?;
+        let sharing: HashSet<UserId> = open
+            .iter()
+            .zip(their_chats)
+            .filter(|(_, chats)| chats.iter().any(|(chat, _)| my_chats.contains(chat)))
+            .map(|(&subject, _)| subject)
+            .collect();
+        Ok(subjects
+            .iter()
+            .copied()
+            .filter(|subject| {
+                *subject == viewer || (!blocking.contains(subject) && (mutual(subject) || sharing.contains(subject)))
+            })
+            .collect())
+    }
+
     async fn presence_audience(&self, user_id: UserId) -> StoreResult<Vec<UserId>> {
         let _open = self.open_guard().await?;
         let (holders, chats) = try_join(self.contact_holders(user_id), self.chats_of(user_id)).await?;
