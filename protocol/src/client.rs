@@ -174,26 +174,28 @@ impl FrameError {
     }
 }
 
-/// The client commands by name (every one also names a [`ClientCommand`]).
+/// Every command a client may send on the canonical contract, by name
+/// (each names a [`ClientCommand`]).
+pub const COMMANDS: [&str; 14] = [
+    kinds::AUTH,
+    kinds::PING,
+    kinds::MESSAGE_SEND,
+    kinds::MESSAGE_READ,
+    kinds::MESSAGE_DELIVERED,
+    kinds::SYNC,
+    kinds::TYPING,
+    kinds::PRESENCE_QUERY,
+    kinds::REACTION_ADD,
+    kinds::REACTION_REMOVE,
+    kinds::CALL_OFFER,
+    kinds::CALL_ANSWER,
+    kinds::CALL_ICE,
+    kinds::CALL_END,
+];
+
+/// The command named `name`, if there is one.
 fn command_kind(name: &str) -> Option<&'static str> {
-    [
-        kinds::AUTH,
-        kinds::PING,
-        kinds::MESSAGE_SEND,
-        kinds::MESSAGE_READ,
-        kinds::MESSAGE_DELIVERED,
-        kinds::SYNC,
-        kinds::TYPING,
-        kinds::PRESENCE_QUERY,
-        kinds::REACTION_ADD,
-        kinds::REACTION_REMOVE,
-        kinds::CALL_OFFER,
-        kinds::CALL_ANSWER,
-        kinds::CALL_ICE,
-        kinds::CALL_END,
-    ]
-    .into_iter()
-    .find(|kind| *kind == name)
+    COMMANDS.into_iter().find(|kind| *kind == name)
 }
 
 /// Decodes a client frame's bytes in `encoding` into its command.

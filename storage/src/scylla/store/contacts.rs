@@ -108,7 +108,8 @@ impl ContactStore for ScyllaStore {
         let blocking: HashSet<UserId> =
             holders.iter().filter(|(_, blocks)| blocks.unwrap_or(false)).map(|(holder, _)| *holder).collect();
         let holding: HashSet<UserId> = holders.iter().map(|(holder, _)| *holder).collect();
-        let mine: HashSet<UserId> = own.into_iter().filter_map(ContactRow::into_contact).map(|c| c.contact_id).collect();
+        let mine: HashSet<UserId> =
+            own.into_iter().filter_map(ContactRow::into_contact).map(|c| c.contact_id).collect();
         let my_chats: HashSet<ChatId> = chats.into_iter().map(|(chat, _)| chat).collect();
         let mutual = |subject: &UserId| mine.contains(subject) && holding.contains(subject);
         let open: Vec<UserId> = subjects

@@ -43,7 +43,8 @@ impl MessageStore for SqliteStore {
     async fn messages_by_id(&self, ids: &[MessageId]) -> StoreResult<Vec<Message>> {
         let ids = serde_json::to_string(ids).map_err(|error| StoreError::Invalid(error.to_string()))?;
         self.read(move |conn| {
-            let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id IN (SELECT value FROM json_each(?1))");
+            let sql =
+                format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id IN (SELECT value FROM json_each(?1))");
             Ok(conn.prepare_cached(&sql)?.query_map([ids], rows::message)?.collect::<Result<_, _>>()?)
         })
         .await
