@@ -5,11 +5,15 @@
 //! Access tokens are HS256 JWTs with a `jti`; logout denies the `jti`
 //! until the token would have expired (kept in the store, so a restart
 //! does not un-revoke it, and in memory, so checking costs no I/O).
-//! Refresh tokens are opaque random strings stored only as SHA-256 hashes,
+//! Refresh tokens are opaque strings stored only as SHA-256 hashes,
 //! rotated on every use; presenting a spent one revokes its whole family,
 //! and the family's access tokens with it (each names its family). The
 //! same refresh token presented again within a short grace window (an
-//! honest client's two concurrent refreshes) gets the same new pair.
+//! honest client's two concurrent refreshes) gets the same successor and
+//! an access token, on whichever process of a cluster it lands: a first
+//! token is random, and each successor is a keyed hash of the token it
+//! replaces, so every process names the same one, and the store says
+//! whether the spend was recent.
 //!
 //! Whoever holds open sessions (the gateway) watches [`TokenService::changes`]
 //! and re-checks them with [`TokenService::still_valid`].
@@ -20,6 +24,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use dashmap::DashMap;
+use hmac::{Hmac, Mac};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 pub use protocol::Claims;
@@ -67,10 +72,8 @@ struct Inner {
     /// the token's expiry plus the validation leeway.
     denied: DashMap<String, i64>,
     store: Arc<dyn Store>,
-    /// Rotations of the last moments: presented hash -> (the pair handed
-    /// out, when), so a second presentation within the grace window gets
-    /// the same pair instead of revoking the family.
-    recent: DashMap<String, (IssuedTokens, i64)>,
+    /// The key successors of refresh tokens are derived with.
+    successor_key: Vec<u8>,
     reuse_grace_ms: i64,
     /// Bumped whenever a token or family is revoked here or found revoked
     /// by another process.
@@ -132,7 +135,7 @@ impl TokenService {
                 refresh_ttl,
                 denied,
                 store,
-                recent: DashMap::new(),
+                successor_key: secret.to_vec(),
                 reuse_grace_ms: i64::try_from(DEFAULT_REUSE_GRACE.as_millis()).unwrap_or(i64::MAX),
                 changes: tokio::sync::watch::Sender::new(0),
             }),
@@ -188,12 +191,18 @@ impl TokenService {
     }
 
     fn access_token(&self, user_id: UserId, family: &str) -> String {
-        let now = now_millis() / 1000;
+        self.access_token_as(user_id, family, random_token(16), now_millis())
+    }
+
+    /// An access token with this `jti`, issued at `issued_at` (ms): the
+    /// same arguments sign the same token.
+    fn access_token_as(&self, user_id: UserId, family: &str, jti: String, issued_at: i64) -> String {
+        let iat = issued_at / 1000;
         let claims = Claims {
             sub: user_id,
-            jti: random_token(16),
-            iat: now,
-            exp: now + self.inner.access_ttl.as_secs() as i64,
+            jti,
+            iat,
+            exp: iat + self.inner.access_ttl.as_secs() as i64,
             fam: Some(family.to_owned()),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.inner.encoding)
@@ -247,39 +256,77 @@ impl TokenService {
     pub async fn refresh(&self, presented: &str) -> Result<(UserId, IssuedTokens), RefreshError> {
         let presented_hash = hash(presented);
         let now = now_millis();
-        if let Some(entry) = self.inner.recent.get(&presented_hash)
-            && now - entry.1 <= self.inner.reuse_grace_ms
-            && let Ok(claims) = self.verify(&entry.0.access_token)
-        {
-            metrics::counter!("switchboard_auth_refresh_grace_total").increment(1);
-            return Ok((claims.sub, entry.0.clone()));
-        }
-        let next = random_token(32);
-        let rotation = self
-            .inner
-            .store
-            .rotate_refresh_token(&presented_hash, hash(&next), now + self.inner.refresh_ttl.as_millis() as i64, now)
-            .await?;
-        match rotation {
-            RefreshRotation::Rotated { previous } => {
-                let tokens = IssuedTokens {
-                    access_token: self.access_token(previous.user_id, &previous.family_id),
-                    refresh_token: next,
-                    expires_in: self.access_ttl_secs(),
-                };
-                self.inner.recent.insert(presented_hash, (tokens.clone(), now));
-                Ok((previous.user_id, tokens))
+        let next = self.derived("refresh", presented, 32);
+        let expires_at = now + self.inner.refresh_ttl.as_millis() as i64;
+        let grace_since = now - self.inner.reuse_grace_ms;
+        let rotation =
+            self.inner.store.rotate_refresh_token(&presented_hash, hash(&next), expires_at, now, grace_since).await?;
+        let (user_id, family_id, spent_at) = match rotation {
+            RefreshRotation::Rotated { previous } => (previous.user_id, previous.family_id, now),
+            // Spent moments ago (here or on another process): the same
+            // successor, if it is still good (not logged out, not spent).
+            RefreshRotation::Recent { user_id, family_id, used_at } => {
+                if !self.successor_stands(&next, now).await? {
+                    return Err(self.reused(user_id, &family_id, now).await?);
+                }
+                metrics::counter!("switchboard_auth_refresh_grace_total").increment(1);
+                (user_id, family_id, used_at)
             }
             RefreshRotation::Reused { user_id, family_id } => {
-                tracing::warn!(user_id, family_id, "refresh token reused: family and its access tokens revoked");
-                metrics::counter!("switchboard_auth_refresh_reuse_total").increment(1);
-                let until = Self::deny_until(now / 1000 + self.inner.access_ttl.as_secs() as i64);
-                self.deny(family_key(&family_id), until).await?;
-                Err(RefreshError::Invalid)
+                return Err(self.reused(user_id, &family_id, now).await?);
             }
-            RefreshRotation::Expired => Err(RefreshError::Expired),
-            RefreshRotation::Unknown => Err(RefreshError::Invalid),
+            RefreshRotation::Expired => return Err(RefreshError::Expired),
+            RefreshRotation::Unknown => return Err(RefreshError::Invalid),
+        };
+        // The access token too is the one the rotation handed out: its id
+        // derived like the successor, its time the spend's.
+        let jti = self.derived("access", presented, 16);
+        let tokens = IssuedTokens {
+            access_token: self.access_token_as(user_id, &family_id, jti, spent_at),
+            refresh_token: next,
+            expires_in: self.access_ttl_secs(),
+        };
+        Ok((user_id, tokens))
+    }
+
+    /// What replaces `presented` (`purpose`: its refresh token, its access
+    /// token's id), `bytes` long: a keyed hash of it, so every process
+    /// derives the same and nobody without the key can.
+    fn derived(&self, purpose: &str, presented: &str, bytes: usize) -> String {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.inner.successor_key).expect("HMAC takes a key of any length");
+        mac.update(b"switchboard rotation\0");
+        mac.update(purpose.as_bytes());
+        mac.update(b"\0");
+        mac.update(presented.as_bytes());
+        URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..bytes.min(32)])
+    }
+
+    /// Whether `next`, stored by a rotation moments ago, is still live. On
+    /// a store whose rotation is not one write (ScyllaDB), the winner may
+    /// not have stored it yet: a few short waits cover that.
+    async fn successor_stands(&self, next: &str, now: i64) -> Result<bool, StoreError> {
+        let next_hash = hash(next);
+        for attempt in 0..5 {
+            if self.inner.store.live_refresh_token(&next_hash, now).await?.is_some() {
+                return Ok(true);
+            }
+            if attempt < 4 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
+        Ok(false)
+    }
+
+    /// A spent refresh token presented again: its family and the family's
+    /// access tokens are revoked.
+    async fn reused(&self, user_id: UserId, family_id: &str, now: i64) -> Result<RefreshError, StoreError> {
+        tracing::warn!(user_id, family_id, "refresh token reused: family and its access tokens revoked");
+        metrics::counter!("switchboard_auth_refresh_reuse_total").increment(1);
+        self.inner.store.revoke_refresh_family(family_id, now).await?;
+        let until = Self::deny_until(now / 1000 + self.inner.access_ttl.as_secs() as i64);
+        self.deny(family_key(family_id), until).await?;
+        Ok(RefreshError::Invalid)
     }
 
     /// A new access token for a live refresh token, which stays as it is
@@ -343,8 +390,6 @@ impl TokenService {
     pub fn prune(&self) {
         let now = now_millis();
         self.inner.denied.retain(|_, expires_at| *expires_at > now);
-        let grace = self.inner.reuse_grace_ms;
-        self.inner.recent.retain(|_, (_, at)| now - *at <= grace);
     }
 }
 

@@ -237,6 +237,9 @@ pub async fn emails_are_unique_and_case_insensitive<S: Store>(store: &S) {
     assert!(matches!(nameless, Err(StoreError::Invalid(_))), "{nameless:?}");
 }
 
+/// A grace window that has always already passed.
+const NO_GRACE: i64 = i64::MAX;
+
 pub async fn refresh_tokens_rotate_and_detect_reuse<S: Store>(store: &S) {
     let alice = user(store, "1").await;
     let now = now_millis();
@@ -252,29 +255,40 @@ pub async fn refresh_tokens_rotate_and_detect_reuse<S: Store>(store: &S) {
     // Reading a live token spends nothing.
     assert_eq!(store.live_refresh_token("h1", now).await.unwrap().map(|token| token.user_id), Some(alice));
     assert!(store.live_refresh_token("h1", now + 60_000).await.unwrap().is_none(), "expired");
-    let first = store.rotate_refresh_token("h1", "h2".into(), now + 60_000, now).await.unwrap();
+    let first = store.rotate_refresh_token("h1", "h2".into(), now + 60_000, now, NO_GRACE).await.unwrap();
     assert!(store.live_refresh_token("h1", now).await.unwrap().is_none(), "spent by the rotation");
     assert!(matches!(first, RefreshRotation::Rotated { ref previous } if previous.user_id == alice));
+    // h1 again within the grace window: answered Recent, nothing changes.
+    let again = store.rotate_refresh_token("h1", "h9".into(), now + 60_000, now, now).await.unwrap();
+    assert_eq!(again, RefreshRotation::Recent { user_id: alice, family_id: "family-1".into(), used_at: now });
+    assert!(store.live_refresh_token("h2", now).await.unwrap().is_some(), "the successor stands");
+    assert!(store.live_refresh_token("h9", now).await.unwrap().is_none(), "no second successor");
     // h1 again: reuse of a spent token revokes the family, h2 included.
-    let reused = store.rotate_refresh_token("h1", "h3".into(), now + 60_000, now).await.unwrap();
+    let reused = store.rotate_refresh_token("h1", "h3".into(), now + 60_000, now, NO_GRACE).await.unwrap();
     assert_eq!(reused, RefreshRotation::Reused { user_id: alice, family_id: "family-1".into() });
     assert!(matches!(
-        store.rotate_refresh_token("h2", "h4".into(), now + 60_000, now).await.unwrap(),
+        store.rotate_refresh_token("h2", "h4".into(), now + 60_000, now, NO_GRACE).await.unwrap(),
         RefreshRotation::Reused { .. }
     ));
-    assert_eq!(store.rotate_refresh_token("nope", "h5".into(), now, now).await.unwrap(), RefreshRotation::Unknown);
+    assert_eq!(
+        store.rotate_refresh_token("nope", "h5".into(), now, now, NO_GRACE).await.unwrap(),
+        RefreshRotation::Unknown
+    );
 
     let expired =
         RefreshToken { token_hash: "old".into(), family_id: "family-2".into(), expires_at: now - 1, ..token("") };
     store.insert_refresh_token(expired).await.unwrap();
-    assert_eq!(store.rotate_refresh_token("old", "h6".into(), now, now).await.unwrap(), RefreshRotation::Expired);
+    assert_eq!(
+        store.rotate_refresh_token("old", "h6".into(), now, now, NO_GRACE).await.unwrap(),
+        RefreshRotation::Expired
+    );
 
     let live = RefreshToken { token_hash: "live".into(), family_id: "family-3".into(), ..token("") };
     store.insert_refresh_token(live).await.unwrap();
     assert!(store.revoke_refresh_token("live", now).await.unwrap());
     assert!(!store.revoke_refresh_token("missing", now).await.unwrap());
     assert!(matches!(
-        store.rotate_refresh_token("live", "h7".into(), now, now).await.unwrap(),
+        store.rotate_refresh_token("live", "h7".into(), now, now, NO_GRACE).await.unwrap(),
         RefreshRotation::Reused { .. }
     ));
 

@@ -266,6 +266,9 @@ pub enum RefreshRotation {
     },
     /// The token had already been used or revoked: the family is revoked.
     Reused { user_id: UserId, family_id: String },
+    /// A rotation spent the token within the grace window: nothing was
+    /// changed, and the successor that rotation stored stands.
+    Recent { user_id: UserId, family_id: String, used_at: Millis },
     /// The token is past its expiry.
     Expired,
     /// No such token.

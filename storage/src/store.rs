@@ -52,13 +52,17 @@ pub trait AccountStore: Send + Sync + 'static {
 
     async fn insert_refresh_token(&self, token: RefreshToken) -> StoreResult<()>;
     /// Spends the token with `presented_hash` and stores `next` in its
-    /// family, atomically. A token presented twice revokes its family.
+    /// family, atomically. A token presented twice revokes its family,
+    /// unless a rotation spent it at or after `grace_since` (and nothing
+    /// revoked it): that is [`RefreshRotation::Recent`], and nothing changes
+    /// (an honest client's concurrent refreshes, whichever process each reaches).
     async fn rotate_refresh_token(
         &self,
         presented_hash: &str,
         next_hash: String,
         next_expires_at: Millis,
         now: Millis,
+        grace_since: Millis,
     ) -> StoreResult<RefreshRotation>;
     /// Revokes one token (logout). Answers whether it existed.
     async fn revoke_refresh_token(&self, token_hash: &str, now: Millis) -> StoreResult<bool>;

@@ -728,3 +728,41 @@ async fn a_serve_process_with_redis_joins_a_cluster() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("node id 2 is in use"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_refreshes_on_two_processes_get_one_pair_and_keep_the_session() {
+    let redis = PrivateRedis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let url = redis.url();
+    let (one, two) = (
+        Process::launch("serve", 1, Some(&url), dir.path(), &[]),
+        Process::launch("serve", 2, Some(&url), dir.path(), &[]),
+    );
+    let http = reqwest::Client::new();
+    let body = json!({"phone": "13900000031", "username": "alice", "password": "password123"});
+    let registered: Value =
+        http.post(format!("{}/api/auth/register", one.base())).json(&body).send().await.unwrap().json().await.unwrap();
+    let refresh_token = registered["data"]["refresh_token"].as_str().unwrap().to_owned();
+    let refresh = |base: String, token: String| {
+        let http = http.clone();
+        async move {
+            let body = json!({"refresh_token": token});
+            let reply = http.post(format!("{base}/api/auth/refresh")).json(&body).send().await.unwrap();
+            reply.json::<Value>().await.unwrap()
+        }
+    };
+    // An app refreshing twice at once, each request reaching another process.
+    let (first, second) =
+        tokio::join!(refresh(one.base(), refresh_token.clone()), refresh(two.base(), refresh_token.clone()));
+    assert_eq!((&first["code"], &second["code"]), (&json!(200), &json!(200)), "{first} {second}");
+    assert_eq!(first["data"], second["data"], "one pair, whichever process answered");
+    // The session lives on: its access token works on both, its refresh token refreshes.
+    let access = first["data"]["access_token"].as_str().unwrap();
+    for base in [one.base(), two.base()] {
+        let me: Value =
+            http.get(format!("{base}/api/users/me")).bearer_auth(access).send().await.unwrap().json().await.unwrap();
+        assert_eq!(me["code"], 200, "{me}");
+    }
+    let next = first["data"]["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(refresh(two.base(), next).await["code"], 200);
+}

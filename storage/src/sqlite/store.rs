@@ -375,6 +375,7 @@ fn rotate(
     next_hash: &str,
     next_expires_at: Millis,
     now: Millis,
+    grace_since: Millis,
 ) -> StoreResult<RefreshRotation> {
     type Row = (UserId, String, Millis, Millis, Option<Millis>, Option<Millis>);
     let found: Option<Row> = conn
@@ -389,6 +390,11 @@ fn rotate(
     let Some((user_id, family_id, expires_at, created_at, used_at, revoked_at)) = found else {
         return Ok(RefreshRotation::Unknown);
     };
+    if let (None, Some(used_at)) = (revoked_at, used_at)
+        && used_at >= grace_since
+    {
+        return Ok(RefreshRotation::Recent { user_id, family_id, used_at });
+    }
     if used_at.is_some() || revoked_at.is_some() {
         conn.prepare_cached("UPDATE refresh_tokens SET revoked_at = ?1 WHERE family_id = ?2 AND revoked_at IS NULL")?
             .execute(params![now, family_id])?;

@@ -251,6 +251,7 @@ impl AccountStore for ScyllaStore {
         next_hash: String,
         next_expires_at: Millis,
         now: Millis,
+        grace_since: Millis,
     ) -> StoreResult<RefreshRotation> {
         let _open = self.open_guard().await?;
         let Some((_, Some(user_id), Some(family_id), Some(expires_at), created_at, used_at, revoked_at)) =
@@ -258,6 +259,14 @@ impl AccountStore for ScyllaStore {
         else {
             return Ok(RefreshRotation::Unknown);
         };
+        // Spent by a rotation within the grace window, and not revoked: when.
+        let recent = |used_at: Option<Millis>, revoked_at: Option<Millis>| match (revoked_at, used_at) {
+            (None, Some(used_at)) if used_at >= grace_since => Some(used_at),
+            _ => None,
+        };
+        if let Some(used_at) = recent(used_at, revoked_at) {
+            return Ok(RefreshRotation::Recent { user_id, family_id, used_at });
+        }
         let reused = used_at.is_some() || revoked_at.is_some();
         if !reused && expires_at <= now {
             return Ok(RefreshRotation::Expired);
@@ -265,6 +274,14 @@ impl AccountStore for ScyllaStore {
         // Spent only if nobody spent or revoked it first: two rotations of
         // one token cannot both succeed.
         if reused || !self.applied(&self.st().spend_refresh, (now, presented_hash)).await? {
+            // Lost to a concurrent rotation just now: that one stands.
+            if !reused
+                && let Some((_, _, _, _, _, used_at, revoked_at)) =
+                    self.row::<TokenRow>(&self.st().select_refresh, (presented_hash,)).await?
+                && let Some(used_at) = recent(used_at, revoked_at)
+            {
+                return Ok(RefreshRotation::Recent { user_id, family_id, used_at });
+            }
             self.revoke_family(&family_id, now).await?;
             return Ok(RefreshRotation::Reused { user_id, family_id });
         }

@@ -284,9 +284,10 @@ impl AccountStore for SqliteStore {
         next_hash: String,
         next_expires_at: Millis,
         now: Millis,
+        grace_since: Millis,
     ) -> StoreResult<RefreshRotation> {
         let presented = presented_hash.to_owned();
-        self.write(move |conn| rotate(conn, &presented, &next_hash, next_expires_at, now)).await
+        self.write(move |conn| rotate(conn, &presented, &next_hash, next_expires_at, now, grace_since)).await
     }
 
     async fn revoke_refresh_token(&self, token_hash: &str, now: Millis) -> StoreResult<bool> {
