@@ -267,6 +267,8 @@ impl TokenService {
             // successor, if it is still good (not logged out, not spent).
             RefreshRotation::Recent { user_id, family_id, used_at } => {
                 if !self.successor_stands(&next, now).await? {
+                    // The store left the family alone for a recent spend.
+                    self.inner.store.revoke_refresh_family(&family_id, now).await?;
                     return Err(self.reused(user_id, &family_id, now).await?);
                 }
                 metrics::counter!("switchboard_auth_refresh_grace_total").increment(1);
@@ -318,12 +320,11 @@ impl TokenService {
         Ok(false)
     }
 
-    /// A spent refresh token presented again: its family and the family's
-    /// access tokens are revoked.
+    /// A spent refresh token presented again, its family's refresh tokens
+    /// revoked in the store: the family's access tokens are denied too.
     async fn reused(&self, user_id: UserId, family_id: &str, now: i64) -> Result<RefreshError, StoreError> {
         tracing::warn!(user_id, family_id, "refresh token reused: family and its access tokens revoked");
         metrics::counter!("switchboard_auth_refresh_reuse_total").increment(1);
-        self.inner.store.revoke_refresh_family(family_id, now).await?;
         let until = Self::deny_until(now / 1000 + self.inner.access_ttl.as_secs() as i64);
         self.deny(family_key(family_id), until).await?;
         Ok(RefreshError::Invalid)

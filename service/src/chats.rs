@@ -41,7 +41,7 @@ pub struct CreateChat {
     /// ask for it themselves.
     pub rejoin_everyone: bool,
     /// Made by the app backend (the server API): the members' group-invite
-    /// settings and blocks do not bind it.
+    /// settings do not bind it (blocks still do).
     pub by_backend: bool,
 }
 
@@ -177,8 +177,11 @@ impl Chats {
             return Err(ServiceError::Invalid(format!("a group has at most {max} members")));
         }
         // Nobody who blocked the caller is put in a chat with them (20005):
-        // not a private chat, not a group.
-        refuse_blockers(&self.deps, caller, &new.members).await?;
+        // a group a user makes is checked by the store with the insert
+        // (`added_by`); a private chat, or the app backend's group, here.
+        if kind == ChatKind::Private || new.by_backend {
+            refuse_blockers(&self.deps, caller, &new.members).await?;
+        }
         let request = NewChat {
             kind,
             name: new.name,

@@ -912,9 +912,13 @@ impl ScyllaStore {
     /// `admit`): read, then decided, not one write.
     async fn admit(&self, joining: Joining, members: usize, fresh: &[UserId]) -> StoreResult<()> {
         if let Some(by) = joining.by {
-            let holders: HashMap<UserId, Option<bool>> = self.contact_holders(by).await?.into_iter().collect();
-            for &user in fresh.iter().filter(|&&user| user != by) {
-                let setting = self.load_user(user).await?.map(|user| user.group_invites).unwrap_or_default();
+            let asked: Vec<UserId> = fresh.iter().copied().filter(|&user| user != by).collect();
+            let (holders, users) =
+                try_join(self.contact_holders(by), try_join_all(asked.iter().map(|&user| self.load_user(user))))
+                    .await?;
+            let holders: HashMap<UserId, Option<bool>> = holders.into_iter().collect();
+            for (&user, row) in asked.iter().zip(users) {
+                let setting = row.map(|user| user.group_invites).unwrap_or_default();
                 let contact = holders.get(&user).map(|blocked| blocked.unwrap_or(false));
                 if !setting.accepts(contact) {
                     return Err(StoreError::NotAccepted(user));

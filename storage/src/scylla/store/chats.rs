@@ -138,8 +138,12 @@ impl ChatStore for ScyllaStore {
             return Err(StoreError::UserNotFound(missing));
         }
         let members: HashSet<UserId> = self.load_members(chat_id).await?.iter().map(|member| member.user_id).collect();
-        let mut fresh: Vec<UserId> = users.iter().copied().filter(|user| !members.contains(user)).collect();
-        fresh.dedup();
+        let mut fresh: Vec<UserId> = Vec::new();
+        for &user in users {
+            if !members.contains(&user) && !fresh.contains(&user) {
+                fresh.push(user);
+            }
+        }
         self.admit(joining, members.len(), &fresh).await?;
         let mut added = Vec::new();
         for &user_id in &fresh {

@@ -109,9 +109,8 @@ impl ChatStore for SqliteStore {
                 return Err(StoreError::UserNotFound(missing));
             }
             let mut fresh = Vec::new();
-            let mut is_member = conn.prepare_cached("SELECT 1 FROM members WHERE chat_id = ?1 AND user_id = ?2")?;
             for &user in &users {
-                if !fresh.contains(&user) && !is_member.exists([chat_id, user])? {
+                if !fresh.contains(&user) && member_of(conn, chat_id, user)?.is_none() {
                     fresh.push(user);
                 }
             }

@@ -49,23 +49,14 @@ impl FileStore for SqliteStore {
                 .query_row([id], |row| row.get(0))
                 .optional()?;
             let Some(hash) = hash else { return Ok(None) };
-            let left: i64 = conn
-                .prepare_cached("SELECT COUNT(*) FROM files WHERE sha256 = ?1")?
-                .query_row([hash], |row| row.get(0))?;
-            Ok(Some(left as u64))
+            files_with_hash(conn, &hash).map(Some)
         })
         .await
     }
 
     async fn files_sharing(&self, sha256: &str) -> StoreResult<u64> {
         let sha256 = sha256.to_owned();
-        self.read(move |conn| {
-            let count: i64 = conn
-                .prepare_cached("SELECT COUNT(*) FROM files WHERE sha256 = ?1")?
-                .query_row([sha256], |row| row.get(0))?;
-            Ok(count as u64)
-        })
-        .await
+        self.read(move |conn| files_with_hash(conn, &sha256)).await
     }
 
     async fn file_visible_to(&self, file_id: FileId, file_url: &str, user_id: UserId) -> StoreResult<bool> {
@@ -87,4 +78,11 @@ impl FileStore for SqliteStore {
         })
         .await
     }
+}
+
+/// How many files have the content hash `sha256`.
+fn files_with_hash(conn: &rusqlite::Connection, sha256: &str) -> StoreResult<u64> {
+    let count: i64 =
+        conn.prepare_cached("SELECT COUNT(*) FROM files WHERE sha256 = ?1")?.query_row([sha256], |row| row.get(0))?;
+    Ok(count as u64)
 }
