@@ -80,6 +80,7 @@ macro_rules! conformance_suite {
             external_ids_and_profile_fields,
             pairs_bind_once_and_invitations_are_used_once,
             joining_a_group_takes_consent_and_room,
+            the_member_cap_holds_under_racing_additions,
             scheduled_messages_take_their_seq_when_released,
             shutdown_finishes_and_refuses_more,
         );
@@ -1145,6 +1146,41 @@ pub async fn joining_a_group_takes_consent_and_room<S: Store>(store: &S) {
     assert!(matches!(store.create_chat(refused).await, Err(StoreError::NotAccepted(id)) if id == blocker));
     let by_server = NewChat { added_by: None, ..NewChat::group(owner, "g", vec![closed], now) };
     assert!(store.create_chat(by_server).await.unwrap().1);
+}
+
+/// Additions racing for a chat's last places: the cap holds, however many
+/// writers try at once (on a cluster store, from different nodes).
+pub async fn the_member_cap_holds_under_racing_additions<S: Store + Clone>(store: &S) {
+    let owner = user(store, "1").await;
+    let mut joiners = Vec::new();
+    for n in 2..=9 {
+        joiners.push(user(store, &n.to_string()).await);
+    }
+    let chat = group(store, owner, &[]).await;
+    let now = now_millis();
+    let cap = Joining { by: None, max_members: Some(3) };
+    let additions = joiners.iter().map(|&joiner| {
+        let store = store.clone();
+        tokio::spawn(async move { store.add_members(chat, &[joiner], MemberRole::Member, now, cap).await })
+    });
+    let mut outcomes = Vec::new();
+    for addition in additions.collect::<Vec<_>>() {
+        outcomes.push(addition.await.unwrap());
+    }
+    let added = outcomes.iter().filter(|outcome| matches!(outcome, Ok(added) if added.len() == 1)).count();
+    let full = outcomes.iter().filter(|outcome| matches!(outcome, Err(StoreError::ChatFull(3)))).count();
+    assert_eq!((added, full), (2, joiners.len() - 2), "{outcomes:?}");
+    assert_eq!(store.members(chat).await.unwrap().len(), 3);
+    // A place freed is a place taken again, once.
+    let leaver = store.members(chat).await.unwrap().into_iter().find(|member| member.user_id != owner).unwrap();
+    assert!(store.remove_member(chat, leaver.user_id).await.unwrap());
+    let members: Vec<i64> = store.members(chat).await.unwrap().iter().map(|member| member.user_id).collect();
+    let outsider = joiners.iter().copied().find(|&joiner| joiner != leaver.user_id && !members.contains(&joiner));
+    let both = [outsider.unwrap(), leaver.user_id];
+    let again = store.add_members(chat, &both, MemberRole::Member, now, cap).await;
+    assert!(matches!(again, Err(StoreError::ChatFull(3))), "{again:?}");
+    assert_eq!(store.add_members(chat, &both[1..], MemberRole::Member, now, cap).await.unwrap().len(), 1);
+    assert_eq!(store.members(chat).await.unwrap().len(), 3);
 }
 
 pub async fn scheduled_messages_take_their_seq_when_released<S: Store>(store: &S) {

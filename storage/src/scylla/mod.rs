@@ -28,6 +28,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (6, "server_api", include_str!("migrations/006_server_api.cql")),
     (7, "pairs", include_str!("migrations/007_pairs.cql")),
     (8, "group_invites", include_str!("migrations/008_group_invites.cql")),
+    (9, "member_locks", include_str!("migrations/009_member_locks.cql")),
 ];
 
 const SCHEMA_MIGRATIONS: &str =

@@ -189,6 +189,9 @@ statements! {
     insert_member: false => concat!("INSERT INTO members (", member_columns!(), ") \
          VALUES (?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS");
     insert_chat_of_user: true => "INSERT INTO chats_by_user (user_id, chat_id, kind, joined_at) VALUES (?, ?, ?, ?)";
+    // The lease of `MEMBER_LOCK_TTL` (see `ScyllaStore::lock_members`).
+    lock_members: false => "INSERT INTO member_locks (chat_id, holder) VALUES (?, ?) IF NOT EXISTS USING TTL 15";
+    unlock_members: false => "DELETE FROM member_locks WHERE chat_id = ? IF holder = ?";
     select_member: true =>
         concat!("SELECT ", member_columns!(), " FROM members WHERE chat_id = ? AND user_id = ?");
     select_members: true => concat!("SELECT ", member_columns!(), " FROM members WHERE chat_id = ?");

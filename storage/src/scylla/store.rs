@@ -59,6 +59,17 @@ const SEQ_PROBES: u32 = 3;
 /// How many times it reads the top again before giving up.
 const SEQ_ROUNDS: u32 = 8;
 
+/// How long a chat's member lock outlives a holder that dies holding it
+/// (the TTL in the `lock_members` statement).
+const MEMBER_LOCK_TTL: Duration = Duration::from_secs(15);
+/// A holder that took longer than this to reach its writes writes nothing:
+/// its lease may be running out.
+const MEMBER_LOCK_WORK: Duration = Duration::from_secs(5);
+const _: () =
+    assert!(MEMBER_LOCK_WORK.as_secs() * 2 < MEMBER_LOCK_TTL.as_secs(), "a holder writes well inside its lease");
+/// How long an addition waits for another one to the same chat.
+const MEMBER_LOCK_WAIT: Duration = Duration::from_secs(5);
+
 /// How many seqs an append takes from a [`SeqCounter`] that keeps handing
 /// out taken ones (it is raised above the store's top after each) before
 /// the append fails.
@@ -198,6 +209,19 @@ impl Filter {
                 .search
                 .as_deref()
                 .is_none_or(|text| !message.is_deleted && message.content.to_lowercase().contains(text))
+    }
+}
+
+/// A chat's member lock, held (see [`ScyllaStore::lock_members`]).
+struct MemberLock {
+    holder: i64,
+    taken: Instant,
+}
+
+impl MemberLock {
+    /// Whether the holder may still write: well inside its lease.
+    fn fresh(&self) -> bool {
+        self.taken.elapsed() < MEMBER_LOCK_WORK
     }
 }
 
@@ -928,6 +952,40 @@ impl ScyllaStore {
         match joining.max_members {
             Some(max) if members + fresh.len() > max as usize => Err(StoreError::ChatFull(max)),
             _ => Ok(()),
+        }
+    }
+
+    /// Takes `chat_id`'s member lock, waiting up to [`MEMBER_LOCK_WAIT`]
+    /// for another holder. The lock is a lease of [`MEMBER_LOCK_TTL`];
+    /// release it with [`Self::unlock_members`].
+    async fn lock_members(&self, chat_id: ChatId) -> StoreResult<MemberLock> {
+        let holder = self.inner.ids.next_id();
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(2);
+        loop {
+            match self.applied(&self.st().lock_members, (chat_id, holder)).await {
+                Ok(true) => return Ok(MemberLock { holder, taken: Instant::now() }),
+                Ok(false) => {}
+                Err(error) => {
+                    // It may have been taken all the same.
+                    self.unlock_members(chat_id, holder).await;
+                    return Err(error);
+                }
+            }
+            if started.elapsed() >= MEMBER_LOCK_WAIT {
+                metrics::counter!("switchboard_store_scylla_member_lock_timeouts_total").increment(1);
+                return Err(StoreError::Unavailable(format!("chat {chat_id}'s members are being changed")));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// Releases a lock taken by [`Self::lock_members`] (the holder's own
+    /// only); one not released expires on its own.
+    async fn unlock_members(&self, chat_id: ChatId, holder: i64) {
+        if let Err(error) = self.applied(&self.st().unlock_members, (chat_id, holder)).await {
+            tracing::warn!(chat_id, %error, "a chat's member lock was not released; it expires by itself");
         }
     }
 

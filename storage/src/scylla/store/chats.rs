@@ -1,8 +1,8 @@
 //! [`crate::ChatStore`] for [`ScyllaStore`].
 
 use super::{
-    Chat, ChatId, ChatStore, ChatSummary, ChatUpdate, LIST_CONCURRENCY, Member, MemberRole, Millis, NewChat,
-    ScyllaStore, StoreError, StoreResult, UserId, async_trait, try_join, try_join_all,
+    Chat, ChatId, ChatStore, ChatSummary, ChatUpdate, LIST_CONCURRENCY, Member, MemberLock, MemberRole, Millis,
+    NewChat, ScyllaStore, StoreError, StoreResult, UserId, async_trait, try_join, try_join_all,
 };
 use std::collections::HashSet;
 
@@ -137,29 +137,17 @@ impl ChatStore for ScyllaStore {
         if let Some(missing) = self.missing_user(users).await? {
             return Err(StoreError::UserNotFound(missing));
         }
-        let members: HashSet<UserId> = self.load_members(chat_id).await?.iter().map(|member| member.user_id).collect();
-        let mut fresh: Vec<UserId> = Vec::new();
-        for &user in users {
-            if !members.contains(&user) && !fresh.contains(&user) {
-                fresh.push(user);
-            }
+        // The cap is a count, and on CQL counting and inserting are not one
+        // write: additions to a capped chat go one at a time.
+        let lock = match joining.max_members {
+            Some(_) => Some(self.lock_members(chat_id).await?),
+            None => None,
+        };
+        let added = self.add_fresh(&chat, users, role, at, joining, lock.as_ref()).await;
+        if let Some(lock) = lock {
+            self.unlock_members(chat_id, lock.holder).await;
         }
-        self.admit(joining, members.len(), &fresh).await?;
-        let mut added = Vec::new();
-        for &user_id in &fresh {
-            if self.join(chat_id, chat.kind, user_id, role, at).await? {
-                added.push(Member {
-                    chat_id,
-                    user_id,
-                    role,
-                    is_pinned: false,
-                    is_muted: false,
-                    last_read_seq: 0,
-                    joined_at: at,
-                });
-            }
-        }
-        Ok(added)
+        added
     }
 
     async fn remove_member(&self, chat_id: ChatId, user_id: UserId) -> StoreResult<bool> {
@@ -197,5 +185,47 @@ impl ChatStore for ScyllaStore {
     async fn members(&self, chat_id: ChatId) -> StoreResult<Vec<Member>> {
         let _open = self.open_guard().await?;
         self.load_members(chat_id).await
+    }
+}
+
+impl ScyllaStore {
+    /// Adds those of `users` who are not members yet, within the cap and
+    /// with their consent. With a cap, `lock` is the chat's member lock.
+    async fn add_fresh(
+        &self,
+        chat: &Chat,
+        users: &[UserId],
+        role: MemberRole,
+        at: Millis,
+        joining: Joining,
+        lock: Option<&MemberLock>,
+    ) -> StoreResult<Vec<Member>> {
+        let chat_id = chat.id;
+        let members: HashSet<UserId> = self.load_members(chat_id).await?.iter().map(|member| member.user_id).collect();
+        let mut fresh: Vec<UserId> = Vec::new();
+        for &user in users {
+            if !members.contains(&user) && !fresh.contains(&user) {
+                fresh.push(user);
+            }
+        }
+        self.admit(joining, members.len(), &fresh).await?;
+        if lock.is_some_and(|lock| !lock.fresh()) {
+            return Err(StoreError::Unavailable(format!("chat {chat_id}'s members took too long to count")));
+        }
+        let mut added = Vec::new();
+        for &user_id in &fresh {
+            if self.join(chat_id, chat.kind, user_id, role, at).await? {
+                added.push(Member {
+                    chat_id,
+                    user_id,
+                    role,
+                    is_pinned: false,
+                    is_muted: false,
+                    last_read_seq: 0,
+                    joined_at: at,
+                });
+            }
+        }
+        Ok(added)
     }
 }
