@@ -9,6 +9,10 @@
 //! loop at half of that maximum for the latency a user would see there.
 //! Writes `summary.json`, `summary.md`, `chart.svg` and a timeline chart
 //! per system and phase into the output folder.
+//!
+//! Every phase accounts for every delivery (each acked send owes one to
+//! each other member): a peer that lost or repeated any is marked invalid
+//! in the summaries, and an engine that did makes `compare` fail.
 
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -21,7 +25,7 @@ use charts_rs::{BarChart, Series};
 use load_tests::Common;
 use load_tests::dialect::Dialect;
 use load_tests::fanout;
-use load_tests::traffic::Measured;
+use load_tests::traffic::{Accounting, Measured};
 use serde::Serialize;
 use tokio::process::{Child, Command};
 
@@ -33,8 +37,8 @@ pub struct Args {
     /// Folder for summary.json, summary.md and the charts.
     #[arg(long)]
     out: PathBuf,
-    /// The engine's binary (default: `switchboard` beside this one, built
-    /// with `cargo build --release` first if missing).
+    /// The engine's binary (default: the workspace's release build, brought
+    /// up to date with `cargo build --release` first).
     #[arg(long)]
     switchboard_bin: Option<PathBuf>,
     /// Members per group.
@@ -90,6 +94,14 @@ impl System {
 #[derive(Debug, Serialize)]
 struct SystemResult {
     name: &'static str,
+    /// Whether every owed delivery of both phases arrived exactly once.
+    valid: bool,
+    /// Over both phases: owed deliveries missing and repeated, error
+    /// replies, and connections the server dropped.
+    lost: u64,
+    duplicated: u64,
+    errors: u64,
+    disconnects: u64,
     /// Maximum deliveries per second (closed-loop phase).
     deliveries_per_s: f64,
     /// Latency at half of the maximum (open-loop phase).
@@ -115,6 +127,10 @@ struct PhaseResult {
     disconnects: u64,
     failed_connections: u64,
     server_cpu_s: Option<f64>,
+    /// Sends, and their acks.
+    sent: u64,
+    acked: u64,
+    accounting: Accounting,
 }
 
 impl PhaseResult {
@@ -130,6 +146,9 @@ impl PhaseResult {
             disconnects: measured.disconnects,
             failed_connections: measured.failed_connections,
             server_cpu_s: measured.server_cpu_s,
+            sent: measured.sent,
+            acked: measured.acked,
+            accounting: measured.accounting,
         }
     }
 }
@@ -186,16 +205,15 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("bench sits in the workspace").to_path_buf()
 }
 
-/// The engine's release binary, built if it is not there yet.
+/// The engine's release binary, built from the workspace as it is now
+/// (cargo does nothing when it is current), so an old build is never
+/// measured by mistake.
 fn switchboard_bin(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     if let Some(path) = explicit {
+        anyhow::ensure!(path.is_file(), "no engine binary at {}", path.display());
         return Ok(path.to_path_buf());
     }
-    let beside = std::env::current_exe()?.with_file_name("switchboard");
-    if beside.exists() {
-        return Ok(beside);
-    }
-    eprintln!("building the engine: cargo build --release --bin switchboard");
+    eprintln!("bringing the engine up to date: cargo build --release --bin switchboard");
     let status = std::process::Command::new("cargo")
         .args(["build", "--release", "--bin", "switchboard"])
         .current_dir(workspace_root())
@@ -304,8 +322,16 @@ async fn measure_system(args: &Args, system: System, switchboard: &Path, secs: u
         let path = args.out.join(format!("{}-{phase}.svg", system.name()));
         std::fs::write(path, load_tests::report::timeline_chart(&title, &measured.timeline)?)?;
     }
+    let phases = [&max, &half];
+    let lost = phases.iter().map(|phase| phase.accounting.lost).sum();
+    let duplicated = phases.iter().map(|phase| phase.accounting.duplicated).sum();
     Ok(SystemResult {
         name: system.name(),
+        valid: lost == 0 && duplicated == 0,
+        lost,
+        duplicated,
+        errors: phases.iter().map(|phase| phase.errors).sum(),
+        disconnects: phases.iter().map(|phase| phase.disconnects).sum(),
         deliveries_per_s: max.deliveries_per_s,
         p50_ms: half.latency_ms.p50,
         p99_ms: half.latency_ms.p99,
@@ -320,26 +346,33 @@ fn markdown(results: &[SystemResult], scenario: &serde_json::Value) -> String {
     let by_name = |name: &str| results.iter().find(|r| r.name == name).map(|r| r.deliveries_per_s);
     let mut table = format!(
         "Scenario: `{scenario}` on {} cores.\n\n\
-         | system | max deliveries/s | p50 at half max (ms) | p99 at half max (ms) | server RSS (MiB) | server CPU during max (s) |\n\
-         |---|---:|---:|---:|---:|---:|\n",
+         | system | max deliveries/s | p50 at half max (ms) | p99 at half max (ms) | server RSS (MiB) | server CPU during max (s) | lost | duplicated | errors | disconnects |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
     );
     for r in results {
         let _ = writeln!(
             table,
-            "| {} | {:.0} | {:.2} | {:.2} | {} | {} |",
+            "| {}{} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} |",
             r.name,
+            if r.valid { "" } else { " (invalid: deliveries lost or repeated)" },
             r.deliveries_per_s,
             r.p50_ms,
             r.p99_ms,
             r.server_rss_bytes.map_or("-".to_owned(), |b| format!("{:.0}", b as f64 / 1_048_576.0)),
             r.server_cpu_s.map_or("-".to_owned(), |s| format!("{s:.1}")),
+            r.lost,
+            r.duplicated,
+            r.errors,
+            r.disconnects,
         );
     }
     if let Some(engine) = by_name("switchboard") {
-        for (other, target) in [("socketio", "target ≥ 5x"), ("ceiling", "target ≥ 0.5x")] {
-            if let Some(theirs) = by_name(other).filter(|v| *v > 0.0) {
-                let _ = writeln!(table, "\nswitchboard / {other}: {:.2}x ({target})", engine / theirs);
+        for (other, target) in [("socketio", "target ≥ 3x"), ("ceiling", "target ≥ 0.6x")] {
+            if let Some(peer) = results.iter().find(|r| r.name == other && r.deliveries_per_s > 0.0) {
+                let caveat = if peer.valid { "" } else { "; the peer's row is invalid" };
+                let ratio = engine / peer.deliveries_per_s;
+                let _ = writeln!(table, "\nswitchboard / {other}: {ratio:.2}x ({target}{caveat})");
             }
         }
     }
@@ -398,5 +431,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     std::fs::write(args.out.join("chart.svg"), bar_chart(&results)?)?;
     println!("{table}");
     eprintln!("wrote {}/summary.json, summary.md and chart.svg", args.out.display());
+    let engine = [System::Switchboard.name(), System::Dating.name()];
+    let faulty: Vec<&str> = results.iter().filter(|r| !r.valid && engine.contains(&r.name)).map(|r| r.name).collect();
+    anyhow::ensure!(
+        faulty.is_empty(),
+        "the engine lost or repeated deliveries ({}): see summary.md",
+        faulty.join(", ")
+    );
     Ok(())
 }

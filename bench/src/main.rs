@@ -5,6 +5,10 @@ use std::net::SocketAddr;
 
 use clap::{Parser, Subcommand};
 
+/// The engine runs on mimalloc; so do the ceiling and the generator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(version, about = "Switchboard side-by-side benchmarks (loopback only)")]
 struct Cli {

@@ -52,6 +52,9 @@ async fn the_peer_fans_out_with_acks_through_native_framing() {
     assert_eq!((measured.errors, measured.disconnects, measured.failed_connections), (0, 0, 0));
     assert!(measured.acked > 0 && measured.acked == measured.sent, "{measured:?}");
     assert_eq!(measured.delivered, measured.acked * 3, "{measured:?}");
+    let accounting = measured.accounting;
+    assert_eq!((accounting.expected, accounting.received), (measured.acked * 3, measured.delivered), "{measured:?}");
+    assert!(accounting.is_clean() && accounting.unacked_delivered == 0, "{measured:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

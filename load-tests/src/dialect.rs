@@ -1,8 +1,10 @@
 //! The wire dialects the generator speaks, so one scenario can be run
 //! against Switchboard, a Socket.IO 4 server and the bare ceiling server
 //! with the same client-side cost: every dialect sends the same payload
-//! (`t:<micros>:<sender>`) and classifies frames by a prefix and one
-//! substring search, never by parsing the whole frame.
+//! (`t:<micros>:<sender>:<n>`, `n` counting the sender's sends from 1) and
+//! classifies frames by a prefix and one substring search, never by
+//! parsing the whole frame. Acks and deliveries name the send they are
+//! for, so a run can account for every one of them.
 
 use std::fmt::Write as _;
 
@@ -32,10 +34,12 @@ pub enum Dialect {
 /// What one inbound frame means to the generator.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Inbound {
-    /// The server accepted one of our sends.
-    Ack,
-    /// A message from someone else: when it was sent (generator clock, µs).
-    Delivery { sent_at_micros: u64 },
+    /// The server accepted our send `n` (`None`: the dialect's acks name
+    /// no send, and come in the order of the sends).
+    Ack { n: Option<u64> },
+    /// Send `n` of `sender`, from someone else: when it was sent
+    /// (generator clock, µs).
+    Delivery { sent_at_micros: u64, sender: i64, n: u64 },
     /// Our own message coming back (Switchboard echoes to every device).
     Echo,
     /// The server refused something.
@@ -92,23 +96,23 @@ impl Dialect {
 
     /// The frame that sends message `n` of `sender` into `chat` in run
     /// `run` (which keeps client message ids unique across runs against one
-    /// server), stamped with the generator clock.
+    /// server), stamped with the generator clock: the time it was due.
     pub fn send_frame(self, chat: i64, sender: i64, run: u64, n: u64, sent_at_micros: u64) -> String {
         let mut frame = String::with_capacity(160);
         // Writing to a String cannot fail.
         let _ = match self {
             Self::Switchboard => write!(
                 frame,
-                r#"{{"type":"message.send","id":"{n}","data":{{"chat_id":{chat},"content":"t:{sent_at_micros}:{sender}","client_message_id":"{sender}-{run}-{n}"}}}}"#
+                r#"{{"type":"message.send","id":"{n}","data":{{"chat_id":{chat},"content":"t:{sent_at_micros}:{sender}:{n}","client_message_id":"{sender}-{run}-{n}"}}}}"#
             ),
             Self::SocketIo => write!(
                 frame,
-                r#"42{n}["message.send",{{"chat_id":{chat},"content":"t:{sent_at_micros}:{sender}","client_message_id":"{sender}-{run}-{n}"}}]"#
+                r#"42{n}["message.send",{{"chat_id":{chat},"content":"t:{sent_at_micros}:{sender}:{n}","client_message_id":"{sender}-{run}-{n}"}}]"#
             ),
-            Self::Ceiling => write!(frame, r#"{{"content":"t:{sent_at_micros}:{sender}"}}"#),
+            Self::Ceiling => write!(frame, r#"{{"content":"t:{sent_at_micros}:{sender}:{n}"}}"#),
             Self::Dating => write!(
                 frame,
-                r#"{{"type":"message","id":"{n}","data":{{"conversation_id":{chat},"content":"t:{sent_at_micros}:{sender}","client_message_id":"{sender}-{run}-{n}"}},"timestamp":{}}}"#,
+                r#"{{"type":"message","id":"{n}","data":{{"conversation_id":{chat},"content":"t:{sent_at_micros}:{sender}:{n}","client_message_id":"{sender}-{run}-{n}"}},"timestamp":{}}}"#,
                 sent_at_micros / 1000
             ),
         };
@@ -123,7 +127,7 @@ impl Dialect {
                 // guarantees it), so the kind is read off the frame's head.
                 match json_kind(frame) {
                     Some(kinds::MESSAGE_NEW) => delivery(frame, me),
-                    Some(kinds::MESSAGE_ACK) => Inbound::Ack,
+                    Some(kinds::MESSAGE_ACK) => Inbound::Ack { n: reference(frame) },
                     Some(kinds::ERROR) => Inbound::Error,
                     _ => Inbound::Other,
                 }
@@ -131,8 +135,14 @@ impl Dialect {
             Self::SocketIo => {
                 if frame.starts_with(r#"42["message.new""#) {
                     delivery(frame, me)
-                } else if frame.starts_with("43") {
-                    if frame.contains(r#""error""#) { Inbound::Error } else { Inbound::Ack }
+                } else if let Some(ack) = frame.strip_prefix("43") {
+                    if frame.contains(r#""error""#) {
+                        Inbound::Error
+                    } else {
+                        // `43<n>[…]`: the ack id is the send's number.
+                        let digits = ack.find(|c: char| !c.is_ascii_digit()).map_or(ack, |end| &ack[..end]);
+                        Inbound::Ack { n: digits.parse().ok() }
+                    }
                 } else if frame == "2" {
                     Inbound::Reply("3")
                 } else if frame.starts_with("44") {
@@ -143,7 +153,7 @@ impl Dialect {
             }
             Self::Ceiling => {
                 if frame == "a" {
-                    Inbound::Ack
+                    Inbound::Ack { n: None }
                 } else {
                     delivery(frame, me)
                 }
@@ -151,7 +161,7 @@ impl Dialect {
             // Dialect frames are written `type` first too.
             Self::Dating => match json_kind(frame) {
                 Some(dating::NEW_MESSAGE) => delivery(frame, me),
-                Some(dating::MESSAGE_ACK) => Inbound::Ack,
+                Some(dating::MESSAGE_ACK) => Inbound::Ack { n: stamp(frame).map(|stamp| stamp.n) },
                 Some(dating::ERROR) => Inbound::Error,
                 _ => Inbound::Other,
             },
@@ -159,18 +169,37 @@ impl Dialect {
     }
 }
 
-/// Reads the `t:<micros>:<sender>` stamp out of a message frame.
-fn delivery(frame: &str, me: i64) -> Inbound {
+/// The payload every send carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    micros: u64,
+    sender: i64,
+    n: u64,
+}
+
+/// Reads the `t:<micros>:<sender>:<n>` stamp out of a frame.
+fn stamp(frame: &str) -> Option<Stamp> {
     const MARK: &str = "\"t:";
-    let Some(start) = frame.find(MARK) else { return Inbound::Other };
-    let rest = &frame[start + MARK.len()..];
-    let Some(end) = rest.find('"') else { return Inbound::Other };
-    let Some((micros, sender)) = rest[..end].split_once(':') else { return Inbound::Other };
-    match (micros.parse(), sender.parse::<i64>()) {
-        (Ok(_), Ok(sender)) if sender == me => Inbound::Echo,
-        (Ok(sent_at_micros), Ok(_)) => Inbound::Delivery { sent_at_micros },
-        _ => Inbound::Other,
+    let rest = &frame[frame.find(MARK)? + MARK.len()..];
+    let mut parts = rest[..rest.find('"')?].splitn(3, ':');
+    let (micros, sender, n) = (parts.next()?, parts.next()?, parts.next()?);
+    Some(Stamp { micros: micros.parse().ok()?, sender: sender.parse().ok()?, n: n.parse().ok()? })
+}
+
+/// A message frame, as seen by a connection of user `me`.
+fn delivery(frame: &str, me: i64) -> Inbound {
+    match stamp(frame) {
+        None => Inbound::Other,
+        Some(stamp) if stamp.sender == me => Inbound::Echo,
+        Some(Stamp { micros, sender, n }) => Inbound::Delivery { sent_at_micros: micros, sender, n },
     }
+}
+
+/// The `"ref":"<n>"` of a Switchboard reply: the id of the frame it answers.
+fn reference(frame: &str) -> Option<u64> {
+    const MARK: &str = "\"ref\":\"";
+    let rest = &frame[frame.find(MARK)? + MARK.len()..];
+    rest[..rest.find('"')?].parse().ok()
 }
 
 #[cfg(test)]
@@ -182,12 +211,13 @@ mod tests {
         let d = Dialect::Switchboard;
         let sent = d.send_frame(7, 3, 9, 1, 42);
         let parsed: serde_json::Value = serde_json::from_str(&sent).unwrap();
-        assert_eq!(parsed["data"]["content"], "t:42:3");
-        let new = r#"{"type":"message.new","data":{"id":1,"content":"t:42:3","sender_id":3}}"#;
+        assert_eq!((parsed["id"].as_str(), parsed["data"]["content"].as_str()), (Some("1"), Some("t:42:3:1")));
+        let new = r#"{"type":"message.new","data":{"id":1,"content":"t:42:3:1","sender_id":3}}"#;
         assert_eq!(d.classify(new, 3), Inbound::Echo);
-        assert_eq!(d.classify(new, 4), Inbound::Delivery { sent_at_micros: 42 });
-        let ack = r#"{"type":"message.ack","ref":"1","data":{"message":{"content":"t:42:3"}}}"#;
-        assert_eq!(d.classify(ack, 3), Inbound::Ack);
+        assert_eq!(d.classify(new, 4), Inbound::Delivery { sent_at_micros: 42, sender: 3, n: 1 });
+        let ack = r#"{"type":"message.ack","ref":"17","data":{"message":{"content":"t:42:3:1"}}}"#;
+        assert_eq!(d.classify(ack, 3), Inbound::Ack { n: Some(17) });
+        assert_eq!(d.classify(r#"{"type":"message.ack","ref":"x"}"#, 3), Inbound::Ack { n: None });
         assert_eq!(d.classify(r#"{"type":"error","data":{}}"#, 3), Inbound::Error);
         assert!(d.handshake_done(None, r#"{"type":"connect","data":{}}"#));
     }
@@ -197,13 +227,13 @@ mod tests {
         let d = Dialect::SocketIo;
         assert_eq!(
             d.send_frame(7, 3, 9, 12, 42),
-            r#"4212["message.send",{"chat_id":7,"content":"t:42:3","client_message_id":"3-9-12"}]"#
+            r#"4212["message.send",{"chat_id":7,"content":"t:42:3:12","client_message_id":"3-9-12"}]"#
         );
         assert_eq!(
-            d.classify(r#"42["message.new",{"content":"t:42:3"}]"#, 4),
-            Inbound::Delivery { sent_at_micros: 42 }
+            d.classify(r#"42["message.new",{"content":"t:42:3:12"}]"#, 4),
+            Inbound::Delivery { sent_at_micros: 42, sender: 3, n: 12 }
         );
-        assert_eq!(d.classify(r#"4312[{"id":1,"seq":1}]"#, 3), Inbound::Ack);
+        assert_eq!(d.classify(r#"4312[{"id":1,"seq":1}]"#, 3), Inbound::Ack { n: Some(12) });
         assert_eq!(d.classify(r#"4312[{"error":"not a member"}]"#, 3), Inbound::Error);
         assert_eq!(d.classify("2", 3), Inbound::Reply("3"));
         assert!(d.handshake_done(None, r#"0{"sid":"x","pingInterval":25000}"#));
@@ -217,11 +247,12 @@ mod tests {
         let d = Dialect::Dating;
         let sent: serde_json::Value = serde_json::from_str(&d.send_frame(7, 3, 9, 1, 42_000)).unwrap();
         assert_eq!((sent["type"].as_str(), sent["data"]["conversation_id"].as_i64()), (Some("message"), Some(7)));
-        assert_eq!(sent["data"]["content"], "t:42000:3");
-        let new = r#"{"type":"new_message","data":{"message_id":1,"content":"t:42:3","sender_id":3},"timestamp":1}"#;
-        assert_eq!(d.classify(new, 4), Inbound::Delivery { sent_at_micros: 42 });
+        assert_eq!(sent["data"]["content"], "t:42000:3:1");
+        let new = r#"{"type":"new_message","data":{"message_id":1,"content":"t:42:3:5","sender_id":3},"timestamp":1}"#;
+        assert_eq!(d.classify(new, 4), Inbound::Delivery { sent_at_micros: 42, sender: 3, n: 5 });
         assert_eq!(d.classify(new, 3), Inbound::Echo);
-        assert_eq!(d.classify(r#"{"type":"message_ack","data":{"content":"t:42:3"}}"#, 3), Inbound::Ack);
+        let ack = r#"{"type":"message_ack","data":{"content":"t:42:3:5"}}"#;
+        assert_eq!(d.classify(ack, 3), Inbound::Ack { n: Some(5) });
         assert_eq!(d.classify(r#"{"type":"error","data":{"code":40001}}"#, 3), Inbound::Error);
         assert!(d.handshake_done(None, r#"{"type":"auth_success","data":{"user_id":3}}"#));
         assert_eq!(d.ws_url("http://h:1", "tok", 7), "ws://h:1/v1?token=tok");
@@ -230,9 +261,11 @@ mod tests {
     #[test]
     fn ceiling_and_malformed_frames() {
         let d = Dialect::Ceiling;
-        assert_eq!(d.classify("a", 1), Inbound::Ack);
-        assert_eq!(d.classify(r#"{"content":"t:5:2"}"#, 1), Inbound::Delivery { sent_at_micros: 5 });
-        for junk in ["", "{", r#"{"content":"t:x:2"}"#, r#"{"content":"t:5"}"#, r#""t:5:2"#] {
+        assert_eq!(d.classify("a", 1), Inbound::Ack { n: None });
+        assert_eq!(d.classify(r#"{"content":"t:5:2:3"}"#, 1), Inbound::Delivery { sent_at_micros: 5, sender: 2, n: 3 });
+        let junk =
+            ["", "{", r#"{"content":"t:x:2:1"}"#, r#"{"content":"t:5:2"}"#, r#""t:5:2:1"#, r#"{"content":"t:5:2:-1"}"#];
+        for junk in junk {
             assert_eq!(d.classify(junk, 1), Inbound::Other, "{junk}");
         }
     }

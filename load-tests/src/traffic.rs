@@ -2,9 +2,16 @@
 //! messages (at a rate, or keeping a window of unacknowledged sends in
 //! flight) or only listen, and measure how long each message takes to
 //! reach the other members. Sending starts once every connection is open
-//! and lasts the given duration; a short drain then collects what is still
-//! in flight.
+//! and lasts the given duration; a drain then collects what is still in
+//! flight, and every delivery is accounted for: each acked send owes one
+//! to every other member of its chat ([`Accounting`]).
+//!
+//! Latency runs from the moment a send was due: in an open loop that is
+//! its slot in the schedule, not the moment the generator got to it, so a
+//! server that makes the generator fall behind pays for the queue it
+//! causes (no coordinated omission).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -90,6 +97,8 @@ pub struct Measured {
     pub delivered: u64,
     pub errors: u64,
     pub disconnects: u64,
+    /// Every delivery owed, received, lost or repeated.
+    pub accounting: Accounting,
     /// Acks and deliveries that arrived within the measured window, per second of it.
     pub acked_per_s: f64,
     pub deliveries_per_s: f64,
@@ -97,6 +106,129 @@ pub struct Measured {
     pub server_rss_bytes: Option<u64>,
     pub server_cpu_s: Option<f64>,
     pub timeline: Vec<Sample>,
+}
+
+/// Deliveries owed and made over a whole run (warm-up and drain included).
+/// An acked send owes a delivery to every other connected member of its
+/// chat; whatever of that is missing when the drain ends is lost.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Accounting {
+    /// Acked sends times the other members connected in their chat.
+    pub expected: u64,
+    /// Owed deliveries that arrived (each counted once).
+    pub received: u64,
+    /// Owed deliveries that never arrived.
+    pub lost: u64,
+    /// Deliveries of a message the member already had.
+    pub duplicated: u64,
+    /// Deliveries of sends that were never acked (in flight when the run
+    /// ended, or refused after being fanned out): owed to nobody, not lost.
+    pub unacked_delivered: u64,
+}
+
+impl Accounting {
+    /// Whether every owed delivery arrived exactly once.
+    pub fn is_clean(&self) -> bool {
+        self.lost == 0 && self.duplicated == 0
+    }
+}
+
+/// Which sends (numbered from 1) of one sender were seen: a bit each.
+#[derive(Debug, Default, Clone)]
+struct Seen {
+    bits: Vec<u64>,
+    count: u64,
+}
+
+impl Seen {
+    /// Sends numbered above this are not ours (a run sends far fewer); a
+    /// frame naming one is not recorded.
+    const MAX: u64 = 1 << 30;
+
+    /// Marks `n`; answers whether it was new.
+    fn mark(&mut self, n: u64) -> bool {
+        let (word, bit) = ((n / 64) as usize, 1u64 << (n % 64));
+        if self.bits.len() <= word {
+            self.bits.resize(word + 1, 0);
+        }
+        let new = self.bits[word] & bit == 0;
+        self.bits[word] |= bit;
+        self.count += u64::from(new);
+        new
+    }
+
+    /// How many of these are not in `other`.
+    fn missing_from(&self, other: &Self) -> u64 {
+        let theirs = other.bits.iter().chain(std::iter::repeat(&0));
+        self.bits.iter().zip(theirs).map(|(mine, theirs)| u64::from((mine & !theirs).count_ones())).sum()
+    }
+}
+
+/// What one connection sent and saw, for the run's [`Accounting`].
+#[derive(Debug, Default)]
+struct Ledger {
+    user_id: i64,
+    chat: i64,
+    /// Its sends the server acked.
+    acked: Seen,
+    /// Acks that named no send, which stand for the sends in order.
+    acked_in_order: u64,
+    /// Each sender's messages it received.
+    received: HashMap<i64, Seen>,
+    duplicated: u64,
+}
+
+impl Ledger {
+    fn new(me: &Connection) -> Self {
+        Self { user_id: me.user_id, chat: me.chat, ..Self::default() }
+    }
+
+    fn ack(&mut self, n: Option<u64>) {
+        let n = n.unwrap_or_else(|| {
+            self.acked_in_order += 1;
+            self.acked_in_order
+        });
+        if n <= Seen::MAX {
+            self.acked.mark(n);
+        }
+    }
+
+    /// Records send `n` of `sender`; answers whether it is the first time.
+    fn deliver(&mut self, sender: i64, n: u64) -> bool {
+        if n > Seen::MAX {
+            return false;
+        }
+        let new = self.received.entry(sender).or_default().mark(n);
+        self.duplicated += u64::from(!new);
+        new
+    }
+}
+
+/// Adds up the connections' ledgers: who owed what to whom, and what came.
+fn account(ledgers: &[Ledger]) -> Accounting {
+    let mut chats: HashMap<i64, Vec<&Ledger>> = HashMap::new();
+    for ledger in ledgers {
+        chats.entry(ledger.chat).or_default().push(ledger);
+    }
+    let none = Seen::default();
+    let mut total = Accounting::default();
+    for members in chats.values() {
+        for receiver in members {
+            total.duplicated += receiver.duplicated;
+            for sender in members.iter().filter(|sender| sender.user_id != receiver.user_id) {
+                let got = receiver.received.get(&sender.user_id).unwrap_or(&none);
+                let lost = sender.acked.missing_from(got);
+                total.expected += sender.acked.count;
+                total.received += sender.acked.count - lost;
+                total.lost += lost;
+                total.unacked_delivered += got.missing_from(&sender.acked);
+            }
+            // Messages from someone with no connection in the run: owed to nobody.
+            let strangers = receiver.received.iter().filter(|(id, _)| !members.iter().any(|m| m.user_id == **id));
+            total.unacked_delivered += strangers.map(|(_, seen)| seen.count).sum::<u64>();
+        }
+    }
+    total
 }
 
 /// Latency percentiles in milliseconds.
@@ -155,6 +287,8 @@ struct Shared {
     /// All latencies, and one histogram per second of the run for the timeline.
     latencies: Mutex<Histogram<u64>>,
     per_second: Mutex<Vec<Histogram<u64>>>,
+    /// Each finished connection's ledger.
+    ledgers: Mutex<Vec<Ledger>>,
 }
 
 /// Latencies a connection collects before handing them over once a second
@@ -255,6 +389,7 @@ async fn drive(me: Connection, n: usize, shared: Arc<Shared>, gate: Arc<Semaphor
     let dialect = shared.plan.dialect;
     let mut stop = shared.stop.clone();
     let mut recorder = Recorder::new();
+    let mut ledger = Ledger::new(&me);
     let sends = me.sends;
     let (rate, window) = match shared.plan.load {
         Load::Rate(rate) => (rate.max(1), 0),
@@ -274,8 +409,7 @@ async fn drive(me: Connection, n: usize, shared: Arc<Shared>, gate: Arc<Semaphor
         while due > 0 && sends && Instant::now() < until {
             due -= 1;
             n += 1;
-            let frame =
-                dialect.send_frame(me.chat, me.user_id, shared.run_id, n, shared.epoch.elapsed().as_micros() as u64);
+            let frame = dialect.send_frame(me.chat, me.user_id, shared.run_id, n, due_at(&shared, started, rate, n));
             if socket.send(Message::Text(frame.into())).await.is_err() {
                 closed_by_server = true;
                 break;
@@ -296,8 +430,9 @@ async fn drive(me: Connection, n: usize, shared: Arc<Shared>, gate: Arc<Semaphor
                     Some(Ok(_)) => continue,
                 };
                 match dialect.classify(text.as_str(), me.user_id) {
-                    Inbound::Ack => {
+                    Inbound::Ack { n } => {
                         counters.acked.fetch_add(1, Ordering::Relaxed);
+                        ledger.ack(n);
                         let now = Instant::now();
                         if now <= until {
                             due += u64::from(window > 0);
@@ -306,7 +441,10 @@ async fn drive(me: Connection, n: usize, shared: Arc<Shared>, gate: Arc<Semaphor
                             }
                         }
                     }
-                    Inbound::Delivery { sent_at_micros } => {
+                    Inbound::Delivery { sent_at_micros, sender, n } => {
+                        if !ledger.deliver(sender, n) {
+                            continue;
+                        }
                         let now = shared.epoch.elapsed().as_micros() as u64;
                         let at = Instant::now();
                         let measured = at >= measure_from && at <= until;
@@ -332,6 +470,7 @@ async fn drive(me: Connection, n: usize, shared: Arc<Shared>, gate: Arc<Semaphor
     }
     recorder.flush(&shared).await?;
     shared.latencies.lock().await.add(&recorder.total)?;
+    shared.ledgers.lock().await.push(ledger);
     counters.closed.fetch_add(1, Ordering::Relaxed);
     if closed_by_server {
         counters.disconnects.fetch_add(1, Ordering::Relaxed);
@@ -339,6 +478,16 @@ async fn drive(me: Connection, n: usize, shared: Arc<Shared>, gate: Arc<Semaphor
         net::close(socket).await;
     }
     Ok(())
+}
+
+/// When send `n` was due, in µs of the run's clock: now in a closed loop
+/// (`rate` 0), its slot in the schedule in an open one.
+fn due_at(shared: &Shared, started: Instant, rate: u32, n: u64) -> u64 {
+    if rate > 0 {
+        (started - shared.epoch).as_micros() as u64 + n * 1_000_000 / u64::from(rate)
+    } else {
+        shared.epoch.elapsed().as_micros() as u64
+    }
 }
 
 /// Resolves once `flag` is true (or its sender is gone).
@@ -360,6 +509,7 @@ pub async fn run(connections: Vec<Connection>, plan: Plan, label: &str) -> anyho
         counters: Counters::default(),
         latencies: Mutex::new(latency_histogram()),
         per_second: Mutex::new(Vec::new()),
+        ledgers: Mutex::new(Vec::new()),
     });
     let gate = Arc::new(Semaphore::new(plan.connect_concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
@@ -383,8 +533,9 @@ pub async fn run(connections: Vec<Connection>, plan: Plan, label: &str) -> anyho
             tokio::time::sleep_until(progress.next_tick().into()).await;
             progress.sample(counters, Instant::now() >= until);
         }
-        // Drain: until deliveries stop growing for half a second (3 s at most).
-        let drain_until = Instant::now() + Duration::from_secs(3);
+        // Drain: until deliveries stop growing for half a second. What has
+        // not come after 10 s is counted lost.
+        let drain_until = Instant::now() + Duration::from_secs(10);
         let mut last = counters.delivered.load(Ordering::Relaxed);
         while Instant::now() < drain_until {
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -421,6 +572,7 @@ pub async fn run(connections: Vec<Connection>, plan: Plan, label: &str) -> anyho
         delivered: counters.delivered.load(Ordering::Relaxed),
         errors: counters.errors.load(Ordering::Relaxed),
         disconnects: counters.disconnects.load(Ordering::Relaxed),
+        accounting: account(&shared.ledgers.lock().await),
         acked_per_s: counters.acked_in_window.load(Ordering::Relaxed) as f64 / seconds,
         deliveries_per_s: counters.delivered_in_window.load(Ordering::Relaxed) as f64 / seconds,
         latency_ms: Percentiles::of(&latencies),
@@ -438,4 +590,48 @@ fn measured_cpu(timeline: &[Sample], warmup: Duration, duration: Duration) -> Op
         .filter(|sample| window.contains(&(u64::from(sample.t_s) - 1)))
         .map(|sample| sample.server_cpu_s)
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Accounting, Ledger, account};
+
+    fn ledger(user_id: i64, chat: i64) -> Ledger {
+        Ledger { user_id, chat, ..Ledger::default() }
+    }
+
+    #[test]
+    fn every_owed_delivery_is_counted_once_and_every_missing_one_lost() {
+        // Chat 1: sends 1 to 4 acked, 5 not; two receivers.
+        let mut sender = ledger(1, 1);
+        for n in 1..=4 {
+            sender.ack(Some(n));
+        }
+        let mut full = ledger(2, 1);
+        for n in [1, 2, 3, 4, 5] {
+            assert!(full.deliver(1, n));
+        }
+        assert!(!full.deliver(1, 2), "a repeat is not new");
+        let mut partial = ledger(3, 1);
+        for n in [1, 3] {
+            partial.deliver(1, n);
+        }
+        partial.deliver(99, 1);
+        assert!(!partial.deliver(1, 1 << 40), "a number no run reaches is not recorded");
+        // Chat 2: acks that name no send stand for the sends in order.
+        let mut ordered = ledger(4, 2);
+        for _ in 0..3 {
+            ordered.ack(None);
+        }
+        let mut listener = ledger(5, 2);
+        for n in 1..=3 {
+            listener.deliver(4, n);
+        }
+        let accounting = account(&[sender, full, partial, ordered, listener]);
+        let expected =
+            Accounting { expected: 4 * 2 + 3, received: 4 + 2 + 3, lost: 2, duplicated: 1, unacked_delivered: 2 };
+        assert_eq!(accounting, expected);
+        assert!(!accounting.is_clean());
+        assert!(account(&[]).is_clean());
+    }
 }

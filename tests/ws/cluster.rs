@@ -694,6 +694,9 @@ async fn the_load_generator_measures_cross_node_fanout() {
     // Senders are on the first node and everyone else on the second: every
     // counted delivery crossed Redis, and none was lost.
     assert_eq!(measured.delivered, measured.acked * 3, "{measured:?}");
+    let accounting = measured.accounting;
+    assert_eq!((accounting.expected, accounting.received), (measured.acked * 3, measured.delivered), "{measured:?}");
+    assert!(accounting.is_clean() && accounting.unacked_delivered == 0, "{measured:?}");
     let crossed = cluster.second.metric("switchboard_router_received_total").await;
     assert!(crossed >= measured.acked as f64, "the second node received {crossed} deliveries from Redis");
     assert!(common.with_gateways(&["http://10.0.0.1:8080".to_owned()]).is_err(), "gateways off loopback are refused");

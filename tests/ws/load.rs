@@ -40,6 +40,9 @@ async fn fanout_delivers_every_message_to_every_other_member() {
     assert!(measured.acked > 0 && measured.acked == measured.sent, "{measured:?}");
     // Every acked message reaches the other 3 members of its group.
     assert_eq!(measured.delivered, measured.acked * 3, "{measured:?}");
+    let accounting = measured.accounting;
+    assert_eq!((accounting.expected, accounting.received), (measured.acked * 3, measured.delivered), "{measured:?}");
+    assert!(accounting.is_clean() && accounting.unacked_delivered == 0, "{measured:?}");
     assert!(measured.latency_ms.p50 > 0.0 && measured.latency_ms.p99 >= measured.latency_ms.p50);
     assert!(!measured.timeline.is_empty());
 }
@@ -56,6 +59,9 @@ async fn fanout_in_the_dating_dialect_delivers_every_message() {
     assert_eq!((measured.errors, measured.disconnects, measured.failed_connections), (0, 0, 0));
     assert!(measured.acked > 0 && measured.acked == measured.sent, "{measured:?}");
     assert_eq!(measured.delivered, measured.acked * 3, "{measured:?}");
+    let accounting = measured.accounting;
+    assert_eq!((accounting.expected, accounting.received), (measured.acked * 3, measured.delivered), "{measured:?}");
+    assert!(accounting.is_clean() && accounting.unacked_delivered == 0, "{measured:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,6 +83,8 @@ async fn open_loop_rate_is_kept_and_reported() {
     let sent = measured["sent"].as_u64().unwrap();
     assert!((30..=45).contains(&sent), "20/s for 2 s, got {sent}");
     assert_eq!(measured["delivered"], measured["sent"]);
+    assert_eq!(measured["accounting"]["lost"], 0, "{measured}");
+    assert_eq!(measured["accounting"]["expected"], measured["acked"], "{measured}");
     let chart = load_tests::report::timeline_chart(&report.title, &report.timeline).unwrap();
     assert!(chart.starts_with("<svg") && chart.contains("deliveries/s"));
     let dir = tempfile::tempdir().unwrap();
