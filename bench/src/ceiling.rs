@@ -4,10 +4,11 @@
 //! re-encoded), and the sender gets `a` back. It is the physical reference
 //! for what this machine can deliver, against which the engine is judged,
 //! so it is given every habit of the gateway's that makes delivery cheap:
-//! - reads through a 4 KiB buffer, as the gateway does;
+//! - reads through a 4 KiB buffer, as the gateway does, and fans out the
+//!   frames that arrived together as one batch (the gateway handles a
+//!   connection's received frames in batches too);
 //! - a writer gives the scheduler one turn before it drains its queue, then
-//!   writes everything queued (up to 64 frames) with one flush: one
-//!   syscall for a burst;
+//!   writes everything queued with one flush: one syscall for a burst;
 //! - the binary runs on mimalloc, as the engine does.
 //!
 //! And it never cheats: a frame for a member whose queue is full waits
@@ -29,17 +30,18 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-/// Frames queued for one connection; a full queue makes senders wait.
+/// Batches queued for one connection; a full queue makes senders wait.
 const OUTBOUND_QUEUE: usize = 1024;
-/// Frames written with one flush at most (the gateway's batch).
-const WRITE_BATCH: usize = 64;
+/// Frames already received that are fanned out as one batch at most.
+const READ_BATCH: usize = 64;
 /// The read buffer (the gateway's).
 const READ_BUFFER_BYTES: usize = 4 * 1024;
-/// Frames fed in a batch leave in one write at the flush (the gateway's size).
-const WRITE_BUFFER_BYTES: usize = 8 * 1024;
 
+/// Frames that travel together: a sender's frames read at once, shared by
+/// every member's queue.
+type Batch = Arc<[Message]>;
 /// One member of a room: its connection id and outbound queue.
-type Member = (u64, mpsc::Sender<Message>);
+type Member = (u64, mpsc::Sender<Batch>);
 /// Each room's members, replaced whole on a join or leave, so a fan-out
 /// takes the list without holding the map's lock across its waits.
 type Rooms = Arc<DashMap<i64, Arc<Vec<Member>>>>;
@@ -80,7 +82,7 @@ async fn serve(stream: TcpStream, id: u64, rooms: Rooms) {
             Err(refusal)
         }
     };
-    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES).write_buffer_size(WRITE_BUFFER_BYTES);
+    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
     let Ok(socket) = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config)).await else {
         return;
     };
@@ -107,53 +109,70 @@ async fn serve(stream: TcpStream, id: u64, rooms: Rooms) {
     let _ = writer.await;
 }
 
-/// Fans each text frame out to the rest of the room, then acks it.
+/// Fans the text frames out to the rest of the room, each batch of those
+/// that arrived together at once, then acks each.
 async fn read(
-    mut inbound: SplitStream<WebSocketStream<TcpStream>>,
+    inbound: SplitStream<WebSocketStream<TcpStream>>,
     id: u64,
     room: i64,
     rooms: &Rooms,
-    own: &mpsc::Sender<Message>,
+    own: &mpsc::Sender<Batch>,
 ) {
-    while let Some(frame) = inbound.next().await {
-        match frame {
-            Ok(Message::Text(text)) => {
-                let members = rooms.get(&room).map(|members| members.clone());
-                let frame = Message::Text(text);
-                for (member, queue) in members.iter().flat_map(|members| members.iter()) {
-                    if *member != id {
-                        // Waits while the member's queue is full; fails
-                        // only when the member is gone.
-                        let _ = queue.send(frame.clone()).await;
-                    }
-                }
-                if own.send(Message::text("a")).await.is_err() {
-                    return;
+    let mut inbound = inbound.ready_chunks(READ_BATCH);
+    while let Some(frames) = inbound.next().await {
+        let mut texts = Vec::with_capacity(frames.len());
+        let mut closed = false;
+        for frame in frames {
+            match frame {
+                Ok(Message::Text(text)) => texts.push(Message::Text(text)),
+                Ok(Message::Close(_)) | Err(_) => closed = true,
+                Ok(_) => {}
+            }
+        }
+        if !texts.is_empty() {
+            let acks: Batch = vec![Message::text("a"); texts.len()].into();
+            let batch: Batch = texts.into();
+            let members = rooms.get(&room).map(|members| members.clone());
+            for (member, queue) in members.iter().flat_map(|members| members.iter()) {
+                if *member != id {
+                    // Waits while the member's queue is full; fails only
+                    // when the member is gone.
+                    let _ = queue.send(batch.clone()).await;
                 }
             }
-            Ok(Message::Close(_)) | Err(_) => return,
-            Ok(_) => {}
+            if own.send(acks).await.is_err() {
+                return;
+            }
+        }
+        if closed {
+            return;
         }
     }
 }
 
 /// Writes the queue out: after one turn of the scheduler, everything
 /// queued by then in one flush.
-async fn write(mut sink: SplitSink<WebSocketStream<TcpStream>, Message>, mut outbound: mpsc::Receiver<Message>) {
+async fn write(mut sink: SplitSink<WebSocketStream<TcpStream>, Message>, mut outbound: mpsc::Receiver<Batch>) {
     while let Some(first) = outbound.recv().await {
         if outbound.is_empty() {
             tokio::task::yield_now().await;
         }
-        let mut ok = sink.feed(first).await.is_ok();
-        let mut batch = 1;
-        while ok && batch < WRITE_BATCH {
-            let Ok(frame) = outbound.try_recv() else { break };
-            ok = sink.feed(frame).await.is_ok();
-            batch += 1;
+        let mut ok = feed(&mut sink, &first).await;
+        while ok && let Ok(batch) = outbound.try_recv() {
+            ok = feed(&mut sink, &batch).await;
         }
         if !ok || sink.flush().await.is_err() {
             return;
         }
     }
     let _ = sink.close().await;
+}
+
+async fn feed(sink: &mut SplitSink<WebSocketStream<TcpStream>, Message>, batch: &Batch) -> bool {
+    for frame in batch.iter() {
+        if sink.feed(frame.clone()).await.is_err() {
+            return false;
+        }
+    }
+    true
 }
