@@ -24,8 +24,9 @@ use anyhow::Context;
 use charts_rs::{BarChart, Series};
 use load_tests::Common;
 use load_tests::dialect::Dialect;
-use load_tests::fanout;
+use load_tests::traffic::Load;
 use load_tests::traffic::{Accounting, Measured};
+use load_tests::{chat, fanout};
 use serde::Serialize;
 use tokio::process::{Child, Command};
 
@@ -56,6 +57,25 @@ pub struct Args {
     /// Only these systems (default: all three).
     #[arg(long, value_delimiter = ',')]
     systems: Vec<System>,
+    /// Only these scenarios (default: both).
+    #[arg(long, value_delimiter = ',')]
+    scenarios: Vec<Scenario>,
+    /// Pairs of users in the chat scenario.
+    #[arg(long, default_value_t = 1000)]
+    chat_pairs: usize,
+    /// Messages per second, all users together, in the chat scenario's
+    /// fixed-rate phase.
+    #[arg(long, default_value_t = 10_000)]
+    chat_rate: u32,
+}
+
+/// A traffic shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// Groups of `--group-size`, one sender each with `--window` sends in flight.
+    Fanout,
+    /// `--chat-pairs` 1:1 chats, everyone sending, one send in flight each.
+    Chat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -90,18 +110,39 @@ impl System {
     }
 }
 
-/// One system's figures in `summary.json`.
-#[derive(Debug, Serialize)]
-struct SystemResult {
-    name: &'static str,
-    /// Whether every owed delivery of both phases arrived exactly once.
+/// What went wrong over a system's phases of one scenario.
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Faults {
+    /// Whether every owed delivery of every phase arrived exactly once.
     valid: bool,
-    /// Over both phases: owed deliveries missing and repeated, error
-    /// replies, and connections the server dropped.
+    /// Owed deliveries missing and repeated, error replies, and
+    /// connections the server dropped.
     lost: u64,
     duplicated: u64,
     errors: u64,
     disconnects: u64,
+}
+
+impl Faults {
+    fn of(phases: &[&Measured]) -> Self {
+        let lost = phases.iter().map(|phase| phase.accounting.lost).sum();
+        let duplicated = phases.iter().map(|phase| phase.accounting.duplicated).sum();
+        Self {
+            valid: lost == 0 && duplicated == 0,
+            lost,
+            duplicated,
+            errors: phases.iter().map(|phase| phase.errors).sum(),
+            disconnects: phases.iter().map(|phase| phase.disconnects).sum(),
+        }
+    }
+}
+
+/// One system's fan-out figures in `summary.json`.
+#[derive(Debug, Serialize)]
+struct SystemResult {
+    name: &'static str,
+    #[serde(flatten)]
+    faults: Faults,
     /// Maximum deliveries per second (closed-loop phase).
     deliveries_per_s: f64,
     /// Latency at half of the maximum (open-loop phase).
@@ -322,16 +363,9 @@ async fn measure_system(args: &Args, system: System, switchboard: &Path, secs: u
         let path = args.out.join(format!("{}-{phase}.svg", system.name()));
         std::fs::write(path, load_tests::report::timeline_chart(&title, &measured.timeline)?)?;
     }
-    let phases = [&max, &half];
-    let lost = phases.iter().map(|phase| phase.accounting.lost).sum();
-    let duplicated = phases.iter().map(|phase| phase.accounting.duplicated).sum();
     Ok(SystemResult {
         name: system.name(),
-        valid: lost == 0 && duplicated == 0,
-        lost,
-        duplicated,
-        errors: phases.iter().map(|phase| phase.errors).sum(),
-        disconnects: phases.iter().map(|phase| phase.disconnects).sum(),
+        faults: Faults::of(&[&max, &half]),
         deliveries_per_s: max.deliveries_per_s,
         p50_ms: half.latency_ms.p50,
         p99_ms: half.latency_ms.p99,
@@ -340,6 +374,78 @@ async fn measure_system(args: &Args, system: System, switchboard: &Path, secs: u
         max_phase: PhaseResult::of(&max, None, Some(args.window)),
         half_load_phase: PhaseResult::of(&half, Some(half_rate), None),
     })
+}
+
+/// One system's chat figures in `summary.json`.
+#[derive(Debug, Serialize)]
+struct ChatResult {
+    name: &'static str,
+    #[serde(flatten)]
+    faults: Faults,
+    /// Maximum deliveries per second with one send in flight per user.
+    deliveries_per_s: f64,
+    /// Latency at the fixed total rate.
+    p50_ms: f64,
+    p99_ms: f64,
+    max_phase: PhaseResult,
+    fixed_rate_phase: PhaseResult,
+}
+
+/// `chat`: `--chat-pairs` 1:1 chats, both users sending; the maximum with
+/// one send in flight per user, then latency at `--chat-rate` in total.
+async fn measure_chat(args: &Args, system: System, switchboard: &Path, secs: u64) -> anyhow::Result<ChatResult> {
+    const SECRET: &str = "bench-secret";
+    let server = start(system, switchboard, SECRET).await?;
+    let common = Common::new(&server.url, server.pid(), 1, 200)?;
+    let dialect = system.dialect();
+    let connections = chat::connections(&common, dialect, SECRET, args.chat_pairs).await?;
+    let (warmup, duration) = (Duration::from_secs(2), Duration::from_secs(secs));
+    eprintln!("== {}: chat maximum ({} pairs, one send in flight each)", system.name(), args.chat_pairs);
+    let max = chat::measure(&common, dialect, Load::Window(1), warmup, duration, connections.clone()).await?;
+    let rate = (args.chat_rate / (2 * args.chat_pairs as u32)).max(1);
+    eprintln!("== {}: chat at {rate} msg/s per user", system.name());
+    let fixed = chat::measure(&common, dialect, Load::Rate(rate), warmup, duration, connections).await?;
+    server.stop().await;
+    for (phase, measured) in [("chat-max", &max), ("chat-rate", &fixed)] {
+        let title = format!("{} chat ({phase})", system.name());
+        let path = args.out.join(format!("{}-{phase}.svg", system.name()));
+        std::fs::write(path, load_tests::report::timeline_chart(&title, &measured.timeline)?)?;
+    }
+    Ok(ChatResult {
+        name: system.name(),
+        faults: Faults::of(&[&max, &fixed]),
+        deliveries_per_s: max.deliveries_per_s,
+        p50_ms: fixed.latency_ms.p50,
+        p99_ms: fixed.latency_ms.p99,
+        max_phase: PhaseResult::of(&max, None, Some(1)),
+        fixed_rate_phase: PhaseResult::of(&fixed, Some(rate), None),
+    })
+}
+
+fn chat_markdown(results: &[ChatResult], args: &Args) -> String {
+    let mut table = format!(
+        "\nChat: {} pairs of users in 1:1 chats, both sending; the maximum with one send in flight per user, \
+         latency at {} msg/s in total.\n\n\
+         | system | max deliveries/s | p50 at the fixed rate (ms) | p99 at the fixed rate (ms) | lost | duplicated | errors | disconnects |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|\n",
+        args.chat_pairs, args.chat_rate
+    );
+    for r in results {
+        let _ = writeln!(
+            table,
+            "| {}{} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} |",
+            r.name,
+            if r.faults.valid { "" } else { " (invalid: deliveries lost or repeated)" },
+            r.deliveries_per_s,
+            r.p50_ms,
+            r.p99_ms,
+            r.faults.lost,
+            r.faults.duplicated,
+            r.faults.errors,
+            r.faults.disconnects,
+        );
+    }
+    table
 }
 
 fn markdown(results: &[SystemResult], scenario: &serde_json::Value) -> String {
@@ -355,22 +461,22 @@ fn markdown(results: &[SystemResult], scenario: &serde_json::Value) -> String {
             table,
             "| {}{} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} |",
             r.name,
-            if r.valid { "" } else { " (invalid: deliveries lost or repeated)" },
+            if r.faults.valid { "" } else { " (invalid: deliveries lost or repeated)" },
             r.deliveries_per_s,
             r.p50_ms,
             r.p99_ms,
             r.server_rss_bytes.map_or("-".to_owned(), |b| format!("{:.0}", b as f64 / 1_048_576.0)),
             r.server_cpu_s.map_or("-".to_owned(), |s| format!("{s:.1}")),
-            r.lost,
-            r.duplicated,
-            r.errors,
-            r.disconnects,
+            r.faults.lost,
+            r.faults.duplicated,
+            r.faults.errors,
+            r.faults.disconnects,
         );
     }
     if let Some(engine) = by_name("switchboard") {
         for (other, target) in [("socketio", "target ≥ 3x"), ("ceiling", "target ≥ 0.6x")] {
             if let Some(peer) = results.iter().find(|r| r.name == other && r.deliveries_per_s > 0.0) {
-                let caveat = if peer.valid { "" } else { "; the peer's row is invalid" };
+                let caveat = if peer.faults.valid { "" } else { "; the peer's row is invalid" };
                 let ratio = engine / peer.deliveries_per_s;
                 let _ = writeln!(table, "\nswitchboard / {other}: {ratio:.2}x ({target}{caveat})");
             }
@@ -379,14 +485,38 @@ fn markdown(results: &[SystemResult], scenario: &serde_json::Value) -> String {
     table
 }
 
-fn bar_chart(results: &[SystemResult]) -> anyhow::Result<String> {
-    let names = results.iter().map(|r| r.name.to_owned()).collect();
-    let deliveries =
-        Series::new("max deliveries/s".to_owned(), results.iter().map(|r| r.deliveries_per_s as f32).collect());
-    let mut p99 = Series::new("p99 ms at half max".to_owned(), results.iter().map(|r| r.p99_ms as f32).collect());
-    p99.y_axis_index = 1;
-    let mut chart = BarChart::new(vec![deliveries, p99], names);
-    "fanout: switchboard vs socket.io vs ceiling".clone_into(&mut chart.base.title.text);
+/// Every system's maximum in each scenario run, and its fan-out p99 at
+/// half of that maximum on a second axis.
+fn bar_chart(results: &[SystemResult], chats: &[ChatResult]) -> anyhow::Result<String> {
+    let mut names: Vec<String> = results.iter().map(|r| r.name.to_owned()).collect();
+    for chat in chats {
+        if !names.iter().any(|name| name == chat.name) {
+            names.push(chat.name.to_owned());
+        }
+    }
+    let column = |pairs: Vec<(&str, f64)>| -> Vec<f32> {
+        let of = |name: &String| pairs.iter().find(|(of, _)| of == name).map_or(0.0, |(_, value)| *value as f32);
+        names.iter().map(of).collect()
+    };
+    let mut series = Vec::new();
+    if !results.is_empty() {
+        let fanout = column(results.iter().map(|r| (r.name, r.deliveries_per_s)).collect());
+        series.push(Series::new("fanout max deliveries/s".to_owned(), fanout));
+    }
+    if !chats.is_empty() {
+        let chat = column(chats.iter().map(|r| (r.name, r.deliveries_per_s)).collect());
+        series.push(Series::new("chat max deliveries/s".to_owned(), chat));
+    }
+    if !results.is_empty() {
+        let mut p99 = Series::new(
+            "fanout p99 ms at half max".to_owned(),
+            column(results.iter().map(|r| (r.name, r.p99_ms)).collect()),
+        );
+        p99.y_axis_index = 1;
+        series.push(p99);
+    }
+    let mut chart = BarChart::new(series, names);
+    "switchboard vs socket.io vs ceiling".clone_into(&mut chart.base.title.text);
     chart.base.width = 800.0;
     chart.base.height = 450.0;
     let mut latency_axis = chart.y_axis_configs[0].clone();
@@ -405,10 +535,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.systems.clone()
     };
     let switchboard = switchboard_bin(args.switchboard_bin.as_deref())?;
+    let scenarios =
+        if args.scenarios.is_empty() { vec![Scenario::Fanout, Scenario::Chat] } else { args.scenarios.clone() };
+    anyhow::ensure!(args.chat_pairs >= 1, "at least one pair of users");
     let started = Instant::now();
     let mut results = Vec::new();
+    let mut chats = Vec::new();
     for system in systems {
-        results.push(measure_system(&args, system, &switchboard, secs).await?);
+        if scenarios.contains(&Scenario::Fanout) {
+            results.push(measure_system(&args, system, &switchboard, secs).await?);
+        }
+        if scenarios.contains(&Scenario::Chat) {
+            chats.push(measure_chat(&args, system, &switchboard, secs).await?);
+        }
     }
     let scenario = serde_json::json!({
         "name": "fanout",
@@ -424,15 +563,33 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "cores": std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
         "elapsed_s": started.elapsed().as_secs_f64(),
         "systems": results,
+        "scenarios": {
+            "chat": {
+                "pairs": args.chat_pairs,
+                "fixed_rate_total": args.chat_rate,
+                "phase_secs": secs,
+                "warmup_secs": 2,
+                "systems": chats,
+            },
+        },
     });
     std::fs::write(args.out.join("summary.json"), serde_json::to_vec_pretty(&summary)?)?;
-    let table = markdown(&results, &scenario);
+    let mut table = markdown(&results, &scenario);
+    if !chats.is_empty() {
+        table.push_str(&chat_markdown(&chats, &args));
+    }
     std::fs::write(args.out.join("summary.md"), &table)?;
-    std::fs::write(args.out.join("chart.svg"), bar_chart(&results)?)?;
+    std::fs::write(args.out.join("chart.svg"), bar_chart(&results, &chats)?)?;
     println!("{table}");
     eprintln!("wrote {}/summary.json, summary.md and chart.svg", args.out.display());
     let engine = [System::Switchboard.name(), System::Dating.name()];
-    let faulty: Vec<&str> = results.iter().filter(|r| !r.valid && engine.contains(&r.name)).map(|r| r.name).collect();
+    let fanout = results.iter().map(|r| (r.name, r.faults));
+    let chat = chats.iter().map(|r| (r.name, r.faults));
+    let faulty: Vec<&str> = fanout
+        .chain(chat)
+        .filter(|(name, faults)| !faults.valid && engine.contains(name))
+        .map(|(name, _)| name)
+        .collect();
     anyhow::ensure!(
         faulty.is_empty(),
         "the engine lost or repeated deliveries ({}): see summary.md",

@@ -107,3 +107,22 @@ async fn a_member_that_stops_reading_slows_the_sender_and_loses_nothing() {
     let _sink = sending.await.unwrap();
     assert_eq!(counting.await.unwrap(), FRAMES);
 }
+
+/// The chat shape: rooms of two, both members sending with one send in
+/// flight; each message reaches the one other member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pairs_chat_both_ways_and_every_message_is_accounted_for() {
+    let (url, _stop) = start().await;
+    let common = Common::new(&url, None, 1, 10).unwrap();
+    let connections = load_tests::chat::connections(&common, Dialect::Ceiling, "s", 5).await.unwrap();
+    assert_eq!(connections.iter().filter(|c| c.sends).count(), 10, "everyone sends");
+    let second = std::time::Duration::from_secs(1);
+    let load = load_tests::traffic::Load::Window(1);
+    let measured =
+        load_tests::chat::measure(&common, Dialect::Ceiling, load, second, second, connections).await.unwrap();
+    assert_eq!((measured.errors, measured.disconnects, measured.failed_connections), (0, 0, 0));
+    assert!(measured.acked > 0 && measured.acked == measured.sent, "{measured:?}");
+    let accounting = measured.accounting;
+    assert_eq!((accounting.expected, accounting.received), (measured.acked, measured.delivered), "{measured:?}");
+    assert!(accounting.is_clean() && accounting.unacked_delivered == 0, "{measured:?}");
+}

@@ -25,28 +25,60 @@ pub struct Args {
     warmup_secs: u64,
 }
 
-pub async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
+/// `pairs` pairs of users, each pair in its own 1:1 chat (a private chat
+/// on Switchboard, a room of two on the peers), both of them sending.
+pub async fn connections(
+    common: &Common,
+    dialect: Dialect,
+    socketio_secret: &str,
+    pairs: usize,
+) -> anyhow::Result<Vec<Connection>> {
+    anyhow::ensure!(pairs >= 1, "at least one pair");
     let http = reqwest::Client::new();
-    let users = api::users(&http, &common.url, 18_000_000_000, args.pairs * 2).await?;
-    let mut connections = Vec::new();
-    for pair in users.chunks(2) {
-        let chat = api::private_chat(&http, &common.url, &pair[0], &pair[1]).await?;
+    let users = match dialect {
+        Dialect::Switchboard | Dialect::Dating => api::users(&http, &common.url, 18_000_000_000, pairs * 2).await?,
+        Dialect::SocketIo | Dialect::Ceiling => api::signed_users(socketio_secret, pairs * 2),
+    };
+    let mut connections = Vec::with_capacity(pairs * 2);
+    for (index, pair) in users.chunks(2).enumerate() {
+        let chat = match dialect {
+            Dialect::Switchboard | Dialect::Dating => api::private_chat(&http, &common.url, &pair[0], &pair[1]).await?,
+            Dialect::SocketIo | Dialect::Ceiling => index as i64 + 1,
+        };
         for user in pair {
             connections.push(Connection { user_id: user.id, token: user.token.clone(), chat, sends: true });
         }
     }
+    Ok(connections)
+}
+
+/// Runs chat traffic under `load` on connections made by [`connections`].
+pub async fn measure(
+    common: &Common,
+    dialect: Dialect,
+    load: Load,
+    warmup: Duration,
+    duration: Duration,
+    connections: Vec<Connection>,
+) -> anyhow::Result<traffic::Measured> {
     let plan = Plan {
         url: common.url.clone(),
         gateways: common.gateways.clone(),
-        dialect: Dialect::Switchboard,
-        load: Load::Rate(args.rate),
-        warmup: Duration::from_secs(args.warmup_secs),
-        duration: Duration::from_secs(args.duration_secs),
+        dialect,
+        load,
+        warmup,
+        duration,
         sources: common.sources,
         connect_concurrency: common.connect_concurrency,
         server: common.server,
     };
-    let measured = traffic::run(connections, plan, "chat").await?;
+    traffic::run(connections, plan, "chat").await
+}
+
+pub async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
+    let connections = connections(common, Dialect::Switchboard, "", args.pairs).await?;
+    let (warmup, duration) = (Duration::from_secs(args.warmup_secs), Duration::from_secs(args.duration_secs));
+    let measured = measure(common, Dialect::Switchboard, Load::Rate(args.rate), warmup, duration, connections).await?;
     let summary = json!({
         "scenario": "chat",
         "pairs": args.pairs,

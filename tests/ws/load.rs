@@ -3,7 +3,7 @@
 //! server as they found it.
 
 use load_tests::dialect::Dialect;
-use load_tests::{Common, churn, connect, fanout};
+use load_tests::{Common, chat, churn, connect, fanout};
 
 use crate::harness;
 
@@ -61,6 +61,25 @@ async fn fanout_in_the_dating_dialect_delivers_every_message() {
     assert_eq!(measured.delivered, measured.acked * 3, "{measured:?}");
     let accounting = measured.accounting;
     assert_eq!((accounting.expected, accounting.received), (measured.acked * 3, measured.delivered), "{measured:?}");
+    assert!(accounting.is_clean() && accounting.unacked_delivered == 0, "{measured:?}");
+}
+
+/// The chat shape `bench compare` measures: private chats, both users
+/// sending with one send in flight; every message reaches the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_pairs_deliver_every_message_to_the_other_user() {
+    let server = harness::start_with(|config| config.commands_per_second = 1_000_000).await;
+    let common = common(&server);
+    let connections = chat::connections(&common, Dialect::Switchboard, "", 3).await.unwrap();
+    let chats: std::collections::HashSet<i64> = connections.iter().map(|c| c.chat).collect();
+    assert_eq!((connections.len(), chats.len()), (6, 3), "a private chat per pair");
+    let second = std::time::Duration::from_secs(1);
+    let load = load_tests::traffic::Load::Window(1);
+    let measured = chat::measure(&common, Dialect::Switchboard, load, second, second, connections).await.unwrap();
+    assert_eq!((measured.errors, measured.disconnects, measured.failed_connections), (0, 0, 0));
+    assert!(measured.acked > 0 && measured.acked == measured.sent, "{measured:?}");
+    let accounting = measured.accounting;
+    assert_eq!((accounting.expected, accounting.received), (measured.acked, measured.delivered), "{measured:?}");
     assert!(accounting.is_clean() && accounting.unacked_delivered == 0, "{measured:?}");
 }
 
