@@ -65,8 +65,12 @@ pub struct Args {
     chat_pairs: usize,
     /// Messages per second, all users together, in the chat scenario's
     /// fixed-rate phase.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 5_000)]
     chat_rate: u32,
+    /// The fan-out load every system is also measured at, as a fraction of
+    /// the lowest maximum among them (with two systems or more).
+    #[arg(long, default_value_t = 0.5)]
+    common_load_fraction: f64,
 }
 
 /// A traffic shape.
@@ -124,6 +128,15 @@ struct Faults {
 }
 
 impl Faults {
+    /// Adds one more phase.
+    fn add(&mut self, phase: &Measured) {
+        self.lost += phase.accounting.lost;
+        self.duplicated += phase.accounting.duplicated;
+        self.errors += phase.errors;
+        self.disconnects += phase.disconnects;
+        self.valid = self.lost == 0 && self.duplicated == 0;
+    }
+
     fn of(phases: &[&Measured]) -> Self {
         let lost = phases.iter().map(|phase| phase.accounting.lost).sum();
         let duplicated = phases.iter().map(|phase| phase.accounting.duplicated).sum();
@@ -154,6 +167,12 @@ struct SystemResult {
     server_cpu_s: Option<f64>,
     max_phase: PhaseResult,
     half_load_phase: PhaseResult,
+    /// Latency at the load every system is given (see `common_load` in
+    /// the scenario), on a fresh server.
+    common_load_p99_ms: Option<f64>,
+    common_load_phase: Option<PhaseResult>,
+    #[serde(skip)]
+    system: System,
 }
 
 #[derive(Debug, Serialize)]
@@ -193,6 +212,9 @@ impl PhaseResult {
         }
     }
 }
+
+/// The Socket.IO peer's token secret.
+const SECRET: &str = "bench-secret";
 
 /// A server process under test; killed when dropped.
 #[derive(Debug)]
@@ -334,7 +356,6 @@ pub async fn start(system: System, switchboard: &Path, secret: &str) -> anyhow::
 }
 
 async fn measure_system(args: &Args, system: System, switchboard: &Path, secs: u64) -> anyhow::Result<SystemResult> {
-    const SECRET: &str = "bench-secret";
     let server = start(system, switchboard, SECRET).await?;
     let common = Common::new(&server.url, server.pid(), 1, 200)?;
     let mut scenario = fanout::Args {
@@ -373,7 +394,42 @@ async fn measure_system(args: &Args, system: System, switchboard: &Path, secs: u
         server_cpu_s: max.server_cpu_s,
         max_phase: PhaseResult::of(&max, None, Some(args.window)),
         half_load_phase: PhaseResult::of(&half, Some(half_rate), None),
+        common_load_p99_ms: None,
+        common_load_phase: None,
+        system,
     })
+}
+
+/// One more fan-out phase for `system` on a fresh server: an open loop at
+/// `rate` messages per second per sender.
+async fn measure_common(
+    args: &Args,
+    system: System,
+    switchboard: &Path,
+    secs: u64,
+    rate: u32,
+) -> anyhow::Result<Measured> {
+    let server = start(system, switchboard, SECRET).await?;
+    let common = Common::new(&server.url, server.pid(), 1, 200)?;
+    let scenario = fanout::Args {
+        group_size: args.group_size,
+        groups: args.groups,
+        rate: Some(rate),
+        window: None,
+        duration_secs: secs,
+        warmup_secs: 2,
+        dialect: system.dialect(),
+        socketio_secret: SECRET.to_owned(),
+    };
+    let connections = fanout::connections(&common, &scenario).await?;
+    eprintln!("== {}: the common load ({rate} msg/s per sender)", system.name());
+    let measured = fanout::measure(&common, &scenario, connections).await;
+    server.stop().await;
+    let measured = measured?;
+    let title = format!("{} fanout (common load)", system.name());
+    let path = args.out.join(format!("{}-common.svg", system.name()));
+    std::fs::write(path, load_tests::report::timeline_chart(&title, &measured.timeline)?)?;
+    Ok(measured)
 }
 
 /// One system's chat figures in `summary.json`.
@@ -394,7 +450,6 @@ struct ChatResult {
 /// `chat`: `--chat-pairs` 1:1 chats, both users sending; the maximum with
 /// one send in flight per user, then latency at `--chat-rate` in total.
 async fn measure_chat(args: &Args, system: System, switchboard: &Path, secs: u64) -> anyhow::Result<ChatResult> {
-    const SECRET: &str = "bench-secret";
     let server = start(system, switchboard, SECRET).await?;
     let common = Common::new(&server.url, server.pid(), 1, 200)?;
     let dialect = system.dialect();
@@ -452,19 +507,20 @@ fn markdown(results: &[SystemResult], scenario: &serde_json::Value) -> String {
     let by_name = |name: &str| results.iter().find(|r| r.name == name).map(|r| r.deliveries_per_s);
     let mut table = format!(
         "Scenario: `{scenario}` on {} cores.\n\n\
-         | system | max deliveries/s | p50 at half max (ms) | p99 at half max (ms) | server RSS (MiB) | server CPU during max (s) | lost | duplicated | errors | disconnects |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         | system | max deliveries/s | p50 at half max (ms) | p99 at half max (ms) | p99 at the common load (ms) | server RSS (MiB) | server CPU during max (s) | lost | duplicated | errors | disconnects |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
     );
     for r in results {
         let _ = writeln!(
             table,
-            "| {}{} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} |",
+            "| {}{} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} | {} |",
             r.name,
             if r.faults.valid { "" } else { " (invalid: deliveries lost or repeated)" },
             r.deliveries_per_s,
             r.p50_ms,
             r.p99_ms,
+            r.common_load_p99_ms.map_or("-".to_owned(), |p99| format!("{p99:.2}")),
             r.server_rss_bytes.map_or("-".to_owned(), |b| format!("{:.0}", b as f64 / 1_048_576.0)),
             r.server_cpu_s.map_or("-".to_owned(), |s| format!("{s:.1}")),
             r.faults.lost,
@@ -549,8 +605,29 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             chats.push(measure_chat(&args, system, &switchboard, secs).await?);
         }
     }
+    let mut common_load = None;
+    if results.len() >= 2 {
+        anyhow::ensure!(
+            args.common_load_fraction > 0.0 && args.common_load_fraction <= 1.0,
+            "--common-load-fraction is in (0, 1]"
+        );
+        let lowest = results.iter().map(|r| r.deliveries_per_s).fold(f64::INFINITY, f64::min);
+        let receivers = (args.groups * (args.group_size - 1)) as f64;
+        let rate = ((lowest * args.common_load_fraction / receivers).round() as u32).max(1);
+        for result in &mut results {
+            let measured = measure_common(&args, result.system, &switchboard, secs, rate).await?;
+            result.faults.add(&measured);
+            result.common_load_p99_ms = Some(measured.latency_ms.p99);
+            result.common_load_phase = Some(PhaseResult::of(&measured, Some(rate), None));
+        }
+        common_load = Some(f64::from(rate) * receivers);
+    }
     let scenario = serde_json::json!({
         "name": "fanout",
+        "common_load": common_load.map(|deliveries| serde_json::json!({
+            "deliveries_per_s": deliveries,
+            "fraction_of_lowest_max": args.common_load_fraction,
+        })),
         "group_size": args.group_size,
         "groups": args.groups,
         "window": args.window,

@@ -398,7 +398,11 @@ async fn drive(me: Connection, n: usize, shared: Arc<Shared>, gate: Arc<Semaphor
     // The timer only wakes the loop; what is owed comes from the clock, so
     // a late wake-up sends the backlog instead of losing it.
     let period = if rate > 0 { Duration::from_secs_f64(1.0 / f64::from(rate)) } else { Duration::from_secs(3600) };
-    let mut tick = tokio::time::interval(period);
+    // Each connection's schedule starts at its own point of the first
+    // period (spread by the golden ratio), as people's messages do: many
+    // senders at a low rate do not all send in the same instant.
+    let origin = started + period.mul_f64((n as f64 * 0.618_033_988_749_895) % 1.0);
+    let mut tick = tokio::time::interval_at(origin.into(), period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut n = 0u64;
     let mut due = if sends { u64::from(window) } else { 0 };
@@ -409,7 +413,7 @@ async fn drive(me: Connection, n: usize, shared: Arc<Shared>, gate: Arc<Semaphor
         while due > 0 && sends && Instant::now() < until {
             due -= 1;
             n += 1;
-            let frame = dialect.send_frame(me.chat, me.user_id, shared.run_id, n, due_at(&shared, started, rate, n));
+            let frame = dialect.send_frame(me.chat, me.user_id, shared.run_id, n, due_at(&shared, origin, rate, n));
             if socket.send(Message::Text(frame.into())).await.is_err() {
                 closed_by_server = true;
                 break;
@@ -463,7 +467,7 @@ async fn drive(me: Connection, n: usize, shared: Arc<Shared>, gate: Arc<Semaphor
                 }
             }
             _ = tick.tick(), if rate_tick && Instant::now() < until => {
-                let owed = (started.elapsed().as_secs_f64() * f64::from(rate)) as u64;
+                let owed = (Instant::now().saturating_duration_since(origin).as_secs_f64() * f64::from(rate)) as u64;
                 due = owed.saturating_sub(n);
             }
         }
@@ -482,9 +486,9 @@ async fn drive(me: Connection, n: usize, shared: Arc<Shared>, gate: Arc<Semaphor
 
 /// When send `n` was due, in µs of the run's clock: now in a closed loop
 /// (`rate` 0), its slot in the schedule in an open one.
-fn due_at(shared: &Shared, started: Instant, rate: u32, n: u64) -> u64 {
+fn due_at(shared: &Shared, origin: Instant, rate: u32, n: u64) -> u64 {
     if rate > 0 {
-        (started - shared.epoch).as_micros() as u64 + n * 1_000_000 / u64::from(rate)
+        (origin - shared.epoch).as_micros() as u64 + n * 1_000_000 / u64::from(rate)
     } else {
         shared.epoch.elapsed().as_micros() as u64
     }
