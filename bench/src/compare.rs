@@ -478,12 +478,14 @@ async fn measure_chat(args: &Args, system: System, switchboard: &Path, secs: u64
 }
 
 fn chat_markdown(results: &[ChatResult], args: &Args) -> String {
+    let rate = results.first().and_then(|r| r.fixed_rate_phase.rate_per_sender).unwrap_or(0);
     let mut table = format!(
         "\nChat: {} pairs of users in 1:1 chats, both sending; the maximum with one send in flight per user, \
          latency at {} msg/s in total.\n\n\
          | system | max deliveries/s | p50 at the fixed rate (ms) | p99 at the fixed rate (ms) | lost | duplicated | errors | disconnects |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|\n",
-        args.chat_pairs, args.chat_rate
+        args.chat_pairs,
+        u64::from(rate) * 2 * args.chat_pairs as u64
     );
     for r in results {
         let _ = writeln!(
