@@ -6,11 +6,46 @@
 //   {id, seq}: a per-chat seq, dedupe by (sender, client_message_id), and
 //   `message.new` to the whole room
 // Messages are kept in memory only (no database), which favours the peer.
-// Environment: PORT (0 picks one), TOKEN_SECRET. Prints {"port": N} when ready.
+// With WORKERS > 1 it runs as a node:cluster of that many workers sharing
+// the port (the primary hands out connections in turn; WebSocket-only
+// transport needs no sticky sessions), rooms spanning workers through
+// @socket.io/cluster-adapter, as the Socket.IO documentation sets a
+// multi-core server up. Seqs and dedupe then hold per worker: a chat's
+// senders on two workers could be given the same seq (the bench's senders
+// of a chat keep to one connection each, so it does not show).
+// ws uses bufferutil and utf-8-validate, installed beside it.
+// Environment: PORT (0 picks one), TOKEN_SECRET, WORKERS (default 1).
+// Prints {"port": N} when every worker listens.
 "use strict";
+const cluster = require("node:cluster");
 const http = require("node:http");
 const crypto = require("node:crypto");
 const { Server } = require("socket.io");
+const { createAdapter, setupPrimary } = require("@socket.io/cluster-adapter");
+
+const workers = Number(process.env.WORKERS || 1);
+if (workers > 1 && cluster.isPrimary) {
+  setupPrimary();
+  cluster.setupPrimary({ serialization: "advanced" });
+  let listening = 0;
+  cluster.on("listening", (_worker, address) => {
+    listening += 1;
+    if (listening === workers) console.log(JSON.stringify({ port: address.port }));
+  });
+  cluster.on("exit", (worker, code) => {
+    console.error(`worker ${worker.process.pid} exited with ${code}`);
+    process.exit(1);
+  });
+  process.on("SIGTERM", () => {
+    cluster.removeAllListeners("exit");
+    for (const worker of Object.values(cluster.workers)) worker.process.kill("SIGTERM");
+    process.exit(0);
+  });
+  for (let i = 0; i < workers; i += 1) cluster.fork();
+  return;
+}
+// A worker whose primary is gone (even killed outright) goes too.
+if (cluster.isWorker) process.on("disconnect", () => process.exit(0));
 
 const secret = process.env.TOKEN_SECRET || "bench-secret";
 const DEDUPE_WINDOW = 100000;
@@ -27,6 +62,7 @@ function userOf(token) {
 
 const server = http.createServer();
 const io = new Server(server, { transports: ["websocket"], serveClient: false, perMessageDeflate: false });
+if (cluster.isWorker) io.adapter(createAdapter());
 const seqs = new Map();
 const seen = new Map();
 let nextId = 1;
@@ -76,7 +112,7 @@ io.on("connection", (socket) => {
 });
 
 server.listen(Number(process.env.PORT || 0), "127.0.0.1", () => {
-  console.log(JSON.stringify({ port: server.address().port }));
+  if (!cluster.isWorker) console.log(JSON.stringify({ port: server.address().port }));
 });
 // Nothing is kept: on SIGTERM the peer just exits.
 process.on("SIGTERM", () => process.exit(0));

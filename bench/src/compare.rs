@@ -88,9 +88,15 @@ pub enum System {
     Switchboard,
     /// The same engine, spoken to in seed 000's dialect.
     Dating,
+    /// Socket.IO 4 on Node as two workers (node:cluster and the cluster
+    /// adapter): what a user of it runs on two cores.
     #[value(name = "socketio")]
     #[serde(rename = "socketio")]
     SocketIo,
+    /// The same peer as one Node process.
+    #[value(name = "socketio-single")]
+    #[serde(rename = "socketio-single")]
+    SocketIoSingle,
     Ceiling,
 }
 
@@ -100,6 +106,7 @@ impl System {
             Self::Switchboard => "switchboard",
             Self::Dating => "switchboard-dating",
             Self::SocketIo => "socketio",
+            Self::SocketIoSingle => "socketio-single",
             Self::Ceiling => "ceiling",
         }
     }
@@ -108,7 +115,7 @@ impl System {
         match self {
             Self::Switchboard => Dialect::Switchboard,
             Self::Dating => Dialect::Dating,
-            Self::SocketIo => Dialect::SocketIo,
+            Self::SocketIo | Self::SocketIoSingle => Dialect::SocketIo,
             Self::Ceiling => Dialect::Ceiling,
         }
     }
@@ -285,26 +292,34 @@ fn switchboard_bin(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     Ok(workspace_root().join("target/release/switchboard"))
 }
 
-/// Installs `socket.io` with npm into a cache folder if it is missing;
-/// answers the `node_modules` folder to put on `NODE_PATH`.
+/// Installs the peer's packages (`bench/socketio/package-lock.json`) with
+/// `npm ci` into a cache folder unless that lockfile is installed there
+/// already; answers the `node_modules` folder to put on `NODE_PATH`.
 fn socketio_modules() -> anyhow::Result<PathBuf> {
     // Callers in one process (tests run in parallel) install one at a time.
     static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _installing = INSTALLING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let cache = workspace_root().join("target/bench-cache/socketio");
     let modules = cache.join("node_modules");
-    if modules.join("socket.io/package.json").exists() {
+    let source = workspace_root().join("bench/socketio");
+    let lockfile = std::fs::read(source.join("package-lock.json"))?;
+    // npm ci writes its own copy of the lockfile into node_modules.
+    let installed = modules.join(".switchboard-lock.json");
+    if std::fs::read(&installed).is_ok_and(|copy| copy == lockfile) {
         return Ok(modules);
     }
     std::fs::create_dir_all(&cache)?;
-    std::fs::copy(workspace_root().join("bench/socketio/package.json"), cache.join("package.json"))?;
-    eprintln!("installing socket.io with npm into {}", cache.display());
+    for file in ["package.json", "package-lock.json"] {
+        std::fs::copy(source.join(file), cache.join(file))?;
+    }
+    eprintln!("installing the Socket.IO peer's packages with npm ci into {}", cache.display());
     let status = std::process::Command::new("npm")
-        .args(["install", "--no-audit", "--no-fund", "--omit=dev"])
+        .args(["ci", "--no-audit", "--no-fund", "--omit=dev"])
         .current_dir(&cache)
         .status()
         .context("npm is needed for the Socket.IO peer (apt-get install nodejs npm)")?;
-    anyhow::ensure!(status.success(), "npm install socket.io failed");
+    anyhow::ensure!(status.success(), "npm ci for the Socket.IO peer failed");
+    std::fs::write(installed, lockfile)?;
     Ok(modules)
 }
 
@@ -330,17 +345,25 @@ pub async fn start(system: System, switchboard: &Path, secret: &str) -> anyhow::
                 .with_context(|| format!("start {}", switchboard.display()))?;
             (child, Some(data))
         }
-        System::SocketIo => {
+        System::SocketIo | System::SocketIoSingle => {
             let modules = socketio_modules()?;
-            let child = Command::new("node")
+            let workers = if system == System::SocketIo { "2" } else { "1" };
+            let mut child = Command::new("node")
                 .arg(workspace_root().join("bench/socketio/server.js"))
                 .env("NODE_PATH", modules)
                 .env("PORT", port.to_string())
+                .env("WORKERS", workers)
                 .env("TOKEN_SECRET", secret)
-                .stdout(Stdio::null())
+                .stdout(Stdio::piped())
                 .kill_on_drop(true)
                 .spawn()
                 .context("start node")?;
+            // It prints its port once every worker listens; connections
+            // made before would all go to the first worker.
+            let stdout = child.stdout.take().context("node's stdout")?;
+            let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+            let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await;
+            anyhow::ensure!(matches!(ready, Ok(Ok(Some(_)))), "the Socket.IO peer did not start: {ready:?}");
             (child, None)
         }
         System::Ceiling => {

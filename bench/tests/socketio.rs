@@ -29,32 +29,51 @@ fn node_missing() -> bool {
     missing
 }
 
+/// Both shapes of the peer, two workers under node:cluster (rooms span
+/// workers through the cluster adapter) and one process: every delivery
+/// arrives, and stopping the peer leaves no worker behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_peer_fans_out_with_acks_through_native_framing() {
     if node_missing() {
         return;
     }
-    let server = compare::start(System::SocketIo, Path::new("unused"), SECRET).await.unwrap();
-    let common = Common::new(server.url(), server.pid(), 1, 10).unwrap();
-    let args = fanout::Args {
-        group_size: 4,
-        groups: 2,
-        rate: None,
-        window: Some(4),
-        duration_secs: 1,
-        warmup_secs: 0,
-        dialect: Dialect::SocketIo,
-        socketio_secret: SECRET.to_owned(),
-    };
-    let connections = fanout::connections(&common, &args).await.unwrap();
-    let measured = fanout::measure(&common, &args, connections).await.unwrap();
-    server.stop().await;
-    assert_eq!((measured.errors, measured.disconnects, measured.failed_connections), (0, 0, 0));
-    assert!(measured.acked > 0 && measured.acked == measured.sent, "{measured:?}");
-    assert_eq!(measured.delivered, measured.acked * 3, "{measured:?}");
-    let accounting = measured.accounting;
-    assert_eq!((accounting.expected, accounting.received), (measured.acked * 3, measured.delivered), "{measured:?}");
-    assert!(accounting.is_clean() && accounting.unacked_delivered == 0, "{measured:?}");
+    for system in [System::SocketIo, System::SocketIoSingle] {
+        let server = compare::start(system, Path::new("unused"), SECRET).await.unwrap();
+        let common = Common::new(server.url(), server.pid(), 1, 10).unwrap();
+        let args = fanout::Args {
+            group_size: 4,
+            groups: 2,
+            rate: None,
+            window: Some(4),
+            duration_secs: 1,
+            warmup_secs: 0,
+            dialect: Dialect::SocketIo,
+            socketio_secret: SECRET.to_owned(),
+        };
+        let connections = fanout::connections(&common, &args).await.unwrap();
+        let measured = fanout::measure(&common, &args, connections).await.unwrap();
+        let address = server.url().trim_start_matches("http://").to_owned();
+        server.stop().await;
+        assert_eq!((measured.errors, measured.disconnects, measured.failed_connections), (0, 0, 0), "{system:?}");
+        assert!(measured.acked > 0 && measured.acked == measured.sent, "{measured:?}");
+        assert_eq!(measured.delivered, measured.acked * 3, "{measured:?}");
+        let accounting = measured.accounting;
+        assert_eq!(
+            (accounting.expected, accounting.received),
+            (measured.acked * 3, measured.delivered),
+            "{measured:?}"
+        );
+        assert!(accounting.is_clean() && accounting.unacked_delivered == 0, "{measured:?}");
+        let mut gone = false;
+        for _ in 0..40 {
+            if tokio::net::TcpStream::connect(&address).await.is_err() {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(gone, "{system:?}: something still listens on {address} after the stop");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
