@@ -402,11 +402,7 @@ async fn measure_system(args: &Args, system: System, switchboard: &Path, secs: u
     eprintln!("== {}: half of the maximum ({half_rate} msg/s per sender)", system.name());
     let half = fanout::measure(&common, &scenario, connections).await?;
     server.stop().await;
-    for (phase, measured) in [("max", &max), ("half", &half)] {
-        let title = format!("{} fanout ({phase})", system.name());
-        let path = args.out.join(format!("{}-{phase}.svg", system.name()));
-        std::fs::write(path, load_tests::report::timeline_chart(&title, &measured.timeline)?)?;
-    }
+    write_timelines(&args.out, system, "fanout", &[("max", &max), ("half", &half)])?;
     Ok(SystemResult {
         name: system.name(),
         faults: Faults::of(&[&max, &half]),
@@ -449,10 +445,18 @@ async fn measure_common(
     let measured = fanout::measure(&common, &scenario, connections).await;
     server.stop().await;
     let measured = measured?;
-    let title = format!("{} fanout (common load)", system.name());
-    let path = args.out.join(format!("{}-common.svg", system.name()));
-    std::fs::write(path, load_tests::report::timeline_chart(&title, &measured.timeline)?)?;
+    write_timelines(&args.out, system, "fanout", &[("common", &measured)])?;
     Ok(measured)
+}
+
+/// Writes each phase's timeline chart into `out` as `<system>-<phase>.svg`.
+fn write_timelines(out: &Path, system: System, scenario: &str, phases: &[(&str, &Measured)]) -> anyhow::Result<()> {
+    for (phase, measured) in phases {
+        let title = format!("{} {scenario} ({phase})", system.name());
+        let chart = load_tests::report::timeline_chart(&title, &measured.timeline)?;
+        std::fs::write(out.join(format!("{}-{phase}.svg", system.name())), chart)?;
+    }
+    Ok(())
 }
 
 /// One system's chat figures in `summary.json`.
@@ -484,11 +488,7 @@ async fn measure_chat(args: &Args, system: System, switchboard: &Path, secs: u64
     eprintln!("== {}: chat at {rate} msg/s per user", system.name());
     let fixed = chat::measure(&common, dialect, Load::Rate(rate), warmup, duration, connections).await?;
     server.stop().await;
-    for (phase, measured) in [("chat-max", &max), ("chat-rate", &fixed)] {
-        let title = format!("{} chat ({phase})", system.name());
-        let path = args.out.join(format!("{}-{phase}.svg", system.name()));
-        std::fs::write(path, load_tests::report::timeline_chart(&title, &measured.timeline)?)?;
-    }
+    write_timelines(&args.out, system, "chat", &[("chat-max", &max), ("chat-rate", &fixed)])?;
     Ok(ChatResult {
         name: system.name(),
         faults: Faults::of(&[&max, &fixed]),
