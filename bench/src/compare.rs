@@ -24,8 +24,7 @@ use anyhow::Context;
 use charts_rs::{BarChart, Series};
 use load_tests::Common;
 use load_tests::dialect::Dialect;
-use load_tests::traffic::Load;
-use load_tests::traffic::{Accounting, Measured};
+use load_tests::traffic::{Accounting, Load, Measured};
 use load_tests::{chat, fanout};
 use serde::Serialize;
 use tokio::process::{Child, Command};
@@ -145,15 +144,21 @@ impl Faults {
     }
 
     fn of(phases: &[&Measured]) -> Self {
-        let lost = phases.iter().map(|phase| phase.accounting.lost).sum();
-        let duplicated = phases.iter().map(|phase| phase.accounting.duplicated).sum();
-        Self {
-            valid: lost == 0 && duplicated == 0,
-            lost,
-            duplicated,
-            errors: phases.iter().map(|phase| phase.errors).sum(),
-            disconnects: phases.iter().map(|phase| phase.disconnects).sum(),
+        let mut faults = Self { valid: true, lost: 0, duplicated: 0, errors: 0, disconnects: 0 };
+        for phase in phases {
+            faults.add(phase);
         }
+        faults
+    }
+
+    /// A row's system cell: its name, marked when the row is invalid.
+    fn label(self, name: &str) -> String {
+        if self.valid { name.to_owned() } else { format!("{name} (invalid: deliveries lost or repeated)") }
+    }
+
+    /// A row's last four cells: lost, duplicated, errors, disconnects.
+    fn cells(self) -> String {
+        format!("{} | {} | {} | {}", self.lost, self.duplicated, self.errors, self.disconnects)
     }
 }
 
@@ -378,25 +383,42 @@ pub async fn start(system: System, switchboard: &Path, secret: &str) -> anyhow::
     Ok(Server { child, url, _data: data })
 }
 
-async fn measure_system(args: &Args, system: System, switchboard: &Path, secs: u64) -> anyhow::Result<SystemResult> {
+impl Args {
+    /// Members a fan-out message reaches, over all groups.
+    fn receivers(&self) -> f64 {
+        (self.groups * (self.group_size - 1)) as f64
+    }
+
+    /// The fan-out scenario for `system`, closed loop at `--window`.
+    fn fanout(&self, system: System, secs: u64) -> fanout::Args {
+        fanout::Args {
+            group_size: self.group_size,
+            groups: self.groups,
+            rate: None,
+            window: Some(self.window),
+            duration_secs: secs,
+            warmup_secs: 2,
+            dialect: system.dialect(),
+            socketio_secret: SECRET.to_owned(),
+        }
+    }
+}
+
+/// Starts `system` and the generator's view of it.
+async fn serve(system: System, switchboard: &Path) -> anyhow::Result<(Server, Common)> {
     let server = start(system, switchboard, SECRET).await?;
     let common = Common::new(&server.url, server.pid(), 1, 200)?;
-    let mut scenario = fanout::Args {
-        group_size: args.group_size,
-        groups: args.groups,
-        rate: None,
-        window: Some(args.window),
-        duration_secs: secs,
-        warmup_secs: 2,
-        dialect: system.dialect(),
-        socketio_secret: SECRET.to_owned(),
-    };
+    Ok((server, common))
+}
+
+async fn measure_system(args: &Args, system: System, switchboard: &Path, secs: u64) -> anyhow::Result<SystemResult> {
+    let (server, common) = serve(system, switchboard).await?;
+    let mut scenario = args.fanout(system, secs);
     let connections = fanout::connections(&common, &scenario).await?;
     eprintln!("== {}: maximum (window {} per sender)", system.name(), args.window);
     let max = fanout::measure(&common, &scenario, connections.clone()).await?;
     let rss = common.server.rss_bytes();
-    let receivers = (args.groups * (args.group_size - 1)) as f64;
-    let half_rate = ((max.deliveries_per_s / 2.0 / receivers).round() as u32).max(1);
+    let half_rate = ((max.deliveries_per_s / 2.0 / args.receivers()).round() as u32).max(1);
     scenario.window = None;
     scenario.rate = Some(half_rate);
     eprintln!("== {}: half of the maximum ({half_rate} msg/s per sender)", system.name());
@@ -428,18 +450,8 @@ async fn measure_common(
     secs: u64,
     rate: u32,
 ) -> anyhow::Result<Measured> {
-    let server = start(system, switchboard, SECRET).await?;
-    let common = Common::new(&server.url, server.pid(), 1, 200)?;
-    let scenario = fanout::Args {
-        group_size: args.group_size,
-        groups: args.groups,
-        rate: Some(rate),
-        window: None,
-        duration_secs: secs,
-        warmup_secs: 2,
-        dialect: system.dialect(),
-        socketio_secret: SECRET.to_owned(),
-    };
+    let (server, common) = serve(system, switchboard).await?;
+    let scenario = fanout::Args { rate: Some(rate), window: None, ..args.fanout(system, secs) };
     let connections = fanout::connections(&common, &scenario).await?;
     eprintln!("== {}: the common load ({rate} msg/s per sender)", system.name());
     let measured = fanout::measure(&common, &scenario, connections).await;
@@ -477,8 +489,7 @@ struct ChatResult {
 /// `chat`: `--chat-pairs` 1:1 chats, both users sending; the maximum with
 /// one send in flight per user, then latency at `--chat-rate` in total.
 async fn measure_chat(args: &Args, system: System, switchboard: &Path, secs: u64) -> anyhow::Result<ChatResult> {
-    let server = start(system, switchboard, SECRET).await?;
-    let common = Common::new(&server.url, server.pid(), 1, 200)?;
+    let (server, common) = serve(system, switchboard).await?;
     let dialect = system.dialect();
     let connections = chat::connections(&common, dialect, SECRET, args.chat_pairs).await?;
     let (warmup, duration) = (Duration::from_secs(2), Duration::from_secs(secs));
@@ -513,16 +524,12 @@ fn chat_markdown(results: &[ChatResult], args: &Args) -> String {
     for r in results {
         let _ = writeln!(
             table,
-            "| {}{} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} |",
-            r.name,
-            if r.faults.valid { "" } else { " (invalid: deliveries lost or repeated)" },
+            "| {} | {:.0} | {:.2} | {:.2} | {} |",
+            r.faults.label(r.name),
             r.deliveries_per_s,
             r.p50_ms,
             r.p99_ms,
-            r.faults.lost,
-            r.faults.duplicated,
-            r.faults.errors,
-            r.faults.disconnects,
+            r.faults.cells(),
         );
     }
     table
@@ -539,19 +546,15 @@ fn markdown(results: &[SystemResult], scenario: &serde_json::Value) -> String {
     for r in results {
         let _ = writeln!(
             table,
-            "| {}{} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} | {} |",
-            r.name,
-            if r.faults.valid { "" } else { " (invalid: deliveries lost or repeated)" },
+            "| {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} |",
+            r.faults.label(r.name),
             r.deliveries_per_s,
             r.p50_ms,
             r.p99_ms,
             r.common_load_p99_ms.map_or("-".to_owned(), |p99| format!("{p99:.2}")),
             r.server_rss_bytes.map_or("-".to_owned(), |b| format!("{:.0}", b as f64 / 1_048_576.0)),
             r.server_cpu_s.map_or("-".to_owned(), |s| format!("{s:.1}")),
-            r.faults.lost,
-            r.faults.duplicated,
-            r.faults.errors,
-            r.faults.disconnects,
+            r.faults.cells(),
         );
     }
     if let Some(engine) = by_name("switchboard") {
@@ -609,6 +612,11 @@ fn bar_chart(results: &[SystemResult], chats: &[ChatResult]) -> anyhow::Result<S
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let secs = args.phase_secs.unwrap_or(if args.quick { 5 } else { 20 });
     anyhow::ensure!(args.group_size >= 2 && args.groups >= 1, "groups of at least 2 members");
+    anyhow::ensure!(args.chat_pairs >= 1, "at least one pair of users");
+    anyhow::ensure!(
+        args.common_load_fraction > 0.0 && args.common_load_fraction <= 1.0,
+        "--common-load-fraction is in (0, 1]"
+    );
     std::fs::create_dir_all(&args.out)?;
     let systems = if args.systems.is_empty() {
         vec![System::Switchboard, System::Dating, System::SocketIo, System::Ceiling]
@@ -618,7 +626,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let switchboard = switchboard_bin(args.switchboard_bin.as_deref())?;
     let scenarios =
         if args.scenarios.is_empty() { vec![Scenario::Fanout, Scenario::Chat] } else { args.scenarios.clone() };
-    anyhow::ensure!(args.chat_pairs >= 1, "at least one pair of users");
     let started = Instant::now();
     let mut results = Vec::new();
     let mut chats = Vec::new();
@@ -632,12 +639,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let mut common_load = None;
     if results.len() >= 2 {
-        anyhow::ensure!(
-            args.common_load_fraction > 0.0 && args.common_load_fraction <= 1.0,
-            "--common-load-fraction is in (0, 1]"
-        );
         let lowest = results.iter().map(|r| r.deliveries_per_s).fold(f64::INFINITY, f64::min);
-        let receivers = (args.groups * (args.group_size - 1)) as f64;
+        let receivers = args.receivers();
         let rate = ((lowest * args.common_load_fraction / receivers).round() as u32).max(1);
         for result in &mut results {
             let measured = measure_common(&args, result.system, &switchboard, secs, rate).await?;

@@ -137,7 +137,6 @@ impl Accounting {
 #[derive(Debug, Default, Clone)]
 struct Seen {
     bits: Vec<u64>,
-    count: u64,
 }
 
 impl Seen {
@@ -153,8 +152,12 @@ impl Seen {
         }
         let new = self.bits[word] & bit == 0;
         self.bits[word] |= bit;
-        self.count += u64::from(new);
         new
+    }
+
+    /// How many are marked.
+    fn count(&self) -> u64 {
+        self.bits.iter().map(|word| u64::from(word.count_ones())).sum()
     }
 
     /// How many of these are not in `other`.
@@ -217,15 +220,15 @@ fn account(ledgers: &[Ledger]) -> Accounting {
             total.duplicated += receiver.duplicated;
             for sender in members.iter().filter(|sender| sender.user_id != receiver.user_id) {
                 let got = receiver.received.get(&sender.user_id).unwrap_or(&none);
-                let lost = sender.acked.missing_from(got);
-                total.expected += sender.acked.count;
-                total.received += sender.acked.count - lost;
+                let (acked, lost) = (sender.acked.count(), sender.acked.missing_from(got));
+                total.expected += acked;
+                total.received += acked - lost;
                 total.lost += lost;
                 total.unacked_delivered += got.missing_from(&sender.acked);
             }
             // Messages from someone with no connection in the run: owed to nobody.
             let strangers = receiver.received.iter().filter(|(id, _)| !members.iter().any(|m| m.user_id == **id));
-            total.unacked_delivered += strangers.map(|(_, seen)| seen.count).sum::<u64>();
+            total.unacked_delivered += strangers.map(|(_, seen)| seen.count()).sum::<u64>();
         }
     }
     total
