@@ -67,6 +67,24 @@ pub async fn group_chat(http: &reqwest::Client, url: &str, owner: &User, members
     reply["data"]["id"].as_i64().with_context(|| format!("create group: {reply}"))
 }
 
+/// `count` users for a server speaking `dialect`: registered through the
+/// API on Switchboard (phones from `prefix`; a dating client uses a token
+/// of `/api`, one account base), signed with `secret` on the peers.
+pub async fn users_for(
+    http: &reqwest::Client,
+    url: &str,
+    dialect: crate::dialect::Dialect,
+    secret: &str,
+    prefix: u64,
+    count: usize,
+) -> anyhow::Result<Vec<User>> {
+    use crate::dialect::Dialect;
+    match dialect {
+        Dialect::Switchboard | Dialect::Dating => users(http, url, prefix, count).await,
+        Dialect::SocketIo | Dialect::Ceiling => Ok(signed_users(secret, count)),
+    }
+}
+
 /// Users for servers without Switchboard's API (the bench's Socket.IO peer
 /// and ceiling): ids from 1, tokens `<id>.<hex HMAC-SHA256 of id>` under
 /// `secret`, which the Socket.IO peer checks on connect.

@@ -35,10 +35,7 @@ pub async fn connections(
 ) -> anyhow::Result<Vec<Connection>> {
     anyhow::ensure!(pairs >= 1, "at least one pair");
     let http = reqwest::Client::new();
-    let users = match dialect {
-        Dialect::Switchboard | Dialect::Dating => api::users(&http, &common.url, 18_000_000_000, pairs * 2).await?,
-        Dialect::SocketIo | Dialect::Ceiling => api::signed_users(socketio_secret, pairs * 2),
-    };
+    let users = api::users_for(&http, &common.url, dialect, socketio_secret, 18_000_000_000, pairs * 2).await?;
     let mut connections = Vec::with_capacity(pairs * 2);
     for (index, pair) in users.chunks(2).enumerate() {
         let chat = match dialect {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::api::{self, User};
+use crate::api;
 use crate::dialect::Dialect;
 use crate::traffic::{self, Connection, Load, Measured, Plan};
 use crate::{Common, Report};
@@ -56,11 +56,7 @@ pub async fn connections(common: &Common, args: &Args) -> anyhow::Result<Vec<Con
     anyhow::ensure!(args.groups >= 1, "at least one group");
     let count = args.group_size * args.groups;
     let http = reqwest::Client::new();
-    let users: Vec<User> = match args.dialect {
-        // One account base: a dating client uses a token of /api.
-        Dialect::Switchboard | Dialect::Dating => api::users(&http, &common.url, 17_000_000_000, count).await?,
-        Dialect::SocketIo | Dialect::Ceiling => api::signed_users(&args.socketio_secret, count),
-    };
+    let users = api::users_for(&http, &common.url, args.dialect, &args.socketio_secret, 17_000_000_000, count).await?;
     let mut connections = Vec::with_capacity(count);
     for (index, group) in users.chunks(args.group_size).enumerate() {
         let chat = match args.dialect {
