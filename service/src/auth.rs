@@ -325,9 +325,15 @@ impl TokenService {
     async fn reused(&self, user_id: UserId, family_id: &str, now: i64) -> Result<RefreshError, StoreError> {
         tracing::warn!(user_id, family_id, "refresh token reused: family and its access tokens revoked");
         metrics::counter!("switchboard_auth_refresh_reuse_total").increment(1);
-        let until = Self::deny_until(now / 1000 + self.inner.access_ttl.as_secs() as i64);
-        self.deny(family_key(family_id), until).await?;
+        self.deny_family(family_id, now).await?;
         Ok(RefreshError::Invalid)
+    }
+
+    /// Denies every access token of `family_id` handed out until `now`
+    /// (the newest expires an access lifetime later).
+    async fn deny_family(&self, family_id: &str, now: i64) -> Result<(), StoreError> {
+        let until = Self::deny_until(now / 1000 + self.inner.access_ttl.as_secs() as i64);
+        self.deny(family_key(family_id), until).await
     }
 
     /// A new access token for a live refresh token, which stays as it is
@@ -348,6 +354,19 @@ impl TokenService {
         self.deny(claims.jti.clone(), Self::deny_until(claims.exp)).await?;
         if let Some(token) = refresh_token {
             self.inner.store.revoke_refresh_token(&hash(token), now_millis()).await?;
+        }
+        Ok(())
+    }
+
+    /// Logout of a whole sign-in, for contracts whose logout names no
+    /// refresh token (seed 003): the access token, its family's refresh
+    /// tokens and every access token of that family are refused from now on.
+    pub async fn end_session(&self, claims: &Claims) -> Result<(), StoreError> {
+        self.revoke(claims, None).await?;
+        if let Some(family_id) = &claims.fam {
+            let now = now_millis();
+            self.inner.store.revoke_refresh_family(family_id, now).await?;
+            self.deny_family(family_id, now).await?;
         }
         Ok(())
     }

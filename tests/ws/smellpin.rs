@@ -200,10 +200,20 @@ async fn a_smellpin_client_signs_in_refreshes_uploads_directly_and_reads_the_sys
     assert!(data["limits"]["max_upload_size"].as_u64().is_some_and(|size| size > 0));
     assert!(data["message_types"].as_array().is_some_and(|types| types.contains(&json!("text"))));
 
-    // Logout: the token is refused from then on, in the document's shape.
+    // Logout: the sign-in ends. Its access token, an access token refreshed
+    // from it before, and its refresh token are refused from then on, in the
+    // document's shape.
+    let bearer = format!("Bearer {}", pinner.refresh_token);
+    let refreshed = call_as(&server, Method::POST, "/auth/refresh", Some(&bearer), None).await;
+    assert_success(&refreshed, 200);
+    let sibling = refreshed.body["data"]["access_token"].as_str().unwrap().to_owned();
     let out = call(&server, Method::POST, "/auth/logout", Some(&pinner.token), None).await;
     assert_success(&out, 200);
     let refused = call(&server, Method::GET, "/users/profile", Some(&pinner.token), None).await;
+    assert_error(&refused, 401, "AUTHENTICATION_FAILED");
+    let refused = call(&server, Method::GET, "/users/profile", Some(&sibling), None).await;
+    assert_error(&refused, 401, "AUTHENTICATION_FAILED");
+    let refused = call_as(&server, Method::POST, "/auth/refresh", Some(&bearer), None).await;
     assert_error(&refused, 401, "AUTHENTICATION_FAILED");
 
     // The rate-limit table, answered in this shape: 4 logins per 15 minutes here.

@@ -233,9 +233,11 @@ async fn refresh(State(state): State<SidecarState>, request: Request) -> Reply {
     ok("令牌刷新成功", json!({ "access_token": access_token, "expires_in": state.tokens.access_ttl_secs() }))
 }
 
-/// `POST /api/v1/auth/logout`: the access token is refused from now on.
+/// `POST /api/v1/auth/logout` names only the access token, and the document
+/// says the tokens end: the sign-in's refresh token and every access token
+/// it gave are refused from now on.
 async fn logout(State(state): State<SidecarState>, caller: User<SmellPin>) -> Reply {
-    state.tokens.revoke(&caller.0.claims, None).await.map_err(ApiFailure::from)?;
+    state.tokens.end_session(&caller.0.claims).await.map_err(ApiFailure::from)?;
     ok("登出成功", Value::Null)
 }
 
