@@ -1,6 +1,9 @@
-//! `bench compare`: one fan-out scenario against three servers, one after
-//! another on this machine, with the same load generator:
+//! `bench compare`: the fan-out and chat scenarios against several servers,
+//! one after another on this machine, with the same load generator:
 //! - `switchboard`: the engine (release binary, SQLite, every message durable);
+//! - `centrifugo`: Centrifugo v6 (built with `go install` on first use),
+//!   configured for chat: a namespace with client publish for subscribers,
+//!   JWT auth, the memory engine, a small history per channel;
 //! - `socketio`: a Socket.IO 4 server on Node with the same semantics;
 //! - `ceiling`: the bare broadcast server of [`crate::ceiling`].
 //!
@@ -96,6 +99,8 @@ pub enum System {
     #[value(name = "socketio-single")]
     #[serde(rename = "socketio-single")]
     SocketIoSingle,
+    /// Centrifugo v6, the standalone real-time messaging server.
+    Centrifugo,
     Ceiling,
 }
 
@@ -106,6 +111,7 @@ impl System {
             Self::Dating => "switchboard-dating",
             Self::SocketIo => "socketio",
             Self::SocketIoSingle => "socketio-single",
+            Self::Centrifugo => "centrifugo",
             Self::Ceiling => "ceiling",
         }
     }
@@ -115,6 +121,7 @@ impl System {
             Self::Switchboard => Dialect::Switchboard,
             Self::Dating => Dialect::Dating,
             Self::SocketIo | Self::SocketIoSingle => Dialect::SocketIo,
+            Self::Centrifugo => Dialect::Centrifugo,
             Self::Ceiling => Dialect::Ceiling,
         }
     }
@@ -225,7 +232,7 @@ impl PhaseResult {
     }
 }
 
-/// The Socket.IO peer's token secret.
+/// The peers' token secret (Socket.IO's HMAC tokens, Centrifugo's JWTs).
 const SECRET: &str = "bench-secret";
 
 /// A server process under test; killed when dropped.
@@ -328,8 +335,64 @@ fn socketio_modules() -> anyhow::Result<PathBuf> {
     Ok(modules)
 }
 
+/// What each system keeps of a message it acked, the same statement for
+/// every report.
+const DURABILITY: &str = "switchboard: every acked message is in SQLite (WAL, synchronous=FULL: each group commit \
+     is fsynced); centrifugo: the last 16 publications per channel in memory (history), lost on restart; \
+     socketio and ceiling: nothing";
+
+/// The Centrifugo release the peer is built from.
+const CENTRIFUGO_VERSION: &str = "6.9.1";
+
+/// Centrifugo's binary, built with `go install` into a cache folder on
+/// first use (a few minutes; the Go module proxy must be reachable).
+fn centrifugo_bin() -> anyhow::Result<PathBuf> {
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _building = BUILDING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let cache = workspace_root().join(format!("target/bench-cache/centrifugo-{CENTRIFUGO_VERSION}"));
+    let bin = cache.join("centrifugo");
+    if bin.is_file() {
+        return Ok(bin);
+    }
+    std::fs::create_dir_all(&cache)?;
+    let module = format!("github.com/centrifugal/centrifugo/v6@v{CENTRIFUGO_VERSION}");
+    eprintln!("building the Centrifugo peer: go install {module} into {}", cache.display());
+    let status = std::process::Command::new("go")
+        .args(["install", &module])
+        .env("GOBIN", &cache)
+        .status()
+        .context("the Go toolchain is needed for the Centrifugo peer (apt-get install golang)")?;
+    anyhow::ensure!(status.success() && bin.is_file(), "go install {module} failed");
+    Ok(bin)
+}
+
+/// Centrifugo's configuration for chat, as its documentation recommends:
+/// JWT (HMAC) connection tokens; a `chat` namespace whose channels any
+/// connected user may subscribe to and whose subscribers may publish; the
+/// memory engine with a small history per channel and recovery forced on,
+/// so a client that reconnects gets what it missed (the nearest to `sync`).
+fn centrifugo_config(port: u16, secret: &str) -> serde_json::Value {
+    serde_json::json!({
+        "http_server": {"address": "127.0.0.1", "port": port},
+        "log": {"level": "error"},
+        "usage_stats": {"disabled": true},
+        "engine": {"type": "memory"},
+        "client": {"token": {"hmac_secret_key": secret}},
+        "channel": {
+            "namespaces": [{
+                "name": "chat",
+                "allow_subscribe_for_client": true,
+                "allow_publish_for_subscriber": true,
+                "history_size": 16,
+                "history_ttl": "300s",
+                "force_recovery": true,
+            }],
+        },
+    })
+}
+
 /// Starts `system` on a free loopback port (`switchboard` is the engine's
-/// binary; `secret` signs the Socket.IO peer's tokens) and waits until it listens.
+/// binary; `secret` signs the peers' tokens) and waits until it listens.
 pub async fn start(system: System, switchboard: &Path, secret: &str) -> anyhow::Result<Server> {
     let port = free_port()?;
     let url = format!("http://127.0.0.1:{port}");
@@ -371,6 +434,21 @@ pub async fn start(system: System, switchboard: &Path, secret: &str) -> anyhow::
             anyhow::ensure!(matches!(ready, Ok(Ok(Some(_)))), "the Socket.IO peer did not start: {ready:?}");
             (child, None)
         }
+        System::Centrifugo => {
+            let bin = centrifugo_bin()?;
+            let data = tempfile::tempdir()?;
+            let config = data.path().join("config.json");
+            std::fs::write(&config, serde_json::to_vec_pretty(&centrifugo_config(port, secret))?)?;
+            let child = Command::new(bin)
+                .arg("--config")
+                .arg(&config)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(data.path().join("server.log"))?)
+                .kill_on_drop(true)
+                .spawn()
+                .context("start centrifugo")?;
+            (child, Some(data))
+        }
         System::Ceiling => {
             let child = Command::new(std::env::current_exe()?)
                 .args(["ceiling", "--listen", &format!("127.0.0.1:{port}")])
@@ -399,7 +477,7 @@ impl Args {
             duration_secs: secs,
             warmup_secs: 2,
             dialect: system.dialect(),
-            socketio_secret: SECRET.to_owned(),
+            peer_secret: SECRET.to_owned(),
         }
     }
 }
@@ -532,13 +610,19 @@ fn chat_markdown(results: &[ChatResult], args: &Args) -> String {
             r.faults.cells(),
         );
     }
+    let rate_of = |name: &str| results.iter().find(|r| r.name == name && r.deliveries_per_s > 0.0);
+    if let (Some(engine), Some(peer)) = (rate_of("switchboard"), rate_of("centrifugo")) {
+        let caveat = if peer.faults.valid { "" } else { "; the peer's row is invalid" };
+        let ratio = engine.deliveries_per_s / peer.deliveries_per_s;
+        let _ = writeln!(table, "\nchat, switchboard / centrifugo: {ratio:.2}x (target ≥ 1.0x{caveat})");
+    }
     table
 }
 
 fn markdown(results: &[SystemResult], scenario: &serde_json::Value) -> String {
     let by_name = |name: &str| results.iter().find(|r| r.name == name).map(|r| r.deliveries_per_s);
     let mut table = format!(
-        "Scenario: `{scenario}` on {} cores.\n\n\
+        "Scenario: `{scenario}` on {} cores.\n\nDurability: {DURABILITY}.\n\n\
          | system | max deliveries/s | p50 at half max (ms) | p99 at half max (ms) | p99 at the common load (ms) | server RSS (MiB) | server CPU during max (s) | lost | duplicated | errors | disconnects |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
@@ -558,7 +642,9 @@ fn markdown(results: &[SystemResult], scenario: &serde_json::Value) -> String {
         );
     }
     if let Some(engine) = by_name("switchboard") {
-        for (other, target) in [("socketio", "target ≥ 3x"), ("ceiling", "target ≥ 0.6x")] {
+        for (other, target) in
+            [("centrifugo", "target ≥ 1.0x"), ("socketio", "target ≥ 3x"), ("ceiling", "target ≥ 0.6x")]
+        {
             if let Some(peer) = results.iter().find(|r| r.name == other && r.deliveries_per_s > 0.0) {
                 let caveat = if peer.faults.valid { "" } else { "; the peer's row is invalid" };
                 let ratio = engine / peer.deliveries_per_s;
@@ -600,7 +686,7 @@ fn bar_chart(results: &[SystemResult], chats: &[ChatResult]) -> anyhow::Result<S
         series.push(p99);
     }
     let mut chart = BarChart::new(series, names);
-    "switchboard vs socket.io vs ceiling".clone_into(&mut chart.base.title.text);
+    "switchboard vs centrifugo vs socket.io vs ceiling".clone_into(&mut chart.base.title.text);
     chart.base.width = 800.0;
     chart.base.height = 450.0;
     let mut latency_axis = chart.y_axis_configs[0].clone();
@@ -619,7 +705,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     std::fs::create_dir_all(&args.out)?;
     let systems = if args.systems.is_empty() {
-        vec![System::Switchboard, System::Dating, System::SocketIo, System::Ceiling]
+        vec![System::Switchboard, System::Dating, System::Centrifugo, System::SocketIo, System::Ceiling]
     } else {
         args.systems.clone()
     };
@@ -661,7 +747,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "window": args.window,
         "phase_secs": secs,
         "warmup_secs": 2,
-        "persistence": "switchboard: SQLite WAL, synchronous=FULL; socketio and ceiling: none",
+        "persistence": DURABILITY,
     });
     let summary = serde_json::json!({
         "scenario": scenario,

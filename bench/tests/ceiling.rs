@@ -29,7 +29,7 @@ async fn every_frame_reaches_the_rest_of_its_room_and_is_acked() {
         duration_secs: 1,
         warmup_secs: 0,
         dialect: Dialect::Ceiling,
-        socketio_secret: "s".to_owned(),
+        peer_secret: "s".to_owned(),
     };
     let connections = fanout::connections(&common, &args).await.unwrap();
     let measured = fanout::measure(&common, &args, connections).await.unwrap();

@@ -48,7 +48,7 @@ async fn the_peer_fans_out_with_acks_through_native_framing() {
             duration_secs: 1,
             warmup_secs: 0,
             dialect: Dialect::SocketIo,
-            socketio_secret: SECRET.to_owned(),
+            peer_secret: SECRET.to_owned(),
         };
         let connections = fanout::connections(&common, &args).await.unwrap();
         let measured = fanout::measure(&common, &args, connections).await.unwrap();

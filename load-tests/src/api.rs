@@ -82,7 +82,23 @@ pub async fn users_for(
     match dialect {
         Dialect::Switchboard | Dialect::Dating => users(http, url, prefix, count).await,
         Dialect::SocketIo | Dialect::Ceiling => Ok(signed_users(secret, count)),
+        Dialect::Centrifugo => jwt_users(secret, count),
     }
+}
+
+/// Users for Centrifugo: ids from 1, each with a connection JWT (HS256
+/// under `secret`, `sub` the id, valid for a day), as an app backend
+/// mints them.
+pub fn jwt_users(secret: &str, count: usize) -> anyhow::Result<Vec<User>> {
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    let expires = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() + 86_400;
+    (1..=count as i64)
+        .map(|id| {
+            let claims = json!({"sub": id.to_string(), "exp": expires});
+            Ok(User { id, token: jsonwebtoken::encode(&header, &claims, &key)? })
+        })
+        .collect()
 }
 
 /// Users for servers without Switchboard's API (the bench's Socket.IO peer

@@ -30,17 +30,17 @@ pub struct Args {
 pub async fn connections(
     common: &Common,
     dialect: Dialect,
-    socketio_secret: &str,
+    peer_secret: &str,
     pairs: usize,
 ) -> anyhow::Result<Vec<Connection>> {
     anyhow::ensure!(pairs >= 1, "at least one pair");
     let http = reqwest::Client::new();
-    let users = api::users_for(&http, &common.url, dialect, socketio_secret, 18_000_000_000, pairs * 2).await?;
+    let users = api::users_for(&http, &common.url, dialect, peer_secret, 18_000_000_000, pairs * 2).await?;
     let mut connections = Vec::with_capacity(pairs * 2);
     for (index, pair) in users.chunks(2).enumerate() {
         let chat = match dialect {
             Dialect::Switchboard | Dialect::Dating => api::private_chat(&http, &common.url, &pair[0], &pair[1]).await?,
-            Dialect::SocketIo | Dialect::Ceiling => index as i64 + 1,
+            Dialect::SocketIo | Dialect::Ceiling | Dialect::Centrifugo => index as i64 + 1,
         };
         for user in pair {
             connections.push(Connection { user_id: user.id, token: user.token.clone(), chat, sends: true });

@@ -1,6 +1,6 @@
 //! The wire dialects the generator speaks, so one scenario can be run
-//! against Switchboard, a Socket.IO 4 server and the bare ceiling server
-//! with the same client-side cost: every dialect sends the same payload
+//! against Switchboard, Centrifugo, a Socket.IO 4 server and the bare
+//! ceiling server with the same client-side cost: every dialect sends the same payload
 //! (`t:<micros>:<sender>:<n>`, `n` counting the sender's sends from 1) and
 //! classifies frames by a prefix and one substring search, never by
 //! parsing the whole frame. Acks and deliveries name the send they are
@@ -29,7 +29,15 @@ pub enum Dialect {
     /// Switchboard's seed 000 (dating app) WebSocket: `/v1?token=`,
     /// `message` / `message_ack` / `new_message`, against the same engine.
     Dating,
+    /// Centrifugo v6's JSON client protocol: `connect` with a JWT, a
+    /// `subscribe` to the chat's channel (`chat:<id>`), `publish` commands
+    /// whose reply id is the send's number, deliveries as `push.pub`.
+    Centrifugo,
 }
+
+/// The ids of Centrifugo's handshake commands: above every send's number.
+const CENTRIFUGO_CONNECT_ID: u64 = 4_000_000_000;
+const CENTRIFUGO_SUBSCRIBE_ID: u64 = CENTRIFUGO_CONNECT_ID + 1;
 
 /// What one inbound frame means to the generator.
 #[derive(Debug, PartialEq, Eq)]
@@ -59,7 +67,15 @@ impl Dialect {
             Self::SocketIo => format!("{ws}/socket.io/?EIO=4&transport=websocket"),
             Self::Ceiling => format!("{ws}/ws?room={chat}"),
             Self::Dating => format!("{ws}/v1?token={token}"),
+            Self::Centrifugo => format!("{ws}/connection/websocket"),
         }
+    }
+
+    /// The messages of one inbound frame: Centrifugo's JSON protocol packs
+    /// several replies and pushes into a frame, one per line. Every other
+    /// dialect's frames are single-line JSON (or `a`), one message each.
+    pub fn messages(self, frame: &str) -> std::str::Split<'_, char> {
+        frame.split('\n')
     }
 
     /// The frames to send right after the upgrade, in order, each followed
@@ -72,6 +88,11 @@ impl Dialect {
             Self::SocketIo => {
                 vec![format!(r#"40{{"token":"{token}"}}"#), format!(r#"420["join",{{"chat_id":{chat}}}]"#)]
             }
+            // Connect with the token, then subscribe to the chat's channel.
+            Self::Centrifugo => vec![
+                format!(r#"{{"id":{CENTRIFUGO_CONNECT_ID},"connect":{{"token":"{token}","name":"bench"}}}}"#),
+                format!(r#"{{"id":{CENTRIFUGO_SUBSCRIBE_ID},"subscribe":{{"channel":"chat:{chat}"}}}}"#),
+            ],
         }
     }
 
@@ -90,6 +111,12 @@ impl Dialect {
             (Self::SocketIo, None) => frame.starts_with("0{"),
             (Self::SocketIo, Some(0)) => frame.starts_with("40{"),
             (Self::SocketIo, Some(1)) => frame.starts_with("430[") && !frame.contains("error"),
+            (Self::Centrifugo, Some(step)) => {
+                let id = if step == 0 { CENTRIFUGO_CONNECT_ID } else { CENTRIFUGO_SUBSCRIBE_ID };
+                let reply = if step == 0 { "connect" } else { "subscribe" };
+                let head = format!(r#"{{"id":{id},"{reply}":"#);
+                self.messages(frame).any(|message| message.starts_with(&head))
+            }
             _ => false,
         }
     }
@@ -114,6 +141,10 @@ impl Dialect {
                 frame,
                 r#"{{"type":"message","id":"{n}","data":{{"conversation_id":{chat},"content":"t:{sent_at_micros}:{sender}:{n}","client_message_id":"{sender}-{run}-{n}"}},"timestamp":{}}}"#,
                 sent_at_micros / 1000
+            ),
+            Self::Centrifugo => write!(
+                frame,
+                r#"{{"id":{n},"publish":{{"channel":"chat:{chat}","data":{{"content":"t:{sent_at_micros}:{sender}:{n}","client_message_id":"{sender}-{run}-{n}"}}}}}}"#
             ),
         };
         frame
@@ -165,6 +196,27 @@ impl Dialect {
                 Some(dating::ERROR) => Inbound::Error,
                 _ => Inbound::Other,
             },
+            // One message of a frame (see [`Dialect::messages`]).
+            Self::Centrifugo => {
+                if frame.starts_with(r#"{"push":{"channel":"#) {
+                    if frame.contains(r#","pub":{"#) { delivery(frame, me) } else { Inbound::Other }
+                } else if let Some(reply) = frame.strip_prefix(r#"{"id":"#) {
+                    let digits = reply.find(|c: char| !c.is_ascii_digit()).map_or(reply, |end| &reply[..end]);
+                    let rest = &reply[digits.len()..];
+                    if rest.starts_with(r#","error":"#) {
+                        Inbound::Error
+                    } else if rest.starts_with(r#","publish":"#) {
+                        Inbound::Ack { n: digits.parse().ok() }
+                    } else {
+                        Inbound::Other
+                    }
+                } else if frame == "{}" {
+                    // The server's ping: a pong is owed.
+                    Inbound::Reply("{}")
+                } else {
+                    Inbound::Other
+                }
+            }
         }
     }
 }
@@ -256,6 +308,37 @@ mod tests {
         assert_eq!(d.classify(r#"{"type":"error","data":{"code":40001}}"#, 3), Inbound::Error);
         assert!(d.handshake_done(None, r#"{"type":"auth_success","data":{"user_id":3}}"#));
         assert_eq!(d.ws_url("http://h:1", "tok", 7), "ws://h:1/v1?token=tok");
+    }
+
+    #[test]
+    fn centrifugo_frames() {
+        let d = Dialect::Centrifugo;
+        let sent: serde_json::Value = serde_json::from_str(&d.send_frame(7, 3, 9, 12, 42)).unwrap();
+        assert_eq!((sent["id"].as_u64(), sent["publish"]["channel"].as_str()), (Some(12), Some("chat:7")));
+        assert_eq!(sent["publish"]["data"]["content"], "t:42:3:12");
+        for frame in d.handshake("tok", 7) {
+            serde_json::from_str::<serde_json::Value>(&frame).unwrap();
+        }
+        assert!(d.handshake_done(Some(0), r#"{"id":4000000000,"connect":{"client":"c","version":"6","ping":25}}"#));
+        assert!(!d.handshake_done(Some(0), r#"{"id":4000000000,"error":{"code":109,"message":"token expired"}}"#));
+        assert!(d.handshake_done(Some(1), "{}\n{\"id\":4000000001,\"subscribe\":{\"recoverable\":true}}"));
+        assert!(!d.handshake_done(Some(1), r#"{"id":4000000001,"error":{"code":103,"message":"permission denied"}}"#));
+        assert_eq!(d.ws_url("http://h:1", "tok", 7), "ws://h:1/connection/websocket");
+        let batch = "{\"id\":12,\"publish\":{}}\n{\"push\":{\"channel\":\"chat:7\",\"pub\":{\"data\":{\"content\":\"t:42:3:5\"},\"offset\":9}}}\n{}";
+        let messages: Vec<Inbound> = d.messages(batch).map(|message| d.classify(message, 4)).collect();
+        assert_eq!(
+            messages,
+            [
+                Inbound::Ack { n: Some(12) },
+                Inbound::Delivery { sent_at_micros: 42, sender: 3, n: 5 },
+                Inbound::Reply("{}")
+            ]
+        );
+        let own = r#"{"push":{"channel":"chat:7","pub":{"data":{"content":"t:42:3:5"}}}}"#;
+        assert_eq!(d.classify(own, 3), Inbound::Echo);
+        assert_eq!(d.classify(r#"{"id":13,"error":{"code":103,"message":"permission denied"}}"#, 3), Inbound::Error);
+        let join = r#"{"push":{"channel":"chat:7","join":{"info":{"user":"3"}}}}"#;
+        assert_eq!(d.classify(join, 4), Inbound::Other);
     }
 
     #[test]

@@ -36,9 +36,9 @@ pub struct Args {
     /// The server's protocol.
     #[arg(long, value_enum, default_value_t = Dialect::Switchboard)]
     pub dialect: Dialect,
-    /// The token secret of a Socket.IO peer (`--dialect socketio`).
+    /// The token secret of a peer (`--dialect socketio` or `centrifugo`).
     #[arg(long, default_value = "bench-secret")]
-    pub socketio_secret: String,
+    pub peer_secret: String,
 }
 
 impl Args {
@@ -56,14 +56,14 @@ pub async fn connections(common: &Common, args: &Args) -> anyhow::Result<Vec<Con
     anyhow::ensure!(args.groups >= 1, "at least one group");
     let count = args.group_size * args.groups;
     let http = reqwest::Client::new();
-    let users = api::users_for(&http, &common.url, args.dialect, &args.socketio_secret, 17_000_000_000, count).await?;
+    let users = api::users_for(&http, &common.url, args.dialect, &args.peer_secret, 17_000_000_000, count).await?;
     let mut connections = Vec::with_capacity(count);
     for (index, group) in users.chunks(args.group_size).enumerate() {
         let chat = match args.dialect {
             Dialect::Switchboard | Dialect::Dating => {
                 api::group_chat(&http, &common.url, &group[0], &group[1..]).await?
             }
-            Dialect::SocketIo | Dialect::Ceiling => index as i64 + 1,
+            Dialect::SocketIo | Dialect::Ceiling | Dialect::Centrifugo => index as i64 + 1,
         };
         for (member, user) in group.iter().enumerate() {
             connections.push(Connection { user_id: user.id, token: user.token.clone(), chat, sends: member == 0 });

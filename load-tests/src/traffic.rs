@@ -359,8 +359,10 @@ async fn expect(socket: &mut Socket, dialect: Dialect, me: i64, accept: impl Fn(
             if accept(text.as_str()) {
                 return Ok(());
             }
-            if let Inbound::Reply(reply) = dialect.classify(text.as_str(), me) {
-                socket.send(Message::Text(reply.into())).await?;
+            for message in dialect.messages(text.as_str()) {
+                if let Inbound::Reply(reply) = dialect.classify(message, me) {
+                    socket.send(Message::Text(reply.into())).await?;
+                }
             }
         }
         anyhow::bail!("closed during the handshake")
@@ -411,7 +413,7 @@ async fn drive(me: Connection, n: usize, shared: Arc<Shared>, gate: Arc<Semaphor
     let mut due = if sends { u64::from(window) } else { 0 };
     // Set when the server closed or reset the connection during the run.
     let mut closed_by_server = false;
-    loop {
+    'run: loop {
         // Sends owed by the tick or by acks that freed the window.
         while due > 0 && sends && Instant::now() < until {
             due -= 1;
@@ -436,37 +438,39 @@ async fn drive(me: Connection, n: usize, shared: Arc<Shared>, gate: Arc<Semaphor
                     Some(Ok(Message::Close(_)) | Err(_)) | None => { closed_by_server = true; break }
                     Some(Ok(_)) => continue,
                 };
-                match dialect.classify(text.as_str(), me.user_id) {
-                    Inbound::Ack { n } => {
-                        counters.acked.fetch_add(1, Ordering::Relaxed);
-                        ledger.ack(n);
-                        let now = Instant::now();
-                        if now <= until {
-                            due += u64::from(window > 0);
-                            if now >= measure_from {
-                                counters.acked_in_window.fetch_add(1, Ordering::Relaxed);
+                for message in dialect.messages(text.as_str()) {
+                    match dialect.classify(message, me.user_id) {
+                        Inbound::Ack { n } => {
+                            counters.acked.fetch_add(1, Ordering::Relaxed);
+                            ledger.ack(n);
+                            let now = Instant::now();
+                            if now <= until {
+                                due += u64::from(window > 0);
+                                if now >= measure_from {
+                                    counters.acked_in_window.fetch_add(1, Ordering::Relaxed);
+                                }
                             }
                         }
-                    }
-                    Inbound::Delivery { sent_at_micros, sender, n } => {
-                        if !ledger.deliver(sender, n) {
-                            continue;
+                        Inbound::Delivery { sent_at_micros, sender, n } => {
+                            if !ledger.deliver(sender, n) {
+                                continue;
+                            }
+                            let now = shared.epoch.elapsed().as_micros() as u64;
+                            let at = Instant::now();
+                            let measured = at >= measure_from && at <= until;
+                            recorder.record(&shared, started, now.saturating_sub(sent_at_micros), measured).await?;
+                            counters.delivered.fetch_add(1, Ordering::Relaxed);
+                            if measured {
+                                counters.delivered_in_window.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
-                        let now = shared.epoch.elapsed().as_micros() as u64;
-                        let at = Instant::now();
-                        let measured = at >= measure_from && at <= until;
-                        recorder.record(&shared, started, now.saturating_sub(sent_at_micros), measured).await?;
-                        counters.delivered.fetch_add(1, Ordering::Relaxed);
-                        if measured {
-                            counters.delivered_in_window.fetch_add(1, Ordering::Relaxed);
-                        }
+                        Inbound::Error => { counters.errors.fetch_add(1, Ordering::Relaxed); }
+                        Inbound::Reply(reply) => if socket.send(Message::Text(reply.into())).await.is_err() {
+                            closed_by_server = true;
+                            break 'run;
+                        },
+                        Inbound::Echo | Inbound::Other => {}
                     }
-                    Inbound::Error => { counters.errors.fetch_add(1, Ordering::Relaxed); }
-                    Inbound::Reply(reply) => if socket.send(Message::Text(reply.into())).await.is_err() {
-                        closed_by_server = true;
-                        break;
-                    },
-                    Inbound::Echo | Inbound::Other => {}
                 }
             }
             _ = tick.tick(), if rate_tick && Instant::now() < until => {

@@ -22,7 +22,7 @@ pub(crate) fn small_closed_loop() -> fanout::Args {
         duration_secs: 1,
         warmup_secs: 0,
         dialect: Dialect::Switchboard,
-        socketio_secret: String::new(),
+        peer_secret: String::new(),
     }
 }
 
@@ -95,7 +95,7 @@ async fn open_loop_rate_is_kept_and_reported() {
         duration_secs: 2,
         warmup_secs: 0,
         dialect: Dialect::Switchboard,
-        socketio_secret: String::new(),
+        peer_secret: String::new(),
     };
     let report = fanout::run(&common, args).await.unwrap();
     let measured = &report.summary["measured"];
