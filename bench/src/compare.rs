@@ -10,8 +10,9 @@
 //! Each system gets two phases: a closed loop (a window of sends in flight
 //! per sender) that finds its maximum deliveries per second, then an open
 //! loop at half of that maximum for the latency a user would see there.
-//! Writes `summary.json`, `summary.md`, `chart.svg` and a timeline chart
-//! per system and phase into the output folder.
+//! Writes `summary.json`, `summary.md`, `chart.svg`, a timeline chart per
+//! system and phase, and the log of each engine and Centrifugo run
+//! (`<system>-<scenario>.log`) into the output folder.
 //!
 //! Every phase accounts for every delivery (each acked send owes one to
 //! each other member): a peer that lost or repeated any is marked invalid
@@ -240,7 +241,8 @@ const SECRET: &str = "bench-secret";
 pub struct Server {
     child: Child,
     url: String,
-    _data: Option<tempfile::TempDir>,
+    /// Its data folder (the engine's store, a peer's config) and log.
+    data: Option<tempfile::TempDir>,
 }
 
 impl Server {
@@ -255,6 +257,21 @@ impl Server {
 
     /// SIGTERM, then SIGKILL if it has not exited within 10 s.
     pub async fn stop(mut self) {
+        self.terminate().await;
+    }
+
+    /// [`Server::stop`], keeping the server's log (the engine's and
+    /// Centrifugo's) as `log`, so that a fault in the summary can be explained.
+    pub async fn stop_keeping_log(mut self, log: &Path) -> anyhow::Result<()> {
+        self.terminate().await;
+        if let Some(data) = &self.data {
+            std::fs::copy(data.path().join("server.log"), log)
+                .with_context(|| format!("keep the server's log as {}", log.display()))?;
+        }
+        Ok(())
+    }
+
+    async fn terminate(&mut self) {
         if let Some(pid) = self.child.id() {
             // SIGTERM first so the engine drains and flushes; then make sure.
             let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
@@ -458,7 +475,7 @@ pub async fn start(system: System, switchboard: &Path, secret: &str) -> anyhow::
         }
     };
     wait_for_port(port, &mut child).await?;
-    Ok(Server { child, url, _data: data })
+    Ok(Server { child, url, data })
 }
 
 impl Args {
@@ -501,7 +518,7 @@ async fn measure_system(args: &Args, system: System, switchboard: &Path, secs: u
     scenario.rate = Some(half_rate);
     eprintln!("== {}: half of the maximum ({half_rate} msg/s per sender)", system.name());
     let half = fanout::measure(&common, &scenario, connections).await?;
-    server.stop().await;
+    server.stop_keeping_log(&args.out.join(format!("{}-fanout.log", system.name()))).await?;
     write_timelines(&args.out, system, "fanout", &[("max", &max), ("half", &half)])?;
     Ok(SystemResult {
         name: system.name(),
@@ -533,7 +550,7 @@ async fn measure_common(
     let connections = fanout::connections(&common, &scenario).await?;
     eprintln!("== {}: the common load ({rate} msg/s per sender)", system.name());
     let measured = fanout::measure(&common, &scenario, connections).await;
-    server.stop().await;
+    server.stop_keeping_log(&args.out.join(format!("{}-common.log", system.name()))).await?;
     let measured = measured?;
     write_timelines(&args.out, system, "fanout", &[("common", &measured)])?;
     Ok(measured)
@@ -576,7 +593,7 @@ async fn measure_chat(args: &Args, system: System, switchboard: &Path, secs: u64
     let rate = (args.chat_rate / (2 * args.chat_pairs as u32)).max(1);
     eprintln!("== {}: chat at {rate} msg/s per user", system.name());
     let fixed = chat::measure(&common, dialect, Load::Rate(rate), warmup, duration, connections).await?;
-    server.stop().await;
+    server.stop_keeping_log(&args.out.join(format!("{}-chat.log", system.name()))).await?;
     write_timelines(&args.out, system, "chat", &[("chat-max", &max), ("chat-rate", &fixed)])?;
     Ok(ChatResult {
         name: system.name(),
