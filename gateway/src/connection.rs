@@ -235,22 +235,28 @@ fn reason(code: u16) -> &'static str {
     }
 }
 
-/// Serves one upgraded socket; `waiting` is its place among connections
-/// still to authenticate, given back once it has.
-pub(crate) async fn serve(
-    gateway: Gateway,
+/// A socket let in: its halves and its user's claims.
+pub(crate) type Admitted = (Sink, Stream, protocol::Claims);
+
+/// Lets an upgraded socket in: its token (from the upgrade, or its `auth`
+/// frame) and an account that is not disabled. `waiting` is its place
+/// among connections still to authenticate, given back once it has.
+///
+/// A connection's task lives as long as the connection and is as large as
+/// its biggest state, so what runs once (this, arrival and departure) is
+/// boxed by its caller and gone once done: an idle connection's task holds
+/// only its read and write loop.
+pub(crate) async fn admit(
+    gateway: &Gateway,
     socket: Socket,
     encoding: Encoding,
     claims: Option<protocol::Claims>,
     waiting: Option<tokio::sync::OwnedSemaphorePermit>,
-) {
+) -> Option<Admitted> {
     let (mut sink, mut stream) = socket.split();
     let claims = match claims {
         Some(claims) => claims,
-        None => match authenticate(&gateway, &mut stream, &mut sink, encoding).await {
-            Some(claims) => claims,
-            None => return,
-        },
+        None => authenticate(gateway, &mut stream, &mut sink, encoding).await?,
     };
     drop(waiting);
     let user_id = claims.sub;
@@ -260,11 +266,17 @@ pub(crate) async fn serve(
         Ok(_) => {
             metrics::counter!("switchboard_ws_refused_total", "reason" => "disabled").increment(1);
             close(&mut sink, close_codes::AUTH_FAILED, "account disabled").await;
-            return;
+            return None;
         }
         // The store cannot say: let them in rather than lock everyone out.
         Err(error) => tracing::warn!(%error, user_id, "account state unknown; connection allowed"),
     }
+    Some((sink, stream, claims))
+}
+
+/// Serves a socket [`admit`] let in until it ends.
+pub(crate) async fn serve(gateway: Gateway, (sink, stream, claims): Admitted, encoding: Encoding) {
+    let user_id = claims.sub;
     let id = gateway.inner.next_connection.fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!("ws", user_id, connection = id, ?encoding);
     run(gateway, sink, stream, encoding, claims, id).instrument(span).await;
@@ -297,7 +309,7 @@ async fn run(
     // any node find this connection.
     let registry = &gateway.inner.registry;
     let here = || registry.holds(user_id);
-    let first_device = match gateway.inner.services.presence().sync(user_id, &here).await {
+    let first_device = match Box::pin(gateway.inner.services.presence().sync(user_id, &here)).await {
         Ok(change) => change == Some(true),
         Err(error) => {
             tracing::warn!(%error, "presence not registered; announcing from this node's view");
@@ -305,9 +317,9 @@ async fn run(
         }
     };
     tracing::debug!(first_device, "connected");
-    count_devices(&gateway, user_id).await;
+    Box::pin(count_devices(&gateway, user_id)).await;
     if first_device {
-        gateway.inner.services.users.announce_presence(user_id, true).await;
+        Box::pin(gateway.inner.services.users.announce_presence(user_id, true)).await;
     }
     let connect = ServerEvent::Connect(Connected {
         status: "connected",
@@ -364,7 +376,7 @@ async fn run(
     }
     let last_here = gateway.inner.registry.remove(user_id, id);
     metrics::gauge!("switchboard_ws_connections").decrement(1);
-    let last_device = match gateway.inner.services.presence().sync(user_id, &here).await {
+    let last_device = match Box::pin(gateway.inner.services.presence().sync(user_id, &here)).await {
         Ok(change) => change == Some(false),
         Err(error) => {
             tracing::warn!(%error, "presence not deregistered; announcing from this node's view");
@@ -373,11 +385,11 @@ async fn run(
     };
     tracing::debug!(last_device, "disconnected");
     if !last_device {
-        count_devices(&gateway, user_id).await;
+        Box::pin(count_devices(&gateway, user_id)).await;
     }
-    crate::calls::device_left(&gateway, user_id, id, last_device).await;
+    Box::pin(crate::calls::device_left(&gateway, user_id, id, last_device)).await;
     if last_device {
-        gateway.inner.services.users.announce_presence(user_id, false).await;
+        Box::pin(gateway.inner.services.users.announce_presence(user_id, false)).await;
     }
 }
 

@@ -17,6 +17,9 @@ use protocol::dialect::{Dialect, dating, simple};
 /// Bytes a connection collects before writing without a flush: the frames
 /// of one fan-out pass leave in one write.
 const WRITE_BUFFER_BYTES: usize = 8 * 1024;
+/// Room for reading a connection's frames: a dozen commands of a typical
+/// size per read.
+const READ_BUFFER_BYTES: usize = 2 * 1024;
 
 /// A refused upgrade, in the envelope of the contract the client speaks.
 fn refuse(encoding: Encoding, code: ErrorCode, detail: &str) -> Response {
@@ -108,7 +111,10 @@ fn upgrade_as(gateway: &Gateway, mut request: Request, encoding: Encoding, proto
     let accept = derive_accept_key(key.as_bytes());
     let on_upgrade = hyper::upgrade::on(&mut request);
     let config = WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
+        // Held by every connection for its whole life, idle or not: a frame
+        // longer than this is read into room reserved for its whole length,
+        // so this bounds only how many small frames one read takes.
+        .read_buffer_size(READ_BUFFER_BYTES)
         // Frames fed in one batch leave in one write at the flush; a quiet
         // connection's buffer stays as small as the largest batch it sent.
         .write_buffer_size(WRITE_BUFFER_BYTES)
@@ -118,15 +124,22 @@ fn upgrade_as(gateway: &Gateway, mut request: Request, encoding: Encoding, proto
     let tracker = gateway.inner.tasks.clone();
     let gateway = gateway.clone();
     tracker.spawn(async move {
-        let upgraded = match on_upgrade.await {
-            Ok(upgraded) => upgraded,
-            Err(error) => {
-                tracing::debug!(%error, "upgrade failed");
-                return;
-            }
-        };
-        let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-        connection::serve(gateway, socket, encoding, user, waiting).await;
+        // Boxed: gone once the socket is in (see `connection::admit`).
+        let admitted = Box::pin(async {
+            let upgraded = match on_upgrade.await {
+                Ok(upgraded) => upgraded,
+                Err(error) => {
+                    tracing::debug!(%error, "upgrade failed");
+                    return None;
+                }
+            };
+            let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+            connection::admit(&gateway, socket, encoding, user, waiting).await
+        })
+        .await;
+        if let Some(admitted) = admitted {
+            connection::serve(gateway, admitted, encoding).await;
+        }
         drop((permit, slot));
     });
     let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
