@@ -16,28 +16,10 @@ seconds=${1:-10}
 groups=${2:-4}
 
 cargo build --release --quiet --bin switchboard && cargo build --release --quiet -p load-tests
-data=$(mktemp -d)
-redis_port=$(( 20000 + RANDOM % 30000 ))
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$data" >/dev/null &
-pids=($!)
-cleanup() {
-    kill "${pids[@]}" 2>/dev/null || true
-    wait 2>/dev/null || true
-    # The nodes' logs outlive the run, beside the summaries.
-    mkdir -p target/bench-cluster && cp "$data"/*.log target/bench-cluster/ 2>/dev/null || true
-    rm -rf "$data"
-}
-trap cleanup EXIT
-until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.1; done
-
-start() { # role node-id port
-    ./target/release/switchboard "$1" --listen "127.0.0.1:$3" --node-id "$2" \
-        --redis-url "redis://127.0.0.1:$redis_port" --data-dir "$data" --jwt-secret "bench secret of at least thirty-two bytes" \
-        --rate-api-per-hour 100000000 --ws-commands-per-second 100000 2>"$data/$1-$2.log" &
-    pids+=($!)
-    until curl -fs "http://127.0.0.1:$3/health" >/dev/null; do sleep 0.1; done
-}
-base=$(( 20000 + RANDOM % 30000 ))
+# The nodes' logs outlive the run, beside the summaries.
+logs=target/bench-cluster
+source bench/nodes.sh
+base=$(( 20000 + RANDOM % 10000 ))
 start gateway 1 "$base"
 start gateway 2 $(( base + 1 ))
 start sidecar 3 $(( base + 2 ))

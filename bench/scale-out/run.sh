@@ -25,27 +25,8 @@ out=target/bench-scale-out
 
 cargo build --release --quiet --bin switchboard && cargo build --release --quiet -p load-tests
 rm -rf "$out" && mkdir -p "$out"
-data=$(mktemp -d)
-redis_port=$(( 20000 + RANDOM % 30000 ))
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$data" >/dev/null &
-pids=($!)
-cleanup() {
-    kill "${pids[@]}" 2>/dev/null || true
-    wait 2>/dev/null || true
-    cp "$data"/*.log "$out"/ 2>/dev/null || true
-    rm -rf "$data"
-}
-trap cleanup EXIT
-until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.1; done
-
-start() { # role node-id port
-    ./target/release/switchboard "$1" --listen "127.0.0.1:$3" --node-id "$2" \
-        --redis-url "redis://127.0.0.1:$redis_port" --data-dir "$data" --jwt-secret "bench secret of at least thirty-two bytes" \
-        --rate-api-per-hour 100000000 --ws-commands-per-second 100000 2>"$data/$1-$2.log" &
-    pids+=($!)
-    node_pid=$!
-    until curl -fs "http://127.0.0.1:$3/health" >/dev/null; do sleep 0.1; done
-}
+logs=$out
+source bench/nodes.sh
 # Below the ephemeral range (32768-60999), so that no client socket of
 # the generators can have a gateway's port as its own and be counted.
 base=$(( 20000 + RANDOM % 10000 ))
