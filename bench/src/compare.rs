@@ -627,17 +627,25 @@ fn chat_markdown(results: &[ChatResult], args: &Args) -> String {
             r.faults.cells(),
         );
     }
-    let rate_of = |name: &str| results.iter().find(|r| r.name == name && r.deliveries_per_s > 0.0);
-    if let (Some(engine), Some(peer)) = (rate_of("switchboard"), rate_of("centrifugo")) {
-        let caveat = if peer.faults.valid { "" } else { "; the peer's row is invalid" };
-        let ratio = engine.deliveries_per_s / peer.deliveries_per_s;
-        let _ = writeln!(table, "\nchat, switchboard / centrifugo: {ratio:.2}x (target ≥ 1.0x{caveat})");
-    }
+    let rows: Vec<_> = results.iter().map(|r| (r.name, r.deliveries_per_s, r.faults.valid)).collect();
+    ratio_lines(&mut table, "chat, ", &rows, &[("centrifugo", "target ≥ 1.0x")]);
     table
 }
 
+/// Appends the engine's ratio to each peer of `targets` found in `rows`
+/// (name, maximum deliveries/s, whether the row is valid) with its target,
+/// saying so when the peer's row is invalid.
+fn ratio_lines(table: &mut String, scenario: &str, rows: &[(&str, f64, bool)], targets: &[(&str, &str)]) {
+    let Some(&(_, engine, _)) = rows.iter().find(|&&(name, ..)| name == "switchboard") else { return };
+    for &(peer, target) in targets {
+        if let Some(&(_, rate, valid)) = rows.iter().find(|&&(name, rate, _)| name == peer && rate > 0.0) {
+            let caveat = if valid { "" } else { "; the peer's row is invalid" };
+            let _ = writeln!(table, "\n{scenario}switchboard / {peer}: {:.2}x ({target}{caveat})", engine / rate);
+        }
+    }
+}
+
 fn markdown(results: &[SystemResult], scenario: &serde_json::Value) -> String {
-    let by_name = |name: &str| results.iter().find(|r| r.name == name).map(|r| r.deliveries_per_s);
     let mut table = format!(
         "Scenario: `{scenario}` on {} cores.\n\nDurability: {DURABILITY}.\n\n\
          | system | max deliveries/s | p50 at half max (ms) | p99 at half max (ms) | p99 at the common load (ms) | server RSS (MiB) | server CPU during max (s) | lost | duplicated | errors | disconnects |\n\
@@ -658,17 +666,9 @@ fn markdown(results: &[SystemResult], scenario: &serde_json::Value) -> String {
             r.faults.cells(),
         );
     }
-    if let Some(engine) = by_name("switchboard") {
-        for (other, target) in
-            [("centrifugo", "target ≥ 1.0x"), ("socketio", "target ≥ 3x"), ("ceiling", "target ≥ 0.6x")]
-        {
-            if let Some(peer) = results.iter().find(|r| r.name == other && r.deliveries_per_s > 0.0) {
-                let caveat = if peer.faults.valid { "" } else { "; the peer's row is invalid" };
-                let ratio = engine / peer.deliveries_per_s;
-                let _ = writeln!(table, "\nswitchboard / {other}: {ratio:.2}x ({target}{caveat})");
-            }
-        }
-    }
+    let rows: Vec<_> = results.iter().map(|r| (r.name, r.deliveries_per_s, r.faults.valid)).collect();
+    let targets = [("centrifugo", "target ≥ 1.0x"), ("socketio", "target ≥ 3x"), ("ceiling", "target ≥ 0.6x")];
+    ratio_lines(&mut table, "", &rows, &targets);
     table
 }
 
