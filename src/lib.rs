@@ -269,8 +269,10 @@ async fn open_store(args: &ServeArgs, redis: Option<&RedisConnection>) -> anyhow
     match args.store {
         StoreKind::Sqlite => {
             let data_dir = args.data_dir.clone();
+            let shared = args.redis_url.is_some();
             let sqlite = tokio::task::spawn_blocking(move || {
-                SqliteStore::open(&SqliteConfig { node_id, ..SqliteConfig::new(data_dir) })
+                // With Redis, other nodes of the cluster may share the file.
+                SqliteStore::open(&SqliteConfig { node_id, shared, ..SqliteConfig::new(data_dir) })
             })
             .await?
             .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;

@@ -399,16 +399,18 @@ impl SendPipeline {
         let scheduled = message.seq == 0;
         metrics::counter!("switchboard_messages_sent_total", "outcome" => if duplicate { "duplicate" } else if scheduled { "scheduled" } else { "new" }).increment(1);
         let view = if duplicate && !scheduled {
+            // The context's read markers may be behind: read them now.
+            let members = self.store.members(message.chat_id).await?;
             let seen = views::messages_seen_by(
                 self.store.as_ref(),
-                &context.members,
+                &members,
                 message.sender_id,
                 std::slice::from_ref(&message),
             )
             .await?;
-            seen.into_iter().next().unwrap_or_else(|| views::message(&message, context.sender.as_ref(), false, &[]))
+            seen.into_iter().next().unwrap_or_else(|| views::message(&message, context.sender.as_deref(), false, &[]))
         } else {
-            views::message(&message, context.sender.as_ref(), false, &[])
+            views::message(&message, context.sender.as_deref(), false, &[])
         };
         if !duplicate && !scheduled {
             self.publish_new(&view, context).await;
@@ -496,7 +498,7 @@ impl SendPipeline {
     pub async fn announce_new(&self, message: &Message) -> Result<(), ServiceError> {
         // A chat deleted meanwhile has no one left to tell.
         if let Some(context) = self.store.send_context(message.chat_id, message.sender_id).await? {
-            let view = views::message(message, context.sender.as_ref(), false, &[]);
+            let view = views::message(message, context.sender.as_deref(), false, &[]);
             self.publish_new(&view, &context).await;
         }
         Ok(())

@@ -394,6 +394,56 @@ pub async fn send_context_reads_what_a_send_needs<S: Store>(store: &S) {
     let dave = user(store, "4").await;
     let outsider = store.send_context(chat, dave).await.unwrap().unwrap();
     assert!(!outsider.members.iter().any(|m| m.user_id == dave));
+    send_context_follows_every_change(store, chat, [alice, bob, carol, dave]).await;
+}
+
+/// Each change a send depends on shows in the next `send_context`, even
+/// right after the same context was read (a backend may keep it in memory).
+async fn send_context_follows_every_change<S: Store>(store: &S, chat: i64, [alice, bob, carol, dave]: [i64; 4]) {
+    let context = || async { store.send_context(chat, alice).await.unwrap().unwrap() };
+    let member_ids = |context: &crate::model::SendContext| {
+        let mut ids: Vec<i64> = context.members.iter().map(|m| m.user_id).collect();
+        ids.sort_unstable();
+        ids
+    };
+    // Messages move the chat's seq, not what a send reads.
+    send(store, chat, alice, "warm").await;
+    assert_eq!(member_ids(&context().await), vec![alice, bob, carol]);
+
+    store.add_members(chat, &[dave], MemberRole::Member, now_millis(), Joining::default()).await.unwrap();
+    assert_eq!(member_ids(&context().await), vec![alice, bob, carol, dave], "a member added");
+    assert!(store.remove_member(chat, bob).await.unwrap());
+    assert_eq!(member_ids(&context().await), vec![alice, carol, dave], "a member removed");
+    assert!(store.set_member_role(chat, dave, MemberRole::Admin).await.unwrap());
+    let role = context().await.members.iter().find(|m| m.user_id == dave).map(|m| m.role);
+    assert_eq!(role, Some(MemberRole::Admin), "a role changed");
+
+    let rename = ChatUpdate { name: Some("renamed".into()), updated_at: now_millis(), ..ChatUpdate::default() };
+    store.update_chat(chat, rename).await.unwrap();
+    assert_eq!(context().await.chat.name, "renamed", "the chat renamed");
+
+    let nickname =
+        UserUpdate { nickname: Some("Alice again".into()), updated_at: now_millis(), ..UserUpdate::default() };
+    store.update_user(alice, nickname).await.unwrap();
+    assert_eq!(context().await.sender.unwrap().nickname, "Alice again", "the sender's profile");
+    let disable = UserUpdate { is_disabled: Some(true), updated_at: now_millis(), ..UserUpdate::default() };
+    store.update_user(alice, disable).await.unwrap();
+    assert!(context().await.sender.unwrap().is_disabled, "the sender disabled");
+
+    assert_eq!(context().await.blockers, vec![carol]);
+    let unblock = ContactUpdate { is_blocked: Some(false), updated_at: now_millis(), ..ContactUpdate::default() };
+    store.update_contact(carol, alice, unblock).await.unwrap();
+    assert!(context().await.blockers.is_empty(), "unblocked");
+    store.add_contact(dave, alice, String::new(), now_millis()).await.unwrap();
+    let block = ContactUpdate { is_blocked: Some(true), updated_at: now_millis(), ..ContactUpdate::default() };
+    store.update_contact(dave, alice, block).await.unwrap();
+    assert_eq!(context().await.blockers, vec![dave], "blocked by another member");
+    assert!(store.delete_contact(dave, alice).await.unwrap());
+    assert!(context().await.blockers.is_empty(), "the blocker's contact deleted");
+
+    let close = ChatUpdate { is_active: Some(false), updated_at: now_millis(), ..ChatUpdate::default() };
+    store.update_chat(chat, close).await.unwrap();
+    assert!(!context().await.chat.is_active, "the chat closed");
 }
 
 pub async fn chats_members_and_roles<S: Store>(store: &S) {

@@ -94,6 +94,10 @@ pub enum StoreError {
     /// ScyllaDB refused or failed a request (connecting, migrating, a query).
     #[error("scylla: {0}")]
     Scylla(String),
+    /// The data dir is held by another process in a way this store
+    /// cannot share.
+    #[error("data dir in use: {0}")]
+    InUse(String),
     /// A worker thread panicked while running this operation.
     #[error("storage worker failed: {0}")]
     Worker(String),

@@ -412,14 +412,17 @@ pub struct ChatUpdate {
 }
 
 /// What the send pipeline reads before an append ([`crate::Store::send_context`]).
+/// A backend may answer it from memory, shared between sends: the chat's
+/// `last_seq` and `updated_at`, and the members' read markers, pins and
+/// mutes, may then be behind. Nothing a send decides needs them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendContext {
-    pub chat: Chat,
-    pub members: Vec<Member>,
+    pub chat: std::sync::Arc<Chat>,
+    pub members: std::sync::Arc<[Member]>,
     /// Members other than the sender who have blocked the sender.
     pub blockers: Vec<UserId>,
     /// The sender's profile (`None` if the account is gone).
-    pub sender: Option<User>,
+    pub sender: Option<std::sync::Arc<User>>,
 }
 
 /// A user's membership in a chat, with their own settings and read marker.

@@ -354,7 +354,7 @@ pub trait Store:
         let members = self.members(chat_id).await?;
         let others: Vec<UserId> = members.iter().map(|m| m.user_id).filter(|&user| user != sender).collect();
         let blockers = self.blockers_of(sender, &others).await?;
-        let sender = self.user(sender).await?;
-        Ok(Some(SendContext { chat, members, blockers, sender }))
+        let sender = self.user(sender).await?.map(std::sync::Arc::new);
+        Ok(Some(SendContext { chat: chat.into(), members: members.into(), blockers, sender }))
     }
 }

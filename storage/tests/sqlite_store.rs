@@ -6,7 +6,7 @@ use storage::prelude::*;
 
 use protocol::time::now_millis;
 use storage::model::{MessageQuery, NewChat, NewMessage, NewUser};
-use storage::{SqliteConfig, SqliteStore, Store};
+use storage::{SqliteConfig, SqliteStore, Store, StoreError};
 
 async fn setup(dir: &std::path::Path) -> (SqliteStore, i64, i64) {
     let store = SqliteStore::open(&SqliteConfig::new(dir)).unwrap();
@@ -142,7 +142,7 @@ async fn many_openers_of_one_new_database_all_succeed() {
     let dir = tempfile::tempdir().unwrap();
     let openers: Vec<_> = (0..6)
         .map(|node_id| {
-            let config = SqliteConfig { node_id, ..SqliteConfig::new(dir.path()) };
+            let config = SqliteConfig { node_id, shared: true, ..SqliteConfig::new(dir.path()) };
             std::thread::spawn(move || SqliteStore::open(&config))
         })
         .collect();
@@ -155,4 +155,27 @@ async fn many_openers_of_one_new_database_all_succeed() {
     for store in &stores {
         store.shutdown().await.unwrap();
     }
+}
+
+/// A single process holds its data dir: a second one, alone or as a
+/// cluster node, is refused with the reason, until the first shuts down.
+/// A cluster's nodes share one, and keep a single process out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_process_keeps_its_data_dir_to_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = |shared: bool| SqliteStore::open(&SqliteConfig { shared, node_id: 1, ..SqliteConfig::new(dir.path()) });
+    let alone = open(false).unwrap();
+    for shared in [false, true] {
+        let refused = open(shared).unwrap_err();
+        assert!(matches!(refused, StoreError::InUse(_)), "{refused}");
+        assert!(refused.to_string().contains(&dir.path().display().to_string()), "{refused}");
+    }
+    alone.shutdown().await.unwrap();
+
+    let (first, second) = (open(true).unwrap(), open(true).unwrap());
+    let refused = open(false).unwrap_err();
+    assert!(matches!(refused, StoreError::InUse(_)), "{refused}");
+    first.shutdown().await.unwrap();
+    second.shutdown().await.unwrap();
+    open(false).unwrap().shutdown().await.unwrap();
 }

@@ -732,6 +732,36 @@ async fn a_serve_process_with_redis_joins_a_cluster() {
     assert!(stderr.contains("node id 2 is in use"), "{stderr}");
 }
 
+/// A single `serve` keeps in memory what sends read, so it must see every
+/// write: a second process on its data dir is refused, with the reason,
+/// and so is a single process on a cluster's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_process_and_a_cluster_never_share_a_data_dir() {
+    let refused = |args: &[&str], dir: &Path| {
+        let output = Command::new(BIN)
+            .args(args)
+            .args(["--listen", "127.0.0.1:0", "--jwt-secret", SECRET, "--data-dir"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{args:?} started");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let alone = tempfile::tempdir().unwrap();
+    let server = Process::launch("serve", 0, None, alone.path(), &[]);
+    let stderr = refused(&["serve", "--node-id", "1"], alone.path());
+    assert!(stderr.contains("is open in another process"), "{stderr}");
+    let redis = PrivateRedis::start();
+    let stderr = refused(&["gateway", "--node-id", "1", "--redis-url", &redis.url()], alone.path());
+    assert!(stderr.contains("is held by a single-process server"), "{stderr}");
+    server.kill();
+
+    let shared = tempfile::tempdir().unwrap();
+    let _gateway = Process::start("gateway", 1, &redis.url(), shared.path());
+    let stderr = refused(&["serve", "--node-id", "2"], shared.path());
+    assert!(stderr.contains("is open in another process"), "{stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_refreshes_on_two_processes_get_one_pair_and_keep_the_session() {
     let redis = PrivateRedis::start();

@@ -902,7 +902,12 @@ impl Store for ScyllaStore {
         };
         let others: Vec<UserId> = members.iter().map(|m| m.user_id).filter(|&user| user != sender).collect();
         let blockers = blockers_among(holders, &others);
-        Ok(Some(SendContext { chat, members, blockers, sender: user }))
+        Ok(Some(SendContext {
+            chat: chat.into(),
+            members: members.into(),
+            blockers,
+            sender: user.map(std::sync::Arc::new),
+        }))
     }
 }
 

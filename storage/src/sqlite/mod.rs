@@ -3,6 +3,7 @@
 //! small pool off the async runtime.
 
 mod checkpoint;
+mod context_cache;
 mod expiry;
 mod readers;
 mod rows;
@@ -18,6 +19,7 @@ use rusqlite_migration::{M, Migrations};
 
 use crate::{IdGenerator, StoreError};
 use checkpoint::Checkpointer;
+use context_cache::ContextCache;
 use readers::Readers;
 use writer::Writer;
 
@@ -30,6 +32,10 @@ const BUSY_TIMEOUT_MS: u32 = 5_000;
 
 /// Held while a process opens and migrates the database.
 const OPEN_LOCK_FILE: &str = "switchboard.db.open-lock";
+
+/// Held for as long as a store is open: exclusively by a store that is the
+/// only process on the file, shared by a cluster's processes.
+const PROCESS_LOCK_FILE: &str = "switchboard.db.process-lock";
 
 static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
     Migrations::new(vec![
@@ -54,12 +60,17 @@ pub struct SqliteConfig {
     pub node_id: u16,
     /// How many read connections (and so concurrent reads) to keep.
     pub readers: usize,
+    /// Other processes (a cluster's nodes) open this data dir too. When
+    /// `false`, the store holds the dir for itself (another process
+    /// opening it is refused) and keeps what sends read in memory, since
+    /// it sees every write. When `true`, every send reads the file.
+    pub shared: bool,
 }
 
 impl SqliteConfig {
     /// Defaults for a single-process server in `data_dir`.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        Self { data_dir: data_dir.into(), node_id: 0, readers: 4 }
+        Self { data_dir: data_dir.into(), node_id: 0, readers: 4, shared: false }
     }
 }
 
@@ -77,6 +88,11 @@ struct Inner {
     readers: Readers,
     ids: Arc<IdGenerator>,
     path: PathBuf,
+    /// What sends read, when this process is the only one on the file.
+    cache: Option<Arc<ContextCache>>,
+    /// The data dir's process lock, released at shutdown (or when the
+    /// store is dropped).
+    process_lock: std::sync::Mutex<Option<std::fs::File>>,
 }
 
 impl SqliteStore {
@@ -91,17 +107,26 @@ impl SqliteStore {
         // then find it done). The lock is released when `guard` drops.
         let guard = std::fs::File::create(config.data_dir.join(OPEN_LOCK_FILE))?;
         guard.lock()?;
+        let process_lock = hold_data_dir(&config.data_dir, config.shared)?;
         let mut conn = Connection::open(&path)?;
         configure(&conn)?;
         // WAL is a property of the file: set once, by the writer.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "wal_autocheckpoint", checkpoint::WRITER_AUTOCHECKPOINT_PAGES)?;
         MIGRATIONS.to_latest(&mut conn)?;
+        let cache = if config.shared { None } else { Some(Arc::new(ContextCache::default())) };
+        if let Some(cache) = &cache {
+            cache.watch(&conn)?;
+        }
         drop(guard);
         let readers = Readers::new(path.clone(), config.readers);
-        let writer = Writer::spawn(conn, Box::new(background_work))?;
+        let ended: writer::Ended = match cache.clone() {
+            Some(cache) => Box::new(move || cache.transaction_ended()),
+            None => Box::new(|| {}),
+        };
+        let writer = Writer::spawn(conn, Box::new(background_work), ended)?;
         let checkpointer = Checkpointer::spawn(&path, writer.nudger())?;
-        tracing::info!(path = %path.display(), node_id = config.node_id, "sqlite store open");
+        tracing::info!(path = %path.display(), node_id = config.node_id, shared = config.shared, "sqlite store open");
         Ok(Self {
             inner: Arc::new(Inner {
                 writer,
@@ -109,6 +134,8 @@ impl SqliteStore {
                 readers,
                 ids: Arc::new(IdGenerator::new(config.node_id)),
                 path,
+                cache,
+                process_lock: std::sync::Mutex::new(Some(process_lock)),
             }),
         })
     }
@@ -125,7 +152,12 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || inner.checkpointer.stop())
             .await
             .map_err(|error| StoreError::Worker(error.to_string()))?;
-        self.inner.writer.shutdown().await
+        self.inner.writer.shutdown().await?;
+        // Nothing more is written: another process may have the dir now.
+        if let Ok(mut lock) = self.inner.process_lock.lock() {
+            lock.take();
+        }
+        Ok(())
     }
 
     /// Messages whose text is not in the full-text index yet (search still
@@ -137,6 +169,30 @@ impl SqliteStore {
     /// Writes waiting for the writer thread right now.
     pub fn queued_writes(&self) -> usize {
         self.inner.writer.queued()
+    }
+}
+
+/// Takes the data dir for this store: exclusively, or `shared` with the
+/// other processes of a cluster. Refuses a dir another process holds in
+/// the other way: a store that keeps sends' reads in memory must see every
+/// write, so it cannot share the file.
+fn hold_data_dir(data_dir: &Path, shared: bool) -> Result<std::fs::File, StoreError> {
+    let lock = std::fs::File::create(data_dir.join(PROCESS_LOCK_FILE))?;
+    let held = if shared { lock.try_lock_shared() } else { lock.try_lock() };
+    match held {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse(if shared {
+            format!(
+                "{} is held by a single-process server; stop it, or start it as part of the cluster (with Redis)",
+                data_dir.display()
+            )
+        } else {
+            format!(
+                "{} is open in another process; a single process needs it to itself (a cluster's nodes share it through Redis)",
+                data_dir.display()
+            )
+        })),
+        Err(std::fs::TryLockError::Error(error)) => Err(error.into()),
     }
 }
 

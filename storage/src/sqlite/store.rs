@@ -5,7 +5,10 @@ use async_trait::async_trait;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, named_params, params, params_from_iter};
 
+use std::sync::Arc;
+
 use super::SqliteStore;
+use super::context_cache::{ChatEntry, SenderEntry};
 use super::rows::{
     self, CHAT_SELECT, CHAT_WIDTH, CONTACT_COLUMNS, FILE_COLUMNS, MEMBER_COLUMNS, MESSAGE_COLUMNS, MESSAGE_VISIBLE,
     NOTIFICATION_COLUMNS, USER_COLUMNS,
@@ -457,16 +460,72 @@ impl Store for SqliteStore {
         self.close().await
     }
 
-    /// One trip to a reader connection instead of four.
+    /// From memory when this process is the only one on the file (see
+    /// [`super::context_cache`]); otherwise one trip to a reader connection
+    /// instead of four.
     async fn send_context(&self, chat_id: ChatId, sender: UserId) -> StoreResult<Option<SendContext>> {
-        self.read(move |conn| {
-            let Some(chat) = chat_by_id(conn, chat_id)? else { return Ok(None) };
-            let members = members_of(conn, chat_id)?;
-            let others: Vec<UserId> = members.iter().map(|m| m.user_id).filter(|&user| user != sender).collect();
-            let blockers = blockers_among(conn, sender, &others)?;
-            let sender = user_by(conn, "id", &sender)?;
-            Ok(Some(SendContext { chat, members, blockers, sender }))
-        })
-        .await
+        let Some(cache) = self.inner.cache.clone() else {
+            return self
+                .read(move |conn| {
+                    let Some(chat) = read_chat_entry(conn, chat_id)? else { return Ok(None) };
+                    Ok(Some(context_of(&chat, &read_sender_entry(conn, sender)?, sender)))
+                })
+                .await;
+        };
+        let (held_chat, held_sender) = (cache.chat(chat_id), cache.sender(sender));
+        if let (Some(chat), Some(who)) = (&held_chat, &held_sender) {
+            return Ok(Some(context_of(chat, who, sender)));
+        }
+        let epoch = cache.epoch();
+        let (chat_missing, sender_missing) = (held_chat.is_none(), held_sender.is_none());
+        let read = self
+            .read(move |conn| {
+                let chat = match held_chat {
+                    Some(chat) => chat,
+                    None => match read_chat_entry(conn, chat_id)? {
+                        Some(chat) => Arc::new(chat),
+                        None => return Ok(None),
+                    },
+                };
+                let who = match held_sender {
+                    Some(who) => who,
+                    None => Arc::new(read_sender_entry(conn, sender)?),
+                };
+                Ok(Some((chat, who)))
+            })
+            .await?;
+        let Some((chat, who)) = read else { return Ok(None) };
+        if chat_missing {
+            cache.put_chat(epoch, &chat);
+        }
+        if sender_missing {
+            cache.put_sender(epoch, sender, &who);
+        }
+        Ok(Some(context_of(&chat, &who, sender)))
     }
+}
+
+fn read_chat_entry(conn: &Connection, chat_id: ChatId) -> StoreResult<Option<ChatEntry>> {
+    let Some(chat) = chat_by_id(conn, chat_id)? else { return Ok(None) };
+    Ok(Some(ChatEntry { chat: Arc::new(chat), members: members_of(conn, chat_id)?.into() }))
+}
+
+fn read_sender_entry(conn: &Connection, sender: UserId) -> StoreResult<SenderEntry> {
+    let blocked_by = conn
+        .prepare_cached("SELECT user_id FROM contacts WHERE contact_id = ?1 AND is_blocked = 1")?
+        .query_map([sender], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(SenderEntry { user: user_by(conn, "id", &sender)?.map(Arc::new), blocked_by })
+}
+
+/// A send's context from its chat and its sender: the blockers are those of
+/// the other members who block the sender.
+fn context_of(chat: &ChatEntry, who: &SenderEntry, sender: UserId) -> SendContext {
+    let blockers = chat
+        .members
+        .iter()
+        .map(|member| member.user_id)
+        .filter(|&user| user != sender && who.blocked_by.contains(&user))
+        .collect();
+    SendContext { chat: Arc::clone(&chat.chat), members: Arc::clone(&chat.members), blockers, sender: who.user.clone() }
 }

@@ -75,6 +75,10 @@ const IDLE_POLL: std::time::Duration = std::time::Duration::from_micros(250);
 /// Deferred maintenance run by the writer thread between batches.
 pub(crate) type Background = Box<dyn FnMut(&Connection, bool) -> bool + Send>;
 
+/// Called after every transaction of the writer ends (committed or rolled
+/// back), before any caller of it is answered.
+pub(crate) type Ended = Box<dyn FnMut() + Send>;
+
 enum Command {
     Run(Job),
     /// Time has passed: look for due background work (expiry) even though
@@ -100,12 +104,13 @@ impl Writer {
     /// Starts the writer thread on `conn`. `background` does deferred
     /// maintenance in small steps; it is called with `idle = true` when no
     /// write is waiting and with `idle = false` after every batch, and
-    /// answers whether it has more to do.
-    pub(crate) fn spawn(conn: Connection, background: Background) -> std::io::Result<Self> {
+    /// answers whether it has more to do. `ended` runs after each
+    /// transaction, before its callers hear of it.
+    pub(crate) fn spawn(conn: Connection, background: Background, ended: Ended) -> std::io::Result<Self> {
         let (queue, rx) = mpsc::channel(WRITE_QUEUE_DEPTH);
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(&conn, rx, background))?;
+            .spawn(move || writer_loop(&conn, rx, background, ended))?;
         Ok(Self { queue, thread: Mutex::new(Some(thread)) })
     }
 
@@ -173,7 +178,7 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "panic".to_owned())
 }
 
-fn writer_loop(conn: &Connection, mut rx: mpsc::Receiver<Command>, mut background: Background) {
+fn writer_loop(conn: &Connection, mut rx: mpsc::Receiver<Command>, mut background: Background, mut ended: Ended) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut replies: Vec<Reply> = Vec::with_capacity(MAX_BATCH);
     let mut stop: Option<oneshot::Sender<()>> = None;
@@ -192,6 +197,7 @@ fn writer_loop(conn: &Connection, mut rx: mpsc::Receiver<Command>, mut backgroun
                     let since = *empty_since.get_or_insert_with(Instant::now);
                     if since.elapsed() >= IDLE_GRACE {
                         background_due = background(conn, true);
+                        ended();
                     } else {
                         #[expect(
                             clippy::disallowed_methods,
@@ -235,9 +241,10 @@ fn writer_loop(conn: &Connection, mut rx: mpsc::Receiver<Command>, mut backgroun
             }
         }
         if !batch.is_empty() {
-            run_batch(conn, &mut batch, &mut replies, rx.len());
+            run_batch(conn, &mut batch, &mut replies, rx.len(), &mut ended);
             // Between batches the background only works off a large backlog.
             background(conn, false);
+            ended();
             // The batch may have queued new background work either way.
             background_due = true;
         }
@@ -250,7 +257,7 @@ fn writer_loop(conn: &Connection, mut rx: mpsc::Receiver<Command>, mut backgroun
     }
 }
 
-fn run_batch(conn: &Connection, batch: &mut Vec<Job>, replies: &mut Vec<Reply>, rx_len: usize) {
+fn run_batch(conn: &Connection, batch: &mut Vec<Job>, replies: &mut Vec<Reply>, rx_len: usize, ended: &mut Ended) {
     let started = Instant::now();
     let size = batch.len();
     let begin = conn.execute_batch("BEGIN IMMEDIATE");
@@ -276,6 +283,7 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>, replies: &mut Vec<Reply>, 
     if let Err(error) = &commit {
         tracing::error!(%error, batch = size, "write batch failed to commit");
     }
+    ended();
     for reply in replies.drain(..) {
         reply(commit.clone().map_err(StoreError::CommitFailed));
     }
