@@ -52,12 +52,14 @@ pub(crate) struct Session {
     budget: Budget,
     bad_frames: u32,
     throttled: u32,
+    /// Whether this connection gets `message.new` for its own sends too.
+    pub(crate) echo: bool,
 }
 
 impl Session {
     pub(crate) fn new(gateway: &Gateway, user_id: UserId, connection: u64, encoding: protocol::Encoding) -> Self {
         let budget = gateway.inner.budgets.connection(user_id, gateway.inner.config.commands_per_second);
-        Self { user_id, encoding, connection, budget, bad_frames: 0, throttled: 0 }
+        Self { user_id, encoding, connection, budget, bad_frames: 0, throttled: 0, echo: true }
     }
 
     fn take_token(&mut self) -> bool {
@@ -130,7 +132,9 @@ async fn send_batch(
     let started = std::time::Instant::now();
     let (slots, requests): (Vec<(usize, Option<String>)>, Vec<NewMessage>) =
         sends.drain(..).map(|(index, id, new)| ((index, id), new)).unzip();
-    let results = gateway.inner.services.messages.send_many(requests).await;
+    // A connection that asked for no echo has the message in its ack.
+    let origin = router::DeviceRef { node: gateway.inner.config.node_id, connection: session.connection };
+    let results = gateway.inner.services.messages.send_many(requests, (!session.echo).then_some(origin)).await;
     let elapsed = started.elapsed().as_secs_f64();
     for ((index, id), result) in slots.into_iter().zip(results) {
         let handled = result.map(|sent| vec![ack(id.as_deref(), sent)]).map_err(|error| failure(&error));

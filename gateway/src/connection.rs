@@ -274,19 +274,21 @@ pub(crate) async fn admit(
     Some((sink, stream, claims))
 }
 
-/// Serves a socket [`admit`] let in until it ends.
-pub(crate) async fn serve(gateway: Gateway, (sink, stream, claims): Admitted, encoding: Encoding) {
+/// Serves a socket [`admit`] let in until it ends. With `echo` false, the
+/// connection is not sent `message.new` for its own sends (their
+/// `message.ack` carries the message).
+pub(crate) async fn serve(gateway: Gateway, (sink, stream, claims): Admitted, encoding: Encoding, echo: bool) {
     let user_id = claims.sub;
     let id = gateway.inner.next_connection.fetch_add(1, Ordering::Relaxed);
-    let span = tracing::info_span!("ws", user_id, connection = id, ?encoding);
-    run(gateway, sink, stream, encoding, claims, id).instrument(span).await;
+    let span = tracing::info_span!("ws", user_id, connection = id, ?encoding, echo);
+    run(gateway, sink, stream, (encoding, echo), claims, id).instrument(span).await;
 }
 
 async fn run(
     gateway: Gateway,
     mut sink: Sink,
     mut stream: Stream,
-    encoding: Encoding,
+    (encoding, echo): (Encoding, bool),
     claims: protocol::Claims,
     id: u64,
 ) {
@@ -329,6 +331,7 @@ async fn run(
         timestamp: to_iso(now_millis()),
     });
     let mut session = Session::new(&gateway, user_id, id, encoding);
+    session.echo = echo;
     let kicked = handle.kick.notified();
     let stopping = gateway.inner.shutdown.cancelled();
     tokio::pin!(kicked, stopping);

@@ -44,19 +44,40 @@ fn token(request: &Request) -> Option<String> {
     header.or_else(|| request.uri().query()?.split('&').find_map(|pair| pair.strip_prefix("token=").map(str::to_owned)))
 }
 
+/// `?echo=0` (or `false`): the connection is not sent `message.new` for its
+/// own sends, whose `message.ack` carries the same message. `Err` for a
+/// value that is neither.
+fn echo(request: &Request) -> Result<bool, ()> {
+    let query = request.uri().query().unwrap_or_default();
+    match query.split('&').find_map(|pair| pair.strip_prefix("echo=")) {
+        None | Some("1" | "true") => Ok(true),
+        Some("0" | "false") => Ok(false),
+        Some(_) => Err(()),
+    }
+}
+
 /// `GET /ws`: the canonical contract.
 pub(crate) async fn upgrade(State(gateway): State<Gateway>, request: Request) -> Response {
     let offer = request.headers().get(header::SEC_WEBSOCKET_PROTOCOL).and_then(|value| value.to_str().ok());
     let (encoding, protocol) = Encoding::negotiate(offer);
-    upgrade_as(&gateway, request, encoding, protocol)
+    let Ok(echo) = echo(&request) else {
+        return refuse(encoding, ErrorCode::BadRequest, "echo must be 0, 1, false or true");
+    };
+    upgrade_as(&gateway, request, (encoding, echo), protocol)
 }
 
-/// A dialect's WebSocket (`/v1?token=`, `/api/v1/ws`): its frames are JSON text.
+/// A dialect's WebSocket (`/v1?token=`, `/api/v1/ws`): its frames are JSON
+/// text, and its own sends come back as its document says.
 pub(crate) fn upgrade_dialect(gateway: &Gateway, request: Request, dialect: Dialect) -> Response {
-    upgrade_as(gateway, request, Encoding::Dialect(dialect), None)
+    upgrade_as(gateway, request, (Encoding::Dialect(dialect), true), None)
 }
 
-fn upgrade_as(gateway: &Gateway, mut request: Request, encoding: Encoding, protocol: Option<&'static str>) -> Response {
+fn upgrade_as(
+    gateway: &Gateway,
+    mut request: Request,
+    (encoding, echo): (Encoding, bool),
+    protocol: Option<&'static str>,
+) -> Response {
     let headers = request.headers();
     let is_upgrade = headers
         .get(header::UPGRADE)
@@ -138,7 +159,7 @@ fn upgrade_as(gateway: &Gateway, mut request: Request, encoding: Encoding, proto
         })
         .await;
         if let Some(admitted) = admitted {
-            connection::serve(gateway, admitted, encoding).await;
+            connection::serve(gateway, admitted, encoding, echo).await;
         }
         drop((permit, slot));
     });

@@ -155,7 +155,7 @@ async fn retries_take_no_seq_and_batches_stay_in_order() {
     let again = pipeline.send(with_id("one", "c1")).await.unwrap();
     assert!(again.duplicate && again.message.id == first.message.id);
     let outcomes = pipeline
-        .send_many(vec![with_id("two", "c2"), with_id("one", "c1"), with_id("three", "c3"), with_id("two", "c2")])
+        .send_many(vec![with_id("two", "c2"), with_id("one", "c1"), with_id("three", "c3"), with_id("two", "c2")], None)
         .await;
     let seen: Vec<(u64, bool)> =
         outcomes.iter().map(|o| o.as_ref().map(|s| (s.message.seq, s.duplicate)).unwrap()).collect();

@@ -98,8 +98,14 @@ impl Messages {
     }
 
     /// Sends several messages of one client in order, with one store trip.
-    pub async fn send_many(&self, requests: Vec<NewMessage>) -> Vec<ServiceResult<Sent>> {
-        self.deps.pipeline.send_many(requests).await
+    /// `origin`, when given, is the sending device, which is not sent
+    /// `message.new` (its ack carries the message).
+    pub async fn send_many(
+        &self,
+        requests: Vec<NewMessage>,
+        origin: Option<router::DeviceRef>,
+    ) -> Vec<ServiceResult<Sent>> {
+        self.deps.pipeline.send_many(requests, origin).await
     }
 
     /// A page of `chat_id`'s history as `caller` sees it.

@@ -9,7 +9,7 @@ use storage::{Store, StoreError};
 use protocol::views::MessageView;
 use storage::model::SendContext;
 
-use router::{Delivery, Router};
+use router::{Delivery, DeviceRef, Devices, Router};
 
 use crate::Hooks;
 use crate::error::{ServiceError, ServiceResult};
@@ -238,6 +238,12 @@ impl SendPipeline {
     /// (unless it was a duplicate or is scheduled for later). The pipeline
     /// sets `seq` and `created_at` itself; what the caller put there is ignored.
     pub async fn send(&self, request: NewMessage) -> Result<Sent, ServiceError> {
+        self.send_from(request, None).await
+    }
+
+    /// [`send`](Self::send), leaving out the sending device `origin` (if
+    /// given) from those handed `message.new`.
+    async fn send_from(&self, request: NewMessage, origin: Option<DeviceRef>) -> Result<Sent, ServiceError> {
         let now = now_millis();
         self.check_shape(&request, now)?;
         let context = self.store.send_context(request.chat_id, request.sender_id).await?;
@@ -248,19 +254,24 @@ impl SendPipeline {
         } else {
             self.store.append_message(new).await?
         };
-        self.finish(appended, &context).await
+        self.finish(appended, &context, origin).await
     }
 
     /// Sends several requests of one connection in their order, as [`send`]
     /// would one after another, but with one store trip for the whole
     /// batch: a client that pipelines its sends gets them committed
-    /// together. Answers each request's outcome, in order.
+    /// together. Answers each request's outcome, in order. `origin`, when
+    /// given, is the sending device: it is not handed `message.new`.
     ///
     /// [`send`]: Self::send
-    pub async fn send_many(&self, requests: Vec<NewMessage>) -> Vec<Result<Sent, ServiceError>> {
+    pub async fn send_many(
+        &self,
+        requests: Vec<NewMessage>,
+        origin: Option<DeviceRef>,
+    ) -> Vec<Result<Sent, ServiceError>> {
         // Scheduled messages take another path in the store: keep it simple and exact.
         if requests.len() < 2 || requests.iter().any(|request| request.send_at.is_some()) {
-            return self.send_each(requests).await;
+            return self.send_each(requests, origin).await;
         }
         let now = now_millis();
         let mut outcomes: Vec<Option<Result<Sent, ServiceError>>> = requests.iter().map(|_| None).collect();
@@ -295,7 +306,7 @@ impl SendPipeline {
             Ok(appended) => {
                 for ((index, context), appended) in slots.into_iter().zip(appended) {
                     outcomes[index] = Some(match appended {
-                        Ok(appended) => self.finish(appended, &context).await,
+                        Ok(appended) => self.finish(appended, &context, origin).await,
                         Err(error) => Err(error.into()),
                     });
                 }
@@ -312,11 +323,11 @@ impl SendPipeline {
         outcomes.into_iter().map(|outcome| outcome.unwrap_or_else(unanswered)).collect()
     }
 
-    /// [`send`](Self::send) for each request in turn.
-    async fn send_each(&self, requests: Vec<NewMessage>) -> Vec<ServiceResult<Sent>> {
+    /// [`send_from`](Self::send_from) for each request in turn.
+    async fn send_each(&self, requests: Vec<NewMessage>, origin: Option<DeviceRef>) -> Vec<ServiceResult<Sent>> {
         let mut outcomes = Vec::with_capacity(requests.len());
         for request in requests {
-            outcomes.push(self.send(request).await);
+            outcomes.push(self.send_from(request, origin).await);
         }
         outcomes
     }
@@ -393,7 +404,12 @@ impl SendPipeline {
     /// who have not blocked the sender (unless a duplicate or scheduled).
     /// A duplicate's view is read again, as the sender sees it now: the
     /// original may have been read or reacted to since.
-    async fn finish(&self, appended: Appended, context: &SendContext) -> ServiceResult<Sent> {
+    async fn finish(
+        &self,
+        appended: Appended,
+        context: &SendContext,
+        origin: Option<DeviceRef>,
+    ) -> ServiceResult<Sent> {
         let duplicate = matches!(appended, Appended::Duplicate(_));
         let message = appended.into_message();
         let scheduled = message.seq == 0;
@@ -413,14 +429,15 @@ impl SendPipeline {
             views::message(&message, context.sender.as_deref(), false, &[])
         };
         if !duplicate && !scheduled {
-            self.publish_new(&view, context).await;
+            self.publish_new(&view, context, origin).await;
         }
         Ok(Sent { message, view, duplicate, scheduled, audience: audience(&context.chat, &context.members) })
     }
 
     /// `message.new` to every member of the context's chat (the sender's
-    /// other devices included) except those who have blocked the sender.
-    async fn publish_new(&self, view: &MessageView, context: &SendContext) {
+    /// other devices included) except those who have blocked the sender,
+    /// and except the sending device `origin` when given.
+    async fn publish_new(&self, view: &MessageView, context: &SendContext, origin: Option<DeviceRef>) {
         let recipients: Vec<UserId> = context
             .members
             .iter()
@@ -432,8 +449,11 @@ impl SendPipeline {
         if self.hooks.enabled() {
             self.tell_hooks(view, &recipients);
         }
-        if let Err(error) = self.router.publish(Delivery::about(recipients, events::message_new(view), audience)).await
-        {
+        let mut delivery = Delivery::about(recipients, events::message_new(view), audience);
+        if let Some(origin) = origin {
+            delivery.devices = Devices::AllBut(origin);
+        }
+        if let Err(error) = self.router.publish(delivery).await {
             // The store has it; clients recover it with sync.
             tracing::warn!(%error, "message.new not published");
         }
@@ -499,7 +519,7 @@ impl SendPipeline {
         // A chat deleted meanwhile has no one left to tell.
         if let Some(context) = self.store.send_context(message.chat_id, message.sender_id).await? {
             let view = views::message(message, context.sender.as_deref(), false, &[]);
-            self.publish_new(&view, &context).await;
+            self.publish_new(&view, &context, None).await;
         }
         Ok(())
     }

@@ -2,7 +2,7 @@ use std::collections::BTreeSet;
 
 use serde_json::json;
 
-use crate::harness::start;
+use crate::harness::{connect_url, greeted, start};
 
 #[tokio::test]
 async fn two_users_chat_both_ways_on_every_device() {
@@ -38,6 +38,52 @@ async fn two_users_chat_both_ways_on_every_device() {
     assert_eq!(eves.reply(&id).await.data["code"], 20002);
     let id = eves.send("message.send", json!({"chat_id": 999_999, "content": "x"})).await;
     assert_eq!(eves.reply(&id).await.data["code"], 20001);
+}
+
+/// `?echo=0`: the sending connection gets its message in the ack only;
+/// the sender's other devices and the other members still get
+/// `message.new`. A value other than 0, 1, false or true is refused
+/// before the upgrade.
+#[tokio::test]
+async fn a_connection_without_echo_gets_its_message_in_the_ack_only() {
+    let server = start().await;
+    let (alice, bob, chat) = server.pair("group").await;
+    let quiet_url = format!("{}?echo=0", server.ws);
+    let mut alice_phone = greeted(connect_url(&quiet_url, Some(&alice.token), None).await.unwrap()).await;
+    let mut alice_laptop = server.connect(&alice).await;
+    let mut bobs = server.connect(&bob).await;
+
+    for (n, client_id) in ["q1", "q2"].into_iter().enumerate() {
+        let id = alice_phone
+            .send("message.send", json!({"chat_id": chat, "content": client_id, "client_message_id": client_id}))
+            .await;
+        let ack = alice_phone.reply(&id).await;
+        assert_eq!(ack.kind, "message.ack", "{ack:?}");
+        assert_eq!(
+            (ack.data["message"]["content"].as_str(), ack.data["message"]["seq"].as_u64()),
+            (Some(client_id), Some(n as u64 + 1))
+        );
+        for client in [&mut bobs, &mut alice_laptop] {
+            assert_eq!(client.expect("message.new").await.data["content"], client_id);
+        }
+    }
+    alice_phone.quiet("message.new", std::time::Duration::from_millis(300)).await;
+    // Others' messages still reach it.
+    let id = bobs.send("message.send", json!({"chat_id": chat, "content": "to alice"})).await;
+    bobs.reply(&id).await;
+    assert_eq!(alice_phone.expect("message.new").await.data["content"], "to alice");
+
+    for bad in ["maybe", "", "00"] {
+        match connect_url(&format!("{}?echo={bad}", server.ws), Some(&alice.token), None).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 400, "echo={bad}");
+                let body: serde_json::Value =
+                    serde_json::from_slice(response.body().as_deref().unwrap_or_default()).unwrap();
+                assert!(body["error"].as_str().unwrap_or_default().contains("echo"), "{body}");
+            }
+            other => panic!("echo={bad} was let in: {:?}", other.map(|_| ())),
+        }
+    }
 }
 
 #[tokio::test]
