@@ -57,7 +57,7 @@ pub struct Args {
     /// Seconds of each phase (default 20, or 5 with --quick).
     #[arg(long)]
     phase_secs: Option<u64>,
-    /// Only these systems (default: all three).
+    /// Only these systems (default: switchboard, dating, centrifugo, socketio and ceiling).
     #[arg(long, value_delimiter = ',')]
     systems: Vec<System>,
     /// Only these scenarios (default: both).

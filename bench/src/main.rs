@@ -18,7 +18,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Fan-out against switchboard, a Socket.IO 4 peer and the ceiling, one after another.
+    /// The engine beside its peers (Centrifugo, Socket.IO, the bare ceiling), one after another, in the fan-out and chat scenarios.
     Compare(bench::compare::Args),
     /// Time message appends in a store (SQLite, or a CQL cluster).
     Append(bench::append::Args),

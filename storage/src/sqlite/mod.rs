@@ -108,7 +108,14 @@ impl SqliteStore {
         let guard = std::fs::File::create(config.data_dir.join(OPEN_LOCK_FILE))?;
         guard.lock()?;
         let process_lock = hold_data_dir(&config.data_dir, config.shared)?;
-        let mut conn = Connection::open(&path)?;
+        // Only the writer thread ever uses this connection: no mutex per call.
+        let mut conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
+        )?;
         configure(&conn)?;
         // WAL is a property of the file: set once, by the writer.
         conn.pragma_update(None, "journal_mode", "WAL")?;
