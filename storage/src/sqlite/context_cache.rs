@@ -139,8 +139,15 @@ impl ContextCache {
 
     fn drop_chat(&self, id: ChatId) {
         if let Some((_, entry)) = self.chats.remove(&id) {
-            self.member_rows.fetch_sub(entry.members.len(), Ordering::Relaxed);
+            self.release_rows(entry.members.len());
         }
+    }
+
+    /// The count is a bound, not a ledger: a start-over racing an insert
+    /// may leave it short, so it never goes below zero.
+    fn release_rows(&self, rows: usize) {
+        let _ =
+            self.member_rows.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| Some(held.saturating_sub(rows)));
     }
 
     /// Taken before reading what will be stored.
@@ -175,7 +182,7 @@ impl ContextCache {
             Entry::Occupied(mut held) => {
                 // Another send read the same chat meanwhile.
                 let old = held.insert(Arc::clone(entry));
-                self.member_rows.fetch_sub(old.members.len(), Ordering::Relaxed);
+                self.release_rows(old.members.len());
             }
             Entry::Vacant(free) => {
                 free.insert(Arc::clone(entry));
@@ -199,5 +206,65 @@ impl ContextCache {
         self.chats.clear();
         self.member_rows.store(0, Ordering::Relaxed);
         metrics::counter!("switchboard_store_context_cache_resets_total", "part" => "chat").increment(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ChatKind;
+
+    fn entry(id: ChatId, members: usize) -> Arc<ChatEntry> {
+        let chat = Chat {
+            id,
+            kind: ChatKind::Group,
+            name: String::new(),
+            description: String::new(),
+            avatar: String::new(),
+            created_by: 1,
+            is_active: true,
+            last_seq: 0,
+            members_count: members as u64,
+            created_at: 0,
+            updated_at: 0,
+        };
+        let member = |user_id| Member {
+            chat_id: id,
+            user_id,
+            role: crate::model::MemberRole::Member,
+            is_pinned: false,
+            is_muted: false,
+            last_read_seq: 0,
+            joined_at: 0,
+        };
+        let members: Vec<Member> = (1..=members as i64).map(member).collect();
+        Arc::new(ChatEntry { chat: Arc::new(chat), members: members.into() })
+    }
+
+    #[test]
+    fn a_read_from_before_a_commit_is_not_kept_and_a_commit_drops_what_it_changed() {
+        let cache = ContextCache::default();
+        let before = cache.epoch();
+        cache.pending.lock().unwrap().push(Change::Chat(7));
+        cache.transaction_ended();
+        cache.put_chat(before, &entry(7, 3));
+        assert!(cache.chat(7).is_none(), "read before the commit: not kept");
+
+        cache.put_chat(cache.epoch(), &entry(7, 3));
+        cache.put_chat(cache.epoch(), &entry(8, 2));
+        assert_eq!(cache.member_rows.load(Ordering::Relaxed), 5);
+        cache.pending.lock().unwrap().push(Change::Chat(7));
+        cache.transaction_ended();
+        assert!(cache.chat(7).is_none() && cache.chat(8).is_some(), "only the changed chat is dropped");
+        assert_eq!(cache.member_rows.load(Ordering::Relaxed), 2);
+
+        cache.put_sender(cache.epoch(), 1, &Arc::new(SenderEntry { user: None, blocked_by: vec![] }));
+        cache.pending.lock().unwrap().push(Change::Everything);
+        cache.transaction_ended();
+        assert!(cache.chat(8).is_none() && cache.sender(1).is_none(), "everything dropped");
+        // A transaction that changed nothing leaves the epoch: reads keep.
+        let now = cache.epoch();
+        cache.transaction_ended();
+        assert_eq!(cache.epoch(), now);
     }
 }
