@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
+use metrics::Counter;
 use rusqlite::Connection;
 use rusqlite::functions::FunctionFlags;
 
@@ -81,10 +82,29 @@ CREATE TEMP TRIGGER cache_contact_delete AFTER DELETE ON main.contacts
     BEGIN SELECT switchboard_changed(1, OLD.contact_id); END;
 ";
 
-#[derive(Debug, Default)]
+/// `switchboard_store_context_cache_total`, registered once: each send
+/// looks up twice.
+#[derive(Debug)]
+struct Lookups {
+    chat: [Counter; 2],
+    sender: [Counter; 2],
+}
+
+impl Lookups {
+    fn register() -> Self {
+        let counter = |part: &'static str, outcome: &'static str| metrics::counter!("switchboard_store_context_cache_total", "part" => part, "outcome" => outcome);
+        Self {
+            chat: [counter("chat", "miss"), counter("chat", "hit")],
+            sender: [counter("sender", "miss"), counter("sender", "hit")],
+        }
+    }
+}
+
+#[derive(Debug)]
 pub(crate) struct ContextCache {
     chats: DashMap<ChatId, Arc<ChatEntry>>,
     senders: DashMap<UserId, Arc<SenderEntry>>,
+    lookups: Lookups,
     /// Member rows held in `chats`, for the bound.
     member_rows: AtomicUsize,
     /// Moves after every commit that dropped entries.
@@ -94,6 +114,18 @@ pub(crate) struct ContextCache {
 }
 
 impl ContextCache {
+    /// An empty cache; its counters go to the metrics recorder installed now.
+    pub(crate) fn new() -> Self {
+        Self {
+            chats: DashMap::new(),
+            senders: DashMap::new(),
+            lookups: Lookups::register(),
+            member_rows: AtomicUsize::new(0),
+            epoch: AtomicU64::new(0),
+            pending: Mutex::new(Vec::new()),
+        }
+    }
+
     /// Installs the triggers on the writer's connection, reporting to `self`.
     pub(crate) fn watch(self: &Arc<Self>, conn: &Connection) -> Result<(), StoreError> {
         let cache = Arc::clone(self);
@@ -157,13 +189,13 @@ impl ContextCache {
 
     pub(crate) fn chat(&self, id: ChatId) -> Option<Arc<ChatEntry>> {
         let entry = self.chats.get(&id).map(|entry| Arc::clone(&entry));
-        metrics::counter!("switchboard_store_context_cache_total", "part" => "chat", "outcome" => if entry.is_some() { "hit" } else { "miss" }).increment(1);
+        self.lookups.chat[usize::from(entry.is_some())].increment(1);
         entry
     }
 
     pub(crate) fn sender(&self, id: UserId) -> Option<Arc<SenderEntry>> {
         let entry = self.senders.get(&id).map(|entry| Arc::clone(&entry));
-        metrics::counter!("switchboard_store_context_cache_total", "part" => "sender", "outcome" => if entry.is_some() { "hit" } else { "miss" }).increment(1);
+        self.lookups.sender[usize::from(entry.is_some())].increment(1);
         entry
     }
 
@@ -243,7 +275,7 @@ mod tests {
 
     #[test]
     fn a_read_from_before_a_commit_is_not_kept_and_a_commit_drops_what_it_changed() {
-        let cache = ContextCache::default();
+        let cache = ContextCache::new();
         let before = cache.epoch();
         cache.pending.lock().unwrap().push(Change::Chat(7));
         cache.transaction_ended();

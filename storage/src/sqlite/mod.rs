@@ -121,7 +121,7 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "wal_autocheckpoint", checkpoint::WRITER_AUTOCHECKPOINT_PAGES)?;
         MIGRATIONS.to_latest(&mut conn)?;
-        let cache = if config.shared { None } else { Some(Arc::new(ContextCache::default())) };
+        let cache = if config.shared { None } else { Some(Arc::new(ContextCache::new())) };
         if let Some(cache) = &cache {
             cache.watch(&conn)?;
         }

@@ -73,13 +73,17 @@ fn members_of(conn: &Connection, chat_id: ChatId) -> StoreResult<Vec<Member>> {
     Ok(members)
 }
 
-/// The users among `among` who have blocked `sender`.
-fn blockers_among(conn: &Connection, sender: UserId, among: &[UserId]) -> StoreResult<Vec<UserId>> {
-    let blockers: Vec<UserId> = conn
+/// Everyone who has blocked `sender`.
+fn blocked_by(conn: &Connection, sender: UserId) -> StoreResult<Vec<UserId>> {
+    Ok(conn
         .prepare_cached("SELECT user_id FROM contacts WHERE contact_id = ?1 AND is_blocked = 1")?
         .query_map([sender], |row| row.get(0))?
-        .collect::<Result<_, _>>()?;
-    Ok(blockers.into_iter().filter(|user| among.contains(user)).collect())
+        .collect::<Result<_, _>>()?)
+}
+
+/// The users among `among` who have blocked `sender`.
+fn blockers_among(conn: &Connection, sender: UserId, among: &[UserId]) -> StoreResult<Vec<UserId>> {
+    Ok(blocked_by(conn, sender)?.into_iter().filter(|user| among.contains(user)).collect())
 }
 
 fn member_of(conn: &Connection, chat_id: ChatId, user_id: UserId) -> StoreResult<Option<Member>> {
@@ -461,22 +465,20 @@ impl Store for SqliteStore {
     }
 
     /// From memory when this process is the only one on the file (see
-    /// [`super::context_cache`]); otherwise one trip to a reader connection
-    /// instead of four.
+    /// [`super::context_cache`]); what is not held (or everything, when the
+    /// file is shared) in one trip to a reader connection.
     async fn send_context(&self, chat_id: ChatId, sender: UserId) -> StoreResult<Option<SendContext>> {
-        let Some(cache) = self.inner.cache.clone() else {
-            return self
-                .read(move |conn| {
-                    let Some(chat) = read_chat_entry(conn, chat_id)? else { return Ok(None) };
-                    Ok(Some(context_of(&chat, &read_sender_entry(conn, sender)?, sender)))
-                })
-                .await;
-        };
-        let (held_chat, held_sender) = (cache.chat(chat_id), cache.sender(sender));
+        let cache = self.inner.cache.clone();
+        let held_chat = cache.as_ref().and_then(|cache| cache.chat(chat_id));
+        let held_sender = cache.as_ref().and_then(|cache| cache.sender(sender));
         if let (Some(chat), Some(who)) = (&held_chat, &held_sender) {
             return Ok(Some(context_of(chat, who, sender)));
         }
-        let epoch = cache.epoch();
+        // Taken before the read: what it finds is kept only if no commit came since.
+        let keep = cache.map(|cache| {
+            let epoch = cache.epoch();
+            (cache, epoch)
+        });
         let (chat_missing, sender_missing) = (held_chat.is_none(), held_sender.is_none());
         let read = self
             .read(move |conn| {
@@ -495,11 +497,13 @@ impl Store for SqliteStore {
             })
             .await?;
         let Some((chat, who)) = read else { return Ok(None) };
-        if chat_missing {
-            cache.put_chat(epoch, &chat);
-        }
-        if sender_missing {
-            cache.put_sender(epoch, sender, &who);
+        if let Some((cache, epoch)) = keep {
+            if chat_missing {
+                cache.put_chat(epoch, &chat);
+            }
+            if sender_missing {
+                cache.put_sender(epoch, sender, &who);
+            }
         }
         Ok(Some(context_of(&chat, &who, sender)))
     }
@@ -511,11 +515,7 @@ fn read_chat_entry(conn: &Connection, chat_id: ChatId) -> StoreResult<Option<Cha
 }
 
 fn read_sender_entry(conn: &Connection, sender: UserId) -> StoreResult<SenderEntry> {
-    let blocked_by = conn
-        .prepare_cached("SELECT user_id FROM contacts WHERE contact_id = ?1 AND is_blocked = 1")?
-        .query_map([sender], |row| row.get(0))?
-        .collect::<Result<_, _>>()?;
-    Ok(SenderEntry { user: user_by(conn, "id", &sender)?.map(Arc::new), blocked_by })
+    Ok(SenderEntry { user: user_by(conn, "id", &sender)?.map(Arc::new), blocked_by: blocked_by(conn, sender)? })
 }
 
 /// A send's context from its chat and its sender: the blockers are those of
