@@ -53,13 +53,18 @@ pub(crate) struct Session {
     bad_frames: u32,
     throttled: u32,
     /// Whether this connection gets `message.new` for its own sends too.
-    pub(crate) echo: bool,
+    echo: bool,
 }
 
 impl Session {
-    pub(crate) fn new(gateway: &Gateway, user_id: UserId, connection: u64, encoding: protocol::Encoding) -> Self {
+    pub(crate) fn new(
+        gateway: &Gateway,
+        user_id: UserId,
+        connection: u64,
+        (encoding, echo): (protocol::Encoding, bool),
+    ) -> Self {
         let budget = gateway.inner.budgets.connection(user_id, gateway.inner.config.commands_per_second);
-        Self { user_id, encoding, connection, budget, bad_frames: 0, throttled: 0, echo: true }
+        Self { user_id, encoding, connection, budget, bad_frames: 0, throttled: 0, echo }
     }
 
     fn take_token(&mut self) -> bool {

@@ -330,8 +330,7 @@ async fn run(
         heartbeat_interval: gateway.inner.config.heartbeat_interval.as_secs(),
         timestamp: to_iso(now_millis()),
     });
-    let mut session = Session::new(&gateway, user_id, id, encoding);
-    session.echo = echo;
+    let mut session = Session::new(&gateway, user_id, id, (encoding, echo));
     let kicked = handle.kick.notified();
     let stopping = gateway.inner.shutdown.cancelled();
     tokio::pin!(kicked, stopping);

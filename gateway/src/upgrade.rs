@@ -41,15 +41,19 @@ fn token(request: &Request) -> Option<String> {
         let (scheme, token) = value.split_once(' ')?;
         scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
     });
-    header.or_else(|| request.uri().query()?.split('&').find_map(|pair| pair.strip_prefix("token=").map(str::to_owned)))
+    header.or_else(|| query_value(request, "token").map(str::to_owned))
+}
+
+/// The value of `name` in the request's query string, if given.
+fn query_value<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
+    request.uri().query()?.split('&').find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
 }
 
 /// `?echo=0` (or `false`): the connection is not sent `message.new` for its
 /// own sends, whose `message.ack` carries the same message. `Err` for a
 /// value that is neither.
 fn echo(request: &Request) -> Result<bool, ()> {
-    let query = request.uri().query().unwrap_or_default();
-    match query.split('&').find_map(|pair| pair.strip_prefix("echo=")) {
+    match query_value(request, "echo") {
         None | Some("1" | "true") => Ok(true),
         Some("0" | "false") => Ok(false),
         Some(_) => Err(()),
