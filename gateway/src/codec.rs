@@ -54,6 +54,65 @@ pub fn encode(event: &ServerEvent, reference: Option<&str>, encoding: Encoding) 
     message(protocol::frame::encode(event, reference, protocol::time::now_millis(), encoding), encoding)
 }
 
+/// Frames that leave together, packed for a connection that asked for it
+/// (`/ws?batch=1`): each run of text frames becomes one frame, a line per
+/// frame (JSON frames hold no line breaks of their own), and each run of
+/// binary frames one frame, back to back (MessagePack values delimit
+/// themselves). A text frame with a line break in it stays on its own.
+pub(crate) fn pack(frames: Vec<Message>) -> Vec<Message> {
+    #[derive(PartialEq)]
+    enum Run {
+        Text,
+        Binary,
+    }
+    let run_of = |frame: &Message| match frame {
+        Message::Text(text) if !text.as_str().contains('\n') => Some(Run::Text),
+        Message::Binary(_) => Some(Run::Binary),
+        _ => None,
+    };
+    let mut packed = Vec::with_capacity(1);
+    let mut run: Vec<Message> = Vec::new();
+    for frame in frames {
+        let kind = run_of(&frame);
+        if kind.is_none() || run.first().and_then(run_of) != kind {
+            packed.extend(join(std::mem::take(&mut run)));
+        }
+        if kind.is_some() {
+            run.push(frame);
+        } else {
+            packed.push(frame);
+        }
+    }
+    packed.extend(join(run));
+    packed
+}
+
+/// One frame of a run of text frames (a line each) or of binary frames.
+fn join(mut run: Vec<Message>) -> Option<Message> {
+    if run.len() < 2 {
+        return run.pop();
+    }
+    if let Some(Message::Binary(_)) = run.first() {
+        let mut bytes = Vec::with_capacity(run.iter().map(Message::len).sum());
+        for frame in &run {
+            if let Message::Binary(value) = frame {
+                bytes.extend_from_slice(value);
+            }
+        }
+        return Some(Message::Binary(bytes.into()));
+    }
+    let mut text = String::with_capacity(run.iter().map(|frame| frame.len() + 1).sum());
+    for frame in &run {
+        if let Message::Text(line) = frame {
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            text.push_str(line.as_str());
+        }
+    }
+    Some(Message::Text(text.into()))
+}
+
 /// A shared frame's WebSocket messages, made at most once per encoding for
 /// one delivery and cloned (by reference) for each recipient.
 #[derive(Debug)]

@@ -40,6 +40,8 @@ pub(crate) enum Outcome {
     Reply(Vec<Reply>),
     /// Close with this code and reason.
     Close(u16, &'static str),
+    /// Send these, then close with this code and reason.
+    Closing(Vec<Reply>, u16, &'static str),
 }
 
 /// Per-connection command state.
@@ -54,6 +56,11 @@ pub(crate) struct Session {
     throttled: u32,
     /// Whether this connection gets `message.new` for its own sends too.
     echo: bool,
+    /// What its frames came to and is not written yet, oldest first.
+    steps: std::collections::VecDeque<Step>,
+    /// A command read after sends not yet written: it runs once they are
+    /// (the frames read after it wait with it, in the connection).
+    held: Option<ClientFrame>,
 }
 
 impl Session {
@@ -64,7 +71,17 @@ impl Session {
         (encoding, echo): (protocol::Encoding, bool),
     ) -> Self {
         let budget = gateway.inner.budgets.connection(user_id, gateway.inner.config.commands_per_second);
-        Self { user_id, encoding, connection, budget, bad_frames: 0, throttled: 0, echo }
+        Self {
+            user_id,
+            encoding,
+            connection,
+            budget,
+            bad_frames: 0,
+            throttled: 0,
+            echo,
+            steps: std::collections::VecDeque::new(),
+            held: None,
+        }
     }
 
     fn take_token(&mut self) -> bool {
@@ -97,56 +114,178 @@ fn bad_frame(session: &mut Session, reference: Option<&str>, code: ErrorCode, me
     Outcome::Reply(vec![error(reference, code, message)])
 }
 
-/// Handles frames that arrived together, in order; consecutive
-/// `message.send`s go through the pipeline as one batch (one store trip),
-/// so a client that pipelines its sends is not held to one commit each.
-pub(crate) async fn handle_many(gateway: &Gateway, session: &mut Session, frames: &[Message]) -> Vec<Outcome> {
-    let mut outcomes: Vec<Option<Outcome>> = frames.iter().map(|_| None).collect();
-    let mut sends: Vec<(usize, Option<String>, NewMessage)> = Vec::new();
+/// What [`handle_many`] did with a run of frames.
+pub(crate) enum Run {
+    /// Every frame is handled or queued.
+    All,
+    /// The connection is to close: read no more.
+    Stop,
+    /// The frames from this index on wait: the one before it, a command
+    /// other than a send, is held until the sends before it are written
+    /// (see [`Session::held`]).
+    From(usize),
+}
+
+/// Handles frames that arrived together, in order, adding what each comes
+/// to to the session's steps. Consecutive `message.send`s are queued in
+/// the store as one batch (one store trip) without waiting for the
+/// batches before them to be written, so a client that pipelines its
+/// sends is held neither to one commit per send nor to one batch at a
+/// time. Any other command runs only once the sends before it are written
+/// (a `sync` right after sends sees them): until then it is held, with the
+/// frames after it, and the connection goes on writing.
+pub(crate) async fn handle_many(gateway: &Gateway, session: &mut Session, frames: &[Message]) -> Run {
+    let mut sends: Vec<(Option<String>, NewMessage)> = Vec::new();
     for (index, frame) in frames.iter().enumerate() {
         let ClientFrame { id, command } = match admit(gateway, session, frame) {
             Ok(frame) => frame,
             Err(refused) => {
-                outcomes[index] = Some(refused);
+                queue_sends(gateway, session, &mut sends).await;
+                if !session.push(refused) {
+                    return Run::Stop;
+                }
                 continue;
             }
         };
         if let ClientCommand::Send(send) = command {
             match send_request(gateway, session, *send) {
-                Ok(new) => sends.push((index, id, new)),
-                Err(failed) => outcomes[index] = Some(conclude(session, id.as_deref(), Err(failed))),
+                Ok(new) => sends.push((id, new)),
+                Err(failed) => {
+                    queue_sends(gateway, session, &mut sends).await;
+                    let refused = conclude(session, id.as_deref(), Err(failed));
+                    if !session.push(refused) {
+                        return Run::Stop;
+                    }
+                }
             }
             continue;
         }
-        send_batch(gateway, session, &mut sends, &mut outcomes).await;
-        outcomes[index] = Some(handle(gateway, session, id.as_deref(), command).await);
+        queue_sends(gateway, session, &mut sends).await;
+        if session.sending() {
+            session.held = Some(ClientFrame { id, command });
+            return Run::From(index + 1);
+        }
+        let outcome = handle(gateway, session, id.as_deref(), command).await;
+        if !session.push(outcome) {
+            return Run::Stop;
+        }
     }
-    send_batch(gateway, session, &mut sends, &mut outcomes).await;
-    outcomes.into_iter().map(|outcome| outcome.expect("every frame has an outcome")).collect()
+    queue_sends(gateway, session, &mut sends).await;
+    Run::All
 }
 
-async fn send_batch(
-    gateway: &Gateway,
-    session: &mut Session,
-    sends: &mut Vec<(usize, Option<String>, NewMessage)>,
-    outcomes: &mut [Option<Outcome>],
-) {
+/// Runs the held command, now that the sends before it are written.
+/// Answers whether the connection goes on.
+pub(crate) async fn run_held(gateway: &Gateway, session: &mut Session) -> bool {
+    let Some(ClientFrame { id, command }) = session.held.take() else { return true };
+    let outcome = handle(gateway, session, id.as_deref(), command).await;
+    session.push(outcome)
+}
+
+/// Queues `sends` in the store as one batch, behind the session's earlier
+/// ones; their acks are a step of the session.
+async fn queue_sends(gateway: &Gateway, session: &mut Session, sends: &mut Vec<(Option<String>, NewMessage)>) {
     if sends.is_empty() {
         return;
     }
     let started = std::time::Instant::now();
-    let (slots, requests): (Vec<(usize, Option<String>)>, Vec<NewMessage>) =
-        sends.drain(..).map(|(index, id, new)| ((index, id), new)).unzip();
+    let (ids, requests): (Vec<Option<String>>, Vec<NewMessage>) = sends.drain(..).unzip();
     // A connection that asked for no echo has the message in its ack.
     let origin = router::DeviceRef { node: gateway.inner.config.node_id, connection: session.connection };
-    let results = gateway.inner.services.messages.send_many(requests, (!session.echo).then_some(origin)).await;
-    let elapsed = started.elapsed().as_secs_f64();
-    for ((index, id), result) in slots.into_iter().zip(results) {
-        let handled = result.map(|sent| vec![ack(id.as_deref(), sent)]).map_err(|error| failure(&error));
-        if handled.is_ok() {
-            metrics::histogram!("switchboard_ws_ack_seconds").record(elapsed);
+    let queued = gateway.inner.services.messages.queue_many(requests, (!session.echo).then_some(origin)).await;
+    session.steps.push_back(Step::Sending(Sending { ids, started, outcomes: Box::pin(queued.outcomes()) }));
+}
+
+/// What a frame, or a batch of sends, comes to, in the order the frames
+/// came: their replies go out in this order.
+pub(crate) enum Step {
+    Ready(Outcome),
+    Sending(Sending),
+}
+
+/// A batch of sends queued in the store: their acks once written.
+pub(crate) struct Sending {
+    /// Each send's `id`, in order.
+    ids: Vec<Option<String>>,
+    started: std::time::Instant,
+    outcomes: std::pin::Pin<Box<dyn Future<Output = Vec<service::ServiceResult<service::Sent>>> + Send>>,
+}
+
+impl Session {
+    /// Adds a step; answers whether the connection goes on after it.
+    fn push(&mut self, outcome: Outcome) -> bool {
+        let goes_on = matches!(outcome, Outcome::Reply(_));
+        self.steps.push_back(Step::Ready(outcome));
+        goes_on
+    }
+
+    /// Steps not yet written.
+    pub(crate) fn pending(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// Whether a batch of sends is queued and not yet written.
+    pub(crate) fn sending(&self) -> bool {
+        self.steps.iter().any(|step| matches!(step, Step::Sending(_)))
+    }
+
+    /// Whether a command waits for the sends before it.
+    pub(crate) fn holding(&self) -> bool {
+        self.held.is_some()
+    }
+
+    /// The oldest step's outcomes, once it has them (a batch of sends, once
+    /// written and published). Cancel-safe: a batch not yet written stays
+    /// the oldest step.
+    pub(crate) async fn next_outcome(&mut self) -> Outcome {
+        let Some(oldest) = self.steps.front_mut() else { return std::future::pending().await };
+        if let Step::Sending(sending) = oldest {
+            let results = sending.outcomes.as_mut().await;
+            let (ids, started) = (std::mem::take(&mut sending.ids), sending.started);
+            self.steps.pop_front();
+            return self.acks(&ids, started, results);
         }
-        outcomes[index] = Some(conclude(session, id.as_deref(), handled));
+        match self.steps.pop_front() {
+            Some(Step::Ready(outcome)) => outcome,
+            Some(Step::Sending(_)) | None => Outcome::Reply(Vec::new()),
+        }
+    }
+
+    /// Waits for every queued batch of sends (the connection is ending):
+    /// what was written is published even though nobody reads the acks.
+    pub(crate) async fn finish_sends(&mut self) {
+        for step in self.steps.drain(..) {
+            if let Step::Sending(sending) = step {
+                sending.outcomes.await;
+            }
+        }
+    }
+
+    /// A written batch's acks and errors, each to its send's `id`, as one outcome.
+    fn acks(
+        &mut self,
+        ids: &[Option<String>],
+        started: std::time::Instant,
+        results: Vec<service::ServiceResult<service::Sent>>,
+    ) -> Outcome {
+        let elapsed = started.elapsed().as_secs_f64();
+        let mut replies = Vec::with_capacity(results.len());
+        for (id, result) in ids.iter().zip(results) {
+            let handled = result.map(|sent| vec![ack(id.as_deref(), sent)]).map_err(|error| failure(&error));
+            if handled.is_ok() {
+                metrics::histogram!("switchboard_ws_ack_seconds").record(elapsed);
+            }
+            match conclude(self, id.as_deref(), handled) {
+                Outcome::Reply(events) => replies.extend(events),
+                // Too many bad frames: the replies before it still go out.
+                Outcome::Close(code, reason) => return Outcome::Closing(replies, code, reason),
+                Outcome::Closing(last, code, reason) => {
+                    replies.extend(last);
+                    return Outcome::Closing(replies, code, reason);
+                }
+            }
+        }
+        Outcome::Reply(replies)
     }
 }
 

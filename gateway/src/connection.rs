@@ -24,8 +24,9 @@ use tokio_util::sync::WaitForCancellationFuture;
 use tracing::Instrument;
 
 use crate::codec;
-use crate::commands::{self, Outcome, Session};
+use crate::commands::{self, Outcome, Run, Session};
 use crate::registry::Handle;
+use crate::upgrade::Options;
 use crate::{Gateway, close_codes};
 
 type Socket = WebSocketStream<TokioIo<Upgraded>>;
@@ -37,6 +38,10 @@ type Stream = SplitStream<Socket>;
 const WRITE_BATCH: usize = 64;
 /// Frames already received that are handled as one batch at most.
 const READ_BATCH: usize = 32;
+/// Steps (batches of sends, replies) waiting to be written at most before
+/// the connection stops reading: a client pipelining its sends keeps up to
+/// this many batches in the store's queue.
+const MAX_STEPS: usize = 8;
 /// How long a close frame may take to write before the socket is dropped.
 const CLOSE_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -74,57 +79,40 @@ async fn authenticate(
     None
 }
 
-/// What a run of frames from the client comes to: replies to write, and
-/// whether the connection ends after them (and with which close).
-struct Handled {
-    replies: Vec<Message>,
-    end: Option<End>,
-}
-
-enum End {
-    /// The client closed: the replies go out, then the connection ends.
-    ByClient,
-    /// The server closes with this code and reason after the replies.
-    Close(u16, &'static str),
-}
-
-/// Handles frames that arrived together: commands in order (consecutive
-/// sends as one batch); answers what to write. Nothing is written here,
-/// so a client that stops reading cannot hold the connection in the
-/// middle of a reply: the writer watches the kick and shutdown.
-async fn on_frames(gateway: &Gateway, session: &mut Session, encoding: Encoding, frames: &[Message]) -> Handled {
-    let mut replies = Vec::new();
+/// Handles frames that arrived together: each run of commands goes to
+/// [`commands::handle_many`], which adds what they come to to the
+/// session's steps; frames that must wait for sends not yet written are
+/// added to `waiting`. Nothing is written here, so a client that stops
+/// reading cannot hold the connection in the middle of a reply: the writer
+/// watches the kick and shutdown. Answers whether to read on: not after
+/// the client's close frame, nor once the connection is to close.
+async fn on_frames(gateway: &Gateway, session: &mut Session, frames: &[Message], waiting: &mut Vec<Message>) -> bool {
     // Control frames end a run of commands: handle each run, then the control frame.
     let mut rest = frames;
     while !rest.is_empty() {
         let commands = rest.iter().take_while(|frame| matches!(frame, Message::Text(_) | Message::Binary(_))).count();
         if commands > 0 {
-            metrics::counter!("switchboard_ws_frames_in_total").increment(commands as u64);
             // Boxed: command handling nests the pipeline's and the store's
             // futures, and inline they would make every idle connection's
             // task as large as the busiest command.
-            let outcomes = Box::pin(commands::handle_many(gateway, session, &rest[..commands])).await;
-            for outcome in outcomes {
-                match outcome {
-                    Outcome::Reply(events) => replies.extend(
-                        events
-                            .iter()
-                            .filter_map(|reply| codec::encode(&reply.event, reply.reference.as_deref(), encoding)),
-                    ),
-                    Outcome::Close(code, reason) => return Handled { replies, end: Some(End::Close(code, reason)) },
+            match Box::pin(commands::handle_many(gateway, session, &rest[..commands])).await {
+                Run::All => rest = &rest[commands..],
+                Run::Stop => return false,
+                Run::From(index) => {
+                    waiting.extend_from_slice(&rest[index..]);
+                    return true;
                 }
             }
-            rest = &rest[commands..];
             continue;
         }
         match &rest[0] {
             // Replies to the commands before it still go out.
-            Message::Close(_) => return Handled { replies, end: Some(End::ByClient) },
-            // Pings: tungstenite queued the pong, the flush sends it.
+            Message::Close(_) => return false,
+            // Pings: tungstenite queued the pong; the next write flushes it.
             _ => rest = &rest[1..],
         }
     }
-    Handled { replies, end: None }
+    true
 }
 
 /// Waits registered once per connection for a kick and for shutdown:
@@ -140,7 +128,7 @@ struct Alarms<'p, 'f> {
 /// consumer, shutdown) still gets through. Answers whether to go on.
 async fn write_queued(
     alarms: &mut Alarms<'_, '_>,
-    handle: &Handle,
+    (handle, packed): (&Handle, bool),
     sink: &mut Sink,
     queue: &mut mpsc::Receiver<Message>,
     first: Message,
@@ -153,11 +141,24 @@ async fn write_queued(
             tokio::task::yield_now().await;
         }
         let mut batch = 1;
-        let mut ok = sink.feed(first).await.is_ok();
-        while ok && batch < WRITE_BATCH {
-            let Ok(frame) = queue.try_recv() else { break };
-            ok = sink.feed(frame).await.is_ok();
-            batch += 1;
+        let mut ok = true;
+        if packed {
+            let mut frames = vec![first];
+            while batch < WRITE_BATCH {
+                let Ok(frame) = queue.try_recv() else { break };
+                frames.push(frame);
+                batch += 1;
+            }
+            for frame in codec::pack(frames) {
+                ok = ok && sink.feed(frame).await.is_ok();
+            }
+        } else {
+            ok = sink.feed(first).await.is_ok();
+            while ok && batch < WRITE_BATCH {
+                let Ok(frame) = queue.try_recv() else { break };
+                ok = sink.feed(frame).await.is_ok();
+                batch += 1;
+            }
         }
         metrics::counter!("switchboard_ws_frames_out_total").increment(batch as u64);
         ok && sink.flush().await.is_ok()
@@ -179,16 +180,30 @@ async fn write_replies(alarms: &mut Alarms<'_, '_>, handle: &Handle, sink: &mut 
     guarded(alarms, handle, sink, write).await
 }
 
-/// Writes what a run of frames came to, then closes when it ended the
-/// connection. Answers whether to go on.
-async fn answer(alarms: &mut Alarms<'_, '_>, handle: &Handle, sink: &mut Sink, handled: Handled) -> bool {
-    if !write_replies(alarms, handle, sink, handled.replies).await {
+/// Writes what a step came to, then closes when it ends the connection.
+/// Answers whether to go on.
+async fn answer(
+    alarms: &mut Alarms<'_, '_>,
+    (handle, encoding, packed): (&Handle, Encoding, bool),
+    sink: &mut Sink,
+    outcome: Outcome,
+) -> bool {
+    let (replies, close_with) = match outcome {
+        Outcome::Reply(replies) => (replies, None),
+        Outcome::Close(code, reason) => (Vec::new(), Some((code, reason))),
+        Outcome::Closing(replies, code, reason) => (replies, Some((code, reason))),
+    };
+    let mut frames: Vec<Message> =
+        replies.iter().filter_map(|reply| codec::encode(&reply.event, reply.reference.as_deref(), encoding)).collect();
+    if packed {
+        frames = codec::pack(frames);
+    }
+    if !frames.is_empty() && !write_replies(alarms, handle, sink, frames).await {
         return false;
     }
-    match handled.end {
+    match close_with {
         None => true,
-        Some(End::ByClient) => false,
-        Some(End::Close(code, reason)) => {
+        Some((code, reason)) => {
             close(sink, code, reason).await;
             false
         }
@@ -277,18 +292,18 @@ pub(crate) async fn admit(
 /// Serves a socket [`admit`] let in until it ends. With `echo` false, the
 /// connection is not sent `message.new` for its own sends (their
 /// `message.ack` carries the message).
-pub(crate) async fn serve(gateway: Gateway, (sink, stream, claims): Admitted, encoding: Encoding, echo: bool) {
+pub(crate) async fn serve(gateway: Gateway, (sink, stream, claims): Admitted, encoding: Encoding, options: Options) {
     let user_id = claims.sub;
     let id = gateway.inner.next_connection.fetch_add(1, Ordering::Relaxed);
-    let span = tracing::info_span!("ws", user_id, connection = id, ?encoding, echo);
-    run(gateway, sink, stream, (encoding, echo), claims, id).instrument(span).await;
+    let span = tracing::info_span!("ws", user_id, connection = id, ?encoding, options.echo, options.batch);
+    run(gateway, sink, stream, (encoding, options), claims, id).instrument(span).await;
 }
 
 async fn run(
     gateway: Gateway,
     mut sink: Sink,
     mut stream: Stream,
-    (encoding, echo): (Encoding, bool),
+    (encoding, options): (Encoding, Options),
     claims: protocol::Claims,
     id: u64,
 ) {
@@ -305,24 +320,9 @@ async fn run(
         kick: Notify::new(),
         close_reason: std::sync::OnceLock::new(),
     });
-    let first_here = gateway.inner.registry.insert(handle.clone());
-    metrics::gauge!("switchboard_ws_connections").increment(1);
     // Registered before `connect` goes out: from then on, deliveries from
     // any node find this connection.
-    let registry = &gateway.inner.registry;
-    let here = || registry.holds(user_id);
-    let first_device = match Box::pin(gateway.inner.services.presence().sync(user_id, &here)).await {
-        Ok(change) => change == Some(true),
-        Err(error) => {
-            tracing::warn!(%error, "presence not registered; announcing from this node's view");
-            first_here
-        }
-    };
-    tracing::debug!(first_device, "connected");
-    Box::pin(count_devices(&gateway, user_id)).await;
-    if first_device {
-        Box::pin(gateway.inner.services.users.announce_presence(user_id, true)).await;
-    }
+    Box::pin(arrive(&gateway, handle.clone())).await;
     let connect = ServerEvent::Connect(Connected {
         status: "connected",
         user_id,
@@ -330,7 +330,7 @@ async fn run(
         heartbeat_interval: gateway.inner.config.heartbeat_interval.as_secs(),
         timestamp: to_iso(now_millis()),
     });
-    let mut session = Session::new(&gateway, user_id, id, (encoding, echo));
+    let mut session = Session::new(&gateway, user_id, id, (encoding, options.echo));
     let kicked = handle.kick.notified();
     let stopping = gateway.inner.shutdown.cancelled();
     tokio::pin!(kicked, stopping);
@@ -338,9 +338,12 @@ async fn run(
     // Every encoding has a first frame (`connect`, seed 000's `auth_success`, ...).
     let greeting = codec::encode(&connect, None, encoding).unwrap_or_else(|| Message::Text("{}".into()));
     if sink.send(greeting).await.is_ok() {
+        let mut reading = true;
+        // Frames read after a held command (see `Session::holding`).
+        let mut waiting = Vec::new();
         loop {
             tokio::select! {
-                incoming = stream.next() => {
+                incoming = stream.next(), if reading && !session.holding() && session.pending() < MAX_STEPS => {
                     let mut frames = Vec::new();
                     let mut ended = read_outcome(incoming, &mut frames, &mut sink).await;
                     // Frames already read from the socket are handled together.
@@ -350,17 +353,31 @@ async fn run(
                     }
                     if !frames.is_empty() {
                         handle.last_seen.store(gateway.clock_ms(), Ordering::Relaxed);
-                        let handled = on_frames(&gateway, &mut session, encoding, &frames).await;
-                        if !answer(&mut alarms, &handle, &mut sink, handled).await {
+                        let commands = frames.iter().filter(|frame| matches!(frame, Message::Text(_) | Message::Binary(_)));
+                        metrics::counter!("switchboard_ws_frames_in_total").increment(commands.count() as u64);
+                        ended |= !on_frames(&gateway, &mut session, &frames, &mut waiting).await;
+                        let pinged = frames.iter().any(|frame| matches!(frame, Message::Ping(_)));
+                        if pinged && !write_replies(&mut alarms, &handle, &mut sink, Vec::new()).await {
                             break;
                         }
                     }
-                    if ended {
+                    reading = !ended;
+                }
+                outcome = session.next_outcome() => {
+                    if !answer(&mut alarms, (&handle, encoding, options.batch), &mut sink, outcome).await {
                         break;
+                    }
+                    // The sends a held command waited for are written: it
+                    // runs now, then the frames read after it.
+                    if session.holding() && !session.sending() {
+                        let frames = std::mem::take(&mut waiting);
+                        let goes_on = commands::run_held(&gateway, &mut session).await
+                            && on_frames(&gateway, &mut session, &frames, &mut waiting).await;
+                        reading &= goes_on;
                     }
                 }
                 Some(frame) = queue.recv() => {
-                    if !write_queued(&mut alarms, &handle, &mut sink, &mut queue, frame).await {
+                    if !write_queued(&mut alarms, (&handle, options.batch), &mut sink, &mut queue, frame).await {
                         break;
                     }
                 }
@@ -374,11 +391,49 @@ async fn run(
                     break;
                 }
             }
+            // The client is done (or is being closed): its last replies are out.
+            if !reading && session.pending() == 0 {
+                break;
+            }
         }
     }
+    // Sends already queued are written whatever happened to the socket:
+    // their messages reach the other members.
+    session.finish_sends().await;
+    Box::pin(depart(&gateway, user_id, id)).await;
+}
+
+/// Registers a connection with this node and the presence registry, and
+/// announces its user online when it is their first device.
+async fn arrive(gateway: &Gateway, handle: Arc<Handle>) {
+    let user_id = handle.user_id;
+    let first_here = gateway.inner.registry.insert(handle);
+    metrics::gauge!("switchboard_ws_connections").increment(1);
+    let registry = &gateway.inner.registry;
+    let here = || registry.holds(user_id);
+    let first_device = match gateway.inner.services.presence().sync(user_id, &here).await {
+        Ok(change) => change == Some(true),
+        Err(error) => {
+            tracing::warn!(%error, "presence not registered; announcing from this node's view");
+            first_here
+        }
+    };
+    tracing::debug!(first_device, "connected");
+    count_devices(gateway, user_id).await;
+    if first_device {
+        gateway.inner.services.users.announce_presence(user_id, true).await;
+    }
+}
+
+/// Removes connection `id` of `user_id` from this node and the presence
+/// registry, ends its call, and announces its user offline when it was
+/// their last device.
+async fn depart(gateway: &Gateway, user_id: UserId, id: u64) {
     let last_here = gateway.inner.registry.remove(user_id, id);
     metrics::gauge!("switchboard_ws_connections").decrement(1);
-    let last_device = match Box::pin(gateway.inner.services.presence().sync(user_id, &here)).await {
+    let registry = &gateway.inner.registry;
+    let here = || registry.holds(user_id);
+    let last_device = match gateway.inner.services.presence().sync(user_id, &here).await {
         Ok(change) => change == Some(false),
         Err(error) => {
             tracing::warn!(%error, "presence not deregistered; announcing from this node's view");
@@ -387,11 +442,11 @@ async fn run(
     };
     tracing::debug!(last_device, "disconnected");
     if !last_device {
-        Box::pin(count_devices(&gateway, user_id)).await;
+        count_devices(gateway, user_id).await;
     }
-    Box::pin(crate::calls::device_left(&gateway, user_id, id, last_device)).await;
+    crate::calls::device_left(gateway, user_id, id, last_device).await;
     if last_device {
-        Box::pin(gateway.inner.services.users.announce_presence(user_id, false)).await;
+        gateway.inner.services.users.announce_presence(user_id, false).await;
     }
 }
 

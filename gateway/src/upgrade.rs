@@ -49,14 +49,25 @@ fn query_value<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
     request.uri().query()?.split('&').find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
 }
 
-/// `?echo=0` (or `false`): the connection is not sent `message.new` for its
-/// own sends, whose `message.ack` carries the same message. `Err` for a
-/// value that is neither.
-fn echo(request: &Request) -> Result<bool, ()> {
-    match query_value(request, "echo") {
-        None | Some("1" | "true") => Ok(true),
+/// What a client of `/ws` asked of its connection in the query string.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Options {
+    /// `?echo=0`: the connection is not sent `message.new` for its own
+    /// sends, whose `message.ack` carries the same message.
+    pub(crate) echo: bool,
+    /// `?batch=1`: frames that leave together are packed into one (see
+    /// [`crate::codec::pack`]).
+    pub(crate) batch: bool,
+}
+
+/// The yes-or-no query parameter `name` (`0`, `1`, `false`, `true`), or
+/// `default` when absent; `Err` with what to answer for another value.
+fn flag(request: &Request, name: &str, default: bool) -> Result<bool, String> {
+    match query_value(request, name) {
+        None => Ok(default),
+        Some("1" | "true") => Ok(true),
         Some("0" | "false") => Ok(false),
-        Some(_) => Err(()),
+        Some(_) => Err(format!("{name} must be 0, 1, false or true")),
     }
 }
 
@@ -64,22 +75,25 @@ fn echo(request: &Request) -> Result<bool, ()> {
 pub(crate) async fn upgrade(State(gateway): State<Gateway>, request: Request) -> Response {
     let offer = request.headers().get(header::SEC_WEBSOCKET_PROTOCOL).and_then(|value| value.to_str().ok());
     let (encoding, protocol) = Encoding::negotiate(offer);
-    let Ok(echo) = echo(&request) else {
-        return refuse(encoding, ErrorCode::BadRequest, "echo must be 0, 1, false or true");
+    let options =
+        flag(&request, "echo", true).and_then(|echo| Ok(Options { echo, batch: flag(&request, "batch", false)? }));
+    let options = match options {
+        Ok(options) => options,
+        Err(detail) => return refuse(encoding, ErrorCode::BadRequest, &detail),
     };
-    upgrade_as(&gateway, request, (encoding, echo), protocol)
+    upgrade_as(&gateway, request, (encoding, options), protocol)
 }
 
 /// A dialect's WebSocket (`/v1?token=`, `/api/v1/ws`): its frames are JSON
-/// text, and its own sends come back as its document says.
+/// text, one event each, and its own sends come back as its document says.
 pub(crate) fn upgrade_dialect(gateway: &Gateway, request: Request, dialect: Dialect) -> Response {
-    upgrade_as(gateway, request, (Encoding::Dialect(dialect), true), None)
+    upgrade_as(gateway, request, (Encoding::Dialect(dialect), Options { echo: true, batch: false }), None)
 }
 
 fn upgrade_as(
     gateway: &Gateway,
     mut request: Request,
-    (encoding, echo): (Encoding, bool),
+    (encoding, options): (Encoding, Options),
     protocol: Option<&'static str>,
 ) -> Response {
     let headers = request.headers();
@@ -163,7 +177,7 @@ fn upgrade_as(
         })
         .await;
         if let Some(admitted) = admitted {
-            connection::serve(gateway, admitted, encoding, echo).await;
+            connection::serve(gateway, admitted, encoding, options).await;
         }
         drop((permit, slot));
     });

@@ -43,7 +43,7 @@ pub use hooks::{HookEvent, Hooks};
 pub use messages::{HistoryQuery, MemberReceipt, MessagePage, MessageReceipts, Messages, ReadMarker};
 pub use notifications::Notifications;
 pub use pairs::Pairs;
-pub use pipeline::{SendLimits, SendPipeline, Sent, audience, file_path, internal_file, new_message};
+pub use pipeline::{QueuedSends, SendLimits, SendPipeline, Sent, audience, file_path, internal_file, new_message};
 pub use reactions::Reactions;
 pub use scheduler::{Retries, run_scheduler};
 pub use users::{PresenceState, ProfileUpdate, Users};

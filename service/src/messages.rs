@@ -10,7 +10,7 @@ use storage::model::{
 };
 
 use crate::events::{self, Receipt};
-use crate::{Deps, Sent, ServiceError, ServiceResult, views};
+use crate::{Deps, QueuedSends, Sent, ServiceError, ServiceResult, views};
 
 /// Most messages one history page or sync answers.
 pub(crate) const PAGE_MAX: u32 = 100;
@@ -106,6 +106,13 @@ impl Messages {
         origin: Option<router::DeviceRef>,
     ) -> Vec<ServiceResult<Sent>> {
         self.deps.pipeline.send_many(requests, origin).await
+    }
+
+    /// [`send_many`](Self::send_many) in two steps (see
+    /// [`SendPipeline::queue_many`](crate::SendPipeline::queue_many)):
+    /// answers once the batch is queued behind the caller's earlier ones.
+    pub async fn queue_many(&self, requests: Vec<NewMessage>, origin: Option<router::DeviceRef>) -> QueuedSends {
+        self.deps.pipeline.queue_many(requests, origin).await
     }
 
     /// A page of `chat_id`'s history as `caller` sees it.

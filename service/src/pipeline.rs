@@ -165,6 +165,53 @@ impl std::fmt::Debug for SendPipeline {
     }
 }
 
+/// A batch of sends queued in the store (see [`SendPipeline::queue_many`]).
+#[must_use = "the sends are published only once their outcomes are taken"]
+pub struct QueuedSends {
+    pipeline: SendPipeline,
+    /// Each request's outcome, where already known (refused before the store).
+    outcomes: Vec<Option<Result<Sent, ServiceError>>>,
+    /// Where each queued message's outcome goes, with its context.
+    slots: Vec<(usize, Arc<SendContext>)>,
+    queued: Option<storage::QueuedAppend>,
+    origin: Option<DeviceRef>,
+}
+
+impl std::fmt::Debug for QueuedSends {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueuedSends").field("requests", &self.outcomes.len()).finish_non_exhaustive()
+    }
+}
+
+impl QueuedSends {
+    /// Each request's outcome, in order, once the batch is written; the
+    /// new messages are published before this answers.
+    pub async fn outcomes(self) -> Vec<Result<Sent, ServiceError>> {
+        let Self { pipeline, mut outcomes, slots, queued, origin } = self;
+        if let Some(queued) = queued {
+            match queued.await {
+                Ok(appended) => {
+                    for ((index, context), appended) in slots.into_iter().zip(appended) {
+                        outcomes[index] = Some(match appended {
+                            Ok(appended) => pipeline.finish(appended, &context, origin).await,
+                            Err(error) => Err(error.into()),
+                        });
+                    }
+                }
+                Err(error) => {
+                    let failures = batch_failed(&error);
+                    for (index, _) in slots {
+                        outcomes[index] = Some(Err(failures()));
+                    }
+                }
+            }
+        }
+        // A backend answering fewer outcomes than requests would be a bug: say so, never panic.
+        let unanswered = || Err(ServiceError::Internal(StoreError::Worker("the store left a send unanswered".into())));
+        outcomes.into_iter().map(|outcome| outcome.unwrap_or_else(unanswered)).collect()
+    }
+}
+
 impl SendPipeline {
     pub fn new(store: Arc<dyn Store>, router: Arc<dyn Router>, limits: SendLimits) -> Self {
         Self {
@@ -269,9 +316,23 @@ impl SendPipeline {
         requests: Vec<NewMessage>,
         origin: Option<DeviceRef>,
     ) -> Vec<Result<Sent, ServiceError>> {
+        self.queue_many(requests, origin).await.outcomes().await
+    }
+
+    /// [`send_many`] in two steps: this answers once the batch is checked
+    /// and queued in the store behind every batch queued before it; the
+    /// [`QueuedSends`] it gives answers the outcomes once written and
+    /// published. A connection that queues batch after batch keeps its
+    /// sends in order (seqs, `message.new`) as long as it takes their
+    /// outcomes in the same order, without waiting for each commit before
+    /// reading its next frames.
+    ///
+    /// [`send_many`]: Self::send_many
+    pub async fn queue_many(&self, requests: Vec<NewMessage>, origin: Option<DeviceRef>) -> QueuedSends {
         // Scheduled messages take another path in the store: keep it simple and exact.
-        if requests.len() < 2 || requests.iter().any(|request| request.send_at.is_some()) {
-            return self.send_each(requests, origin).await;
+        if requests.iter().any(|request| request.send_at.is_some()) {
+            let outcomes = self.send_each(requests, origin).await.into_iter().map(Some).collect();
+            return QueuedSends { pipeline: self.clone(), outcomes, slots: Vec::new(), queued: None, origin };
         }
         let now = now_millis();
         let mut outcomes: Vec<Option<Result<Sent, ServiceError>>> = requests.iter().map(|_| None).collect();
@@ -302,25 +363,21 @@ impl SendPipeline {
                 Err(error) => outcomes[index] = Some(Err(error)),
             }
         }
-        match self.store.append_messages(batch).await {
-            Ok(appended) => {
-                for ((index, context), appended) in slots.into_iter().zip(appended) {
-                    outcomes[index] = Some(match appended {
-                        Ok(appended) => self.finish(appended, &context, origin).await,
-                        Err(error) => Err(error.into()),
-                    });
+        let queued = if batch.is_empty() {
+            None
+        } else {
+            match self.store.queue_messages(batch).await {
+                Ok(queued) => Some(queued),
+                Err(error) => {
+                    let failures = batch_failed(&error);
+                    for (index, _) in slots.drain(..) {
+                        outcomes[index] = Some(Err(failures()));
+                    }
+                    None
                 }
             }
-            Err(error) => {
-                let failures = batch_failed(&error);
-                for (index, _) in slots {
-                    outcomes[index] = Some(Err(failures()));
-                }
-            }
-        }
-        // A backend answering fewer outcomes than requests would be a bug: say so, never panic.
-        let unanswered = || Err(ServiceError::Internal(StoreError::Worker("the store left a send unanswered".into())));
-        outcomes.into_iter().map(|outcome| outcome.unwrap_or_else(unanswered)).collect()
+        };
+        QueuedSends { pipeline: self.clone(), outcomes, slots, queued, origin }
     }
 
     /// [`send_from`](Self::send_from) for each request in turn.

@@ -35,5 +35,6 @@ pub use scylla::{ScyllaConfig, ScyllaStore};
 pub use seq::SeqCounter;
 pub use sqlite::{SqliteConfig, SqliteStore};
 pub use store::{
-    AccountStore, ChatStore, ContactStore, FileStore, MessageStore, NotificationStore, PairStore, Store, StoreResult,
+    AccountStore, ChatStore, ContactStore, FileStore, MessageStore, NotificationStore, PairStore, QueuedAppend, Store,
+    StoreResult,
 };

@@ -11,6 +11,11 @@ use crate::model::{
 /// The result type of every store operation.
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// A batch of appends queued in the store: resolves to each message's
+/// outcome once the batch is written (the outer error: none was).
+pub type QueuedAppend =
+    std::pin::Pin<Box<dyn std::future::Future<Output = StoreResult<Vec<StoreResult<Appended>>>> + Send>>;
+
 /// Users, their credentials, refresh tokens and the access-token denylist.
 #[async_trait]
 pub trait AccountStore: Send + Sync + 'static {
@@ -193,6 +198,16 @@ pub trait MessageStore: Send + Sync + 'static {
             outcomes.push(self.append_message(message).await);
         }
         Ok(outcomes)
+    }
+
+    /// [`MessageStore::append_messages`] in two steps: this answers once
+    /// the batch is queued behind every write queued before it, and the
+    /// future it gives answers when the batch is written. A caller that
+    /// queues batch after batch keeps their order without waiting for each
+    /// to be written. A backend with no write queue writes the batch here.
+    async fn queue_messages(&self, messages: Vec<NewMessage>) -> StoreResult<QueuedAppend> {
+        let outcomes = self.append_messages(messages).await;
+        Ok(Box::pin(std::future::ready(outcomes)))
     }
 
     /// Appends a message with the next seq of its chat: the store is the

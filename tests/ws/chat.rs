@@ -268,3 +268,187 @@ async fn pipelined_sends_keep_their_order_and_their_own_outcomes() {
         assert_eq!((new.data["seq"].as_u64(), new.data["content"].as_str()), (Some(expected), Some(&*format!("m{n}"))));
     }
 }
+
+/// A server that lets a connection send far above a person's rate.
+async fn unthrottled() -> crate::harness::Server {
+    crate::harness::start_with(|config| {
+        config.commands_per_second = 10_000;
+        config.commands_per_user_per_second = 10_000;
+    })
+    .await
+}
+
+/// The first `count` `message.new` that `receiver` gets, as (content, seq),
+/// read in a task of their own so that the receiver never falls behind.
+fn collect_new(mut receiver: crate::harness::Client, count: usize) -> tokio::task::JoinHandle<Vec<(String, u64)>> {
+    tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while seen.len() < count {
+            let new = receiver.expect("message.new").await;
+            seen.push((new.data["content"].as_str().unwrap().to_owned(), new.data["seq"].as_u64().unwrap()));
+        }
+        seen
+    })
+}
+
+/// `count` sends to `chat` as JSON text frames, each with its own `id` and
+/// `client_message_id` (`{prefix}{n}`).
+fn sends(chat: i64, prefix: &str, count: usize) -> Vec<tokio_tungstenite::tungstenite::Message> {
+    (0..count)
+        .map(|n| {
+            let frame = json!({"type": "message.send", "id": format!("{prefix}{n}"),
+                "data": {"chat_id": chat, "content": format!("{prefix}{n}"), "client_message_id": format!("{prefix}{n}")}});
+            tokio_tungstenite::tungstenite::Message::Text(frame.to_string().into())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn pipelined_sends_keep_their_order_and_a_later_command_sees_them() {
+    const SENDS: usize = 600;
+    use futures_util::SinkExt;
+    let server = unthrottled().await;
+    let (alice, bob, chat) = server.pair("group").await;
+    let mut sender = server.connect(&alice).await;
+    // Another member gets every one, in order.
+    let delivered = collect_new(server.connect(&bob).await, SENDS);
+    // Far more than one read takes, and than the batches a connection
+    // keeps queued, written without waiting for any ack.
+    for frame in sends(chat, "p", SENDS) {
+        sender.socket.feed(frame).await.unwrap();
+    }
+    let sync = json!({"type": "sync", "id": "sync", "data": {"chat_id": chat, "after_seq": SENDS - 1}});
+    sender.socket.feed(tokio_tungstenite::tungstenite::Message::Text(sync.to_string().into())).await.unwrap();
+    sender.socket.flush().await.unwrap();
+
+    // Acks in the order of the sends, with seqs in that order; then the sync,
+    // which saw every one of them.
+    for n in 0..SENDS {
+        let ack = sender.reply(&format!("p{n}")).await;
+        assert_eq!(ack.kind, "message.ack", "{ack:?}");
+        assert_eq!(ack.data["message"]["content"], format!("p{n}"));
+        assert_eq!(ack.data["message"]["seq"].as_u64(), Some(n as u64 + 1), "{ack:?}");
+    }
+    let synced = sender.reply("sync").await;
+    assert_eq!(synced.kind, "sync.batch", "{synced:?}");
+    let last: Vec<_> = synced.data["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_u64()).collect();
+    assert_eq!(last, vec![Some(SENDS as u64)], "{synced:?}");
+    let expected: Vec<(String, u64)> = (0..SENDS).map(|n| (format!("p{n}"), n as u64 + 1)).collect();
+    assert_eq!(delivered.await.unwrap(), expected);
+}
+
+#[tokio::test]
+async fn sends_just_before_a_client_closes_still_reach_the_others() {
+    const SENDS: usize = 200;
+    use futures_util::{SinkExt, StreamExt};
+    let server = unthrottled().await;
+    let (alice, bob, chat) = server.pair("group").await;
+    let mut sender = server.connect(&alice).await;
+    let delivered = collect_new(server.connect(&bob).await, SENDS);
+    for frame in sends(chat, "h", SENDS) {
+        sender.socket.feed(frame).await.unwrap();
+    }
+    // Closes right after them, without waiting for a single ack (a client
+    // that closed reads no more data), and waits for the server's close.
+    sender.socket.close(None).await.unwrap();
+    let expected: Vec<(String, u64)> = (0..SENDS).map(|n| (format!("h{n}"), n as u64 + 1)).collect();
+    assert_eq!(delivered.await.unwrap(), expected);
+    let closed =
+        tokio::time::timeout(crate::harness::WAIT, async { while let Some(Ok(_)) = sender.socket.next().await {} });
+    assert!(closed.await.is_ok(), "the server did not end the connection");
+}
+
+#[tokio::test]
+async fn a_batching_connection_gets_events_that_leave_together_in_one_frame() {
+    const SENDS: usize = 300;
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let server = unthrottled().await;
+    let (alice, bob, chat) = server.pair("group").await;
+    let mut sender = server.connect(&alice).await;
+    let batched = format!("{}?batch=1", server.ws);
+    let mut receiver = connect_url(&batched, Some(&bob.token), None).await.unwrap();
+    // Its greeting is a frame like any other.
+    let Some(Ok(Message::Text(greeting))) = receiver.socket.next().await else { panic!("no greeting") };
+    assert_eq!(serde_json::from_str::<serde_json::Value>(greeting.as_str()).unwrap()["type"], "connect");
+
+    for frame in sends(chat, "b", SENDS) {
+        sender.socket.feed(frame).await.unwrap();
+    }
+    sender.socket.flush().await.unwrap();
+    let (mut contents, mut frames) = (Vec::new(), 0);
+    while contents.len() < SENDS {
+        let frame = tokio::time::timeout(crate::harness::WAIT, receiver.socket.next()).await.expect("no frame in time");
+        let Some(Ok(Message::Text(text))) = frame else { panic!("not a text frame: {frame:?}") };
+        frames += 1;
+        for line in text.as_str().split('\n') {
+            let event: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+            if event["type"] == "message.new" {
+                contents.push(event["data"]["content"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    assert_eq!(contents, (0..SENDS).map(|n| format!("b{n}")).collect::<Vec<_>>());
+    assert!(frames < SENDS, "{SENDS} events came in {frames} frames: none were packed");
+
+    // Replies to several commands read together are packed too, in order.
+    for n in 0..3 {
+        let ping = json!({"type": "ping", "id": format!("ping{n}"), "data": {}});
+        receiver.socket.feed(Message::Text(ping.to_string().into())).await.unwrap();
+    }
+    receiver.socket.flush().await.unwrap();
+    let mut refs = Vec::new();
+    while refs.len() < 3 {
+        let Some(Ok(Message::Text(text))) = receiver.socket.next().await else { panic!("no pong") };
+        for line in text.as_str().split('\n') {
+            let event: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(event["type"], "pong", "{event}");
+            refs.push(event["ref"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(refs, ["ping0", "ping1", "ping2"]);
+
+    for bad in ["yes", "", "2"] {
+        match connect_url(&format!("{}?batch={bad}", server.ws), Some(&bob.token), None).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 400, "batch={bad}");
+                let body: serde_json::Value =
+                    serde_json::from_slice(response.body().as_deref().unwrap_or_default()).unwrap();
+                assert!(body["error"].as_str().unwrap_or_default().contains("batch"), "{body}");
+            }
+            other => panic!("batch={bad} was let in: {:?}", other.map(|_| ())),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_batching_messagepack_connection_gets_values_back_to_back() {
+    const SENDS: usize = 200;
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let server = unthrottled().await;
+    let (alice, bob, chat) = server.pair("group").await;
+    let mut sender = server.connect(&alice).await;
+    let batched = format!("{}?batch=true", server.ws);
+    let mut receiver = connect_url(&batched, Some(&bob.token), Some("switchboard.msgpack")).await.unwrap();
+    assert!(receiver.binary);
+    for frame in sends(chat, "m", SENDS) {
+        sender.socket.feed(frame).await.unwrap();
+    }
+    sender.socket.flush().await.unwrap();
+    let (mut contents, mut frames) = (Vec::new(), 0);
+    while contents.len() < SENDS {
+        let frame = tokio::time::timeout(crate::harness::WAIT, receiver.socket.next()).await.expect("no frame in time");
+        let Some(Ok(Message::Binary(bytes))) = frame else { panic!("not a binary frame: {frame:?}") };
+        frames += 1;
+        let mut reader = &bytes[..];
+        while !reader.is_empty() {
+            let event: serde_json::Value = rmp_serde::from_read(&mut reader).unwrap();
+            if event["type"] == "message.new" {
+                contents.push(event["data"]["content"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    assert_eq!(contents, (0..SENDS).map(|n| format!("m{n}")).collect::<Vec<_>>());
+    assert!(frames < SENDS, "{SENDS} events came in {frames} frames: none were packed");
+}

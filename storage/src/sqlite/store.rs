@@ -21,7 +21,8 @@ use crate::model::{
     UserUpdate,
 };
 use crate::{
-    AccountStore, ChatStore, ContactStore, FileStore, MessageStore, NotificationStore, Store, StoreError, StoreResult,
+    AccountStore, ChatStore, ContactStore, FileStore, MessageStore, NotificationStore, QueuedAppend, Store, StoreError,
+    StoreResult,
 };
 
 mod accounts;

@@ -120,10 +120,24 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        self.queue(work).await?.await
+    }
+
+    /// Queues `work` behind every job queued before it and answers once it
+    /// is queued: the returned future resolves when its batch is durable.
+    /// Jobs run in the order they were queued.
+    pub(crate) async fn queue<T, F>(
+        &self,
+        work: F,
+    ) -> Result<impl Future<Output = Result<T, StoreError>> + Send + 'static, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
         let (caller, rx) = oneshot::channel();
         let job: Job = Box::new(Pending { work, caller });
         self.queue.send(Command::Run(job)).await.map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        Ok(async move { rx.await.map_err(|_| StoreError::Closed)? })
     }
 
     /// Drains the queue, makes everything durable and joins the thread.

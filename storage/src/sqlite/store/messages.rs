@@ -2,9 +2,9 @@
 
 use super::{
     Appended, ChatId, MESSAGE_COLUMNS, MESSAGE_VISIBLE, Message, MessageId, MessageQuery, MessageStore, Millis,
-    NewMessage, OptionalExtension, Reaction, SCHEDULED_SELECT, Seq, SqliteStore, StoreError, StoreResult, UserId,
-    append, async_trait, exec_cached, latest_visible, message_by_id, named_params, page_sql, params, params_from_iter,
-    release, rows, schedule, scheduled_by_id, unread,
+    NewMessage, OptionalExtension, QueuedAppend, Reaction, SCHEDULED_SELECT, Seq, SqliteStore, StoreError, StoreResult,
+    UserId, append, async_trait, exec_cached, latest_visible, message_by_id, named_params, page_sql, params,
+    params_from_iter, release, rows, schedule, scheduled_by_id, unread,
 };
 use crate::model::{ReceiptKind, ReceiptMark};
 
@@ -20,20 +20,22 @@ impl MessageStore for SqliteStore {
     /// the others.
     async fn append_messages(&self, messages: Vec<NewMessage>) -> StoreResult<Vec<StoreResult<Appended>>> {
         let ids = self.inner.ids.clone();
-        self.write(move |conn| {
-            let mut outcomes = Vec::with_capacity(messages.len());
-            for message in messages {
-                exec_cached(conn, "SAVEPOINT message")?;
-                let outcome = append(conn, &ids, message);
-                if outcome.is_err() {
-                    exec_cached(conn, "ROLLBACK TO message")?;
-                }
-                exec_cached(conn, "RELEASE message")?;
-                outcomes.push(outcome);
-            }
-            Ok(outcomes)
-        })
-        .await
+        self.write(move |conn| append_in_savepoints(conn, &ids, messages)).await
+    }
+
+    /// Queued on the writer: batches run in the order they were queued. A
+    /// single message needs no savepoint of its own (its job has one).
+    async fn queue_messages(&self, messages: Vec<NewMessage>) -> StoreResult<QueuedAppend> {
+        let ids = self.inner.ids.clone();
+        let mut messages = messages;
+        if messages.len() == 1
+            && let Some(message) = messages.pop()
+        {
+            let written = self.inner.writer.queue(move |conn| append(conn, &ids, message)).await?;
+            return Ok(Box::pin(async move { Ok(vec![written.await]) }));
+        }
+        let written = self.inner.writer.queue(move |conn| append_in_savepoints(conn, &ids, messages)).await?;
+        Ok(Box::pin(written))
     }
 
     async fn message(&self, id: MessageId) -> StoreResult<Option<Message>> {
@@ -298,4 +300,24 @@ fn insert_receipt(
     )?
     .execute(params![chat_id, user_id, kind.as_str(), seq, at])?;
     Ok(())
+}
+
+/// Appends `messages` in order, each in its own savepoint so one failing
+/// does not undo the others.
+fn append_in_savepoints(
+    conn: &rusqlite::Connection,
+    ids: &crate::IdGenerator,
+    messages: Vec<NewMessage>,
+) -> StoreResult<Vec<StoreResult<Appended>>> {
+    let mut outcomes = Vec::with_capacity(messages.len());
+    for message in messages {
+        exec_cached(conn, "SAVEPOINT message")?;
+        let outcome = append(conn, ids, message);
+        if outcome.is_err() {
+            exec_cached(conn, "ROLLBACK TO message")?;
+        }
+        exec_cached(conn, "RELEASE message")?;
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
 }
