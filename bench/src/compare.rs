@@ -358,6 +358,12 @@ const DURABILITY: &str = "switchboard: every acked message is in SQLite (WAL, sy
      is fsynced); centrifugo: the last 16 publications per channel in memory (history), lost on restart; \
      socketio and ceiling: nothing";
 
+/// How each system frames the events it sends.
+const FRAMING: &str = "switchboard's clients connect with `/ws?batch=1&echo=0`: the events that leave a connection \
+     together share one text frame, a line each, as Centrifugo's JSON protocol does by default, and a sender takes \
+     its own message from its ack instead of a second copy; switchboard-dating, socketio and ceiling send one event \
+     per frame, and centrifugo and socketio send a sender its own publication too";
+
 /// The Centrifugo release the peer is built from.
 const CENTRIFUGO_VERSION: &str = "6.9.1";
 
@@ -647,7 +653,7 @@ fn ratio_lines(table: &mut String, scenario: &str, rows: &[(&str, f64, bool)], t
 
 fn markdown(results: &[SystemResult], scenario: &serde_json::Value) -> String {
     let mut table = format!(
-        "Scenario: `{scenario}` on {} cores.\n\nDurability: {DURABILITY}.\n\n\
+        "Scenario: `{scenario}` on {} cores.\n\nDurability: {DURABILITY}.\n\nFraming: {FRAMING}.\n\n\
          | system | max deliveries/s | p50 at half max (ms) | p99 at half max (ms) | p99 at the common load (ms) | server RSS (MiB) | server CPU during max (s) | lost | duplicated | errors | disconnects |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
@@ -765,6 +771,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "phase_secs": secs,
         "warmup_secs": 2,
         "persistence": DURABILITY,
+        "framing": FRAMING,
     });
     let summary = serde_json::json!({
         "scenario": scenario,

@@ -16,7 +16,7 @@ use protocol::kinds;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Dialect {
-    /// Switchboard's gateway: `/ws?token=`, `message.send` / `message.ack` / `message.new`.
+    /// Switchboard's gateway: `/ws?token=&batch=1&echo=0`, `message.send` / `message.ack` / `message.new`.
     Switchboard,
     /// Engine.IO v4 over WebSocket with Socket.IO packets: auth in the
     /// CONNECT packet, a `join` per chat, `message.send` with an ack.
@@ -63,7 +63,9 @@ impl Dialect {
     pub fn ws_url(self, base: &str, token: &str, chat: i64) -> String {
         let ws = base.replacen("http", "ws", 1);
         match self {
-            Self::Switchboard => format!("{ws}/ws?token={token}"),
+            // Events that leave together arrive in one frame, a line each;
+            // a sender takes its own messages from their acks.
+            Self::Switchboard => format!("{ws}/ws?token={token}&batch=1&echo=0"),
             Self::SocketIo => format!("{ws}/socket.io/?EIO=4&transport=websocket"),
             Self::Ceiling => format!("{ws}/ws?room={chat}"),
             Self::Dating => format!("{ws}/v1?token={token}"),
