@@ -269,13 +269,23 @@ async fn pipelined_sends_keep_their_order_and_their_own_outcomes() {
     }
 }
 
-/// A server that lets a connection send far above a person's rate.
+/// A server that lets a connection send far above a person's rate, and
+/// queues more for a slow reader than a person's client would need: these
+/// tests are about order, and a debug-build client on a busy machine reads
+/// slowly.
 async fn unthrottled() -> crate::harness::Server {
     crate::harness::start_with(|config| {
         config.commands_per_second = 10_000;
         config.commands_per_user_per_second = 10_000;
+        config.outbound_queue = 8_192;
     })
     .await
+}
+
+/// `user`'s connection for a burst of sends: it takes its messages from
+/// their acks (`echo=0`), so that it is not sent every one twice.
+async fn bulk_sender(server: &crate::harness::Server, user: &crate::harness::User) -> crate::harness::Client {
+    greeted(connect_url(&format!("{}?echo=0", server.ws), Some(&user.token), None).await.unwrap()).await
 }
 
 /// The first `count` `message.new` that `receiver` gets, as (content, seq),
@@ -309,7 +319,7 @@ async fn pipelined_sends_keep_their_order_and_a_later_command_sees_them() {
     use futures_util::SinkExt;
     let server = unthrottled().await;
     let (alice, bob, chat) = server.pair("group").await;
-    let mut sender = server.connect(&alice).await;
+    let mut sender = bulk_sender(&server, &alice).await;
     // Another member gets every one, in order.
     let delivered = collect_new(server.connect(&bob).await, SENDS);
     // Far more than one read takes, and than the batches a connection
@@ -343,7 +353,7 @@ async fn sends_just_before_a_client_closes_still_reach_the_others() {
     use futures_util::{SinkExt, StreamExt};
     let server = unthrottled().await;
     let (alice, bob, chat) = server.pair("group").await;
-    let mut sender = server.connect(&alice).await;
+    let mut sender = bulk_sender(&server, &alice).await;
     let delivered = collect_new(server.connect(&bob).await, SENDS);
     for frame in sends(chat, "h", SENDS) {
         sender.socket.feed(frame).await.unwrap();
@@ -365,7 +375,7 @@ async fn a_batching_connection_gets_events_that_leave_together_in_one_frame() {
     use tokio_tungstenite::tungstenite::Message;
     let server = unthrottled().await;
     let (alice, bob, chat) = server.pair("group").await;
-    let mut sender = server.connect(&alice).await;
+    let mut sender = bulk_sender(&server, &alice).await;
     let batched = format!("{}?batch=1", server.ws);
     let mut receiver = connect_url(&batched, Some(&bob.token), None).await.unwrap();
     // Its greeting is a frame like any other.
@@ -428,7 +438,7 @@ async fn a_batching_messagepack_connection_gets_values_back_to_back() {
     use tokio_tungstenite::tungstenite::Message;
     let server = unthrottled().await;
     let (alice, bob, chat) = server.pair("group").await;
-    let mut sender = server.connect(&alice).await;
+    let mut sender = bulk_sender(&server, &alice).await;
     let batched = format!("{}?batch=true", server.ws);
     let mut receiver = connect_url(&batched, Some(&bob.token), Some("switchboard.msgpack")).await.unwrap();
     assert!(receiver.binary);
