@@ -31,6 +31,9 @@ pub(crate) fn backlog(conn: &Connection) -> Result<i64, StoreError> {
 /// Indexes up to [`STEP_ROWS`] queued rows in one transaction; answers how
 /// many rows are still queued.
 pub(crate) fn index_step(conn: &Connection) -> Result<i64, StoreError> {
+    // A write that arrives during a step waits for it: its length is a
+    // latency any send can see.
+    let started = std::time::Instant::now();
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let indexed = (|| {
         let last: Option<i64> = conn
@@ -48,6 +51,7 @@ pub(crate) fn index_step(conn: &Connection) -> Result<i64, StoreError> {
     match indexed {
         Ok(rows) => {
             conn.execute_batch("COMMIT")?;
+            metrics::histogram!("switchboard_store_fts_step_seconds").record(started.elapsed().as_secs_f64());
             metrics::counter!("switchboard_store_fts_indexed_total").increment(rows as u64);
             let left = backlog(conn)?;
             metrics::gauge!("switchboard_store_fts_backlog").set(left as f64);
