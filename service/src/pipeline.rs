@@ -198,12 +198,7 @@ impl QueuedSends {
                         });
                     }
                 }
-                Err(error) => {
-                    let failures = batch_failed(&error);
-                    for (index, _) in slots {
-                        outcomes[index] = Some(Err(failures()));
-                    }
-                }
+                Err(error) => fail_batch(&mut outcomes, &slots, &error),
             }
         }
         // A backend answering fewer outcomes than requests would be a bug: say so, never panic.
@@ -369,10 +364,8 @@ impl SendPipeline {
             match self.store.queue_messages(batch).await {
                 Ok(queued) => Some(queued),
                 Err(error) => {
-                    let failures = batch_failed(&error);
-                    for (index, _) in slots.drain(..) {
-                        outcomes[index] = Some(Err(failures()));
-                    }
+                    fail_batch(&mut outcomes, &slots, &error);
+                    slots.clear();
                     None
                 }
             }
@@ -676,6 +669,19 @@ pub fn audience(chat: &storage::model::Chat, members: &[Member]) -> protocol::di
 
 /// Errors for every send of a batch the store refused as a whole: the same
 /// meaning for each (a `StoreError` is not `Clone`), logged once.
+/// Every queued send of a batch the store refused as a whole fails with
+/// the same error.
+fn fail_batch(
+    outcomes: &mut [Option<Result<Sent, ServiceError>>],
+    slots: &[(usize, Arc<SendContext>)],
+    error: &StoreError,
+) {
+    let failures = batch_failed(error);
+    for (index, _) in slots {
+        outcomes[*index] = Some(Err(failures()));
+    }
+}
+
 fn batch_failed(error: &StoreError) -> impl Fn() -> ServiceError {
     let closed = matches!(error, StoreError::Closed);
     if !closed {
