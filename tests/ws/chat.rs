@@ -73,17 +73,7 @@ async fn a_connection_without_echo_gets_its_message_in_the_ack_only() {
     bobs.reply(&id).await;
     assert_eq!(alice_phone.expect("message.new").await.data["content"], "to alice");
 
-    for bad in ["maybe", "", "00"] {
-        match connect_url(&format!("{}?echo={bad}", server.ws), Some(&alice.token), None).await {
-            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-                assert_eq!(response.status(), 400, "echo={bad}");
-                let body: serde_json::Value =
-                    serde_json::from_slice(response.body().as_deref().unwrap_or_default()).unwrap();
-                assert!(body["error"].as_str().unwrap_or_default().contains("echo"), "{body}");
-            }
-            other => panic!("echo={bad} was let in: {:?}", other.map(|_| ())),
-        }
-    }
+    refuses_flag_values(&server, &alice, "echo", &["maybe", "", "00"]).await;
 }
 
 #[tokio::test]
@@ -269,6 +259,22 @@ async fn pipelined_sends_keep_their_order_and_their_own_outcomes() {
     }
 }
 
+/// Asserts that `/ws?{name}=` with each of `bad` is refused before the
+/// upgrade with 400, in seed 002's envelope, naming the parameter.
+async fn refuses_flag_values(server: &crate::harness::Server, user: &crate::harness::User, name: &str, bad: &[&str]) {
+    for bad in bad {
+        match connect_url(&format!("{}?{name}={bad}", server.ws), Some(&user.token), None).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 400, "{name}={bad}");
+                let body: serde_json::Value =
+                    serde_json::from_slice(response.body().as_deref().unwrap_or_default()).unwrap();
+                assert!(body["error"].as_str().unwrap_or_default().contains(name), "{body}");
+            }
+            other => panic!("{name}={bad} was let in: {:?}", other.map(|_| ())),
+        }
+    }
+}
+
 /// A server that lets a connection send far above a person's rate, and
 /// queues more for a slow reader than a person's client would need: these
 /// tests are about order, and a debug-build client on a busy machine reads
@@ -418,17 +424,7 @@ async fn a_batching_connection_gets_events_that_leave_together_in_one_frame() {
     }
     assert_eq!(refs, ["ping0", "ping1", "ping2"]);
 
-    for bad in ["yes", "", "2"] {
-        match connect_url(&format!("{}?batch={bad}", server.ws), Some(&bob.token), None).await {
-            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-                assert_eq!(response.status(), 400, "batch={bad}");
-                let body: serde_json::Value =
-                    serde_json::from_slice(response.body().as_deref().unwrap_or_default()).unwrap();
-                assert!(body["error"].as_str().unwrap_or_default().contains("batch"), "{body}");
-            }
-            other => panic!("batch={bad} was let in: {:?}", other.map(|_| ())),
-        }
-    }
+    refuses_flag_values(&server, &bob, "batch", &["yes", "", "2"]).await;
 }
 
 #[tokio::test]
