@@ -3,7 +3,7 @@
 //! full is closed as a slow consumer rather than allowed to grow memory.
 
 use protocol::time::now_millis;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio_util::sync::CancellationToken;
 
@@ -12,6 +12,11 @@ use router::Delivery;
 use crate::codec::SharedMessages;
 use crate::registry::Registry;
 use crate::{Gateway, close_codes};
+
+/// Deliveries taken from the router in one turn of this task before it
+/// yields: enough to keep up with thousands of connections publishing in
+/// one scheduling round, few enough not to hold a worker thread for long.
+const DRAIN_PER_TURN: usize = 1024;
 
 pub(crate) async fn run(gateway: Gateway, shutdown: CancellationToken) {
     let mut deliveries = gateway.inner.services.router().subscribe();
@@ -30,22 +35,45 @@ pub(crate) async fn run(gateway: Gateway, shutdown: CancellationToken) {
                 continue;
             }
         };
-        let delivery = match delivery {
-            Ok(delivery) => delivery,
-            Err(RecvError::Lagged(missed)) => {
-                // Events were lost on this node: every client must resync.
-                tracing::warn!(missed, "fan-out lagged behind the router; asking clients to resync");
-                metrics::counter!("switchboard_ws_fanout_lagged_total").increment(missed);
-                ask_everyone_to_resync(&gateway.inner.registry);
-                continue;
+        if !take(&gateway, delivery) {
+            return;
+        }
+        // `recv` spends the task's cooperative budget (128 a turn), and a
+        // node with thousands of busy connections gives this task a turn
+        // once per round: what is already queued is taken now.
+        for _ in 0..DRAIN_PER_TURN {
+            let queued = match deliveries.try_recv() {
+                Ok(delivery) => Ok(delivery),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Lagged(missed)) => Err(RecvError::Lagged(missed)),
+                Err(TryRecvError::Closed) => Err(RecvError::Closed),
+            };
+            if !take(&gateway, queued) {
+                return;
             }
-            Err(RecvError::Closed) => return,
-        };
-        let started = now_millis();
-        let delivered = deliver(&gateway.inner.registry, &delivery, gateway.inner.config.node_id);
-        metrics::counter!("switchboard_ws_deliveries_total", "type" => delivery.frame.kind()).increment(delivered);
-        metrics::histogram!("switchboard_ws_fanout_seconds").record((now_millis() - started) as f64 / 1000.0);
+        }
     }
+}
+
+/// Delivers one delivery read from the router, or has every client resync
+/// when deliveries were missed; answers false once the router is gone.
+fn take(gateway: &Gateway, delivery: Result<std::sync::Arc<Delivery>, RecvError>) -> bool {
+    let delivery = match delivery {
+        Ok(delivery) => delivery,
+        Err(RecvError::Lagged(missed)) => {
+            // Events were lost on this node: every client must resync.
+            tracing::warn!(missed, "fan-out lagged behind the router; asking clients to resync");
+            metrics::counter!("switchboard_ws_fanout_lagged_total").increment(missed);
+            ask_everyone_to_resync(&gateway.inner.registry);
+            return true;
+        }
+        Err(RecvError::Closed) => return false,
+    };
+    let started = now_millis();
+    let delivered = deliver(&gateway.inner.registry, &delivery, gateway.inner.config.node_id);
+    metrics::counter!("switchboard_ws_deliveries_total", "type" => delivery.frame.kind()).increment(delivered);
+    metrics::histogram!("switchboard_ws_fanout_seconds").record((now_millis() - started) as f64 / 1000.0);
+    true
 }
 
 /// Resolves when the router's resync counter moves (true) or can no longer

@@ -5,11 +5,10 @@ use std::sync::Arc;
 
 use protocol::ErrorCode;
 use protocol::time::now_millis;
-use router::{Delivery, LocalRouter, Router};
+use router::{LocalRouter, Router};
 use service::{ServiceConfig, Services};
 use storage::model::{NewChat, NewUser, UserId};
 use storage::{SqliteConfig, SqliteStore, Store};
-use tokio::sync::broadcast;
 
 use crate::{Gateway, GatewayConfig, TokenVerifier};
 
@@ -32,7 +31,7 @@ impl TokenVerifier for NoTokens {
 
 pub(crate) struct Fixture {
     pub(crate) gateway: Gateway,
-    pub(crate) events: broadcast::Receiver<Arc<Delivery>>,
+    pub(crate) events: router::Subscription,
     pub(crate) alice: UserId,
     pub(crate) bob: UserId,
     pub(crate) chat: i64,

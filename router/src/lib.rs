@@ -17,15 +17,17 @@
 //! The use cases that publish (sending, reading, calls) live in the
 //! `service` crate.
 
+mod bus;
 pub mod calls;
 mod lease;
 mod presence;
 pub mod redis;
 mod router;
 
+pub use bus::{BACKPRESSURE_AT, MAX_PUBLISH_WAIT, ROUTER_CAPACITY, Subscription};
 pub use calls::{CallRegistry, DeviceRef, LocalCalls};
 pub use lease::{Lease, SoleLease};
 pub use presence::{
     Here, LocalPresence, NodeReport, PRESENCE_CHANGES_CAPACITY, PresenceChange, PresenceError, PresenceRegistry,
 };
-pub use router::{Delivery, Devices, LocalRouter, ROUTER_CAPACITY, Router, RouterError};
+pub use router::{Delivery, Devices, LocalRouter, Router, RouterError};

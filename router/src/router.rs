@@ -1,5 +1,3 @@
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use bytes::Bytes;
 use protocol::dialect::Audience;
@@ -7,7 +5,9 @@ use protocol::time::Millis;
 use protocol::{Encoding, Frame, ServerEvent};
 use serde::{Deserialize, Serialize};
 use storage::model::UserId;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
+
+use crate::bus::{Bus, Subscription};
 
 /// An event and the users who should receive it (every device of each,
 /// unless `devices` narrows it). The event travels as a [`Frame`]: encoded
@@ -111,9 +111,10 @@ pub trait Router: Send + Sync + 'static {
     async fn publish(&self, delivery: Delivery) -> Result<(), RouterError>;
 
     /// A new subscription receiving every delivery published from now on.
-    /// A subscriber that falls [`ROUTER_CAPACITY`] deliveries behind gets
+    /// Publishers wait (briefly) while a subscriber is far behind; one that
+    /// falls [`crate::ROUTER_CAPACITY`] deliveries behind all the same gets
     /// `RecvError::Lagged` and must resync its clients from the store.
-    fn subscribe(&self) -> broadcast::Receiver<Arc<Delivery>>;
+    fn subscribe(&self) -> Subscription;
 
     /// A counter that moves each time this node may have missed deliveries
     /// meant for it (its cluster subscription was lost and came back): its
@@ -123,22 +124,10 @@ pub trait Router: Send + Sync + 'static {
     }
 }
 
-/// How many deliveries a subscriber may fall behind before it lags.
-pub const ROUTER_CAPACITY: usize = 16_384;
-
-/// The in-process router of a single node: one broadcast channel. Cheap
-/// to clone.
-#[derive(Debug, Clone)]
+/// The in-process router of a single node: one [`Bus`]. Cheap to clone.
+#[derive(Debug, Clone, Default)]
 pub struct LocalRouter {
-    /// Bounded: a slow subscriber lags (and resyncs) instead of making
-    /// memory grow; publishers never wait.
-    sender: broadcast::Sender<Arc<Delivery>>,
-}
-
-impl Default for LocalRouter {
-    fn default() -> Self {
-        Self { sender: broadcast::channel(ROUTER_CAPACITY).0 }
-    }
+    bus: Bus,
 }
 
 impl LocalRouter {
@@ -151,14 +140,12 @@ impl LocalRouter {
 impl Router for LocalRouter {
     async fn publish(&self, delivery: Delivery) -> Result<(), RouterError> {
         metrics::counter!("switchboard_router_published_total", "type" => delivery.frame.kind()).increment(1);
-        // No subscriber (no gateway yet, or none connected) is not an error:
-        // the store holds the message and clients sync it.
-        let _ = self.sender.send(Arc::new(delivery));
+        self.bus.send(delivery).await;
         Ok(())
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<Arc<Delivery>> {
-        self.sender.subscribe()
+    fn subscribe(&self) -> Subscription {
+        self.bus.subscribe()
     }
 }
 

@@ -8,7 +8,6 @@ use router::{LocalRouter, Router};
 use service::{Retries, SendLimits, SendPipeline, ServiceError};
 use storage::model::{ChatKind, ContactUpdate, MessageKind, NewChat, NewMessage, NewUser};
 use storage::{SqliteConfig, SqliteStore};
-use tokio::sync::broadcast::Receiver;
 
 /// A text message; the pipeline stamps its time.
 fn text(chat: i64, sender: i64, content: impl Into<String>) -> NewMessage {
@@ -18,7 +17,7 @@ fn text(chat: i64, sender: i64, content: impl Into<String>) -> NewMessage {
 struct World {
     store: SqliteStore,
     pipeline: SendPipeline,
-    deliveries: Receiver<Arc<router::Delivery>>,
+    deliveries: router::Subscription,
     dir: tempfile::TempDir,
 }
 

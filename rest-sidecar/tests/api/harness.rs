@@ -6,10 +6,9 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use rest_sidecar::{SidecarConfig, SidecarState};
-use router::{Delivery, LocalRouter, Router};
+use router::{LocalRouter, Router, Subscription};
 use serde_json::{Value, json};
 use storage::{SqliteConfig, SqliteStore};
-use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) const SECRET: &[u8] = b"test secret of at least 32 bytes!!";
@@ -19,7 +18,7 @@ pub(crate) const SERVER_KEY: &str = "test-server-api-key";
 pub(crate) struct Server {
     pub(crate) base: String,
     pub(crate) http: reqwest::Client,
-    pub(crate) events: broadcast::Receiver<Arc<Delivery>>,
+    pub(crate) events: Subscription,
     pub(crate) store: SqliteStore,
     shutdown: CancellationToken,
     pub(crate) dir: tempfile::TempDir,

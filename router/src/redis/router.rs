@@ -20,12 +20,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use storage::model::UserId;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::scripts::SCRIPTS;
 use super::{RedisConnection, Retry};
-use crate::router::{Delivery, ROUTER_CAPACITY, Router, RouterError};
+use crate::bus::{Bus, Subscription};
+use crate::router::{Delivery, Router, RouterError};
 
 /// First wait before resubscribing after the pub/sub connection is lost;
 /// doubled per failed attempt up to [`MAX_BACKOFF`].
@@ -54,8 +55,9 @@ pub struct RedisRouter {
     /// To the publisher task, which keeps publishes in order without
     /// making the sender wait for Redis.
     outbox: mpsc::Sender<Outgoing>,
-    /// This node's subscribers. Bounded: a slow subscriber lags and resyncs.
-    local: broadcast::Sender<Arc<Delivery>>,
+    /// This node's subscribers. Bounded: publishers wait while a
+    /// subscriber is far behind, and one that stays behind lags and resyncs.
+    local: Bus,
     /// Bumped each time the node's subscription came back after a loss.
     resyncs: Arc<watch::Sender<u64>>,
 }
@@ -70,7 +72,7 @@ impl RedisRouter {
     pub fn new(redis: RedisConnection) -> Self {
         let (outbox, queued) = mpsc::channel(OUTBOX_CAPACITY);
         tokio::spawn(publish(redis.clone(), queued));
-        Self { redis, outbox, local: broadcast::channel(ROUTER_CAPACITY).0, resyncs: Arc::new(watch::channel(0).0) }
+        Self { redis, outbox, local: Bus::default(), resyncs: Arc::new(watch::channel(0).0) }
     }
 
     fn channel(&self) -> String {
@@ -147,7 +149,9 @@ impl RedisRouter {
             match Delivery::from_wire(message.get_payload_bytes()) {
                 Ok(delivery) => {
                     metrics::counter!("switchboard_router_received_total").increment(1);
-                    let _ = self.local.send(Arc::new(delivery));
+                    // Waits while the gateway is far behind: the pub/sub
+                    // connection then backs up in Redis.
+                    self.local.send(delivery).await;
                 }
                 Err(error) => {
                     metrics::counter!("switchboard_router_undecodable_total").increment(1);
@@ -203,7 +207,7 @@ impl Router for RedisRouter {
         let payload = delivery.to_wire()?;
         let outgoing = Outgoing { recipients: delivery.recipients.clone(), payload };
         // Local subscribers first: they need nothing from Redis.
-        let _ = self.local.send(Arc::new(delivery));
+        self.local.send(delivery).await;
         if outgoing.recipients.is_empty() {
             return Ok(());
         }
@@ -227,7 +231,7 @@ impl Router for RedisRouter {
         }
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<Arc<Delivery>> {
+    fn subscribe(&self) -> Subscription {
         self.local.subscribe()
     }
 
