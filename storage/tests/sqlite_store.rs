@@ -64,6 +64,39 @@ async fn search_index_catches_up_and_follows_edits() {
     store.shutdown().await.unwrap();
 }
 
+/// Enough indexing steps that the index's segments are merged many times
+/// over (each step merges a share itself; FTS5's own bursts are off).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_stays_exact_across_many_merging_index_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, user, chat) = setup(dir.path()).await;
+    let mut needles = 0;
+    for batch in 0..40 {
+        let texts = (0..500).map(|n| {
+            let n = batch * 500 + n;
+            if n % 250 == 3 {
+                needles += 1;
+                format!("needle {n}")
+            } else {
+                format!("hay {n} {}", n * 7919 % 10_007)
+            }
+        });
+        let batch: Vec<NewMessage> = texts.map(|text| NewMessage::text(chat, user, text, now_millis())).collect();
+        for appended in store.append_messages(batch).await.unwrap() {
+            appended.unwrap();
+        }
+    }
+    eventually(Duration::from_secs(120), || async { store.search_backlog().await.unwrap() == 0 }).await;
+    let found = store
+        .messages(chat, MessageQuery { search: Some("needle".into()), ..MessageQuery::latest(500, now_millis() + 1) })
+        .await
+        .unwrap();
+    assert_eq!(found.len(), needles, "every needle, from the first step to the last");
+    assert!(found.iter().all(|message| message.content.starts_with("needle ")));
+    assert_eq!(store.messages(chat, search("hay 19999 ")).await.unwrap().len(), 1);
+    store.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_survives_a_clean_reopen() {
     let dir = tempfile::tempdir().unwrap();

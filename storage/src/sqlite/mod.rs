@@ -47,6 +47,7 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         M::up(include_str!("migrations/006_server_api.sql")),
         M::up(include_str!("migrations/007_pairs.sql")),
         M::up(include_str!("migrations/008_group_invites.sql")),
+        M::up(include_str!("migrations/009_fts_merge_steps.sql")),
     ])
 });
 

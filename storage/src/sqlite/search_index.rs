@@ -3,7 +3,10 @@
 //! empty, or after a batch when the backlog has grown past
 //! [`BACKLOG_HIGH_WATER`], so that sustained load still makes progress.
 //! Each step is its own short transaction, which keeps the stall a queued
-//! write can see behind it small.
+//! write can see behind it small. For the same reason FTS5's automatic
+//! merging is off (migration 009): each step merges [`MERGE_PAGES`] pages
+//! of the index's segments, an even share of the work instead of a burst
+//! every few dozen steps.
 
 use rusqlite::{Connection, params};
 
@@ -11,6 +14,12 @@ use crate::StoreError;
 
 /// Rows indexed per step: a few milliseconds of work.
 pub(crate) const STEP_ROWS: i64 = 256;
+/// Index pages merged per step. A step writes 3-4 leaf pages (about 75
+/// short messages fit in one) and every page is rewritten once per level
+/// of the index (5-7 levels for millions of rows), so this keeps up with
+/// a margin; a level that still collects 16 segments is merged at once by
+/// FTS5 itself (its crisis merge).
+pub(crate) const MERGE_PAGES: i64 = 32;
 /// Past this many queued rows, the writer indexes a step after every batch
 /// even while writes keep arriving. Below it, a burst of writes runs at
 /// full speed and the index catches up when the burst ends; search scans
@@ -46,6 +55,8 @@ pub(crate) fn index_step(conn: &Connection) -> Result<i64, StoreError> {
         )?
         .execute([last])?;
         let rows = conn.prepare_cached("DELETE FROM fts_pending WHERE pos <= ?1")?.execute(params![last])?;
+        conn.prepare_cached("INSERT INTO messages_fts(messages_fts, rank) VALUES('merge', ?1)")?
+            .execute([MERGE_PAGES])?;
         Ok::<_, StoreError>(rows)
     })();
     match indexed {
