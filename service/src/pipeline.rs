@@ -667,32 +667,23 @@ pub fn audience(chat: &storage::model::Chat, members: &[Member]) -> protocol::di
     protocol::dialect::Audience { private_pair }
 }
 
-/// Errors for every send of a batch the store refused as a whole: the same
-/// meaning for each (a `StoreError` is not `Clone`), logged once.
-/// Every queued send of a batch the store refused as a whole fails with
-/// the same error.
+/// Fails every queued send of a batch the store refused as a whole with
+/// the same meaning (a `StoreError` is not `Clone`), logged once.
 fn fail_batch(
     outcomes: &mut [Option<Result<Sent, ServiceError>>],
     slots: &[(usize, Arc<SendContext>)],
     error: &StoreError,
 ) {
-    let failures = batch_failed(error);
-    for (index, _) in slots {
-        outcomes[*index] = Some(Err(failures()));
-    }
-}
-
-fn batch_failed(error: &StoreError) -> impl Fn() -> ServiceError {
     let closed = matches!(error, StoreError::Closed);
     if !closed {
         tracing::error!(%error, "store refused a batch of sends");
     }
     let detail = error.to_string();
-    move || {
-        if closed {
+    for (index, _) in slots {
+        outcomes[*index] = Some(Err(if closed {
             ServiceError::Unavailable("the store is shutting down; retry".into())
         } else {
             ServiceError::Internal(StoreError::Worker(detail.clone()))
-        }
+        }));
     }
 }
