@@ -138,6 +138,53 @@ async fn reads_proceed_while_writes_stream() {
     store.shutdown().await.unwrap();
 }
 
+/// Under writes that never pause, the WAL still starts over from its
+/// beginning, again and again: the checkpoint sequence number in its
+/// header (bytes 12..16) counts the start-overs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_starts_over_while_writes_never_pause() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SqliteConfig { wal_restart_pages: 256, ..SqliteConfig::new(dir.path()) };
+    let store = SqliteStore::open(&config).unwrap();
+    let user = store
+        .create_user(NewUser { phone: "1".into(), created_at: now_millis(), ..NewUser::default() })
+        .await
+        .unwrap()
+        .id;
+    let chat = store.create_chat(NewChat::group(user, "g", vec![], now_millis())).await.unwrap().0.id;
+    let wal = dir.path().join(format!("{}-wal", storage::sqlite::DATABASE_FILE));
+    let start_overs = || {
+        std::fs::read(&wal)
+            .ok()
+            .filter(|header| header.len() >= 16)
+            .map(|header| u32::from_be_bytes([header[12], header[13], header[14], header[15]]))
+    };
+    // Eight senders keep the writer's queue from ever running dry; each
+    // message takes most of a page of the WAL.
+    let text = "lorem ipsum ".repeat(250);
+    let senders: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, text) = (store.clone(), text.clone());
+            tokio::spawn(async move {
+                for _ in 0..1_500 {
+                    store.append_message(NewMessage::text(chat, user, text.clone(), now_millis())).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut seen = std::collections::BTreeSet::new();
+    while senders.iter().any(|sender| !sender.is_finished()) {
+        seen.extend(start_overs());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    assert!(seen.len() >= 3, "the WAL started over too rarely while 36 MB went through it: {seen:?}");
+    assert_eq!(store.max_seq(chat).await.unwrap(), 12_000);
+    store.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_messages_are_erased_from_disk() {
     let dir = tempfile::tempdir().unwrap();

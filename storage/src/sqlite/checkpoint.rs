@@ -1,8 +1,15 @@
 //! WAL checkpoints on their own thread. A PASSIVE checkpoint from a second
 //! connection runs beside the writer without taking its lock, so copying
 //! the WAL back into the database (and that fsync) never stalls an append.
-//! The same tick nudges the writer, so that time-driven background work
-//! (erasing expired messages) runs even when no write arrives.
+//! While writes keep coming it checkpoints every [`BUSY_INTERVAL`], so
+//! that each pass is short and little is ever left uncopied. Once the WAL
+//! is [`RESTART_PAGES`] long (by default) and a pass has copied all it saw,
+//! the writer copies the few frames appended meanwhile itself, and its next
+//! transaction writes the WAL from the beginning again. (Left alone, the
+//! WAL would grow until the writer's own automatic checkpoint copied a
+//! backlog of thousands of pages while every write waited.)
+//! Every [`INTERVAL`] it nudges the writer, so that time-driven background
+//! work (erasing expired messages) runs even when no write arrives.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -13,8 +20,14 @@ use std::time::{Duration, Instant};
 use super::writer::Nudger;
 use crate::StoreError;
 
-/// How often the checkpointer runs.
+/// How often the checkpointer runs when nothing is being written.
 const INTERVAL: Duration = Duration::from_millis(500);
+/// How often it runs while the last pass found frames to copy.
+const BUSY_INTERVAL: Duration = Duration::from_millis(20);
+/// The default WAL length (pages) from which the writer is asked to finish
+/// a checkpoint so that the WAL starts over: 64 MiB. Each start-over holds
+/// writes for about one fsync of the database file.
+pub(crate) const RESTART_PAGES: i64 = 16_384;
 
 /// The writer's own automatic checkpoint, as a safety net only (pages):
 /// if the checkpointer ever falls behind badly, the WAL still stops
@@ -34,27 +47,41 @@ impl std::fmt::Debug for Checkpointer {
 }
 
 impl Checkpointer {
-    pub(crate) fn spawn(path: &Path, writer: Nudger) -> Result<Self, StoreError> {
+    pub(crate) fn spawn(path: &Path, writer: Nudger, restart_pages: i64) -> Result<Self, StoreError> {
         let conn = rusqlite::Connection::open(path)?;
         super::configure(&conn)?;
         // One message ever: the stop.
         let (stop, stopped) = mpsc::sync_channel::<()>(1);
         let thread = std::thread::Builder::new().name("sqlite-checkpoint".into()).spawn(move || {
-            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(INTERVAL) {
+            // A first pass soon: writes may be arriving already.
+            let mut wait = BUSY_INTERVAL;
+            let mut nudged = Instant::now();
+            // Frames already copied when the last pass ended.
+            let mut backfilled = 0;
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(wait) {
                 let started = Instant::now();
+                wait = INTERVAL;
                 match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
                     Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
                 }) {
                     Ok((wal_pages, copied)) => {
                         metrics::gauge!("switchboard_store_wal_pages").set(wal_pages as f64);
-                        if copied > 0 {
+                        if copied != backfilled {
                             metrics::histogram!("switchboard_store_checkpoint_seconds")
                                 .record(started.elapsed().as_secs_f64());
+                            wait = BUSY_INTERVAL;
+                            if copied == wal_pages && wal_pages >= restart_pages {
+                                writer.restart_wal();
+                            }
                         }
+                        backfilled = copied;
                     }
                     Err(error) => tracing::warn!(%error, "WAL checkpoint failed"),
                 }
-                writer.nudge();
+                if nudged.elapsed() >= INTERVAL {
+                    writer.nudge();
+                    nudged = Instant::now();
+                }
             }
         })?;
         Ok(Self { stop: Mutex::new(Some(stop)), thread: Mutex::new(Some(thread)) })

@@ -66,12 +66,23 @@ pub struct SqliteConfig {
     /// opening it is refused) and keeps what sends read in memory, since
     /// it sees every write. When `true`, every send reads the file.
     pub shared: bool,
+    /// The WAL length, in 4 KiB pages, from which the WAL is made to start
+    /// over from its beginning (see the `checkpoint` module). Smaller
+    /// keeps the WAL file smaller at the cost of a brief hold on writes
+    /// more often.
+    pub wal_restart_pages: i64,
 }
 
 impl SqliteConfig {
     /// Defaults for a single-process server in `data_dir`.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        Self { data_dir: data_dir.into(), node_id: 0, readers: 4, shared: false }
+        Self {
+            data_dir: data_dir.into(),
+            node_id: 0,
+            readers: 4,
+            shared: false,
+            wal_restart_pages: checkpoint::RESTART_PAGES,
+        }
     }
 }
 
@@ -133,7 +144,7 @@ impl SqliteStore {
             None => Box::new(|| {}),
         };
         let writer = Writer::spawn(conn, Box::new(background_work), ended)?;
-        let checkpointer = Checkpointer::spawn(&path, writer.nudger())?;
+        let checkpointer = Checkpointer::spawn(&path, writer.nudger(), config.wal_restart_pages)?;
         tracing::info!(path = %path.display(), node_id = config.node_id, shared = config.shared, "sqlite store open");
         Ok(Self {
             inner: Arc::new(Inner {

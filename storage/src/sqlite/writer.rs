@@ -5,7 +5,8 @@
 //! durable write.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -91,6 +92,9 @@ enum Command {
 /// Handle to the writer thread.
 pub(crate) struct Writer {
     queue: mpsc::Sender<Command>,
+    /// Set by the checkpointer: checkpoint on this connection before the
+    /// next batch (see [`Nudger::restart_wal`]).
+    checkpoint_due: Arc<AtomicBool>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -108,10 +112,12 @@ impl Writer {
     /// transaction, before its callers hear of it.
     pub(crate) fn spawn(conn: Connection, background: Background, ended: Ended) -> std::io::Result<Self> {
         let (queue, rx) = mpsc::channel(WRITE_QUEUE_DEPTH);
+        let checkpoint_due = Arc::new(AtomicBool::new(false));
+        let due = Arc::clone(&checkpoint_due);
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(&conn, rx, background, ended))?;
-        Ok(Self { queue, thread: Mutex::new(Some(thread)) })
+            .spawn(move || writer_loop(&conn, rx, &due, background, ended))?;
+        Ok(Self { queue, checkpoint_due, thread: Mutex::new(Some(thread)) })
     }
 
     /// Runs `work` in the next batch and resolves once that batch is durable.
@@ -164,7 +170,7 @@ impl Writer {
 
     /// A handle that wakes the writer for time-driven background work.
     pub(crate) fn nudger(&self) -> Nudger {
-        Nudger(self.queue.clone())
+        Nudger { queue: self.queue.clone(), checkpoint_due: Arc::clone(&self.checkpoint_due) }
     }
 
     pub(crate) fn queued(&self) -> usize {
@@ -172,15 +178,30 @@ impl Writer {
     }
 }
 
-/// Wakes the writer so that time-driven background work runs.
+/// Wakes the writer so that time-driven background work runs, and asks it
+/// to checkpoint.
 #[derive(Clone)]
-pub(crate) struct Nudger(mpsc::Sender<Command>);
+pub(crate) struct Nudger {
+    queue: mpsc::Sender<Command>,
+    checkpoint_due: Arc<AtomicBool>,
+}
 
 impl Nudger {
     /// Never waits: a full queue means the writer is busy and will look
     /// for background work after its next batch anyway.
     pub(crate) fn nudge(&self) {
-        let _ = self.0.try_send(Command::Nudge);
+        let _ = self.queue.try_send(Command::Nudge);
+    }
+
+    /// Asks the writer to checkpoint before its next batch. A checkpoint
+    /// from another connection never catches up with a writer that keeps
+    /// appending, and only a WAL copied to its last frame starts over from
+    /// its beginning; the writer, between two of its own transactions, is
+    /// the one place where nothing is appended. The checkpointer asks when
+    /// it has just copied almost everything, so what is left is small.
+    pub(crate) fn restart_wal(&self) {
+        self.checkpoint_due.store(true, Ordering::Relaxed);
+        self.nudge();
     }
 }
 
@@ -192,7 +213,13 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "panic".to_owned())
 }
 
-fn writer_loop(conn: &Connection, mut rx: mpsc::Receiver<Command>, mut background: Background, mut ended: Ended) {
+fn writer_loop(
+    conn: &Connection,
+    mut rx: mpsc::Receiver<Command>,
+    checkpoint_due: &AtomicBool,
+    mut background: Background,
+    mut ended: Ended,
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut replies: Vec<Reply> = Vec::with_capacity(MAX_BATCH);
     let mut stop: Option<oneshot::Sender<()>> = None;
@@ -201,6 +228,9 @@ fn writer_loop(conn: &Connection, mut rx: mpsc::Receiver<Command>, mut backgroun
     let mut background_due = true;
     let mut empty_since: Option<Instant> = None;
     while stop.is_none() {
+        if checkpoint_due.swap(false, Ordering::Relaxed) {
+            checkpoint(conn);
+        }
         let first = if background_due {
             match rx.try_recv() {
                 Ok(command) => {
@@ -268,6 +298,22 @@ fn writer_loop(conn: &Connection, mut rx: mpsc::Receiver<Command>, mut backgroun
     }
     if let Some(done) = stop {
         let _ = done.send(());
+    }
+}
+
+/// Copies what the checkpointer left of the WAL into the database; the
+/// next transaction then writes the WAL from its beginning again. (If the
+/// checkpointer is mid-pass, this one does nothing and it asks again.)
+fn checkpoint(conn: &Connection) {
+    let started = Instant::now();
+    match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get::<_, i64>(0)) {
+        Ok(busy) => {
+            if busy == 0 {
+                metrics::histogram!("switchboard_store_writer_checkpoint_seconds")
+                    .record(started.elapsed().as_secs_f64());
+            }
+        }
+        Err(error) => tracing::warn!(%error, "writer's WAL checkpoint failed"),
     }
 }
 
