@@ -110,7 +110,12 @@ pub struct GatewayConfig {
     pub max_frame_bytes: usize,
     /// Frames above this close the connection (1009).
     pub hard_frame_bytes: usize,
-    /// Frames queued for one connection before it counts as slow.
+    /// Frames queued for one connection before it counts as slow (4008).
+    /// A reader that keeps up still sees bursts: one group commit
+    /// publishes up to a thousand messages at once, and a pause of the
+    /// writer (an fsync, a WAL start-over) releases what queued behind it
+    /// together. The frames are shared between connections, so a queued
+    /// one costs a connection a pointer, not a copy.
     pub outbound_queue: usize,
     /// Concurrent connections this node accepts.
     pub max_connections: usize,
@@ -152,7 +157,7 @@ impl Default for GatewayConfig {
             auth_timeout: Duration::from_secs(10),
             max_frame_bytes: 64 * 1024,
             hard_frame_bytes: 1024 * 1024,
-            outbound_queue: 256,
+            outbound_queue: 4096,
             max_connections: 100_000,
             commands_per_second: 50,
             commands_per_user_per_second: 100,
