@@ -353,6 +353,32 @@ async fn pipelined_sends_keep_their_order_and_a_later_command_sees_them() {
     assert_eq!(delivered.await.unwrap(), expected);
 }
 
+/// One group commit publishes a whole run of sends at once: a member who
+/// keeps reading gets all of them on the default outbound queue, and is
+/// not closed as a slow consumer (4008).
+#[tokio::test]
+async fn a_burst_of_one_commit_reaches_a_reader_on_the_default_queue() {
+    const SENDS: usize = 1_000;
+    use futures_util::SinkExt;
+    let server = crate::harness::start_with(|config| {
+        config.commands_per_second = 10_000;
+        config.commands_per_user_per_second = 10_000;
+    })
+    .await;
+    let (alice, bob, chat) = server.pair("group").await;
+    let mut sender = bulk_sender(&server, &alice).await;
+    let delivered = collect_new(server.connect(&bob).await, SENDS);
+    for frame in sends(chat, "b", SENDS) {
+        sender.socket.feed(frame).await.unwrap();
+    }
+    sender.socket.flush().await.unwrap();
+    let expected: Vec<(String, u64)> = (0..SENDS).map(|n| (format!("b{n}"), n as u64 + 1)).collect();
+    let delivered = tokio::time::timeout(std::time::Duration::from_secs(60), delivered)
+        .await
+        .expect("every message reaches the reader (a 4008 close would end its stream)");
+    assert_eq!(delivered.unwrap(), expected);
+}
+
 #[tokio::test]
 async fn sends_just_before_a_client_closes_still_reach_the_others() {
     const SENDS: usize = 200;
