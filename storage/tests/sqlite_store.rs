@@ -9,7 +9,12 @@ use storage::model::{MessageQuery, NewChat, NewMessage, NewUser};
 use storage::{SqliteConfig, SqliteStore, Store, StoreError};
 
 async fn setup(dir: &std::path::Path) -> (SqliteStore, i64, i64) {
-    let store = SqliteStore::open(&SqliteConfig::new(dir)).unwrap();
+    setup_with(&SqliteConfig::new(dir)).await
+}
+
+/// A store opened with `config`, a user and a group chat of theirs.
+async fn setup_with(config: &SqliteConfig) -> (SqliteStore, i64, i64) {
+    let store = SqliteStore::open(config).unwrap();
     let user = store
         .create_user(NewUser { phone: "1".into(), created_at: now_millis(), ..NewUser::default() })
         .await
@@ -144,14 +149,8 @@ async fn reads_proceed_while_writes_stream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wal_starts_over_while_writes_never_pause() {
     let dir = tempfile::tempdir().unwrap();
-    let config = SqliteConfig { wal_restart_pages: 256, ..SqliteConfig::new(dir.path()) };
-    let store = SqliteStore::open(&config).unwrap();
-    let user = store
-        .create_user(NewUser { phone: "1".into(), created_at: now_millis(), ..NewUser::default() })
-        .await
-        .unwrap()
-        .id;
-    let chat = store.create_chat(NewChat::group(user, "g", vec![], now_millis())).await.unwrap().0.id;
+    let (store, user, chat) =
+        setup_with(&SqliteConfig { wal_restart_pages: 256, ..SqliteConfig::new(dir.path()) }).await;
     let wal = dir.path().join(format!("{}-wal", storage::sqlite::DATABASE_FILE));
     let start_overs = || {
         std::fs::read(&wal)
