@@ -29,7 +29,8 @@ pub fn decode_as(message: &Message, encoding: Encoding) -> Result<ClientFrame, F
 }
 
 /// The WebSocket message carrying encoded `bytes`; `None` for a dialect
-/// with no frame for the event (empty bytes).
+/// with no frame for the event (empty bytes). A JSON message never holds a
+/// line break, so that [`pack`] can put one per line without looking.
 fn message(bytes: Bytes, encoding: Encoding) -> Option<Message> {
     if bytes.is_empty() && matches!(encoding, Encoding::Dialect(_)) {
         return None;
@@ -38,7 +39,7 @@ fn message(bytes: Bytes, encoding: Encoding) -> Option<Message> {
         Encoding::MsgPack => Message::Binary(bytes),
         // JSON from serde_json (or from another node's serde_json) is UTF-8;
         // the check runs once per frame, not once per recipient.
-        Encoding::Json | Encoding::Dialect(_) => match Utf8Bytes::try_from(bytes) {
+        Encoding::Json | Encoding::Dialect(_) => match Utf8Bytes::try_from(on_one_line(bytes)) {
             Ok(text) => Message::Text(text),
             Err(error) => {
                 tracing::error!(%error, "a JSON frame was not UTF-8; dropped");
@@ -46,6 +47,17 @@ fn message(bytes: Bytes, encoding: Encoding) -> Option<Message> {
             }
         },
     })
+}
+
+/// JSON `bytes` without line breaks. Compact serde_json never writes one
+/// (a line break inside a string is escaped), so this is a scan that finds
+/// nothing; any other JSON can only hold one as whitespace between tokens,
+/// which a space replaces without changing what it says.
+fn on_one_line(bytes: Bytes) -> Bytes {
+    if !bytes.contains(&b'\n') {
+        return bytes;
+    }
+    bytes.iter().map(|&byte| if byte == b'\n' { b' ' } else { byte }).collect::<Vec<u8>>().into()
 }
 
 /// `event` as a reply to the command `reference`, for one connection
@@ -58,7 +70,8 @@ pub fn encode(event: &ServerEvent, reference: Option<&str>, encoding: Encoding) 
 /// (`/ws?batch=1`): each run of text frames becomes one frame, a line per
 /// frame (JSON frames hold no line breaks of their own), and each run of
 /// binary frames one frame, back to back (MessagePack values delimit
-/// themselves). A text frame with a line break in it stays on its own.
+/// themselves). Text frames are [`message`]'s, which hold no line break:
+/// this runs for every frame to every recipient, and does not look again.
 pub(crate) fn pack(frames: Vec<Message>) -> Vec<Message> {
     #[derive(PartialEq)]
     enum Run {
@@ -66,7 +79,7 @@ pub(crate) fn pack(frames: Vec<Message>) -> Vec<Message> {
         Binary,
     }
     let run_of = |frame: &Message| match frame {
-        Message::Text(text) if !text.as_str().contains('\n') => Some(Run::Text),
+        Message::Text(_) => Some(Run::Text),
         Message::Binary(_) => Some(Run::Binary),
         _ => None,
     };
@@ -158,7 +171,7 @@ mod tests {
     use protocol::{ClientCommand, Encoding, Event, Frame, ServerEvent};
     use tokio_tungstenite::tungstenite::Message;
 
-    use super::{SharedMessages, decode, encode};
+    use super::{SharedMessages, decode, encode, message, pack};
 
     #[test]
     fn text_is_json_and_binary_is_msgpack() {
@@ -185,5 +198,20 @@ mod tests {
         };
         assert!(dating_pong.as_str().starts_with(r#"{"type":"pong","timestamp":"#), "{dating_pong}");
         assert_eq!(shared.get(Encoding::Json), shared.get(Encoding::Json));
+    }
+
+    #[test]
+    fn packed_json_frames_are_one_line_each() {
+        let spread = bytes::Bytes::from_static(b"{\"type\":\"pong\",\n\"data\":{\"note\":\"a\\nb\"}}");
+        let Some(Message::Text(flat)) = message(spread, Encoding::Json) else { panic!("JSON is text") };
+        assert!(!flat.as_str().contains('\n'), "{flat}");
+        let value: serde_json::Value = serde_json::from_str(flat.as_str()).unwrap();
+        assert_eq!(value["data"]["note"], "a\nb", "a line break inside a string is kept, escaped");
+        let second =
+            encode(&ServerEvent::CallRinging(CallRinging { call_id: "c".into() }), None, Encoding::Json).unwrap();
+        let packed = pack(vec![Message::Text(flat.clone()), second.clone()]);
+        let [Message::Text(both)] = packed.as_slice() else { panic!("one text frame: {packed:?}") };
+        let lines: Vec<&str> = both.as_str().split('\n').collect();
+        assert_eq!(lines, [flat.as_str(), second.to_text().unwrap()]);
     }
 }

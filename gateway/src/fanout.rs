@@ -104,12 +104,13 @@ pub(crate) fn deliver(registry: &Registry, delivery: &Delivery, node: u16) -> u6
     let frame = SharedMessages::new(&delivery.frame);
     let mut delivered = 0u64;
     for &user in &delivery.recipients {
-        for handle in registry.devices(user) {
+        // Nothing here waits: a full queue closes its connection.
+        registry.each_device(user, |handle| {
             if !delivery.devices.include(node, handle.id) {
-                continue;
+                return;
             }
             // A dialect with no frame for this event: nothing to send this device.
-            let Some(message) = frame.get(handle.encoding) else { continue };
+            let Some(message) = frame.get(handle.encoding) else { return };
             match handle.outbound.try_send(message) {
                 Ok(()) => delivered += 1,
                 Err(TrySendError::Full(_)) => {
@@ -119,7 +120,7 @@ pub(crate) fn deliver(registry: &Registry, delivery: &Delivery, node: u16) -> u6
                 }
                 Err(TrySendError::Closed(_)) => {}
             }
-        }
+        });
     }
     delivered
 }

@@ -1,5 +1,5 @@
 //! Live connections by user, sharded by dashmap. Guards are only held to
-//! copy handles out; nothing awaits under them.
+//! copy handles out or to queue a frame on each; nothing awaits under them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU16, Ordering};
@@ -76,6 +76,15 @@ impl Registry {
     /// The user's connections (cloned handles; no guard kept).
     pub(crate) fn devices(&self, user_id: UserId) -> Vec<Arc<Handle>> {
         self.by_user.get(&user_id).map(|devices| devices.clone()).unwrap_or_default()
+    }
+
+    /// Runs `each` on every connection of the user, under the map's read
+    /// guard: the fan-out's path, with no copy of the list per recipient.
+    /// `each` must not wait, nor touch the registry.
+    pub(crate) fn each_device(&self, user_id: UserId, mut each: impl FnMut(&Handle)) {
+        if let Some(devices) = self.by_user.get(&user_id) {
+            devices.iter().for_each(|handle| each(handle));
+        }
     }
 
     /// Every connection (for the sweeper and shutdown).
