@@ -49,7 +49,7 @@ fn message(bytes: Bytes, encoding: Encoding) -> Option<Message> {
     })
 }
 
-/// JSON `bytes` without line breaks. Compact serde_json never writes one
+/// JSON `bytes` without line breaks. Compact `serde_json` never writes one
 /// (a line break inside a string is escaped), so this is a scan that finds
 /// nothing; any other JSON can only hold one as whitespace between tokens,
 /// which a space replaces without changing what it says.
