@@ -69,8 +69,8 @@ async fn search_index_catches_up_and_follows_edits() {
     store.shutdown().await.unwrap();
 }
 
-/// Enough indexing steps that the index's segments are merged many times
-/// over (each step merges a share itself; FTS5's own bursts are off).
+/// Enough indexing steps that FTS5 merges the index's segments many times
+/// over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_stays_exact_across_many_merging_index_steps() {
     let dir = tempfile::tempdir().unwrap();
@@ -99,6 +99,58 @@ async fn search_stays_exact_across_many_merging_index_steps() {
     assert_eq!(found.len(), needles, "every needle, from the first step to the last");
     assert!(found.iter().all(|message| message.content.starts_with("needle ")));
     assert_eq!(store.messages(chat, search("hay 19999 ")).await.unwrap().len(), 1);
+    store.shutdown().await.unwrap();
+}
+
+/// Removes the search index's file (and its WAL) from a closed store.
+fn remove_search_index(dir: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let file = dir.join(format!("{}{suffix}", storage::sqlite::SEARCH_FILE));
+        if file.exists() {
+            std::fs::remove_file(file).unwrap();
+        }
+    }
+}
+
+/// The index is a file of its own, derived from the database: a store
+/// opened without it, or with another database's, builds it anew, and
+/// search is exact meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_or_foreign_search_index_is_built_anew() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, user, chat) = setup(dir.path()).await;
+    for n in 0..300 {
+        let text = if n % 30 == 0 { format!("needle {n}") } else { format!("hay {n}") };
+        store.append_message(NewMessage::text(chat, user, text, now_millis())).await.unwrap();
+    }
+    eventually(Duration::from_secs(10), || async { store.search_backlog().await.unwrap() == 0 }).await;
+    store.shutdown().await.unwrap();
+
+    remove_search_index(dir.path());
+    let store = SqliteStore::open(&SqliteConfig::new(dir.path())).unwrap();
+    assert_eq!(store.messages(chat, search("needle")).await.unwrap().len(), 10);
+    eventually(Duration::from_secs(10), || async { store.search_backlog().await.unwrap() == 0 }).await;
+    assert_eq!(store.messages(chat, search("needle")).await.unwrap().len(), 10, "all found in the rebuilt index");
+    store.shutdown().await.unwrap();
+
+    // Another store's index, fully caught up, put beside this database.
+    let other = tempfile::tempdir().unwrap();
+    let (foreign, other_user, other_chat) = setup(other.path()).await;
+    for n in 0..400 {
+        foreign
+            .append_message(NewMessage::text(other_chat, other_user, format!("other {n}"), now_millis()))
+            .await
+            .unwrap();
+    }
+    eventually(Duration::from_secs(10), || async { foreign.search_backlog().await.unwrap() == 0 }).await;
+    foreign.shutdown().await.unwrap();
+    remove_search_index(dir.path());
+    std::fs::copy(other.path().join(storage::sqlite::SEARCH_FILE), dir.path().join(storage::sqlite::SEARCH_FILE))
+        .unwrap();
+    let store = SqliteStore::open(&SqliteConfig::new(dir.path())).unwrap();
+    eventually(Duration::from_secs(10), || async { store.search_backlog().await.unwrap() == 0 }).await;
+    assert_eq!(store.messages(chat, search("needle")).await.unwrap().len(), 10);
+    assert!(store.messages(chat, search("other")).await.unwrap().is_empty(), "nothing of the other store's");
     store.shutdown().await.unwrap();
 }
 

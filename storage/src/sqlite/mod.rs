@@ -21,7 +21,10 @@ use crate::{IdGenerator, StoreError};
 use checkpoint::Checkpointer;
 use context_cache::ContextCache;
 use readers::Readers;
+use search_index::{Indexer, Trimmer};
 use writer::Writer;
+
+pub use search_index::SEARCH_FILE;
 
 /// The database file's name inside the data dir.
 pub const DATABASE_FILE: &str = "switchboard.db";
@@ -48,6 +51,7 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         M::up(include_str!("migrations/007_pairs.sql")),
         M::up(include_str!("migrations/008_group_invites.sql")),
         M::up(include_str!("migrations/009_fts_merge_steps.sql")),
+        M::up(include_str!("migrations/010_search_file.sql")),
     ])
 });
 
@@ -97,6 +101,7 @@ pub struct SqliteStore {
 struct Inner {
     writer: Writer,
     checkpointer: Checkpointer,
+    indexer: Indexer,
     readers: Readers,
     ids: Arc<IdGenerator>,
     path: PathBuf,
@@ -133,6 +138,8 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "wal_autocheckpoint", checkpoint::WRITER_AUTOCHECKPOINT_PAGES)?;
         MIGRATIONS.to_latest(&mut conn)?;
+        let search_path = config.data_dir.join(SEARCH_FILE);
+        search_index::prepare(&conn, &search_path)?;
         let cache = if config.shared { None } else { Some(Arc::new(ContextCache::new())) };
         if let Some(cache) = &cache {
             cache.watch(&conn)?;
@@ -143,13 +150,16 @@ impl SqliteStore {
             Some(cache) => Box::new(move || cache.transaction_ended()),
             None => Box::new(|| {}),
         };
-        let writer = Writer::spawn(conn, Box::new(background_work), ended)?;
+        let indexer = Indexer::spawn(&path, &search_path)?;
+        let mut trimmer = Trimmer::new(indexer.progress());
+        let writer = Writer::spawn(conn, Box::new(move |conn, idle| background_work(conn, idle, &mut trimmer)), ended)?;
         let checkpointer = Checkpointer::spawn(&path, writer.nudger(), config.wal_restart_pages)?;
         tracing::info!(path = %path.display(), node_id = config.node_id, shared = config.shared, "sqlite store open");
         Ok(Self {
             inner: Arc::new(Inner {
                 writer,
                 checkpointer,
+                indexer,
                 readers,
                 ids: Arc::new(IdGenerator::new(config.node_id)),
                 path,
@@ -168,9 +178,12 @@ impl SqliteStore {
     /// [`Store::shutdown`](crate::Store::shutdown) of this backend).
     pub(crate) async fn close(&self) -> Result<(), StoreError> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.checkpointer.stop())
-            .await
-            .map_err(|error| StoreError::Worker(error.to_string()))?;
+        tokio::task::spawn_blocking(move || {
+            inner.indexer.stop();
+            inner.checkpointer.stop();
+        })
+        .await
+        .map_err(|error| StoreError::Worker(error.to_string()))?;
         self.inner.writer.shutdown().await?;
         // Nothing more is written: another process may have the dir now.
         if let Ok(mut lock) = self.inner.process_lock.lock() {
@@ -216,33 +229,21 @@ fn hold_data_dir(data_dir: &Path, shared: bool) -> Result<std::fs::File, StoreEr
 }
 
 /// The writer's background work, in small steps: erasing expired messages
-/// and deferred full-text indexing. When the writer is idle it does both;
-/// between batches only what cannot wait (an index backlog past its
-/// high-water mark). Answers whether work is left.
-fn background_work(conn: &Connection, idle: bool) -> bool {
+/// and trimming the search queue behind the index. When the writer is idle
+/// it does both; between batches only the trimming, which keeps the queue
+/// short under sustained load. Answers whether work is left.
+fn background_work(conn: &Connection, idle: bool, trimmer: &mut Trimmer) -> bool {
     let purge = if idle { expiry::purge_step(conn, protocol::time::now_millis()) } else { Ok(false) };
-    let index = if idle {
-        search_index::index_step(conn)
-    } else {
-        match search_index::backlog(conn) {
-            Ok(backlog) if backlog > search_index::BACKLOG_HIGH_WATER => search_index::index_step(conn),
-            other => other,
-        }
-    };
-    // A failed step is retried after the next batch rather than spun on;
-    // search still answers meanwhile (the backlog is matched by LIKE).
+    // A failed step is retried after the next batch rather than spun on.
     let purge_left = purge.unwrap_or_else(|error| {
         tracing::warn!(%error, "expiry purge step failed");
         false
     });
-    let index_left = index.map_or_else(
-        |error| {
-            tracing::warn!(%error, "full-text indexing step failed");
-            false
-        },
-        |left| left > 0,
-    );
-    purge_left || index_left
+    let trim_left = trimmer.step(conn).unwrap_or_else(|error| {
+        tracing::warn!(%error, "search queue trim failed");
+        false
+    });
+    purge_left || trim_left
 }
 
 /// Per-connection settings. `synchronous = FULL` makes every commit fsync
@@ -270,6 +271,9 @@ pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
     )?;
     configure(&conn)?;
+    // Search reads the index beside the database (read-only too: an
+    // attached file takes the connection's open flags).
+    conn.execute("ATTACH DATABASE ?1 AS search", [path.with_file_name(SEARCH_FILE).to_string_lossy()])?;
     Ok(conn)
 }
 

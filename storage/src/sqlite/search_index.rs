@@ -1,76 +1,294 @@
-//! Deferred full-text indexing. Appends only queue their id in
-//! `fts_pending`; the writer thread calls [`index_step`] when its queue is
-//! empty, or after a batch when the backlog has grown past
-//! [`BACKLOG_HIGH_WATER`], so that sustained load still makes progress.
-//! Each step is its own short transaction, which keeps the stall a queued
-//! write can see behind it small. For the same reason FTS5's automatic
-//! merging is off (migration 009): each step merges [`MERGE_PAGES`] pages
-//! of the index's segments, an even share of the work instead of a burst
-//! every few dozen steps.
+//! Full-text search, in its own file and on its own thread. The index
+//! (`search.db` beside the database, FTS5 with the trigram tokenizer) is
+//! written by the indexer thread only, so an indexing step or one of FTS5's
+//! segment merges never holds the database's write lock: no send waits
+//! for the index, however large it grows.
+//!
+//! The queue is `fts_pending` in the database, filled by triggers in the
+//! writer's own transactions (so in commit order: one writer hands out its
+//! `pos`). The indexer reads what is past its mark, indexes it and moves
+//! the mark (`indexed_upto`, in `search.db`) in the same transaction. The
+//! writer trims the queue behind the mark. Search matches the index for
+//! rows up to the mark and scans the few past it with LIKE, so results
+//! never lag.
+//!
+//! The thread runs at a lower scheduling priority: when the CPU is busy
+//! serving sends, the index waits and the scan covers the difference.
 
-use rusqlite::{Connection, params};
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::StoreError;
 
-/// Rows indexed per step: a few milliseconds of work.
-pub(crate) const STEP_ROWS: i64 = 256;
-/// Index pages merged per step. A step writes 3-4 leaf pages (about 75
-/// short messages fit in one) and every page is rewritten once per level
-/// of the index (5-7 levels for millions of rows), so this keeps up with
-/// a margin; a level that still collects 16 segments is merged at once by
-/// FTS5 itself (its crisis merge).
-pub(crate) const MERGE_PAGES: i64 = 32;
-/// Past this many queued rows, the writer indexes a step after every batch
-/// even while writes keep arriving. Below it, a burst of writes runs at
-/// full speed and the index catches up when the burst ends; search scans
-/// at most this many unindexed rows with LIKE.
-pub(crate) const BACKLOG_HIGH_WATER: i64 = 100_000;
+/// The index's file name inside the data dir.
+pub const SEARCH_FILE: &str = "search.db";
 
-/// Rows waiting to be indexed.
+/// Queued rows indexed per step (one transaction, one fsync of the index).
+const STEP_ROWS: i64 = 512;
+/// How often the indexer looks for new rows when it has caught up.
+const POLL: Duration = Duration::from_millis(50);
+/// After a failed step, how long before the next try.
+const RETRY: Duration = Duration::from_secs(1);
+/// The indexer's niceness (Linux; higher is lower priority).
+const NICENESS: i32 = 10;
+
+/// Queued rows the writer trims per statement.
+const TRIM_ROWS: i64 = 4_096;
+/// The writer trims only up to a mark it saw at least this long ago. A
+/// search reads the mark (in `search.db`) and the queue (in the database)
+/// in one statement, but as two snapshots: a trim that followed the mark
+/// by microseconds could remove rows the search's older mark still counts
+/// as queued.
+const TRIM_LAG: Duration = Duration::from_secs(1);
+
+/// Creates the index file if missing and checks that it belongs to this
+/// database; when it is new or does not, every message is queued again
+/// (through the writer's connection, before anything else writes).
+pub(crate) fn prepare(writer: &Connection, search_path: &Path) -> Result<(), StoreError> {
+    let search = open_index(search_path)?;
+    search.execute_batch(
+        "CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(\
+             content, content = '', contentless_delete = 1, tokenize = 'trigram');\
+         CREATE TABLE IF NOT EXISTS indexed_upto (\
+             only INTEGER PRIMARY KEY CHECK (only = 0), pos INTEGER NOT NULL, message_id INTEGER NOT NULL);",
+    )?;
+    let mark: Option<(i64, i64)> = search
+        .query_row("SELECT pos, message_id FROM indexed_upto", [], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    // The queue keeps the row at the mark (the writer trims only below
+    // it): the same message there means the same database.
+    let matches = match mark {
+        Some((pos, message_id)) if pos > 0 => writer
+            .query_row("SELECT message_id FROM fts_pending WHERE pos = ?1", [pos], |row| row.get::<_, i64>(0))
+            .optional()?
+            .is_some_and(|queued| queued == message_id),
+        _ => false,
+    };
+    if matches {
+        return Ok(());
+    }
+    if mark.is_some() {
+        tracing::warn!(path = %search_path.display(), "the search index is not this database's: building it anew");
+    }
+    writer.execute_batch(
+        "BEGIN IMMEDIATE;\
+         DELETE FROM fts_pending;\
+         INSERT INTO fts_pending(message_id) SELECT id FROM messages WHERE content != '' ORDER BY id;\
+         COMMIT;",
+    )?;
+    search.execute_batch(
+        "BEGIN IMMEDIATE;\
+         INSERT INTO messages_fts(messages_fts) VALUES('delete-all');\
+         INSERT OR REPLACE INTO indexed_upto VALUES (0, 0, 0);\
+         COMMIT;",
+    )?;
+    let queued: i64 = writer.query_row("SELECT COUNT(*) FROM fts_pending", [], |row| row.get(0))?;
+    if queued > 0 {
+        tracing::info!(messages = queued, "search index queued for a full build");
+    }
+    Ok(())
+}
+
+fn open_index(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    super::configure(&conn)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    Ok(conn)
+}
+
+/// Rows waiting to be indexed, seen from a reader (which has the index
+/// attached as `search`).
 pub(crate) fn backlog(conn: &Connection) -> Result<i64, StoreError> {
     Ok(conn
-        // Two separate subqueries: each MIN/MAX alone is one index seek,
-        // together in one SELECT they would scan the table.
         .prepare_cached(
-            "SELECT COALESCE((SELECT MAX(pos) FROM fts_pending) - (SELECT MIN(pos) FROM fts_pending) + 1, 0)",
+            "SELECT COALESCE((SELECT MAX(pos) FROM fts_pending), 0) - (SELECT pos FROM search.indexed_upto)",
         )?
         .query_row([], |row| row.get(0))?)
 }
 
-/// Indexes up to [`STEP_ROWS`] queued rows in one transaction; answers how
-/// many rows are still queued.
-pub(crate) fn index_step(conn: &Connection) -> Result<i64, StoreError> {
-    // A write that arrives during a step waits for it: its length is a
-    // latency any send can see.
-    let started = std::time::Instant::now();
-    conn.execute_batch("BEGIN IMMEDIATE")?;
+/// The indexer thread.
+pub(crate) struct Indexer {
+    /// Dropping (or sending on) it tells the thread to stop.
+    stop: Mutex<Option<mpsc::SyncSender<()>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    /// The mark of its last committed step.
+    indexed_upto: Arc<AtomicI64>,
+}
+
+impl std::fmt::Debug for Indexer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Indexer").finish_non_exhaustive()
+    }
+}
+
+impl Indexer {
+    pub(crate) fn spawn(path: &Path, search_path: &Path) -> Result<Self, StoreError> {
+        let queue =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        super::configure(&queue)?;
+        let index = open_index(search_path)?;
+        let indexed_upto =
+            Arc::new(AtomicI64::new(index.query_row("SELECT pos FROM indexed_upto", [], |row| row.get(0))?));
+        let mark = indexed_upto.clone();
+        // One message ever: the stop.
+        let (stop, stopped) = mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new().name("search-index".into()).spawn(move || {
+            lower_priority();
+            let mut wait = Duration::ZERO;
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(wait) {
+                wait = match index_step(&queue, &index, &mark) {
+                    Ok(rows) if rows == STEP_ROWS => Duration::ZERO,
+                    Ok(_) => POLL,
+                    Err(error) => {
+                        tracing::warn!(%error, "full-text indexing step failed");
+                        RETRY
+                    }
+                };
+            }
+            // Leaves the index whole in its file.
+            if let Err(error) = index.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+                tracing::warn!(%error, "final search index checkpoint failed");
+            }
+        })?;
+        Ok(Self { stop: Mutex::new(Some(stop)), thread: Mutex::new(Some(thread)), indexed_upto })
+    }
+
+    /// The mark the writer trims the queue behind.
+    pub(crate) fn progress(&self) -> Arc<AtomicI64> {
+        self.indexed_upto.clone()
+    }
+
+    /// Stops the thread after its current step.
+    pub(crate) fn stop(&self) {
+        if let Ok(mut stop) = self.stop.lock() {
+            stop.take();
+        }
+        let thread = self.thread.lock().ok().and_then(|mut thread| thread.take());
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Lets the threads serving sends go first when the CPU is contended.
+/// (Linux applies a niceness given for a thread id to that thread only.)
+fn lower_priority() {
+    let thread = rustix::thread::gettid();
+    if let Err(error) = rustix::process::setpriority_process(Some(thread), NICENESS) {
+        tracing::debug!(%error, "could not lower the indexer's priority");
+    }
+}
+
+/// One queued row, as the indexer reads it.
+struct Queued {
+    pos: i64,
+    message_id: i64,
+    reindex: bool,
+    /// `None` when the message is gone.
+    content: Option<String>,
+}
+
+/// Indexes up to [`STEP_ROWS`] queued rows past the mark in one
+/// transaction of the index; answers how many it took.
+fn index_step(queue: &Connection, index: &Connection, mark: &AtomicI64) -> Result<i64, StoreError> {
+    let started = Instant::now();
+    // The mark is read inside the index's write transaction: several
+    // processes sharing a data dir each run an indexer, one at a time.
+    index.execute_batch("BEGIN IMMEDIATE")?;
     let indexed = (|| {
-        let last: Option<i64> = conn
-            .prepare_cached("SELECT MAX(pos) FROM (SELECT pos FROM fts_pending ORDER BY pos LIMIT ?1)")?
-            .query_row([STEP_ROWS], |row| row.get(0))?;
-        let Some(last) = last else { return Ok(0) };
-        conn.prepare_cached(
-            "INSERT INTO messages_fts(rowid, content) SELECT m.id, m.content FROM messages m \
-             WHERE m.id IN (SELECT message_id FROM fts_pending WHERE pos <= ?1) AND m.content != ''",
-        )?
-        .execute([last])?;
-        let rows = conn.prepare_cached("DELETE FROM fts_pending WHERE pos <= ?1")?.execute(params![last])?;
-        conn.prepare_cached("INSERT INTO messages_fts(messages_fts, rank) VALUES('merge', ?1)")?
-            .execute([MERGE_PAGES])?;
-        Ok::<_, StoreError>(rows)
+        let upto: i64 = index.prepare_cached("SELECT pos FROM indexed_upto")?.query_row([], |row| row.get(0))?;
+        let rows = queue
+            .prepare_cached(
+                "SELECT p.pos, p.message_id, p.reindex, m.content FROM fts_pending p \
+                 LEFT JOIN messages m ON m.id = p.message_id WHERE p.pos > ?1 ORDER BY p.pos LIMIT ?2",
+            )?
+            .query_map(params![upto, STEP_ROWS], |row| {
+                Ok(Queued { pos: row.get(0)?, message_id: row.get(1)?, reindex: row.get(2)?, content: row.get(3)? })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let Some(last) = rows.last() else { return Ok(None) };
+        let mut remove = index.prepare_cached("DELETE FROM messages_fts WHERE rowid = ?1")?;
+        let mut insert = index.prepare_cached("INSERT INTO messages_fts(rowid, content) VALUES (?1, ?2)")?;
+        for row in &rows {
+            if row.reindex {
+                remove.execute([row.message_id])?;
+            }
+            if let Some(content) = row.content.as_deref().filter(|content| !content.is_empty()) {
+                insert.execute(params![row.message_id, content])?;
+            }
+        }
+        index
+            .prepare_cached("UPDATE indexed_upto SET pos = ?1, message_id = ?2")?
+            .execute(params![last.pos, last.message_id])?;
+        Ok::<_, StoreError>(Some((last.pos, rows.len() as i64)))
     })();
     match indexed {
-        Ok(rows) => {
-            conn.execute_batch("COMMIT")?;
+        Ok(None) => {
+            index.execute_batch("ROLLBACK")?;
+            Ok(0)
+        }
+        Ok(Some((upto, rows))) => {
+            index.execute_batch("COMMIT")?;
+            mark.store(upto, Ordering::Release);
             metrics::histogram!("switchboard_store_fts_step_seconds").record(started.elapsed().as_secs_f64());
             metrics::counter!("switchboard_store_fts_indexed_total").increment(rows as u64);
-            let left = backlog(conn)?;
-            metrics::gauge!("switchboard_store_fts_backlog").set(left as f64);
-            Ok(left)
+            let last: i64 = queue
+                .prepare_cached("SELECT COALESCE(MAX(pos), 0) FROM fts_pending")?
+                .query_row([], |row| row.get(0))?;
+            metrics::gauge!("switchboard_store_fts_backlog").set((last - upto) as f64);
+            Ok(rows)
         }
         Err(error) => {
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = index.execute_batch("ROLLBACK");
             Err(error)
         }
+    }
+}
+
+/// The writer's side: removes indexed rows from the queue, a bounded
+/// number per call, behind a mark seen at least [`TRIM_LAG`] ago.
+#[derive(Debug)]
+pub(crate) struct Trimmer {
+    indexed_upto: Arc<AtomicI64>,
+    /// A mark and when it was seen.
+    seen: (i64, Instant),
+    /// What may be trimmed: rows below this.
+    safe: i64,
+    /// Rows below this are gone.
+    trimmed: i64,
+}
+
+impl Trimmer {
+    pub(crate) fn new(indexed_upto: Arc<AtomicI64>) -> Self {
+        Self { indexed_upto, seen: (0, Instant::now()), safe: 0, trimmed: 0 }
+    }
+
+    /// Trims one bounded range if any is due; answers whether more is.
+    pub(crate) fn step(&mut self, conn: &Connection) -> Result<bool, StoreError> {
+        if self.seen.1.elapsed() >= TRIM_LAG {
+            self.safe = self.seen.0;
+            self.seen = (self.indexed_upto.load(Ordering::Acquire), Instant::now());
+        }
+        if self.safe <= self.trimmed {
+            return Ok(false);
+        }
+        let upto = self.safe.min(self.trimmed.max(Self::first(conn)?) + TRIM_ROWS);
+        conn.prepare_cached("DELETE FROM fts_pending WHERE pos < ?1")?.execute([upto])?;
+        self.trimmed = upto;
+        Ok(self.safe > self.trimmed)
+    }
+
+    /// The first queued row (the queue may start anywhere after a reopen).
+    fn first(conn: &Connection) -> Result<i64, StoreError> {
+        Ok(conn.prepare_cached("SELECT COALESCE(MIN(pos), 0) FROM fts_pending")?.query_row([], |row| row.get(0))?)
     }
 }

@@ -169,11 +169,14 @@ fn page_sql(chat_id: ChatId, query: &MessageQuery) -> (String, Vec<(&'static str
         values.push((":pattern", format!("%{escaped}%").into()));
         if search.chars().count() >= TRIGRAM {
             // A quoted FTS5 string is a phrase: the trigram tokenizer makes
-            // that a substring match, CJK included. Rows not indexed yet
-            // are matched by LIKE.
+            // that a substring match, CJK included. Rows queued past the
+            // index's mark (new, edited or deleted since) are matched by
+            // LIKE, and what the index still holds for them is ignored.
             sql.push_str(
-                " AND (m.id IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH :search) \
-                 OR (m.id IN (SELECT message_id FROM fts_pending) AND m.content LIKE :pattern ESCAPE '\\'))",
+                " AND (m.id IN (SELECT rowid FROM search.messages_fts WHERE messages_fts MATCH :search) \
+                 AND m.id NOT IN (SELECT message_id FROM fts_pending WHERE pos > (SELECT pos FROM search.indexed_upto)) \
+                 OR m.id IN (SELECT message_id FROM fts_pending WHERE pos > (SELECT pos FROM search.indexed_upto)) \
+                 AND m.content LIKE :pattern ESCAPE '\\')",
             );
             values.push((":search", format!("\"{}\"", search.replace('"', "\"\"")).into()));
         } else {
