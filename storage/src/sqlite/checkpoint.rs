@@ -12,11 +12,10 @@
 //! work (erasing expired messages) runs even when no write arrives.
 
 use std::path::Path;
-use std::sync::Mutex;
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::thread::JoinHandle;
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
+use super::stoppable::StoppableThread;
 use super::writer::Nudger;
 use crate::StoreError;
 
@@ -35,9 +34,7 @@ pub(crate) const RESTART_PAGES: i64 = 16_384;
 pub(crate) const WRITER_AUTOCHECKPOINT_PAGES: i64 = 50_000;
 
 pub(crate) struct Checkpointer {
-    /// Dropping (or sending on) it tells the thread to stop.
-    stop: Mutex<Option<mpsc::SyncSender<()>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    thread: StoppableThread,
 }
 
 impl std::fmt::Debug for Checkpointer {
@@ -50,9 +47,7 @@ impl Checkpointer {
     pub(crate) fn spawn(path: &Path, writer: Nudger, restart_pages: i64) -> Result<Self, StoreError> {
         let conn = rusqlite::Connection::open(path)?;
         super::configure(&conn)?;
-        // One message ever: the stop.
-        let (stop, stopped) = mpsc::sync_channel::<()>(1);
-        let thread = std::thread::Builder::new().name("sqlite-checkpoint".into()).spawn(move || {
+        let thread = StoppableThread::spawn("sqlite-checkpoint", move |stopped| {
             // A first pass soon: writes may be arriving already.
             let mut wait = BUSY_INTERVAL;
             let mut nudged = Instant::now();
@@ -84,17 +79,11 @@ impl Checkpointer {
                 }
             }
         })?;
-        Ok(Self { stop: Mutex::new(Some(stop)), thread: Mutex::new(Some(thread)) })
+        Ok(Self { thread })
     }
 
     /// Stops the thread; the writer does the final, truncating checkpoint.
     pub(crate) fn stop(&self) {
-        if let Ok(mut stop) = self.stop.lock() {
-            stop.take();
-        }
-        let thread = self.thread.lock().ok().and_then(|mut thread| thread.take());
-        if let Some(thread) = thread {
-            let _ = thread.join();
-        }
+        self.thread.stop();
     }
 }

@@ -8,6 +8,7 @@ mod expiry;
 mod readers;
 mod rows;
 mod search_index;
+mod stoppable;
 mod store;
 mod writer;
 

@@ -16,14 +16,14 @@
 //! serving sends, the index waits and the scan covers the difference.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
+use super::stoppable::StoppableThread;
 use crate::StoreError;
 
 /// The index's file name inside the data dir.
@@ -117,9 +117,7 @@ pub(crate) fn backlog(conn: &Connection) -> Result<i64, StoreError> {
 
 /// The indexer thread.
 pub(crate) struct Indexer {
-    /// Dropping (or sending on) it tells the thread to stop.
-    stop: Mutex<Option<mpsc::SyncSender<()>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    thread: StoppableThread,
     /// The mark of its last committed step.
     indexed_upto: Arc<AtomicI64>,
 }
@@ -139,9 +137,7 @@ impl Indexer {
         let indexed_upto =
             Arc::new(AtomicI64::new(index.query_row("SELECT pos FROM indexed_upto", [], |row| row.get(0))?));
         let mark = indexed_upto.clone();
-        // One message ever: the stop.
-        let (stop, stopped) = mpsc::sync_channel::<()>(1);
-        let thread = std::thread::Builder::new().name("search-index".into()).spawn(move || {
+        let thread = StoppableThread::spawn("search-index", move |stopped| {
             lower_priority();
             let mut wait = Duration::ZERO;
             while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(wait) {
@@ -159,7 +155,7 @@ impl Indexer {
                 tracing::warn!(%error, "final search index checkpoint failed");
             }
         })?;
-        Ok(Self { stop: Mutex::new(Some(stop)), thread: Mutex::new(Some(thread)), indexed_upto })
+        Ok(Self { thread, indexed_upto })
     }
 
     /// The mark the writer trims the queue behind.
@@ -169,13 +165,7 @@ impl Indexer {
 
     /// Stops the thread after its current step.
     pub(crate) fn stop(&self) {
-        if let Ok(mut stop) = self.stop.lock() {
-            stop.take();
-        }
-        let thread = self.thread.lock().ok().and_then(|mut thread| thread.take());
-        if let Some(thread) = thread {
-            let _ = thread.join();
-        }
+        self.thread.stop();
     }
 }
 
