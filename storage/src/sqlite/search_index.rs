@@ -76,16 +76,19 @@ pub(crate) fn prepare(writer: &Connection, search_path: &Path) -> Result<(), Sto
     if mark.is_some() {
         tracing::warn!(path = %search_path.display(), "the search index is not this database's: building it anew");
     }
-    writer.execute_batch(
-        "BEGIN IMMEDIATE;\
-         DELETE FROM fts_pending;\
-         INSERT INTO fts_pending(message_id) SELECT id FROM messages WHERE content != '' ORDER BY id;\
-         COMMIT;",
-    )?;
+    // The index is emptied first: the queue's positions start again from
+    // 1, so a stop between the two must not leave the old mark beside the
+    // new queue, where it could name the same message by chance.
     search.execute_batch(
         "BEGIN IMMEDIATE;\
          INSERT INTO messages_fts(messages_fts) VALUES('delete-all');\
          INSERT OR REPLACE INTO indexed_upto VALUES (0, 0, 0);\
+         COMMIT;",
+    )?;
+    writer.execute_batch(
+        "BEGIN IMMEDIATE;\
+         DELETE FROM fts_pending;\
+         INSERT INTO fts_pending(message_id) SELECT id FROM messages WHERE content != '' ORDER BY id;\
          COMMIT;",
     )?;
     let queued: i64 = writer.query_row("SELECT COUNT(*) FROM fts_pending", [], |row| row.get(0))?;
