@@ -68,10 +68,9 @@ where
 
 /// How long the queue must stay empty before the writer counts as idle and
 /// runs background work. A queue that is empty only between two batches of
-/// a busy stream is not idle; a write that arrives during the grace waits
-/// at most one [`IDLE_POLL`].
+/// a busy stream is not idle. The writer waits out the grace on the queue
+/// itself, so a write that arrives during it wakes the writer at once.
 const IDLE_GRACE: std::time::Duration = std::time::Duration::from_millis(3);
-const IDLE_POLL: std::time::Duration = std::time::Duration::from_micros(250);
 
 /// Deferred maintenance run by the writer thread between batches.
 pub(crate) type Background = Box<dyn FnMut(&Connection, bool) -> bool + Send>;
@@ -114,9 +113,10 @@ impl Writer {
         let (queue, rx) = mpsc::channel(WRITE_QUEUE_DEPTH);
         let checkpoint_due = Arc::new(AtomicBool::new(false));
         let due = Arc::clone(&checkpoint_due);
-        let thread = std::thread::Builder::new()
-            .name("sqlite-writer".into())
-            .spawn(move || writer_loop(&conn, rx, &due, background, ended))?;
+        let thread = std::thread::Builder::new().name("sqlite-writer".into()).spawn(move || match IdleWait::new() {
+            Ok(idle) => writer_loop(&conn, rx, &idle, &due, background, ended),
+            Err(error) => tracing::error!(%error, "the writer could not start its idle timer"),
+        })?;
         Ok(Self { queue, checkpoint_due, thread: Mutex::new(Some(thread)) })
     }
 
@@ -213,9 +213,50 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "panic".to_owned())
 }
 
+/// The writer's wait for its next command with a deadline: a runtime of its
+/// own thread, holding only a timer. (Polling instead, with sleeps between
+/// looks at the queue, made every write that arrived during a sleep wait
+/// for its end.)
+struct IdleWait(tokio::runtime::Runtime);
+
+/// What came of waiting for a command.
+enum Waited {
+    Command(Command),
+    /// The grace passed with the queue empty.
+    Idle,
+    /// Every sender is gone.
+    Closed,
+}
+
+impl IdleWait {
+    fn new() -> std::io::Result<Self> {
+        tokio::runtime::Builder::new_current_thread().enable_time().build().map(Self)
+    }
+
+    /// The next command, if one arrives within `grace`.
+    fn next(&self, rx: &mut mpsc::Receiver<Command>, grace: std::time::Duration) -> Waited {
+        let received = if grace.is_zero() {
+            match rx.try_recv() {
+                Ok(command) => Ok(Some(command)),
+                Err(TryRecvError::Empty) => Err(()),
+                Err(TryRecvError::Disconnected) => Ok(None),
+            }
+        } else {
+            // The timer is made inside the runtime: it needs its clock.
+            self.0.block_on(async { tokio::time::timeout(grace, rx.recv()).await }).map_err(drop)
+        };
+        match received {
+            Ok(Some(command)) => Waited::Command(command),
+            Ok(None) => Waited::Closed,
+            Err(()) => Waited::Idle,
+        }
+    }
+}
+
 fn writer_loop(
     conn: &Connection,
     mut rx: mpsc::Receiver<Command>,
+    idle: &IdleWait,
     checkpoint_due: &AtomicBool,
     mut background: Background,
     mut ended: Ended,
@@ -232,26 +273,20 @@ fn writer_loop(
             checkpoint(conn);
         }
         let first = if background_due {
-            match rx.try_recv() {
-                Ok(command) => {
+            // Once the grace has passed, background steps follow each other
+            // until a command arrives.
+            let since = *empty_since.get_or_insert_with(Instant::now);
+            match idle.next(&mut rx, IDLE_GRACE.saturating_sub(since.elapsed())) {
+                Waited::Command(command) => {
                     empty_since = None;
                     command
                 }
-                Err(TryRecvError::Empty) => {
-                    let since = *empty_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() >= IDLE_GRACE {
-                        background_due = background(conn, true);
-                        ended();
-                    } else {
-                        #[expect(
-                            clippy::disallowed_methods,
-                            reason = "the writer is a dedicated thread, not a runtime one"
-                        )]
-                        std::thread::sleep(IDLE_POLL);
-                    }
+                Waited::Idle => {
+                    background_due = background(conn, true);
+                    ended();
                     continue;
                 }
-                Err(TryRecvError::Disconnected) => break,
+                Waited::Closed => break,
             }
         } else {
             let Some(command) = rx.blocking_recv() else { break };
