@@ -535,6 +535,7 @@ pub async fn run(connections: Vec<Connection>, plan: Plan, label: &str) -> anyho
     }
     let failed = counters.failed.load(Ordering::Relaxed);
     anyhow::ensure!(failed < total as u64, "no connection could be opened");
+    flush_dirty_pages().await;
     let mut progress = Progress::start(label, plan.server);
     let started = Instant::now();
     start_tx.send_replace(Some(started));
@@ -591,6 +592,22 @@ pub async fn run(connections: Vec<Connection>, plan: Plan, label: &str) -> anyho
         server_cpu_s: measured_cpu(&timeline, plan.warmup, plan.duration),
         timeline,
     })
+}
+
+/// Writes back what this machine's files hold unwritten before a run
+/// starts. The kernel writes a dirty page back about 30 s after it was
+/// dirtied: a build, a copied binary or the files of the phase before would
+/// otherwise reach the disk inside the measured window, and every fsync of a
+/// durable server waits behind them (200 MB written with `dd conv=fsync`
+/// during a run made one second's p99 107 ms). Every system is measured
+/// on a quiet disk alike; its own writes during the run still count.
+async fn flush_dirty_pages() {
+    let failed = match tokio::process::Command::new("sync").status().await {
+        Ok(status) if status.success() => return,
+        Ok(status) => status.to_string(),
+        Err(error) => error.to_string(),
+    };
+    eprintln!("sync before the run failed ({failed}): the disk may still be writing back other files");
 }
 
 /// Server CPU seconds over the measured window, from the timeline.
