@@ -113,10 +113,12 @@ impl Writer {
         let (queue, rx) = mpsc::channel(WRITE_QUEUE_DEPTH);
         let checkpoint_due = Arc::new(AtomicBool::new(false));
         let due = Arc::clone(&checkpoint_due);
-        let thread = std::thread::Builder::new().name("sqlite-writer".into()).spawn(move || match IdleWait::new() {
-            Ok(idle) => writer_loop(&conn, rx, &idle, &due, background, ended),
-            Err(error) => tracing::error!(%error, "the writer could not start its idle timer"),
-        })?;
+        // Made here, so that a store whose writer could not have its timer
+        // fails to open instead of refusing every write.
+        let idle = IdleWait::new()?;
+        let thread = std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer_loop(&conn, rx, &idle, &due, background, ended))?;
         Ok(Self { queue, checkpoint_due, thread: Mutex::new(Some(thread)) })
     }
 
@@ -235,20 +237,18 @@ impl IdleWait {
 
     /// The next command, if one arrives within `grace`.
     fn next(&self, rx: &mut mpsc::Receiver<Command>, grace: std::time::Duration) -> Waited {
-        let received = if grace.is_zero() {
-            match rx.try_recv() {
-                Ok(command) => Ok(Some(command)),
-                Err(TryRecvError::Empty) => Err(()),
-                Err(TryRecvError::Disconnected) => Ok(None),
-            }
-        } else {
-            // The timer is made inside the runtime: it needs its clock.
-            self.0.block_on(async { tokio::time::timeout(grace, rx.recv()).await }).map_err(drop)
-        };
-        match received {
+        if grace.is_zero() {
+            return match rx.try_recv() {
+                Ok(command) => Waited::Command(command),
+                Err(TryRecvError::Empty) => Waited::Idle,
+                Err(TryRecvError::Disconnected) => Waited::Closed,
+            };
+        }
+        // The timer is made inside the runtime: it needs its clock.
+        match self.0.block_on(async { tokio::time::timeout(grace, rx.recv()).await }) {
             Ok(Some(command)) => Waited::Command(command),
             Ok(None) => Waited::Closed,
-            Err(()) => Waited::Idle,
+            Err(_elapsed) => Waited::Idle,
         }
     }
 }
