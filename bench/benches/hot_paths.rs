@@ -8,6 +8,7 @@
 //! - `dedupe`: a resend of an already-stored `client_message_id`, answered
 //!   with the original from the unique index.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use storage::prelude::*;
 
@@ -103,20 +104,24 @@ fn fanout(c: &mut Criterion) {
     let recipients: Vec<i64> = (1..=CONNECTIONS as i64).collect();
     let event = message_new();
     let mut group = c.benchmark_group("fanout");
-    group.throughput(Throughput::Elements(CONNECTIONS as u64));
-    for (name, msgpack_every) in [("1000_json", 0), ("1000_mixed_json_msgpack", 2)] {
+    // One element is one frame queued for and taken by one connection.
+    for (run, name, msgpack_every) in
+        [(1, "1000_json", 0), (1, "1000_mixed_json_msgpack", 2), (16, "1000_json_runs_of_16", 0)]
+    {
+        group.throughput(Throughput::Elements((CONNECTIONS * run) as u64));
         let mut connections = LocalConnections::new(CONNECTIONS, msgpack_every, 64);
         group.bench_function(name, |b| {
             b.iter_custom(|iterations| {
                 let mut spent = Duration::ZERO;
                 for _ in 0..iterations {
-                    // A fresh frame each time: its encoding is part of the fan-out.
-                    let delivery = Delivery::new(recipients.clone(), event.clone());
+                    // Fresh frames each time: their encoding is part of the fan-out.
+                    let deliveries: Vec<Arc<Delivery>> =
+                        (0..run).map(|_| Arc::new(Delivery::new(recipients.clone(), event.clone()))).collect();
                     let started = Instant::now();
-                    assert_eq!(connections.deliver(&delivery), CONNECTIONS as u64);
+                    assert_eq!(connections.deliver(&deliveries), (CONNECTIONS * run) as u64);
+                    // Taking the frames from the queues, as connection tasks do.
+                    assert_eq!(connections.drain(), CONNECTIONS * run);
                     spent += started.elapsed();
-                    // The queues are emptied outside the clock, as connection tasks would.
-                    assert_eq!(connections.drain(), CONNECTIONS);
                 }
                 spent
             });

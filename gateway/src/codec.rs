@@ -129,15 +129,15 @@ fn join(mut run: Vec<Message>) -> Option<Message> {
 /// A shared frame's WebSocket messages, made at most once per encoding for
 /// one delivery and cloned (by reference) for each recipient.
 #[derive(Debug)]
-pub(crate) struct SharedMessages<'a> {
-    frame: &'a Frame,
+pub(crate) struct SharedMessages {
+    frame: Frame,
     json: std::sync::OnceLock<Message>,
     msgpack: std::sync::OnceLock<Message>,
     dialects: [std::sync::OnceLock<Option<Message>>; protocol::dialect::Dialect::ALL.len()],
 }
 
-impl<'a> SharedMessages<'a> {
-    pub(crate) fn new(frame: &'a Frame) -> Self {
+impl SharedMessages {
+    pub(crate) fn new(frame: Frame) -> Self {
         Self {
             frame,
             json: std::sync::OnceLock::new(),
@@ -186,7 +186,7 @@ mod tests {
         let reply: Event = serde_json::from_str(text.as_str()).unwrap();
         assert_eq!((reply.kind.as_str(), reply.reference.as_deref()), ("call.ringing", Some("9")));
         let frame = Frame::new(event.clone());
-        let shared = SharedMessages::new(&frame);
+        let shared = SharedMessages::new(frame);
         assert!(matches!(shared.get(Encoding::MsgPack), Some(Message::Binary(_))));
         let dating = Encoding::Dialect(protocol::dialect::Dialect::Dating);
         assert_eq!(shared.get(dating), None, "seed 000 has no frame for calls");

@@ -14,8 +14,8 @@ use protocol::server::Connected;
 use protocol::time::{now_millis, to_iso};
 use protocol::{Encoding, ServerEvent};
 use storage::model::UserId;
+use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
-use tokio::sync::{Notify, mpsc};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -25,6 +25,7 @@ use tracing::Instrument;
 
 use crate::codec;
 use crate::commands::{self, Outcome, Run, Session};
+use crate::outbound::{self, Inbox};
 use crate::registry::Handle;
 use crate::upgrade::Options;
 use crate::{Gateway, close_codes};
@@ -33,8 +34,8 @@ type Socket = WebSocketStream<TokioIo<Upgraded>>;
 type Sink = SplitSink<Socket, Message>;
 type Stream = SplitStream<Socket>;
 
-/// Frames written per flush at most, so one busy connection cannot starve
-/// its own reads.
+/// Frames written per flush (a run is not split, so up to one run more),
+/// so one busy connection cannot starve its own reads.
 const WRITE_BATCH: usize = 64;
 /// Frames already received that are handled as one batch at most.
 const READ_BATCH: usize = 32;
@@ -130,38 +131,32 @@ async fn write_queued(
     alarms: &mut Alarms<'_, '_>,
     (handle, packed): (&Handle, bool),
     sink: &mut Sink,
-    queue: &mut mpsc::Receiver<Message>,
-    first: Message,
+    queue: &mut Inbox,
+    first: outbound::Run,
 ) -> bool {
     let write = async |sink: &mut Sink| {
-        // A fan-out of a batch of messages queues them back to back: giving
-        // the scheduler one turn lets the rest arrive, so they leave in one
+        // Runs from one fan-out turn are queued back to back: giving the
+        // scheduler one turn lets the rest arrive, so they leave in one
         // write instead of one syscall each.
         if queue.is_empty() {
             tokio::task::yield_now().await;
         }
-        let mut batch = 1;
-        let mut ok = true;
+        let mut frames = Vec::with_capacity(first.len());
+        let mut next = Some(first);
+        while let Some(run) = next {
+            frames.extend(run.iter().filter_map(|frame| frame.get(handle.encoding)));
+            next = if frames.len() < WRITE_BATCH { queue.try_recv() } else { None };
+        }
+        metrics::counter!("switchboard_ws_frames_out_total").increment(frames.len() as u64);
         if packed {
-            let mut frames = vec![first];
-            while batch < WRITE_BATCH {
-                let Ok(frame) = queue.try_recv() else { break };
-                frames.push(frame);
-                batch += 1;
-            }
-            for frame in codec::pack(frames) {
-                ok = ok && sink.feed(frame).await.is_ok();
-            }
-        } else {
-            ok = sink.feed(first).await.is_ok();
-            while ok && batch < WRITE_BATCH {
-                let Ok(frame) = queue.try_recv() else { break };
-                ok = sink.feed(frame).await.is_ok();
-                batch += 1;
+            frames = codec::pack(frames);
+        }
+        for frame in frames {
+            if sink.feed(frame).await.is_err() {
+                return false;
             }
         }
-        metrics::counter!("switchboard_ws_frames_out_total").increment(batch as u64);
-        ok && sink.flush().await.is_ok()
+        sink.flush().await.is_ok()
     };
     guarded(alarms, handle, sink, write).await
 }
@@ -308,7 +303,7 @@ async fn run(
     id: u64,
 ) {
     let user_id = claims.sub;
-    let (outbound, mut queue) = mpsc::channel(gateway.inner.config.outbound_queue);
+    let (outbound, mut queue) = outbound::queue(gateway.inner.config.outbound_queue);
     let handle = Arc::new(Handle {
         id,
         user_id,
@@ -376,8 +371,8 @@ async fn run(
                         reading &= goes_on;
                     }
                 }
-                Some(frame) = queue.recv() => {
-                    if !write_queued(&mut alarms, (&handle, options.batch), &mut sink, &mut queue, frame).await {
+                Some(run) = queue.recv() => {
+                    if !write_queued(&mut alarms, (&handle, options.batch), &mut sink, &mut queue, run).await {
                         break;
                     }
                 }

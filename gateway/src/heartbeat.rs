@@ -41,7 +41,7 @@ mod tests {
     use std::sync::atomic::{AtomicI64, AtomicU16, Ordering};
     use std::time::Duration;
 
-    use tokio::sync::{Notify, mpsc};
+    use tokio::sync::Notify;
 
     use super::sweep_once;
     use crate::fixture::fixture;
@@ -52,7 +52,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_connection_silent_for_90_seconds_is_closed() {
         let f = fixture(GatewayConfig::default()).await;
-        let (outbound, _queue) = mpsc::channel(4);
+        let (outbound, _queue) = crate::outbound::queue(4);
         let handle = Arc::new(Handle {
             id: 1,
             user_id: f.alice,

@@ -24,6 +24,7 @@ mod fanout;
 #[cfg(test)]
 mod fixture;
 mod heartbeat;
+mod outbound;
 mod registry;
 mod server;
 mod sessions;

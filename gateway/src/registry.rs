@@ -6,10 +6,11 @@ use std::sync::atomic::{AtomicI64, AtomicU16, Ordering};
 
 use dashmap::DashMap;
 use storage::model::UserId;
-use tokio::sync::{Notify, mpsc};
-use tokio_tungstenite::tungstenite::Message;
+use tokio::sync::Notify;
 
 use protocol::Encoding;
+
+use crate::outbound::Outbound;
 
 /// What a fan-out or sweeper can do to a connection.
 #[derive(Debug)]
@@ -20,9 +21,9 @@ pub(crate) struct Handle {
     /// revoked, the connection is closed.
     pub(crate) claims: protocol::Claims,
     pub(crate) encoding: Encoding,
-    /// Bounded outbound queue: when it is full the consumer is too slow and
-    /// is closed (4008); its client resyncs on reconnect.
-    pub(crate) outbound: mpsc::Sender<Message>,
+    /// Outbound queue, bounded in frames: when it is full the consumer is
+    /// too slow and is closed (4008); its client resyncs on reconnect.
+    pub(crate) outbound: Outbound,
     /// Last frame from the client, in [`crate::Gateway::clock_ms`] (the sweeper reads it).
     pub(crate) last_seen: AtomicI64,
     /// A close code set by someone other than the connection task, and the
