@@ -266,6 +266,43 @@ async fn expired_messages_are_erased_from_disk() {
     store.shutdown().await.unwrap();
 }
 
+/// A message refused by the insert itself (here a seq already taken, after
+/// the chat's counter was set back behind the store's back) leaves nothing
+/// of itself, neither the row nor its search-queue entry, and the rest of
+/// its batch is written: the messages of a batch share one savepoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_insert_leaves_nothing_and_its_batch_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, user, chat) = setup(dir.path()).await;
+    let other = store.create_chat(NewChat::group(user, "h", vec![], now_millis())).await.unwrap().0.id;
+    store.append_message(NewMessage::text(chat, user, "first", now_millis())).await.unwrap();
+    let raw = rusqlite::Connection::open(dir.path().join(storage::sqlite::DATABASE_FILE)).unwrap();
+    raw.busy_timeout(Duration::from_secs(5)).unwrap();
+    raw.execute("UPDATE chats SET last_seq = 0 WHERE id = ?1", [chat]).unwrap();
+    let queued = || -> i64 { raw.query_row("SELECT COUNT(*) FROM fts_pending", [], |row| row.get(0)).unwrap() };
+    let before = queued();
+
+    let batch = vec![
+        NewMessage::text(other, user, "kept one", now_millis()),
+        NewMessage::text(chat, user, "refused", now_millis()),
+        NewMessage::text(other, user, "kept two", now_millis()),
+    ];
+    let outcomes = store.append_messages(batch).await.unwrap();
+    assert!(matches!(outcomes[1], Err(StoreError::Database(_))), "seq 1 is taken: {:?}", outcomes[1]);
+    let seqs: Vec<u64> = [0, 2].iter().map(|&n| outcomes[n].as_ref().unwrap().message().seq).collect();
+    assert_eq!(seqs, [1, 2]);
+    let rows: i64 =
+        raw.query_row("SELECT COUNT(*) FROM messages WHERE content = 'refused'", [], |row| row.get(0)).unwrap();
+    assert_eq!(rows, 0, "no row of the refused message");
+    assert_eq!(queued() - before, 2, "only the two written messages are queued for search");
+    let last_seq: i64 = raw.query_row("SELECT last_seq FROM chats WHERE id = ?1", [chat], |row| row.get(0)).unwrap();
+    assert_eq!(last_seq, 0, "its chat's counter is as it was");
+    let check: String = raw.query_row("PRAGMA integrity_check", [], |row| row.get(0)).unwrap();
+    assert_eq!(check, "ok", "no index holds an entry of the refused row");
+    assert_eq!(store.messages(other, search("kept")).await.unwrap().len(), 2);
+    store.shutdown().await.unwrap();
+}
+
 /// Cluster processes sharing a data dir start together: every one opens
 /// the same new database, one migrates it, and all see each other's writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,11 +4,12 @@
 //! segment merges never holds the database's write lock: no send waits
 //! for the index, however large it grows.
 //!
-//! The queue is `fts_pending` in the database, filled by triggers in the
-//! writer's own transactions (so in commit order: one writer hands out its
-//! `pos`). The indexer reads what is past its mark, indexes it and moves
-//! the mark (`indexed_upto`, in `search.db`) in the same transaction. The
-//! writer trims the queue behind the mark. Search matches the index for
+//! The queue is `fts_pending` in the database, filled in the writer's own
+//! transactions (so in commit order: one writer hands out its `pos`): an
+//! append queues its message, triggers queue edits and deletes. The
+//! indexer reads what is past its mark, indexes it and moves the mark
+//! (`indexed_upto`, in `search.db`) in the same transaction. The writer
+//! trims the queue behind the mark. Search matches the index for
 //! rows up to the mark and scans the few past it with LIKE, so results
 //! never lag.
 //!

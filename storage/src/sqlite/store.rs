@@ -13,7 +13,6 @@ use super::rows::{
     self, CHAT_SELECT, CHAT_WIDTH, CONTACT_COLUMNS, FILE_COLUMNS, MEMBER_COLUMNS, MESSAGE_COLUMNS, MESSAGE_VISIBLE,
     NOTIFICATION_COLUMNS, USER_COLUMNS,
 };
-use super::writer::exec_cached;
 use crate::model::{
     Appended, Chat, ChatId, ChatKind, ChatSummary, ChatUpdate, Contact, ContactUpdate, Cursor, FileId, FileMeta,
     GroupInvites, Joining, Member, MemberRole, Message, MessageId, MessageQuery, Millis, NewChat, NewFile, NewMessage,
@@ -252,34 +251,68 @@ fn release(conn: &Connection, id: MessageId, now: Millis) -> StoreResult<Option<
     let Some(held) = scheduled_by_id(conn, id)? else { return Ok(None) };
     conn.prepare_cached("DELETE FROM scheduled_messages WHERE id = ?1")?.execute([id])?;
     let new = held.release(now);
-    append_with_id(conn, id, new).map(|appended| Some(appended.into_message()))
+    Ok(Some(append_with_id(conn, id, new)?.into_message()))
 }
 
 fn append(conn: &Connection, ids: &crate::IdGenerator, new: NewMessage) -> StoreResult<Appended> {
-    if let Some(original) = original_of(conn, new.sender_id, new.client_message_id.as_deref())? {
+    Ok(try_append(conn, ids, new)?)
+}
+
+/// How an append failed.
+#[derive(Debug)]
+pub(crate) enum AppendError {
+    /// Before anything of the message was written: it alone failed.
+    Refused(StoreError),
+    /// After part of it was written: its transaction (or savepoint) must
+    /// be rolled back.
+    Broken(StoreError),
+}
+
+impl From<AppendError> for StoreError {
+    fn from(error: AppendError) -> Self {
+        match error {
+            AppendError::Refused(error) | AppendError::Broken(error) => error,
+        }
+    }
+}
+
+/// Appends `new` unless its sender already sent it (same client id).
+pub(crate) fn try_append(
+    conn: &Connection,
+    ids: &crate::IdGenerator,
+    new: NewMessage,
+) -> Result<Appended, AppendError> {
+    let original = original_of(conn, new.sender_id, new.client_message_id.as_deref()).map_err(AppendError::Refused)?;
+    if let Some(original) = original {
         return Ok(Appended::Duplicate(original));
     }
     append_with_id(conn, ids.next_id(), new)
 }
 
-fn append_with_id(conn: &Connection, id: MessageId, new: NewMessage) -> StoreResult<Appended> {
+/// Appends `new` as message `id`. Everything that can refuse it (no such
+/// chat, a constraint of the insert) does so before the first write: the
+/// insert is one row with no trigger, so SQLite checks it whole before
+/// writing and needs no statement journal for it.
+fn append_with_id(conn: &Connection, id: MessageId, new: NewMessage) -> Result<Appended, AppendError> {
+    let refused = |error: rusqlite::Error| AppendError::Refused(error.into());
+    let broken = |error: rusqlite::Error| AppendError::Broken(error.into());
     let last_seq: i64 = conn
-        .prepare_cached("SELECT last_seq FROM chats WHERE id = ?1")?
-        .query_row([new.chat_id], |row| row.get(0))
-        .optional()?
-        .ok_or(StoreError::ChatNotFound(new.chat_id))?;
+        .prepare_cached("SELECT last_seq FROM chats WHERE id = ?1")
+        .and_then(|mut statement| statement.query_row([new.chat_id], |row| row.get(0)).optional())
+        .map_err(refused)?
+        .ok_or(AppendError::Refused(StoreError::ChatNotFound(new.chat_id)))?;
     // The write transaction holds the file: no other writer, in this
     // process or another, reads `last_seq` until it commits.
     let seq = last_seq as u64 + 1;
     let expires_at = new.expires_at();
-    let inserted = conn
-        .prepare_cached(
-            "INSERT INTO messages (id, chat_id, seq, sender_id, client_message_id, kind, content, file_name, \
-             file_size, file_url, thumbnail, reply_to_id, forward_from, ttl, expires_at, send_at, is_silent, \
-             created_at, updated_at, media) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?18, ?19)",
-        )?
-        .execute(params![
+    conn.prepare_cached(
+        "INSERT INTO messages (id, chat_id, seq, sender_id, client_message_id, kind, content, file_name, \
+         file_size, file_url, thumbnail, reply_to_id, forward_from, ttl, expires_at, send_at, is_silent, \
+         created_at, updated_at, media) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?18, ?19)",
+    )
+    .and_then(|mut statement| {
+        statement.execute(params![
             id,
             new.chat_id,
             seq as i64,
@@ -299,13 +332,18 @@ fn append_with_id(conn: &Connection, id: MessageId, new: NewMessage) -> StoreRes
             new.is_silent,
             new.created_at,
             new.media,
-        ]);
-    inserted?;
-    conn.prepare_cached("UPDATE chats SET last_seq = ?1, updated_at = ?2 WHERE id = ?3")?.execute(params![
-        seq as i64,
-        new.created_at,
-        new.chat_id
-    ])?;
+        ])
+    })
+    .map_err(refused)?;
+    // Queued for the search index in commit order (see search_index.rs).
+    if !new.content.is_empty() {
+        conn.prepare_cached("INSERT INTO fts_pending (message_id) VALUES (?1)")
+            .and_then(|mut statement| statement.execute([id]))
+            .map_err(broken)?;
+    }
+    conn.prepare_cached("UPDATE chats SET last_seq = ?1, updated_at = ?2 WHERE id = ?3")
+        .and_then(|mut statement| statement.execute(params![seq as i64, new.created_at, new.chat_id]))
+        .map_err(broken)?;
     Ok(Appended::New(new.into_stored(id, seq)))
 }
 

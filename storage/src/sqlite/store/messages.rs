@@ -1,10 +1,10 @@
 //! [`crate::MessageStore`] for [`SqliteStore`].
 
 use super::{
-    Appended, ChatId, MESSAGE_COLUMNS, MESSAGE_VISIBLE, Message, MessageId, MessageQuery, MessageStore, Millis,
-    NewMessage, OptionalExtension, QueuedAppend, Reaction, SCHEDULED_SELECT, Seq, SqliteStore, StoreError, StoreResult,
-    UserId, append, async_trait, exec_cached, latest_visible, message_by_id, named_params, page_sql, params,
-    params_from_iter, release, rows, schedule, scheduled_by_id, unread,
+    AppendError, Appended, ChatId, MESSAGE_COLUMNS, MESSAGE_VISIBLE, Message, MessageId, MessageQuery, MessageStore,
+    Millis, NewMessage, OptionalExtension, QueuedAppend, Reaction, SCHEDULED_SELECT, Seq, SqliteStore, StoreError,
+    StoreResult, UserId, append, async_trait, latest_visible, message_by_id, named_params, page_sql, params,
+    params_from_iter, release, rows, schedule, scheduled_by_id, try_append, unread,
 };
 use crate::model::{ReceiptKind, ReceiptMark};
 
@@ -16,15 +16,13 @@ impl MessageStore for SqliteStore {
     }
 
     /// One writer job: the messages are appended in order in one
-    /// transaction, each in its own savepoint so one failing does not undo
-    /// the others.
+    /// transaction; one refused does not undo the others.
     async fn append_messages(&self, messages: Vec<NewMessage>) -> StoreResult<Vec<StoreResult<Appended>>> {
         let ids = self.inner.ids.clone();
-        self.write(move |conn| append_in_savepoints(conn, &ids, messages)).await
+        self.write(move |conn| append_batch(conn, &ids, messages)).await
     }
 
-    /// Queued on the writer: batches run in the order they were queued. A
-    /// single message needs no savepoint of its own (its job has one).
+    /// Queued on the writer: batches run in the order they were queued.
     async fn queue_messages(&self, messages: Vec<NewMessage>) -> StoreResult<QueuedAppend> {
         let ids = self.inner.ids.clone();
         let mut messages = messages;
@@ -34,7 +32,7 @@ impl MessageStore for SqliteStore {
             let written = self.inner.writer.queue(move |conn| append(conn, &ids, message)).await?;
             return Ok(Box::pin(async move { Ok(vec![written.await]) }));
         }
-        let written = self.inner.writer.queue(move |conn| append_in_savepoints(conn, &ids, messages)).await?;
+        let written = self.inner.writer.queue(move |conn| append_batch(conn, &ids, messages)).await?;
         Ok(Box::pin(written))
     }
 
@@ -302,22 +300,23 @@ fn insert_receipt(
     Ok(())
 }
 
-/// Appends `messages` in order, each in its own savepoint so one failing
-/// does not undo the others.
-fn append_in_savepoints(
+/// Appends `messages` in order; one refused (a duplicate's original, no
+/// such chat) does not undo the others. They share their job's savepoint:
+/// a message refused is refused before anything of it is written (see
+/// `append_with_id`), and a failure after a write fails the whole job, so
+/// no message needs a savepoint (a copy of every page it touches) of its own.
+fn append_batch(
     conn: &rusqlite::Connection,
     ids: &crate::IdGenerator,
     messages: Vec<NewMessage>,
 ) -> StoreResult<Vec<StoreResult<Appended>>> {
     let mut outcomes = Vec::with_capacity(messages.len());
     for message in messages {
-        exec_cached(conn, "SAVEPOINT message")?;
-        let outcome = append(conn, ids, message);
-        if outcome.is_err() {
-            exec_cached(conn, "ROLLBACK TO message")?;
+        match try_append(conn, ids, message) {
+            Ok(appended) => outcomes.push(Ok(appended)),
+            Err(AppendError::Refused(error)) => outcomes.push(Err(error)),
+            Err(AppendError::Broken(error)) => return Err(error),
         }
-        exec_cached(conn, "RELEASE message")?;
-        outcomes.push(outcome);
     }
     Ok(outcomes)
 }
