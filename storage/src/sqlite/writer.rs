@@ -1,7 +1,8 @@
 //! The one thread that writes. Jobs arrive on a bounded queue; the thread
 //! takes everything queued (up to [`MAX_BATCH`]) into one transaction, runs
-//! each job inside its own savepoint, commits once (one fsync for the
-//! batch) and only then answers the callers. A caller that got `Ok` holds a
+//! each job inside its own savepoint (or, for a job that fails only before
+//! its first write, without one), commits once (one fsync for the batch)
+//! and only then answers the callers. A caller that got `Ok` holds a
 //! durable write.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -25,10 +26,13 @@ pub(crate) const MAX_BATCH: usize = 1024;
 
 /// A queued write: its work and the caller waiting for it.
 trait WriteJob: Send {
-    /// Runs against the writer's connection inside a savepoint; answers
-    /// whether it succeeded (failure rolls the savepoint back) and how to
-    /// tell the caller once the batch's commit is known.
+    /// Runs against the writer's connection; answers whether it succeeded
+    /// and how to tell the caller once the batch's commit is known. A
+    /// failure rolls back the job's savepoint, or, for a job without one,
+    /// the whole transaction.
     fn run(self: Box<Self>, conn: &Connection) -> (bool, Reply);
+    /// Whether the job runs in a savepoint of its own.
+    fn guarded(&self) -> bool;
     /// Tells the caller the work could not run at all.
     fn abort(self: Box<Self>, error: StoreError);
 }
@@ -39,6 +43,7 @@ type Reply = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 struct Pending<T, F> {
     work: F,
     caller: oneshot::Sender<Result<T, StoreError>>,
+    guarded: bool,
 }
 
 impl<T, F> WriteJob for Pending<T, F>
@@ -47,7 +52,7 @@ where
     F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
 {
     fn run(self: Box<Self>, conn: &Connection) -> (bool, Reply) {
-        let Pending { work, caller } = *self;
+        let Pending { work, caller, .. } = *self;
         let outcome = match catch_unwind(AssertUnwindSafe(|| work(conn))) {
             Ok(outcome) => outcome,
             Err(panic) => Err(StoreError::Worker(panic_text(&*panic))),
@@ -56,9 +61,14 @@ where
         let reply: Reply = Box::new(move |commit| {
             // The caller may have gone away (timeout, disconnect): the write
             // stands regardless, so there is nobody to tell.
-            let _ = caller.send(commit.and(outcome));
+            // A job's own failure says more than the commit's.
+            let _ = caller.send(outcome.and_then(|value| commit.map(|()| value)));
         });
         (ok, reply)
+    }
+
+    fn guarded(&self) -> bool {
+        self.guarded
     }
 
     fn abort(self: Box<Self>, error: StoreError) {
@@ -142,8 +152,37 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        self.enqueue(work, true).await
+    }
+
+    /// [`Writer::queue`] for work that runs without a savepoint of its own:
+    /// it must refuse only in its answer (`Ok`) before writing anything,
+    /// because an `Err` from it rolls back its whole transaction, every job
+    /// of the batch with it. A savepoint copies each page a job touches
+    /// before its first change there; work whose refusals come before any
+    /// write has no use for that copy.
+    pub(crate) async fn queue_unguarded<T, F>(
+        &self,
+        work: F,
+    ) -> Result<impl Future<Output = Result<T, StoreError>> + Send + 'static, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.enqueue(work, false).await
+    }
+
+    async fn enqueue<T, F>(
+        &self,
+        work: F,
+        guarded: bool,
+    ) -> Result<impl Future<Output = Result<T, StoreError>> + Send + 'static, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
         let (caller, rx) = oneshot::channel();
-        let job: Job = Box::new(Pending { work, caller });
+        let job: Job = Box::new(Pending { work, caller, guarded });
         self.queue.send(Command::Run(job)).await.map_err(|_| StoreError::Closed)?;
         Ok(async move { rx.await.map_err(|_| StoreError::Closed)? })
     }
@@ -352,6 +391,9 @@ fn checkpoint(conn: &Connection) {
     }
 }
 
+/// What the jobs of a batch hear when one without a savepoint failed.
+const BROKEN_BATCH: &str = "a write of the same batch failed; nothing of the batch was kept";
+
 fn run_batch(conn: &Connection, batch: &mut Vec<Job>, replies: &mut Vec<Reply>, rx_len: usize, ended: &mut Ended) {
     let started = Instant::now();
     let size = batch.len();
@@ -364,17 +406,31 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>, replies: &mut Vec<Reply>, 
         tracing::error!(error = %text, "could not begin a write transaction");
         return;
     }
+    // Set when a job without a savepoint failed: part of it may be in the
+    // transaction, so none of the batch is kept.
+    let mut broken = false;
     for job in batch.drain(..) {
-        let (ok, reply) = run_in_savepoint(conn, job);
+        if broken {
+            job.abort(StoreError::CommitFailed(BROKEN_BATCH.into()));
+            continue;
+        }
+        let guarded = job.guarded();
+        let (ok, reply) = if guarded { run_in_savepoint(conn, job) } else { job.run(conn) };
         if !ok {
             metrics::counter!("switchboard_store_write_errors_total").increment(1);
+            broken = !guarded;
         }
         replies.push(reply);
     }
-    let commit = conn.execute_batch("COMMIT").map_err(|error| {
+    let commit = if broken {
         let _ = conn.execute_batch("ROLLBACK");
-        error.to_string()
-    });
+        Err(BROKEN_BATCH.to_owned())
+    } else {
+        conn.execute_batch("COMMIT").map_err(|error| {
+            let _ = conn.execute_batch("ROLLBACK");
+            error.to_string()
+        })
+    };
     if let Err(error) = &commit {
         tracing::error!(%error, batch = size, "write batch failed to commit");
     }
@@ -410,4 +466,69 @@ fn run_in_savepoint(conn: &Connection, job: Job) -> (bool, Reply) {
 /// (savepoint control runs once per job or message: no re-parsing).
 pub(crate) fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use super::Writer;
+    use crate::StoreError;
+
+    fn writer(dir: &std::path::Path) -> Writer {
+        let conn = Connection::open(dir.join("w.db")).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (n INTEGER PRIMARY KEY);").unwrap();
+        Writer::spawn(conn, Box::new(|_, _| false), Box::new(|| {})).unwrap()
+    }
+
+    fn insert(n: i64) -> impl FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static {
+        move |conn| Ok(conn.execute("INSERT INTO t (n) VALUES (?1)", [n]).map(drop)?)
+    }
+
+    fn count(dir: &std::path::Path) -> i64 {
+        let conn = Connection::open(dir.join("w.db")).unwrap();
+        conn.query_row("SELECT COUNT(*) FROM t", [], |row| row.get(0)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_failing_job_without_a_savepoint_takes_its_whole_batch_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = writer(dir.path());
+        // The writer waits in this job until the three below are queued:
+        // they then run in one transaction, whichever batch the gate was in.
+        let (open, gate) = std::sync::mpsc::sync_channel::<()>(1);
+        let gated = writer
+            .queue(move |_| {
+                let _ = gate.recv();
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let first = writer.queue(insert(1)).await.unwrap();
+        let broken = writer
+            .queue_unguarded(|conn| {
+                conn.execute("INSERT INTO t (n) VALUES (2)", [])?;
+                Err::<(), _>(StoreError::Worker("failed after a write".into()))
+            })
+            .await
+            .unwrap();
+        let after = writer.queue(insert(3)).await.unwrap();
+        open.send(()).unwrap();
+        // (The gate's own outcome depends on whether it was in their batch.)
+        let (_, first, broken, after) = tokio::join!(gated, first, broken, after);
+        assert!(matches!(broken, Err(StoreError::Worker(_))), "its own error: {broken:?}");
+        for other in [first, after] {
+            assert!(matches!(other, Err(StoreError::CommitFailed(_))), "{other:?}");
+        }
+        assert_eq!(count(dir.path()), 0, "nothing of the batch is kept");
+
+        // The writer goes on; an unguarded job that refuses in its answer
+        // keeps its batch.
+        let refused = writer.queue_unguarded(|_| Ok::<_, StoreError>(Err::<(), &str>("refused"))).await.unwrap();
+        let next = writer.queue(insert(4)).await.unwrap();
+        assert_eq!(refused.await.unwrap(), Err("refused"));
+        next.await.unwrap();
+        assert_eq!(count(dir.path()), 1);
+        writer.shutdown().await.unwrap();
+    }
 }

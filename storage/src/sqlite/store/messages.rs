@@ -22,17 +22,11 @@ impl MessageStore for SqliteStore {
         self.write(move |conn| append_batch(conn, &ids, messages)).await
     }
 
-    /// Queued on the writer: batches run in the order they were queued.
+    /// Queued on the writer: batches run in the order they were queued,
+    /// with no savepoint (see [`append_batch`]).
     async fn queue_messages(&self, messages: Vec<NewMessage>) -> StoreResult<QueuedAppend> {
         let ids = self.inner.ids.clone();
-        let mut messages = messages;
-        if messages.len() == 1
-            && let Some(message) = messages.pop()
-        {
-            let written = self.inner.writer.queue(move |conn| append(conn, &ids, message)).await?;
-            return Ok(Box::pin(async move { Ok(vec![written.await]) }));
-        }
-        let written = self.inner.writer.queue(move |conn| append_batch(conn, &ids, messages)).await?;
+        let written = self.inner.writer.queue_unguarded(move |conn| append_batch(conn, &ids, messages)).await?;
         Ok(Box::pin(written))
     }
 
@@ -300,11 +294,12 @@ fn insert_receipt(
     Ok(())
 }
 
-/// Appends `messages` in order; one refused (a duplicate's original, no
-/// such chat) does not undo the others. They share their job's savepoint:
-/// a message refused is refused before anything of it is written (see
-/// `append_with_id`), and a failure after a write fails the whole job, so
-/// no message needs a savepoint (a copy of every page it touches) of its own.
+/// Appends `messages` in order; one refused (no such chat, a constraint of
+/// its insert) does not undo the others. A message is refused before
+/// anything of it is written (see `append_with_id`), and a failure after a
+/// write fails the whole job (`Err`), so no message needs a savepoint (a
+/// copy of every page it touches) of its own, nor does the job: the
+/// writer rolls back the transaction of a job without one that fails.
 fn append_batch(
     conn: &rusqlite::Connection,
     ids: &crate::IdGenerator,
