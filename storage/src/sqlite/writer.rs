@@ -24,6 +24,19 @@ pub(crate) const WRITE_QUEUE_DEPTH: usize = 8192;
 /// of a batch sees and the size of the WAL a commit appends.
 pub(crate) const MAX_BATCH: usize = 1024;
 
+/// Whether a job runs in a savepoint of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Savepoint {
+    /// A failing job is rolled back alone.
+    Own,
+    /// For work that refuses only in its answer (`Ok`), before writing
+    /// anything: an `Err` from it rolls back its whole transaction, every
+    /// job of the batch with it. A savepoint copies each page a job touches
+    /// before its first change there; work whose refusals come before any
+    /// write has no use for that copy.
+    None,
+}
+
 /// A queued write: its work and the caller waiting for it.
 trait WriteJob: Send {
     /// Runs against the writer's connection; answers whether it succeeded
@@ -138,7 +151,7 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        self.queue(work).await?.await
+        self.queue(work, Savepoint::Own).await?.await
     }
 
     /// Queues `work` behind every job queued before it and answers once it
@@ -147,42 +160,14 @@ impl Writer {
     pub(crate) async fn queue<T, F>(
         &self,
         work: F,
-    ) -> Result<impl Future<Output = Result<T, StoreError>> + Send + 'static, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        self.enqueue(work, true).await
-    }
-
-    /// [`Writer::queue`] for work that runs without a savepoint of its own:
-    /// it must refuse only in its answer (`Ok`) before writing anything,
-    /// because an `Err` from it rolls back its whole transaction, every job
-    /// of the batch with it. A savepoint copies each page a job touches
-    /// before its first change there; work whose refusals come before any
-    /// write has no use for that copy.
-    pub(crate) async fn queue_unguarded<T, F>(
-        &self,
-        work: F,
-    ) -> Result<impl Future<Output = Result<T, StoreError>> + Send + 'static, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        self.enqueue(work, false).await
-    }
-
-    async fn enqueue<T, F>(
-        &self,
-        work: F,
-        guarded: bool,
+        savepoint: Savepoint,
     ) -> Result<impl Future<Output = Result<T, StoreError>> + Send + 'static, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (caller, rx) = oneshot::channel();
-        let job: Job = Box::new(Pending { work, caller, guarded });
+        let job: Job = Box::new(Pending { work, caller, guarded: savepoint == Savepoint::Own });
         self.queue.send(Command::Run(job)).await.map_err(|_| StoreError::Closed)?;
         Ok(async move { rx.await.map_err(|_| StoreError::Closed)? })
     }
@@ -472,7 +457,7 @@ pub(crate) fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> 
 mod tests {
     use rusqlite::Connection;
 
-    use super::Writer;
+    use super::{Savepoint, Writer};
     use crate::StoreError;
 
     fn writer(dir: &std::path::Path) -> Writer {
@@ -498,21 +483,27 @@ mod tests {
         // they then run in one transaction, whichever batch the gate was in.
         let (open, gate) = std::sync::mpsc::sync_channel::<()>(1);
         let gated = writer
-            .queue(move |_| {
-                let _ = gate.recv();
-                Ok(())
-            })
+            .queue(
+                move |_| {
+                    let _ = gate.recv();
+                    Ok(())
+                },
+                Savepoint::Own,
+            )
             .await
             .unwrap();
-        let first = writer.queue(insert(1)).await.unwrap();
+        let first = writer.queue(insert(1), Savepoint::Own).await.unwrap();
         let broken = writer
-            .queue_unguarded(|conn| {
-                conn.execute("INSERT INTO t (n) VALUES (2)", [])?;
-                Err::<(), _>(StoreError::Worker("failed after a write".into()))
-            })
+            .queue(
+                |conn| {
+                    conn.execute("INSERT INTO t (n) VALUES (2)", [])?;
+                    Err::<(), _>(StoreError::Worker("failed after a write".into()))
+                },
+                Savepoint::None,
+            )
             .await
             .unwrap();
-        let after = writer.queue(insert(3)).await.unwrap();
+        let after = writer.queue(insert(3), Savepoint::Own).await.unwrap();
         open.send(()).unwrap();
         // (The gate's own outcome depends on whether it was in their batch.)
         let (_, first, broken, after) = tokio::join!(gated, first, broken, after);
@@ -524,8 +515,8 @@ mod tests {
 
         // The writer goes on; an unguarded job that refuses in its answer
         // keeps its batch.
-        let refused = writer.queue_unguarded(|_| Ok::<_, StoreError>(Err::<(), &str>("refused"))).await.unwrap();
-        let next = writer.queue(insert(4)).await.unwrap();
+        let refused = writer.queue(|_| Ok::<_, StoreError>(Err::<(), &str>("refused")), Savepoint::None).await.unwrap();
+        let next = writer.queue(insert(4), Savepoint::Own).await.unwrap();
         assert_eq!(refused.await.unwrap(), Err("refused"));
         next.await.unwrap();
         assert_eq!(count(dir.path()), 1);

@@ -7,6 +7,7 @@ use super::{
     params_from_iter, release, rows, schedule, scheduled_by_id, try_append, unread,
 };
 use crate::model::{ReceiptKind, ReceiptMark};
+use crate::sqlite::writer::Savepoint;
 
 #[async_trait]
 impl MessageStore for SqliteStore {
@@ -26,7 +27,7 @@ impl MessageStore for SqliteStore {
     /// with no savepoint (see [`append_batch`]).
     async fn queue_messages(&self, messages: Vec<NewMessage>) -> StoreResult<QueuedAppend> {
         let ids = self.inner.ids.clone();
-        let written = self.inner.writer.queue_unguarded(move |conn| append_batch(conn, &ids, messages)).await?;
+        let written = self.inner.writer.queue(move |conn| append_batch(conn, &ids, messages), Savepoint::None).await?;
         Ok(Box::pin(written))
     }
 
