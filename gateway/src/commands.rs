@@ -178,7 +178,9 @@ pub(crate) async fn handle_many(gateway: &Gateway, session: &mut Session, frames
 /// Answers whether the connection goes on.
 pub(crate) async fn run_held(gateway: &Gateway, session: &mut Session) -> bool {
     let Some(ClientFrame { id, command }) = session.held.take() else { return true };
-    let outcome = handle(gateway, session, id.as_deref(), command).await;
+    // Boxed: inline, any command's future would be part of every idle
+    // connection's task (see `connection::run`).
+    let outcome = Box::pin(handle(gateway, session, id.as_deref(), command)).await;
     session.push(outcome)
 }
 
