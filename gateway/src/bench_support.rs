@@ -5,11 +5,9 @@
 //! [`deliver`].
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU16};
 
 use router::Delivery;
 use storage::model::UserId;
-use tokio::sync::Notify;
 
 use crate::fanout::deliver;
 use crate::outbound::{self, Inbox};
@@ -32,17 +30,9 @@ impl LocalConnections {
             let (outbound, receiver) = outbound::queue(queue);
             let msgpack = msgpack_every > 0 && n % msgpack_every == 0;
             let encoding = if msgpack { Encoding::MsgPack } else { Encoding::Json };
-            registry.insert(Arc::new(Handle {
-                id: n as u64,
-                user_id: n as UserId + 1,
-                claims: protocol::Claims { sub: n as UserId + 1, jti: String::new(), iat: 0, exp: i64::MAX, fam: None },
-                encoding,
-                outbound,
-                last_seen: AtomicI64::new(0),
-                close_code: AtomicU16::new(0),
-                kick: Notify::new(),
-                close_reason: std::sync::OnceLock::new(),
-            }));
+            let claims =
+                protocol::Claims { sub: n as UserId + 1, jti: String::new(), iat: 0, exp: i64::MAX, fam: None };
+            registry.insert(Arc::new(Handle::new(n as u64, claims, encoding, outbound, 0)));
             queues.push((encoding, receiver));
         }
         Self { registry, queues }

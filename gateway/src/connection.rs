@@ -3,7 +3,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU16, Ordering};
+use std::sync::atomic::Ordering;
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -14,7 +14,6 @@ use protocol::server::Connected;
 use protocol::time::{now_millis, to_iso};
 use protocol::{Encoding, ServerEvent};
 use storage::model::UserId;
-use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -304,17 +303,7 @@ async fn run(
 ) {
     let user_id = claims.sub;
     let (outbound, mut queue) = outbound::queue(gateway.inner.config.outbound_queue);
-    let handle = Arc::new(Handle {
-        id,
-        user_id,
-        claims,
-        encoding,
-        outbound,
-        last_seen: AtomicI64::new(gateway.clock_ms()),
-        close_code: AtomicU16::new(0),
-        kick: Notify::new(),
-        close_reason: std::sync::OnceLock::new(),
-    });
+    let handle = Arc::new(Handle::new(id, claims, encoding, outbound, gateway.clock_ms()));
     // Registered before `connect` goes out: from then on, deliveries from
     // any node find this connection.
     Box::pin(arrive(&gateway, handle.clone())).await;

@@ -223,13 +223,12 @@ fn disconnect(registry: &Registry, delivery: &Delivery) -> u64 {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicI64, AtomicU16, Ordering};
+    use std::sync::atomic::Ordering;
 
     use protocol::server::{CallRinging, Pong};
     use protocol::{Encoding, ServerEvent};
     use router::{Delivery, DeviceRef, Devices};
     use storage::model::UserId;
-    use tokio::sync::Notify;
 
     use super::Runs;
     use crate::fixture::fixture;
@@ -239,17 +238,8 @@ mod tests {
 
     fn connect(registry: &crate::registry::Registry, user_id: UserId, id: u64, limit: usize) -> (Arc<Handle>, Inbox) {
         let (outbound, inbox) = queue(limit);
-        let handle = Arc::new(Handle {
-            id,
-            user_id,
-            claims: protocol::Claims { sub: user_id, jti: String::new(), iat: 0, exp: i64::MAX, fam: None },
-            encoding: Encoding::Json,
-            outbound,
-            last_seen: AtomicI64::new(0),
-            close_code: AtomicU16::new(0),
-            kick: Notify::new(),
-            close_reason: std::sync::OnceLock::new(),
-        });
+        let claims = protocol::Claims { sub: user_id, jti: String::new(), iat: 0, exp: i64::MAX, fam: None };
+        let handle = Arc::new(Handle::new(id, claims, Encoding::Json, outbound, 0));
         registry.insert(handle.clone());
         (handle, inbox)
     }

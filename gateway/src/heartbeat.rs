@@ -38,10 +38,8 @@ pub(crate) fn sweep_once(gateway: &Gateway) -> usize {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicI64, AtomicU16, Ordering};
+    use std::sync::atomic::Ordering;
     use std::time::Duration;
-
-    use tokio::sync::Notify;
 
     use super::sweep_once;
     use crate::fixture::fixture;
@@ -53,17 +51,8 @@ mod tests {
     async fn a_connection_silent_for_90_seconds_is_closed() {
         let f = fixture(GatewayConfig::default()).await;
         let (outbound, _queue) = crate::outbound::queue(4);
-        let handle = Arc::new(Handle {
-            id: 1,
-            user_id: f.alice,
-            claims: protocol::Claims { sub: f.alice, jti: "t".into(), iat: 0, exp: i64::MAX, fam: None },
-            encoding: Encoding::Json,
-            outbound,
-            last_seen: AtomicI64::new(f.gateway.clock_ms()),
-            close_code: AtomicU16::new(0),
-            kick: Notify::new(),
-            close_reason: std::sync::OnceLock::new(),
-        });
+        let claims = protocol::Claims { sub: f.alice, jti: "t".into(), iat: 0, exp: i64::MAX, fam: None };
+        let handle = Arc::new(Handle::new(1, claims, Encoding::Json, outbound, f.gateway.clock_ms()));
         f.gateway.inner.registry.insert(handle.clone());
 
         tokio::time::advance(Duration::from_secs(60)).await;

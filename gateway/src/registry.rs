@@ -36,6 +36,28 @@ pub(crate) struct Handle {
 }
 
 impl Handle {
+    /// The handle of connection `id`, opened with `claims`, that last heard
+    /// from its client at `last_seen` ([`crate::Gateway::clock_ms`]).
+    pub(crate) fn new(
+        id: u64,
+        claims: protocol::Claims,
+        encoding: Encoding,
+        outbound: Outbound,
+        last_seen: i64,
+    ) -> Self {
+        Self {
+            id,
+            user_id: claims.sub,
+            claims,
+            encoding,
+            outbound,
+            last_seen: AtomicI64::new(last_seen),
+            close_code: AtomicU16::new(0),
+            kick: Notify::new(),
+            close_reason: std::sync::OnceLock::new(),
+        }
+    }
+
     /// Asks the connection task to close with `code` (first request wins).
     pub(crate) fn close(&self, code: u16) {
         if self.close_code.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire).is_ok() {
