@@ -45,7 +45,7 @@ trait WriteJob: Send {
     /// the whole transaction.
     fn run(self: Box<Self>, conn: &Connection) -> (bool, Reply);
     /// Whether the job runs in a savepoint of its own.
-    fn guarded(&self) -> bool;
+    fn savepoint(&self) -> Savepoint;
     /// Tells the caller the work could not run at all.
     fn abort(self: Box<Self>, error: StoreError);
 }
@@ -56,7 +56,7 @@ type Reply = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 struct Pending<T, F> {
     work: F,
     caller: oneshot::Sender<Result<T, StoreError>>,
-    guarded: bool,
+    savepoint: Savepoint,
 }
 
 impl<T, F> WriteJob for Pending<T, F>
@@ -80,8 +80,8 @@ where
         (ok, reply)
     }
 
-    fn guarded(&self) -> bool {
-        self.guarded
+    fn savepoint(&self) -> Savepoint {
+        self.savepoint
     }
 
     fn abort(self: Box<Self>, error: StoreError) {
@@ -167,7 +167,7 @@ impl Writer {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (caller, rx) = oneshot::channel();
-        let job: Job = Box::new(Pending { work, caller, guarded: savepoint == Savepoint::Own });
+        let job: Job = Box::new(Pending { work, caller, savepoint });
         self.queue.send(Command::Run(job)).await.map_err(|_| StoreError::Closed)?;
         Ok(async move { rx.await.map_err(|_| StoreError::Closed)? })
     }
@@ -399,11 +399,14 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>, replies: &mut Vec<Reply>, 
             job.abort(StoreError::CommitFailed(BROKEN_BATCH.into()));
             continue;
         }
-        let guarded = job.guarded();
-        let (ok, reply) = if guarded { run_in_savepoint(conn, job) } else { job.run(conn) };
+        let savepoint = job.savepoint();
+        let (ok, reply) = match savepoint {
+            Savepoint::Own => run_in_savepoint(conn, job),
+            Savepoint::None => job.run(conn),
+        };
         if !ok {
             metrics::counter!("switchboard_store_write_errors_total").increment(1);
-            broken = !guarded;
+            broken = savepoint == Savepoint::None;
         }
         replies.push(reply);
     }
