@@ -676,8 +676,21 @@ pub async fn client_message_id_dedupes<S: Store + Clone>(store: &S) {
     assert_eq!(seqs.len(), 1);
     assert_eq!(top_seq(store, chat).await, 3);
 
+    // Within one batch, the second copy is the first's duplicate.
+    let mut twice = NewMessage::text(chat, alice, "twice", now_millis());
+    twice.client_message_id = Some("c-3".into());
+    let outcomes = store.append_messages(vec![twice.clone(), twice]).await.unwrap();
+    let [Ok(Appended::New(stored)), Ok(Appended::Duplicate(copy))] = &outcomes[..] else {
+        panic!("{outcomes:?}");
+    };
+    assert_eq!((stored.id, stored.seq), (copy.id, 4));
+    assert_eq!(top_seq(store, chat).await, 4);
+
     let missing = NewMessage::text(999_999, alice, "x", now_millis());
     assert!(matches!(store.append_message(missing).await, Err(StoreError::ChatNotFound(999_999))));
+    let mut keyed = NewMessage::text(999_999, alice, "x", now_millis());
+    keyed.client_message_id = Some("c-4".into());
+    assert!(matches!(store.append_message(keyed).await, Err(StoreError::ChatNotFound(999_999))));
 }
 
 pub async fn pages_before_after_and_filters<S: Store>(store: &S) {

@@ -207,8 +207,20 @@ fn original_of(conn: &Connection, sender_id: UserId, client_id: Option<&str>) ->
     if let Some(original) = message_by_client(conn, sender_id, client_id)? {
         return Ok(Some(original));
     }
-    let sql = format!("{SCHEDULED_SELECT} WHERE m.sender_id = ?1 AND m.client_message_id = ?2");
-    Ok(conn.prepare_cached(&sql)?.query_row(params![sender_id, client_id], rows::message).optional()?)
+    scheduled_by_client(conn, sender_id, client_id)
+}
+
+/// The scheduled message this sender holds with this key. The table holds
+/// only messages not yet due, so the probe stays in a few hot pages.
+fn scheduled_by_client(conn: &Connection, sender_id: UserId, client_id: &str) -> StoreResult<Option<Message>> {
+    let held: Option<MessageId> = conn
+        .prepare_cached("SELECT id FROM scheduled_messages WHERE sender_id = ?1 AND client_message_id = ?2")?
+        .query_row(params![sender_id, client_id], |row| row.get(0))
+        .optional()?;
+    match held {
+        Some(id) => scheduled_by_id(conn, id),
+        None => Ok(None),
+    }
 }
 
 fn schedule(conn: &Connection, ids: &crate::IdGenerator, new: &NewMessage) -> StoreResult<Appended> {
@@ -277,16 +289,37 @@ impl From<AppendError> for StoreError {
 }
 
 /// Appends `new` unless its sender already sent it (same client id).
+///
+/// Only the small table of scheduled messages is probed first: a resend
+/// of a sent message is found by the insert itself, whose unique index
+/// (`messages_dedupe`) refuses it before anything is written, so a first
+/// send (nearly every send) walks that index once, not twice, and a
+/// refused insert is looked up only then.
 pub(crate) fn try_append(
     conn: &Connection,
     ids: &crate::IdGenerator,
     new: NewMessage,
 ) -> Result<Appended, AppendError> {
-    let original = original_of(conn, new.sender_id, new.client_message_id.as_deref()).map_err(AppendError::Refused)?;
-    if let Some(original) = original {
-        return Ok(Appended::Duplicate(original));
+    if let Some(client_id) = new.client_message_id.as_deref() {
+        let held = scheduled_by_client(conn, new.sender_id, client_id).map_err(AppendError::Refused)?;
+        if let Some(held) = held {
+            return Ok(Appended::Duplicate(held));
+        }
     }
-    append_with_id(conn, ids.next_id(), new)
+    let id = ids.next_id();
+    match insert_message(conn, id, &new) {
+        Ok(seq) => Ok(Appended::New(new.into_stored(id, seq))),
+        // A refused insert (by the dedupe index above all) may be a
+        // resend: its original, if there is one, comes back instead.
+        Err(AppendError::Refused(error)) => {
+            let original = match new.client_message_id.as_deref() {
+                Some(client_id) => message_by_client(conn, new.sender_id, client_id).map_err(AppendError::Refused)?,
+                None => None,
+            };
+            original.map(Appended::Duplicate).ok_or(AppendError::Refused(error))
+        }
+        Err(broken) => Err(broken),
+    }
 }
 
 /// Appends `new` as message `id`. Everything that can refuse it (no such
@@ -294,6 +327,12 @@ pub(crate) fn try_append(
 /// insert is one row with no trigger, so SQLite checks it whole before
 /// writing and needs no statement journal for it.
 fn append_with_id(conn: &Connection, id: MessageId, new: NewMessage) -> Result<Appended, AppendError> {
+    let seq = insert_message(conn, id, &new)?;
+    Ok(Appended::New(new.into_stored(id, seq)))
+}
+
+/// Writes `new` as message `id` and returns its seq (see `append_with_id`).
+fn insert_message(conn: &Connection, id: MessageId, new: &NewMessage) -> Result<u64, AppendError> {
     let refused = |error: rusqlite::Error| AppendError::Refused(error.into());
     let broken = |error: rusqlite::Error| AppendError::Broken(error.into());
     let last_seq: i64 = conn
@@ -344,7 +383,7 @@ fn append_with_id(conn: &Connection, id: MessageId, new: NewMessage) -> Result<A
     conn.prepare_cached("UPDATE chats SET last_seq = ?1, updated_at = ?2 WHERE id = ?3")
         .and_then(|mut statement| statement.execute(params![seq as i64, new.created_at, new.chat_id]))
         .map_err(broken)?;
-    Ok(Appended::New(new.into_stored(id, seq)))
+    Ok(seq)
 }
 
 /// Whether `fresh` (users not yet members) may join a chat of `members`
