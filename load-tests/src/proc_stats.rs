@@ -1,6 +1,8 @@
 //! The server's resident memory and CPU time, from /proc, when it runs on
 //! this machine and its pid was given: the process's and its live
 //! descendants' together (a Node primary and its workers are one server).
+//! And the machine's steal time: CPU time a virtual machine's hypervisor
+//! gave to someone else while this one had work to run.
 
 /// Where to read the server's figures from (nothing when no pid was given).
 #[derive(Debug, Clone, Copy, Default)]
@@ -61,5 +63,44 @@ fn cpu_of(pid: u32) -> Option<f64> {
     Some(ticks / USER_HZ)
 }
 
+/// CPU seconds stolen from this machine's cores since boot (all cores
+/// together), from /proc/stat; `None` where the kernel does not count it.
+pub fn machine_steal_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    steal_ticks(&stat).map(|ticks| ticks as f64 / USER_HZ)
+}
+
+/// The steal column (the eighth number) of /proc/stat's all-cores `cpu` line.
+fn steal_ticks(stat: &str) -> Option<u64> {
+    let line = stat.lines().find(|line| line.split_whitespace().next() == Some("cpu"))?;
+    line.split_whitespace().nth(8)?.parse().ok()
+}
+
 /// Clock ticks per second in /proc: 100 on every Linux architecture the project builds for.
 const USER_HZ: f64 = 100.0;
+
+#[cfg(test)]
+mod tests {
+    use super::steal_ticks;
+
+    #[test]
+    fn steal_is_the_eighth_number_of_the_all_cores_line() {
+        let stat = "cpu  4705 356 584 3699176 23060 0 277 1234 0 0\n\
+                    cpu0 1393 280 301 1849514 11572 0 150 617 0 0\n\
+                    intr 123 0 0\n";
+        assert_eq!(steal_ticks(stat), Some(1234));
+    }
+
+    #[test]
+    fn a_stat_without_the_column_or_the_line_gives_nothing() {
+        assert_eq!(steal_ticks("cpu  4705 356 584 3699176\n"), None, "a kernel before steal accounting");
+        assert_eq!(steal_ticks("cpu0 1 2 3 4 5 6 7 8 9\n"), None, "only per-core lines");
+        assert_eq!(steal_ticks("cpu  1 2 3 4 5 6 7 x 9\n"), None, "not a number");
+        assert_eq!(steal_ticks(""), None);
+    }
+
+    #[test]
+    fn this_machine_reports_its_steal() {
+        assert!(super::machine_steal_seconds().is_some_and(|seconds| seconds >= 0.0));
+    }
+}

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::proc_stats::ServerProbe;
+use crate::proc_stats::{ServerProbe, machine_steal_seconds};
 use crate::traffic::Counters;
 
 /// One second of a run.
@@ -26,6 +26,9 @@ pub struct Sample {
     pub p99_ms: Option<f64>,
     pub server_cpu_s: Option<f64>,
     pub server_rss_bytes: Option<u64>,
+    /// CPU time the hypervisor took from this machine's cores over the
+    /// second (all cores together): a slower machine for that second.
+    pub machine_steal_s: Option<f64>,
 }
 
 /// The sampler of one run.
@@ -37,6 +40,7 @@ pub struct Progress {
     samples: Vec<Sample>,
     last: [u64; 3],
     last_cpu: Option<f64>,
+    last_steal: Option<f64>,
     /// A terminal gets one line rewritten in place; a log gets a line every 5 s.
     terminal: bool,
 }
@@ -50,6 +54,7 @@ impl Progress {
             samples: Vec::new(),
             last: [0; 3],
             last_cpu: server.cpu_seconds(),
+            last_steal: machine_steal_seconds(),
             terminal: std::io::stderr().is_terminal(),
         }
     }
@@ -67,6 +72,7 @@ impl Progress {
             counters.delivered.load(Ordering::Relaxed),
         ];
         let cpu = self.server.cpu_seconds();
+        let steal = machine_steal_seconds();
         let sample = Sample {
             t_s: self.samples.len() as u32 + 1,
             open: counters.open.load(Ordering::Relaxed).saturating_sub(counters.closed.load(Ordering::Relaxed)),
@@ -79,11 +85,13 @@ impl Progress {
             p99_ms: None,
             server_cpu_s: cpu.zip(self.last_cpu).map(|(now, before)| now - before),
             server_rss_bytes: self.server.rss_bytes(),
+            machine_steal_s: steal.zip(self.last_steal).map(|(now, before)| now - before),
         };
         self.last = now;
         self.last_cpu = cpu;
+        self.last_steal = steal;
         let line = format!(
-            "{} {:>3}s  open {}  sent/s {}  acked/s {}  delivered/s {}  errors {}  disconnects {}  server {}",
+            "{} {:>3}s  open {}  sent/s {}  acked/s {}  delivered/s {}  errors {}  disconnects {}  server {}  steal {}",
             self.label,
             sample.t_s,
             sample.open,
@@ -95,7 +103,8 @@ impl Progress {
             match (sample.server_cpu_s, sample.server_rss_bytes) {
                 (Some(cpu), Some(rss)) => format!("cpu {:.0}% rss {} MiB", cpu * 100.0, rss >> 20),
                 _ => "-".to_owned(),
-            }
+            },
+            sample.machine_steal_s.map_or("-".to_owned(), |steal| format!("{:.0}%", steal * 100.0)),
         );
         let mut stderr = std::io::stderr().lock();
         if self.terminal {

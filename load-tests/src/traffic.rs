@@ -105,6 +105,9 @@ pub struct Measured {
     pub latency_ms: Percentiles,
     pub server_rss_bytes: Option<u64>,
     pub server_cpu_s: Option<f64>,
+    /// CPU seconds the hypervisor took from this machine's cores over the
+    /// measured window (all cores together; see `Sample::machine_steal_s`).
+    pub machine_steal_s: Option<f64>,
     pub timeline: Vec<Sample>,
 }
 
@@ -589,7 +592,8 @@ pub async fn run(connections: Vec<Connection>, plan: Plan, label: &str) -> anyho
         deliveries_per_s: counters.delivered_in_window.load(Ordering::Relaxed) as f64 / seconds,
         latency_ms: Percentiles::of(&latencies),
         server_rss_bytes: plan.server.rss_bytes(),
-        server_cpu_s: measured_cpu(&timeline, plan.warmup, plan.duration),
+        server_cpu_s: in_window(&timeline, plan.warmup, plan.duration, |sample| sample.server_cpu_s),
+        machine_steal_s: in_window(&timeline, plan.warmup, plan.duration, |sample| sample.machine_steal_s),
         timeline,
     })
 }
@@ -610,14 +614,16 @@ async fn flush_dirty_pages() {
     eprintln!("sync before the run failed ({failed}): the disk may still be writing back other files");
 }
 
-/// Server CPU seconds over the measured window, from the timeline.
-fn measured_cpu(timeline: &[Sample], warmup: Duration, duration: Duration) -> Option<f64> {
+/// One figure of the timeline (server CPU seconds, stolen seconds) summed
+/// over the measured window.
+fn in_window(
+    timeline: &[Sample],
+    warmup: Duration,
+    duration: Duration,
+    figure: impl Fn(&Sample) -> Option<f64>,
+) -> Option<f64> {
     let window = warmup.as_secs()..warmup.as_secs() + duration.as_secs();
-    timeline
-        .iter()
-        .filter(|sample| window.contains(&(u64::from(sample.t_s) - 1)))
-        .map(|sample| sample.server_cpu_s)
-        .sum()
+    timeline.iter().filter(|sample| window.contains(&(u64::from(sample.t_s) - 1))).map(figure).sum()
 }
 
 #[cfg(test)]

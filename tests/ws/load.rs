@@ -104,6 +104,9 @@ async fn open_loop_rate_is_kept_and_reported() {
     assert_eq!(measured["delivered"], measured["sent"]);
     assert_eq!(measured["accounting"]["lost"], 0, "{measured}");
     assert_eq!(measured["accounting"]["expected"], measured["acked"], "{measured}");
+    // What the hypervisor took from the machine is reported beside the server's CPU.
+    assert!(measured["machine_steal_s"].as_f64().is_some_and(|steal| steal >= 0.0), "{measured}");
+    assert!(report.timeline.iter().all(|sample| sample.machine_steal_s.is_some()), "{measured}");
     let chart = load_tests::report::timeline_chart(&report.title, &report.timeline).unwrap();
     assert!(chart.starts_with("<svg") && chart.contains("deliveries/s"));
     let dir = tempfile::tempdir().unwrap();
