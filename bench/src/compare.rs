@@ -683,7 +683,7 @@ fn markdown(results: &[SystemResult], scenario: &serde_json::Value) -> String {
             r.p99_ms,
             r.common_load_p99_ms.map_or("-".to_owned(), |p99| format!("{p99:.2}")),
             r.server_rss_bytes.map_or("-".to_owned(), |b| format!("{:.0}", b as f64 / 1_048_576.0)),
-            r.server_cpu_s.map_or("-".to_owned(), |s| format!("{s:.1}")),
+            seconds(r.server_cpu_s),
             seconds(r.max_phase.machine_steal_s),
             r.faults.cells(),
         );
