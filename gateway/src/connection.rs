@@ -123,6 +123,18 @@ struct Alarms<'p, 'f> {
     stopping: Pin<&'p mut WaitForCancellationFuture<'f>>,
 }
 
+/// Adds the frames of `first` (or of the oldest queued run) and of the
+/// runs queued behind it to `frames`, up to a batch (a run is not split).
+fn take_queued(handle: &Handle, queue: &mut Inbox, first: Option<outbound::Run>, frames: &mut Vec<Message>) {
+    let before = frames.len();
+    let mut next = first.or_else(|| queue.try_recv());
+    while let Some(run) = next {
+        frames.extend(run.iter().filter_map(|frame| frame.get(handle.encoding)));
+        next = if frames.len() - before < WRITE_BATCH { queue.try_recv() } else { None };
+    }
+    metrics::counter!("switchboard_ws_frames_out_total").increment((frames.len() - before) as u64);
+}
+
 /// Writes `first` and whatever else is queued (up to a batch), flushing
 /// once. A client that stops reading blocks the write; the kick (slow
 /// consumer, shutdown) still gets through. Answers whether to go on.
@@ -133,31 +145,18 @@ async fn write_queued(
     queue: &mut Inbox,
     first: outbound::Run,
 ) -> bool {
-    let write = async |sink: &mut Sink| {
-        // Runs from one fan-out turn are queued back to back: giving the
-        // scheduler one turn lets the rest arrive, so they leave in one
-        // write instead of one syscall each.
-        if queue.is_empty() {
-            tokio::task::yield_now().await;
-        }
-        let mut frames = Vec::with_capacity(first.len());
-        let mut next = Some(first);
-        while let Some(run) = next {
-            frames.extend(run.iter().filter_map(|frame| frame.get(handle.encoding)));
-            next = if frames.len() < WRITE_BATCH { queue.try_recv() } else { None };
-        }
-        metrics::counter!("switchboard_ws_frames_out_total").increment(frames.len() as u64);
-        if packed {
-            frames = codec::pack(frames);
-        }
-        for frame in frames {
-            if sink.feed(frame).await.is_err() {
-                return false;
-            }
-        }
-        sink.flush().await.is_ok()
-    };
-    guarded(alarms, handle, sink, write).await
+    // Runs from one fan-out turn are queued back to back: giving the
+    // scheduler one turn lets the rest arrive, so they leave in one
+    // write instead of one syscall each.
+    if queue.is_empty() {
+        tokio::task::yield_now().await;
+    }
+    let mut frames = Vec::with_capacity(first.len());
+    take_queued(handle, queue, Some(first), &mut frames);
+    if packed {
+        frames = codec::pack(frames);
+    }
+    write_replies(alarms, handle, sink, frames).await
 }
 
 /// `replies` written with one flush, under the same watch as queued
@@ -174,12 +173,12 @@ async fn write_replies(alarms: &mut Alarms<'_, '_>, handle: &Handle, sink: &mut 
     guarded(alarms, handle, sink, write).await
 }
 
-/// Writes what a step came to, then closes when it ends the connection.
-/// Answers whether to go on.
+/// Writes what a step came to, with the events queued by then, then
+/// closes when it ends the connection. Answers whether to go on.
 async fn answer(
     alarms: &mut Alarms<'_, '_>,
     (handle, encoding, packed): (&Handle, Encoding, bool),
-    sink: &mut Sink,
+    (sink, queue): (&mut Sink, &mut Inbox),
     outcome: Outcome,
 ) -> bool {
     let (replies, close_with) = match outcome {
@@ -189,6 +188,16 @@ async fn answer(
     };
     let mut frames: Vec<Message> =
         replies.iter().filter_map(|reply| codec::encode(&reply.event, reply.reference.as_deref(), encoding)).collect();
+    // Events queued for the connection leave in the same write as its
+    // replies: the acks of a written batch come when its messages are
+    // published, so a chat partner's message (or the sender's own echo)
+    // is usually queued by then, or one scheduler turn later.
+    if !frames.is_empty() && close_with.is_none() {
+        if queue.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        take_queued(handle, queue, None, &mut frames);
+    }
     if packed {
         frames = codec::pack(frames);
     }
@@ -348,7 +357,7 @@ async fn run(
                     reading = !ended;
                 }
                 outcome = session.next_outcome() => {
-                    if !answer(&mut alarms, (&handle, encoding, options.batch), &mut sink, outcome).await {
+                    if !answer(&mut alarms, (&handle, encoding, options.batch), (&mut sink, &mut queue), outcome).await {
                         break;
                     }
                     // The sends a held command waited for are written: it

@@ -484,3 +484,35 @@ async fn a_batching_messagepack_connection_gets_values_back_to_back() {
     assert_eq!(contents, (0..SENDS).map(|n| format!("m{n}")).collect::<Vec<_>>());
     assert!(frames < SENDS, "{SENDS} events came in {frames} frames: none were packed");
 }
+
+#[tokio::test]
+async fn a_batching_sender_gets_its_ack_and_its_own_message_in_one_frame() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let server = unthrottled().await;
+    let (alice, _bob, chat) = server.pair("group").await;
+    // Echo on: the sender is sent its own `message.new` too, which is
+    // queued when its send is published, before the ack is written.
+    let mut sender = connect_url(&format!("{}?batch=1", server.ws), Some(&alice.token), None).await.unwrap();
+    let Some(Ok(Message::Text(_greeting))) = sender.socket.next().await else { panic!("no greeting") };
+    for round in 0..3 {
+        let [send] = &sends(chat, &format!("r{round}-"), 1)[..] else { unreachable!() };
+        sender.socket.send(send.clone()).await.unwrap();
+        let frame = tokio::time::timeout(crate::harness::WAIT, sender.socket.next()).await.expect("no frame in time");
+        let Some(Ok(Message::Text(text))) = frame else { panic!("not a text frame: {frame:?}") };
+        let events: Vec<serde_json::Value> =
+            text.as_str().split('\n').map(|line| serde_json::from_str(line).unwrap()).collect();
+        let kinds: Vec<&str> = events.iter().map(|event| event["type"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["message.ack", "message.new"], "round {round}: {text}");
+        assert_eq!(events[0]["ref"], format!("r{round}-0"));
+        assert_eq!(events[1]["data"]["content"], format!("r{round}-0"));
+    }
+    // A bad send is refused in the same envelope, alone: nothing was queued.
+    let bad = json!({"type": "message.send", "id": "bad", "data": {"chat_id": chat + 1_000, "content": "x"}});
+    sender.socket.send(Message::Text(bad.to_string().into())).await.unwrap();
+    let frame = tokio::time::timeout(crate::harness::WAIT, sender.socket.next()).await.expect("no frame in time");
+    let Some(Ok(Message::Text(text))) = frame else { panic!("not a text frame: {frame:?}") };
+    let error: serde_json::Value = serde_json::from_str(text.as_str()).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(error["type"], "error", "{error}");
+    assert_eq!(error["ref"], "bad", "{error}");
+}
