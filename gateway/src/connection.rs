@@ -177,10 +177,11 @@ async fn write_replies(alarms: &mut Alarms<'_, '_>, handle: &Handle, sink: &mut 
 /// closes when it ends the connection. Answers whether to go on.
 async fn answer(
     alarms: &mut Alarms<'_, '_>,
-    (handle, encoding, packed): (&Handle, Encoding, bool),
+    (handle, encoding, options): (&Handle, Encoding, Options),
     (sink, queue): (&mut Sink, &mut Inbox),
     outcome: Outcome,
 ) -> bool {
+    let Options { echo, batch: packed } = options;
     let (replies, close_with) = match outcome {
         Outcome::Reply(replies) => (replies, None),
         Outcome::Close(code, reason) => (Vec::new(), Some((code, reason))),
@@ -189,11 +190,14 @@ async fn answer(
     let mut frames: Vec<Message> =
         replies.iter().filter_map(|reply| codec::encode(&reply.event, reply.reference.as_deref(), encoding)).collect();
     // Events queued for the connection leave in the same write as its
-    // replies: the acks of a written batch come when its messages are
-    // published, so a chat partner's message (or the sender's own echo)
-    // is usually queued by then, or one scheduler turn later.
+    // replies. A batch's acks come when its messages are published, so
+    // with echo on, the sender's own `message.new` is queued within one
+    // turn of the scheduler: the write waits that turn for it. Without
+    // echo it does not wait: a sender waiting for its acks would queue
+    // them behind every connection its batch's fan-out has just woken;
+    // what is already queued (a chat partner's message) still joins.
     if !frames.is_empty() && close_with.is_none() {
-        if queue.is_empty() {
+        if echo && queue.is_empty() {
             tokio::task::yield_now().await;
         }
         take_queued(handle, queue, None, &mut frames);
@@ -357,7 +361,7 @@ async fn run(
                     reading = !ended;
                 }
                 outcome = session.next_outcome() => {
-                    if !answer(&mut alarms, (&handle, encoding, options.batch), (&mut sink, &mut queue), outcome).await {
+                    if !answer(&mut alarms, (&handle, encoding, options), (&mut sink, &mut queue), outcome).await {
                         break;
                     }
                     // The sends a held command waited for are written: it
