@@ -135,24 +135,22 @@ fn take_queued(handle: &Handle, queue: &mut Inbox, first: Option<outbound::Run>,
     metrics::counter!("switchboard_ws_frames_out_total").increment((frames.len() - before) as u64);
 }
 
-/// Writes `first` and whatever else is queued (up to a batch), flushing
-/// once. A client that stops reading blocks the write; the kick (slow
-/// consumer, shutdown) still gets through. Answers whether to go on.
-async fn write_queued(
+/// Writes `frames` and the runs queued for the connection behind them
+/// (`first`, then what else is queued, up to a batch), flushing once. With
+/// `wait`, an empty queue gets one turn of the scheduler to fill first. A
+/// client that stops reading blocks the write; the kick (slow consumer,
+/// shutdown) still gets through. Answers whether to go on.
+async fn write_with_queued(
     alarms: &mut Alarms<'_, '_>,
     (handle, packed): (&Handle, bool),
-    sink: &mut Sink,
-    queue: &mut Inbox,
-    first: outbound::Run,
+    (sink, queue): (&mut Sink, &mut Inbox),
+    mut frames: Vec<Message>,
+    (first, wait): (Option<outbound::Run>, bool),
 ) -> bool {
-    // Runs from one fan-out turn are queued back to back: giving the
-    // scheduler one turn lets the rest arrive, so they leave in one
-    // write instead of one syscall each.
-    if queue.is_empty() {
+    if wait && queue.is_empty() {
         tokio::task::yield_now().await;
     }
-    let mut frames = Vec::with_capacity(first.len());
-    take_queued(handle, queue, Some(first), &mut frames);
+    take_queued(handle, queue, first, &mut frames);
     if packed {
         frames = codec::pack(frames);
     }
@@ -197,10 +195,7 @@ async fn answer(
     // them behind every connection its batch's fan-out has just woken;
     // what is already queued (a chat partner's message) still joins.
     if !frames.is_empty() && close_with.is_none() {
-        if echo && queue.is_empty() {
-            tokio::task::yield_now().await;
-        }
-        take_queued(handle, queue, None, &mut frames);
+        return write_with_queued(alarms, (handle, packed), (sink, queue), frames, (None, echo)).await;
     }
     if packed {
         frames = codec::pack(frames);
@@ -374,7 +369,18 @@ async fn run(
                     }
                 }
                 Some(run) = queue.recv() => {
-                    if !write_queued(&mut alarms, (&handle, options.batch), &mut sink, &mut queue, run).await {
+                    // Runs from one fan-out turn are queued back to back:
+                    // one turn of the scheduler lets the rest arrive, so
+                    // they leave in one write instead of one syscall each.
+                    let frames = Vec::with_capacity(run.len());
+                    let written = write_with_queued(
+                        &mut alarms,
+                        (&handle, options.batch),
+                        (&mut sink, &mut queue),
+                        frames,
+                        (Some(run), true),
+                    );
+                    if !written.await {
                         break;
                     }
                 }
