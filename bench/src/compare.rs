@@ -207,6 +207,9 @@ struct PhaseResult {
     disconnects: u64,
     failed_connections: u64,
     server_cpu_s: Option<f64>,
+    /// The generator's own CPU seconds in that window: on these shared
+    /// cores, what is left for a server is what the load did not take.
+    generator_cpu_s: Option<f64>,
     /// CPU seconds the hypervisor took from this machine's cores during
     /// the phase's measured window: the machine was that much slower.
     machine_steal_s: Option<f64>,
@@ -229,6 +232,7 @@ impl PhaseResult {
             disconnects: measured.disconnects,
             failed_connections: measured.failed_connections,
             server_cpu_s: measured.server_cpu_s,
+            generator_cpu_s: measured.generator_cpu_s,
             machine_steal_s: measured.machine_steal_s,
             sent: measured.sent,
             acked: measured.acked,
@@ -626,17 +630,19 @@ fn chat_markdown(results: &[ChatResult], args: &Args) -> String {
     let mut table = format!(
         "\nChat: {} pairs of users in 1:1 chats, both sending; the maximum with one send in flight per user, \
          latency at {} msg/s in total.\n\n\
-         | system | max deliveries/s | steal during max (s) | p50 at the fixed rate (ms) | p99 at the fixed rate (ms) | lost | duplicated | errors | disconnects |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         | system | max deliveries/s | server CPU during max (s) | generator CPU during max (s) | steal during max (s) | p50 at the fixed rate (ms) | p99 at the fixed rate (ms) | lost | duplicated | errors | disconnects |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         args.chat_pairs,
         u64::from(rate) * 2 * args.chat_pairs as u64
     );
     for r in results {
         let _ = writeln!(
             table,
-            "| {} | {:.0} | {} | {:.2} | {:.2} | {} |",
+            "| {} | {:.0} | {} | {} | {} | {:.2} | {:.2} | {} |",
             r.faults.label(r.name),
             r.deliveries_per_s,
+            seconds(r.max_phase.server_cpu_s),
+            seconds(r.max_phase.generator_cpu_s),
             seconds(r.max_phase.machine_steal_s),
             r.p50_ms,
             r.p99_ms,
@@ -669,14 +675,14 @@ fn seconds(value: Option<f64>) -> String {
 fn markdown(results: &[SystemResult], scenario: &serde_json::Value) -> String {
     let mut table = format!(
         "Scenario: `{scenario}` on {} cores.\n\nDurability: {DURABILITY}.\n\nFraming: {FRAMING}.\n\nSteal: {STEAL}.\n\n\
-         | system | max deliveries/s | p50 at half max (ms) | p99 at half max (ms) | p99 at the common load (ms) | server RSS (MiB) | server CPU during max (s) | steal during max (s) | lost | duplicated | errors | disconnects |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         | system | max deliveries/s | p50 at half max (ms) | p99 at half max (ms) | p99 at the common load (ms) | server RSS (MiB) | server CPU during max (s) | generator CPU during max (s) | steal during max (s) | lost | duplicated | errors | disconnects |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
     );
     for r in results {
         let _ = writeln!(
             table,
-            "| {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {} |",
+            "| {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} |",
             r.faults.label(r.name),
             r.deliveries_per_s,
             r.p50_ms,
@@ -684,6 +690,7 @@ fn markdown(results: &[SystemResult], scenario: &serde_json::Value) -> String {
             r.common_load_p99_ms.map_or("-".to_owned(), |p99| format!("{p99:.2}")),
             r.server_rss_bytes.map_or("-".to_owned(), |b| format!("{:.0}", b as f64 / 1_048_576.0)),
             seconds(r.server_cpu_s),
+            seconds(r.max_phase.generator_cpu_s),
             seconds(r.max_phase.machine_steal_s),
             r.faults.cells(),
         );

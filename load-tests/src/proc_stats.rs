@@ -30,6 +30,12 @@ impl ServerProbe {
     }
 }
 
+/// This process's own CPU time (user plus system, every thread, no
+/// children) in seconds: the load generator's, beside the server's.
+pub fn own_cpu_seconds() -> Option<f64> {
+    cpu_of(std::process::id())
+}
+
 /// Every live descendant of `pid`.
 fn descendants(pid: u32) -> Vec<u32> {
     let mut found = Vec::new();

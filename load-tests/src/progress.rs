@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::proc_stats::{ServerProbe, machine_steal_seconds};
+use crate::proc_stats::{ServerProbe, machine_steal_seconds, own_cpu_seconds};
 use crate::traffic::Counters;
 
 /// One second of a run.
@@ -26,6 +26,9 @@ pub struct Sample {
     pub p99_ms: Option<f64>,
     pub server_cpu_s: Option<f64>,
     pub server_rss_bytes: Option<u64>,
+    /// This generator's own CPU time over the second: on a shared machine,
+    /// what the load itself took from the cores the server runs on.
+    pub generator_cpu_s: Option<f64>,
     /// CPU time the hypervisor took from this machine's cores over the
     /// second (all cores together): a slower machine for that second.
     pub machine_steal_s: Option<f64>,
@@ -40,6 +43,7 @@ pub struct Progress {
     samples: Vec<Sample>,
     last: [u64; 3],
     last_cpu: Option<f64>,
+    last_generator_cpu: Option<f64>,
     last_steal: Option<f64>,
     /// A terminal gets one line rewritten in place; a log gets a line every 5 s.
     terminal: bool,
@@ -54,6 +58,7 @@ impl Progress {
             samples: Vec::new(),
             last: [0; 3],
             last_cpu: server.cpu_seconds(),
+            last_generator_cpu: own_cpu_seconds(),
             last_steal: machine_steal_seconds(),
             terminal: std::io::stderr().is_terminal(),
         }
@@ -72,6 +77,7 @@ impl Progress {
             counters.delivered.load(Ordering::Relaxed),
         ];
         let cpu = self.server.cpu_seconds();
+        let generator_cpu = own_cpu_seconds();
         let steal = machine_steal_seconds();
         let sample = Sample {
             t_s: self.samples.len() as u32 + 1,
@@ -85,13 +91,15 @@ impl Progress {
             p99_ms: None,
             server_cpu_s: cpu.zip(self.last_cpu).map(|(now, before)| now - before),
             server_rss_bytes: self.server.rss_bytes(),
+            generator_cpu_s: generator_cpu.zip(self.last_generator_cpu).map(|(now, before)| now - before),
             machine_steal_s: steal.zip(self.last_steal).map(|(now, before)| now - before),
         };
         self.last = now;
         self.last_cpu = cpu;
+        self.last_generator_cpu = generator_cpu;
         self.last_steal = steal;
         let line = format!(
-            "{} {:>3}s  open {}  sent/s {}  acked/s {}  delivered/s {}  errors {}  disconnects {}  server {}  steal {}",
+            "{} {:>3}s  open {}  sent/s {}  acked/s {}  delivered/s {}  errors {}  disconnects {}  server {}  generator cpu {}  steal {}",
             self.label,
             sample.t_s,
             sample.open,
@@ -104,6 +112,7 @@ impl Progress {
                 (Some(cpu), Some(rss)) => format!("cpu {:.0}% rss {} MiB", cpu * 100.0, rss >> 20),
                 _ => "-".to_owned(),
             },
+            sample.generator_cpu_s.map_or("-".to_owned(), |cpu| format!("{:.0}%", cpu * 100.0)),
             sample.machine_steal_s.map_or("-".to_owned(), |steal| format!("{:.0}%", steal * 100.0)),
         );
         let mut stderr = std::io::stderr().lock();

@@ -105,6 +105,8 @@ pub struct Measured {
     pub latency_ms: Percentiles,
     pub server_rss_bytes: Option<u64>,
     pub server_cpu_s: Option<f64>,
+    /// The generator's own CPU seconds over the measured window.
+    pub generator_cpu_s: Option<f64>,
     /// CPU seconds the hypervisor took from this machine's cores over the
     /// measured window (all cores together; see `Sample::machine_steal_s`).
     pub machine_steal_s: Option<f64>,
@@ -593,6 +595,7 @@ pub async fn run(connections: Vec<Connection>, plan: Plan, label: &str) -> anyho
         latency_ms: Percentiles::of(&latencies),
         server_rss_bytes: plan.server.rss_bytes(),
         server_cpu_s: in_window(&timeline, plan.warmup, plan.duration, |sample| sample.server_cpu_s),
+        generator_cpu_s: in_window(&timeline, plan.warmup, plan.duration, |sample| sample.generator_cpu_s),
         machine_steal_s: in_window(&timeline, plan.warmup, plan.duration, |sample| sample.machine_steal_s),
         timeline,
     })

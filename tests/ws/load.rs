@@ -81,6 +81,9 @@ async fn chat_pairs_deliver_every_message_to_the_other_user() {
     let accounting = measured.accounting;
     assert_eq!((accounting.expected, accounting.received), (measured.acked, measured.delivered), "{measured:?}");
     assert!(accounting.is_clean() && accounting.unacked_delivered == 0, "{measured:?}");
+    // The generator's own CPU is reported (here the server runs in the
+    // same process, so it counts too): a closed loop for a second uses some.
+    assert!(measured.generator_cpu_s.is_some_and(|cpu| cpu > 0.0), "{measured:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,6 +110,9 @@ async fn open_loop_rate_is_kept_and_reported() {
     // What the hypervisor took from the machine is reported beside the server's CPU.
     assert!(measured["machine_steal_s"].as_f64().is_some_and(|steal| steal >= 0.0), "{measured}");
     assert!(report.timeline.iter().all(|sample| sample.machine_steal_s.is_some()), "{measured}");
+    // So is the generator's own CPU, each second and over the window.
+    assert!(measured["generator_cpu_s"].as_f64().is_some_and(|cpu| cpu >= 0.0), "{measured}");
+    assert!(report.timeline.iter().all(|sample| sample.generator_cpu_s.is_some()), "{measured}");
     let chart = load_tests::report::timeline_chart(&report.title, &report.timeline).unwrap();
     assert!(chart.starts_with("<svg") && chart.contains("deliveries/s"));
     let dir = tempfile::tempdir().unwrap();
