@@ -89,10 +89,10 @@ impl Progress {
             disconnects: counters.disconnects.load(Ordering::Relaxed),
             p50_ms: None,
             p99_ms: None,
-            server_cpu_s: cpu.zip(self.last_cpu).map(|(now, before)| now - before),
+            server_cpu_s: since(cpu, self.last_cpu),
             server_rss_bytes: self.server.rss_bytes(),
-            generator_cpu_s: generator_cpu.zip(self.last_generator_cpu).map(|(now, before)| now - before),
-            machine_steal_s: steal.zip(self.last_steal).map(|(now, before)| now - before),
+            generator_cpu_s: since(generator_cpu, self.last_generator_cpu),
+            machine_steal_s: since(steal, self.last_steal),
         };
         self.last = now;
         self.last_cpu = cpu;
@@ -112,8 +112,8 @@ impl Progress {
                 (Some(cpu), Some(rss)) => format!("cpu {:.0}% rss {} MiB", cpu * 100.0, rss >> 20),
                 _ => "-".to_owned(),
             },
-            sample.generator_cpu_s.map_or("-".to_owned(), |cpu| format!("{:.0}%", cpu * 100.0)),
-            sample.machine_steal_s.map_or("-".to_owned(), |steal| format!("{:.0}%", steal * 100.0)),
+            percent(sample.generator_cpu_s),
+            percent(sample.machine_steal_s),
         );
         let mut stderr = std::io::stderr().lock();
         if self.terminal {
@@ -137,4 +137,14 @@ impl Progress {
         }
         self.samples
     }
+}
+
+/// A running total's growth since `before`, when both were read.
+fn since(now: Option<f64>, before: Option<f64>) -> Option<f64> {
+    now.zip(before).map(|(now, before)| now - before)
+}
+
+/// Seconds of CPU over one second as a share of a core, `-` when unknown.
+fn percent(seconds: Option<f64>) -> String {
+    seconds.map_or("-".to_owned(), |seconds| format!("{:.0}%", seconds * 100.0))
 }
