@@ -54,7 +54,7 @@ fn unavailable(error: &router::calls::CallError) -> Failure {
 async fn send(gateway: &Gateway, user: UserId, devices: Devices, event: ServerEvent) {
     let delivery = Delivery { devices, ..Delivery::new(vec![user], event) };
     if let Err(error) = gateway.inner.services.router().publish(delivery).await {
-        tracing::warn!(%error, "call signalling not published");
+        tracing::warn!(%error, user_id = user, "call signalling not published");
     }
 }
 
@@ -264,7 +264,7 @@ async fn record(gateway: &Gateway, from: UserId, to: UserId, call_type: &str, st
         Ok(Some(chat)) => chat.id,
         Ok(None) => return,
         Err(error) => {
-            tracing::warn!(%error, "call record skipped");
+            tracing::warn!(%error, caller = from, callee = to, "call record skipped");
             return;
         }
     };
@@ -278,7 +278,7 @@ async fn record(gateway: &Gateway, from: UserId, to: UserId, call_type: &str, st
     })
     .to_string();
     if let Err(error) = services.pipeline().post_system(chat, 0, content).await {
-        tracing::warn!(%error, "call record not stored");
+        tracing::warn!(%error, caller = from, callee = to, "call record not stored");
     }
 }
 

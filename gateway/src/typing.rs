@@ -41,7 +41,7 @@ async fn announce(gateway: &Gateway, chat_id: ChatId, user_id: UserId, is_typing
     };
     let event = service::events::typing(chat_id, user_id, is_typing);
     if let Err(error) = services.router().publish(Delivery::new(recipients, event)).await {
-        tracing::warn!(%error, "typing not published");
+        tracing::warn!(%error, chat_id, user_id, "typing not published");
     }
 }
 
