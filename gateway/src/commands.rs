@@ -275,7 +275,7 @@ impl Session {
         for (id, result) in ids.iter().zip(results) {
             let handled = result.map(|sent| vec![ack(id.as_deref(), sent)]).map_err(|error| failure(&error));
             if handled.is_ok() {
-                metrics::histogram!("switchboard_ws_ack_seconds").record(elapsed);
+                crate::meters::ACK_SECONDS.record(elapsed);
             }
             match conclude(self, id.as_deref(), handled) {
                 Outcome::Reply(events) => replies.extend(events),
@@ -313,7 +313,7 @@ fn admit(gateway: &Gateway, session: &mut Session, frame: &Message) -> Result<Cl
         return Err(Outcome::Reply(vec![slow_down]));
     }
     session.throttled = 0;
-    metrics::counter!("switchboard_ws_commands_total", "type" => decoded.command.kind()).increment(1);
+    crate::meters::COMMANDS.increment(decoded.command.kind(), 1);
     Ok(decoded)
 }
 

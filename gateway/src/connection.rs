@@ -132,7 +132,6 @@ fn take_queued(handle: &Handle, queue: &mut Inbox, first: Option<outbound::Run>,
         frames.extend(run.iter().filter_map(|frame| frame.get(handle.encoding)));
         next = if frames.len() - before < WRITE_BATCH { queue.try_recv() } else { None };
     }
-    metrics::counter!("switchboard_ws_frames_out_total").increment((frames.len() - before) as u64);
 }
 
 /// Writes `frames` and the runs queued for the connection behind them
@@ -160,6 +159,7 @@ async fn write_with_queued(
 /// `replies` written with one flush, under the same watch as queued
 /// frames. Answers whether to go on.
 async fn write_replies(alarms: &mut Alarms<'_, '_>, handle: &Handle, sink: &mut Sink, replies: Vec<Message>) -> bool {
+    crate::meters::FRAMES_OUT.increment(replies.len() as u64);
     let write = async |sink: &mut Sink| {
         for reply in replies {
             if sink.feed(reply).await.is_err() {
@@ -351,7 +351,7 @@ async fn run(
                     if !frames.is_empty() {
                         handle.last_seen.store(gateway.clock_ms(), Ordering::Relaxed);
                         let commands = frames.iter().filter(|frame| matches!(frame, Message::Text(_) | Message::Binary(_)));
-                        metrics::counter!("switchboard_ws_frames_in_total").increment(commands.count() as u64);
+                        crate::meters::FRAMES_IN.increment(commands.count() as u64);
                         ended |= !on_frames(&gateway, &mut session, &frames, &mut waiting).await;
                         let pinged = frames.iter().any(|frame| matches!(frame, Message::Ping(_)));
                         if pinged && !write_replies(&mut alarms, &handle, &mut sink, Vec::new()).await {

@@ -106,8 +106,7 @@ impl<'g> Runs<'g> {
         }
         if delivery.frame.kind() == protocol::kinds::DISCONNECT {
             let closed = disconnect(&self.gateway.inner.registry, &delivery);
-            metrics::counter!("switchboard_ws_deliveries_total", "type" => protocol::kinds::DISCONNECT)
-                .increment(closed);
+            crate::meters::DELIVERIES.increment(protocol::kinds::DISCONNECT, closed);
         } else {
             self.pending.push(delivery);
         }
@@ -120,8 +119,8 @@ impl<'g> Runs<'g> {
         let kind = first.frame.kind();
         let started = now_millis();
         let delivered = deliver(&self.gateway.inner.registry, &self.pending, self.gateway.inner.config.node_id);
-        metrics::counter!("switchboard_ws_deliveries_total", "type" => kind).increment(delivered);
-        metrics::histogram!("switchboard_ws_fanout_seconds").record((now_millis() - started) as f64 / 1000.0);
+        crate::meters::DELIVERIES.increment(kind, delivered);
+        crate::meters::FANOUT_SECONDS.record((now_millis() - started) as f64 / 1000.0);
         self.pending.clear();
     }
 }

@@ -24,6 +24,7 @@ mod fanout;
 #[cfg(test)]
 mod fixture;
 mod heartbeat;
+mod meters;
 mod outbound;
 mod registry;
 mod server;

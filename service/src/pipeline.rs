@@ -1,6 +1,7 @@
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 
+use metrics::Counter;
 use protocol::ServerEvent;
 use protocol::time::now_millis;
 use storage::model::{Appended, ChatId, ChatKind, FileId, Member, Message, MessageKind, Millis, NewMessage, UserId};
@@ -109,6 +110,16 @@ pub fn internal_file(url: &str) -> ServiceResult<Option<FileId>> {
     let Some((_, rest)) = url.split_once("/api/files/") else { return Ok(None) };
     let id = rest.split(['/', '?', '#']).next().unwrap_or_default();
     id.parse::<FileId>().map(Some).map_err(|_| ServiceError::Invalid("file_url names no uploaded file".into()))
+}
+
+/// `switchboard_messages_sent_total` by outcome. Handles looked up once:
+/// `metrics::counter!` searches the recorder's registry on every call.
+static SENT_NEW: LazyLock<Counter> = LazyLock::new(|| sent_total("new"));
+static SENT_DUPLICATE: LazyLock<Counter> = LazyLock::new(|| sent_total("duplicate"));
+static SENT_SCHEDULED: LazyLock<Counter> = LazyLock::new(|| sent_total("scheduled"));
+
+fn sent_total(outcome: &'static str) -> Counter {
+    metrics::counter!("switchboard_messages_sent_total", "outcome" => outcome)
 }
 
 /// Longest `file_name`, in characters.
@@ -463,7 +474,14 @@ impl SendPipeline {
         let duplicate = matches!(appended, Appended::Duplicate(_));
         let message = appended.into_message();
         let scheduled = message.seq == 0;
-        metrics::counter!("switchboard_messages_sent_total", "outcome" => if duplicate { "duplicate" } else if scheduled { "scheduled" } else { "new" }).increment(1);
+        let sent = if duplicate {
+            &SENT_DUPLICATE
+        } else if scheduled {
+            &SENT_SCHEDULED
+        } else {
+            &SENT_NEW
+        };
+        sent.increment(1);
         let view = if duplicate && !scheduled {
             // The context's read markers may be behind: read them now.
             let members = self.store.members(message.chat_id).await?;

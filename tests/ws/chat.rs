@@ -516,3 +516,56 @@ async fn a_batching_sender_gets_its_ack_and_its_own_message_in_one_frame() {
     assert_eq!(error["type"], "error", "{error}");
     assert_eq!(error["ref"], "bad", "{error}");
 }
+
+/// One sample of this process's `/metrics`: `series` is a metric's name
+/// with its labels as the exposition writes them (0 when not counted yet).
+async fn sample(server: &crate::harness::Server, series: &str) -> f64 {
+    let text = server.http.get(format!("{}/metrics", server.base)).send().await.unwrap().text().await.unwrap();
+    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok()).unwrap_or(0.0)
+}
+
+/// The counters of the send and fan-out paths count what happened: frames
+/// (replies as well as events), commands by type, sends by outcome (a retried client id is a
+/// duplicate; a refused send is none), acks and deliveries. Other tests of
+/// this process count too, so each only has to grow by at least this
+/// test's share.
+#[tokio::test]
+async fn sends_acks_and_deliveries_are_counted_in_metrics() {
+    const SERIES: [(&str, f64); 9] = [
+        ("switchboard_ws_frames_in_total", 3.0),
+        ("switchboard_ws_frames_out_total", 6.0),
+        ("switchboard_ws_commands_total{type=\"message.send\"}", 3.0),
+        ("switchboard_messages_sent_total{outcome=\"new\"}", 1.0),
+        ("switchboard_messages_sent_total{outcome=\"duplicate\"}", 1.0),
+        ("switchboard_ws_ack_seconds_count", 2.0),
+        ("switchboard_ws_deliveries_total{type=\"message.new\"}", 2.0),
+        ("switchboard_ws_fanout_seconds_count", 1.0),
+        ("switchboard_ws_bad_frames_total", 1.0),
+    ];
+    let server = start().await;
+    let (alice, bob, chat) = server.pair("private").await;
+    let mut alices = server.connect(&alice).await;
+    let mut bobs = server.connect(&bob).await;
+    let mut before = Vec::new();
+    for (series, _) in SERIES {
+        before.push(sample(&server, series).await);
+    }
+
+    let send = json!({"chat_id": chat, "content": "counted", "client_message_id": "c1"});
+    let id = alices.send("message.send", send.clone()).await;
+    let first = alices.reply(&id).await;
+    assert_eq!(first.kind, "message.ack");
+    assert_eq!(bobs.expect("message.new").await.data["content"], "counted");
+    let id = alices.send("message.send", send).await;
+    let again = alices.reply(&id).await;
+    assert_eq!(again.data["message"]["id"], first.data["message"]["id"], "a retry is the same message");
+    let id = alices.send("message.send", json!({"chat_id": 999_999, "content": "x"})).await;
+    assert_eq!(alices.reply(&id).await.data["code"], 20001);
+    alices.send_raw(tokio_tungstenite::tungstenite::Message::text("{not json")).await;
+    assert_eq!(alices.expect("error").await.data["code"], 400);
+
+    for ((series, grew), before) in SERIES.into_iter().zip(before) {
+        let after = sample(&server, series).await;
+        assert!(after >= before + grew, "{series}: {before} -> {after}, expected to grow by {grew}");
+    }
+}
