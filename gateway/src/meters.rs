@@ -11,8 +11,9 @@ use metrics::{Counter, Histogram};
 
 /// Frames read from clients.
 pub(crate) static FRAMES_IN: LazyLock<Counter> = LazyLock::new(|| metrics::counter!("switchboard_ws_frames_in_total"));
-/// Frames written to clients: replies and events (after packing, with
-/// `batch=1`, as many as went on the wire).
+/// Frames written to clients after their greeting: replies and events
+/// (after packing, with `batch=1`, as many as went on the wire); close
+/// frames are counted by `switchboard_ws_closed_total`.
 pub(crate) static FRAMES_OUT: LazyLock<Counter> =
     LazyLock::new(|| metrics::counter!("switchboard_ws_frames_out_total"));
 /// From a batch of sends read to its acks.

@@ -517,13 +517,6 @@ async fn a_batching_sender_gets_its_ack_and_its_own_message_in_one_frame() {
     assert_eq!(error["ref"], "bad", "{error}");
 }
 
-/// One sample of this process's `/metrics`: `series` is a metric's name
-/// with its labels as the exposition writes them (0 when not counted yet).
-async fn sample(server: &crate::harness::Server, series: &str) -> f64 {
-    let text = server.http.get(format!("{}/metrics", server.base)).send().await.unwrap().text().await.unwrap();
-    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok()).unwrap_or(0.0)
-}
-
 /// The counters of the send and fan-out paths count what happened: frames
 /// (replies as well as events), commands by type, sends by outcome (a retried client id is a
 /// duplicate; a refused send is none), acks and deliveries. Other tests of
@@ -548,7 +541,7 @@ async fn sends_acks_and_deliveries_are_counted_in_metrics() {
     let mut bobs = server.connect(&bob).await;
     let mut before = Vec::new();
     for (series, _) in SERIES {
-        before.push(sample(&server, series).await);
+        before.push(crate::harness::metric(&server.base, series).await);
     }
 
     let send = json!({"chat_id": chat, "content": "counted", "client_message_id": "c1"});
@@ -565,7 +558,7 @@ async fn sends_acks_and_deliveries_are_counted_in_metrics() {
     assert_eq!(alices.expect("error").await.data["code"], 400);
 
     for ((series, grew), before) in SERIES.into_iter().zip(before) {
-        let after = sample(&server, series).await;
+        let after = crate::harness::metric(&server.base, series).await;
         assert!(after >= before + grew, "{series}: {before} -> {after}, expected to grow by {grew}");
     }
 }

@@ -166,12 +166,7 @@ impl Process {
 
     /// One counter of this process's `/metrics` (0 when not yet counted).
     async fn metric(&self, name: &str) -> f64 {
-        let text = reqwest::get(format!("{}/metrics", self.base())).await.unwrap().text().await.unwrap();
-        text.lines()
-            .find(|line| line.split([' ', '{']).next() == Some(name))
-            .and_then(|line| line.rsplit(' ').next())
-            .and_then(|value| value.parse().ok())
-            .unwrap_or(0.0)
+        harness::metric(&self.base(), name).await
     }
 }
 

@@ -121,6 +121,15 @@ pub(crate) async fn api(
     response.json().await.unwrap()
 }
 
+/// One sample of the `/metrics` of the server at `base`: `series` is a
+/// metric's name with its labels as the exposition writes them, e.g.
+/// `switchboard_ws_commands_total{type="message.send"}` (0 when not
+/// counted yet).
+pub(crate) async fn metric(base: &str, series: &str) -> f64 {
+    let text = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
+    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok()).unwrap_or(0.0)
+}
+
 /// Registers a user with the REST API at `base`.
 pub(crate) async fn register(http: &reqwest::Client, base: &str, phone: &str, name: &str) -> User {
     let body = json!({"phone": phone, "username": name, "password": "password123"});
