@@ -5,17 +5,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{FutureExt, SinkExt, StreamExt};
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
+use futures_util::{FutureExt, StreamExt};
 use protocol::client::{ClientCommand, ClientFrame};
 use protocol::server::Connected;
 use protocol::time::{now_millis, to_iso};
 use protocol::{Encoding, ServerEvent};
 use storage::model::UserId;
 use tokio::sync::futures::Notified;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -27,11 +23,11 @@ use crate::commands::{self, Outcome, Run, Session};
 use crate::outbound::{self, Inbox};
 use crate::registry::Handle;
 use crate::upgrade::Options;
+use crate::wire::{Reader, Writer};
 use crate::{Gateway, close_codes};
 
-type Socket = WebSocketStream<TokioIo<Upgraded>>;
-type Sink = SplitSink<Socket, Message>;
-type Stream = SplitStream<Socket>;
+type Sink = Writer;
+type Stream = Reader;
 
 /// Frames written per flush (a run is not split, so up to one run more),
 /// so one busy connection cannot starve its own reads.
@@ -108,7 +104,7 @@ async fn on_frames(gateway: &Gateway, session: &mut Session, frames: &[Message],
         match &rest[0] {
             // Replies to the commands before it still go out.
             Message::Close(_) => return false,
-            // Pings: tungstenite queued the pong; the next write flushes it.
+            // Pings: tungstenite queued the pong for the writer.
             _ => rest = &rest[1..],
         }
     }
@@ -160,14 +156,7 @@ async fn write_with_queued(
 /// frames. Answers whether to go on.
 async fn write_replies(alarms: &mut Alarms<'_, '_>, handle: &Handle, sink: &mut Sink, replies: Vec<Message>) -> bool {
     crate::meters::FRAMES_OUT.increment(replies.len() as u64);
-    let write = async |sink: &mut Sink| {
-        for reply in replies {
-            if sink.feed(reply).await.is_err() {
-                return false;
-            }
-        }
-        sink.flush().await.is_ok()
-    };
+    let write = async |sink: &mut Sink| sink.write(replies).await.is_ok();
     guarded(alarms, handle, sink, write).await
 }
 
@@ -265,12 +254,11 @@ pub(crate) type Admitted = (Sink, Stream, protocol::Claims);
 /// only its read and write loop.
 pub(crate) async fn admit(
     gateway: &Gateway,
-    socket: Socket,
+    (mut sink, mut stream): (Sink, Stream),
     encoding: Encoding,
     claims: Option<protocol::Claims>,
     waiting: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Option<Admitted> {
-    let (mut sink, mut stream) = socket.split();
     let claims = match claims {
         Some(claims) => claims,
         None => authenticate(gateway, &mut stream, &mut sink, encoding).await?,
@@ -353,8 +341,8 @@ async fn run(
                         let commands = frames.iter().filter(|frame| matches!(frame, Message::Text(_) | Message::Binary(_)));
                         crate::meters::FRAMES_IN.increment(commands.count() as u64);
                         ended |= !on_frames(&gateway, &mut session, &frames, &mut waiting).await;
-                        let pinged = frames.iter().any(|frame| matches!(frame, Message::Ping(_)));
-                        if pinged && !write_replies(&mut alarms, &handle, &mut sink, Vec::new()).await {
+                        // A pong, or the reply to the client's close.
+                        if sink.control_pending() && !write_replies(&mut alarms, &handle, &mut sink, Vec::new()).await {
                             break;
                         }
                     }

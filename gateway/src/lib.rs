@@ -31,6 +31,7 @@ mod server;
 mod sessions;
 mod typing;
 mod upgrade;
+mod wire;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;

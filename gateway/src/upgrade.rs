@@ -1,22 +1,18 @@
 //! `GET /ws`: checks the handshake and the token before upgrading, then
-//! hands the raw connection to tokio-tungstenite with our own limits.
+//! reads the raw connection with tokio-tungstenite under our own limits and
+//! writes it with [`wire::Writer`].
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use hyper_util::rt::TokioIo;
 use protocol::{ApiError, ErrorCode};
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::{Gateway, connection};
+use crate::{Gateway, connection, wire};
 use protocol::Encoding;
 use protocol::dialect::{Dialect, dating, simple};
 
-/// Bytes a connection collects before writing without a flush: the frames
-/// of one fan-out pass leave in one write.
-const WRITE_BUFFER_BYTES: usize = 8 * 1024;
 /// Room for reading a connection's frames: a dozen commands of a typical
 /// size per read.
 const READ_BUFFER_BYTES: usize = 2 * 1024;
@@ -154,10 +150,6 @@ fn upgrade_as(
         // longer than this is read into room reserved for its whole length,
         // so this bounds only how many small frames one read takes.
         .read_buffer_size(READ_BUFFER_BYTES)
-        // Frames fed in one batch leave in one write at the flush; a quiet
-        // connection's buffer stays as small as the largest batch it sent.
-        .write_buffer_size(WRITE_BUFFER_BYTES)
-        .max_write_buffer_size(gateway.inner.config.hard_frame_bytes * 2)
         .max_message_size(Some(gateway.inner.config.hard_frame_bytes))
         .max_frame_size(Some(gateway.inner.config.hard_frame_bytes));
     let tracker = gateway.inner.tasks.clone();
@@ -172,7 +164,7 @@ fn upgrade_as(
                     return None;
                 }
             };
-            let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+            let socket = wire::open(upgraded, config).await;
             connection::admit(&gateway, socket, encoding, user, waiting).await
         })
         .await;

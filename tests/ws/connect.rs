@@ -35,6 +35,34 @@ async fn connect_event_first_then_ping_pong() {
 }
 
 #[tokio::test]
+async fn a_client_close_is_answered_with_a_close_frame() {
+    let server = start().await;
+    let alice = server.register("13800000001", "alice").await;
+    let mut client = server.connect_with(Some(&alice.token), None).await.unwrap();
+    assert_eq!(client.next().await.kind, "connect");
+    // A ping right before the close: its pong and the close reply both come back, in order.
+    client.send_raw(Message::Ping(b"last".to_vec().into())).await;
+    let close = tokio_tungstenite::tungstenite::protocol::CloseFrame { code: CloseCode::Normal, reason: "done".into() };
+    client.send_raw(Message::Close(Some(close))).await;
+    let (mut pongs, mut reply) = (Vec::new(), None);
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(frame) = futures_util::StreamExt::next(&mut client.socket).await {
+            match frame {
+                Ok(Message::Pong(payload)) => pongs.push(payload),
+                Ok(Message::Close(frame)) => reply = Some(frame),
+                Ok(_) => {}
+                Err(error) => panic!("the close handshake failed: {error}"),
+            }
+        }
+    })
+    .await
+    .expect("the server ends the connection after its reply");
+    assert_eq!(pongs, [b"last".to_vec()]);
+    let reply = reply.expect("a close frame back").expect("with a code");
+    assert_eq!(reply.code, CloseCode::Normal, "the client's code is echoed");
+}
+
+#[tokio::test]
 async fn tokens_are_checked_before_and_after_the_upgrade() {
     let server = start_with(|config| config.auth_timeout = Duration::from_millis(300)).await;
     let alice = server.register("13800000001", "alice").await;
