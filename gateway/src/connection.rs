@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use futures_util::{FutureExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use protocol::client::{ClientCommand, ClientFrame};
 use protocol::server::Connected;
 use protocol::time::{now_millis, to_iso};
@@ -341,7 +341,11 @@ async fn run(
                         let commands = frames.iter().filter(|frame| matches!(frame, Message::Text(_) | Message::Binary(_)));
                         crate::meters::FRAMES_IN.increment(commands.count() as u64);
                         ended |= !on_frames(&gateway, &mut session, &frames, &mut waiting).await;
-                        // A pong, or the reply to the client's close.
+                        // A pong, or the reply to the client's close: tungstenite
+                        // hands the last one over at its next read or flush.
+                        if frames.iter().any(|frame| matches!(frame, Message::Ping(_) | Message::Close(_))) {
+                            let _ = SinkExt::flush(&mut stream).await;
+                        }
                         if sink.control_pending() && !write_replies(&mut alarms, &handle, &mut sink, Vec::new()).await {
                             break;
                         }

@@ -35,6 +35,30 @@ async fn connect_event_first_then_ping_pong() {
 }
 
 #[tokio::test]
+async fn every_ping_of_a_burst_is_answered() {
+    let server = start().await;
+    let alice = server.register("13800000001", "alice").await;
+    let mut client = server.connect_with(Some(&alice.token), None).await.unwrap();
+    assert_eq!(client.next().await.kind, "connect");
+    // As many as the server handles in one batch: the last one's pong is
+    // still inside tungstenite when the batch ends.
+    for n in 0..32u8 {
+        futures_util::SinkExt::feed(&mut client.socket, Message::Ping(vec![n].into())).await.unwrap();
+    }
+    futures_util::SinkExt::flush(&mut client.socket).await.unwrap();
+    let mut pongs = Vec::new();
+    while pongs.len() < 32 {
+        let frame =
+            tokio::time::timeout(Duration::from_secs(3), futures_util::StreamExt::next(&mut client.socket)).await;
+        match frame.expect("a pong within 3 s").expect("connection open").unwrap() {
+            Message::Pong(payload) => pongs.push(payload[0]),
+            other => panic!("only pongs were asked for: {other:?}"),
+        }
+    }
+    assert_eq!(pongs, (0..32).collect::<Vec<u8>>());
+}
+
+#[tokio::test]
 async fn a_client_close_is_answered_with_a_close_frame() {
     let server = start().await;
     let alice = server.register("13800000001", "alice").await;
