@@ -38,8 +38,7 @@ async fn connect_event_first_then_ping_pong() {
 async fn every_ping_of_a_burst_is_answered() {
     let server = start().await;
     let alice = server.register("13800000001", "alice").await;
-    let mut client = server.connect_with(Some(&alice.token), None).await.unwrap();
-    assert_eq!(client.next().await.kind, "connect");
+    let mut client = server.connect(&alice).await;
     // As many as the server handles in one batch: the last one's pong is
     // still inside tungstenite when the batch ends.
     for n in 0..32u8 {
@@ -62,8 +61,7 @@ async fn every_ping_of_a_burst_is_answered() {
 async fn a_client_close_is_answered_with_a_close_frame() {
     let server = start().await;
     let alice = server.register("13800000001", "alice").await;
-    let mut client = server.connect_with(Some(&alice.token), None).await.unwrap();
-    assert_eq!(client.next().await.kind, "connect");
+    let mut client = server.connect(&alice).await;
     // A ping right before the close: its pong and the close reply both come back, in order.
     client.send_raw(Message::Ping(b"last".to_vec().into())).await;
     let close = tokio_tungstenite::tungstenite::protocol::CloseFrame { code: CloseCode::Normal, reason: "done".into() };
