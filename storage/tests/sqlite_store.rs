@@ -102,6 +102,29 @@ async fn search_stays_exact_across_many_merging_index_steps() {
     store.shutdown().await.unwrap();
 }
 
+/// Long messages: an indexing step ends at its byte budget (4 MiB) well
+/// before its row budget, and the next step goes on from the row after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_messages_are_indexed_across_byte_bounded_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, user, chat) = setup(dir.path()).await;
+    let filler = "lorem ipsum ".repeat(1_400);
+    let texts = (0..700).map(|n| format!("needle {n} {filler} tail{n:04}x"));
+    let batch: Vec<NewMessage> = texts.map(|text| NewMessage::text(chat, user, text, now_millis())).collect();
+    for appended in store.append_messages(batch).await.unwrap() {
+        appended.unwrap();
+    }
+    eventually(Duration::from_secs(60), || async { store.search_backlog().await.unwrap() == 0 }).await;
+    let all = MessageQuery { search: Some("needle".into()), ..MessageQuery::latest(1_000, now_millis() + 1) };
+    assert_eq!(store.messages(chat, all).await.unwrap().len(), 700);
+    for n in [0, 1, 255, 256, 257, 511, 512, 698, 699] {
+        let found = store.messages(chat, search(&format!("tail{n:04}x"))).await.unwrap();
+        assert_eq!(found.len(), 1, "message {n}");
+        assert!(found[0].content.starts_with(&format!("needle {n} ")));
+    }
+    store.shutdown().await.unwrap();
+}
+
 /// Removes the search index's file (and its WAL) from a closed store.
 fn remove_search_index(dir: &std::path::Path) {
     for suffix in ["", "-wal", "-shm"] {
