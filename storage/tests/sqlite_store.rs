@@ -289,9 +289,9 @@ async fn expired_messages_are_erased_from_disk() {
     store.shutdown().await.unwrap();
 }
 
-/// A message refused by the insert itself (here a seq already taken, after
-/// the chat's counter was set back behind the store's back) leaves nothing
-/// of itself, neither the row nor its search-queue entry, and the rest of
+/// A message refused by the insert itself (here by a trigger added behind
+/// the store's back that refuses one text) leaves nothing of itself,
+/// neither the row nor its search-queue entry, nor a seq, and the rest of
 /// its batch is written: the messages of a batch share one savepoint.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_insert_leaves_nothing_and_its_batch_goes_on() {
@@ -301,7 +301,11 @@ async fn a_refused_insert_leaves_nothing_and_its_batch_goes_on() {
     store.append_message(NewMessage::text(chat, user, "first", now_millis())).await.unwrap();
     let raw = rusqlite::Connection::open(dir.path().join(storage::sqlite::DATABASE_FILE)).unwrap();
     raw.busy_timeout(Duration::from_secs(5)).unwrap();
-    raw.execute("UPDATE chats SET last_seq = 0 WHERE id = ?1", [chat]).unwrap();
+    raw.execute_batch(
+        "CREATE TRIGGER refuse_one BEFORE INSERT ON messages WHEN NEW.content = 'refused' \
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+    )
+    .unwrap();
     let queued = || -> i64 { raw.query_row("SELECT COUNT(*) FROM fts_pending", [], |row| row.get(0)).unwrap() };
     let before = queued();
 
@@ -311,15 +315,17 @@ async fn a_refused_insert_leaves_nothing_and_its_batch_goes_on() {
         NewMessage::text(other, user, "kept two", now_millis()),
     ];
     let outcomes = store.append_messages(batch).await.unwrap();
-    assert!(matches!(outcomes[1], Err(StoreError::Database(_))), "seq 1 is taken: {:?}", outcomes[1]);
+    assert!(matches!(outcomes[1], Err(StoreError::Database(_))), "the trigger refuses it: {:?}", outcomes[1]);
     let seqs: Vec<u64> = [0, 2].iter().map(|&n| outcomes[n].as_ref().unwrap().message().seq).collect();
     assert_eq!(seqs, [1, 2]);
     let rows: i64 =
         raw.query_row("SELECT COUNT(*) FROM messages WHERE content = 'refused'", [], |row| row.get(0)).unwrap();
     assert_eq!(rows, 0, "no row of the refused message");
     assert_eq!(queued() - before, 2, "only the two written messages are queued for search");
-    let last_seq: i64 = raw.query_row("SELECT last_seq FROM chats WHERE id = ?1", [chat], |row| row.get(0)).unwrap();
-    assert_eq!(last_seq, 0, "its chat's counter is as it was");
+    assert_eq!(store.chat(chat).await.unwrap().unwrap().last_seq, 1, "its chat's last seq is as it was");
+    raw.execute_batch("DROP TRIGGER refuse_one").unwrap();
+    let next = store.append_message(NewMessage::text(chat, user, "after", now_millis())).await.unwrap();
+    assert_eq!(next.message().seq, 2, "the refused message took no seq");
     let check: String = raw.query_row("PRAGMA integrity_check", [], |row| row.get(0)).unwrap();
     assert_eq!(check, "ok", "no index holds an entry of the refused row");
     assert_eq!(store.messages(other, search("kept")).await.unwrap().len(), 2);
@@ -369,4 +375,51 @@ async fn a_single_process_keeps_its_data_dir_to_itself() {
     first.shutdown().await.unwrap();
     second.shutdown().await.unwrap();
     open(false).unwrap().shutdown().await.unwrap();
+}
+
+/// A chat's last seq and last activity come from its messages (migration
+/// 012): an append does not rewrite the chat's row, yet the chat shows the
+/// seq and time of its last message, lists follow the latest message, and
+/// read markers stop at the last seq. A database made before it (the
+/// chat's own counter column, schema version 11) is migrated on open and
+/// goes on with the next seq.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chats_last_seq_and_activity_come_from_its_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, user, first) = setup(dir.path()).await;
+    let second = store.create_chat(NewChat::group(user, "h", vec![], now_millis())).await.unwrap().0.id;
+    let raw = rusqlite::Connection::open(dir.path().join(storage::sqlite::DATABASE_FILE)).unwrap();
+    raw.busy_timeout(Duration::from_secs(5)).unwrap();
+    let row_of = |chat: i64| -> String {
+        raw.query_row("SELECT quote(name) || updated_at FROM chats WHERE id = ?1", [chat], |row| row.get(0)).unwrap()
+    };
+    let untouched = row_of(first);
+
+    store.append_message(NewMessage::text(first, user, "one", now_millis())).await.unwrap();
+    let last = NewMessage::text(first, user, "two", now_millis() + 50);
+    let at = last.created_at;
+    assert_eq!(store.append_message(last).await.unwrap().message().seq, 2);
+    store.append_message(NewMessage::text(second, user, "other", now_millis())).await.unwrap();
+    assert_eq!(row_of(first), untouched, "appends leave the chat's row alone");
+    let chat = store.chat(first).await.unwrap().unwrap();
+    assert_eq!((chat.last_seq, chat.updated_at), (2, at), "the last message's seq and time");
+    let order: Vec<i64> =
+        store.chats_of_user(user, 10, 0, now_millis()).await.unwrap().iter().map(|s| s.chat.id).collect();
+    assert_eq!(order, [first, second], "the chat with the latest message first");
+    assert_eq!(store.mark_read(first, user, 99, now_millis()).await.unwrap(), 2, "a marker stops at the last seq");
+    store.shutdown().await.unwrap();
+
+    // As a database of schema version 11 had it: the counter column, kept
+    // by the appends then.
+    raw.execute_batch("ALTER TABLE chats ADD COLUMN last_seq INTEGER NOT NULL DEFAULT 0; PRAGMA user_version = 11;")
+        .unwrap();
+    drop(raw);
+    let store = SqliteStore::open(&SqliteConfig::new(dir.path())).unwrap();
+    assert_eq!(store.chat(first).await.unwrap().unwrap().last_seq, 2);
+    let next = store.append_message(NewMessage::text(first, user, "three", now_millis())).await.unwrap();
+    assert_eq!(next.message().seq, 3, "the next seq after the migration");
+    let raw = rusqlite::Connection::open(dir.path().join(storage::sqlite::DATABASE_FILE)).unwrap();
+    let counter = raw.prepare("SELECT last_seq FROM chats");
+    assert!(counter.is_err(), "the column is gone");
+    store.shutdown().await.unwrap();
 }

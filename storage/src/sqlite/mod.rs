@@ -54,6 +54,7 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         M::up(include_str!("migrations/009_fts_merge_steps.sql")),
         M::up(include_str!("migrations/010_search_file.sql")),
         M::up(include_str!("migrations/011_search_queue_from_append.sql")),
+        M::up(include_str!("migrations/012_seq_from_index.sql")),
     ])
 });
 

@@ -335,13 +335,18 @@ fn append_with_id(conn: &Connection, id: MessageId, new: NewMessage) -> Result<A
 fn insert_message(conn: &Connection, id: MessageId, new: &NewMessage) -> Result<u64, AppendError> {
     let refused = |error: rusqlite::Error| AppendError::Refused(error.into());
     let broken = |error: rusqlite::Error| AppendError::Broken(error.into());
+    // The chat's last seq is the last entry of its `(chat_id, seq)` index
+    // (migration 012), which the insert below writes to anyway: the chat's
+    // row is only read, so no append rewrites it.
     let last_seq: i64 = conn
-        .prepare_cached("SELECT last_seq FROM chats WHERE id = ?1")
+        .prepare_cached(
+            "SELECT (SELECT COALESCE(MAX(seq), 0) FROM messages WHERE chat_id = ?1) FROM chats WHERE id = ?1",
+        )
         .and_then(|mut statement| statement.query_row([new.chat_id], |row| row.get(0)).optional())
         .map_err(refused)?
         .ok_or(AppendError::Refused(StoreError::ChatNotFound(new.chat_id)))?;
     // The write transaction holds the file: no other writer, in this
-    // process or another, reads `last_seq` until it commits.
+    // process or another, reads the chat's last seq until it commits.
     let seq = last_seq as u64 + 1;
     let expires_at = new.expires_at();
     conn.prepare_cached(
@@ -380,9 +385,6 @@ fn insert_message(conn: &Connection, id: MessageId, new: &NewMessage) -> Result<
             .and_then(|mut statement| statement.execute([id]))
             .map_err(broken)?;
     }
-    conn.prepare_cached("UPDATE chats SET last_seq = ?1, updated_at = ?2 WHERE id = ?3")
-        .and_then(|mut statement| statement.execute(params![seq as i64, new.created_at, new.chat_id]))
-        .map_err(broken)?;
     Ok(seq)
 }
 

@@ -59,7 +59,7 @@ impl ChatStore for SqliteStore {
                 MEMBER_COLUMNS.split(", ").map(|column| format!("me.{column}")).collect::<Vec<_>>().join(", ");
             let sql = format!(
                 "{CHAT_SELECT} JOIN members me ON me.chat_id = c.id AND me.user_id = ?1 \
-                 ORDER BY me.is_pinned DESC, c.updated_at DESC, c.id DESC LIMIT ?2 OFFSET ?3"
+                 ORDER BY me.is_pinned DESC, last_activity DESC, c.id DESC LIMIT ?2 OFFSET ?3"
             )
             .replacen(" FROM chats c", &format!(", {member_columns} FROM chats c"), 1);
             let pairs: Vec<(Chat, Member)> = conn

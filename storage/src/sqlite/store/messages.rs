@@ -213,7 +213,7 @@ impl MessageStore for SqliteStore {
             let marker: i64 = conn
                 .prepare_cached(
                     "UPDATE members SET last_read_seq = MAX(last_read_seq, \
-                     MIN(?1, (SELECT last_seq FROM chats WHERE id = ?2))) \
+                     MIN(?1, (SELECT COALESCE(MAX(seq), 0) FROM messages WHERE chat_id = ?2))) \
                      WHERE chat_id = ?2 AND user_id = ?3 RETURNING last_read_seq",
                 )?
                 .query_row(params![seq as i64, chat_id, user_id], |row| row.get(0))?;
@@ -229,8 +229,8 @@ impl MessageStore for SqliteStore {
         self.write(move |conn| {
             let top: Option<i64> = conn
                 .prepare_cached(
-                    "SELECT c.last_seq FROM members m JOIN chats c ON c.id = m.chat_id \
-                     WHERE m.chat_id = ?1 AND m.user_id = ?2",
+                    "SELECT (SELECT COALESCE(MAX(seq), 0) FROM messages WHERE chat_id = ?1) FROM members \
+                     WHERE chat_id = ?1 AND user_id = ?2",
                 )?
                 .query_row(params![chat_id, user_id], |row| row.get(0))
                 .optional()?;
