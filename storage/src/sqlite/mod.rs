@@ -2,6 +2,16 @@
 //! versioned migrations, one writer thread doing group commit, reads on a
 //! small pool off the async runtime.
 
+/// A chat's last seq as SQL, for the chat id `$chat` (a parameter or a
+/// column): its messages' highest seq, the last entry of their `(chat_id,
+/// seq)` index (migration 012), 0 before its first message. One rule for
+/// appends, chat rows and read markers.
+macro_rules! last_seq_of {
+    ($chat:literal) => {
+        concat!("(SELECT COALESCE(MAX(seq), 0) FROM messages WHERE chat_id = ", $chat, ")")
+    };
+}
+
 mod checkpoint;
 mod context_cache;
 mod expiry;

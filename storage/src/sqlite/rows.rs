@@ -66,11 +66,13 @@ pub(crate) fn contact(row: &Row<'_>) -> rusqlite::Result<Contact> {
 /// it was last updated by its own edit or its last message, whichever came
 /// later (`last_activity`, which lists may order by): an append does not
 /// rewrite its chat's row.
-pub(crate) const CHAT_SELECT: &str = "SELECT c.id, c.kind, c.name, c.description, c.avatar, c.created_by, \
-     c.is_active, COALESCE((SELECT MAX(ms.seq) FROM messages ms WHERE ms.chat_id = c.id), 0), \
-     (SELECT COUNT(*) FROM members mc WHERE mc.chat_id = c.id), c.created_at, \
+pub(crate) const CHAT_SELECT: &str = concat!(
+    "SELECT c.id, c.kind, c.name, c.description, c.avatar, c.created_by, c.is_active, ",
+    last_seq_of!("c.id"),
+    ", (SELECT COUNT(*) FROM members mc WHERE mc.chat_id = c.id), c.created_at, \
      MAX(c.updated_at, COALESCE((SELECT ms.created_at FROM messages ms WHERE ms.chat_id = c.id \
-     ORDER BY ms.seq DESC LIMIT 1), 0)) AS last_activity FROM chats c";
+     ORDER BY ms.seq DESC LIMIT 1), 0)) AS last_activity FROM chats c"
+);
 /// How many columns [`CHAT_SELECT`] yields, for selects that join more.
 pub(crate) const CHAT_WIDTH: usize = 11;
 

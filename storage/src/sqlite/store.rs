@@ -339,9 +339,7 @@ fn insert_message(conn: &Connection, id: MessageId, new: &NewMessage) -> Result<
     // (migration 012), which the insert below writes to anyway: the chat's
     // row is only read, so no append rewrites it.
     let last_seq: i64 = conn
-        .prepare_cached(
-            "SELECT (SELECT COALESCE(MAX(seq), 0) FROM messages WHERE chat_id = ?1) FROM chats WHERE id = ?1",
-        )
+        .prepare_cached(concat!("SELECT ", last_seq_of!("?1"), " FROM chats WHERE id = ?1"))
         .and_then(|mut statement| statement.query_row([new.chat_id], |row| row.get(0)).optional())
         .map_err(refused)?
         .ok_or(AppendError::Refused(StoreError::ChatNotFound(new.chat_id)))?;

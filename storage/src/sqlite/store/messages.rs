@@ -211,11 +211,11 @@ impl MessageStore for SqliteStore {
                 .optional()?;
             let Some(before) = before else { return Err(StoreError::NotMember { chat_id, user_id }) };
             let marker: i64 = conn
-                .prepare_cached(
-                    "UPDATE members SET last_read_seq = MAX(last_read_seq, \
-                     MIN(?1, (SELECT COALESCE(MAX(seq), 0) FROM messages WHERE chat_id = ?2))) \
-                     WHERE chat_id = ?2 AND user_id = ?3 RETURNING last_read_seq",
-                )?
+                .prepare_cached(concat!(
+                    "UPDATE members SET last_read_seq = MAX(last_read_seq, MIN(?1, ",
+                    last_seq_of!("?2"),
+                    ")) WHERE chat_id = ?2 AND user_id = ?3 RETURNING last_read_seq"
+                ))?
                 .query_row(params![seq as i64, chat_id, user_id], |row| row.get(0))?;
             if marker > before {
                 insert_receipt(conn, chat_id, user_id, ReceiptKind::Read, marker, at)?;
@@ -228,10 +228,11 @@ impl MessageStore for SqliteStore {
     async fn mark_delivered(&self, chat_id: ChatId, user_id: UserId, seq: Seq, at: Millis) -> StoreResult<Seq> {
         self.write(move |conn| {
             let top: Option<i64> = conn
-                .prepare_cached(
-                    "SELECT (SELECT COALESCE(MAX(seq), 0) FROM messages WHERE chat_id = ?1) FROM members \
-                     WHERE chat_id = ?1 AND user_id = ?2",
-                )?
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    last_seq_of!("?1"),
+                    " FROM members WHERE chat_id = ?1 AND user_id = ?2"
+                ))?
                 .query_row(params![chat_id, user_id], |row| row.get(0))
                 .optional()?;
             let Some(top) = top else { return Err(StoreError::NotMember { chat_id, user_id }) };
