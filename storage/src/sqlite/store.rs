@@ -507,10 +507,9 @@ impl SqliteStore {
     /// file after a crash or a restart.
     pub async fn max_seq(&self, chat_id: ChatId) -> StoreResult<Seq> {
         self.read(move |conn| {
-            let max: Option<i64> = conn
-                .prepare_cached("SELECT MAX(seq) FROM messages WHERE chat_id = ?1")?
-                .query_row([chat_id], |row| row.get(0))?;
-            Ok(max.unwrap_or(0) as u64)
+            let max: i64 =
+                conn.prepare_cached(concat!("SELECT ", last_seq_of!("?1")))?.query_row([chat_id], |row| row.get(0))?;
+            Ok(max as u64)
         })
         .await
     }
