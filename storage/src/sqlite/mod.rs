@@ -143,16 +143,7 @@ impl SqliteStore {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_URI;
-        // It writes each commit's WAL frames in one call instead of two per
-        // frame (wal_gather; safe with the `synchronous = FULL` below).
-        let mut conn = Connection::open_with_flags_and_vfs(&path, flags, wal_gather::register()?)?;
-        configure(&conn)?;
-        // The gathering VFS holds frames until the commit's sync; only a
-        // sync on every commit keeps readers from looking for them first.
-        let synchronous: i64 = conn.pragma_query_value(None, "synchronous", |row| row.get(0))?;
-        if synchronous < 2 {
-            return Err(StoreError::Invalid(format!("the writer needs synchronous = FULL, found {synchronous}")));
-        }
+        let mut conn = open_writer(&path, flags)?;
         // WAL is a property of the file: set once, by the writer.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "wal_autocheckpoint", checkpoint::WRITER_AUTOCHECKPOINT_PAGES)?;
@@ -282,6 +273,20 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_timeout(std::time::Duration::from_millis(u64::from(BUSY_TIMEOUT_MS)))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
+}
+
+/// A connection that writes its file: each commit's WAL frames leave in
+/// one call instead of two per frame (`wal_gather`). The gathering VFS holds
+/// frames until the commit's sync; only a sync on every commit keeps
+/// readers from looking for them first, so anything less is refused.
+fn open_writer(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags_and_vfs(path, flags, wal_gather::register()?)?;
+    configure(&conn)?;
+    let synchronous: i64 = conn.pragma_query_value(None, "synchronous", |row| row.get(0))?;
+    if synchronous < 2 {
+        return Err(StoreError::Invalid(format!("a writer needs synchronous = FULL, found {synchronous}")));
+    }
+    Ok(conn)
 }
 
 pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {

@@ -109,11 +109,10 @@ pub(crate) fn prepare(writer: &Connection, search_path: &Path) -> Result<(), Sto
 }
 
 fn open_index(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open_with_flags(
+    let conn = super::open_writer(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    super::configure(&conn)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     Ok(conn)
 }
@@ -306,5 +305,36 @@ impl Trimmer {
     /// The first queued row (the queue may start anywhere after a reopen).
     fn first(conn: &Connection) -> Result<i64, StoreError> {
         Ok(conn.prepare_cached("SELECT COALESCE(MIN(pos), 0) FROM fts_pending")?.query_row([], |row| row.get(0))?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The index's steps write many FTS5 pages a commit: they leave
+    /// through the gathering VFS, and a reader still finds what they wrote.
+    #[test]
+    fn the_index_writes_a_commit_in_one_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(SEARCH_FILE);
+        let index = open_index(&path).unwrap();
+        index.execute_batch("CREATE VIRTUAL TABLE messages_fts USING fts5(content, tokenize = 'trigram')").unwrap();
+        let before = wal_gather::wal_stats(&index).expect("the index's WAL is open through the gathering VFS");
+        let tx = index.unchecked_transaction().unwrap();
+        for id in 0..500 {
+            tx.execute("INSERT INTO messages_fts(rowid, content) VALUES (?1, ?2)", params![id, format!("needle {id}")])
+                .unwrap();
+        }
+        tx.commit().unwrap();
+        let after = wal_gather::wal_stats(&index).unwrap();
+        let asked = after.writes_asked - before.writes_asked;
+        let made = after.writes_made - before.writes_made;
+        assert!(asked > 2 * made, "SQLite asked for {asked} writes, {made} were made");
+        let reader = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        let found: i64 = reader
+            .query_row("SELECT COUNT(*) FROM messages_fts WHERE content LIKE '%needle 49%'", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(found, 11);
     }
 }
