@@ -103,6 +103,9 @@ pub struct Measured {
     pub acked_per_s: f64,
     pub deliveries_per_s: f64,
     pub latency_ms: Percentiles,
+    /// The deliveries `latency_ms` was taken from: every one in the
+    /// measured window.
+    pub latency_samples: u64,
     pub server_rss_bytes: Option<u64>,
     pub server_cpu_s: Option<f64>,
     /// The generator's own CPU seconds over the measured window.
@@ -292,24 +295,33 @@ struct Shared {
     /// Set when the drain is over: everyone closes.
     stop: watch::Receiver<bool>,
     counters: Counters,
-    /// All latencies, and one histogram per second of the run for the timeline.
+    /// The measured window's latencies, and one histogram per second of the
+    /// run for the timeline.
     latencies: Mutex<Histogram<u64>>,
     per_second: Mutex<Vec<Histogram<u64>>>,
     /// Each finished connection's ledger.
     ledgers: Mutex<Vec<Ledger>>,
 }
 
-/// Latencies a connection collects before handing them over once a second
-/// (`current`, for the timeline) and at the end (`total`, the measured window only).
+/// Latencies a connection collects before handing them over to the run's
+/// histograms: at the end of each second of the run, when
+/// [`Recorder::BATCH`] have gathered, and at the end. Raw samples, not a
+/// histogram of its own: one histogram at 3 significant figures is about
+/// 170 KiB, and one (or two) per connection made the generator touch
+/// hundreds of MiB while a phase ran, and merge and clear them every second.
 struct Recorder {
     second: usize,
-    current: Histogram<u64>,
-    total: Histogram<u64>,
+    /// Latencies (µs) of `second` not handed over yet, each with whether
+    /// it falls in the measured window.
+    pending: Vec<(u64, bool)>,
 }
 
 impl Recorder {
+    /// The most samples a connection holds before handing them over.
+    const BATCH: usize = 256;
+
     fn new() -> Self {
-        Self { second: 0, current: latency_histogram(), total: latency_histogram() }
+        Self { second: 0, pending: Vec::new() }
     }
 
     async fn record(&mut self, shared: &Shared, started: Instant, micros: u64, measured: bool) -> anyhow::Result<()> {
@@ -318,15 +330,15 @@ impl Recorder {
             self.flush(shared).await?;
             self.second = second;
         }
-        self.current.saturating_record(micros);
-        if measured {
-            self.total.saturating_record(micros);
+        self.pending.push((micros, measured));
+        if self.pending.len() >= Self::BATCH {
+            self.flush(shared).await?;
         }
         Ok(())
     }
 
     async fn flush(&mut self, shared: &Shared) -> anyhow::Result<()> {
-        if self.current.is_empty() {
+        if self.pending.is_empty() {
             return Ok(());
         }
         {
@@ -334,9 +346,18 @@ impl Recorder {
             while slots.len() <= self.second {
                 slots.push(latency_histogram());
             }
-            slots[self.second].add(&self.current)?;
+            let slot = &mut slots[self.second];
+            for &(micros, _) in &self.pending {
+                slot.saturating_record(micros);
+            }
         }
-        self.current.reset();
+        if self.pending.iter().any(|&(_, measured)| measured) {
+            let mut total = shared.latencies.lock().await;
+            for &(micros, _) in self.pending.iter().filter(|(_, measured)| *measured) {
+                total.saturating_record(micros);
+            }
+        }
+        self.pending.clear();
         Ok(())
     }
 }
@@ -485,7 +506,6 @@ async fn drive(me: Connection, n: usize, shared: Arc<Shared>, gate: Arc<Semaphor
         }
     }
     recorder.flush(&shared).await?;
-    shared.latencies.lock().await.add(&recorder.total)?;
     shared.ledgers.lock().await.push(ledger);
     counters.closed.fetch_add(1, Ordering::Relaxed);
     if closed_by_server {
@@ -593,6 +613,7 @@ pub async fn run(connections: Vec<Connection>, plan: Plan, label: &str) -> anyho
         acked_per_s: counters.acked_in_window.load(Ordering::Relaxed) as f64 / seconds,
         deliveries_per_s: counters.delivered_in_window.load(Ordering::Relaxed) as f64 / seconds,
         latency_ms: Percentiles::of(&latencies),
+        latency_samples: latencies.len(),
         server_rss_bytes: plan.server.rss_bytes(),
         server_cpu_s: in_window(&timeline, plan.warmup, plan.duration, |sample| sample.server_cpu_s),
         generator_cpu_s: in_window(&timeline, plan.warmup, plan.duration, |sample| sample.generator_cpu_s),
