@@ -17,6 +17,8 @@
 //! Every phase accounts for every delivery (each acked send owes one to
 //! each other member): a peer that lost or repeated any is marked invalid
 //! in the summaries, and an engine that did makes `compare` fail.
+//!
+//! `--repeat N` runs the whole comparison N times (see [`crate::rounds`]).
 
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -33,7 +35,9 @@ use load_tests::{chat, fanout};
 use serde::Serialize;
 use tokio::process::{Child, Command};
 
-#[derive(Debug, clap::Args)]
+use crate::rounds;
+
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Short phases: the whole comparison in under two minutes.
     #[arg(long)]
@@ -74,6 +78,12 @@ pub struct Args {
     /// the lowest maximum among them (with two systems or more).
     #[arg(long, default_value_t = 0.5)]
     common_load_fraction: f64,
+    /// Rounds of the whole comparison, the systems in the given order in
+    /// odd rounds and reversed in even ones; each round writes its own
+    /// summaries into `round-K/`, and the top level gets each figure per
+    /// round, its median and the verdict on the median.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=99))]
+    repeat: u32,
 }
 
 /// A traffic shape.
@@ -741,6 +751,47 @@ fn bar_chart(results: &[SystemResult], chats: &[ChatResult]) -> anyhow::Result<S
     chart.svg().map_err(|error| anyhow::anyhow!("chart: {error:?}"))
 }
 
+/// What one comparison measured.
+struct Outcome {
+    results: Vec<SystemResult>,
+    chats: Vec<ChatResult>,
+}
+
+impl Outcome {
+    /// Its rows as [`rounds`] takes them.
+    fn rows(&self) -> Vec<rounds::Row> {
+        let fanout = self.results.iter().map(|r| rounds::Row {
+            name: r.name,
+            scenario: "fanout",
+            max_deliveries_per_s: r.deliveries_per_s,
+            common_load_p99_ms: r.common_load_p99_ms,
+            valid: r.faults.valid,
+            max_steal_s: r.max_phase.machine_steal_s,
+        });
+        let chat = self.chats.iter().map(|r| rounds::Row {
+            name: r.name,
+            scenario: "chat",
+            max_deliveries_per_s: r.deliveries_per_s,
+            common_load_p99_ms: Some(r.p99_ms),
+            valid: r.faults.valid,
+            max_steal_s: r.max_phase.machine_steal_s,
+        });
+        fanout.chain(chat).collect()
+    }
+
+    /// The engine's rows that lost or repeated deliveries.
+    fn faulty_engine(&self) -> Vec<&'static str> {
+        let engine = [System::Switchboard.name(), System::Dating.name()];
+        let fanout = self.results.iter().map(|r| (r.name, r.faults));
+        let chat = self.chats.iter().map(|r| (r.name, r.faults));
+        fanout
+            .chain(chat)
+            .filter(|(name, faults)| !faults.valid && engine.contains(name))
+            .map(|(name, _)| name)
+            .collect()
+    }
+}
+
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let secs = args.phase_secs.unwrap_or(if args.quick { 5 } else { 20 });
     anyhow::ensure!(args.group_size >= 2 && args.groups >= 1, "groups of at least 2 members");
@@ -758,15 +809,79 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let switchboard = switchboard_bin(args.switchboard_bin.as_deref())?;
     let scenarios =
         if args.scenarios.is_empty() { vec![Scenario::Fanout, Scenario::Chat] } else { args.scenarios.clone() };
+    if args.repeat == 1 {
+        let outcome = run_once(&args, &systems, &scenarios, &switchboard, secs).await?;
+        let faulty = outcome.faulty_engine();
+        anyhow::ensure!(
+            faulty.is_empty(),
+            "the engine lost or repeated deliveries ({}): see summary.md",
+            faulty.join(", ")
+        );
+        return Ok(());
+    }
+    let started = Instant::now();
+    let mut done = Vec::new();
+    let mut faulty = Vec::new();
+    for round in 1..=args.repeat as usize {
+        let order = rounds::order(&systems, round);
+        let dir = format!("round-{round}");
+        let names: Vec<&'static str> = order.iter().map(|system| system.name()).collect();
+        eprintln!("=== round {round} of {}: {}", args.repeat, names.join(", "));
+        let round_args = Args { out: args.out.join(&dir), ..args.clone() };
+        std::fs::create_dir_all(&round_args.out)?;
+        let outcome = run_once(&round_args, &order, &scenarios, &switchboard, secs).await?;
+        faulty.extend(outcome.faulty_engine().into_iter().map(|name| format!("{name} in {dir}")));
+        done.push(rounds::Round { round, dir, order: names, figures: rounds::figures(&outcome.rows()) });
+        // After every round, so that an interrupted run keeps what it measured.
+        write_rounds(&args.out, &done, started)?;
+    }
+    println!("{}", std::fs::read_to_string(args.out.join("summary.md"))?);
+    anyhow::ensure!(
+        faulty.is_empty(),
+        "the engine lost or repeated deliveries ({}): see each round's summary.md",
+        faulty.join(", ")
+    );
+    Ok(())
+}
+
+/// The top-level `summary.json` and `summary.md` of a repeated comparison.
+fn write_rounds(out: &Path, done: &[rounds::Round], started: Instant) -> anyhow::Result<()> {
+    let figures = rounds::aggregate(done);
+    let summary = serde_json::json!({
+        "repeat": done.len(),
+        "cores": std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+        "elapsed_s": started.elapsed().as_secs_f64(),
+        "persistence": DURABILITY,
+        "framing": FRAMING,
+        "steal": STEAL,
+        "rounds": done,
+        "figures": figures,
+    });
+    std::fs::write(out.join("summary.json"), serde_json::to_vec_pretty(&summary)?)?;
+    let notes = format!("Durability: {DURABILITY}.\n\nFraming: {FRAMING}.\n\nSteal: {STEAL}.");
+    std::fs::write(out.join("summary.md"), rounds::markdown(done, &figures, &notes))?;
+    eprintln!("wrote {}/summary.json and summary.md ({} rounds)", out.display(), done.len());
+    Ok(())
+}
+
+/// One comparison of `systems`, in that order, writing its summaries and
+/// charts into `args.out`.
+async fn run_once(
+    args: &Args,
+    systems: &[System],
+    scenarios: &[Scenario],
+    switchboard: &Path,
+    secs: u64,
+) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let mut results = Vec::new();
     let mut chats = Vec::new();
-    for system in systems {
+    for &system in systems {
         if scenarios.contains(&Scenario::Fanout) {
-            results.push(measure_system(&args, system, &switchboard, secs).await?);
+            results.push(measure_system(args, system, switchboard, secs).await?);
         }
         if scenarios.contains(&Scenario::Chat) {
-            chats.push(measure_chat(&args, system, &switchboard, secs).await?);
+            chats.push(measure_chat(args, system, switchboard, secs).await?);
         }
     }
     let mut common_load = None;
@@ -775,7 +890,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let receivers = args.receivers();
         let rate = ((lowest * args.common_load_fraction / receivers).round() as u32).max(1);
         for result in &mut results {
-            let measured = measure_common(&args, result.system, &switchboard, secs, rate).await?;
+            let measured = measure_common(args, result.system, switchboard, secs, rate).await?;
             result.faults.add(&measured);
             result.common_load_p99_ms = Some(measured.latency_ms.p99);
             result.common_load_phase = Some(PhaseResult::of(&measured, Some(rate), None));
@@ -815,24 +930,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     std::fs::write(args.out.join("summary.json"), serde_json::to_vec_pretty(&summary)?)?;
     let mut table = markdown(&results, &scenario);
     if !chats.is_empty() {
-        table.push_str(&chat_markdown(&chats, &args));
+        table.push_str(&chat_markdown(&chats, args));
     }
     std::fs::write(args.out.join("summary.md"), &table)?;
     std::fs::write(args.out.join("chart.svg"), bar_chart(&results, &chats)?)?;
     println!("{table}");
     eprintln!("wrote {}/summary.json, summary.md and chart.svg", args.out.display());
-    let engine = [System::Switchboard.name(), System::Dating.name()];
-    let fanout = results.iter().map(|r| (r.name, r.faults));
-    let chat = chats.iter().map(|r| (r.name, r.faults));
-    let faulty: Vec<&str> = fanout
-        .chain(chat)
-        .filter(|(name, faults)| !faults.valid && engine.contains(name))
-        .map(|(name, _)| name)
-        .collect();
-    anyhow::ensure!(
-        faulty.is_empty(),
-        "the engine lost or repeated deliveries ({}): see summary.md",
-        faulty.join(", ")
-    );
-    Ok(())
+    Ok(Outcome { results, chats })
 }

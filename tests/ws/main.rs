@@ -5,6 +5,7 @@
 mod calls;
 mod chat;
 mod cluster;
+mod compare;
 mod connect;
 mod couple;
 mod cql_cluster;
