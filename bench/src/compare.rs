@@ -49,6 +49,11 @@ pub struct Args {
     /// up to date with `cargo build --release` first).
     #[arg(long)]
     switchboard_bin: Option<PathBuf>,
+    /// Another build of the engine, measured as the system
+    /// `switchboard-baseline` beside the current one: a change's before
+    /// and after in the same run (with `--repeat`, in alternating order).
+    #[arg(long)]
+    baseline_bin: Option<PathBuf>,
     /// Members per group.
     #[arg(long, default_value_t = 50)]
     group_size: usize,
@@ -101,6 +106,10 @@ pub enum System {
     Switchboard,
     /// The same engine, spoken to in seed 000's dialect.
     Dating,
+    /// The engine's build named by `--baseline-bin`.
+    #[value(name = "switchboard-baseline")]
+    #[serde(rename = "switchboard-baseline")]
+    Baseline,
     /// Socket.IO 4 on Node as two workers (node:cluster and the cluster
     /// adapter): what a user of it runs on two cores.
     #[value(name = "socketio")]
@@ -119,6 +128,7 @@ impl System {
     fn name(self) -> &'static str {
         match self {
             Self::Switchboard => "switchboard",
+            Self::Baseline => "switchboard-baseline",
             Self::Dating => "switchboard-dating",
             Self::SocketIo => "socketio",
             Self::SocketIoSingle => "socketio-single",
@@ -129,7 +139,7 @@ impl System {
 
     fn dialect(self) -> Dialect {
         match self {
-            Self::Switchboard => Dialect::Switchboard,
+            Self::Switchboard | Self::Baseline => Dialect::Switchboard,
             Self::Dating => Dialect::Dating,
             Self::SocketIo | Self::SocketIoSingle => Dialect::SocketIo,
             Self::Centrifugo => Dialect::Centrifugo,
@@ -438,12 +448,13 @@ fn centrifugo_config(port: u16, secret: &str) -> serde_json::Value {
 }
 
 /// Starts `system` on a free loopback port (`switchboard` is the engine's
-/// binary; `secret` signs the peers' tokens) and waits until it listens.
+/// binary, the baseline's for `Baseline`; `secret` signs the peers'
+/// tokens) and waits until it listens.
 pub async fn start(system: System, switchboard: &Path, secret: &str) -> anyhow::Result<Server> {
     let port = free_port()?;
     let url = format!("http://127.0.0.1:{port}");
     let (mut child, data) = match system {
-        System::Switchboard | System::Dating => {
+        System::Switchboard | System::Dating | System::Baseline => {
             let data = tempfile::tempdir()?;
             let child = Command::new(switchboard)
                 .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--log-format", "json"])
@@ -528,15 +539,21 @@ impl Args {
     }
 }
 
-/// Starts `system` and the generator's view of it.
-async fn serve(system: System, switchboard: &Path) -> anyhow::Result<(Server, Common)> {
-    let server = start(system, switchboard, SECRET).await?;
+/// Starts `system` (the baseline from `--baseline-bin`) and the
+/// generator's view of it.
+async fn serve(args: &Args, system: System, switchboard: &Path) -> anyhow::Result<(Server, Common)> {
+    let bin = match (system, &args.baseline_bin) {
+        (System::Baseline, Some(baseline)) => baseline.as_path(),
+        (System::Baseline, None) => anyhow::bail!("the system switchboard-baseline needs --baseline-bin"),
+        _ => switchboard,
+    };
+    let server = start(system, bin, SECRET).await?;
     let common = Common::new(&server.url, server.pid(), 1, 200)?;
     Ok((server, common))
 }
 
 async fn measure_system(args: &Args, system: System, switchboard: &Path, secs: u64) -> anyhow::Result<SystemResult> {
-    let (server, common) = serve(system, switchboard).await?;
+    let (server, common) = serve(args, system, switchboard).await?;
     let mut scenario = args.fanout(system, secs);
     let connections = fanout::connections(&common, &scenario).await?;
     eprintln!("== {}: maximum (window {} per sender)", system.name(), args.window);
@@ -574,7 +591,7 @@ async fn measure_common(
     secs: u64,
     rate: u32,
 ) -> anyhow::Result<Measured> {
-    let (server, common) = serve(system, switchboard).await?;
+    let (server, common) = serve(args, system, switchboard).await?;
     let scenario = fanout::Args { rate: Some(rate), window: None, ..args.fanout(system, secs) };
     let connections = fanout::connections(&common, &scenario).await?;
     eprintln!("== {}: the common load ({rate} msg/s per sender)", system.name());
@@ -613,7 +630,7 @@ struct ChatResult {
 /// `chat`: `--chat-pairs` 1:1 chats, both users sending; the maximum with
 /// one send in flight per user, then latency at `--chat-rate` in total.
 async fn measure_chat(args: &Args, system: System, switchboard: &Path, secs: u64) -> anyhow::Result<ChatResult> {
-    let (server, common) = serve(system, switchboard).await?;
+    let (server, common) = serve(args, system, switchboard).await?;
     let dialect = system.dialect();
     let connections = chat::connections(&common, dialect, SECRET, args.chat_pairs).await?;
     let (warmup, duration) = (Duration::from_secs(2), Duration::from_secs(secs));
@@ -781,7 +798,7 @@ impl Outcome {
 
     /// The engine's rows that lost or repeated deliveries.
     fn faulty_engine(&self) -> Vec<&'static str> {
-        let engine = [System::Switchboard.name(), System::Dating.name()];
+        let engine = [System::Switchboard.name(), System::Dating.name(), System::Baseline.name()];
         let fanout = self.results.iter().map(|r| (r.name, r.faults));
         let chat = self.chats.iter().map(|r| (r.name, r.faults));
         fanout
@@ -806,6 +823,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         args.systems.clone()
     };
+    if let Some(baseline) = &args.baseline_bin {
+        anyhow::ensure!(baseline.is_file(), "no baseline binary at {}", baseline.display());
+    }
+    anyhow::ensure!(
+        !systems.contains(&System::Baseline) || args.baseline_bin.is_some(),
+        "the system switchboard-baseline needs --baseline-bin"
+    );
     let switchboard = switchboard_bin(args.switchboard_bin.as_deref())?;
     let scenarios =
         if args.scenarios.is_empty() { vec![Scenario::Fanout, Scenario::Chat] } else { args.scenarios.clone() };

@@ -78,8 +78,10 @@ fn ratio_target(scenario: &str, peer: &str) -> Option<Target> {
 }
 
 /// A round's figures, the ones with a target first: the engine's maximum
-/// over each peer's per scenario, its p99 at the common load (alone and
-/// over Centrifugo's), then each system's own maximum and p99, and the
+/// over each peer's per scenario, its p99 at fan-out's common load and
+/// chat's fixed rate (alone and over each peer's; the targets are on
+/// fan-out's, alone and over Centrifugo's),
+/// then each system's own maximum and p99, and the
 /// steal during the round's maxima.
 pub fn figures(rows: &[Row]) -> Vec<Figure> {
     let mut targeted = Vec::new();
@@ -88,6 +90,10 @@ pub fn figures(rows: &[Row]) -> Vec<Figure> {
         if figure.target.is_some() { targeted.push(figure) } else { plain.push(figure) }
     };
     for scenario in ["fanout", "chat"] {
+        // The targets are on fan-out's common load; chat's fixed rate is
+        // the same for every system too, and is shown beside it.
+        let has_targets = scenario == "fanout";
+        let load = if has_targets { "the common load" } else { "the fixed rate" };
         let of: Vec<&Row> = rows.iter().filter(|row| row.scenario == scenario).collect();
         let engine = of.iter().find(|row| row.name == ENGINE);
         if let Some(engine) = engine {
@@ -100,23 +106,20 @@ pub fn figures(rows: &[Row]) -> Vec<Figure> {
                     target: ratio_target(scenario, peer.name),
                 });
             }
-            // The targets are on fan-out's common load; chat's fixed rate
-            // is the same for every system too, and is shown beside it.
-            let targeted = scenario == "fanout";
             if let Some(p99) = engine.common_load_p99_ms {
                 push(Figure {
-                    name: format!("{scenario} p99 at the common load, {ENGINE}"),
+                    name: format!("{scenario} p99 at {load}, {ENGINE}"),
                     unit: "ms",
                     value: engine.valid.then_some(p99),
-                    target: targeted.then_some(Target::AtMost(5.0)),
+                    target: has_targets.then_some(Target::AtMost(5.0)),
                 });
-                let centrifugo = of.iter().find(|row| row.name == "centrifugo");
-                if let Some((peer, peer_p99)) = centrifugo.and_then(|row| Some((row, row.common_load_p99_ms?))) {
+                for peer in of.iter().filter(|row| row.name != ENGINE) {
+                    let Some(peer_p99) = peer.common_load_p99_ms else { continue };
                     push(Figure {
-                        name: format!("{scenario} p99 at the common load, {ENGINE} / centrifugo"),
+                        name: format!("{scenario} p99 at {load}, {ENGINE} / {}", peer.name),
                         unit: "x",
                         value: (engine.valid && peer.valid && peer_p99 > 0.0).then(|| p99 / peer_p99),
-                        target: targeted.then_some(Target::AtMost(1.0)),
+                        target: (has_targets && peer.name == "centrifugo").then_some(Target::AtMost(1.0)),
                     });
                 }
             }
@@ -132,7 +135,7 @@ pub fn figures(rows: &[Row]) -> Vec<Figure> {
         for row in of.iter().filter(|row| row.name != ENGINE) {
             if let Some(p99) = row.common_load_p99_ms {
                 push(Figure {
-                    name: format!("{scenario} p99 at the common load, {}", row.name),
+                    name: format!("{scenario} p99 at {load}, {}", row.name),
                     unit: "ms",
                     value: row.valid.then_some(p99),
                     target: None,
@@ -323,15 +326,21 @@ mod tests {
             row("switchboard", "fanout", 600.0, Some(4.0)),
             row("centrifugo", "fanout", 800.0, Some(8.0)),
             row("socketio", "fanout", 150.0, Some(20.0)),
-            row("switchboard", "chat", 90.0, None),
-            row("centrifugo", "chat", 100.0, None),
+            row("switchboard", "chat", 90.0, Some(12.0)),
+            row("centrifugo", "chat", 100.0, Some(4.0)),
         ];
         let figures = figures(&rows);
+        // Chat's fixed rate is shown beside it, with no target.
+        let chat_p99 = figures.iter().find(|f| f.name == "chat p99 at the fixed rate, switchboard / centrifugo");
+        assert_eq!(chat_p99.map(|f| (f.value, f.target)), Some((Some(3.0), None)));
         assert_eq!(value(&figures, "fanout max, switchboard / centrifugo"), Some(0.75));
         assert_eq!(value(&figures, "fanout max, switchboard / socketio"), Some(4.0));
         assert_eq!(value(&figures, "chat max, switchboard / centrifugo"), Some(0.9));
         assert_eq!(value(&figures, "fanout p99 at the common load, switchboard"), Some(4.0));
         assert_eq!(value(&figures, "fanout p99 at the common load, switchboard / centrifugo"), Some(0.5));
+        assert_eq!(value(&figures, "fanout p99 at the common load, switchboard / socketio"), Some(0.2));
+        let over_socketio = figures.iter().find(|f| f.name == "fanout p99 at the common load, switchboard / socketio");
+        assert_eq!(over_socketio.unwrap().target, None);
         assert_eq!(value(&figures, "fanout max, socketio"), Some(150.0));
         assert_eq!(value(&figures, "steal during the round's maxima, all together"), Some(2.5));
         let first_plain = figures.iter().position(|figure| figure.target.is_none()).unwrap();

@@ -1,6 +1,6 @@
-//! `bench compare --repeat`: the real engine binary and the one-process
-//! Socket.IO peer, two short chat rounds in alternating order, and the top
-//! level's medians taken from what each round measured.
+//! `bench compare --repeat` and `--baseline-bin`: the real engine binary
+//! beside itself as the baseline, two short chat rounds in alternating
+//! order, and the top level's medians taken from what each round measured.
 
 use std::path::Path;
 
@@ -40,8 +40,10 @@ async fn repeated_rounds_alternate_the_order_and_report_the_median_of_each_ratio
     let args = parse(&[
         "--out",
         out_arg,
+        "--baseline-bin",
+        env!("CARGO_BIN_EXE_switchboard"),
         "--systems",
-        "switchboard,socketio-single",
+        "switchboard,switchboard-baseline",
         "--scenarios",
         "chat",
         "--chat-pairs",
@@ -62,19 +64,19 @@ async fn repeated_rounds_alternate_the_order_and_report_the_median_of_each_ratio
         let systems = round["scenarios"]["chat"]["systems"].as_array().unwrap();
         systems.iter().map(|row| row["name"].as_str().unwrap().to_owned()).collect()
     };
-    assert_eq!(order(&rounds[0]), ["switchboard", "socketio-single"]);
-    assert_eq!(order(&rounds[1]), ["socketio-single", "switchboard"]);
+    assert_eq!(order(&rounds[0]), ["switchboard", "switchboard-baseline"]);
+    assert_eq!(order(&rounds[1]), ["switchboard-baseline", "switchboard"]);
     let ratios: Vec<f64> =
-        rounds.iter().map(|round| chat_max(round, "switchboard") / chat_max(round, "socketio-single")).collect();
+        rounds.iter().map(|round| chat_max(round, "switchboard") / chat_max(round, "switchboard-baseline")).collect();
 
     let summary = json(&out.path().join("summary.json"));
     assert_eq!(summary["repeat"], 2);
     assert_eq!(summary["rounds"][1]["dir"], "round-2");
-    assert_eq!(summary["rounds"][1]["order"], serde_json::json!(["socketio-single", "switchboard"]));
+    assert_eq!(summary["rounds"][1]["order"], serde_json::json!(["switchboard-baseline", "switchboard"]));
     let figures = summary["figures"].as_array().unwrap();
     let ratio = figures
         .iter()
-        .find(|figure| figure["name"] == "chat max, switchboard / socketio-single")
+        .find(|figure| figure["name"] == "chat max, switchboard / switchboard-baseline")
         .unwrap_or_else(|| panic!("no ratio: {summary}"));
     let values: Vec<f64> = ratio["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
     // Equal up to the last bit that JSON's decimal form may round.
@@ -82,15 +84,15 @@ async fn repeated_rounds_alternate_the_order_and_report_the_median_of_each_ratio
     assert!(values.len() == 2 && values.iter().zip(&ratios).all(|(&a, &b)| same(a, b)), "{values:?} {ratios:?}");
     let median = ratio["median"].as_f64().unwrap();
     assert!(same(median, f64::midpoint(ratios[0], ratios[1])), "{median} {ratios:?}");
-    // No target is set against this peer in chat.
+    // No target is set against a baseline.
     assert_eq!((&ratio["target"], &ratio["met"]), (&serde_json::Value::Null, &serde_json::Value::Null));
-    let p99 = figures.iter().find(|figure| figure["name"] == "chat p99 at the common load, switchboard").unwrap();
+    let p99 = figures.iter().find(|figure| figure["name"] == "chat p99 at the fixed rate, switchboard").unwrap();
     assert_eq!(p99["values"].as_array().unwrap().len(), 2, "{p99}");
     assert!(p99["values"].as_array().unwrap().iter().all(|v| v.as_f64().is_some_and(|ms| ms > 0.0)), "{p99}");
 
     let markdown = std::fs::read_to_string(out.path().join("summary.md")).unwrap();
-    assert!(markdown.contains("- round 2 (`round-2/`): socketio-single, switchboard"), "{markdown}");
-    let row = format!("| chat max, switchboard / socketio-single | {:.2}x | {:.2}x |", ratios[0], ratios[1]);
+    assert!(markdown.contains("- round 2 (`round-2/`): switchboard-baseline, switchboard"), "{markdown}");
+    let row = format!("| chat max, switchboard / switchboard-baseline | {:.2}x | {:.2}x |", ratios[0], ratios[1]);
     assert!(markdown.contains(&row), "{row} not in\n{markdown}");
 }
 
@@ -103,4 +105,22 @@ fn a_repeat_outside_1_to_99_is_refused() {
         assert!(error.to_string().contains("--repeat"), "{bad}: {error}");
     }
     assert!(parse(&["--out", "unused", "--repeat=3"]).is_ok());
+}
+
+#[tokio::test]
+async fn a_baseline_without_its_binary_is_refused_before_anything_runs() {
+    let out = tempfile::tempdir().unwrap();
+    let out_arg = out.path().to_str().unwrap();
+    let missing = out.path().join("no-such-binary");
+    let cases = [
+        (vec!["--systems", "switchboard,switchboard-baseline"], "needs --baseline-bin"),
+        (vec!["--baseline-bin", missing.to_str().unwrap()], "no baseline binary at"),
+    ];
+    for (extra, expected) in cases {
+        let mut argv = vec!["--out", out_arg, "--scenarios", "chat"];
+        argv.extend(extra);
+        let error = bench::compare::run(parse(&argv).unwrap()).await.expect_err("refused");
+        assert!(error.to_string().contains(expected), "{argv:?}: {error}");
+    }
+    assert!(!out.path().join("summary.json").exists());
 }
