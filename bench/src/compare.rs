@@ -677,19 +677,22 @@ fn chat_markdown(results: &[ChatResult], args: &Args) -> String {
         );
     }
     let rows: Vec<_> = results.iter().map(|r| (r.name, r.deliveries_per_s, r.faults.valid)).collect();
-    ratio_lines(&mut table, "chat, ", &rows, &[("centrifugo", "target ≥ 1.0x")]);
+    ratio_lines(&mut table, "chat", &rows);
     table
 }
 
-/// Appends the engine's ratio to each peer of `targets` found in `rows`
-/// (name, maximum deliveries/s, whether the row is valid) with its target,
-/// saying so when the peer's row is invalid.
-fn ratio_lines(table: &mut String, scenario: &str, rows: &[(&str, f64, bool)], targets: &[(&str, &str)]) {
+/// Appends the engine's ratio to each peer in `rows` (name, maximum
+/// deliveries/s, whether the row is valid) that has a target in
+/// `scenario`, with that target, saying so when the peer's row is invalid.
+fn ratio_lines(table: &mut String, scenario: &str, rows: &[(&str, f64, bool)]) {
     let Some(&(_, engine, _)) = rows.iter().find(|&&(name, ..)| name == "switchboard") else { return };
-    for &(peer, target) in targets {
-        if let Some(&(_, rate, valid)) = rows.iter().find(|&&(name, rate, _)| name == peer && rate > 0.0) {
+    let prefix = if scenario == "fanout" { "" } else { "chat, " };
+    for &(peer, rate, valid) in rows {
+        let Some(target) = rounds::ratio_target(scenario, peer) else { continue };
+        if rate > 0.0 {
             let caveat = if valid { "" } else { "; the peer's row is invalid" };
-            let _ = writeln!(table, "\n{scenario}switchboard / {peer}: {:.2}x ({target}{caveat})", engine / rate);
+            let target = target.text("x");
+            let _ = writeln!(table, "\n{prefix}switchboard / {peer}: {:.2}x (target {target}{caveat})", engine / rate);
         }
     }
 }
@@ -723,8 +726,7 @@ fn markdown(results: &[SystemResult], scenario: &serde_json::Value) -> String {
         );
     }
     let rows: Vec<_> = results.iter().map(|r| (r.name, r.deliveries_per_s, r.faults.valid)).collect();
-    let targets = [("centrifugo", "target ≥ 1.0x"), ("socketio", "target ≥ 3x"), ("ceiling", "target ≥ 0.6x")];
-    ratio_lines(&mut table, "", &rows, &targets);
+    ratio_lines(&mut table, "fanout", &rows);
     table
 }
 
@@ -781,7 +783,7 @@ impl Outcome {
             name: r.name,
             scenario: "fanout",
             max_deliveries_per_s: r.deliveries_per_s,
-            common_load_p99_ms: r.common_load_p99_ms,
+            same_load_p99_ms: r.common_load_p99_ms,
             valid: r.faults.valid,
             max_steal_s: r.max_phase.machine_steal_s,
         });
@@ -789,7 +791,7 @@ impl Outcome {
             name: r.name,
             scenario: "chat",
             max_deliveries_per_s: r.deliveries_per_s,
-            common_load_p99_ms: Some(r.p99_ms),
+            same_load_p99_ms: Some(r.p99_ms),
             valid: r.faults.valid,
             max_steal_s: r.max_phase.machine_steal_s,
         });

@@ -24,7 +24,7 @@ pub struct Row {
     pub max_deliveries_per_s: f64,
     /// p99 at the load every system was given (fan-out's common load,
     /// chat's fixed rate).
-    pub common_load_p99_ms: Option<f64>,
+    pub same_load_p99_ms: Option<f64>,
     /// Whether every owed delivery of its phases arrived exactly once.
     pub valid: bool,
     /// CPU seconds the hypervisor took during its maximum's window.
@@ -47,7 +47,7 @@ impl Target {
         }
     }
 
-    fn text(self, unit: &str) -> String {
+    pub fn text(self, unit: &str) -> String {
         match self {
             Self::AtLeast(bound) => format!("≥ {bound:?}{unit}"),
             Self::AtMost(bound) => format!("≤ {bound:?}{unit}"),
@@ -68,7 +68,7 @@ pub struct Figure {
 
 /// The targets of issue 19's table: the engine's maximum over a peer's, per
 /// scenario.
-fn ratio_target(scenario: &str, peer: &str) -> Option<Target> {
+pub fn ratio_target(scenario: &str, peer: &str) -> Option<Target> {
     match (scenario, peer) {
         ("fanout" | "chat", "centrifugo") => Some(Target::AtLeast(1.0)),
         ("fanout", "socketio") => Some(Target::AtLeast(3.0)),
@@ -106,7 +106,7 @@ pub fn figures(rows: &[Row]) -> Vec<Figure> {
                     target: ratio_target(scenario, peer.name),
                 });
             }
-            if let Some(p99) = engine.common_load_p99_ms {
+            if let Some(p99) = engine.same_load_p99_ms {
                 push(Figure {
                     name: format!("{scenario} p99 at {load}, {ENGINE}"),
                     unit: "ms",
@@ -114,7 +114,7 @@ pub fn figures(rows: &[Row]) -> Vec<Figure> {
                     target: has_targets.then_some(Target::AtMost(5.0)),
                 });
                 for peer in of.iter().filter(|row| row.name != ENGINE) {
-                    let Some(peer_p99) = peer.common_load_p99_ms else { continue };
+                    let Some(peer_p99) = peer.same_load_p99_ms else { continue };
                     push(Figure {
                         name: format!("{scenario} p99 at {load}, {ENGINE} / {}", peer.name),
                         unit: "x",
@@ -133,7 +133,7 @@ pub fn figures(rows: &[Row]) -> Vec<Figure> {
             });
         }
         for row in of.iter().filter(|row| row.name != ENGINE) {
-            if let Some(p99) = row.common_load_p99_ms {
+            if let Some(p99) = row.same_load_p99_ms {
                 push(Figure {
                     name: format!("{scenario} p99 at {load}, {}", row.name),
                     unit: "ms",
@@ -298,7 +298,7 @@ mod tests {
     use super::*;
 
     fn row(name: &'static str, scenario: &'static str, max: f64, p99: Option<f64>) -> Row {
-        Row { name, scenario, max_deliveries_per_s: max, common_load_p99_ms: p99, valid: true, max_steal_s: Some(0.5) }
+        Row { name, scenario, max_deliveries_per_s: max, same_load_p99_ms: p99, valid: true, max_steal_s: Some(0.5) }
     }
 
     fn value(figures: &[Figure], name: &str) -> Option<f64> {
