@@ -83,12 +83,18 @@ fn codec(c: &mut Criterion) {
     let mut group = c.benchmark_group("codec");
     group.throughput(Throughput::Elements(1));
     let dating = Encoding::Dialect(protocol::dialect::Dialect::Dating);
-    for (name, encoding) in [("json", Encoding::Json), ("msgpack", Encoding::MsgPack), ("dating", dating)] {
+    let encodings = [
+        ("json", Encoding::Json),
+        ("compact", Encoding::CompactJson),
+        ("msgpack", Encoding::MsgPack),
+        ("dating", dating),
+    ];
+    for (name, encoding) in encodings {
         group.bench_function(format!("encode_{name}"), |b| {
             b.iter(|| protocol::frame::encode(&event, None, 0, encoding));
         });
         let frame = match encoding {
-            Encoding::Json => Message::Text(send.to_string().into()),
+            Encoding::Json | Encoding::CompactJson => Message::Text(send.to_string().into()),
             Encoding::MsgPack => Message::Binary(rmp_serde::to_vec_named(&send).unwrap().into()),
             Encoding::Dialect(_) => Message::Text(dating_message().to_string().into()),
         };

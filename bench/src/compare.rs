@@ -387,9 +387,10 @@ const DURABILITY: &str = "switchboard: every acked message is in SQLite (WAL, sy
      socketio and ceiling: nothing";
 
 /// How each system frames the events it sends.
-const FRAMING: &str = "switchboard's clients connect with `/ws?batch=1&echo=0`: the events that leave a connection \
-     together share one text frame, a line each, as Centrifugo's JSON protocol does by default, and a sender takes \
-     its own message from its ack instead of a second copy; switchboard-dating, socketio and ceiling send one event \
+const FRAMING: &str = "switchboard's clients connect with `/ws?batch=1&echo=0&compact=1`: the events that leave a \
+     connection together share one text frame, a line each, as Centrifugo's JSON protocol does by default, a sender \
+     takes its own message from its ack instead of a second copy, and events leave out their members at a default \
+     (false, 0, \"\", null, []), as Centrifugo's protocol leaves out its empty fields; switchboard-dating, socketio and ceiling send one event \
      per frame, and centrifugo and socketio send a sender its own publication too";
 
 /// What the steal columns count.

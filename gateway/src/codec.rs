@@ -39,13 +39,15 @@ fn message(bytes: Bytes, encoding: Encoding) -> Option<Message> {
         Encoding::MsgPack => Message::Binary(bytes),
         // JSON from serde_json (or from another node's serde_json) is UTF-8;
         // the check runs once per frame, not once per recipient.
-        Encoding::Json | Encoding::Dialect(_) => match Utf8Bytes::try_from(on_one_line(bytes)) {
-            Ok(text) => Message::Text(text),
-            Err(error) => {
-                tracing::error!(%error, "a JSON frame was not UTF-8; dropped");
-                Message::Text(Utf8Bytes::from_static("{}"))
+        Encoding::Json | Encoding::CompactJson | Encoding::Dialect(_) => {
+            match Utf8Bytes::try_from(on_one_line(bytes)) {
+                Ok(text) => Message::Text(text),
+                Err(error) => {
+                    tracing::error!(%error, "a JSON frame was not UTF-8; dropped");
+                    Message::Text(Utf8Bytes::from_static("{}"))
+                }
             }
-        },
+        }
     })
 }
 
@@ -133,6 +135,7 @@ pub(crate) struct SharedMessages {
     frame: Frame,
     json: std::sync::OnceLock<Message>,
     msgpack: std::sync::OnceLock<Message>,
+    compact: std::sync::OnceLock<Message>,
     dialects: [std::sync::OnceLock<Option<Message>>; protocol::dialect::Dialect::ALL.len()],
 }
 
@@ -142,6 +145,7 @@ impl SharedMessages {
             frame,
             json: std::sync::OnceLock::new(),
             msgpack: std::sync::OnceLock::new(),
+            compact: std::sync::OnceLock::new(),
             dialects: Default::default(),
         }
     }
@@ -152,6 +156,7 @@ impl SharedMessages {
         let cell = match encoding {
             Encoding::Json => &self.json,
             Encoding::MsgPack => &self.msgpack,
+            Encoding::CompactJson => &self.compact,
             Encoding::Dialect(dialect) => {
                 let cell = &self.dialects[dialect.index()];
                 return cell.get_or_init(|| message(self.frame.bytes(encoding), encoding)).clone();

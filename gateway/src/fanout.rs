@@ -167,7 +167,7 @@ pub(crate) fn deliver(registry: &Registry, run: &[Arc<Delivery>], node: u16) -> 
             // A dialect may have no frame for some events: they are not sent to its devices.
             let sent = match handle.encoding {
                 Encoding::Dialect(_) => frames.iter().filter(|frame| frame.get(handle.encoding).is_some()).count(),
-                Encoding::Json | Encoding::MsgPack => frames.len(),
+                Encoding::Json | Encoding::MsgPack | Encoding::CompactJson => frames.len(),
             };
             if sent == 0 {
                 return;

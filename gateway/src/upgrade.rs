@@ -12,6 +12,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use crate::{Gateway, connection, wire};
 use protocol::Encoding;
 use protocol::dialect::{Dialect, dating, simple};
+use protocol::frame::MSGPACK_PROTOCOL;
 
 /// Room for reading a connection's frames: a dozen commands of a typical
 /// size per read.
@@ -23,7 +24,10 @@ fn refuse(encoding: Encoding, code: ErrorCode, detail: &str) -> Response {
         Encoding::Dialect(Dialect::Dating) => dating::error_body(code, detail, &[], ""),
         Encoding::Dialect(Dialect::Simple) => simple::error_body(code, detail),
         // Seeds 003 and 004 have no socket of their own; their clients use `/ws`.
-        Encoding::Dialect(Dialect::SmellPin | Dialect::Couple) | Encoding::Json | Encoding::MsgPack => {
+        Encoding::Dialect(Dialect::SmellPin | Dialect::Couple)
+        | Encoding::Json
+        | Encoding::MsgPack
+        | Encoding::CompactJson => {
             (code.http_status(), serde_json::to_value(ApiError::new(code, detail)).unwrap_or_default())
         }
     };
@@ -71,11 +75,22 @@ fn flag(request: &Request, name: &str, default: bool) -> Result<bool, String> {
 pub(crate) async fn upgrade(State(gateway): State<Gateway>, request: Request) -> Response {
     let offer = request.headers().get(header::SEC_WEBSOCKET_PROTOCOL).and_then(|value| value.to_str().ok());
     let (encoding, protocol) = Encoding::negotiate(offer);
-    let options =
-        flag(&request, "echo", true).and_then(|echo| Ok(Options { echo, batch: flag(&request, "batch", false)? }));
-    let options = match options {
-        Ok(options) => options,
+    let asked = flag(&request, "echo", true).and_then(|echo| {
+        Ok((Options { echo, batch: flag(&request, "batch", false)? }, flag(&request, "compact", false)?))
+    });
+    let (options, compact) = match asked {
+        Ok(asked) => asked,
         Err(detail) => return refuse(encoding, ErrorCode::BadRequest, &detail),
+    };
+    // `?compact=1`: the JSON events without their members at a default.
+    let encoding = match (compact, encoding) {
+        (true, Encoding::Json) => Encoding::CompactJson,
+        (true, _) => {
+            let detail =
+                format!("compact=1 is a form of JSON text frames; it does not combine with {MSGPACK_PROTOCOL}");
+            return refuse(encoding, ErrorCode::BadRequest, &detail);
+        }
+        (false, encoding) => encoding,
     };
     upgrade_as(&gateway, request, (encoding, options), protocol)
 }

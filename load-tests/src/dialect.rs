@@ -16,7 +16,7 @@ use protocol::kinds;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Dialect {
-    /// Switchboard's gateway: `/ws?token=&batch=1&echo=0`, `message.send` / `message.ack` / `message.new`.
+    /// Switchboard's gateway: `/ws?token=&batch=1&echo=0&compact=1`, `message.send` / `message.ack` / `message.new`.
     Switchboard,
     /// Engine.IO v4 over WebSocket with Socket.IO packets: auth in the
     /// CONNECT packet, a `join` per chat, `message.send` with an ack.
@@ -64,8 +64,9 @@ impl Dialect {
         let ws = base.replacen("http", "ws", 1);
         match self {
             // Events that leave together arrive in one frame, a line each;
-            // a sender takes its own messages from their acks.
-            Self::Switchboard => format!("{ws}/ws?token={token}&batch=1&echo=0"),
+            // a sender takes its own messages from their acks; events
+            // leave out their members at a default.
+            Self::Switchboard => format!("{ws}/ws?token={token}&batch=1&echo=0&compact=1"),
             Self::SocketIo => format!("{ws}/socket.io/?EIO=4&transport=websocket"),
             Self::Ceiling => format!("{ws}/ws?room={chat}"),
             Self::Dating => format!("{ws}/v1?token={token}"),

@@ -202,7 +202,8 @@ fn command_kind(name: &str) -> Option<&'static str> {
 pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<ClientFrame, FrameError> {
     let decoded = match encoding {
         Encoding::Dialect(dialect) => return dialect.decode(bytes),
-        Encoding::Json => {
+        // A compact connection's commands are ordinary JSON.
+        Encoding::Json | Encoding::CompactJson => {
             let mut deserializer = serde_json::Deserializer::from_slice(bytes);
             FrameSeed
                 .deserialize(&mut deserializer)
@@ -228,7 +229,7 @@ struct Header {
 
 fn explain(bytes: &[u8], encoding: Encoding, detail: String) -> FrameError {
     let header: Option<Header> = match encoding {
-        Encoding::Json => serde_json::from_slice(bytes).ok(),
+        Encoding::Json | Encoding::CompactJson => serde_json::from_slice(bytes).ok(),
         Encoding::MsgPack => rmp_serde::from_slice(bytes).ok(),
         Encoding::Dialect(_) => None,
     };

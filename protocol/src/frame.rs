@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use serde::Serialize;
 
+use crate::compact::Pruned;
 use crate::dialect::{Audience, Dialect};
 use crate::server::{Data, ServerEvent};
 use crate::time::{Millis, now_millis, to_iso};
@@ -24,6 +25,9 @@ pub enum Encoding {
     Json,
     /// Binary frames of MessagePack (maps with field names).
     MsgPack,
+    /// Text frames of JSON without the members at their default
+    /// (`/ws?compact=1`, see [`crate::compact`]).
+    CompactJson,
     /// Text frames of a seed dialect's JSON (its own names and shapes).
     Dialect(Dialect),
 }
@@ -78,6 +82,7 @@ pub fn encode(event: &ServerEvent, reference: Option<&str>, at: Millis, encoding
     let encoded = match encoding {
         Encoding::Json => serde_json::to_vec(&envelope).map_err(|error| error.to_string()),
         Encoding::MsgPack => rmp_serde::to_vec_named(&envelope).map_err(|error| error.to_string()),
+        Encoding::CompactJson => serde_json::to_vec(&Pruned(&envelope)).map_err(|error| error.to_string()),
         Encoding::Dialect(_) => unreachable!("answered above"),
     };
     match encoded {
@@ -107,6 +112,9 @@ struct FrameInner {
     audience: Audience,
     json: OnceLock<Bytes>,
     msgpack: OnceLock<Bytes>,
+    /// Made from the event, or from the JSON frame when it came from
+    /// another node.
+    compact: OnceLock<Bytes>,
     /// One per dialect, made from the JSON frame on first need: a frame
     /// from another node is re-shaped on each node with such clients, an
     /// empty one means the dialect has no frame for the event.
@@ -135,6 +143,7 @@ impl Frame {
                 audience,
                 json: OnceLock::new(),
                 msgpack: OnceLock::new(),
+                compact: OnceLock::new(),
                 dialects: Default::default(),
             }),
         }
@@ -152,6 +161,7 @@ impl Frame {
                 audience,
                 json: OnceLock::from(json),
                 msgpack: OnceLock::from(msgpack),
+                compact: OnceLock::new(),
                 dialects: Default::default(),
             }),
         }
@@ -194,12 +204,28 @@ impl Frame {
         dialect.encode(&event.kind, &event.data, None, self.inner.audience, self.inner.at).unwrap_or_default()
     }
 
+    /// The compact form of a frame from another node, from its JSON.
+    fn compacted(&self) -> Bytes {
+        let json = self.bytes(Encoding::Json);
+        match serde_json::from_slice::<serde_json::Value>(&json).and_then(|value| serde_json::to_vec(&Pruned(&value))) {
+            Ok(compact) => Bytes::from(compact),
+            Err(error) => {
+                tracing::error!(%error, kind = self.kind(), "a frame's JSON did not read back; not compacted");
+                json
+            }
+        }
+    }
+
     /// The frame in `encoding` (a cheap, reference-counted clone).
     pub fn bytes(&self, encoding: Encoding) -> Bytes {
         let inner = &*self.inner;
         let cell = match encoding {
             Encoding::Json => &inner.json,
             Encoding::MsgPack => &inner.msgpack,
+            Encoding::CompactJson if inner.event.is_none() => {
+                return inner.compact.get_or_init(|| self.compacted()).clone();
+            }
+            Encoding::CompactJson => &inner.compact,
             Encoding::Dialect(dialect) => {
                 return inner.dialects[dialect.index()].get_or_init(|| self.reshape(dialect)).clone();
             }
@@ -226,7 +252,7 @@ mod tests {
         match encoding {
             Encoding::Json => serde_json::from_slice(bytes).unwrap(),
             Encoding::MsgPack => rmp_serde::from_slice(bytes).unwrap(),
-            Encoding::Dialect(_) => unreachable!("canonical encodings only"),
+            Encoding::CompactJson | Encoding::Dialect(_) => unreachable!("full canonical encodings only"),
         }
     }
 

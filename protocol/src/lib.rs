@@ -10,6 +10,7 @@
 pub mod claims;
 pub mod client;
 pub mod commands;
+pub mod compact;
 pub mod dialect;
 mod envelope;
 mod error_code;

@@ -76,6 +76,67 @@ async fn a_connection_without_echo_gets_its_message_in_the_ack_only() {
     refuses_flag_values(&server, &alice, "echo", &["maybe", "", "00"]).await;
 }
 
+/// `?compact=1`: the connection's events leave out every member at its
+/// default, its replies included; the same message reaches a full
+/// connection with every member. A bad value, or compact with the
+/// MessagePack subprotocol, is refused before the upgrade.
+#[tokio::test]
+async fn a_compact_connection_gets_events_without_their_default_members() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let server = start().await;
+    let (alice, bob, chat) = server.pair("group").await;
+    let compact_url = format!("{}?compact=1", server.ws);
+    let mut alices = greeted(connect_url(&compact_url, Some(&alice.token), None).await.unwrap()).await;
+    let mut bobs = server.connect(&bob).await;
+    let mut bobs_compact = connect_url(&format!("{compact_url}&echo=1"), Some(&bob.token), None).await.unwrap();
+    let Some(Ok(Message::Text(greeting))) = bobs_compact.socket.next().await else { panic!("no greeting") };
+    let greeting: serde_json::Value = serde_json::from_str(greeting.as_str()).unwrap();
+    assert_eq!((greeting["type"].as_str(), greeting["data"]["user_id"].as_i64()), (Some("connect"), Some(bob.id)));
+
+    let id = alices.send("message.send", json!({"chat_id": chat, "content": "short", "client_message_id": "k1"})).await;
+    let ack = alices.reply(&id).await;
+    assert_eq!(ack.kind, "message.ack", "{ack:?}");
+    assert_eq!(ack.data.get("duplicate"), None, "false is left out: {:?}", ack.data);
+    let full = bobs.expect("message.new").await.data;
+    assert_eq!(full["is_read"], false, "a full connection keeps every member: {full}");
+    assert_eq!(full["reactions"], json!([]));
+    assert_eq!(ack.data["message"], crate::harness::pruned(&full), "the ack's message is the full one, pruned");
+    for member in ["is_read", "is_edited", "reply_to_id", "ttl", "file_url", "reactions"] {
+        assert_eq!(ack.data["message"].get(member), None, "{member} is left out");
+    }
+    let raw = loop {
+        let Some(Ok(Message::Text(text))) = bobs_compact.socket.next().await else { panic!("no frame") };
+        if text.as_str().starts_with(r#"{"type":"message.new""#) {
+            break text;
+        }
+    };
+    let compact: serde_json::Value = serde_json::from_str(raw.as_str()).unwrap();
+    assert_eq!(compact["data"], crate::harness::pruned(&full));
+    assert_eq!(compact["data"]["sender"]["username"], "alice");
+    let full_bytes = serde_json::to_string(&json!({"type": "message.new", "data": full})).unwrap().len();
+    assert!(raw.len() < full_bytes, "{} compact bytes against {full_bytes}", raw.len());
+
+    // A reply made on the command's way back is compact too.
+    let id = alices.send("sync", json!({"chat_id": chat, "after_seq": 0})).await;
+    let batch = alices.reply(&id).await;
+    assert_eq!(batch.kind, "sync.batch", "{batch:?}");
+    assert_eq!(batch.data["messages"], json!([crate::harness::pruned(&full)]));
+    assert_eq!(batch.data.get("has_more"), None, "{:?}", batch.data);
+
+    refuses_flag_values(&server, &alice, "compact", &["yes", "", "2"]).await;
+    match connect_url(&compact_url, Some(&alice.token), Some("switchboard.msgpack")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 400);
+            let body: serde_json::Value =
+                serde_json::from_slice(response.body().as_deref().unwrap_or_default()).unwrap();
+            assert_eq!(body["code"], 400, "{body}");
+            assert!(body["error"].as_str().unwrap_or_default().contains("compact"), "{body}");
+        }
+        other => panic!("compact MessagePack was let in: {:?}", other.map(|_| ())),
+    }
+}
+
 #[tokio::test]
 async fn a_retried_send_is_stored_and_delivered_once() {
     let server = start().await;

@@ -317,13 +317,24 @@ async fn clients_on_different_nodes_chat_type_and_see_each_other() {
 
     // A REST send through the sidecar reaches clients on every node.
     let mut carols = cluster.first.connect(&carol).await;
+    // A compact connection gets a frame that crossed nodes compacted there.
+    let compact_url = format!("{}?compact=1", cluster.second.ws());
+    let mut carols_compact =
+        harness::greeted(harness::connect_url(&compact_url, Some(&carol.token), None).await.unwrap()).await;
     let path = format!("/api/chats/{chat}/messages");
     let sent = cluster.api(reqwest::Method::POST, &path, &carol, json!({"content": "from the sidecar"})).await;
     assert_eq!(sent["code"], 200, "{sent}");
+    let mut full = Value::Null;
     for client in [&mut alices, &mut bobs, &mut carols] {
         let new = wait_for(client, Duration::from_secs(5), |event| event.data["content"] == "from the sidecar").await;
         assert_eq!(new.kind, "message.new");
+        full = new.data;
     }
+    let compact =
+        wait_for(&mut carols_compact, Duration::from_secs(5), |event| event.data["content"] == "from the sidecar")
+            .await;
+    assert_eq!(full["is_read"], false, "{full}");
+    assert_eq!(compact.data, harness::pruned(&full), "compacted on the node it reached");
 
     // Bad input gets the envelope on every process.
     let empty = cluster.api(reqwest::Method::POST, &path, &carol, json!({"content": ""})).await;

@@ -291,3 +291,28 @@ impl NextClose for Socket {
         }
     }
 }
+
+/// `value` as a `/ws?compact=1` connection gets it: every object member
+/// whose value is `false`, a zero, `""`, `null` or `[]` left out, at every
+/// depth (written here independently of the server's serializer).
+pub(crate) fn pruned(value: &Value) -> Value {
+    let is_default = |value: &Value| match value {
+        Value::Null => true,
+        Value::Bool(flag) => !flag,
+        Value::Number(number) => number.as_f64() == Some(0.0),
+        Value::String(text) => text.is_empty(),
+        Value::Array(items) => items.is_empty(),
+        Value::Object(_) => false,
+    };
+    match value {
+        Value::Object(members) => Value::Object(
+            members
+                .iter()
+                .filter(|(_, value)| !is_default(value))
+                .map(|(key, value)| (key.clone(), pruned(value)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(pruned).collect()),
+        other => other.clone(),
+    }
+}
