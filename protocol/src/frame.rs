@@ -204,10 +204,12 @@ impl Frame {
         dialect.encode(&event.kind, &event.data, None, self.inner.audience, self.inner.at).unwrap_or_default()
     }
 
-    /// The compact form of a frame from another node, from its JSON.
+    /// The compact form of a frame from another node, from its JSON: read
+    /// as an [`crate::Event`], so that `type` stays first (a JSON value's
+    /// members would come out in name order).
     fn compacted(&self) -> Bytes {
         let json = self.bytes(Encoding::Json);
-        match serde_json::from_slice::<serde_json::Value>(&json).and_then(|value| serde_json::to_vec(&Pruned(&value))) {
+        match serde_json::from_slice::<crate::Event>(&json).and_then(|event| serde_json::to_vec(&Pruned(&event))) {
             Ok(compact) => Bytes::from(compact),
             Err(error) => {
                 tracing::error!(%error, kind = self.kind(), "a frame's JSON did not read back; not compacted");
@@ -305,6 +307,25 @@ mod tests {
         }
         let calls = Frame::stamped(ServerEvent::CallRinging(CallRinging { call_id: "c".into() }), 0);
         assert!(calls.bytes(Encoding::Dialect(Dialect::Dating)).is_empty(), "no dating frame for calls");
+    }
+
+    #[test]
+    fn a_frame_from_another_node_is_compacted_like_a_local_one() {
+        let event = ServerEvent::Typing(crate::server::TypingState {
+            chat_id: 9,
+            user_id: 2,
+            is_typing: false,
+            timestamp: String::new(),
+        });
+        let local = Frame::stamped(event, 42);
+        let remote = Frame::encoded("typing", 42, local.bytes(Encoding::Json), Bytes::default(), Audience::default());
+        for frame in [&local, &remote] {
+            let compact = frame.bytes(Encoding::CompactJson);
+            assert!(compact.starts_with(br#"{"type":"typing","data":{"#), "type first: {compact:?}");
+            let read: serde_json::Value = serde_json::from_slice(&compact).unwrap();
+            assert_eq!(read["data"], serde_json::json!({"chat_id": 9, "user_id": 2}));
+            assert_eq!(read["timestamp"], "1970-01-01T00:00:00.042Z");
+        }
     }
 
     #[test]
