@@ -142,56 +142,29 @@ impl<S: Serializer> Serializer for Compact<S> {
     }
 }
 
-impl<C: SerializeSeq> SerializeSeq for Members<C> {
-    type Ok = C::Ok;
-    type Error = C::Error;
+/// The sequence-like compounds: each element is written pruned.
+macro_rules! elements {
+    ($($compound:ident :: $method:ident),* $(,)?) => {$(
+        impl<C: $compound> $compound for Members<C> {
+            type Ok = C::Ok;
+            type Error = C::Error;
 
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), C::Error> {
-        self.0.serialize_element(&Pruned(value))
-    }
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), C::Error> {
+                self.0.$method(&Pruned(value))
+            }
 
-    fn end(self) -> Result<C::Ok, C::Error> {
-        self.0.end()
-    }
+            fn end(self) -> Result<C::Ok, C::Error> {
+                self.0.end()
+            }
+        }
+    )*};
 }
 
-impl<C: SerializeTuple> SerializeTuple for Members<C> {
-    type Ok = C::Ok;
-    type Error = C::Error;
-
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), C::Error> {
-        self.0.serialize_element(&Pruned(value))
-    }
-
-    fn end(self) -> Result<C::Ok, C::Error> {
-        self.0.end()
-    }
-}
-
-impl<C: SerializeTupleStruct> SerializeTupleStruct for Members<C> {
-    type Ok = C::Ok;
-    type Error = C::Error;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), C::Error> {
-        self.0.serialize_field(&Pruned(value))
-    }
-
-    fn end(self) -> Result<C::Ok, C::Error> {
-        self.0.end()
-    }
-}
-
-impl<C: SerializeTupleVariant> SerializeTupleVariant for Members<C> {
-    type Ok = C::Ok;
-    type Error = C::Error;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), C::Error> {
-        self.0.serialize_field(&Pruned(value))
-    }
-
-    fn end(self) -> Result<C::Ok, C::Error> {
-        self.0.end()
-    }
+elements! {
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field,
 }
 
 impl<C: SerializeMap> SerializeMap for Members<C> {
@@ -225,45 +198,33 @@ impl<C: SerializeMap> SerializeMap for Members<C> {
     }
 }
 
-impl<C: SerializeStruct> SerializeStruct for Members<C> {
-    type Ok = C::Ok;
-    type Error = C::Error;
+/// The structures: a member at its default is skipped, any other is
+/// written pruned.
+macro_rules! members {
+    ($($compound:ident),* $(,)?) => {$(
+        impl<C: $compound> $compound for Members<C> {
+            type Ok = C::Ok;
+            type Error = C::Error;
 
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), C::Error> {
-        if is_default(value) {
-            return self.0.skip_field(key);
+            fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), C::Error> {
+                if is_default(value) {
+                    return self.0.skip_field(key);
+                }
+                self.0.serialize_field(key, &Pruned(value))
+            }
+
+            fn skip_field(&mut self, key: &'static str) -> Result<(), C::Error> {
+                self.0.skip_field(key)
+            }
+
+            fn end(self) -> Result<C::Ok, C::Error> {
+                self.0.end()
+            }
         }
-        self.0.serialize_field(key, &Pruned(value))
-    }
-
-    fn skip_field(&mut self, key: &'static str) -> Result<(), C::Error> {
-        self.0.skip_field(key)
-    }
-
-    fn end(self) -> Result<C::Ok, C::Error> {
-        self.0.end()
-    }
+    )*};
 }
 
-impl<C: SerializeStructVariant> SerializeStructVariant for Members<C> {
-    type Ok = C::Ok;
-    type Error = C::Error;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), C::Error> {
-        if is_default(value) {
-            return self.0.skip_field(key);
-        }
-        self.0.serialize_field(key, &Pruned(value))
-    }
-
-    fn skip_field(&mut self, key: &'static str) -> Result<(), C::Error> {
-        self.0.skip_field(key)
-    }
-
-    fn end(self) -> Result<C::Ok, C::Error> {
-        self.0.end()
-    }
-}
+members!(SerializeStruct, SerializeStructVariant);
 
 /// The answer of [`Probe`] when a value is not a default: it stops looking.
 #[derive(Debug)]
