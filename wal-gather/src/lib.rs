@@ -22,8 +22,14 @@
 //! Use it only with `PRAGMA synchronous = FULL`: with `NORMAL` a commit
 //! publishes its frames without a sync, and readers could look for them
 //! before they are written.
+//!
+//! The crate also holds the other layer the store puts under SQLite:
+//! [`page_cache`], SQLite's page cache without a walk of the whole cache
+//! on commits that split a page.
 
 #![allow(unsafe_code)]
+
+pub mod page_cache;
 
 use std::ffi::{CStr, c_int, c_void};
 use std::sync::OnceLock;
@@ -40,7 +46,9 @@ const VFS_NAME_C: &CStr = c"switchboard-gather";
 const CAPACITY: usize = 0x1ffff;
 
 /// Registers the VFS with SQLite (once per process; later calls only
-/// answer). Fails when SQLite has no default VFS to build on.
+/// answer), first putting [`page_cache`] in place of SQLite's page cache
+/// when nothing has initialised SQLite yet. Fails when SQLite has no
+/// default VFS to build on.
 pub fn register() -> Result<&'static str, rusqlite::Error> {
     static REGISTERED: OnceLock<Result<(), c_int>> = OnceLock::new();
     let registered = REGISTERED.get_or_init(|| {
@@ -48,6 +56,8 @@ pub fn register() -> Result<&'static str, rusqlite::Error> {
         // VFS, which lives as long as the process; registering a leaked
         // copy of it is what sqlite3_vfs_register expects.
         unsafe {
+            // The page cache can only be replaced before SQLite initialises.
+            page_cache::install();
             let rc = ffi::sqlite3_initialize();
             if rc != ffi::SQLITE_OK {
                 return Err(rc);

@@ -164,7 +164,13 @@ impl SqliteStore {
         let mut trimmer = Trimmer::new(indexer.progress());
         let writer = Writer::spawn(conn, Box::new(move |conn, idle| background_work(conn, idle, &mut trimmer)), ended)?;
         let checkpointer = Checkpointer::spawn(&path, writer.nudger(), config.wal_restart_pages)?;
-        tracing::info!(path = %path.display(), node_id = config.node_id, shared = config.shared, "sqlite store open");
+        tracing::info!(
+            path = %path.display(),
+            node_id = config.node_id,
+            shared = config.shared,
+            page_cache = if wal_gather::page_cache::installed() { "switchboard" } else { "sqlite default" },
+            "sqlite store open"
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 writer,
