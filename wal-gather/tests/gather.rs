@@ -7,12 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rusqlite::{Connection, OpenFlags, params};
 
-fn open_gathering(path: &Path) -> Connection {
-    let vfs = wal_gather::register().unwrap();
-    let conn = Connection::open_with_flags_and_vfs(path, OpenFlags::default(), vfs).unwrap();
-    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;").unwrap();
-    conn
-}
+mod common;
+use common::open_gathering;
 
 fn open_plain(path: &Path) -> Connection {
     // Whichever test opens SQLite first, the page cache goes in before it.

@@ -2,16 +2,10 @@
 //! rolled-back transaction that grew the file, and what a reopened file
 //! holds.
 
-use std::path::Path;
+use rusqlite::{Connection, params};
 
-use rusqlite::{Connection, OpenFlags, params};
-
-fn open(path: &Path) -> Connection {
-    let vfs = wal_gather::register().unwrap();
-    let conn = Connection::open_with_flags_and_vfs(path, OpenFlags::default(), vfs).unwrap();
-    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;").unwrap();
-    conn
-}
+mod common;
+use common::open_gathering as open;
 
 fn check(conn: &Connection) {
     let verdict: String = conn.query_row("PRAGMA integrity_check", [], |row| row.get(0)).unwrap();
@@ -22,6 +16,17 @@ fn check(conn: &Connection) {
 /// entries are, so that leaves split all over it.
 fn key(n: u64) -> u64 {
     n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20
+}
+
+/// Inserts rows `ids`, each under its scattered key.
+fn insert(conn: &Connection, ids: std::ops::Range<u64>) {
+    for n in ids {
+        conn.execute(
+            "INSERT INTO t (id, k, body) VALUES (?1, ?2, ?3)",
+            params![n as i64, key(n) as i64, format!("row {n}")],
+        )
+        .unwrap();
+    }
 }
 
 #[test]
@@ -37,13 +42,7 @@ fn splits_park_pages_and_every_row_survives() {
     let parks = wal_gather::page_cache::parked_pages();
     for batch in 0..40_u64 {
         let tx = conn.unchecked_transaction().unwrap();
-        for n in batch * 500..(batch + 1) * 500 {
-            tx.execute(
-                "INSERT INTO t (id, k, body) VALUES (?1, ?2, ?3)",
-                params![n as i64, key(n) as i64, format!("row {n}")],
-            )
-            .unwrap();
-        }
+        insert(&tx, batch * 500..(batch + 1) * 500);
         tx.commit().unwrap();
     }
     assert!(
@@ -56,13 +55,7 @@ fn splits_park_pages_and_every_row_survives() {
     // the old end are dropped from the cache, and nothing of it stays.
     let pages: i64 = conn.query_row("PRAGMA page_count", [], |row| row.get(0)).unwrap();
     let tx = conn.unchecked_transaction().unwrap();
-    for n in 20_000..30_000_u64 {
-        tx.execute(
-            "INSERT INTO t (id, k, body) VALUES (?1, ?2, ?3)",
-            params![n as i64, key(n) as i64, format!("row {n}")],
-        )
-        .unwrap();
-    }
+    insert(&tx, 20_000..30_000);
     tx.rollback().unwrap();
     assert_eq!(conn.query_row("PRAGMA page_count", [], |row| row.get::<_, i64>(0)).unwrap(), pages);
     check(&conn);
