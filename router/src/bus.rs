@@ -10,8 +10,8 @@
 //! altogether costs one such wait, then lags and resyncs, and publishers
 //! never hang on it.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
@@ -41,6 +41,9 @@ struct CaughtUp {
     /// Publishers waiting now: subscribers only signal when some are.
     waiting: AtomicUsize,
     notify: Notify,
+    /// Where publishers outside the async runtime wait (see [`Bus::send_now`]).
+    blocked: Mutex<()>,
+    released: Condvar,
     /// A wait ran out and no subscriber has read since: publishers go ahead.
     gave_up: AtomicBool,
 }
@@ -66,6 +69,32 @@ impl Bus {
         let _ = self.sender.send(Arc::new(delivery));
     }
 
+    /// [`Self::send`] for a thread outside the async runtime (the store's
+    /// writer): the thread itself waits, up to the same bound, while a
+    /// subscriber is far behind.
+    pub(crate) fn send_now(&self, delivery: Delivery) {
+        if self.sender.len() >= BACKPRESSURE_AT && !self.caught_up.gave_up.load(Ordering::Relaxed) {
+            self.block_for_subscribers();
+        }
+        let _ = self.sender.send(Arc::new(delivery));
+    }
+
+    fn block_for_subscribers(&self) {
+        let started = Instant::now();
+        let caught_up = &self.caught_up;
+        caught_up.waiting.fetch_add(1, Ordering::SeqCst);
+        // Checked under the lock a subscriber takes to signal: a read in
+        // between cannot be missed.
+        let blocked = caught_up.blocked.lock().unwrap_or_else(PoisonError::into_inner);
+        let (blocked, waited) = caught_up
+            .released
+            .wait_timeout_while(blocked, self.max_wait, |()| self.sender.len() >= BACKPRESSURE_AT)
+            .unwrap_or_else(PoisonError::into_inner);
+        drop(blocked);
+        caught_up.waiting.fetch_sub(1, Ordering::SeqCst);
+        self.waited(started, !waited.timed_out());
+    }
+
     async fn wait_for_subscribers(&self) {
         let started = Instant::now();
         let deadline = tokio::time::Instant::from_std(started + self.max_wait);
@@ -84,6 +113,12 @@ impl Bus {
             }
         };
         self.caught_up.waiting.fetch_sub(1, Ordering::SeqCst);
+        self.waited(started, caught_up);
+    }
+
+    /// Records a publisher's wait that began at `started`; one that ran out
+    /// lets publishers go ahead until a subscriber reads again.
+    fn waited(&self, started: Instant, caught_up: bool) {
         metrics::histogram!("switchboard_router_publish_wait_seconds").record(started.elapsed().as_secs_f64());
         if !caught_up {
             self.caught_up.gave_up.store(true, Ordering::Relaxed);
@@ -139,6 +174,10 @@ impl Subscription {
         if (waiting || gave_up) && self.receiver.len() < BACKPRESSURE_AT {
             caught_up.gave_up.store(false, Ordering::Relaxed);
             caught_up.notify.notify_waiters();
+            if waiting {
+                let _blocked = caught_up.blocked.lock().unwrap_or_else(PoisonError::into_inner);
+                caught_up.released.notify_all();
+            }
         }
     }
 }
@@ -195,6 +234,34 @@ mod tests {
         }
         assert_eq!(rest.len(), BACKPRESSURE_AT, "every other delivery, the waiting one last");
         assert_eq!(rest.first().map(String::as_str), Some("1"));
+        assert_eq!(rest.last(), Some(&BACKPRESSURE_AT.to_string()));
+    }
+
+    #[tokio::test]
+    async fn a_publish_from_outside_the_runtime_waits_while_a_subscriber_is_far_behind() {
+        let bus = Bus::new(Duration::from_secs(600));
+        let mut subscriber = bus.subscribe();
+        for n in 0..BACKPRESSURE_AT {
+            bus.send(delivery(n)).await;
+        }
+        let publisher = std::thread::spawn({
+            let bus = bus.clone();
+            move || bus.send_now(delivery(BACKPRESSURE_AT))
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!publisher.is_finished(), "the thread waits while the subscriber is {BACKPRESSURE_AT} behind");
+        assert_eq!(call_id(&subscriber.recv().await.unwrap()), "0");
+        let joined = tokio::task::spawn_blocking(move || publisher.join());
+        tokio::time::timeout(Duration::from_secs(30), joined)
+            .await
+            .expect("reading one delivery lets the waiting thread go on")
+            .unwrap()
+            .unwrap();
+        let mut rest = Vec::new();
+        while let Ok(delivery) = subscriber.try_recv() {
+            rest.push(call_id(&delivery));
+        }
+        assert_eq!(rest.len(), BACKPRESSURE_AT, "every other delivery, the waiting one last");
         assert_eq!(rest.last(), Some(&BACKPRESSURE_AT.to_string()));
     }
 

@@ -30,4 +30,4 @@ pub use lease::{Lease, SoleLease};
 pub use presence::{
     Here, LocalPresence, NodeReport, PRESENCE_CHANGES_CAPACITY, PresenceChange, PresenceError, PresenceRegistry,
 };
-pub use router::{Delivery, Devices, LocalRouter, Router, RouterError};
+pub use router::{Delivery, Devices, LocalRouter, PublishNow, Router, RouterError};

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use protocol::dialect::Audience;
@@ -110,6 +112,13 @@ pub trait Router: Send + Sync + 'static {
     /// Hands `delivery` to every subscriber (on every node, in a cluster).
     async fn publish(&self, delivery: Delivery) -> Result<(), RouterError>;
 
+    /// How to publish from a thread outside the async runtime (the
+    /// store's writer, right after a commit), if this router can: its
+    /// deliveries go out in the same order as [`Self::publish`]'s.
+    fn publisher_now(&self) -> Option<Arc<dyn PublishNow>> {
+        None
+    }
+
     /// A new subscription receiving every delivery published from now on.
     /// Publishers wait (briefly) while a subscriber is far behind; one that
     /// falls [`crate::ROUTER_CAPACITY`] deliveries behind all the same gets
@@ -122,6 +131,12 @@ pub trait Router: Send + Sync + 'static {
     fn resyncs(&self) -> Option<watch::Receiver<u64>> {
         None
     }
+}
+
+/// [`Router::publish`] for a thread outside the async runtime, which waits
+/// itself (up to the same bound) while a subscriber is far behind.
+pub trait PublishNow: Send + Sync + 'static {
+    fn publish_now(&self, delivery: Delivery);
 }
 
 /// The in-process router of a single node: one [`Bus`]. Cheap to clone.
@@ -144,8 +159,19 @@ impl Router for LocalRouter {
         Ok(())
     }
 
+    fn publisher_now(&self) -> Option<Arc<dyn PublishNow>> {
+        Some(Arc::new(self.clone()))
+    }
+
     fn subscribe(&self) -> Subscription {
         self.bus.subscribe()
+    }
+}
+
+impl PublishNow for LocalRouter {
+    fn publish_now(&self, delivery: Delivery) {
+        metrics::counter!("switchboard_router_published_total", "type" => delivery.frame.kind()).increment(1);
+        self.bus.send_now(delivery);
     }
 }
 

@@ -1,5 +1,5 @@
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use metrics::Counter;
 use protocol::ServerEvent;
@@ -10,7 +10,7 @@ use storage::{Store, StoreError};
 use protocol::views::MessageView;
 use storage::model::SendContext;
 
-use router::{Delivery, DeviceRef, Devices, Router};
+use router::{Delivery, DeviceRef, Devices, PublishNow, Router};
 
 use crate::Hooks;
 use crate::error::{ServiceError, ServiceResult};
@@ -168,6 +168,9 @@ pub struct SendPipeline {
     presence: Option<Arc<dyn router::PresenceRegistry>>,
     /// Messages this process has sent (node stats read the rate).
     sent: Arc<AtomicU64>,
+    /// The router's way to publish from the store's writer thread, if it
+    /// has one: `message.new` then leaves right after the commit.
+    publish_now: Option<Arc<dyn PublishNow>>,
 }
 
 impl std::fmt::Debug for SendPipeline {
@@ -186,7 +189,14 @@ pub struct QueuedSends {
     slots: Vec<(usize, Arc<SendContext>)>,
     queued: Option<storage::QueuedAppend>,
     origin: Option<DeviceRef>,
+    /// Each queued message's view, by slot, if the store's writer published
+    /// its `message.new` already (see [`SendPipeline::publish_written`]).
+    published: Published,
 }
+
+/// The views of a batch's messages whose `message.new` the store's writer
+/// published, by slot.
+type Published = Arc<Mutex<Vec<Option<MessageView>>>>;
 
 impl std::fmt::Debug for QueuedSends {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -198,13 +208,15 @@ impl QueuedSends {
     /// Each request's outcome, in order, once the batch is written; the
     /// new messages are published before this answers.
     pub async fn outcomes(self) -> Vec<Result<Sent, ServiceError>> {
-        let Self { pipeline, mut outcomes, slots, queued, origin } = self;
+        let Self { pipeline, mut outcomes, slots, queued, origin, published } = self;
         if let Some(queued) = queued {
             match queued.await {
                 Ok(appended) => {
-                    for ((index, context), appended) in slots.into_iter().zip(appended) {
+                    let mut published = std::mem::take(&mut *published.lock().unwrap_or_else(PoisonError::into_inner));
+                    for (slot, ((index, context), appended)) in slots.into_iter().zip(appended).enumerate() {
+                        let view = published.get_mut(slot).and_then(Option::take);
                         outcomes[index] = Some(match appended {
-                            Ok(appended) => pipeline.finish(appended, &context, origin).await,
+                            Ok(appended) => pipeline.finish(appended, &context, origin, view).await,
                             Err(error) => Err(error.into()),
                         });
                     }
@@ -222,11 +234,12 @@ impl SendPipeline {
     pub fn new(store: Arc<dyn Store>, router: Arc<dyn Router>, limits: SendLimits) -> Self {
         Self {
             store,
-            router,
             limits: Arc::new(limits),
             hooks: Hooks::default(),
             presence: None,
             sent: Arc::new(AtomicU64::new(0)),
+            publish_now: router.publisher_now(),
+            router,
         }
     }
 
@@ -307,7 +320,7 @@ impl SendPipeline {
         } else {
             self.store.append_message(new).await?
         };
-        self.finish(appended, &context, origin).await
+        self.finish(appended, &context, origin, None).await
     }
 
     /// Sends several requests of one connection in their order, as [`send`]
@@ -338,7 +351,15 @@ impl SendPipeline {
         // Scheduled messages take another path in the store: keep it simple and exact.
         if requests.iter().any(|request| request.send_at.is_some()) {
             let outcomes = self.send_each(requests, origin).await.into_iter().map(Some).collect();
-            return QueuedSends { pipeline: self.clone(), outcomes, slots: Vec::new(), queued: None, origin };
+            let published = Arc::default();
+            return QueuedSends {
+                pipeline: self.clone(),
+                outcomes,
+                slots: Vec::new(),
+                queued: None,
+                origin,
+                published,
+            };
         }
         let now = now_millis();
         let mut outcomes: Vec<Option<Result<Sent, ServiceError>>> = requests.iter().map(|_| None).collect();
@@ -369,10 +390,12 @@ impl SendPipeline {
                 Err(error) => outcomes[index] = Some(Err(error)),
             }
         }
+        let published = Arc::default();
         let queued = if batch.is_empty() {
             None
         } else {
-            match self.store.queue_messages(batch).await {
+            let written = self.publish_written(&slots, origin, &published);
+            match self.store.queue_messages(batch, written).await {
                 Ok(queued) => Some(queued),
                 Err(error) => {
                     fail_batch(&mut outcomes, &slots, &error);
@@ -381,7 +404,44 @@ impl SendPipeline {
                 }
             }
         };
-        QueuedSends { pipeline: self.clone(), outcomes, slots, queued, origin }
+        QueuedSends { pipeline: self.clone(), outcomes, slots, queued, origin, published }
+    }
+
+    /// What the store's writer runs right after committing a batch of
+    /// `slots`, when the router can publish from its thread: each new
+    /// message's `message.new`, in commit order, without waiting for the
+    /// sender's task to hear of the commit. The views go to `published`
+    /// for the acks; what is not there is published by [`Self::finish`].
+    ///
+    /// Only for a sending device that takes its messages from their acks
+    /// (`origin`): one that is sent its own `message.new` gets it after
+    /// the ack (in the same frame with `batch=1`), which a publish from the
+    /// writer would race.
+    fn publish_written(
+        &self,
+        slots: &[(usize, Arc<SendContext>)],
+        origin: Option<DeviceRef>,
+        published: &Published,
+    ) -> Option<storage::Written> {
+        let router = self.publish_now.clone()?;
+        let origin = Some(origin?);
+        let contexts: Vec<Arc<SendContext>> = slots.iter().map(|(_, context)| context.clone()).collect();
+        let published = published.clone();
+        Some(Box::new(move |written| {
+            let Ok(appended) = written else { return };
+            let views = appended
+                .iter()
+                .zip(&contexts)
+                .map(|(appended, context)| {
+                    // Duplicates are not delivered again; this path schedules nothing.
+                    let Ok(Appended::New(message)) = appended else { return None };
+                    let view = views::message(message, context.sender.as_deref(), false, &[]);
+                    router.publish_now(new_delivery(&view, context, origin));
+                    Some(view)
+                })
+                .collect();
+            *published.lock().unwrap_or_else(PoisonError::into_inner) = views;
+        }))
     }
 
     /// [`send_from`](Self::send_from) for each request in turn.
@@ -465,11 +525,13 @@ impl SendPipeline {
     /// who have not blocked the sender (unless a duplicate or scheduled).
     /// A duplicate's view is read again, as the sender sees it now: the
     /// original may have been read or reacted to since.
+    /// `published` is the message's view when its `message.new` has left already.
     async fn finish(
         &self,
         appended: Appended,
         context: &SendContext,
         origin: Option<DeviceRef>,
+        published: Option<MessageView>,
     ) -> ServiceResult<Sent> {
         let duplicate = matches!(appended, Appended::Duplicate(_));
         let message = appended.into_message();
@@ -493,12 +555,16 @@ impl SendPipeline {
             )
             .await?;
             seen.into_iter().next().unwrap_or_else(|| views::message(&message, context.sender.as_deref(), false, &[]))
+        } else if let Some(view) = published {
+            self.announced(&view, context);
+            view
         } else {
-            views::message(&message, context.sender.as_deref(), false, &[])
+            let view = views::message(&message, context.sender.as_deref(), false, &[]);
+            if !duplicate && !scheduled {
+                self.publish_new(&view, context, origin).await;
+            }
+            view
         };
-        if !duplicate && !scheduled {
-            self.publish_new(&view, context, origin).await;
-        }
         Ok(Sent { message, view, duplicate, scheduled, audience: audience(&context.chat, &context.members) })
     }
 
@@ -506,24 +572,19 @@ impl SendPipeline {
     /// other devices included) except those who have blocked the sender,
     /// and except the sending device `origin` when given.
     async fn publish_new(&self, view: &MessageView, context: &SendContext, origin: Option<DeviceRef>) {
-        let recipients: Vec<UserId> = context
-            .members
-            .iter()
-            .map(|member| member.user_id)
-            .filter(|user| !context.blockers.contains(user))
-            .collect();
-        let audience = audience(&context.chat, &context.members);
-        self.sent.fetch_add(1, Ordering::Relaxed);
-        if self.hooks.enabled() {
-            self.tell_hooks(view, &recipients);
-        }
-        let mut delivery = Delivery::about(recipients, events::message_new(view), audience);
-        if let Some(origin) = origin {
-            delivery.devices = Devices::AllBut(origin);
-        }
-        if let Err(error) = self.router.publish(delivery).await {
+        self.announced(view, context);
+        if let Err(error) = self.router.publish(new_delivery(view, context, origin)).await {
             // The store has it; clients recover it with sync.
             tracing::warn!(%error, "message.new not published");
+        }
+    }
+
+    /// Counts a new message whose `message.new` is published, and tells
+    /// the webhooks of it.
+    fn announced(&self, view: &MessageView, context: &SendContext) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        if self.hooks.enabled() {
+            self.tell_hooks(view, &recipients(context));
         }
     }
 
@@ -673,6 +734,22 @@ impl SendPipeline {
         self.announce_new(&message).await?;
         Ok(true)
     }
+}
+
+/// Who gets a message of the context's chat: its members, except those
+/// who have blocked the sender.
+fn recipients(context: &SendContext) -> Vec<UserId> {
+    context.members.iter().map(|member| member.user_id).filter(|user| !context.blockers.contains(user)).collect()
+}
+
+/// `message.new` of `view` to the [`recipients`], every device but `origin`.
+fn new_delivery(view: &MessageView, context: &SendContext, origin: Option<DeviceRef>) -> Delivery {
+    let audience = audience(&context.chat, &context.members);
+    let mut delivery = Delivery::about(recipients(context), events::message_new(view), audience);
+    if let Some(origin) = origin {
+        delivery.devices = Devices::AllBut(origin);
+    }
+    delivery
 }
 
 /// What dialects need to know of a chat's events: a private chat's two

@@ -36,5 +36,5 @@ pub use seq::SeqCounter;
 pub use sqlite::{SqliteConfig, SqliteStore};
 pub use store::{
     AccountStore, ChatStore, ContactStore, FileStore, MessageStore, NotificationStore, PairStore, QueuedAppend, Store,
-    StoreResult,
+    StoreResult, Written,
 };

@@ -16,6 +16,13 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub type QueuedAppend =
     std::pin::Pin<Box<dyn std::future::Future<Output = StoreResult<Vec<StoreResult<Appended>>>> + Send>>;
 
+/// What a store with a writer thread of its own calls with a queued
+/// batch's outcomes on that thread, as soon as the batch is durable and
+/// before its [`QueuedAppend`] answers: batches in the order they were
+/// written, whether or not anyone still awaits them. It runs outside any
+/// async runtime and holds the writer up while it runs.
+pub type Written = Box<dyn FnOnce(&StoreResult<Vec<StoreResult<Appended>>>) + Send>;
+
 /// Users, their credentials, refresh tokens and the access-token denylist.
 #[async_trait]
 pub trait AccountStore: Send + Sync + 'static {
@@ -205,7 +212,11 @@ pub trait MessageStore: Send + Sync + 'static {
     /// future it gives answers when the batch is written. A caller that
     /// queues batch after batch keeps their order without waiting for each
     /// to be written. A backend with no write queue writes the batch here.
-    async fn queue_messages(&self, messages: Vec<NewMessage>) -> StoreResult<QueuedAppend> {
+    /// A backend with a writer thread calls `written` on it (see
+    /// [`Written`]); one without never calls it, and the caller learns the
+    /// outcomes from the future alone.
+    async fn queue_messages(&self, messages: Vec<NewMessage>, written: Option<Written>) -> StoreResult<QueuedAppend> {
+        drop(written);
         let outcomes = self.append_messages(messages).await;
         Ok(Box::pin(std::future::ready(outcomes)))
     }

@@ -414,6 +414,38 @@ async fn pipelined_sends_keep_their_order_and_a_later_command_sees_them() {
     assert_eq!(delivered.await.unwrap(), expected);
 }
 
+/// A send the store kept is delivered even when its sender hung up before
+/// hearing of it: `message.new` leaves from the commit, not from the
+/// sender's connection.
+#[tokio::test]
+async fn sends_stored_after_their_sender_hung_up_are_still_delivered() {
+    const SENDS: usize = 600;
+    use futures_util::SinkExt;
+    let server = unthrottled().await;
+    let (alice, bob, chat) = server.pair("group").await;
+    let mut receiver = server.connect(&bob).await;
+    let mut sender = bulk_sender(&server, &alice).await;
+    for frame in sends(chat, "h", SENDS) {
+        sender.socket.feed(frame).await.unwrap();
+    }
+    sender.socket.flush().await.unwrap();
+    // Gone without reading a single ack: what the server had read of the
+    // burst is still queued in the store.
+    drop(sender);
+
+    let mut delivered = Vec::new();
+    while let Ok(new) = tokio::time::timeout(std::time::Duration::from_secs(2), receiver.expect("message.new")).await {
+        delivered.push(new.data["seq"].as_u64().unwrap());
+    }
+    assert!(!delivered.is_empty(), "the server read part of the burst before the hang-up");
+    let last = delivered.len() as u64;
+    assert_eq!(delivered, (1..=last).collect::<Vec<u64>>(), "every one, in order");
+    let sync = receiver.send("sync", json!({"chat_id": chat, "after_seq": last})).await;
+    let synced = receiver.reply(&sync).await;
+    assert_eq!(synced.kind, "sync.batch", "{synced:?}");
+    assert_eq!(synced.data["messages"], json!([]), "the store kept nothing that was not delivered");
+}
+
 /// One group commit publishes a whole run of sends at once: a member who
 /// keeps reading gets all of them on the default outbound queue, and is
 /// not closed as a slow consumer (4008).

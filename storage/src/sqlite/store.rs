@@ -21,7 +21,7 @@ use crate::model::{
 };
 use crate::{
     AccountStore, ChatStore, ContactStore, FileStore, MessageStore, NotificationStore, QueuedAppend, Store, StoreError,
-    StoreResult,
+    StoreResult, Written,
 };
 
 mod accounts;

@@ -53,10 +53,15 @@ trait WriteJob: Send {
 type Job = Box<dyn WriteJob>;
 type Reply = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
+/// What runs on the writer's thread with a job's final outcome, once its
+/// batch's commit is known and before its caller hears of it.
+pub(crate) type Written<T> = Box<dyn FnOnce(&Result<T, StoreError>) + Send>;
+
 struct Pending<T, F> {
     work: F,
     caller: oneshot::Sender<Result<T, StoreError>>,
     savepoint: Savepoint,
+    written: Option<Written<T>>,
 }
 
 impl<T, F> WriteJob for Pending<T, F>
@@ -65,7 +70,7 @@ where
     F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
 {
     fn run(self: Box<Self>, conn: &Connection) -> (bool, Reply) {
-        let Pending { work, caller, .. } = *self;
+        let Pending { work, caller, written, .. } = *self;
         let outcome = match catch_unwind(AssertUnwindSafe(|| work(conn))) {
             Ok(outcome) => outcome,
             Err(panic) => Err(StoreError::Worker(panic_text(&*panic))),
@@ -75,7 +80,7 @@ where
             // The caller may have gone away (timeout, disconnect): the write
             // stands regardless, so there is nobody to tell.
             // A job's own failure says more than the commit's.
-            let _ = caller.send(outcome.and_then(|value| commit.map(|()| value)));
+            answer(caller, written, outcome.and_then(|value| commit.map(|()| value)));
         });
         (ok, reply)
     }
@@ -85,8 +90,24 @@ where
     }
 
     fn abort(self: Box<Self>, error: StoreError) {
-        let _ = self.caller.send(Err(error));
+        let Pending { caller, written, .. } = *self;
+        answer(caller, written, Err(error));
     }
+}
+
+/// Hands a job's final outcome to its `written` hook, then to its caller.
+/// A hook that panics is logged; the writer and the caller go on.
+fn answer<T>(
+    caller: oneshot::Sender<Result<T, StoreError>>,
+    written: Option<Written<T>>,
+    outcome: Result<T, StoreError>,
+) {
+    if let Some(written) = written
+        && let Err(panic) = catch_unwind(AssertUnwindSafe(|| written(&outcome)))
+    {
+        tracing::error!(panic = panic_text(&*panic), "a write's completion hook panicked");
+    }
+    let _ = caller.send(outcome);
 }
 
 /// How long the queue must stay empty before the writer counts as idle and
@@ -151,23 +172,27 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        self.queue(work, Savepoint::Own).await?.await
+        self.queue(work, Savepoint::Own, None).await?.await
     }
 
     /// Queues `work` behind every job queued before it and answers once it
     /// is queued: the returned future resolves when its batch is durable.
-    /// Jobs run in the order they were queued.
+    /// Jobs run in the order they were queued. `written`, if given, is
+    /// called with the job's outcome on the writer's thread as soon as its
+    /// batch's commit is known, before the future resolves: in the order
+    /// the jobs ran, and whether or not anyone still waits for the future.
     pub(crate) async fn queue<T, F>(
         &self,
         work: F,
         savepoint: Savepoint,
+        written: Option<Written<T>>,
     ) -> Result<impl Future<Output = Result<T, StoreError>> + Send + 'static, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (caller, rx) = oneshot::channel();
-        let job: Job = Box::new(Pending { work, caller, savepoint });
+        let job: Job = Box::new(Pending { work, caller, savepoint, written });
         self.queue.send(Command::Run(job)).await.map_err(|_| StoreError::Closed)?;
         Ok(async move { rx.await.map_err(|_| StoreError::Closed)? })
     }
@@ -492,10 +517,11 @@ mod tests {
                     Ok(())
                 },
                 Savepoint::Own,
+                None,
             )
             .await
             .unwrap();
-        let first = writer.queue(insert(1), Savepoint::Own).await.unwrap();
+        let first = writer.queue(insert(1), Savepoint::Own, None).await.unwrap();
         let broken = writer
             .queue(
                 |conn| {
@@ -503,10 +529,11 @@ mod tests {
                     Err::<(), _>(StoreError::Worker("failed after a write".into()))
                 },
                 Savepoint::None,
+                None,
             )
             .await
             .unwrap();
-        let after = writer.queue(insert(3), Savepoint::Own).await.unwrap();
+        let after = writer.queue(insert(3), Savepoint::Own, None).await.unwrap();
         open.send(()).unwrap();
         // (The gate's own outcome depends on whether it was in their batch.)
         let (_, first, broken, after) = tokio::join!(gated, first, broken, after);
@@ -518,11 +545,37 @@ mod tests {
 
         // The writer goes on; an unguarded job that refuses in its answer
         // keeps its batch.
-        let refused = writer.queue(|_| Ok::<_, StoreError>(Err::<(), &str>("refused")), Savepoint::None).await.unwrap();
-        let next = writer.queue(insert(4), Savepoint::Own).await.unwrap();
+        let refused =
+            writer.queue(|_| Ok::<_, StoreError>(Err::<(), &str>("refused")), Savepoint::None, None).await.unwrap();
+        let next = writer.queue(insert(4), Savepoint::Own, None).await.unwrap();
         assert_eq!(refused.await.unwrap(), Err("refused"));
         next.await.unwrap();
         assert_eq!(count(dir.path()), 1);
+        writer.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn written_hears_each_outcome_on_the_writer_after_the_commit_and_before_the_caller() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = writer(dir.path());
+        let (heard, hearing) = std::sync::mpsc::sync_channel(1);
+        let path = dir.path().to_owned();
+        let written = move |outcome: &Result<(), StoreError>| {
+            // Another connection sees the row: the commit came first.
+            let thread = std::thread::current().name().map(str::to_owned);
+            heard.send((outcome.is_ok(), count(&path), thread)).unwrap();
+        };
+        let queued = writer.queue(insert(1), Savepoint::Own, Some(Box::new(written))).await.unwrap();
+        queued.await.unwrap();
+        // Heard before the future resolved: the report is there already.
+        assert_eq!(hearing.try_recv(), Ok((true, 1, Some("sqlite-writer".to_owned()))));
+
+        let (heard, hearing) = std::sync::mpsc::sync_channel(1);
+        let failing = |_: &Connection| Err::<(), _>(StoreError::Worker("refused".into()));
+        let written = move |outcome: &Result<(), StoreError>| heard.send(outcome.is_err()).unwrap();
+        let queued = writer.queue(failing, Savepoint::Own, Some(Box::new(written))).await.unwrap();
+        assert!(matches!(queued.await, Err(StoreError::Worker(_))));
+        assert_eq!(hearing.try_recv(), Ok(true), "a failure is heard too");
         writer.shutdown().await.unwrap();
     }
 }

@@ -3,7 +3,7 @@
 use super::{
     AppendError, Appended, ChatId, MESSAGE_COLUMNS, MESSAGE_VISIBLE, Message, MessageId, MessageQuery, MessageStore,
     Millis, NewMessage, OptionalExtension, QueuedAppend, Reaction, SCHEDULED_SELECT, Seq, SqliteStore, StoreError,
-    StoreResult, UserId, append, async_trait, latest_visible, message_by_id, named_params, page_sql, params,
+    StoreResult, UserId, Written, append, async_trait, latest_visible, message_by_id, named_params, page_sql, params,
     params_from_iter, release, rows, schedule, scheduled_by_id, try_append, unread,
 };
 use crate::model::{ReceiptKind, ReceiptMark};
@@ -24,11 +24,13 @@ impl MessageStore for SqliteStore {
     }
 
     /// Queued on the writer: batches run in the order they were queued,
-    /// with no savepoint (see [`append_batch`]).
-    async fn queue_messages(&self, messages: Vec<NewMessage>) -> StoreResult<QueuedAppend> {
+    /// with no savepoint (see [`append_batch`]); `written` runs on the
+    /// writer's thread right after the batch's commit.
+    async fn queue_messages(&self, messages: Vec<NewMessage>, written: Option<Written>) -> StoreResult<QueuedAppend> {
         let ids = self.inner.ids.clone();
-        let written = self.inner.writer.queue(move |conn| append_batch(conn, &ids, messages), Savepoint::None).await?;
-        Ok(Box::pin(written))
+        let work = move |conn: &rusqlite::Connection| append_batch(conn, &ids, messages);
+        let queued = self.inner.writer.queue(work, Savepoint::None, written).await?;
+        Ok(Box::pin(queued))
     }
 
     async fn message(&self, id: MessageId) -> StoreResult<Option<Message>> {
