@@ -351,15 +351,8 @@ impl SendPipeline {
         // Scheduled messages take another path in the store: keep it simple and exact.
         if requests.iter().any(|request| request.send_at.is_some()) {
             let outcomes = self.send_each(requests, origin).await.into_iter().map(Some).collect();
-            let published = Arc::default();
-            return QueuedSends {
-                pipeline: self.clone(),
-                outcomes,
-                slots: Vec::new(),
-                queued: None,
-                origin,
-                published,
-            };
+            let (slots, published) = (Vec::new(), Arc::default());
+            return QueuedSends { pipeline: self.clone(), outcomes, slots, queued: None, origin, published };
         }
         let now = now_millis();
         let mut outcomes: Vec<Option<Result<Sent, ServiceError>>> = requests.iter().map(|_| None).collect();
@@ -424,7 +417,7 @@ impl SendPipeline {
         published: &Published,
     ) -> Option<storage::Written> {
         let router = self.publish_now.clone()?;
-        let origin = Some(origin?);
+        let origin = origin?;
         let contexts: Vec<Arc<SendContext>> = slots.iter().map(|(_, context)| context.clone()).collect();
         let published = published.clone();
         Some(Box::new(move |written| {
@@ -436,7 +429,7 @@ impl SendPipeline {
                     // Duplicates are not delivered again; this path schedules nothing.
                     let Ok(Appended::New(message)) = appended else { return None };
                     let view = views::message(message, context.sender.as_deref(), false, &[]);
-                    router.publish_now(new_delivery(&view, context, origin));
+                    router.publish_now(new_delivery(&view, context, Some(origin)));
                     Some(view)
                 })
                 .collect();
