@@ -63,17 +63,28 @@ impl Bus {
     /// bound) while one of them is far behind. No subscriber is not an
     /// error: the store holds what matters and clients sync it.
     pub(crate) async fn send(&self, delivery: Delivery) {
-        if self.sender.len() >= BACKPRESSURE_AT && !self.caught_up.gave_up.load(Ordering::Relaxed) {
+        if self.must_wait() {
             self.wait_for_subscribers().await;
         }
         let _ = self.sender.send(Arc::new(delivery));
+    }
+
+    /// Whether a publish waits now: a subscriber is far behind, and no
+    /// wait has run out since a subscriber last read.
+    fn must_wait(&self) -> bool {
+        self.far_behind() && !self.caught_up.gave_up.load(Ordering::Relaxed)
+    }
+
+    /// Whether a subscriber has [`BACKPRESSURE_AT`] deliveries or more unread.
+    fn far_behind(&self) -> bool {
+        self.sender.len() >= BACKPRESSURE_AT
     }
 
     /// [`Self::send`] for a thread outside the async runtime (the store's
     /// writer): the thread itself waits, up to the same bound, while a
     /// subscriber is far behind.
     pub(crate) fn send_now(&self, delivery: Delivery) {
-        if self.sender.len() >= BACKPRESSURE_AT && !self.caught_up.gave_up.load(Ordering::Relaxed) {
+        if self.must_wait() {
             self.block_for_subscribers();
         }
         let _ = self.sender.send(Arc::new(delivery));
@@ -88,7 +99,7 @@ impl Bus {
         let blocked = caught_up.blocked.lock().unwrap_or_else(PoisonError::into_inner);
         let (blocked, waited) = caught_up
             .released
-            .wait_timeout_while(blocked, self.max_wait, |()| self.sender.len() >= BACKPRESSURE_AT)
+            .wait_timeout_while(blocked, self.max_wait, |()| self.far_behind())
             .unwrap_or_else(PoisonError::into_inner);
         drop(blocked);
         caught_up.waiting.fetch_sub(1, Ordering::SeqCst);
@@ -105,7 +116,7 @@ impl Bus {
             let notified = self.caught_up.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.sender.len() < BACKPRESSURE_AT {
+            if !self.far_behind() {
                 break true;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {

@@ -428,7 +428,7 @@ impl SendPipeline {
                 .map(|(appended, context)| {
                     // Duplicates are not delivered again; this path schedules nothing.
                     let Ok(Appended::New(message)) = appended else { return None };
-                    let view = views::message(message, context.sender.as_deref(), false, &[]);
+                    let view = new_view(message, context);
                     router.publish_now(new_delivery(&view, context, Some(origin)));
                     Some(view)
                 })
@@ -547,12 +547,12 @@ impl SendPipeline {
                 std::slice::from_ref(&message),
             )
             .await?;
-            seen.into_iter().next().unwrap_or_else(|| views::message(&message, context.sender.as_deref(), false, &[]))
+            seen.into_iter().next().unwrap_or_else(|| new_view(&message, context))
         } else if let Some(view) = published {
             self.announced(&view, context);
             view
         } else {
-            let view = views::message(&message, context.sender.as_deref(), false, &[]);
+            let view = new_view(&message, context);
             if !duplicate && !scheduled {
                 self.publish_new(&view, context, origin).await;
             }
@@ -640,7 +640,7 @@ impl SendPipeline {
     pub async fn announce_new(&self, message: &Message) -> Result<(), ServiceError> {
         // A chat deleted meanwhile has no one left to tell.
         if let Some(context) = self.store.send_context(message.chat_id, message.sender_id).await? {
-            let view = views::message(message, context.sender.as_deref(), false, &[]);
+            let view = new_view(message, &context);
             self.publish_new(&view, &context, None).await;
         }
         Ok(())
@@ -727,6 +727,12 @@ impl SendPipeline {
         self.announce_new(&message).await?;
         Ok(true)
     }
+}
+
+/// A message of the context's chat as `message.new` carries it: unread,
+/// with no reactions yet.
+fn new_view(message: &Message, context: &SendContext) -> MessageView {
+    views::message(message, context.sender.as_deref(), false, &[])
 }
 
 /// Who gets a message of the context's chat: its members, except those

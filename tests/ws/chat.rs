@@ -415,8 +415,8 @@ async fn pipelined_sends_keep_their_order_and_a_later_command_sees_them() {
 }
 
 /// A send the store kept is delivered even when its sender hung up before
-/// hearing of it: `message.new` leaves from the commit, not from the
-/// sender's connection.
+/// hearing of it (README: sends already read when a connection ends are
+/// still written and delivered).
 #[tokio::test]
 async fn sends_stored_after_their_sender_hung_up_are_still_delivered() {
     const SENDS: usize = 600;
