@@ -47,6 +47,12 @@ impl Devices {
 }
 
 impl Delivery {
+    /// Counts this delivery as published (`switchboard_router_published_total`,
+    /// by event type), whichever way a router publishes it.
+    pub(crate) fn count_published(&self) {
+        metrics::counter!("switchboard_router_published_total", "type" => self.frame.kind()).increment(1);
+    }
+
     /// `event`, stamped now, for `recipients`.
     pub fn new(recipients: Vec<UserId>, event: ServerEvent) -> Self {
         Self { recipients, devices: Devices::All, frame: Frame::new(event) }
@@ -154,7 +160,7 @@ impl LocalRouter {
 #[async_trait]
 impl Router for LocalRouter {
     async fn publish(&self, delivery: Delivery) -> Result<(), RouterError> {
-        metrics::counter!("switchboard_router_published_total", "type" => delivery.frame.kind()).increment(1);
+        delivery.count_published();
         self.bus.send(delivery).await;
         Ok(())
     }
@@ -170,7 +176,7 @@ impl Router for LocalRouter {
 
 impl PublishNow for LocalRouter {
     fn publish_now(&self, delivery: Delivery) {
-        metrics::counter!("switchboard_router_published_total", "type" => delivery.frame.kind()).increment(1);
+        delivery.count_published();
         self.bus.send_now(delivery);
     }
 }

@@ -201,7 +201,7 @@ async fn publish(redis: RedisConnection, mut queued: mpsc::Receiver<Outgoing>) {
 #[async_trait]
 impl Router for RedisRouter {
     async fn publish(&self, delivery: Delivery) -> Result<(), RouterError> {
-        metrics::counter!("switchboard_router_published_total", "type" => delivery.frame.kind()).increment(1);
+        delivery.count_published();
         // Encoded once, here, in both formats: receiving nodes write these
         // bytes as they come.
         let payload = delivery.to_wire()?;
