@@ -332,6 +332,55 @@ async fn a_refused_insert_leaves_nothing_and_its_batch_goes_on() {
     store.shutdown().await.unwrap();
 }
 
+/// The writer holds each chat's last seq in memory: appends that are
+/// rolled back, with their job's savepoint or with their whole
+/// transaction, take their seqs back, and the next append follows the
+/// last kept message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolled_back_appends_give_their_seqs_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, user, chat) = setup(dir.path()).await;
+    store.append_message(NewMessage::text(chat, user, "first", now_millis())).await.unwrap();
+    let raw = rusqlite::Connection::open(dir.path().join(storage::sqlite::DATABASE_FILE)).unwrap();
+    raw.busy_timeout(Duration::from_secs(5)).unwrap();
+    // Fails a message after its row is written: its search queue entry.
+    raw.execute_batch(
+        "CREATE TRIGGER break_one BEFORE INSERT ON fts_pending \
+         WHEN (SELECT content FROM messages WHERE id = NEW.message_id) = 'broken' \
+         BEGIN SELECT RAISE(ABORT, 'broken by the test'); END;",
+    )
+    .unwrap();
+    let batch = || {
+        vec![
+            NewMessage::text(chat, user, "rolled back", now_millis()),
+            NewMessage::text(chat, user, "broken", now_millis()),
+        ]
+    };
+
+    // A job of its own: its savepoint is rolled back.
+    assert!(store.append_messages(batch()).await.is_err(), "the broken message fails its job");
+    let next = store.append_message(NewMessage::text(chat, user, "second", now_millis())).await.unwrap();
+    assert_eq!(next.message().seq, 2, "the rolled-back job's seqs are free again");
+
+    // A queued batch has no savepoint: its transaction is rolled back.
+    let queued = store.queue_messages(batch(), None).await.unwrap();
+    assert!(queued.await.is_err(), "the broken message fails its transaction");
+    let next = store.append_message(NewMessage::text(chat, user, "third", now_millis())).await.unwrap();
+    assert_eq!(next.message().seq, 3, "the rolled-back transaction's seqs are free again");
+
+    raw.execute_batch("DROP TRIGGER break_one").unwrap();
+    let kept: Vec<String> = raw
+        .prepare("SELECT content FROM messages WHERE chat_id = ?1 ORDER BY seq")
+        .unwrap()
+        .query_map([chat], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(kept, ["first", "second", "third"]);
+    assert_eq!(store.max_seq(chat).await.unwrap(), 3);
+    store.shutdown().await.unwrap();
+}
+
 /// Cluster processes sharing a data dir start together: every one opens
 /// the same new database, one migrates it, and all see each other's writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

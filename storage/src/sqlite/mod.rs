@@ -15,6 +15,7 @@ macro_rules! last_seq_of {
 mod checkpoint;
 mod context_cache;
 mod expiry;
+mod last_seqs;
 mod readers;
 mod rows;
 mod search_index;
@@ -162,7 +163,12 @@ impl SqliteStore {
         };
         let indexer = Indexer::spawn(&path, &search_path)?;
         let mut trimmer = Trimmer::new(indexer.progress());
-        let writer = Writer::spawn(conn, Box::new(move |conn, idle| background_work(conn, idle, &mut trimmer)), ended)?;
+        let writer = Writer::spawn(
+            conn,
+            Box::new(move |conn, idle| background_work(conn, idle, &mut trimmer)),
+            ended,
+            !config.shared,
+        )?;
         let checkpointer = Checkpointer::spawn(&path, writer.nudger(), config.wal_restart_pages)?;
         tracing::info!(
             path = %path.display(),

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::SqliteStore;
 use super::context_cache::{ChatEntry, SenderEntry};
+use super::last_seqs;
 use super::rows::{
     self, CHAT_SELECT, CHAT_WIDTH, CONTACT_COLUMNS, FILE_COLUMNS, MEMBER_COLUMNS, MESSAGE_COLUMNS, MESSAGE_VISIBLE,
     NOTIFICATION_COLUMNS, USER_COLUMNS,
@@ -335,17 +336,22 @@ fn append_with_id(conn: &Connection, id: MessageId, new: NewMessage) -> Result<A
 fn insert_message(conn: &Connection, id: MessageId, new: &NewMessage) -> Result<u64, AppendError> {
     let refused = |error: rusqlite::Error| AppendError::Refused(error.into());
     let broken = |error: rusqlite::Error| AppendError::Broken(error.into());
-    // The chat's last seq is the last entry of its `(chat_id, seq)` index
-    // (migration 012), which the insert below writes to anyway: the chat's
-    // row is only read, so no append rewrites it.
-    let last_seq: i64 = conn
-        .prepare_cached(concat!("SELECT ", last_seq_of!("?1"), " FROM chats WHERE id = ?1"))
-        .and_then(|mut statement| statement.query_row([new.chat_id], |row| row.get(0)).optional())
-        .map_err(refused)?
-        .ok_or(AppendError::Refused(StoreError::ChatNotFound(new.chat_id)))?;
+    // The chat's last seq: as the writer last wrote it (see `last_seqs`),
+    // or the last entry of its `(chat_id, seq)` index (migration 012),
+    // which the insert below writes to anyway: the chat's row is only
+    // read, so no append rewrites it.
+    let held = last_seqs::get(new.chat_id);
+    let last_seq = match held {
+        Some(seq) => seq,
+        None => conn
+            .prepare_cached(concat!("SELECT ", last_seq_of!("?1"), " FROM chats WHERE id = ?1"))
+            .and_then(|mut statement| statement.query_row([new.chat_id], |row| row.get::<_, i64>(0)).optional())
+            .map_err(refused)?
+            .ok_or(AppendError::Refused(StoreError::ChatNotFound(new.chat_id)))? as u64,
+    };
     // The write transaction holds the file: no other writer, in this
     // process or another, reads the chat's last seq until it commits.
-    let seq = last_seq as u64 + 1;
+    let seq = last_seq + 1;
     let expires_at = new.expires_at();
     conn.prepare_cached(
         "INSERT INTO messages (id, chat_id, seq, sender_id, client_message_id, kind, content, file_name, \
@@ -376,7 +382,16 @@ fn insert_message(conn: &Connection, id: MessageId, new: &NewMessage) -> Result<
             new.media,
         ])
     })
-    .map_err(refused)?;
+    .map_err(|error| {
+        // Refused as a resend (the dedupe index) or, were the held seq
+        // ever behind, by `UNIQUE (chat_id, seq)`: either way the chat's
+        // next append asks the index again.
+        if held.is_some() {
+            last_seqs::forget(new.chat_id);
+        }
+        refused(error)
+    })?;
+    last_seqs::wrote(new.chat_id, seq);
     // Queued for the search index in commit order (see search_index.rs).
     if !new.content.is_empty() {
         conn.prepare_cached("INSERT INTO fts_pending (message_id) VALUES (?1)")

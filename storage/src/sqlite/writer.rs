@@ -15,6 +15,7 @@ use rusqlite::Connection;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
+use super::last_seqs;
 use crate::StoreError;
 
 /// How many writes may wait for the writer. When it is full, callers wait
@@ -152,17 +153,22 @@ impl Writer {
     /// maintenance in small steps; it is called with `idle = true` when no
     /// write is waiting and with `idle = false` after every batch, and
     /// answers whether it has more to do. `ended` runs after each
-    /// transaction, before its callers hear of it.
-    pub(crate) fn spawn(conn: Connection, background: Background, ended: Ended) -> std::io::Result<Self> {
+    /// transaction, before its callers hear of it. `alone`: no other
+    /// process writes the file, so the writer keeps each chat's last seq
+    /// (see [`super::last_seqs`]).
+    pub(crate) fn spawn(conn: Connection, background: Background, ended: Ended, alone: bool) -> std::io::Result<Self> {
         let (queue, rx) = mpsc::channel(WRITE_QUEUE_DEPTH);
         let checkpoint_due = Arc::new(AtomicBool::new(false));
         let due = Arc::clone(&checkpoint_due);
         // Made here, so that a store whose writer could not have its timer
         // fails to open instead of refusing every write.
         let idle = IdleWait::new()?;
-        let thread = std::thread::Builder::new()
-            .name("sqlite-writer".into())
-            .spawn(move || writer_loop(&conn, rx, &idle, &due, background, ended))?;
+        let thread = std::thread::Builder::new().name("sqlite-writer".into()).spawn(move || {
+            if alone {
+                last_seqs::hold();
+            }
+            writer_loop(&conn, rx, &idle, &due, background, ended);
+        })?;
         Ok(Self { queue, checkpoint_due, thread: Mutex::new(Some(thread)) })
     }
 
@@ -416,6 +422,7 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>, replies: &mut Vec<Reply>, 
         tracing::error!(error = %text, "could not begin a write transaction");
         return;
     }
+    last_seqs::transaction_started();
     // Set when a job without a savepoint failed: part of it may be in the
     // transaction, so none of the batch is kept.
     let mut broken = false;
@@ -425,10 +432,12 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>, replies: &mut Vec<Reply>, 
             continue;
         }
         let savepoint = job.savepoint();
+        last_seqs::job_started();
         let (ok, reply) = match savepoint {
             Savepoint::Own => run_in_savepoint(conn, job),
             Savepoint::None => job.run(conn),
         };
+        last_seqs::job_ended(ok);
         if !ok {
             metrics::counter!("switchboard_store_write_errors_total").increment(1);
             broken = savepoint == Savepoint::None;
@@ -447,6 +456,7 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>, replies: &mut Vec<Reply>, 
     if let Err(error) = &commit {
         tracing::error!(%error, batch = size, "write batch failed to commit");
     }
+    last_seqs::transaction_ended(commit.is_ok());
     ended();
     for reply in replies.drain(..) {
         reply(commit.clone().map_err(StoreError::CommitFailed));
@@ -491,7 +501,7 @@ mod tests {
     fn writer(dir: &std::path::Path) -> Writer {
         let conn = Connection::open(dir.join("w.db")).unwrap();
         conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (n INTEGER PRIMARY KEY);").unwrap();
-        Writer::spawn(conn, Box::new(|_, _| false), Box::new(|| {})).unwrap()
+        Writer::spawn(conn, Box::new(|_, _| false), Box::new(|| {}), true).unwrap()
     }
 
     fn insert(n: i64) -> impl FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static {
