@@ -2,9 +2,9 @@
 //! connection runs beside the writer without taking its lock, so copying
 //! the WAL back into the database (and that fsync) never stalls an append.
 //! While writes keep coming it checkpoints every [`BUSY_INTERVAL`], so
-//! that little is ever left uncopied. Once the WAL is [`RESTART_PAGES`]
-//! long (by default) and a short pass has copied all it saw, the writer
-//! copies the few frames appended meanwhile itself, and its next
+//! that each pass is short and little is ever left uncopied. Once the WAL
+//! is [`RESTART_PAGES`] long (by default) and a pass has copied all it saw,
+//! the writer copies the few frames appended meanwhile itself, and its next
 //! transaction writes the WAL from the beginning again. (Left alone, the
 //! WAL would grow until the writer's own automatic checkpoint copied a
 //! backlog of thousands of pages while every write waited.)
@@ -21,15 +21,8 @@ use crate::StoreError;
 
 /// How often the checkpointer runs when nothing is being written.
 const INTERVAL: Duration = Duration::from_millis(500);
-/// How often it runs while the last pass found frames to copy. A page
-/// that several commits rewrite is copied once a pass: passes every 250 ms
-/// instead of every 20 ms cut the checkpointer's CPU by two thirds at
-/// 16,000 chat messages a second (BENCHMARKS.md, item 57).
-const BUSY_INTERVAL: Duration = Duration::from_millis(250);
-/// A pass that copied at most this many pages was short: the writer,
-/// asked to restart the WAL after it, copies the little written during
-/// it while writes wait. After a longer pass another follows at once.
-const SHORT_PASS_PAGES: i64 = 256;
+/// How often it runs while the last pass found frames to copy.
+const BUSY_INTERVAL: Duration = Duration::from_millis(20);
 /// The default WAL length (pages) from which the writer is asked to finish
 /// a checkpoint so that the WAL starts over: 64 MiB. Each start-over holds
 /// writes for about one fsync of the database file.
@@ -73,13 +66,7 @@ impl Checkpointer {
                                 .record(started.elapsed().as_secs_f64());
                             wait = BUSY_INTERVAL;
                             if copied == wal_pages && wal_pages >= restart_pages {
-                                // The writer copies what came during this
-                                // pass: only after a short one.
-                                if copied - backfilled <= SHORT_PASS_PAGES {
-                                    writer.restart_wal();
-                                } else {
-                                    wait = Duration::ZERO;
-                                }
+                                writer.restart_wal();
                             }
                         }
                         backfilled = copied;
