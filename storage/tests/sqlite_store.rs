@@ -24,6 +24,14 @@ async fn setup_with(config: &SqliteConfig) -> (SqliteStore, i64, i64) {
     (store, user, chat)
 }
 
+/// A connection of the test's own on the store's database file, beside
+/// the store's (waiting out its write lock rather than failing on it).
+fn raw_connection(dir: &std::path::Path) -> rusqlite::Connection {
+    let raw = rusqlite::Connection::open(dir.join(storage::sqlite::DATABASE_FILE)).unwrap();
+    raw.busy_timeout(Duration::from_secs(5)).unwrap();
+    raw
+}
+
 /// Polls `check` until it holds, or fails after `limit`.
 async fn eventually<F, Fut>(limit: Duration, mut check: F)
 where
@@ -269,7 +277,7 @@ async fn expired_messages_are_erased_from_disk() {
     let secret = store.append_message(secret).await.unwrap().into_message();
     let kept = store.append_message(NewMessage::text(chat, user, "kept", now_millis())).await.unwrap().into_message();
 
-    let raw = rusqlite::Connection::open(dir.path().join(storage::sqlite::DATABASE_FILE)).unwrap();
+    let raw = raw_connection(dir.path());
     let on_disk = |id: i64| -> (String, String) {
         raw.query_row("SELECT content, file_url FROM messages WHERE id = ?1", [id], |row| {
             Ok((row.get(0)?, row.get(1)?))
@@ -299,8 +307,7 @@ async fn a_refused_insert_leaves_nothing_and_its_batch_goes_on() {
     let (store, user, chat) = setup(dir.path()).await;
     let other = store.create_chat(NewChat::group(user, "h", vec![], now_millis())).await.unwrap().0.id;
     store.append_message(NewMessage::text(chat, user, "first", now_millis())).await.unwrap();
-    let raw = rusqlite::Connection::open(dir.path().join(storage::sqlite::DATABASE_FILE)).unwrap();
-    raw.busy_timeout(Duration::from_secs(5)).unwrap();
+    let raw = raw_connection(dir.path());
     raw.execute_batch(
         "CREATE TRIGGER refuse_one BEFORE INSERT ON messages WHEN NEW.content = 'refused' \
          BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
@@ -341,8 +348,7 @@ async fn rolled_back_appends_give_their_seqs_back() {
     let dir = tempfile::tempdir().unwrap();
     let (store, user, chat) = setup(dir.path()).await;
     store.append_message(NewMessage::text(chat, user, "first", now_millis())).await.unwrap();
-    let raw = rusqlite::Connection::open(dir.path().join(storage::sqlite::DATABASE_FILE)).unwrap();
-    raw.busy_timeout(Duration::from_secs(5)).unwrap();
+    let raw = raw_connection(dir.path());
     // Fails a message after its row is written: its search queue entry.
     raw.execute_batch(
         "CREATE TRIGGER break_one BEFORE INSERT ON fts_pending \
@@ -437,8 +443,7 @@ async fn a_chats_last_seq_and_activity_come_from_its_messages() {
     let dir = tempfile::tempdir().unwrap();
     let (store, user, first) = setup(dir.path()).await;
     let second = store.create_chat(NewChat::group(user, "h", vec![], now_millis())).await.unwrap().0.id;
-    let raw = rusqlite::Connection::open(dir.path().join(storage::sqlite::DATABASE_FILE)).unwrap();
-    raw.busy_timeout(Duration::from_secs(5)).unwrap();
+    let raw = raw_connection(dir.path());
     let row_of = |chat: i64| -> String {
         raw.query_row("SELECT quote(name) || updated_at FROM chats WHERE id = ?1", [chat], |row| row.get(0)).unwrap()
     };
@@ -467,7 +472,7 @@ async fn a_chats_last_seq_and_activity_come_from_its_messages() {
     assert_eq!(store.chat(first).await.unwrap().unwrap().last_seq, 2);
     let next = store.append_message(NewMessage::text(first, user, "three", now_millis())).await.unwrap();
     assert_eq!(next.message().seq, 3, "the next seq after the migration");
-    let raw = rusqlite::Connection::open(dir.path().join(storage::sqlite::DATABASE_FILE)).unwrap();
+    let raw = raw_connection(dir.path());
     let counter = raw.prepare("SELECT last_seq FROM chats");
     assert!(counter.is_err(), "the column is gone");
     store.shutdown().await.unwrap();
