@@ -267,6 +267,29 @@ async fn the_wal_starts_over_while_writes_never_pause() {
     store.shutdown().await.unwrap();
 }
 
+/// A steady trickle of commits keeps the checkpointer's passes short, so
+/// the WAL never grows past a few passes' worth. (Its frame counts repeat
+/// from pass to pass as the WAL starts over; read as silence, they once
+/// sent the checkpointer to sleep for half a second at a time while the
+/// WAL grew.) The file keeps its longest length, so it is read at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steady_trickle_of_writes_keeps_the_wal_short() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, user, chat) = setup(dir.path()).await;
+    let wal = dir.path().join(format!("{}-wal", storage::sqlite::DATABASE_FILE));
+    let started = std::time::Instant::now();
+    let mut sent = 0;
+    while started.elapsed() < Duration::from_secs(4) {
+        store.append_message(NewMessage::text(chat, user, "a trickle", now_millis())).await.unwrap();
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let longest = std::fs::metadata(&wal).unwrap().len();
+    eprintln!("{sent} messages, the WAL at most {longest} bytes");
+    assert!(longest < 3 << 19, "{sent} messages one by one left a WAL of {longest} bytes");
+    store.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_messages_are_erased_from_disk() {
     let dir = tempfile::tempdir().unwrap();

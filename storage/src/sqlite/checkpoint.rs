@@ -51,17 +51,14 @@ impl Checkpointer {
             // A first pass soon: writes may be arriving already.
             let mut wait = BUSY_INTERVAL;
             let mut nudged = Instant::now();
-            // Frames already copied when the last pass ended.
-            let mut backfilled = 0;
+            let mut seen = Seen::default();
             while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(wait) {
                 let started = Instant::now();
                 wait = INTERVAL;
-                match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-                    Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
-                }) {
-                    Ok((wal_pages, copied)) => {
+                match pass(&conn) {
+                    Ok(Pass { wal_pages, copied, version }) => {
                         metrics::gauge!("switchboard_store_wal_pages").set(wal_pages as f64);
-                        if copied != backfilled {
+                        if seen.writes_since(copied, version) {
                             metrics::histogram!("switchboard_store_checkpoint_seconds")
                                 .record(started.elapsed().as_secs_f64());
                             wait = BUSY_INTERVAL;
@@ -69,7 +66,6 @@ impl Checkpointer {
                                 writer.restart_wal();
                             }
                         }
-                        backfilled = copied;
                     }
                     Err(error) => tracing::warn!(%error, "WAL checkpoint failed"),
                 }
@@ -85,5 +81,64 @@ impl Checkpointer {
     /// Stops the thread; the writer does the final, truncating checkpoint.
     pub(crate) fn stop(&self) {
         self.thread.stop();
+    }
+}
+
+/// What one pass saw.
+struct Pass {
+    /// Frames in the WAL.
+    wal_pages: i64,
+    /// Frames of it now in the database.
+    copied: i64,
+    /// `PRAGMA data_version` after the pass: it moves with every commit
+    /// of another connection.
+    version: i64,
+}
+
+/// A PASSIVE checkpoint (its counts are -1 when another one was running).
+fn pass(conn: &rusqlite::Connection) -> rusqlite::Result<Pass> {
+    let (wal_pages, copied) =
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| Ok((row.get(1)?, row.get(2)?)))?;
+    let version = conn.query_row("PRAGMA data_version", [], |row| row.get(0))?;
+    Ok(Pass { wal_pages, copied, version })
+}
+
+/// Whether writes came since the last pass, which keeps the passes
+/// [`BUSY_INTERVAL`] apart. The frame counts alone cannot tell: the WAL
+/// starts over whenever a pass has copied all of it, so two passes in a
+/// row can find the same number of new frames, and taking that for
+/// silence left the WAL to grow for a whole [`INTERVAL`] (to 50,000
+/// frames under overload). The data version moves with every commit.
+#[derive(Debug, Default)]
+struct Seen {
+    copied: i64,
+    version: i64,
+}
+
+impl Seen {
+    fn writes_since(&mut self, copied: i64, version: i64) -> bool {
+        let writes = copied != self.copied || version != self.version;
+        *self = Self { copied, version };
+        writes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_commit_counts_as_writes_even_when_the_frame_count_repeats() {
+        let mut seen = Seen::default();
+        assert!(seen.writes_since(18, 1), "the first frames");
+        // The WAL started over and was given 18 frames again: new commits.
+        assert!(seen.writes_since(18, 2));
+        // Nothing committed and nothing more copied: quiet.
+        assert!(!seen.writes_since(18, 2));
+        // The writer's own checkpoint copied the rest: work, not silence.
+        assert!(seen.writes_since(25, 2));
+        // Another checkpoint held the lock (-1) while commits came.
+        assert!(seen.writes_since(-1, 3));
+        assert!(!seen.writes_since(-1, 3));
     }
 }
