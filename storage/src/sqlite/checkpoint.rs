@@ -53,6 +53,14 @@ impl Checkpointer {
             let mut nudged = Instant::now();
             let mut seen = Seen::default();
             while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(wait) {
+                if writer.restart_due() {
+                    // The writer is about to copy the rest itself and start
+                    // the WAL over: a pass now would hold the checkpoint
+                    // lock it needs, and under load passes follow each
+                    // other closely enough to keep it from ever getting it.
+                    wait = BUSY_INTERVAL;
+                    continue;
+                }
                 let started = Instant::now();
                 wait = INTERVAL;
                 match pass(&conn) {

@@ -260,6 +260,12 @@ impl Nudger {
         self.checkpoint_due.store(true, Ordering::Relaxed);
         self.nudge();
     }
+
+    /// Whether the writer has yet to run the checkpoint asked for with
+    /// [`Nudger::restart_wal`].
+    pub(crate) fn restart_due(&self) -> bool {
+        self.checkpoint_due.load(Ordering::Relaxed)
+    }
 }
 
 fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
@@ -324,8 +330,11 @@ fn writer_loop(
     let mut background_due = true;
     let mut empty_since: Option<Instant> = None;
     while stop.is_none() {
-        if checkpoint_due.swap(false, Ordering::Relaxed) {
+        // Cleared once done: until then the checkpointer holds its passes
+        // back, so that this one finds the checkpoint lock free.
+        if checkpoint_due.load(Ordering::Relaxed) {
             checkpoint(conn);
+            checkpoint_due.store(false, Ordering::Relaxed);
         }
         let first = if background_due {
             // Once the grace has passed, background steps follow each other
