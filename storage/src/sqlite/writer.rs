@@ -401,8 +401,9 @@ fn writer_loop(
 }
 
 /// Copies what the checkpointer left of the WAL into the database; the
-/// next transaction then writes the WAL from its beginning again. (If the
-/// checkpointer is mid-pass, this one does nothing and it asks again.)
+/// next transaction then writes the WAL from its beginning again. The
+/// checkpointer holds its passes until this has run; should the lock be
+/// taken anyway, this one does nothing and the checkpointer asks again.
 fn checkpoint(conn: &Connection) {
     let started = Instant::now();
     match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get::<_, i64>(0)) {
