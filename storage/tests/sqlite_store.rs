@@ -32,6 +32,11 @@ fn raw_connection(dir: &std::path::Path) -> rusqlite::Connection {
     raw
 }
 
+/// The store's WAL file.
+fn wal_file(dir: &std::path::Path) -> std::path::PathBuf {
+    dir.join(format!("{}-wal", storage::sqlite::DATABASE_FILE))
+}
+
 /// Polls `check` until it holds, or fails after `limit`.
 async fn eventually<F, Fut>(limit: Duration, mut check: F)
 where
@@ -234,7 +239,7 @@ async fn the_wal_starts_over_while_writes_never_pause() {
     let dir = tempfile::tempdir().unwrap();
     let (store, user, chat) =
         setup_with(&SqliteConfig { wal_restart_pages: 256, ..SqliteConfig::new(dir.path()) }).await;
-    let wal = dir.path().join(format!("{}-wal", storage::sqlite::DATABASE_FILE));
+    let wal = wal_file(dir.path());
     let start_overs = || {
         std::fs::read(&wal)
             .ok()
@@ -276,7 +281,7 @@ async fn the_wal_starts_over_while_writes_never_pause() {
 async fn a_steady_trickle_of_writes_keeps_the_wal_short() {
     let dir = tempfile::tempdir().unwrap();
     let (store, user, chat) = setup(dir.path()).await;
-    let wal = dir.path().join(format!("{}-wal", storage::sqlite::DATABASE_FILE));
+    let wal = wal_file(dir.path());
     let started = std::time::Instant::now();
     let mut sent = 0;
     while started.elapsed() < Duration::from_secs(4) {

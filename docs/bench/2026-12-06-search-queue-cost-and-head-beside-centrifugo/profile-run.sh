@@ -1,5 +1,5 @@
 #!/bin/bash
-# prof.sh BIN NAME RATE : fixed-rate chat run with perf on the server
+# profile-run.sh BIN NAME RATE : fixed-rate chat run with perf on the server
 BIN=$1; NAME=$2; RATE=${3:-8}
 D=/tmp/ld/data-$NAME; rm -rf $D /tmp/ld/out-$NAME /tmp/ld/log-$NAME; mkdir -p $D
 $BIN serve --listen 127.0.0.1:18080 --log-format json --data-dir $D --rate-api-per-hour 100000000 --ws-commands-per-second 1000000 > /dev/null 2> $D/server.log &
