@@ -5,7 +5,7 @@ use std::time::Duration;
 use storage::prelude::*;
 
 use protocol::time::now_millis;
-use storage::model::{MessageQuery, NewChat, NewMessage, NewUser};
+use storage::model::{Appended, MessageQuery, NewChat, NewMessage, NewUser};
 use storage::{SqliteConfig, SqliteStore, Store, StoreError};
 
 async fn setup(dir: &std::path::Path) -> (SqliteStore, i64, i64) {
@@ -492,9 +492,11 @@ async fn a_chats_last_seq_and_activity_come_from_its_messages() {
     store.shutdown().await.unwrap();
 
     // As a database of schema version 11 had it: the counter column, kept
-    // by the appends then.
-    raw.execute_batch("ALTER TABLE chats ADD COLUMN last_seq INTEGER NOT NULL DEFAULT 0; PRAGMA user_version = 11;")
-        .unwrap();
+    // by the appends then (and the dedupe index of version 12).
+    raw.execute_batch(&format!(
+        "{VERSION_12_KEYS} ALTER TABLE chats ADD COLUMN last_seq INTEGER NOT NULL DEFAULT 0; PRAGMA user_version = 11;"
+    ))
+    .unwrap();
     drop(raw);
     let store = SqliteStore::open(&SqliteConfig::new(dir.path())).unwrap();
     assert_eq!(store.chat(first).await.unwrap().unwrap().last_seq, 2);
@@ -503,5 +505,163 @@ async fn a_chats_last_seq_and_activity_come_from_its_messages() {
     let raw = raw_connection(dir.path());
     let counter = raw.prepare("SELECT last_seq FROM chats");
     assert!(counter.is_err(), "the column is gone");
+    store.shutdown().await.unwrap();
+}
+
+/// Turns the keys of a database back into version 12's unique index.
+const VERSION_12_KEYS: &str = "DROP TABLE message_keys; DROP TABLE recent_keys; \
+     CREATE UNIQUE INDEX messages_dedupe ON messages(sender_id, client_message_id) \
+     WHERE client_message_id IS NOT NULL;";
+
+/// Rows of `table` in the store's file.
+fn count(raw: &rusqlite::Connection, table: &str) -> i64 {
+    raw.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| row.get(0)).unwrap()
+}
+
+/// A sender's `client_message_id`s live in two tiers (migration 013): the
+/// keys of recent appends, held by the writer and appended to
+/// `recent_keys`, and `message_keys`, into which they are merged in
+/// batches and at every open. A resend finds its original in either, in a
+/// lone store and in a shared one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resend_finds_its_original_before_and_after_its_key_is_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, user, chat) = setup(dir.path()).await;
+    let raw = raw_connection(dir.path());
+    let keyed = |n: usize| {
+        let mut message = NewMessage::text(chat, user, format!("m{n}"), now_millis());
+        message.client_message_id = Some(format!("k-{n}"));
+        message
+    };
+    let resend = |store: SqliteStore, n: usize| async move {
+        let again = NewMessage { content: "changed".into(), ..keyed(n) };
+        match store.append_message(again).await.unwrap() {
+            Appended::Duplicate(original) => original,
+            Appended::New(copy) => panic!("a resend of k-{n} was stored again: {copy:?}"),
+        }
+    };
+
+    let first = store.append_message(keyed(0)).await.unwrap().into_message();
+    assert_eq!((count(&raw, "recent_keys"), count(&raw, "message_keys")), (1, 0), "a new key is only appended");
+    assert_eq!(resend(store.clone(), 0).await.id, first.id, "found among the held keys");
+
+    // Well past a merge's size (16,384 keys), in batches of 1,000: each
+    // commit merges twice as many keys as it appends.
+    for start in (1..=30_000).step_by(1_000) {
+        let outcomes = store.append_messages((start..start + 1_000).map(keyed).collect()).await.unwrap();
+        assert!(outcomes.iter().all(|outcome| matches!(outcome, Ok(Appended::New(_)))));
+        if start == 17_001 {
+            // The 17,001 keys of the first 17 batches are being merged, in
+            // key order: "k-9999" comes last, so it is not merged yet.
+            let merged: i64 = raw
+                .query_row("SELECT COUNT(*) FROM message_keys WHERE client_message_id = 'k-9999'", [], |row| row.get(0))
+                .unwrap();
+            assert_eq!((merged, count(&raw, "recent_keys")), (0, 18_001), "the merge is under way");
+            assert_eq!(resend(store.clone(), 9_999).await.content, "m9999", "found among the keys being merged");
+        }
+    }
+    let (held, merged) = (count(&raw, "recent_keys"), count(&raw, "message_keys"));
+    assert!(held < 16_384 && merged > 0, "a merge ran: {held} keys held, {merged} merged");
+    assert_eq!(held + merged, 30_001, "every key is in one tier or the other");
+    assert_eq!(resend(store.clone(), 0).await.id, first.id, "found among the merged keys");
+    assert_eq!(resend(store.clone(), 20_000).await.content, "m20000", "found among the held keys");
+    let last = resend(store.clone(), 30_000).await;
+    assert_eq!(last.content, "m30000", "the original comes back unchanged");
+    store.shutdown().await.unwrap();
+
+    // What was held when the store stopped is merged when it opens.
+    let store = SqliteStore::open(&SqliteConfig::new(dir.path())).unwrap();
+    assert_eq!((count(&raw, "recent_keys"), count(&raw, "message_keys")), (0, 30_001));
+    assert_eq!(resend(store.clone(), 30_000).await.id, last.id);
+    store.shutdown().await.unwrap();
+
+    // A shared store writes its keys straight into the full index.
+    let shared = SqliteConfig { shared: true, node_id: 1, ..SqliteConfig::new(dir.path()) };
+    let store = SqliteStore::open(&shared).unwrap();
+    let fresh = store.append_message(keyed(31_000)).await.unwrap().into_message();
+    assert_eq!((count(&raw, "recent_keys"), count(&raw, "message_keys")), (0, 30_002));
+    assert_eq!(resend(store.clone(), 31_000).await.id, fresh.id);
+    assert_eq!(resend(store.clone(), 3).await.content, "m3");
+    store.shutdown().await.unwrap();
+    let check: String = raw.query_row("PRAGMA integrity_check", [], |row| row.get(0)).unwrap();
+    assert_eq!(check, "ok");
+}
+
+/// A key held for a message that was rolled back, or whose row is gone,
+/// names nothing: the next send with that key is a new message, and a
+/// merge keeps the key's latest message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_whose_message_is_gone_is_free_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, user, chat) = setup(dir.path()).await;
+    let raw = raw_connection(dir.path());
+    let keyed = |key: &str, content: &str| {
+        let mut message = NewMessage::text(chat, user, content, now_millis());
+        message.client_message_id = Some(key.into());
+        message
+    };
+    // Fails a message after its row and its key are written.
+    raw.execute_batch(
+        "CREATE TRIGGER break_one BEFORE INSERT ON fts_pending \
+         WHEN (SELECT content FROM messages WHERE id = NEW.message_id) = 'broken' \
+         BEGIN SELECT RAISE(ABORT, 'broken by the test'); END;",
+    )
+    .unwrap();
+    assert!(store.append_message(keyed("k", "broken")).await.is_err(), "the broken message fails");
+    raw.execute_batch("DROP TRIGGER break_one").unwrap();
+    let kept = store.append_message(keyed("k", "kept")).await.unwrap();
+    assert!(matches!(kept, Appended::New(ref m) if m.content == "kept" && m.seq == 1), "{kept:?}");
+
+    // A row removed behind the store's back frees its key too.
+    let gone = store.append_message(keyed("g", "gone")).await.unwrap().into_message();
+    raw.execute("DELETE FROM messages WHERE id = ?1", [gone.id]).unwrap();
+    let back = store.append_message(keyed("g", "back")).await.unwrap();
+    assert!(matches!(back, Appended::New(ref m) if m.content == "back"), "{back:?}");
+    let back = back.into_message();
+    store.shutdown().await.unwrap();
+
+    let store = SqliteStore::open(&SqliteConfig::new(dir.path())).unwrap();
+    let merged: i64 = raw
+        .query_row(
+            "SELECT message_id FROM message_keys WHERE sender_id = ?1 AND client_message_id = 'g'",
+            [user],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(merged, back.id, "the merge keeps the key's latest message");
+    let again = store.append_message(keyed("g", "again")).await.unwrap();
+    assert!(matches!(again, Appended::Duplicate(ref m) if m.id == back.id), "{again:?}");
+    store.shutdown().await.unwrap();
+}
+
+/// A database of version 12 kept its keys in a unique index on messages:
+/// migration 013 moves them into `message_keys`, and resends still find
+/// their originals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_of_a_version_12_database_are_kept_by_the_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, user, chat) = setup(dir.path()).await;
+    let keyed = |key: &str| {
+        let mut message = NewMessage::text(chat, user, key, now_millis());
+        message.client_message_id = Some(key.into());
+        message
+    };
+    let originals = store.append_messages(vec![keyed("a"), keyed("b"), keyed("c")]).await.unwrap();
+    store.append_message(NewMessage::text(chat, user, "no key", now_millis())).await.unwrap();
+    store.shutdown().await.unwrap();
+    let raw = raw_connection(dir.path());
+    raw.execute_batch(&format!("{VERSION_12_KEYS} PRAGMA user_version = 12;")).unwrap();
+
+    let store = SqliteStore::open(&SqliteConfig::new(dir.path())).unwrap();
+    assert_eq!((count(&raw, "message_keys"), count(&raw, "recent_keys")), (3, 0), "the keyed messages' keys");
+    let index: i64 = raw
+        .query_row("SELECT COUNT(*) FROM sqlite_master WHERE name = 'messages_dedupe'", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(index, 0, "the index is gone");
+    for (original, key) in originals.into_iter().zip(["a", "b", "c"]) {
+        let again = store.append_message(NewMessage { content: "changed".into(), ..keyed(key) }).await.unwrap();
+        assert!(matches!(again, Appended::Duplicate(ref m) if m.id == original.unwrap().message().id), "{again:?}");
+    }
+    assert_eq!(store.max_seq(chat).await.unwrap(), 4, "no resend was stored");
     store.shutdown().await.unwrap();
 }

@@ -15,6 +15,7 @@ macro_rules! last_seq_of {
 mod checkpoint;
 mod context_cache;
 mod expiry;
+mod keys;
 mod last_seqs;
 mod readers;
 mod rows;
@@ -66,6 +67,7 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         M::up(include_str!("migrations/010_search_file.sql")),
         M::up(include_str!("migrations/011_search_queue_from_append.sql")),
         M::up(include_str!("migrations/012_seq_from_index.sql")),
+        M::up(include_str!("migrations/013_message_keys.sql")),
     ])
 });
 
@@ -149,6 +151,8 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "wal_autocheckpoint", checkpoint::WRITER_AUTOCHECKPOINT_PAGES)?;
         MIGRATIONS.to_latest(&mut conn)?;
+        // What a store stopped before merging left (see `keys`).
+        keys::merge(&conn)?;
         let search_path = config.data_dir.join(SEARCH_FILE);
         search_index::prepare(&conn, &search_path)?;
         let cache = if config.shared { None } else { Some(Arc::new(ContextCache::new())) };

@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use super::SqliteStore;
 use super::context_cache::{ChatEntry, SenderEntry};
-use super::last_seqs;
 use super::rows::{
     self, CHAT_SELECT, CHAT_WIDTH, CONTACT_COLUMNS, FILE_COLUMNS, MEMBER_COLUMNS, MESSAGE_COLUMNS, MESSAGE_VISIBLE,
     NOTIFICATION_COLUMNS, USER_COLUMNS,
 };
+use super::{keys, last_seqs};
 use crate::model::{
     Appended, Chat, ChatId, ChatKind, ChatSummary, ChatUpdate, Contact, ContactUpdate, Cursor, FileId, FileMeta,
     GroupInvites, Joining, Member, MemberRole, Message, MessageId, MessageQuery, Millis, NewChat, NewFile, NewMessage,
@@ -97,9 +97,12 @@ fn message_by_id(conn: &Connection, id: MessageId) -> StoreResult<Option<Message
     Ok(conn.prepare_cached(&sql)?.query_row([id], rows::message).optional()?)
 }
 
+/// The message `sender_id` sent with `client_message_id`, if it exists.
 fn message_by_client(conn: &Connection, sender_id: UserId, client_message_id: &str) -> StoreResult<Option<Message>> {
-    let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.sender_id = ?1 AND m.client_message_id = ?2");
-    Ok(conn.prepare_cached(&sql)?.query_row(params![sender_id, client_message_id], rows::message).optional()?)
+    match keys::lookup(conn, sender_id, client_message_id)? {
+        Some(id) => message_by_id(conn, id),
+        None => Ok(None),
+    }
 }
 
 fn latest_visible(conn: &Connection, chat_id: ChatId, now: Millis) -> StoreResult<Option<Message>> {
@@ -289,38 +292,20 @@ impl From<AppendError> for StoreError {
     }
 }
 
-/// Appends `new` unless its sender already sent it (same client id).
-///
-/// Only the small table of scheduled messages is probed first: a resend
-/// of a sent message is found by the insert itself, whose unique index
-/// (`messages_dedupe`) refuses it before anything is written, so a first
-/// send (nearly every send) walks that index once, not twice, and a
-/// refused insert is looked up only then.
+/// Appends `new` unless its sender already sent it (same client id): the
+/// scheduled messages and both tiers of the sent ones' keys (see `keys`)
+/// are probed first, which only reads; then the insert writes.
 pub(crate) fn try_append(
     conn: &Connection,
     ids: &crate::IdGenerator,
     new: NewMessage,
 ) -> Result<Appended, AppendError> {
-    if let Some(client_id) = new.client_message_id.as_deref() {
-        let held = scheduled_by_client(conn, new.sender_id, client_id).map_err(AppendError::Refused)?;
-        if let Some(held) = held {
-            return Ok(Appended::Duplicate(held));
-        }
+    let original = original_of(conn, new.sender_id, new.client_message_id.as_deref()).map_err(AppendError::Refused)?;
+    if let Some(original) = original {
+        return Ok(Appended::Duplicate(original));
     }
     let id = ids.next_id();
-    match insert_message(conn, id, &new) {
-        Ok(seq) => Ok(Appended::New(new.into_stored(id, seq))),
-        // A refused insert (by the dedupe index above all) may be a
-        // resend: its original, if there is one, comes back instead.
-        Err(AppendError::Refused(error)) => {
-            let original = match new.client_message_id.as_deref() {
-                Some(client_id) => message_by_client(conn, new.sender_id, client_id).map_err(AppendError::Refused)?,
-                None => None,
-            };
-            original.map(Appended::Duplicate).ok_or(AppendError::Refused(error))
-        }
-        Err(broken) => Err(broken),
-    }
+    append_with_id(conn, id, new)
 }
 
 /// Appends `new` as message `id`. Everything that can refuse it (no such
@@ -383,15 +368,17 @@ fn insert_message(conn: &Connection, id: MessageId, new: &NewMessage) -> Result<
         ])
     })
     .map_err(|error| {
-        // Refused as a resend (the dedupe index) or, were the held seq
-        // ever behind, by `UNIQUE (chat_id, seq)`: either way the chat's
-        // next append asks the index again.
+        // Refused (were the held seq ever behind, by `UNIQUE (chat_id,
+        // seq)`): the chat's next append asks the index again.
         if held.is_some() {
             last_seqs::forget(new.chat_id);
         }
         refused(error)
     })?;
     last_seqs::wrote(new.chat_id, seq);
+    if let Some(key) = new.client_message_id.as_deref() {
+        keys::wrote(conn, new.sender_id, key, id).map_err(broken)?;
+    }
     // Queued for the search index in commit order (see search_index.rs).
     if !new.content.is_empty() {
         conn.prepare_cached("INSERT INTO fts_pending (message_id) VALUES (?1)")

@@ -15,7 +15,7 @@ use rusqlite::Connection;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
-use super::last_seqs;
+use super::{keys, last_seqs};
 use crate::StoreError;
 
 /// How many writes may wait for the writer. When it is full, callers wait
@@ -166,6 +166,7 @@ impl Writer {
         let thread = std::thread::Builder::new().name("sqlite-writer".into()).spawn(move || {
             if alone {
                 last_seqs::hold();
+                keys::hold();
             }
             writer_loop(&conn, rx, &idle, &due, background, ended);
         })?;
@@ -458,6 +459,8 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>, replies: &mut Vec<Reply>, 
         let _ = conn.execute_batch("ROLLBACK");
         Err(BROKEN_BATCH.to_owned())
     } else {
+        // The running merge of message keys rides the commit (see `keys`).
+        keys::merge_some(conn);
         conn.execute_batch("COMMIT").map_err(|error| {
             let _ = conn.execute_batch("ROLLBACK");
             error.to_string()
@@ -471,6 +474,8 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>, replies: &mut Vec<Reply>, 
     for reply in replies.drain(..) {
         reply(commit.clone().map_err(StoreError::CommitFailed));
     }
+    // After the replies: this may sort the keys of the next merge.
+    keys::transaction_ended(commit.is_ok());
     metrics::counter!("switchboard_store_writes_total").increment(size as u64);
     metrics::gauge!("switchboard_store_write_queue").set(rx_len as f64);
     metrics::counter!("switchboard_store_commits_total").increment(1);
