@@ -13,8 +13,9 @@
 //! stopped before merging left, so `recent_keys` is only read at open.
 //!
 //! What is held is a hint, never the answer: a key whose message was rolled
-//! back (or whose row is gone) stays until its merge, so a lookup checks
-//! that the message a key names is there and is that key's.
+//! back (or whose row is gone) stays until its merge, so a lookup
+//! (`message_by_client` in store.rs) checks that the message a key names
+//! is there and is that key's.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -37,6 +38,10 @@ const MERGE_STEP: usize = 64;
 /// A key and the message it names.
 type Key = (UserId, Box<str>, MessageId);
 
+/// Writes a key into the full index, over one whose message is gone.
+const MERGED_INSERT: &str =
+    "INSERT OR REPLACE INTO message_keys (sender_id, client_message_id, message_id) VALUES (?1, ?2, ?3)";
+
 thread_local! {
     static HELD: RefCell<Option<Held>> = const { RefCell::new(None) };
 }
@@ -46,6 +51,8 @@ struct Held {
     /// Sender → key → message, for the keys appended since the running
     /// merge began (or since the writer started).
     keys: HashMap<UserId, HashMap<Box<str>, MessageId>>,
+    /// How many keys `keys` holds.
+    count: usize,
     /// The last row of `recent_keys` the open transaction wrote.
     written_row: Option<i64>,
     /// How many keys the open transaction wrote.
@@ -86,51 +93,35 @@ pub(crate) fn hold() {
     HELD.with_borrow_mut(|held| *held = Some(Held::default()));
 }
 
-/// The message `sender` last wrote with `key`, if it still exists.
-pub(crate) fn lookup(conn: &Connection, sender: UserId, key: &str) -> StoreResult<Option<MessageId>> {
-    let recent = HELD.with_borrow(|held| held.as_ref()?.get(sender, key));
-    if let Some(id) = recent
-        && names(conn, id, sender, key)?
-    {
-        return Ok(Some(id));
-    }
-    let merged: Option<MessageId> = conn
-        .prepare_cached("SELECT message_id FROM message_keys WHERE sender_id = ?1 AND client_message_id = ?2")?
-        .query_row(params![sender, key], |row| row.get(0))
-        .optional()?;
-    match merged {
-        Some(id) if names(conn, id, sender, key)? => Ok(Some(id)),
-        _ => Ok(None),
-    }
+/// The message `key` of `sender` names among the held keys: a hint, which
+/// the caller checks against the message (see the module's comment).
+pub(crate) fn held(sender: UserId, key: &str) -> Option<MessageId> {
+    HELD.with_borrow(|held| held.as_ref()?.get(sender, key))
 }
 
-/// Whether message `id` exists and was sent by `sender` with `key`.
-fn names(conn: &Connection, id: MessageId, sender: UserId, key: &str) -> StoreResult<bool> {
-    let found: Option<(UserId, Option<String>)> = conn
-        .prepare_cached("SELECT sender_id, client_message_id FROM messages WHERE id = ?1")?
-        .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
-        .optional()?;
-    Ok(found.is_some_and(|(by, with)| by == sender && with.as_deref() == Some(key)))
+/// The message `key` of `sender` names in the full index: a hint too.
+pub(crate) fn merged(conn: &Connection, sender: UserId, key: &str) -> StoreResult<Option<MessageId>> {
+    Ok(conn
+        .prepare_cached("SELECT message_id FROM message_keys WHERE sender_id = ?1 AND client_message_id = ?2")?
+        .query_row(params![sender, key], |row| row.get(0))
+        .optional()?)
 }
 
 /// Records, in the open transaction, that message `id` was sent by
-/// `sender` with `key` (which [`lookup`] found free). A key whose message
+/// `sender` with `key` (which no lookup found a message for). A key whose message
 /// is gone is taken over.
 pub(crate) fn wrote(conn: &Connection, sender: UserId, key: &str, id: MessageId) -> rusqlite::Result<()> {
     if HELD.with_borrow(Option::is_none) {
-        return conn
-            .prepare_cached(
-                "INSERT OR REPLACE INTO message_keys (sender_id, client_message_id, message_id) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![sender, key, id])
-            .map(drop);
+        return conn.prepare_cached(MERGED_INSERT)?.execute(params![sender, key, id]).map(drop);
     }
     conn.prepare_cached("INSERT INTO recent_keys (sender_id, client_message_id, message_id) VALUES (?1, ?2, ?3)")?
         .execute(params![sender, key, id])?;
     let row = conn.last_insert_rowid();
     HELD.with_borrow_mut(|held| {
         if let Some(held) = held {
-            held.keys.entry(sender).or_default().insert(key.into(), id);
+            if held.keys.entry(sender).or_default().insert(key.into(), id).is_none() {
+                held.count += 1;
+            }
             held.written_row = Some(row);
             held.written_keys += 1;
         }
@@ -165,9 +156,7 @@ pub(crate) fn merge_some(conn: &Connection) {
 /// Writes `keys` into `message_keys` and, when `last` names the merge's
 /// last row, takes the merge's rows out of `recent_keys`.
 fn write_slice(conn: &Connection, keys: &[Key], last: Option<i64>) -> rusqlite::Result<()> {
-    let mut insert = conn.prepare_cached(
-        "INSERT OR REPLACE INTO message_keys (sender_id, client_message_id, message_id) VALUES (?1, ?2, ?3)",
-    )?;
+    let mut insert = conn.prepare_cached(MERGED_INSERT)?;
     for (sender, key, id) in keys {
         insert.execute(params![sender, &**key, id])?;
     }
@@ -200,8 +189,7 @@ pub(crate) fn transaction_ended(committed: bool) {
                 held.merging = None;
             }
         }
-        let count: usize = held.keys.values().map(HashMap::len).sum();
-        if held.merging.is_none() && count >= MERGE_AT {
+        if held.merging.is_none() && held.count >= MERGE_AT {
             // Every row up to `last_row` is committed and every later
             // one is to come, so the merge's last slice deletes exactly
             // the rows of these keys (and of any rolled back since).
@@ -211,6 +199,7 @@ pub(crate) fn transaction_ended(committed: bool) {
                 .flat_map(|(sender, keys)| keys.into_iter().map(move |(key, id)| (sender, key, id)))
                 .collect();
             sorted.sort_unstable();
+            held.count = 0;
             held.merging = Some(Merging { sorted, next: 0, upto_row: held.last_row, written: None });
             metrics::counter!("switchboard_store_key_merges_total").increment(1);
         }
@@ -220,7 +209,7 @@ pub(crate) fn transaction_ended(committed: bool) {
 /// Moves every row of `recent_keys` into `message_keys`, in key order, in
 /// one transaction (at open, before the writer starts); answers how many
 /// moved. Later rows win over earlier ones and over merged ones: a key is
-/// only written again once [`lookup`] found its message gone.
+/// only written again once its message is gone.
 pub(crate) fn merge(conn: &Connection) -> rusqlite::Result<usize> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let moved = conn

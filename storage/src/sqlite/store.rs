@@ -97,10 +97,20 @@ fn message_by_id(conn: &Connection, id: MessageId) -> StoreResult<Option<Message
     Ok(conn.prepare_cached(&sql)?.query_row([id], rows::message).optional()?)
 }
 
-/// The message `sender_id` sent with `client_message_id`, if it exists.
+/// The message `sender_id` sent with `client_message_id`, if it exists:
+/// the held keys first, then the full index, each only a hint until the
+/// message it names is read and is that key's (see `keys`).
 fn message_by_client(conn: &Connection, sender_id: UserId, client_message_id: &str) -> StoreResult<Option<Message>> {
-    match keys::lookup(conn, sender_id, client_message_id)? {
-        Some(id) => message_by_id(conn, id),
+    let is_it = |message: &Message| {
+        message.sender_id == sender_id && message.client_message_id.as_deref() == Some(client_message_id)
+    };
+    if let Some(id) = keys::held(sender_id, client_message_id)
+        && let Some(message) = message_by_id(conn, id)?.filter(is_it)
+    {
+        return Ok(Some(message));
+    }
+    match keys::merged(conn, sender_id, client_message_id)? {
+        Some(id) => Ok(message_by_id(conn, id)?.filter(is_it)),
         None => Ok(None),
     }
 }
