@@ -236,6 +236,9 @@ struct PhaseResult {
     /// Sends, and their acks.
     sent: u64,
     acked: u64,
+    /// Text frames the generator received over the phase: how many
+    /// events each one carried, beside `sent` and the accounting.
+    frames: u64,
     accounting: Accounting,
 }
 
@@ -256,6 +259,7 @@ impl PhaseResult {
             machine_steal_s: measured.machine_steal_s,
             sent: measured.sent,
             acked: measured.acked,
+            frames: measured.frames,
             accounting: measured.accounting,
         }
     }

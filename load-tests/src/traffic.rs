@@ -97,6 +97,9 @@ pub struct Measured {
     pub delivered: u64,
     pub errors: u64,
     pub disconnects: u64,
+    /// Text frames received over the whole run: with the deliveries and
+    /// acks, how many events a frame carried on average.
+    pub frames: u64,
     /// Every delivery owed, received, lost or repeated.
     pub accounting: Accounting,
     /// Acks and deliveries that arrived within the measured window, per second of it.
@@ -187,6 +190,8 @@ struct Ledger {
     /// Each sender's messages it received.
     received: HashMap<i64, Seen>,
     duplicated: u64,
+    /// Text frames it received.
+    frames: u64,
 }
 
 impl Ledger {
@@ -464,6 +469,7 @@ async fn drive(me: Connection, n: usize, shared: Arc<Shared>, gate: Arc<Semaphor
                     Some(Ok(Message::Close(_)) | Err(_)) | None => { closed_by_server = true; break }
                     Some(Ok(_)) => continue,
                 };
+                ledger.frames += 1;
                 for message in dialect.messages(text.as_str()) {
                     match dialect.classify(message, me.user_id) {
                         Inbound::Ack { n } => {
@@ -601,6 +607,7 @@ pub async fn run(connections: Vec<Connection>, plan: Plan, label: &str) -> anyho
     }
     let seconds = plan.duration.as_secs_f64();
     let latencies = shared.latencies.lock().await;
+    let ledgers = shared.ledgers.lock().await;
     Ok(Measured {
         connections: total,
         failed_connections: failed,
@@ -609,7 +616,8 @@ pub async fn run(connections: Vec<Connection>, plan: Plan, label: &str) -> anyho
         delivered: counters.delivered.load(Ordering::Relaxed),
         errors: counters.errors.load(Ordering::Relaxed),
         disconnects: counters.disconnects.load(Ordering::Relaxed),
-        accounting: account(&shared.ledgers.lock().await),
+        frames: ledgers.iter().map(|ledger| ledger.frames).sum(),
+        accounting: account(&ledgers),
         acked_per_s: counters.acked_in_window.load(Ordering::Relaxed) as f64 / seconds,
         deliveries_per_s: counters.delivered_in_window.load(Ordering::Relaxed) as f64 / seconds,
         latency_ms: Percentiles::of(&latencies),

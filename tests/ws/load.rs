@@ -48,6 +48,11 @@ async fn fanout_delivers_every_message_to_every_other_member() {
     let in_window = (measured.deliveries_per_s * args.duration_secs as f64).round() as u64;
     assert_eq!(measured.latency_samples, in_window, "{measured:?}");
     assert!(!measured.timeline.is_empty());
+    // `batch=1` packs the events that leave together into one frame: a
+    // write takes whole runs (64 events at most) until it holds 64, so
+    // under 128 a frame, and the frames counted lie in between.
+    let events = measured.delivered + measured.acked;
+    assert!((events.div_ceil(128)..=events).contains(&measured.frames), "{measured:?}");
 }
 
 /// The same scenario in seed 000's dialect (`--dialect dating`): every
@@ -65,6 +70,8 @@ async fn fanout_in_the_dating_dialect_delivers_every_message() {
     let accounting = measured.accounting;
     assert_eq!((accounting.expected, accounting.received), (measured.acked * 3, measured.delivered), "{measured:?}");
     assert!(accounting.is_clean() && accounting.unacked_delivered == 0, "{measured:?}");
+    // The dialect sends one event a frame, and a sender its own message too.
+    assert!(measured.frames >= measured.delivered + measured.acked * 2, "{measured:?}");
 }
 
 /// The chat shape `bench compare` measures: private chats, both users
