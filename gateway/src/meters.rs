@@ -5,9 +5,10 @@
 //! server's CPU. These are looked up once per process, on first use (a
 //! server installs its recorder before it serves), and then only counted.
 
-use std::sync::{LazyLock, RwLock};
+use std::sync::LazyLock;
 
 use metrics::{Counter, Histogram};
+use router::Family;
 
 /// Frames read from clients.
 pub(crate) static FRAMES_IN: LazyLock<Counter> = LazyLock::new(|| metrics::counter!("switchboard_ws_frames_in_total"));
@@ -26,34 +27,3 @@ pub(crate) static FANOUT_SECONDS: LazyLock<Histogram> =
 pub(crate) static COMMANDS: Family = Family::new("switchboard_ws_commands_total", "type");
 /// Events queued on devices, by type.
 pub(crate) static DELIVERIES: Family = Family::new("switchboard_ws_deliveries_total", "type");
-
-/// A counter with one label whose values are static strings (command and
-/// event kinds): each value's handle is registered on its first count.
-pub(crate) struct Family {
-    name: &'static str,
-    label: &'static str,
-    handles: RwLock<Vec<(&'static str, Counter)>>,
-}
-
-impl Family {
-    const fn new(name: &'static str, label: &'static str) -> Self {
-        Self { name, label, handles: RwLock::new(Vec::new()) }
-    }
-
-    /// Adds `by` to the counter labelled `value`.
-    pub(crate) fn increment(&self, value: &'static str, by: u64) {
-        if let Ok(handles) = self.handles.read()
-            && let Some((_, counter)) = handles.iter().find(|(known, _)| *known == value)
-        {
-            counter.increment(by);
-            return;
-        }
-        let counter = metrics::counter!(self.name, self.label => value);
-        counter.increment(by);
-        if let Ok(mut handles) = self.handles.write()
-            && !handles.iter().any(|(known, _)| *known == value)
-        {
-            handles.push((value, counter));
-        }
-    }
-}

@@ -20,6 +20,7 @@
 mod bus;
 pub mod calls;
 mod lease;
+mod meters;
 mod presence;
 pub mod redis;
 mod router;
@@ -27,6 +28,7 @@ mod router;
 pub use bus::{BACKPRESSURE_AT, MAX_PUBLISH_WAIT, ROUTER_CAPACITY, Subscription};
 pub use calls::{CallRegistry, DeviceRef, LocalCalls};
 pub use lease::{Lease, SoleLease};
+pub use meters::Family;
 pub use presence::{
     Here, LocalPresence, NodeReport, PRESENCE_CHANGES_CAPACITY, PresenceChange, PresenceError, PresenceRegistry,
 };

@@ -46,11 +46,14 @@ impl Devices {
     }
 }
 
+/// `switchboard_router_published_total`, by event type.
+static PUBLISHED: crate::Family = crate::Family::new("switchboard_router_published_total", "type");
+
 impl Delivery {
     /// Counts this delivery as published (`switchboard_router_published_total`,
     /// by event type), whichever way a router publishes it.
     pub(crate) fn count_published(&self) {
-        metrics::counter!("switchboard_router_published_total", "type" => self.frame.kind()).increment(1);
+        PUBLISHED.increment(self.frame.kind(), 1);
     }
 
     /// `event`, stamped now, for `recipients`.
