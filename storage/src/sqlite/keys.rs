@@ -108,8 +108,8 @@ pub(crate) fn merged(conn: &Connection, sender: UserId, key: &str) -> StoreResul
 }
 
 /// Records, in the open transaction, that message `id` was sent by
-/// `sender` with `key` (which no lookup found a message for). A key whose message
-/// is gone is taken over.
+/// `sender` with `key` (which no lookup found a message for). A key whose
+/// message is gone is taken over.
 pub(crate) fn wrote(conn: &Connection, sender: UserId, key: &str, id: MessageId) -> rusqlite::Result<()> {
     if HELD.with_borrow(Option::is_none) {
         return conn.prepare_cached(MERGED_INSERT)?.execute(params![sender, key, id]).map(drop);
@@ -130,8 +130,9 @@ pub(crate) fn wrote(conn: &Connection, sender: UserId, key: &str, id: MessageId)
 }
 
 /// Writes the open transaction's slice of the running merge, before it
-/// commits: twice as many keys as it appended and at least [`MERGE_STEP`]. The last slice also takes the merge's rows out
-/// of `recent_keys`. A failed write leaves the slice to the next
+/// commits: twice as many keys as it appended and at least
+/// [`MERGE_STEP`]. The last slice also takes the merge's rows out of
+/// `recent_keys`. A failed write leaves the slice to the next
 /// transaction: a key written twice is written the same.
 pub(crate) fn merge_some(conn: &Connection) {
     let outcome = HELD.with_borrow_mut(|held| {
