@@ -14,9 +14,14 @@ pub struct Args {
     /// Pairs of users, each pair in its own private chat.
     #[arg(long, default_value_t = 1)]
     pairs: usize,
-    /// Messages per second each user sends.
-    #[arg(long, default_value_t = 500)]
-    rate: u32,
+    /// Messages per second each user sends (open loop). The default when
+    /// no window is given: 500.
+    #[arg(long, conflicts_with = "window")]
+    rate: Option<u32>,
+    /// Unacknowledged sends each user keeps in flight instead (closed
+    /// loop, for the maximum throughput; `bench compare` uses 1).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    window: Option<u32>,
     /// Seconds of sending that are measured.
     #[arg(long, default_value_t = 10)]
     duration_secs: u64,
@@ -75,15 +80,23 @@ pub async fn measure(
 pub async fn run(common: &Common, args: Args) -> anyhow::Result<Report> {
     let connections = connections(common, Dialect::Switchboard, "", args.pairs).await?;
     let (warmup, duration) = (Duration::from_secs(args.warmup_secs), Duration::from_secs(args.duration_secs));
-    let measured = measure(common, Dialect::Switchboard, Load::Rate(args.rate), warmup, duration, connections).await?;
+    let load = match (args.rate, args.window) {
+        (None, Some(window)) => Load::Window(window),
+        (rate, _) => Load::Rate(rate.unwrap_or(500)),
+    };
+    let measured = measure(common, Dialect::Switchboard, load, warmup, duration, connections).await?;
     let summary = json!({
         "scenario": "chat",
         "pairs": args.pairs,
         "rate_per_user": args.rate,
+        "window": args.window,
         "duration_s": args.duration_secs,
         "warmup_s": args.warmup_secs,
         "measured": &measured,
     });
-    let title = format!("chat: {} pair(s), {} msg/s per user", args.pairs, args.rate);
+    let title = match load {
+        Load::Window(window) => format!("chat: {} pair(s), {window} send(s) in flight per user", args.pairs),
+        Load::Rate(rate) => format!("chat: {} pair(s), {rate} msg/s per user", args.pairs),
+    };
     Ok(Report { summary, timeline: measured.timeline, title })
 }
