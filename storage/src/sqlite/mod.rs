@@ -20,6 +20,7 @@ mod last_seqs;
 mod readers;
 mod rows;
 mod search_index;
+mod seen;
 mod stoppable;
 mod store;
 mod writer;

@@ -13,7 +13,7 @@ use super::rows::{
     self, CHAT_SELECT, CHAT_WIDTH, CONTACT_COLUMNS, FILE_COLUMNS, MEMBER_COLUMNS, MESSAGE_COLUMNS, MESSAGE_VISIBLE,
     NOTIFICATION_COLUMNS, USER_COLUMNS,
 };
-use super::{keys, last_seqs};
+use super::{keys, last_seqs, seen};
 use crate::model::{
     Appended, Chat, ChatId, ChatKind, ChatSummary, ChatUpdate, Contact, ContactUpdate, Cursor, FileId, FileMeta,
     GroupInvites, Joining, Member, MemberRole, Message, MessageId, MessageQuery, Millis, NewChat, NewFile, NewMessage,
@@ -218,6 +218,10 @@ fn scheduled_by_id(conn: &Connection, id: MessageId) -> StoreResult<Option<Messa
 /// The message or scheduled message this sender already sent with this key.
 fn original_of(conn: &Connection, sender_id: UserId, client_id: Option<&str>) -> StoreResult<Option<Message>> {
     let Some(client_id) = client_id else { return Ok(None) };
+    // A key the writer's filters never saw names nothing (see `seen`).
+    if !seen::may_have_seen(sender_id, client_id) {
+        return Ok(None);
+    }
     if let Some(original) = message_by_client(conn, sender_id, client_id)? {
         return Ok(Some(original));
     }
@@ -246,6 +250,9 @@ fn schedule(conn: &Connection, ids: &crate::IdGenerator, new: &NewMessage) -> St
         return Err(StoreError::ChatNotFound(new.chat_id));
     }
     let id = ids.next_id();
+    if let Some(key) = new.client_message_id.as_deref() {
+        seen::writing(new.sender_id, key);
+    }
     conn.prepare_cached(
         "INSERT INTO scheduled_messages (id, chat_id, sender_id, client_message_id, kind, content, file_name, \
          file_size, file_url, thumbnail, reply_to_id, forward_from, ttl, send_at, is_silent, created_at, media) \
@@ -387,6 +394,7 @@ fn insert_message(conn: &Connection, id: MessageId, new: &NewMessage) -> Result<
     })?;
     last_seqs::wrote(new.chat_id, seq);
     if let Some(key) = new.client_message_id.as_deref() {
+        seen::writing(new.sender_id, key);
         keys::wrote(conn, new.sender_id, key, id).map_err(broken)?;
     }
     // Queued for the search index in commit order (see search_index.rs).

@@ -15,7 +15,7 @@ use rusqlite::Connection;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{keys, last_seqs};
+use super::{keys, last_seqs, seen};
 use crate::StoreError;
 
 /// How many writes may wait for the writer. When it is full, callers wait
@@ -167,6 +167,9 @@ impl Writer {
             if alone {
                 last_seqs::hold();
                 keys::hold();
+                if let Some(path) = conn.path().filter(|path| !path.is_empty()) {
+                    seen::hold(std::path::Path::new(path));
+                }
             }
             writer_loop(&conn, rx, &idle, &due, background, ended);
         })?;
