@@ -34,9 +34,13 @@ use crate::model::UserId;
 /// False positives per filter: a key taken for seen is looked up, as
 /// every key was before.
 const FALSE_POSITIVES: f64 = 0.005;
-/// Keys the writer's first filter takes; each next one takes twice as
-/// many as the one before.
-const FIRST_FILTER: usize = 1 << 16;
+/// Keys the writer's first filter takes (about 1.4 MiB); each next one
+/// takes twice as many as the one before. Every lookup reads each filter,
+/// so they start large enough to stay few.
+const FIRST_FILTER: usize = 1 << 20;
+
+/// One hash per key, which each filter derives its bits from.
+type KeyHasher = foldhash::quality::RandomState;
 
 /// The keys a file holds, in one statement each.
 const KEYS_IN_FILE: [&str; 2] = [
@@ -49,8 +53,7 @@ thread_local! {
 }
 
 struct Seen {
-    /// One hash per key, for every filter (each derives its bits from it).
-    hasher: std::hash::RandomState,
+    hasher: KeyHasher,
     /// The keys in the file when it opened, once read...
     opened: Option<BloomFilter>,
     /// ...from the thread reading them (`None` once it answered or failed).
@@ -110,7 +113,7 @@ fn filter_for(keys: usize) -> BloomFilter {
 /// `path`) keep the filters from now on, and starts reading the keys in
 /// the file into them.
 pub(crate) fn hold(path: &Path) {
-    let hasher = std::hash::RandomState::new();
+    let hasher = KeyHasher::default();
     let (answer, arriving) = std::sync::mpsc::sync_channel(1);
     let reading = hasher.clone();
     let path = path.to_owned();
@@ -148,7 +151,7 @@ pub(crate) fn hold(path: &Path) {
 }
 
 /// A filter of the keys in the file at `path`, and how many it read.
-fn keys_in_file(path: &Path, hasher: &std::hash::RandomState) -> Result<(BloomFilter, usize), StoreError> {
+fn keys_in_file(path: &Path, hasher: &KeyHasher) -> Result<(BloomFilter, usize), StoreError> {
     let conn = Connection::open_with_flags(
         path,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -278,21 +281,22 @@ mod tests {
 
     #[test]
     fn the_written_filters_grow_and_forget_nothing() {
+        const FIRST: usize = 1 << 12;
         let (_answer, arriving) = std::sync::mpsc::sync_channel(1);
         let mut seen = Seen {
-            hasher: std::hash::RandomState::new(),
+            hasher: KeyHasher::default(),
             opened: Some(filter_for(0)),
             arriving: Some(arriving),
-            written: vec![filter_for(FIRST_FILTER)],
-            room: FIRST_FILTER,
-            capacity: FIRST_FILTER,
+            written: vec![filter_for(FIRST)],
+            room: FIRST,
+            capacity: FIRST,
         };
-        let keys = 4 * FIRST_FILTER;
+        let keys = 4 * FIRST;
         for n in 0..keys {
             let hash = seen.hash(n as i64 % 97, &format!("key-{n}"));
             seen.add(hash);
         }
-        assert_eq!(seen.written.len(), 3, "64k, then 128k, then 256k keys");
+        assert_eq!(seen.written.len(), 3, "a filter, then one twice its size, then one four times");
         for n in 0..keys {
             let hash = seen.hash(n as i64 % 97, &format!("key-{n}"));
             assert!(seen.may_have(hash), "key-{n} was written");
