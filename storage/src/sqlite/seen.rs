@@ -279,6 +279,32 @@ mod tests {
         store.shutdown().await.unwrap();
     }
 
+    /// Until the file's keys arrive, and for good when reading them
+    /// failed, every key may have been seen: each is looked up.
+    #[test]
+    fn without_the_files_keys_every_key_is_looked_up() {
+        let (answer, arriving) = std::sync::mpsc::sync_channel(1);
+        let mut seen = Seen {
+            hasher: KeyHasher::default(),
+            opened: None,
+            arriving: Some(arriving),
+            written: vec![filter_for(16)],
+            room: 16,
+            capacity: 16,
+        };
+        let new = seen.hash(1, "new");
+        assert!(seen.may_have(new), "the file's keys have not arrived");
+        answer.send(filter_for(0)).unwrap();
+        assert!(!seen.may_have(new), "they arrived without it");
+
+        let (answer, arriving) = std::sync::mpsc::sync_channel::<BloomFilter>(1);
+        seen.opened = None;
+        seen.arriving = Some(arriving);
+        drop(answer);
+        assert!(seen.may_have(new), "the reading thread failed");
+        assert!(seen.may_have(new) && seen.arriving.is_none(), "and stays failed");
+    }
+
     #[test]
     fn the_written_filters_grow_and_forget_nothing() {
         const FIRST: usize = 1 << 12;
