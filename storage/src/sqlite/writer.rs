@@ -155,7 +155,9 @@ impl Writer {
     /// answers whether it has more to do. `ended` runs after each
     /// transaction, before its callers hear of it. `alone`: no other
     /// process writes the file, so the writer keeps each chat's last seq
-    /// (see [`super::last_seqs`]).
+    /// (see [`super::last_seqs`]), the message keys appended since their
+    /// last merge ([`super::keys`]) and filters of every key a resend
+    /// could name ([`super::seen`]).
     pub(crate) fn spawn(conn: Connection, background: Background, ended: Ended, alone: bool) -> std::io::Result<Self> {
         let (queue, rx) = mpsc::channel(WRITE_QUEUE_DEPTH);
         let checkpoint_due = Arc::new(AtomicBool::new(false));
