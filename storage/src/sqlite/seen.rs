@@ -26,7 +26,6 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::Instant;
 
 use fastbloom::BloomFilter;
-use rusqlite::Connection;
 
 use crate::StoreError;
 use crate::model::UserId;
@@ -152,11 +151,7 @@ pub(crate) fn hold(path: &Path) {
 
 /// A filter of the keys in the file at `path`, and how many it read.
 fn keys_in_file(path: &Path, hasher: &KeyHasher) -> Result<(BloomFilter, usize), StoreError> {
-    let conn = Connection::open_with_flags(
-        path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let conn = super::open_reader(path)?;
     // One snapshot for the count and the keys.
     let tx = conn.unchecked_transaction()?;
     let count: i64 = tx.query_row(
