@@ -65,6 +65,19 @@ struct Seen {
 }
 
 impl Seen {
+    /// Filters waiting for the file's keys from `arriving`, the writer's
+    /// first one taking `first` keys.
+    fn new(hasher: KeyHasher, arriving: Receiver<BloomFilter>, first: usize) -> Self {
+        Self {
+            hasher,
+            opened: None,
+            arriving: Some(arriving),
+            written: vec![filter_for(first)],
+            room: first,
+            capacity: first,
+        }
+    }
+
     fn hash(&self, sender: UserId, key: &str) -> u64 {
         self.hasher.hash_one((sender, key))
     }
@@ -137,16 +150,7 @@ pub(crate) fn hold(path: &Path) {
     if let Err(error) = spawned {
         tracing::warn!(%error, "no thread to read the message keys; every keyed send looks for its original");
     }
-    SEEN.with_borrow_mut(|seen| {
-        *seen = Some(Seen {
-            hasher,
-            opened: None,
-            arriving: Some(arriving),
-            written: vec![filter_for(FIRST_FILTER)],
-            room: FIRST_FILTER,
-            capacity: FIRST_FILTER,
-        });
-    });
+    SEEN.with_borrow_mut(|seen| *seen = Some(Seen::new(hasher, arriving, FIRST_FILTER)));
 }
 
 /// A filter of the keys in the file at `path`, and how many it read.
@@ -279,14 +283,7 @@ mod tests {
     #[test]
     fn without_the_files_keys_every_key_is_looked_up() {
         let (answer, arriving) = std::sync::mpsc::sync_channel(1);
-        let mut seen = Seen {
-            hasher: KeyHasher::default(),
-            opened: None,
-            arriving: Some(arriving),
-            written: vec![filter_for(16)],
-            room: 16,
-            capacity: 16,
-        };
+        let mut seen = Seen::new(KeyHasher::default(), arriving, 16);
         let new = seen.hash(1, "new");
         assert!(seen.may_have(new), "the file's keys have not arrived");
         answer.send(filter_for(0)).unwrap();
@@ -304,14 +301,8 @@ mod tests {
     fn the_written_filters_grow_and_forget_nothing() {
         const FIRST: usize = 1 << 12;
         let (_answer, arriving) = std::sync::mpsc::sync_channel(1);
-        let mut seen = Seen {
-            hasher: KeyHasher::default(),
-            opened: Some(filter_for(0)),
-            arriving: Some(arriving),
-            written: vec![filter_for(FIRST)],
-            room: FIRST,
-            capacity: FIRST,
-        };
+        let mut seen = Seen::new(KeyHasher::default(), arriving, FIRST);
+        seen.opened = Some(filter_for(0));
         let keys = 4 * FIRST;
         for n in 0..keys {
             let hash = seen.hash(n as i64 % 97, &format!("key-{n}"));
