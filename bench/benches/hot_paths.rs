@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// A `message.new` as the gateway sends it (the full message view).
 fn message_new() -> ServerEvent {
-    ServerEvent::MessageNew(Box::new(MessageView {
+    ServerEvent::MessageNew(Arc::new(MessageView {
         id: 373_504_966_967_296,
         chat_id: 42,
         seq: 1234,

@@ -3,6 +3,8 @@
 //! payload as `data`, serialised straight from these types (no
 //! intermediate JSON value).
 
+use std::sync::Arc;
+
 use serde::{Serialize, Serializer};
 
 use crate::kinds;
@@ -38,7 +40,8 @@ pub struct ErrorData {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MessageAck {
     pub client_message_id: Option<String>,
-    pub message: MessageView,
+    /// The view the message's `message.new` carries, shared with it.
+    pub message: Arc<MessageView>,
     /// A retry of a `client_message_id` already stored: this is the original.
     pub duplicate: bool,
 }
@@ -270,7 +273,8 @@ pub enum ServerEvent {
     Connect(Connected),
     Error(ErrorData),
     Pong(Pong),
-    MessageNew(Box<MessageView>),
+    /// Shared with the sender's `message.ack`: a message's view is built once.
+    MessageNew(Arc<MessageView>),
     MessageAck(Box<MessageAck>),
     MessageEdit(MessageEdited),
     MessageDelete(MessageDeleted),

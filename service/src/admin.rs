@@ -300,7 +300,7 @@ impl Admin {
                     serde_json::from_value(serde_json::json!({ "type": "text", "content": content, "extra": extra }))
                         .map_err(|error| ServiceError::Invalid(error.to_string()))?;
                 let request = crate::new_message(command, chat_id, sender)?;
-                Ok(self.deps.pipeline.send(request).await?.view)
+                Ok(std::sync::Arc::unwrap_or_clone(self.deps.pipeline.send(request).await?.view))
             }
             other => Err(ServiceError::Invalid(format!("type must be system or text, not {other:?}"))),
         }

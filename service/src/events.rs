@@ -1,6 +1,8 @@
 //! The events the use cases publish, each built in exactly one place so
 //! that every transport (and every dialect mapping them) sees one shape.
 
+use std::sync::Arc;
+
 use protocol::ServerEvent;
 use protocol::server::{
     ChatUpdated, MemberRemoved, MembersAdded, MessageDeleted, MessageEdited, MessagePinned, MessageStatus,
@@ -13,8 +15,8 @@ use storage::model::{ChatId, Message, MessageId, Seq, UserId};
 pub use protocol::server::Receipt;
 
 /// `message.new`: the message as every member sees it on arrival.
-pub fn message_new(view: &MessageView) -> ServerEvent {
-    ServerEvent::MessageNew(Box::new(view.clone()))
+pub fn message_new(view: &Arc<MessageView>) -> ServerEvent {
+    ServerEvent::MessageNew(Arc::clone(view))
 }
 
 /// `message.status`: `user_id` has received (or read up to) `message_id`.

@@ -45,8 +45,9 @@ impl Default for SendLimits {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sent {
     pub message: Message,
-    /// The message as `message.new` carried it (sender included).
-    pub view: MessageView,
+    /// The message as `message.new` carried it (sender included), the
+    /// same view the event holds.
+    pub view: Arc<MessageView>,
     /// The sender had sent this `client_message_id` before: this is the
     /// original, and nothing was delivered again.
     pub duplicate: bool,
@@ -196,7 +197,7 @@ pub struct QueuedSends {
 
 /// The views of a batch's messages whose `message.new` the store's writer
 /// published, by slot.
-type Published = Arc<Mutex<Vec<Option<MessageView>>>>;
+type Published = Arc<Mutex<Vec<Option<Arc<MessageView>>>>>;
 
 impl std::fmt::Debug for QueuedSends {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -524,7 +525,7 @@ impl SendPipeline {
         appended: Appended,
         context: &SendContext,
         origin: Option<DeviceRef>,
-        published: Option<MessageView>,
+        published: Option<Arc<MessageView>>,
     ) -> ServiceResult<Sent> {
         let duplicate = matches!(appended, Appended::Duplicate(_));
         let message = appended.into_message();
@@ -547,7 +548,7 @@ impl SendPipeline {
                 std::slice::from_ref(&message),
             )
             .await?;
-            seen.into_iter().next().unwrap_or_else(|| new_view(&message, context))
+            seen.into_iter().next().map_or_else(|| new_view(&message, context), Arc::new)
         } else if let Some(view) = published {
             self.announced(&view, context);
             view
@@ -564,7 +565,7 @@ impl SendPipeline {
     /// `message.new` to every member of the context's chat (the sender's
     /// other devices included) except those who have blocked the sender,
     /// and except the sending device `origin` when given.
-    async fn publish_new(&self, view: &MessageView, context: &SendContext, origin: Option<DeviceRef>) {
+    async fn publish_new(&self, view: &Arc<MessageView>, context: &SendContext, origin: Option<DeviceRef>) {
         self.announced(view, context);
         if let Err(error) = self.router.publish(new_delivery(view, context, origin)).await {
             // The store has it; clients recover it with sync.
@@ -731,8 +732,8 @@ impl SendPipeline {
 
 /// A message of the context's chat as `message.new` carries it: unread,
 /// with no reactions yet.
-fn new_view(message: &Message, context: &SendContext) -> MessageView {
-    views::message(message, context.sender.as_deref(), false, &[])
+fn new_view(message: &Message, context: &SendContext) -> Arc<MessageView> {
+    Arc::new(views::message(message, context.sender.as_deref(), false, &[]))
 }
 
 /// Who gets a message of the context's chat: its members, except those
@@ -742,7 +743,7 @@ fn recipients(context: &SendContext) -> Vec<UserId> {
 }
 
 /// `message.new` of `view` to the [`recipients`], every device but `origin`.
-fn new_delivery(view: &MessageView, context: &SendContext, origin: Option<DeviceRef>) -> Delivery {
+fn new_delivery(view: &Arc<MessageView>, context: &SendContext, origin: Option<DeviceRef>) -> Delivery {
     let audience = audience(&context.chat, &context.members);
     let mut delivery = Delivery::about(recipients(context), events::message_new(view), audience);
     if let Some(origin) = origin {

@@ -59,6 +59,10 @@ pub fn message(message: &Message, sender_user: Option<&User>, is_read: bool, rea
     } else {
         serde_json::from_str(&message.media).unwrap_or_default()
     };
+    let created_at = to_iso(message.created_at);
+    // A message never edited was updated when it was created: one formatting.
+    let updated_at =
+        if message.updated_at == message.created_at { created_at.clone() } else { to_iso(message.updated_at) };
     MessageView {
         id: message.id,
         chat_id: message.chat_id,
@@ -81,8 +85,8 @@ pub fn message(message: &Message, sender_user: Option<&User>, is_read: bool, rea
         expires_at: message.expires_at.map(to_iso),
         send_at: message.send_at.map(to_iso),
         is_silent: message.is_silent,
-        created_at: to_iso(message.created_at),
-        updated_at: to_iso(message.updated_at),
+        created_at,
+        updated_at,
         sender: sender_user.map(sender),
         reactions: reactions
             .iter()

@@ -73,7 +73,7 @@ pub(crate) async fn send(
     caller: Caller,
     Path(chat_id): Path<i64>,
     Body(body): Body<SendMessage>,
-) -> Result<Json<ApiResponse<MessageView>>, ApiFailure> {
+) -> Result<Json<ApiResponse<std::sync::Arc<MessageView>>>, ApiFailure> {
     let sent = state.services.messages.send(caller.user_id, chat_id, body).await?;
     Ok(ok("消息发送成功", sent.view))
 }
