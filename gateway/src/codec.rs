@@ -68,6 +68,13 @@ pub fn encode(event: &ServerEvent, reference: Option<&str>, encoding: Encoding) 
     message(protocol::frame::encode(event, reference, protocol::time::now_millis(), encoding), encoding)
 }
 
+/// A command's reply in `encoding`, stamped now (an ack reuses the bytes of
+/// its message's `message.new`); `None` as for [`encode`].
+pub(crate) fn encode_reply(reply: &crate::commands::Reply, encoding: Encoding) -> Option<Message> {
+    let (event, reference, at) = (&reply.event, reply.reference.as_deref(), protocol::time::now_millis());
+    message(protocol::frame::encode_reply(event, reply.announced.as_ref(), reference, at, encoding), encoding)
+}
+
 /// Frames that leave together, packed for a connection that asked for it
 /// (`/ws?batch=1`): each run of text frames becomes one frame, a line per
 /// frame (JSON frames hold no line breaks of their own), and each run of

@@ -26,11 +26,14 @@ const THROTTLED_BEFORE_CLOSE: u32 = 100;
 pub(crate) struct Reply {
     pub(crate) event: ServerEvent,
     pub(crate) reference: Option<String>,
+    /// For an ack, the `message.new` frame of the same view, whose bytes
+    /// the ack reuses ([`protocol::frame::encode_reply`]).
+    pub(crate) announced: Option<protocol::Frame>,
 }
 
 impl Reply {
     pub(crate) fn to(reference: Option<&str>, event: ServerEvent) -> Self {
-        Self { event, reference: reference.map(str::to_owned) }
+        Self { event, reference: reference.map(str::to_owned), announced: None }
     }
 }
 
@@ -402,7 +405,7 @@ fn send_request(
 fn ack(reference: Option<&str>, sent: service::Sent) -> Reply {
     let ack =
         MessageAck { client_message_id: sent.message.client_message_id, message: sent.view, duplicate: sent.duplicate };
-    Reply::to(reference, ServerEvent::MessageAck(Box::new(ack)))
+    Reply { announced: sent.announced, ..Reply::to(reference, ServerEvent::MessageAck(Box::new(ack))) }
 }
 
 /// `reaction.add` / `reaction.remove`: the event is this device's reply;

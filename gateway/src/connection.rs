@@ -174,8 +174,7 @@ async fn answer(
         Outcome::Close(code, reason) => (Vec::new(), Some((code, reason))),
         Outcome::Closing(replies, code, reason) => (replies, Some((code, reason))),
     };
-    let mut frames: Vec<Message> =
-        replies.iter().filter_map(|reply| codec::encode(&reply.event, reply.reference.as_deref(), encoding)).collect();
+    let mut frames: Vec<Message> = replies.iter().filter_map(|reply| codec::encode_reply(reply, encoding)).collect();
     // Events queued for the connection leave in the same write as its
     // replies. A batch's acks come when its messages are published, so
     // with echo on, the sender's own `message.new` is queued within one

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::compact::Pruned;
 use crate::dialect::{Audience, Dialect};
-use crate::server::{Data, ServerEvent};
+use crate::server::{Data, MessageAck, ServerEvent};
 use crate::time::{Millis, now_millis, to_iso};
 
 /// The subprotocol a client offers to speak MessagePack.
@@ -93,6 +93,84 @@ pub fn encode(event: &ServerEvent, reference: Option<&str>, at: Millis, encoding
         }
     }
 }
+
+/// [`encode`] of a reply that may be a `message.ack` whose view is the
+/// data of `announced`, the message's `message.new` frame: in JSON text
+/// (full or compact) the ack then takes the view's bytes from that frame,
+/// encoded once for the message's recipients, instead of serialising the
+/// view a second time. The bytes are those [`encode`] would write.
+pub fn encode_reply(
+    event: &ServerEvent,
+    announced: Option<&Frame>,
+    reference: Option<&str>,
+    at: Millis,
+    encoding: Encoding,
+) -> Bytes {
+    if let (ServerEvent::MessageAck(ack), Some(announced)) = (event, announced)
+        && let Some(spliced) = spliced_ack(ack, announced, reference, at, encoding)
+    {
+        return spliced;
+    }
+    encode(event, reference, at, encoding)
+}
+
+/// The ack of [`encode_reply`] around the view's bytes in `announced`;
+/// `None` when `announced` does not carry this very view or the encoding
+/// is not JSON text.
+fn spliced_ack(
+    ack: &MessageAck,
+    announced: &Frame,
+    reference: Option<&str>,
+    at: Millis,
+    encoding: Encoding,
+) -> Option<Bytes> {
+    let compact = match encoding {
+        Encoding::Json => false,
+        Encoding::CompactJson => true,
+        Encoding::MsgPack | Encoding::Dialect(_) => return None,
+    };
+    match announced.event() {
+        Some(ServerEvent::MessageNew(view)) if Arc::ptr_eq(view, &ack.message) => {}
+        _ => return None,
+    }
+    let frame = announced.bytes(encoding);
+    // `encode` writes `type`, then `data`, then `timestamp`, whose value
+    // (a plain ISO string) is the frame's last: what lies between is the view.
+    let after_kind = frame.strip_prefix(br#"{"type":"message.new","data":"#)?;
+    let timestamp = after_kind.windows(TIMESTAMP.len()).rposition(|window| window == TIMESTAMP)?;
+    let view = &after_kind[..timestamp];
+    // The members `Pruned` leaves out are those at their default: a
+    // `None` id and `duplicate: false`; `ref` is written whenever given.
+    let mut out = Vec::with_capacity(view.len() + 160);
+    out.extend_from_slice(br#"{"type":"message.ack","#);
+    if let Some(reference) = reference {
+        out.extend_from_slice(br#""ref":"#);
+        serde_json::to_writer(&mut out, reference).ok()?;
+        out.push(b',');
+    }
+    out.extend_from_slice(br#""data":{"#);
+    match &ack.client_message_id {
+        Some(id) => {
+            out.extend_from_slice(br#""client_message_id":"#);
+            serde_json::to_writer(&mut out, id).ok()?;
+            out.push(b',');
+        }
+        None if !compact => out.extend_from_slice(br#""client_message_id":null,"#),
+        None => {}
+    }
+    out.extend_from_slice(br#""message":"#);
+    out.extend_from_slice(view);
+    if ack.duplicate || !compact {
+        out.extend_from_slice(if ack.duplicate { br#","duplicate":true"# } else { br#","duplicate":false"# });
+    }
+    out.extend_from_slice(br#"},"timestamp":"#);
+    serde_json::to_writer(&mut out, &to_iso(at)).ok()?;
+    out.push(b'}');
+    Some(Bytes::from(out))
+}
+
+/// What precedes the timestamp in a JSON frame [`encode`] wrote.
+const TIMESTAMP: &[u8] = br#","timestamp":"#;
 
 /// A server event for many recipients: encoded lazily, at most once per
 /// wire format, and shared by reference (`Bytes`) afterwards. A frame that
@@ -274,6 +352,75 @@ mod tests {
         assert!(json.starts_with(br#"{"type":"call.ringing","data":"#), "type first: {json:?}");
         assert_eq!(super::json_kind(std::str::from_utf8(&json).unwrap()), Some("call.ringing"));
         assert_eq!(super::json_kind(r#"{"data":{},"type":"x"}"#), None, "only this encoder's frames");
+    }
+
+    /// A message view whose content holds what could confuse a splice:
+    /// the envelope's own member names, quotes, a line break.
+    fn tricky_view(client_message_id: Option<&str>) -> std::sync::Arc<crate::views::MessageView> {
+        let content = r#"he said "hi", then ,"timestamp":"x"} and
+left"#;
+        let view = serde_json::from_value(serde_json::json!({
+            "id": 77, "chat_id": 9, "seq": 3, "sender_id": 2, "client_message_id": client_message_id,
+            "content": content, "type": "text", "file_name": "", "file_size": 0, "file_url": "",
+            "thumbnail": "", "is_read": false, "is_edited": false, "is_deleted": false, "is_pinned": false,
+            "reply_to_id": null, "forward_from": null, "ttl": 0, "expires_at": null, "send_at": null,
+            "is_silent": false, "created_at": "2026-12-07T01:00:00.000Z", "updated_at": "2026-12-07T01:00:00.000Z",
+            "sender": {"id": 2, "username": "two", "nickname": "", "avatar": ""}, "reactions": [],
+            "extra": {"timestamp": 1}
+        }))
+        .unwrap();
+        std::sync::Arc::new(view)
+    }
+
+    #[test]
+    fn an_ack_spliced_from_its_message_new_is_the_ack_encode_writes() {
+        use crate::server::MessageAck;
+        for id in [None, Some("c-1"), Some(""), Some("q\"uote")] {
+            let view = tricky_view(id);
+            let announced = Frame::stamped(ServerEvent::MessageNew(view.clone()), 5);
+            for duplicate in [false, true] {
+                let ack = MessageAck { client_message_id: id.map(str::to_owned), message: view.clone(), duplicate };
+                let event = ServerEvent::MessageAck(Box::new(ack.clone()));
+                for reference in [None, Some("17"), Some(""), Some("a\"b")] {
+                    for encoding in [Encoding::Json, Encoding::CompactJson, Encoding::MsgPack] {
+                        let whole = encode(&event, reference, 1_234, encoding);
+                        let case = format!("{id:?} {duplicate} {reference:?} {encoding:?}");
+                        match super::spliced_ack(&ack, &announced, reference, 1_234, encoding) {
+                            Some(spliced) => assert_eq!(spliced, whole, "{case}"),
+                            None => assert_eq!(encoding, Encoding::MsgPack, "JSON text is spliced: {case}"),
+                        }
+                        let reply = super::encode_reply(&event, Some(&announced), reference, 1_234, encoding);
+                        assert_eq!(reply, whole, "{case}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_ack_is_spliced_only_from_the_frame_of_its_own_view() {
+        use crate::server::MessageAck;
+        let (view, twin) = (tricky_view(Some("c-1")), tricky_view(Some("c-1")));
+        let ack = ServerEvent::MessageAck(Box::new(MessageAck {
+            client_message_id: Some("c-1".into()),
+            message: view.clone(),
+            duplicate: false,
+        }));
+        let mut edited = (*twin).clone();
+        edited.content = "another text".into();
+        let others = [
+            Frame::stamped(ServerEvent::MessageNew(std::sync::Arc::new(edited)), 5),
+            Frame::stamped(ServerEvent::CallRinging(CallRinging { call_id: "c".into() }), 5),
+            // A frame that crossed nodes has no view to compare.
+            Frame::encoded("message.new", 5, "{}".into(), Bytes::default(), Audience::default()),
+        ];
+        for other in &others {
+            let reply = super::encode_reply(&ack, Some(other), Some("1"), 9, Encoding::Json);
+            assert_eq!(reply, encode(&ack, Some("1"), 9, Encoding::Json), "{other:?}");
+        }
+        let read: serde_json::Value =
+            serde_json::from_slice(&super::encode_reply(&ack, Some(&others[0]), None, 9, Encoding::Json)).unwrap();
+        assert_eq!(read["data"]["message"]["content"], view.content, "the ack's own view, not the other frame's");
     }
 
     #[test]

@@ -2,8 +2,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use metrics::Counter;
-use protocol::ServerEvent;
 use protocol::time::now_millis;
+use protocol::{Frame, ServerEvent};
 use storage::model::{Appended, ChatId, ChatKind, FileId, Member, Message, MessageKind, Millis, NewMessage, UserId};
 use storage::{Store, StoreError};
 
@@ -42,12 +42,16 @@ impl Default for SendLimits {
 }
 
 /// What a send did.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Sent {
     pub message: Message,
     /// The message as `message.new` carried it (sender included), the
     /// same view the event holds.
     pub view: Arc<MessageView>,
+    /// The `message.new` frame of `view`, when this send published one: an
+    /// ack in JSON takes the view's bytes from it
+    /// ([`protocol::frame::encode_reply`]).
+    pub announced: Option<Frame>,
     /// The sender had sent this `client_message_id` before: this is the
     /// original, and nothing was delivered again.
     pub duplicate: bool,
@@ -197,7 +201,7 @@ pub struct QueuedSends {
 
 /// The views of a batch's messages whose `message.new` the store's writer
 /// published, by slot.
-type Published = Arc<Mutex<Vec<Option<Arc<MessageView>>>>>;
+type Published = Arc<Mutex<Vec<Option<(Arc<MessageView>, Frame)>>>>;
 
 impl std::fmt::Debug for QueuedSends {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -430,8 +434,10 @@ impl SendPipeline {
                     // Duplicates are not delivered again; this path schedules nothing.
                     let Ok(Appended::New(message)) = appended else { return None };
                     let view = new_view(message, context);
-                    router.publish_now(new_delivery(&view, context, Some(origin)));
-                    Some(view)
+                    let delivery = new_delivery(&view, context, Some(origin));
+                    let frame = delivery.frame.clone();
+                    router.publish_now(delivery);
+                    Some((view, frame))
                 })
                 .collect();
             *published.lock().unwrap_or_else(PoisonError::into_inner) = views;
@@ -525,7 +531,7 @@ impl SendPipeline {
         appended: Appended,
         context: &SendContext,
         origin: Option<DeviceRef>,
-        published: Option<Arc<MessageView>>,
+        published: Option<(Arc<MessageView>, Frame)>,
     ) -> ServiceResult<Sent> {
         let duplicate = matches!(appended, Appended::Duplicate(_));
         let message = appended.into_message();
@@ -538,7 +544,7 @@ impl SendPipeline {
             &SENT_NEW
         };
         sent.increment(1);
-        let view = if duplicate && !scheduled {
+        let (view, announced) = if duplicate && !scheduled {
             // The context's read markers may be behind: read them now.
             let members = self.store.members(message.chat_id).await?;
             let seen = views::messages_seen_by(
@@ -548,29 +554,33 @@ impl SendPipeline {
                 std::slice::from_ref(&message),
             )
             .await?;
-            seen.into_iter().next().map_or_else(|| new_view(&message, context), Arc::new)
-        } else if let Some(view) = published {
+            (seen.into_iter().next().map_or_else(|| new_view(&message, context), Arc::new), None)
+        } else if let Some((view, frame)) = published {
             self.announced(&view, context);
-            view
+            (view, Some(frame))
         } else {
             let view = new_view(&message, context);
-            if !duplicate && !scheduled {
-                self.publish_new(&view, context, origin).await;
-            }
-            view
+            let frame =
+                if duplicate || scheduled { None } else { Some(self.publish_new(&view, context, origin).await) };
+            (view, frame)
         };
-        Ok(Sent { message, view, duplicate, scheduled, audience: audience(&context.chat, &context.members) })
+        let audience = audience(&context.chat, &context.members);
+        Ok(Sent { message, view, announced, duplicate, scheduled, audience })
     }
 
     /// `message.new` to every member of the context's chat (the sender's
     /// other devices included) except those who have blocked the sender,
     /// and except the sending device `origin` when given.
-    async fn publish_new(&self, view: &Arc<MessageView>, context: &SendContext, origin: Option<DeviceRef>) {
+    /// Answers the event's frame.
+    async fn publish_new(&self, view: &Arc<MessageView>, context: &SendContext, origin: Option<DeviceRef>) -> Frame {
         self.announced(view, context);
-        if let Err(error) = self.router.publish(new_delivery(view, context, origin)).await {
+        let delivery = new_delivery(view, context, origin);
+        let frame = delivery.frame.clone();
+        if let Err(error) = self.router.publish(delivery).await {
             // The store has it; clients recover it with sync.
             tracing::warn!(%error, "message.new not published");
         }
+        frame
     }
 
     /// Counts a new message whose `message.new` is published, and tells
