@@ -1,7 +1,8 @@
 //! `cargo bench -p bench`: the hot pieces of a message's way through the
 //! engine, each on its own.
 //! - `codec`: a `message.new` frame encoded, and a `message.send` frame decoded
-//!   into its typed command, JSON and MessagePack;
+//!   into its typed command, JSON and MessagePack; the sender's `message.ack`
+//!   encoded whole, and with the view's bytes from its `message.new`;
 //! - `fanout`: the real fan-out step queuing one event on 1,000 local connections;
 //! - `sequencer`: durable appends to one hot chat, seq handed out in the
 //!   writer's transaction (SQLite, `synchronous = FULL`), 64 senders at once;
@@ -14,6 +15,7 @@ use storage::prelude::*;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use gateway::bench_support::LocalConnections;
+use protocol::server::MessageAck;
 use protocol::time::now_millis;
 use protocol::views::{MessageView, SenderView};
 use protocol::{Encoding, ServerEvent};
@@ -100,6 +102,24 @@ fn codec(c: &mut Criterion) {
         };
         group.bench_function(format!("decode_send_{name}"), |b| {
             b.iter(|| gateway::decode_as(&frame, encoding).unwrap());
+        });
+    }
+    // The sender's ack: its view serialised again, or taken from the
+    // `message.new` frame its recipients were sent (encoded already).
+    let ServerEvent::MessageNew(view) = &event else { unreachable!("message_new is a message.new") };
+    let ack = ServerEvent::MessageAck(Box::new(MessageAck {
+        client_message_id: view.client_message_id.clone(),
+        message: view.clone(),
+        duplicate: false,
+    }));
+    let announced = protocol::Frame::new(event.clone());
+    for (name, encoding) in [("json", Encoding::Json), ("compact", Encoding::CompactJson)] {
+        announced.bytes(encoding);
+        group.bench_function(format!("encode_ack_{name}"), |b| {
+            b.iter(|| protocol::frame::encode(&ack, Some("1234"), 0, encoding));
+        });
+        group.bench_function(format!("encode_ack_{name}_from_message_new"), |b| {
+            b.iter(|| protocol::frame::encode_reply(&ack, Some(&announced), Some("1234"), 0, encoding));
         });
     }
     group.finish();
