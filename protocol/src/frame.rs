@@ -400,13 +400,13 @@ left"#;
     #[test]
     fn an_ack_is_spliced_only_from_the_frame_of_its_own_view() {
         use crate::server::MessageAck;
-        let (view, twin) = (tricky_view(Some("c-1")), tricky_view(Some("c-1")));
+        let view = tricky_view(Some("c-1"));
         let ack = ServerEvent::MessageAck(Box::new(MessageAck {
             client_message_id: Some("c-1".into()),
             message: view.clone(),
             duplicate: false,
         }));
-        let mut edited = (*twin).clone();
+        let mut edited = (*view).clone();
         edited.content = "another text".into();
         let others = [
             Frame::stamped(ServerEvent::MessageNew(std::sync::Arc::new(edited)), 5),

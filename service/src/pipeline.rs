@@ -585,7 +585,7 @@ impl SendPipeline {
 
     /// Counts a new message whose `message.new` is published, and tells
     /// the webhooks of it.
-    fn announced(&self, view: &MessageView, context: &SendContext) {
+    fn announced(&self, view: &Arc<MessageView>, context: &SendContext) {
         self.sent.fetch_add(1, Ordering::Relaxed);
         if self.hooks.enabled() {
             self.tell_hooks(view, &recipients(context));
@@ -594,9 +594,9 @@ impl SendPipeline {
 
     /// `message.created` with the recipients (the sender aside) who had no
     /// live device: asked of the presence registry off the send's path.
-    fn tell_hooks(&self, view: &MessageView, recipients: &[UserId]) {
+    fn tell_hooks(&self, view: &Arc<MessageView>, recipients: &[UserId]) {
         let others: Vec<UserId> = recipients.iter().copied().filter(|&user| user != view.sender_id).collect();
-        let (hooks, presence, view) = (self.hooks.clone(), self.presence.clone(), view.clone());
+        let (hooks, presence, view) = (self.hooks.clone(), self.presence.clone(), Arc::clone(view));
         tokio::spawn(async move {
             let online = match &presence {
                 Some(presence) => presence.online(&others).await.unwrap_or_else(|error| {
