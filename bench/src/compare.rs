@@ -86,7 +86,8 @@ pub struct Args {
     /// Rounds of the whole comparison, the systems in the given order in
     /// odd rounds and reversed in even ones; each round writes its own
     /// summaries into `round-K/`, and the top level gets each figure per
-    /// round, its median and the verdict on the median.
+    /// round, its median and the verdict on the median. An earlier run's
+    /// `round-K/` folders in `--out` are removed first.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=99))]
     repeat: u32,
 }
@@ -849,6 +850,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             faulty.join(", ")
         );
         return Ok(());
+    }
+    let cleared = rounds::clear_earlier_rounds(&args.out)?;
+    if !cleared.is_empty() {
+        eprintln!("removed an earlier run's {} from {}", cleared.join(", "), args.out.display());
     }
     let started = Instant::now();
     let mut done = Vec::new();

@@ -293,6 +293,30 @@ pub fn markdown(rounds: &[Round], aggregates: &[Aggregate], notes: &str) -> Stri
     text
 }
 
+/// Removes the `round-N` folders an earlier run left in `out`, so that a
+/// folder of this run's output holds only this run's rounds. Answers the
+/// names removed; other files and folders stay.
+pub fn clear_earlier_rounds(out: &std::path::Path) -> std::io::Result<Vec<String>> {
+    let mut removed = Vec::new();
+    let entries = match std::fs::read_dir(out) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
+        Err(error) => return Err(error),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let numbered =
+            name.strip_prefix("round-").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if numbered && entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+            removed.push(name);
+        }
+    }
+    removed.sort();
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,6 +327,26 @@ mod tests {
 
     fn value(figures: &[Figure], name: &str) -> Option<f64> {
         figures.iter().find(|figure| figure.name == name).unwrap_or_else(|| panic!("no {name}")).value
+    }
+
+    #[test]
+    fn only_the_numbered_round_folders_of_an_earlier_run_are_cleared() {
+        let out = tempfile::tempdir().unwrap();
+        for dir in ["round-1", "round-12", "round-x", "round-", "kept"] {
+            std::fs::create_dir(out.path().join(dir)).unwrap();
+        }
+        std::fs::write(out.path().join("round-1").join("summary.json"), "{}").unwrap();
+        std::fs::write(out.path().join("round-3"), "a file, not a round").unwrap();
+        std::fs::write(out.path().join("summary.md"), "kept").unwrap();
+        assert_eq!(clear_earlier_rounds(out.path()).unwrap(), ["round-1", "round-12"]);
+        let mut left: Vec<String> = std::fs::read_dir(out.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["kept", "round-", "round-3", "round-x", "summary.md"]);
+        let missing = out.path().join("not-made-yet");
+        assert!(clear_earlier_rounds(&missing).unwrap().is_empty(), "no folder yet, nothing to clear");
     }
 
     #[test]
