@@ -548,14 +548,19 @@ pub async fn chats_members_and_roles<S: Store>(store: &S) {
 
 pub async fn chat_list_orders_and_counts<S: Store>(store: &S) {
     let (alice, bob) = (user(store, "1").await, user(store, "2").await);
-    let first = group(store, alice, &[bob]).await;
-    let second = group(store, alice, &[bob]).await;
-    let third = group(store, alice, &[]).await;
-    send(store, first, bob, "one").await;
-    send(store, first, bob, "two").await;
-    send(store, second, alice, "mine").await;
+    // Each step a millisecond apart: a list orders by the millisecond, and
+    // a tie goes to the newer chat, which would hide what is tested.
+    let start = now_millis();
+    let at = |step: i64| start + step;
+    let group_at = |members: &[i64], step: i64| NewChat::group(alice, "group", members.to_vec(), at(step));
+    let first = store.create_chat(group_at(&[bob], 0)).await.unwrap().0.id;
+    let second = store.create_chat(group_at(&[bob], 1)).await.unwrap().0.id;
+    let third = store.create_chat(group_at(&[], 2)).await.unwrap().0.id;
+    for (chat, sender, text, step) in [(first, bob, "one", 3), (first, bob, "two", 4), (second, alice, "mine", 5)] {
+        store.append_message(NewMessage::text(chat, sender, text, at(step))).await.unwrap();
+    }
     // Latest activity first: `second` has the newest message.
-    let now = now_millis() + 1;
+    let now = at(6);
     let list = store.chats_of_user(alice, 10, 0, now).await.unwrap();
     let order: Vec<i64> = list.iter().map(|s| s.chat.id).collect();
     assert_eq!(order[0], second);
