@@ -140,6 +140,8 @@ fn join(mut run: Vec<Message>) -> Option<Message> {
 #[derive(Debug)]
 pub(crate) struct SharedMessages {
     frame: Frame,
+    /// When its run was queued on its connections.
+    queued_at: std::time::Instant,
     json: std::sync::OnceLock<Message>,
     msgpack: std::sync::OnceLock<Message>,
     compact: std::sync::OnceLock<Message>,
@@ -147,14 +149,21 @@ pub(crate) struct SharedMessages {
 }
 
 impl SharedMessages {
-    pub(crate) fn new(frame: Frame) -> Self {
+    /// A frame of a run queued at `queued_at`.
+    pub(crate) fn queued(frame: Frame, queued_at: std::time::Instant) -> Self {
         Self {
             frame,
+            queued_at,
             json: std::sync::OnceLock::new(),
             msgpack: std::sync::OnceLock::new(),
             compact: std::sync::OnceLock::new(),
             dialects: Default::default(),
         }
+    }
+
+    /// When its run was queued on its connections.
+    pub(crate) fn queued_at(&self) -> std::time::Instant {
+        self.queued_at
     }
 
     /// The frame's message in `encoding`; `None` when that dialect has no
@@ -198,7 +207,7 @@ mod tests {
         let reply: Event = serde_json::from_str(text.as_str()).unwrap();
         assert_eq!((reply.kind.as_str(), reply.reference.as_deref()), ("call.ringing", Some("9")));
         let frame = Frame::new(event.clone());
-        let shared = SharedMessages::new(frame);
+        let shared = SharedMessages::queued(frame, std::time::Instant::now());
         assert!(matches!(shared.get(Encoding::MsgPack), Some(Message::Binary(_))));
         let dating = Encoding::Dialect(protocol::dialect::Dialect::Dating);
         assert_eq!(shared.get(dating), None, "seed 000 has no frame for calls");

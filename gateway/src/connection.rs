@@ -121,13 +121,21 @@ struct Alarms<'p, 'f> {
 
 /// Adds the frames of `first` (or of the oldest queued run) and of the
 /// runs queued behind it to `frames`, up to a batch (a run is not split).
-fn take_queued(handle: &Handle, queue: &mut Inbox, first: Option<outbound::Run>, frames: &mut Vec<Message>) {
+/// Answers when the oldest of them was queued, if any was taken.
+fn take_queued(
+    handle: &Handle,
+    queue: &mut Inbox,
+    first: Option<outbound::Run>,
+    frames: &mut Vec<Message>,
+) -> Option<std::time::Instant> {
     let before = frames.len();
     let mut next = first.or_else(|| queue.try_recv());
+    let oldest = next.as_ref().and_then(|run| run.first()).map(codec::SharedMessages::queued_at);
     while let Some(run) = next {
         frames.extend(run.iter().filter_map(|frame| frame.get(handle.encoding)));
         next = if frames.len() - before < WRITE_BATCH { queue.try_recv() } else { None };
     }
+    oldest
 }
 
 /// Writes `frames` and the runs queued for the connection behind them
@@ -145,11 +153,15 @@ async fn write_with_queued(
     if wait && queue.is_empty() {
         tokio::task::yield_now().await;
     }
-    take_queued(handle, queue, first, &mut frames);
+    let oldest = take_queued(handle, queue, first, &mut frames);
     if packed {
         frames = codec::pack(frames);
     }
-    write_replies(alarms, handle, sink, frames).await
+    let written = write_replies(alarms, handle, sink, frames).await;
+    if written && let Some(queued_at) = oldest.filter(|_| crate::meters::sample_delivery()) {
+        crate::meters::DELIVERY_SECONDS.record(queued_at.elapsed());
+    }
+    written
 }
 
 /// `replies` written with one flush, under the same watch as queued

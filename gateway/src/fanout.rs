@@ -156,7 +156,9 @@ fn ask_everyone_to_resync(registry: &Registry) {
 /// frames it queued in all.
 pub(crate) fn deliver(registry: &Registry, run: &[Arc<Delivery>], node: u16) -> u64 {
     let Some(first) = run.first() else { return 0 };
-    let frames: outbound::Run = run.iter().map(|delivery| SharedMessages::new(delivery.frame.clone())).collect();
+    let queued_at = std::time::Instant::now();
+    let frames: outbound::Run =
+        run.iter().map(|delivery| SharedMessages::queued(delivery.frame.clone(), queued_at)).collect();
     let mut delivered = 0u64;
     for &user in &first.recipients {
         // Nothing here waits: a full queue closes its connection.

@@ -23,6 +23,29 @@ pub(crate) static ACK_SECONDS: LazyLock<Histogram> =
 /// Queueing one run of deliveries on its devices.
 pub(crate) static FANOUT_SECONDS: LazyLock<Histogram> =
     LazyLock::new(|| metrics::histogram!("switchboard_ws_fanout_seconds"));
+/// From a run's queueing on a connection to the end of the write that
+/// carried it, for the oldest run of a write: the fan-out's last stretch
+/// (the connection's turn, the encoding, the socket). One write in
+/// [`DELIVERY_SAMPLE`] per runtime thread is measured, so that the clock
+/// and the record stay off nearly every write.
+pub(crate) static DELIVERY_SECONDS: LazyLock<Histogram> =
+    LazyLock::new(|| metrics::histogram!("switchboard_ws_delivery_seconds"));
+/// One write in this many carries a [`DELIVERY_SECONDS`] sample.
+pub(crate) const DELIVERY_SAMPLE: u32 = 32;
+
+std::thread_local! {
+    static WRITES: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether this write of queued events is one to measure.
+pub(crate) fn sample_delivery() -> bool {
+    WRITES.with(|writes| {
+        let next = writes.get().wrapping_add(1);
+        writes.set(next);
+        next.is_multiple_of(DELIVERY_SAMPLE)
+    })
+}
+
 /// Commands run, by type.
 pub(crate) static COMMANDS: Family = Family::new("switchboard_ws_commands_total", "type");
 /// Events queued on devices, by type.

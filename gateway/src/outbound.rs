@@ -107,7 +107,7 @@ mod tests {
 
     fn run(frames: usize) -> Run {
         let frame = Frame::new(ServerEvent::Pong(Pong { timestamp: "t".into() }));
-        (0..frames).map(|_| SharedMessages::new(frame.clone())).collect::<Vec<_>>().into()
+        (0..frames).map(|_| SharedMessages::queued(frame.clone(), std::time::Instant::now())).collect::<Vec<_>>().into()
     }
 
     #[tokio::test]

@@ -655,3 +655,31 @@ async fn sends_acks_and_deliveries_are_counted_in_metrics() {
         assert!(after >= before + grew, "{series}: {before} -> {after}, expected to grow by {grew}");
     }
 }
+
+/// The fan-out's last stretch is timed: from a run's queueing on a
+/// connection to the end of the write that carried it, one write in 32 per
+/// runtime thread. A hundred deliveries, each its own write, take at least
+/// one sample whatever this process's other tests wrote before, on up to
+/// three runtime threads.
+#[tokio::test]
+async fn deliveries_are_timed_in_metrics() {
+    const SERIES: &str = "switchboard_ws_delivery_seconds_count";
+    let server = start().await;
+    let (alice, bob, chat) = server.pair("private").await;
+    let mut alices = server.connect(&alice).await;
+    let mut bobs = server.connect(&bob).await;
+    let before = crate::harness::metric(&server.base, SERIES).await;
+    for n in 0..100 {
+        let id = alices.send("message.send", json!({"chat_id": chat, "content": format!("timed {n}")})).await;
+        assert_eq!(alices.reply(&id).await.kind, "message.ack");
+        assert_eq!(bobs.expect("message.new").await.data["content"], format!("timed {n}"));
+    }
+    let after = crate::harness::metric(&server.base, SERIES).await;
+    assert!(after > before, "{SERIES}: {before} -> {after}");
+    let text = reqwest::get(format!("{}/metrics", server.base)).await.unwrap().text().await.unwrap();
+    let max = text
+        .lines()
+        .find_map(|line| line.strip_prefix("switchboard_ws_delivery_seconds{quantile=\"1\"} ")?.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no maximum of switchboard_ws_delivery_seconds in:\n{text}"));
+    assert!(max.is_finite() && max >= 0.0, "a delivery's age is a duration: {max}");
+}
