@@ -18,7 +18,7 @@ d=sys.argv[1]
 s=json.load(open(d+'/out/summary.json'))
 m=s['measured']
 print('p50 %.2f p99 %.2f lost %s'%(m['latency_ms']['p50'],m['latency_ms']['p99'],m['accounting']['lost']))
-for name in ('switchboard_store_commit_seconds','switchboard_ws_ack_seconds'):
+for name in ('switchboard_store_commit_seconds','switchboard_ws_ack_seconds','switchboard_ws_delivery_seconds','switchboard_ws_fanout_seconds'):
     q={}
     for line in open(d+'/m2'):
         mm=re.match(name+r'\{quantile="([^"]+)"\} (\S+)',line)
