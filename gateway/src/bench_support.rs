@@ -41,7 +41,7 @@ impl LocalConnections {
     /// The real fan-out step for consecutive deliveries to the same
     /// recipients; answers the frames queued.
     pub fn deliver(&self, run: &[Arc<Delivery>]) -> u64 {
-        deliver(&self.registry, run, 0)
+        deliver(&self.registry, run, 0, std::time::Instant::now())
     }
 
     /// Empties every queue, taking each frame in its connection's encoding

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use protocol::Encoding;
-use protocol::time::now_millis;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio_util::sync::CancellationToken;
 
@@ -117,10 +116,11 @@ impl<'g> Runs<'g> {
     fn flush(&mut self) {
         let Some(first) = self.pending.first() else { return };
         let kind = first.frame.kind();
-        let started = now_millis();
-        let delivered = deliver(&self.gateway.inner.registry, &self.pending, self.gateway.inner.config.node_id);
+        let started = std::time::Instant::now();
+        let delivered =
+            deliver(&self.gateway.inner.registry, &self.pending, self.gateway.inner.config.node_id, started);
         crate::meters::DELIVERIES.increment(kind, delivered);
-        crate::meters::FANOUT_SECONDS.record((now_millis() - started) as f64 / 1000.0);
+        crate::meters::FANOUT_SECONDS.record(started.elapsed());
         self.pending.clear();
     }
 }
@@ -152,11 +152,10 @@ fn ask_everyone_to_resync(registry: &Registry) {
 
 /// Queues `run` (deliveries of one kind for the same devices of the same
 /// recipients) on every local device of its recipients, as one shared run
-/// whose frames are encoded at most once per wire format; answers how many
-/// frames it queued in all.
-pub(crate) fn deliver(registry: &Registry, run: &[Arc<Delivery>], node: u16) -> u64 {
+/// whose frames are encoded at most once per wire format, dated
+/// `queued_at`; answers how many frames it queued in all.
+pub(crate) fn deliver(registry: &Registry, run: &[Arc<Delivery>], node: u16, queued_at: std::time::Instant) -> u64 {
     let Some(first) = run.first() else { return 0 };
-    let queued_at = std::time::Instant::now();
     let frames: outbound::Run =
         run.iter().map(|delivery| SharedMessages::queued(delivery.frame.clone(), queued_at)).collect();
     let mut delivered = 0u64;

@@ -656,11 +656,11 @@ async fn sends_acks_and_deliveries_are_counted_in_metrics() {
     }
 }
 
-/// The fan-out's last stretch is timed: from a run's queueing on a
-/// connection to the end of the write that carried it, one write in 32 per
-/// runtime thread. A hundred deliveries, each its own write, take at least
-/// one sample whatever this process's other tests wrote before, on up to
-/// three runtime threads.
+/// The fan-out is timed: queueing a run on its devices, and its last
+/// stretch, from a run's queueing on a connection to the end of the write
+/// that carried it, one write in 32 per runtime thread. A hundred
+/// deliveries, each its own write, take at least one sample whatever this
+/// process's other tests wrote before, on up to three runtime threads.
 #[tokio::test]
 async fn deliveries_are_timed_in_metrics() {
     const SERIES: &str = "switchboard_ws_delivery_seconds_count";
@@ -669,6 +669,7 @@ async fn deliveries_are_timed_in_metrics() {
     let mut alices = server.connect(&alice).await;
     let mut bobs = server.connect(&bob).await;
     let before = crate::harness::metric(&server.base, SERIES).await;
+    let fanout_before = crate::harness::metric(&server.base, "switchboard_ws_fanout_seconds_sum").await;
     for n in 0..100 {
         let id = alices.send("message.send", json!({"chat_id": chat, "content": format!("timed {n}")})).await;
         assert_eq!(alices.reply(&id).await.kind, "message.ack");
@@ -676,6 +677,10 @@ async fn deliveries_are_timed_in_metrics() {
     }
     let after = crate::harness::metric(&server.base, SERIES).await;
     assert!(after > before, "{SERIES}: {before} -> {after}");
+    // The fan-out's own time is read from a clock finer than the
+    // millisecond: a hundred runs of microseconds add up to more than 0.
+    let fanout_after = crate::harness::metric(&server.base, "switchboard_ws_fanout_seconds_sum").await;
+    assert!(fanout_after > fanout_before, "switchboard_ws_fanout_seconds_sum: {fanout_before} -> {fanout_after}");
     let text = reqwest::get(format!("{}/metrics", server.base)).await.unwrap().text().await.unwrap();
     let max = text
         .lines()
