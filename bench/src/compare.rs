@@ -224,6 +224,9 @@ struct PhaseResult {
     acked_per_s: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// In an open loop, the p99 of how late the generator's sends left
+    /// their slots: part of the latencies above, which run from the slot.
+    send_lag_p99_ms: Option<f64>,
     errors: u64,
     disconnects: u64,
     failed_connections: u64,
@@ -252,6 +255,7 @@ impl PhaseResult {
             acked_per_s: measured.acked_per_s,
             p50_ms: measured.latency_ms.p50,
             p99_ms: measured.latency_ms.p99,
+            send_lag_p99_ms: measured.send_lag_ms.map(|lag| lag.p99),
             errors: measured.errors,
             disconnects: measured.disconnects,
             failed_connections: measured.failed_connections,
@@ -663,15 +667,15 @@ fn chat_markdown(results: &[ChatResult], args: &Args) -> String {
     let mut table = format!(
         "\nChat: {} pairs of users in 1:1 chats, both sending; the maximum with one send in flight per user, \
          latency at {} msg/s in total.\n\n\
-         | system | max deliveries/s | server CPU during max (s) | generator CPU during max (s) | steal during max (s) | p50 at the fixed rate (ms) | p99 at the fixed rate (ms) | lost | duplicated | errors | disconnects |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         | system | max deliveries/s | server CPU during max (s) | generator CPU during max (s) | steal during max (s) | p50 at the fixed rate (ms) | p99 at the fixed rate (ms) | generator send lag p99 at the fixed rate (ms) | lost | duplicated | errors | disconnects |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         args.chat_pairs,
         u64::from(rate) * 2 * args.chat_pairs as u64
     );
     for r in results {
         let _ = writeln!(
             table,
-            "| {} | {:.0} | {} | {} | {} | {:.2} | {:.2} | {} |",
+            "| {} | {:.0} | {} | {} | {} | {:.2} | {:.2} | {} | {} |",
             r.faults.label(r.name),
             r.deliveries_per_s,
             seconds(r.max_phase.server_cpu_s),
@@ -679,6 +683,7 @@ fn chat_markdown(results: &[ChatResult], args: &Args) -> String {
             seconds(r.max_phase.machine_steal_s),
             r.p50_ms,
             r.p99_ms,
+            r.fixed_rate_phase.send_lag_p99_ms.map_or("-".to_owned(), |lag| format!("{lag:.2}")),
             r.faults.cells(),
         );
     }
@@ -711,19 +716,23 @@ fn seconds(value: Option<f64>) -> String {
 fn markdown(results: &[SystemResult], scenario: &serde_json::Value) -> String {
     let mut table = format!(
         "Scenario: `{scenario}` on {} cores.\n\nDurability: {DURABILITY}.\n\nFraming: {FRAMING}.\n\nSteal: {STEAL}.\n\n\
-         | system | max deliveries/s | p50 at half max (ms) | p99 at half max (ms) | p99 at the common load (ms) | server RSS (MiB) | server CPU during max (s) | generator CPU during max (s) | steal during max (s) | lost | duplicated | errors | disconnects |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         | system | max deliveries/s | p50 at half max (ms) | p99 at half max (ms) | p99 at the common load (ms) | generator send lag p99 at the common load (ms) | server RSS (MiB) | server CPU during max (s) | generator CPU during max (s) | steal during max (s) | lost | duplicated | errors | disconnects |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
     );
     for r in results {
         let _ = writeln!(
             table,
-            "| {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} | {} |",
             r.faults.label(r.name),
             r.deliveries_per_s,
             r.p50_ms,
             r.p99_ms,
             r.common_load_p99_ms.map_or("-".to_owned(), |p99| format!("{p99:.2}")),
+            r.common_load_phase
+                .as_ref()
+                .and_then(|phase| phase.send_lag_p99_ms)
+                .map_or("-".to_owned(), |lag| format!("{lag:.2}")),
             r.server_rss_bytes.map_or("-".to_owned(), |b| format!("{:.0}", b as f64 / 1_048_576.0)),
             seconds(r.server_cpu_s),
             seconds(r.max_phase.generator_cpu_s),

@@ -20,6 +20,7 @@ pub mod connect;
 pub mod dialect;
 pub mod fanout;
 pub mod net;
+pub mod pacer;
 pub mod proc_stats;
 pub mod progress;
 pub mod report;

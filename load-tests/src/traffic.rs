@@ -25,6 +25,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::dialect::{Dialect, Inbound};
 use crate::net::{self, Socket, Sources};
+use crate::pacer::Pacer;
 use crate::proc_stats::ServerProbe;
 use crate::progress::{Progress, Sample};
 
@@ -109,6 +110,11 @@ pub struct Measured {
     /// The deliveries `latency_ms` was taken from: every one in the
     /// measured window.
     pub latency_samples: u64,
+    /// In an open loop, how long after its slot each send of the measured
+    /// window left the generator: part of every latency above, since those
+    /// run from the slot. None in a closed loop, which sends at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub send_lag_ms: Option<Percentiles>,
     pub server_rss_bytes: Option<u64>,
     pub server_cpu_s: Option<f64>,
     /// The generator's own CPU seconds over the measured window.
@@ -304,6 +310,8 @@ struct Shared {
     /// run for the timeline.
     latencies: Mutex<Histogram<u64>>,
     per_second: Mutex<Vec<Histogram<u64>>>,
+    /// How late the open-loop sends of the measured window left.
+    send_lags: Mutex<Histogram<u64>>,
     /// Each finished connection's ledger.
     ledgers: Mutex<Vec<Ledger>>,
 }
@@ -319,6 +327,8 @@ struct Recorder {
     /// Latencies (µs) of `second` not handed over yet, each with whether
     /// it falls in the measured window.
     pending: Vec<(u64, bool)>,
+    /// Open-loop sends' lags (µs) in the measured window not handed over yet.
+    lags: Vec<u64>,
 }
 
 impl Recorder {
@@ -326,7 +336,15 @@ impl Recorder {
     const BATCH: usize = 256;
 
     fn new() -> Self {
-        Self { second: 0, pending: Vec::new() }
+        Self { second: 0, pending: Vec::new(), lags: Vec::new() }
+    }
+
+    /// Notes how late an open-loop send due at `due` (µs of the run's
+    /// clock) left, if it is `measured`.
+    fn left(&mut self, shared: &Shared, due: u64, measured: bool) {
+        if measured {
+            self.lags.push((shared.epoch.elapsed().as_micros() as u64).saturating_sub(due));
+        }
     }
 
     async fn record(&mut self, shared: &Shared, started: Instant, micros: u64, measured: bool) -> anyhow::Result<()> {
@@ -343,6 +361,13 @@ impl Recorder {
     }
 
     async fn flush(&mut self, shared: &Shared) -> anyhow::Result<()> {
+        if !self.lags.is_empty() {
+            let mut lags = shared.send_lags.lock().await;
+            for &micros in &self.lags {
+                lags.saturating_record(micros.max(1));
+            }
+            self.lags.clear();
+        }
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -431,29 +456,27 @@ async fn drive(me: Connection, n: usize, shared: Arc<Shared>, gate: Arc<Semaphor
         Load::Rate(rate) => (rate.max(1), 0),
         Load::Window(window) => (0, window),
     };
-    // The timer only wakes the loop; what is owed comes from the clock, so
+    // The pacer only wakes the loop; what is owed comes from the clock, so
     // a late wake-up sends the backlog instead of losing it.
-    let period = if rate > 0 { Duration::from_secs_f64(1.0 / f64::from(rate)) } else { Duration::from_secs(3600) };
-    // Each connection's schedule starts at its own point of the first
-    // period (spread by the golden ratio), as people's messages do: many
-    // senders at a low rate do not all send in the same instant.
-    let origin = started + period.mul_f64((n as f64 * 0.618_033_988_749_895) % 1.0);
-    let mut tick = tokio::time::interval_at(origin.into(), period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let schedule = Schedule::of(started, rate, n);
+    let mut pacer = if sends && window == 0 { Some(Pacer::new()?) } else { None };
     let mut n = 0u64;
     let mut due = if sends { u64::from(window) } else { 0 };
     // Set when the server closed or reset the connection during the run.
     let mut closed_by_server = false;
     'run: loop {
-        // Sends owed by the tick or by acks that freed the window.
+        // Sends owed by the schedule or by acks that freed the window.
         while due > 0 && sends && Instant::now() < until {
             due -= 1;
             n += 1;
-            let frame = dialect.send_frame(me.chat, me.user_id, shared.run_id, n, due_at(&shared, origin, rate, n));
+            let due = due_at(&shared, schedule.origin, rate, n);
+            let frame = dialect.send_frame(me.chat, me.user_id, shared.run_id, n, due);
             if socket.send(Message::Text(frame.into())).await.is_err() {
                 closed_by_server = true;
                 break;
             }
+            // How late it left its slot (part of every latency from the slot).
+            recorder.left(&shared, due, rate > 0 && Instant::now() >= measure_from);
             counters.sent.fetch_add(1, Ordering::Relaxed);
         }
         if closed_by_server {
@@ -505,9 +528,9 @@ async fn drive(me: Connection, n: usize, shared: Arc<Shared>, gate: Arc<Semaphor
                     }
                 }
             }
-            _ = tick.tick(), if rate_tick && Instant::now() < until => {
-                let owed = (Instant::now().saturating_duration_since(origin).as_secs_f64() * f64::from(rate)) as u64;
-                due = owed.saturating_sub(n);
+            woke = next_send(pacer.as_mut(), schedule.due(n + 1)), if rate_tick && Instant::now() < until => {
+                woke?;
+                due = schedule.owed(Instant::now()).saturating_sub(n);
             }
         }
     }
@@ -520,6 +543,47 @@ async fn drive(me: Connection, n: usize, shared: Arc<Shared>, gate: Arc<Semaphor
         net::close(socket).await;
     }
     Ok(())
+}
+
+/// An open loop's timetable: send `n` (from 1) is due `n / rate` seconds
+/// after `origin`.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    origin: Instant,
+    rate: u32,
+}
+
+impl Schedule {
+    /// Connection `n`'s timetable at `rate` from `started`. Each
+    /// connection's starts at its own point of the first period (spread by
+    /// the golden ratio), as people's messages do: many senders at a low
+    /// rate do not all send in the same instant.
+    fn of(started: Instant, rate: u32, n: usize) -> Self {
+        let period = if rate > 0 { Duration::from_secs_f64(1.0 / f64::from(rate)) } else { Duration::from_secs(3600) };
+        Self { origin: started + period.mul_f64((n as f64 * 0.618_033_988_749_895) % 1.0), rate }
+    }
+
+    /// When send `n` is due (rounded up to the nanosecond, so that
+    /// [`Schedule::owed`] counts it at that instant).
+    fn due(self, n: u64) -> Instant {
+        let rate = u128::from(self.rate.max(1));
+        let nanos = (u128::from(n) * 1_000_000_000).div_ceil(rate);
+        self.origin + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+
+    /// How many sends are due by `now`.
+    fn owed(self, now: Instant) -> u64 {
+        let elapsed = now.saturating_duration_since(self.origin).as_nanos();
+        u64::try_from(elapsed * u128::from(self.rate) / 1_000_000_000).unwrap_or(u64::MAX)
+    }
+}
+
+/// Resolves when the next send is due, on the open loop's pacer.
+async fn next_send(pacer: Option<&mut Pacer>, at: Instant) -> std::io::Result<()> {
+    match pacer {
+        Some(pacer) => pacer.until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// When send `n` was due, in µs of the run's clock: now in a closed loop
@@ -551,6 +615,7 @@ pub async fn run(connections: Vec<Connection>, plan: Plan, label: &str) -> anyho
         counters: Counters::default(),
         latencies: Mutex::new(latency_histogram()),
         per_second: Mutex::new(Vec::new()),
+        send_lags: Mutex::new(latency_histogram()),
         ledgers: Mutex::new(Vec::new()),
     });
     let gate = Arc::new(Semaphore::new(plan.connect_concurrency.max(1)));
@@ -622,6 +687,7 @@ pub async fn run(connections: Vec<Connection>, plan: Plan, label: &str) -> anyho
         deliveries_per_s: counters.delivered_in_window.load(Ordering::Relaxed) as f64 / seconds,
         latency_ms: Percentiles::of(&latencies),
         latency_samples: latencies.len(),
+        send_lag_ms: Some(&*shared.send_lags.lock().await).filter(|lags| !lags.is_empty()).map(Percentiles::of),
         server_rss_bytes: plan.server.rss_bytes(),
         server_cpu_s: in_window(&timeline, plan.warmup, plan.duration, |sample| sample.server_cpu_s),
         generator_cpu_s: in_window(&timeline, plan.warmup, plan.duration, |sample| sample.generator_cpu_s),

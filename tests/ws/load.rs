@@ -44,6 +44,8 @@ async fn fanout_delivers_every_message_to_every_other_member() {
     assert_eq!((accounting.expected, accounting.received), (measured.acked * 3, measured.delivered), "{measured:?}");
     assert!(accounting.is_clean() && accounting.unacked_delivered == 0, "{measured:?}");
     assert!(measured.latency_ms.p50 > 0.0 && measured.latency_ms.p99 >= measured.latency_ms.p50);
+    // A closed loop sends the moment a slot frees: no lag to report.
+    assert!(measured.send_lag_ms.is_none(), "{measured:?}");
     // Every delivery of the measured window gave its latency, none twice.
     let in_window = (measured.deliveries_per_s * args.duration_secs as f64).round() as u64;
     assert_eq!(measured.latency_samples, in_window, "{measured:?}");
@@ -120,6 +122,11 @@ async fn open_loop_rate_is_kept_and_reported() {
     assert_eq!(measured["delivered"], measured["sent"]);
     assert_eq!(measured["accounting"]["lost"], 0, "{measured}");
     assert_eq!(measured["accounting"]["expected"], measured["acked"], "{measured}");
+    // How late the sends left their slots is reported, since every latency
+    // runs from the slot.
+    let lag = &measured["send_lag_ms"];
+    let (p50, p99, max) = (lag["p50"].as_f64().unwrap(), lag["p99"].as_f64().unwrap(), lag["max"].as_f64().unwrap());
+    assert!(0.0 <= p50 && p50 <= p99 && p99 <= max, "{measured}");
     // What the hypervisor took from the machine is reported beside the server's CPU.
     assert!(measured["machine_steal_s"].as_f64().is_some_and(|steal| steal >= 0.0), "{measured}");
     assert!(report.timeline.iter().all(|sample| sample.machine_steal_s.is_some()), "{measured}");
